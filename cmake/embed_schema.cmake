@@ -1,0 +1,13 @@
+# Writes a C++ file holding every schema/NNN_name.sql, in order, as raw strings.
+separate_arguments(FILES)
+set(body "// Generated from schema/*.sql by cmake/embed_schema.cmake; do not edit.\n#include \"store/schema_files.h\"\nnamespace fetchq::store {\nconst std::vector<SchemaFile>& schema_files() {\n  static const std::vector<SchemaFile> files = {\n")
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME)
+  string(REGEX MATCH "^[0-9]+" num ${name})
+  math(EXPR num "${num}")
+  file(READ ${f} sql)
+  string(APPEND body "    {${num}, \"${name}\", R\"fqsql(${sql})fqsql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return files;\n}\n}  // namespace fetchq::store\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

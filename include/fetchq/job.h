@@ -1,0 +1,73 @@
+// The job as users see it: its status, options and the JSON shape fixed by SPEC.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace fetchq {
+
+enum class JobStatus { kWaiting, kRunning, kPaused, kCompleted, kCancelled, kError };
+
+std::string_view to_string(JobStatus status);
+std::optional<JobStatus> parse_job_status(std::string_view text);
+// completed, cancelled and error: nothing more happens to the job unless a user retries it.
+bool is_terminal(JobStatus status);
+
+// What to do when a file already exists at the job's download path.
+enum class IfExists { kError, kSkip, kOverwrite, kRename };
+std::string_view to_string(IfExists policy);
+std::optional<IfExists> parse_if_exists(std::string_view text);
+
+struct DownloadOptions {
+  int priority = 10;                         // lower runs first
+  std::optional<std::string> access_token;   // sent as a Bearer token to the original host only
+  std::optional<std::string> sha256;         // lower-case hex; checked before the file is renamed into place
+  IfExists if_exists = IfExists::kError;
+};
+
+// One submission: a URL and where it goes.
+struct DownloadRequest {
+  std::string source;
+  std::string dest;  // absolute: an existing folder, a path ending in '/', or the file's own path
+  DownloadOptions options;
+};
+
+struct Job {
+  int64_t id = 0;
+  std::string source;
+  std::string dest;
+  int priority = 10;
+  JobStatus status = JobStatus::kWaiting;
+  std::optional<std::string> download_path;
+  std::optional<std::string> job_started;  // ISO 8601 UTC with milliseconds
+  std::optional<std::string> job_ended;
+  int64_t bytes = 0;
+  int64_t total_bytes = 0;
+  std::optional<std::string> error_type;
+  std::optional<std::string> error;
+  bool cancelled = false;
+  int attempts = 0;
+  bool has_access_token = false;
+  std::string created_at;
+};
+
+// The SPEC's JSON object for a job; never carries the token.
+void to_json(nlohmann::json& out, const Job& job);
+
+// An entry of the append-only event log.
+struct Event {
+  int64_t seq = 0;
+  std::string ts;
+  int64_t job_id = 0;
+  std::string type;
+  std::string payload;  // a JSON object, as stored
+};
+
+// `{"seq", "ts", "job_id", "type", ...payload}` as `fetchq events --json` prints it.
+void to_json(nlohmann::json& out, const Event& event);
+
+}  // namespace fetchq

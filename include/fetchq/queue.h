@@ -1,0 +1,90 @@
+// DownloadQueue: the persistent download queue, embeddable in any program.
+//
+// Jobs live in an SQLite file and survive crashes, restarts and reboots. A queue runs up to
+// max_parallel transfers on one libcurl thread; fsync and database commits happen on a
+// durability thread; callbacks run on a thread of their own, so a slow or throwing callback
+// never stalls a download. All public methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fetchq/job.h"
+#include "fetchq/result.h"
+
+namespace fetchq {
+
+struct Callbacks {
+  std::function<void(const Job&)> on_start;
+  std::function<void(const Job&)> on_progress;
+  std::function<void(const Job&)> on_complete;
+  std::function<void(const Job&)> on_error;
+  std::function<void(const Job&)> on_cancelled;
+  std::function<void(const Job&)> on_paused;
+};
+
+struct QueueOptions {
+  std::string db_path;
+  int max_parallel = 5;
+  std::chrono::milliseconds checkpoint_interval{2000};
+  std::chrono::milliseconds progress_interval{1000};
+  std::chrono::milliseconds connect_timeout{30000};
+  std::chrono::milliseconds stall_timeout{30000};  // no byte for this long: drop and retry
+  int max_attempts = 8;                            // passing failures in a row without progress
+  std::chrono::milliseconds retry_base_delay{1000};
+  std::chrono::milliseconds retry_max_delay{60000};
+  // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state file).
+  std::optional<std::vector<int64_t>> only_jobs;
+  // When non-empty, destinations must lie under one of these folders (symbolic links resolved).
+  std::vector<std::string> download_roots;
+  Callbacks callbacks;
+};
+
+struct ListFilter {
+  std::optional<JobStatus> status;
+  int64_t after_id = 0;
+  int64_t limit = -1;  // -1: all
+};
+
+struct QueueStats {
+  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
+  double bytes_per_second = 0;
+  double uptime_seconds = 0;
+};
+
+class DownloadQueue {
+ public:
+  // Opens (or creates) the database, recovers jobs left running by a crash and starts the
+  // threads. Fails with kBusy when another live process runs a queue on the same file.
+  static Result<std::unique_ptr<DownloadQueue>> open(QueueOptions options);
+  virtual ~DownloadQueue() = default;
+
+  virtual Result<Job> download(const DownloadRequest& request) = 0;
+  // All or nothing: one invalid entry rejects the whole batch.
+  virtual Result<std::vector<Job>> download_batch(const std::vector<DownloadRequest>& requests) = 0;
+  virtual std::vector<Job> list_jobs(const ListFilter& filter = {}) = 0;
+  virtual std::optional<Job> id_to_job(int64_t id) = 0;
+  virtual Result<Job> cancel_job(int64_t id) = 0;
+  virtual Result<Job> pause_job(int64_t id) = 0;
+  virtual Result<Job> resume_job(int64_t id) = 0;
+  virtual Result<Job> retry_job(int64_t id) = 0;
+  virtual int64_t cancel_all_jobs() = 0;
+  virtual int64_t prune_jobs() = 0;
+  // Waits until none of `ids` (all jobs when empty) is waiting or running. False on timeout.
+  virtual bool join(std::optional<std::chrono::milliseconds> timeout = std::nullopt,
+                    const std::vector<int64_t>& ids = {}) = 0;
+  virtual QueueStats stats() = 0;
+  // Events with seq > since, oldest first, waiting up to `wait` for the first one.
+  virtual std::vector<Event> events_since(int64_t since, int64_t limit,
+                                          std::chrono::milliseconds wait) = 0;
+  // Stops every transfer, checkpoints it and leaves it waiting for the next start. Idempotent;
+  // the destructor calls it.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace fetchq

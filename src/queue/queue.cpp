@@ -1,0 +1,760 @@
+// The queue: decides what runs, turns transfer reports into durable state, events and callbacks.
+//
+// Threads: the engine's transfer thread reports into inbox_; the loop thread takes batches from
+// it, does the file-system work (fdatasync, fsync, rename) first and then writes all resulting
+// state and events in one transaction (group commit), then claims more jobs. Lock order is
+// mu_ before the store's own lock, never the reverse.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <variant>
+
+#include "fetchq/queue.h"
+#include "queue/callback_runner.h"
+#include "queue/request_check.h"
+#include "store/store.h"
+#include "transfer/engine.h"
+#include "util/clock.h"
+#include "util/fs.h"
+
+namespace fetchq {
+namespace {
+
+using json = nlohmann::json;
+using Clock = util::SteadyClock;
+
+struct StartedMsg {
+  int64_t id;
+  int attempt;
+  transfer::Started s;
+};
+struct ProgressMsg {
+  int64_t id;
+  int attempt;
+  int64_t bytes, total;
+};
+struct CheckpointMsg {
+  int64_t id;
+  int attempt;
+  std::shared_ptr<transfer::PartFile> file;
+  int64_t bytes;
+};
+struct FinishedMsg {
+  int64_t id;
+  int attempt;
+  transfer::Result r;
+};
+using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
+
+enum class Stop { kNone, kCancel, kPause, kShutdown };
+
+// A job handed to the engine and not yet settled.
+struct Active {
+  int attempt = 0;
+  std::string source;
+  std::string download_path;
+  Stop stop = Stop::kNone;
+  bool finishing = false;  // renaming into place: too late to cancel
+  bool resumed = false;
+  int failures = 0;
+  std::optional<std::string> sha256;
+  IfExists if_exists = IfExists::kError;
+};
+
+class Queue final : public DownloadQueue, public transfer::Observer {
+ public:
+  Queue(QueueOptions options, std::unique_ptr<store::Store> store)
+      : opts_(std::move(options)), store_(std::move(store)), rng_(std::random_device{}()) {
+    last_seq_ = store_->last_event_seq();
+    int64_t recovered = store_->recover_running();
+    if (recovered > 0) spdlog::info("{} job(s) left running by the last stop will resume", recovered);
+    transfer::EngineOptions eo;
+    eo.connect_timeout = opts_.connect_timeout;
+    eo.stall_timeout = opts_.stall_timeout;
+    eo.progress_interval = opts_.progress_interval;
+    eo.checkpoint_interval = opts_.checkpoint_interval;
+    engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
+    started_at_ = Clock::now();
+    loop_ = std::thread([this] { loop(); });
+  }
+
+  ~Queue() override { shutdown(); }
+
+  Result<Job> download(const DownloadRequest& request) override {
+    auto jobs = download_batch({request});
+    if (!jobs) return jobs.error();
+    return std::move(jobs.value().front());
+  }
+
+  Result<std::vector<Job>> download_batch(const std::vector<DownloadRequest>& requests) override {
+    std::vector<store::NewJob> news;
+    news.reserve(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto nj = queue::check_request(requests[i], opts_.download_roots);
+      if (!nj) {
+        auto e = nj.error();
+        if (requests.size() > 1) e.message = "job " + std::to_string(i) + ": " + e.message;
+        return e;
+      }
+      news.push_back(std::move(nj.value()));
+    }
+    std::vector<Job> jobs;
+    try {
+      jobs = store_->insert_jobs(news, util::now_iso8601());
+    } catch (const std::exception& e) {
+      return make_error(ErrorCode::kStorage, std::string("cannot store the jobs: ") + e.what());
+    }
+    wake();
+    return jobs;
+  }
+
+  std::vector<Job> list_jobs(const ListFilter& filter) override { return store_->list_jobs(filter); }
+  std::optional<Job> id_to_job(int64_t id) override { return store_->get_job(id); }
+
+  Result<Job> cancel_job(int64_t id) override {
+    std::unique_lock lk(mu_);
+    auto job = store_->get_job(id);
+    if (!job) return not_found(id);
+    if (job->status == JobStatus::kCancelled) return *job;
+    auto it = active_.find(id);
+    if (it != active_.end() && it->second.finishing) {
+      return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is completing");
+    }
+    const std::string now = util::now_iso8601();
+    bool changed = false;
+    store_->transaction([&] {
+      changed = store_->change_status(
+          id, {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}, JobStatus::kCancelled, now);
+      if (changed) append_event(id, "download_cancelled", {{"source", job->source}});
+    });
+    if (!changed) {
+      return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " already ended (" +
+                                                    std::string(to_string(job->status)) + ")");
+    }
+    if (it != active_.end()) {
+      it->second.stop = Stop::kCancel;  // the .part goes once the transfer has let go of it
+      engine_->stop(id);
+    } else if (job->download_path && !paths_.held(*job->download_path)) {
+      ::unlink((*job->download_path + ".part").c_str());
+    }
+    lk.unlock();
+    notify_changed();
+    return after_change(id, opts_.callbacks.on_cancelled);
+  }
+
+  Result<Job> pause_job(int64_t id) override {
+    std::unique_lock lk(mu_);
+    auto job = store_->get_job(id);
+    if (!job) return not_found(id);
+    if (job->status == JobStatus::kPaused) return *job;
+    auto it = active_.find(id);
+    if (it != active_.end() && it->second.finishing) {
+      return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is completing");
+    }
+    bool changed = false;
+    store_->transaction([&] {
+      changed = store_->change_status(id, {JobStatus::kWaiting, JobStatus::kRunning},
+                                      JobStatus::kPaused, util::now_iso8601());
+      if (changed) append_event(id, "download_paused", {{"source", job->source}});
+    });
+    if (!changed) {
+      return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is " +
+                                                    std::string(to_string(job->status)) +
+                                                    ": only waiting or running jobs pause");
+    }
+    if (it != active_.end()) {
+      it->second.stop = Stop::kPause;
+      engine_->stop(id);
+    }
+    lk.unlock();
+    notify_changed();
+    return after_change(id, opts_.callbacks.on_paused);
+  }
+
+  Result<Job> resume_job(int64_t id) override {
+    return back_to_waiting(id, JobStatus::kPaused, "only paused jobs resume");
+  }
+
+  Result<Job> retry_job(int64_t id) override {
+    return back_to_waiting(id, JobStatus::kError, "only jobs that ended in error are retried");
+  }
+
+  int64_t cancel_all_jobs() override {
+    int64_t n = 0;
+    for (int64_t id : store_->ids_in({JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused})) {
+      auto r = cancel_job(id);
+      if (r && r->status == JobStatus::kCancelled) ++n;
+    }
+    return n;
+  }
+
+  int64_t prune_jobs() override {
+    std::lock_guard lk(mu_);
+    auto pruned = store_->prune(util::now_iso8601());
+    for (const auto& p : pruned) {
+      // An error job keeps its .part for retry; once pruned nobody will resume it.
+      if (p.status == JobStatus::kError && p.download_path && !paths_.held(*p.download_path)) {
+        ::unlink((*p.download_path + ".part").c_str());
+      }
+    }
+    return static_cast<int64_t>(pruned.size());
+  }
+
+  bool join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& ids) override {
+    auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
+    std::unique_lock lk(changed_mu_);
+    for (;;) {
+      int64_t seen = change_count_;
+      lk.unlock();
+      bool done = store_->count_unfinished(ids) == 0;
+      lk.lock();
+      if (done) return true;
+      auto pred = [&] { return change_count_ != seen; };
+      if (timeout) {
+        if (!changed_cv_.wait_until(lk, deadline, pred)) return false;
+      } else {
+        changed_cv_.wait(lk, pred);
+      }
+    }
+  }
+
+  QueueStats stats() override {
+    auto c = store_->counts();
+    QueueStats s;
+    s.waiting = c.waiting;
+    s.running = c.running;
+    s.paused = c.paused;
+    s.completed = c.completed;
+    s.cancelled = c.cancelled;
+    s.error = c.error;
+    s.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_at_).count();
+    std::lock_guard lk(mu_);
+    s.bytes_per_second = rate_;
+    return s;
+  }
+
+  std::vector<Event> events_since(int64_t since, int64_t limit, std::chrono::milliseconds wait) override {
+    auto deadline = Clock::now() + wait;
+    {
+      std::unique_lock lk(changed_mu_);
+      changed_cv_.wait_until(lk, deadline, [&] { return last_seq_ > since || closed_; });
+    }
+    return store_->events_since(since, limit, std::nullopt);
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard lk(mu_);
+      if (shut_) return;
+      shut_ = true;
+      for (auto& [id, a] : active_) {
+        if (a.stop == Stop::kNone) a.stop = Stop::kShutdown;
+      }
+    }
+    engine_->stop_all();
+    engine_->wait_idle();
+    {
+      std::lock_guard lk(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    loop_.join();
+    engine_.reset();
+    callbacks_.drain();
+    {
+      std::lock_guard lk(changed_mu_);
+      closed_ = true;
+    }
+    changed_cv_.notify_all();
+  }
+
+ private:
+  // ---- engine reports (engine thread): queue them for the loop.
+  void on_started(int64_t id, int attempt, const transfer::Started& s) override {
+    post(StartedMsg{id, attempt, s});
+  }
+  void on_progress(int64_t id, int attempt, int64_t bytes, int64_t total) override {
+    post(ProgressMsg{id, attempt, bytes, total});
+  }
+  void on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
+                     int64_t bytes) override {
+    post(CheckpointMsg{id, attempt, std::move(file), bytes});
+  }
+  void on_finished(int64_t id, int attempt, transfer::Result r) override {
+    post(FinishedMsg{id, attempt, std::move(r)});
+  }
+
+  void post(Msg m) {
+    {
+      std::lock_guard lk(mu_);
+      inbox_.push_back(std::move(m));
+    }
+    cv_.notify_one();
+  }
+
+  void wake() {
+    {
+      std::lock_guard lk(mu_);
+      wake_ = true;
+    }
+    cv_.notify_one();
+  }
+
+  void notify_changed() {
+    {
+      std::lock_guard lk(changed_mu_);
+      ++change_count_;
+    }
+    changed_cv_.notify_all();
+  }
+
+  static Error not_found(int64_t id) {
+    return make_error(ErrorCode::kNotFound, "no job with id " + std::to_string(id));
+  }
+
+  Result<Job> after_change(int64_t id, const std::function<void(const Job&)>& cb) {
+    auto job = store_->get_job(id);
+    if (!job) return not_found(id);
+    if (cb) callbacks_.post([cb, j = *job] { cb(j); });
+    return *job;
+  }
+
+  Result<Job> back_to_waiting(int64_t id, JobStatus from, const char* rule) {
+    std::unique_lock lk(mu_);
+    auto job = store_->get_job(id);
+    if (!job) return not_found(id);
+    if (!store_->change_status(id, {from}, JobStatus::kWaiting, util::now_iso8601())) {
+      if (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning) return *job;
+      return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is " +
+                                                    std::string(to_string(job->status)) + ": " + rule);
+    }
+    wake_ = true;
+    lk.unlock();
+    cv_.notify_one();
+    notify_changed();
+    return after_change(id, nullptr);
+  }
+
+  // Appends an event; the caller is inside a store transaction (or needs none).
+  void append_event(int64_t job_id, const char* type, const json& payload) {
+    int64_t seq = store_->append_event(job_id, type, payload.dump(), util::now_iso8601());
+    std::lock_guard lk(changed_mu_);
+    last_seq_ = std::max(last_seq_, seq);
+  }
+
+  // ---- the loop thread
+  void loop() {
+    for (;;) {
+      std::vector<Msg> batch;
+      {
+        std::unique_lock lk(mu_);
+        auto until = next_wake_;
+        cv_.wait_until(lk, until, [&] { return !inbox_.empty() || wake_ || quit_; });
+        if (quit_ && inbox_.empty()) return;
+        wake_ = false;
+        batch.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(inbox_.end()));
+        inbox_.clear();
+      }
+      if (!batch.empty()) process(batch);
+      schedule();
+    }
+  }
+
+  void process(std::vector<Msg>& batch) {
+    std::vector<std::function<void()>> db_ops;    // run inside one transaction
+    std::vector<std::function<void()>> after_ops; // run after the commit
+    for (auto& m : batch) {
+      std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
+    }
+    if (!db_ops.empty()) {
+      try {
+        store_->transaction([&] {
+          for (auto& op : db_ops) op();
+        });
+      } catch (const std::exception& e) {
+        spdlog::error("cannot record job state: {}", e.what());
+      }
+    }
+    for (auto& op : after_ops) op();
+    notify_changed();
+  }
+
+  using Ops = std::vector<std::function<void()>>;
+
+  void handle(StartedMsg& m, Ops& db, Ops& after) {
+    std::string source;
+    {
+      std::lock_guard lk(mu_);
+      auto it = active_.find(m.id);
+      if (it == active_.end() || it->second.attempt != m.attempt) return;
+      it->second.download_path = m.s.download_path;
+      it->second.resumed = m.s.from_bytes > 0;
+      source = it->second.source;
+    }
+    db.push_back([this, m, source] {
+      store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
+                            m.s.from_bytes};
+      if (!store_->set_started(m.id, m.attempt, info)) return;
+      if (m.s.restarted) store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+      append_event(m.id, "download_started", {{"source", source}, {"download_path", m.s.download_path}});
+      if (m.s.from_bytes > 0) {
+        append_event(m.id, "download_resumed", {{"source", source}, {"from_bytes", m.s.from_bytes}});
+      }
+      if (m.s.restarted) {
+        append_event(m.id, "download_restarted", {{"source", source}, {"reason", m.s.restart_reason}});
+      }
+    });
+    after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
+  }
+
+  void handle(ProgressMsg& m, Ops& db, Ops& after) {
+    std::string source, path;
+    {
+      std::lock_guard lk(mu_);
+      auto it = active_.find(m.id);
+      if (it == active_.end() || it->second.attempt != m.attempt) return;
+      source = it->second.source;
+      path = it->second.download_path;
+      note_bytes(m.id, m.bytes);
+    }
+    db.push_back([this, m, source, path] {
+      if (!store_->set_progress(m.id, m.attempt, m.bytes, m.total)) return;
+      append_event(m.id, "download_progress", {{"source", source}, {"download_path", path},
+                                               {"current_bytes", m.bytes}, {"total_bytes", m.total}});
+    });
+    after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
+  }
+
+  void handle(CheckpointMsg& m, Ops& db, Ops&) {
+    // Data first, then the byte count that promises it.
+    if (::fdatasync(m.file->fd()) != 0) {
+      spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
+      return;
+    }
+    db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes] {
+      store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+    });
+  }
+
+  void handle(FinishedMsg& m, Ops& db, Ops& after) {
+    Active a;
+    {
+      std::lock_guard lk(mu_);
+      auto it = active_.find(m.id);
+      if (it == active_.end() || it->second.attempt != m.attempt) {
+        if (m.r.path_held) paths_.release(m.r.download_path);
+        return;
+      }
+      if (it->second.stop == Stop::kNone && m.r.outcome == transfer::Outcome::kCompleted) {
+        it->second.finishing = true;
+      }
+      a = it->second;
+    }
+    auto& r = m.r;
+    const int64_t id = m.id;
+    const int attempt = m.attempt;
+    auto release = [this, id, held = r.path_held, path = r.download_path] {
+      if (held) paths_.release(path);
+      {
+        std::lock_guard lk(mu_);
+        active_.erase(id);
+      }
+    };
+    if (a.stop == Stop::kCancel) {
+      if (r.file) ::unlink(r.file->part_path().c_str());
+      after.push_back(release);
+      return;
+    }
+    if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
+      // Pause or shutdown: keep the .part and promise what is in it.
+      bool synced = r.file && ::fdatasync(r.file->fd()) == 0;
+      db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
+        if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+        if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt);
+      });
+      after.push_back(release);
+      return;
+    }
+    switch (r.outcome) {
+      case transfer::Outcome::kCompleted: complete(m, a, db, after); break;
+      case transfer::Outcome::kAlreadyThere: already_there(m, a, db, after); break;
+      default: failed(m, a, db, after); break;
+    }
+    after.push_back(release);
+  }
+
+  void complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+    auto& r = m.r;
+    const std::string& path = r.download_path;
+    const std::string part = path + ".part";
+    auto st = ::fsync(r.file->fd()) == 0 ? Status(Ok{})
+                                        : Status(make_error(ErrorCode::kIo, util::errno_message("fsync", part, errno)));
+    if (st && a.sha256) {
+      auto sum = util::sha256_file(part);
+      if (!sum) {
+        st = sum.error();
+      } else if (*sum != *a.sha256) {
+        transfer::Failure f{"ChecksumMismatch",
+                            "sha256 of " + part + " is " + *sum + ", expected " + *a.sha256, false,
+                            std::nullopt, false};
+        if (a.resumed) {  // a resumed file may hide a bad splice: one more try, from zero
+          f.retryable = true;
+          f.restart_from_zero = true;
+        }
+        r.failure = f;
+        r.outcome = transfer::Outcome::kFailed;
+        unmark_finishing(m.id);
+        return failed(m, a, db, after);
+      }
+    }
+    if (st) st = rename_into_place(part, path, a.if_exists);
+    if (st) st = util::fsync_parent(path);
+    if (!st) {
+      r.failure = transfer::Failure{st.error().message.find("exists") != std::string::npos
+                                        ? "DestinationExists" : "DiskError",
+                                    st.error().message, false, std::nullopt, false};
+      r.outcome = transfer::Outcome::kFailed;
+      unmark_finishing(m.id);
+      return failed(m, a, db, after);
+    }
+    db.push_back([this, id = m.id, attempt = m.attempt, bytes = r.bytes, source = a.source, path] {
+      store::Finish f;
+      f.status = JobStatus::kCompleted;
+      f.bytes = bytes;
+      f.total_bytes = bytes;
+      if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
+      store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+      append_event(id, "download_progress", {{"source", source}, {"download_path", path},
+                                             {"current_bytes", bytes}, {"total_bytes", bytes}});
+      append_event(id, "download_complete", {{"source", source}, {"download_path", path},
+                                             {"total_bytes", bytes}});
+    });
+    after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
+  }
+
+  void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+    auto& r = m.r;
+    if (r.file) ::unlink(r.file->part_path().c_str());
+    if (a.sha256) {
+      auto sum = util::sha256_file(r.download_path);
+      if (!sum || *sum != *a.sha256) {
+        r.failure = transfer::Failure{"DestinationExists",
+                                      r.download_path + " already exists and its sha256 differs (if_exists is skip)",
+                                      false, std::nullopt, false};
+        r.outcome = transfer::Outcome::kFailed;
+        return failed(m, a, db, after);
+      }
+    }
+    db.push_back([this, id = m.id, attempt = m.attempt, bytes = r.bytes, source = a.source,
+                  path = r.download_path] {
+      store::Finish f;
+      f.bytes = bytes;
+      f.total_bytes = bytes;
+      store::StartInfo info{path, bytes, "", "", bytes};
+      store_->set_started(id, attempt, info);
+      if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
+      append_event(id, "download_complete", {{"source", source}, {"download_path", path},
+                                             {"total_bytes", bytes}});
+    });
+    after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
+  }
+
+  void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+    auto& r = m.r;
+    const auto& f = r.failure;
+    int failures = r.progressed ? 1 : a.failures + 1;
+    bool retry = f.retryable && failures < opts_.max_attempts;
+    bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
+    if (r.file && r.bytes == 0 && !a.resumed) ::unlink(r.file->part_path().c_str());
+    if (retry) {
+      int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
+      db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
+                    source = a.source] {
+        if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+        if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, f.type, f.message)) return;
+        if (f.restart_from_zero) {
+          store_->reset_resume_state(id);
+          append_event(id, "download_restarted", {{"source", source}, {"reason", f.message}});
+        }
+        append_event(id, "download_retrying", {{"source", source}, {"attempt", attempt},
+                                               {"delay_s", static_cast<double>(delay) / 1000.0},
+                                               {"reason", f.type + ": " + f.message}});
+      });
+      after.push_back([this, id = m.id, type = f.type, message = f.message, delay] {
+        spdlog::info("job {}: {} ({}); retrying in {} ms", id, type, message, delay);
+        std::lock_guard lk(mu_);
+        next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(delay));
+      });
+      return;
+    }
+    db.push_back([this, id = m.id, attempt = m.attempt, f, synced, bytes = r.bytes, source = a.source] {
+      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+      if (f.restart_from_zero) store_->reset_resume_state(id);
+      store::Finish fin;
+      fin.status = JobStatus::kError;
+      fin.bytes = f.restart_from_zero ? 0 : bytes;
+      fin.error_type = f.type;
+      fin.error = f.message;
+      if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
+      append_event(id, "download_error", {{"source", source}, {"error_type", f.type}, {"error", f.message}});
+    });
+    after.push_back([this, id = m.id, type = f.type, message = f.message] {
+      spdlog::warn("job {} failed: {}: {}", id, type, message);
+      fire(id, opts_.callbacks.on_error);
+    });
+  }
+
+  int64_t retry_delay_ms(int failures, std::optional<int64_t> retry_after, bool immediate) {
+    if (immediate) return 0;
+    if (retry_after) return std::clamp<int64_t>(*retry_after, 0, 3600 * 1000);
+    double base = static_cast<double>(opts_.retry_base_delay.count()) * std::pow(2.0, failures - 1);
+    base = std::min(base, static_cast<double>(opts_.retry_max_delay.count()));
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    std::lock_guard lk(mu_);
+    return static_cast<int64_t>(base * jitter(rng_));
+  }
+
+  void unmark_finishing(int64_t id) {
+    std::lock_guard lk(mu_);
+    auto it = active_.find(id);
+    if (it != active_.end()) it->second.finishing = false;
+  }
+
+  // rename(2), but without replacing an existing file unless the job asked to overwrite.
+  static Status rename_into_place(const std::string& part, const std::string& path, IfExists policy) {
+    int rc = policy == IfExists::kOverwrite
+                 ? ::rename(part.c_str(), path.c_str())
+                 : ::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+    if (rc == 0) return Ok{};
+    int err = errno;
+    if (err == EEXIST) {
+      return make_error(ErrorCode::kIo, path + " already exists; the download stays in " + part);
+    }
+    return make_error(ErrorCode::kIo, util::errno_message("rename " + part + " to", path, err));
+  }
+
+  void fire(int64_t id, const std::function<void(const Job&)>& cb) {
+    if (!cb) return;
+    auto job = store_->get_job(id);
+    if (job) callbacks_.post([cb, j = *job] { cb(j); });
+  }
+
+  // Keeps a rough transfer rate for stats; caller holds mu_.
+  void note_bytes(int64_t id, int64_t bytes) {
+    auto now = Clock::now();
+    auto& prev = last_bytes_[id];
+    if (bytes > prev) window_bytes_ += bytes - prev;
+    prev = bytes;
+    double secs = std::chrono::duration<double>(now - window_start_).count();
+    if (secs >= 2.0) {
+      rate_ = static_cast<double>(window_bytes_) / secs;
+      window_bytes_ = 0;
+      window_start_ = now;
+    }
+  }
+
+  // Claims what fits in the free slots and hands it to the engine.
+  void schedule() {
+    std::unique_lock lk(mu_);
+    next_wake_ = Clock::now() + std::chrono::seconds(5);
+    if (shut_) return;
+    int free = opts_.max_parallel - static_cast<int>(active_.size());
+    if (free > 0) {
+      std::vector<store::ClaimedJob> claimed;
+      try {
+        claimed = store_->claim(free, util::now_unix_ms(), opts_.only_jobs, util::now_iso8601());
+      } catch (const std::exception& e) {
+        spdlog::error("cannot claim jobs: {}", e.what());
+        return;
+      }
+      for (auto& c : claimed) start(c);
+    }
+    if (auto next = store_->next_retry_ms(opts_.only_jobs)) {
+      int64_t in = std::max<int64_t>(0, *next - util::now_unix_ms());
+      next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(in + 5));
+    }
+  }
+
+  // Caller holds mu_.
+  void start(const store::ClaimedJob& c) {
+    transfer::Request req;
+    req.job_id = c.job.id;
+    req.attempt = c.attempt;
+    req.url = c.job.source;
+    req.dest = c.job.dest;
+    req.dest_is_dir = c.dest_is_dir;
+    req.if_exists = c.if_exists;
+    req.download_path = c.job.download_path;
+    req.etag = c.etag;
+    req.last_modified = c.last_modified;
+    req.access_token = c.access_token;
+    if (c.job.download_path) {
+      auto part = util::file_size(*c.job.download_path + ".part");
+      if (part) {
+        // Same boot: the page cache survived, every byte in the file is real. After a reboot
+        // only the synced checkpoint is.
+        req.offset = c.checkpoint_boot_id == util::boot_id() ? *part
+                                                             : std::min(*part, c.checkpoint_bytes);
+      }
+    }
+    Active a;
+    a.attempt = c.attempt;
+    a.source = c.job.source;
+    a.download_path = c.job.download_path.value_or("");
+    a.failures = c.failures;
+    a.sha256 = c.sha256;
+    a.if_exists = c.if_exists;
+    active_[c.job.id] = std::move(a);
+    engine_->submit(std::move(req));
+  }
+
+  QueueOptions opts_;
+  std::unique_ptr<store::Store> store_;
+  transfer::PathRegistry paths_;
+  queue::CallbackRunner callbacks_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Msg> inbox_;
+  std::map<int64_t, Active> active_;
+  bool wake_ = true;
+  bool quit_ = false;
+  bool shut_ = false;
+  Clock::time_point next_wake_ = Clock::now();
+  std::mt19937_64 rng_;
+  std::map<int64_t, int64_t> last_bytes_;
+  int64_t window_bytes_ = 0;
+  Clock::time_point window_start_ = Clock::now();
+  double rate_ = 0;
+
+  std::mutex changed_mu_;
+  std::condition_variable changed_cv_;
+  int64_t change_count_ = 0;
+  int64_t last_seq_ = 0;
+  bool closed_ = false;
+
+  Clock::time_point started_at_;
+  std::unique_ptr<transfer::Engine> engine_;
+  std::thread loop_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
+  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  auto store = store::open_sqlite_store(options.db_path, {});
+  if (!store) return store.error();
+  return std::unique_ptr<DownloadQueue>(
+      std::make_unique<Queue>(std::move(options), std::move(store.value())));
+}
+
+}  // namespace fetchq

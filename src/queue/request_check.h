@@ -1,0 +1,24 @@
+// Checks a submission before it is accepted: URL scheme, destination, options, download roots.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fetchq/job.h"
+#include "fetchq/result.h"
+#include "store/store.h"
+
+namespace fetchq::queue {
+
+// http and https only, with a host. The message says what is wrong.
+Status check_source_url(const std::string& url);
+
+// True when `path` lies under one of `roots` once "..", "." and symbolic links of its existing
+// part are resolved. Roots are resolved the same way.
+bool is_under_roots(const std::string& path, const std::vector<std::string>& roots);
+
+// Validates one request and works out whether dest is a folder and, if not, the file's path.
+Result<store::NewJob> check_request(const DownloadRequest& request,
+                                    const std::vector<std::string>& download_roots);
+
+}  // namespace fetchq::queue

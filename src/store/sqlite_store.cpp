@@ -1,0 +1,558 @@
+// The SQLite implementation of Store (WAL, cached statements, one lock for all callers).
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <map>
+#include <mutex>
+
+#include "store/schema_files.h"
+#include "store/store.h"
+#include "util/fs.h"
+
+namespace fetchq::store {
+namespace {
+
+constexpr const char* kJobColumns =
+    "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
+    "total_bytes, error_type, error, cancelled, attempts, "
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at";
+
+std::optional<std::string> opt_text(const SQLite::Column& c) {
+  if (c.isNull()) return std::nullopt;
+  return c.getString();
+}
+
+Job read_job(SQLite::Statement& q, int base = 0) {
+  Job j;
+  j.id = q.getColumn(base + 0).getInt64();
+  j.source = q.getColumn(base + 1).getString();
+  j.dest = q.getColumn(base + 2).getString();
+  j.priority = q.getColumn(base + 3).getInt();
+  j.status = parse_job_status(q.getColumn(base + 4).getString()).value_or(JobStatus::kError);
+  j.download_path = opt_text(q.getColumn(base + 5));
+  j.job_started = opt_text(q.getColumn(base + 6));
+  j.job_ended = opt_text(q.getColumn(base + 7));
+  j.bytes = q.getColumn(base + 8).getInt64();
+  j.total_bytes = q.getColumn(base + 9).getInt64();
+  j.error_type = opt_text(q.getColumn(base + 10));
+  j.error = opt_text(q.getColumn(base + 11));
+  j.cancelled = q.getColumn(base + 12).getInt() != 0;
+  j.attempts = q.getColumn(base + 13).getInt();
+  j.has_access_token = q.getColumn(base + 14).getInt() != 0;
+  j.created_at = q.getColumn(base + 15).getString();
+  return j;
+}
+
+void bind_opt(SQLite::Statement& q, int index, const std::optional<std::string>& v) {
+  if (v) {
+    q.bind(index, *v);
+  } else {
+    q.bind(index);
+  }
+}
+
+std::string status_list(const std::vector<JobStatus>& statuses) {
+  std::string s;
+  for (auto st : statuses) {
+    if (!s.empty()) s += ",";
+    s += "'" + std::string(to_string(st)) + "'";
+  }
+  return s;
+}
+
+std::string id_list(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (auto id : ids) {
+    if (!s.empty()) s += ",";
+    s += std::to_string(id);
+  }
+  return s;
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::unique_ptr<SQLite::Database> db, std::optional<util::LockFile> lock)
+      : db_(std::move(db)), lock_(std::move(lock)) {}
+
+  void transaction(const std::function<void()>& body) override {
+    std::lock_guard lk(mu_);
+    if (depth_ > 0) {  // already inside one: join it
+      body();
+      return;
+    }
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    ++depth_;
+    try {
+      body();
+    } catch (...) {
+      --depth_;
+      throw;  // tx rolls back in its destructor
+    }
+    --depth_;
+    tx.commit();
+  }
+
+  std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) override {
+    std::vector<Job> out;
+    out.reserve(jobs.size());
+    transaction([&] {
+      auto& ins = stmt(
+          "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
+          "dest_is_dir, if_exists, sha256) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?)");
+      auto& tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
+      for (const auto& nj : jobs) {
+        const auto& r = nj.request;
+        ins.reset();
+        ins.clearBindings();
+        ins.bind(1, r.source);
+        ins.bind(2, r.dest);
+        ins.bind(3, r.options.priority);
+        bind_opt(ins, 4, nj.download_path);
+        ins.bind(5, now);
+        ins.bind(6, nj.dest_is_dir ? 1 : 0);
+        ins.bind(7, std::string(to_string(r.options.if_exists)));
+        bind_opt(ins, 8, r.options.sha256);
+        ins.exec();
+        Job j;
+        j.id = db_->getLastInsertRowid();
+        j.source = r.source;
+        j.dest = r.dest;
+        j.priority = r.options.priority;
+        j.download_path = nj.download_path;
+        j.created_at = now;
+        j.has_access_token = r.options.access_token.has_value();
+        if (r.options.access_token) {
+          tok.reset();
+          tok.bind(1, static_cast<int64_t>(j.id));
+          tok.bind(2, *r.options.access_token);
+          tok.exec();
+        }
+        out.push_back(std::move(j));
+      }
+    });
+    return out;
+  }
+
+  std::vector<ClaimedJob> claim(int n, int64_t now_ms,
+                                const std::optional<std::vector<int64_t>>& only,
+                                const std::string& now) override {
+    std::vector<ClaimedJob> out;
+    if (n <= 0) return out;
+    transaction([&] {
+      std::string sql = std::string("SELECT ") + kJobColumns +
+                        ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
+                        "etag, last_modified, failures, "
+                        "(SELECT token FROM tokens t WHERE t.job_id = jobs.id) "
+                        "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
+                        "not_before_ms <= ? ";
+      if (only) sql += "AND id IN (" + id_list(*only) + ") ";
+      sql += "ORDER BY priority, id LIMIT ?";
+      SQLite::Statement q(*db_, sql);
+      q.bind(1, static_cast<int64_t>(now_ms));
+      q.bind(2, n);
+      while (q.executeStep()) {
+        ClaimedJob c;
+        c.job = read_job(q);
+        c.dest_is_dir = q.getColumn(16).getInt() != 0;
+        c.if_exists = parse_if_exists(q.getColumn(17).getString()).value_or(IfExists::kError);
+        c.sha256 = opt_text(q.getColumn(18));
+        c.checkpoint_bytes = q.getColumn(19).getInt64();
+        c.checkpoint_boot_id = q.getColumn(20).isNull() ? "" : q.getColumn(20).getString();
+        c.etag = q.getColumn(21).isNull() ? "" : q.getColumn(21).getString();
+        c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
+        c.failures = q.getColumn(23).getInt();
+        c.access_token = opt_text(q.getColumn(24));
+        out.push_back(std::move(c));
+      }
+      auto& up = stmt(
+          "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+          "job_started = COALESCE(job_started, ?), error_type = NULL, error = NULL "
+          "WHERE id = ? AND status = 'waiting'");
+      for (auto& c : out) {
+        up.reset();
+        up.bind(1, now);
+        up.bind(2, static_cast<int64_t>(c.job.id));
+        up.exec();
+        c.job.status = JobStatus::kRunning;
+        c.job.attempts += 1;
+        c.attempt = c.job.attempts;
+        if (!c.job.job_started) c.job.job_started = now;
+        c.job.error_type.reset();
+        c.job.error.reset();
+      }
+    });
+    return out;
+  }
+
+  std::optional<int64_t> next_retry_ms(const std::optional<std::vector<int64_t>>& only) override {
+    std::lock_guard lk(mu_);
+    std::string sql = "SELECT MIN(not_before_ms) FROM jobs WHERE status = 'waiting'";
+    if (only) sql += " AND id IN (" + id_list(*only) + ")";
+    SQLite::Statement q(*db_, sql);
+    if (q.executeStep() && !q.getColumn(0).isNull()) return q.getColumn(0).getInt64();
+    return std::nullopt;
+  }
+
+  int64_t recover_running() override {
+    std::lock_guard lk(mu_);
+    return db_->exec("UPDATE jobs SET status = 'waiting', not_before_ms = 0 WHERE status = 'running'");
+  }
+
+  bool set_started(int64_t id, int attempt, const StartInfo& info) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET download_path = ?, total_bytes = ?, etag = ?, last_modified = ?, "
+        "bytes = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+    q.bind(1, info.download_path);
+    q.bind(2, static_cast<int64_t>(info.total_bytes));
+    q.bind(3, info.etag);
+    q.bind(4, info.last_modified);
+    q.bind(5, static_cast<int64_t>(info.bytes));
+    q.bind(6, static_cast<int64_t>(id));
+    q.bind(7, attempt);
+    return q.exec() > 0;
+  }
+
+  bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET bytes = ?, total_bytes = ? WHERE id = ? AND attempts = ? AND "
+        "status = 'running'");
+    q.bind(1, static_cast<int64_t>(bytes));
+    q.bind(2, static_cast<int64_t>(total_bytes));
+    q.bind(3, static_cast<int64_t>(id));
+    q.bind(4, attempt);
+    return q.exec() > 0;
+  }
+
+  bool finish(int64_t id, int attempt, const Finish& f, const std::string& now) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET status = ?, bytes = ?, total_bytes = CASE WHEN ? >= 0 THEN ? ELSE "
+        "total_bytes END, error_type = ?, error = ?, job_ended = ?, failures = 0 "
+        "WHERE id = ? AND attempts = ? AND status = 'running'");
+    q.bind(1, std::string(to_string(f.status)));
+    q.bind(2, static_cast<int64_t>(f.bytes));
+    q.bind(3, static_cast<int64_t>(f.total_bytes));
+    q.bind(4, static_cast<int64_t>(f.total_bytes));
+    bind_opt(q, 5, f.error_type);
+    bind_opt(q, 6, f.error);
+    q.bind(7, now);
+    q.bind(8, static_cast<int64_t>(id));
+    q.bind(9, attempt);
+    return q.exec() > 0;
+  }
+
+  bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
+               std::optional<std::string> error_type, std::optional<std::string> error) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET status = 'waiting', not_before_ms = ?, failures = ?, error_type = ?, "
+        "error = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+    q.bind(1, static_cast<int64_t>(not_before_ms));
+    q.bind(2, failures);
+    bind_opt(q, 3, error_type);
+    bind_opt(q, 4, error);
+    q.bind(5, static_cast<int64_t>(id));
+    q.bind(6, attempt);
+    return q.exec() > 0;
+  }
+
+  bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET checkpoint_bytes = ?, checkpoint_boot_id = ?, bytes = MAX(bytes, ?) "
+        "WHERE id = ? AND attempts = ? AND status IN ('running', 'paused', 'waiting', 'error')");
+    q.bind(1, static_cast<int64_t>(bytes));
+    q.bind(2, boot);
+    q.bind(3, static_cast<int64_t>(bytes));
+    q.bind(4, static_cast<int64_t>(id));
+    q.bind(5, attempt);
+    return q.exec() > 0;
+  }
+
+  void reset_resume_state(int64_t id) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
+        "last_modified = NULL, bytes = 0 WHERE id = ?");
+    q.bind(1, static_cast<int64_t>(id));
+    q.exec();
+  }
+
+  bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
+                     const std::string& now) override {
+    std::lock_guard lk(mu_);
+    std::string sql = "UPDATE jobs SET status = ?";
+    if (to == JobStatus::kCancelled) {
+      sql += ", cancelled = 1, error_type = 'Cancelled', error = 'cancelled by the user', "
+             "job_ended = ?";
+    } else if (to == JobStatus::kWaiting) {
+      sql += ", not_before_ms = 0, failures = 0, error_type = NULL, error = NULL, "
+             "job_ended = NULL";
+    }
+    sql += " WHERE id = ? AND status IN (" + status_list(from) + ")";
+    SQLite::Statement q(*db_, sql);
+    int i = 1;
+    q.bind(i++, std::string(to_string(to)));
+    if (to == JobStatus::kCancelled) q.bind(i++, now);
+    q.bind(i++, static_cast<int64_t>(id));
+    return q.exec() > 0;
+  }
+
+  std::optional<Job> get_job(int64_t id) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
+    q.bind(1, static_cast<int64_t>(id));
+    if (!q.executeStep()) return std::nullopt;
+    return read_job(q);
+  }
+
+  std::optional<ClaimedJob> get_resume_state(int64_t id) override {
+    std::lock_guard lk(mu_);
+    SQLite::Statement q(*db_,
+                        std::string("SELECT ") + kJobColumns +
+                            ", dest_is_dir, if_exists, sha256, checkpoint_bytes, "
+                            "checkpoint_boot_id, etag, last_modified, failures FROM jobs WHERE id = ?");
+    q.bind(1, static_cast<int64_t>(id));
+    if (!q.executeStep()) return std::nullopt;
+    ClaimedJob c;
+    c.job = read_job(q);
+    c.attempt = c.job.attempts;
+    c.dest_is_dir = q.getColumn(16).getInt() != 0;
+    c.if_exists = parse_if_exists(q.getColumn(17).getString()).value_or(IfExists::kError);
+    c.sha256 = opt_text(q.getColumn(18));
+    c.checkpoint_bytes = q.getColumn(19).getInt64();
+    c.checkpoint_boot_id = q.getColumn(20).isNull() ? "" : q.getColumn(20).getString();
+    c.etag = q.getColumn(21).isNull() ? "" : q.getColumn(21).getString();
+    c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
+    c.failures = q.getColumn(23).getInt();
+    return c;
+  }
+
+  std::vector<Job> list_jobs(const ListFilter& f) override {
+    std::lock_guard lk(mu_);
+    std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id > ?";
+    if (f.status) sql += " AND status = ?";
+    sql += " ORDER BY id LIMIT ?";
+    SQLite::Statement q(*db_, sql);
+    int i = 1;
+    q.bind(i++, static_cast<int64_t>(f.after_id));
+    if (f.status) q.bind(i++, std::string(to_string(*f.status)));
+    q.bind(i++, static_cast<int64_t>(f.limit));
+    std::vector<Job> out;
+    while (q.executeStep()) out.push_back(read_job(q));
+    return out;
+  }
+
+  StatusCounts counts() override {
+    std::lock_guard lk(mu_);
+    StatusCounts c;
+    SQLite::Statement q(*db_, "SELECT status, COUNT(*) FROM jobs GROUP BY status");
+    while (q.executeStep()) {
+      auto st = parse_job_status(q.getColumn(0).getString());
+      int64_t n = q.getColumn(1).getInt64();
+      if (!st) continue;
+      switch (*st) {
+        case JobStatus::kWaiting: c.waiting = n; break;
+        case JobStatus::kRunning: c.running = n; break;
+        case JobStatus::kPaused: c.paused = n; break;
+        case JobStatus::kCompleted: c.completed = n; break;
+        case JobStatus::kCancelled: c.cancelled = n; break;
+        case JobStatus::kError: c.error = n; break;
+      }
+    }
+    return c;
+  }
+
+  int64_t count_unfinished(const std::vector<int64_t>& ids) override {
+    std::lock_guard lk(mu_);
+    std::string sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('waiting', 'running')";
+    if (!ids.empty()) sql += " AND id IN (" + id_list(ids) + ")";
+    SQLite::Statement q(*db_, sql);
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  }
+
+  std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
+    std::lock_guard lk(mu_);
+    SQLite::Statement q(*db_, "SELECT id FROM jobs WHERE status IN (" + status_list(statuses) +
+                                  ") ORDER BY id");
+    std::vector<int64_t> out;
+    while (q.executeStep()) out.push_back(q.getColumn(0).getInt64());
+    return out;
+  }
+
+  std::vector<PrunedJob> prune(const std::string&) override {
+    std::vector<PrunedJob> out;
+    transaction([&] {
+      SQLite::Statement q(*db_,
+                          "SELECT id, status, download_path FROM jobs WHERE status IN "
+                          "('completed', 'cancelled', 'error')");
+      while (q.executeStep()) {
+        PrunedJob p;
+        p.id = q.getColumn(0).getInt64();
+        p.status = parse_job_status(q.getColumn(1).getString()).value_or(JobStatus::kError);
+        p.download_path = opt_text(q.getColumn(2));
+        out.push_back(std::move(p));
+      }
+      db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+                "('completed', 'cancelled', 'error'))");
+      db_->exec("DELETE FROM jobs WHERE status IN ('completed', 'cancelled', 'error')");
+    });
+    return out;
+  }
+
+  std::optional<Job> find_job(const std::string& source, const std::string& dest) override {
+    std::lock_guard lk(mu_);
+    SQLite::Statement q(*db_, std::string("SELECT ") + kJobColumns +
+                                  " FROM jobs WHERE source = ? AND dest = ? ORDER BY id DESC LIMIT 1");
+    q.bind(1, source);
+    q.bind(2, dest);
+    if (!q.executeStep()) return std::nullopt;
+    return read_job(q);
+  }
+
+  int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
+                       const std::string& ts) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt("INSERT INTO events (ts, job_id, type, payload) VALUES (?, ?, ?, ?)");
+    q.bind(1, ts);
+    q.bind(2, static_cast<int64_t>(job_id));
+    q.bind(3, type);
+    q.bind(4, payload);
+    q.exec();
+    return db_->getLastInsertRowid();
+  }
+
+  std::vector<Event> events_since(int64_t since, int64_t limit,
+                                  std::optional<int64_t> job_id) override {
+    std::lock_guard lk(mu_);
+    std::string sql = "SELECT seq, ts, job_id, type, payload FROM events WHERE seq > ?";
+    if (job_id) sql += " AND job_id = ?";
+    sql += " ORDER BY seq LIMIT ?";
+    SQLite::Statement q(*db_, sql);
+    int i = 1;
+    q.bind(i++, static_cast<int64_t>(since));
+    if (job_id) q.bind(i++, static_cast<int64_t>(*job_id));
+    q.bind(i++, static_cast<int64_t>(limit));
+    std::vector<Event> out;
+    while (q.executeStep()) {
+      Event e;
+      e.seq = q.getColumn(0).getInt64();
+      e.ts = q.getColumn(1).getString();
+      e.job_id = q.getColumn(2).isNull() ? 0 : q.getColumn(2).getInt64();
+      e.type = q.getColumn(3).getString();
+      e.payload = q.getColumn(4).getString();
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  int64_t last_event_seq() override {
+    std::lock_guard lk(mu_);
+    SQLite::Statement q(*db_, "SELECT COALESCE(MAX(seq), 0) FROM events");
+    q.executeStep();
+    return q.getColumn(0).getInt64();
+  }
+
+ private:
+  // Cached prepared statement for a constant SQL text; the caller holds mu_.
+  SQLite::Statement& stmt(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      it = cache_.emplace(sql, std::make_unique<SQLite::Statement>(*db_, sql)).first;
+    }
+    it->second->reset();
+    it->second->clearBindings();
+    return *it->second;
+  }
+
+  std::recursive_mutex mu_;
+  int depth_ = 0;
+  std::unique_ptr<SQLite::Database> db_;
+  std::optional<util::LockFile> lock_;
+  std::map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+Status migrate(SQLite::Database& db) {
+  int version = db.execAndGet("PRAGMA user_version").getInt();
+  int latest = schema_files().empty() ? 0 : schema_files().back().version;
+  if (version > latest) {
+    return make_error(ErrorCode::kStorage,
+                      "the database has schema version " + std::to_string(version) +
+                          ", newer than this fetchq knows (" + std::to_string(latest) + ")");
+  }
+  if (version == 0) {
+    // A version-0 file that already holds tables is not ours: never write into it.
+    int tables = db.execAndGet("SELECT COUNT(*) FROM sqlite_master").getInt();
+    if (tables > 0) {
+      return make_error(ErrorCode::kStorage,
+                        "the file is an SQLite database but not a fetchq one (it has tables and "
+                        "no fetchq schema version)");
+    }
+  }
+  for (const auto& f : schema_files()) {
+    if (f.version <= version) continue;
+    SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+    db.exec(f.sql);
+    db.exec("PRAGMA user_version = " + std::to_string(f.version));
+    tx.commit();
+  }
+  return Ok{};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options) {
+  std::optional<util::LockFile> lock;
+  if (!options.read_only) {
+    auto l = util::LockFile::acquire(path + ".lock");
+    if (!l) return l.error();
+    lock.emplace(std::move(l.value()));
+  }
+  try {
+    int flags = options.read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE;
+    bool fresh = false;
+    if (!options.read_only && options.create && !util::exists(path)) {
+      flags |= SQLite::OPEN_CREATE;
+      fresh = true;
+    }
+    if (!util::exists(path) && (options.read_only || !options.create)) {
+      return make_error(ErrorCode::kStorage, "no database at " + path);
+    }
+    mode_t old_mask = 0;
+    if (fresh) old_mask = ::umask(0077);  // the database holds tokens: owner only
+    std::unique_ptr<SQLite::Database> db;
+    try {
+      db = std::make_unique<SQLite::Database>(path, flags, 5000);
+    } catch (...) {
+      if (fresh) ::umask(old_mask);
+      throw;
+    }
+    if (fresh) ::umask(old_mask);
+    db->exec("PRAGMA foreign_keys = ON");
+    if (!options.read_only) {
+      // Cheap check that the file is an SQLite database at all before anything is written.
+      std::string qc = db->execAndGet("PRAGMA quick_check").getString();
+      if (qc != "ok") {
+        return make_error(ErrorCode::kStorage, "the database " + path + " is damaged: " + qc);
+      }
+      // FULL: a commit that says a job completed must survive a power cut; group commits keep
+      // the number of WAL syncs small.
+      db->exec("PRAGMA journal_mode = WAL");
+      db->exec("PRAGMA synchronous = FULL");
+      auto st = migrate(*db);
+      if (!st) return make_error(st.error().code, path + ": " + st.error().message);
+    } else {
+      int version = db->execAndGet("PRAGMA user_version").getInt();
+      if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
+    }
+    return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::move(lock)));
+  } catch (const SQLite::Exception& e) {
+    return make_error(ErrorCode::kStorage, "cannot open the database " + path + ": " + e.what());
+  }
+}
+
+}  // namespace fetchq::store

@@ -1,0 +1,132 @@
+// Store: every read and change of job state and the event log, behind a narrow interface.
+//
+// The store knows SQL and nothing of HTTP. Changes that come from a transfer are conditional on
+// the job still being in the state (and attempt) the transfer thinks it is in, so a late write
+// can never bring a cancelled or paused job back. Implementations are thread-safe; transaction()
+// groups several calls into one commit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fetchq/job.h"
+#include "fetchq/queue.h"
+#include "fetchq/result.h"
+
+namespace fetchq::store {
+
+struct NewJob {
+  DownloadRequest request;
+  bool dest_is_dir = false;
+  std::optional<std::string> download_path;  // known at once when dest names the file
+};
+
+// A job handed to a transfer, with what is needed to resume it.
+struct ClaimedJob {
+  Job job;
+  int attempt = 0;  // equals job.attempts after the claim; guards every later update
+  bool dest_is_dir = false;
+  IfExists if_exists = IfExists::kError;
+  std::optional<std::string> sha256;
+  std::optional<std::string> access_token;
+  int64_t checkpoint_bytes = 0;
+  std::string checkpoint_boot_id;
+  std::string etag;
+  std::string last_modified;
+  int failures = 0;
+};
+
+// What a transfer learnt from the response headers.
+struct StartInfo {
+  std::string download_path;
+  int64_t total_bytes = 0;
+  std::string etag;
+  std::string last_modified;
+  int64_t bytes = 0;  // bytes on disk when the body started
+};
+
+struct Finish {
+  JobStatus status = JobStatus::kCompleted;
+  int64_t bytes = 0;
+  int64_t total_bytes = -1;  // -1: leave as is
+  std::optional<std::string> error_type;
+  std::optional<std::string> error;
+};
+
+struct StatusCounts {
+  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
+};
+
+// A job removed by prune, so the caller can remove what it left on disk.
+struct PrunedJob {
+  int64_t id = 0;
+  JobStatus status = JobStatus::kCompleted;
+  std::optional<std::string> download_path;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs body inside one transaction; commits at the end, rolls back if body throws.
+  virtual void transaction(const std::function<void()>& body) = 0;
+
+  virtual std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) = 0;
+  // Moves up to n waiting jobs, by (priority, id), whose retry time has come, to running.
+  virtual std::vector<ClaimedJob> claim(int n, int64_t now_ms,
+                                        const std::optional<std::vector<int64_t>>& only,
+                                        const std::string& now) = 0;
+  // Earliest retry time (unix ms) of a waiting job that is not yet due, if any.
+  virtual std::optional<int64_t> next_retry_ms(const std::optional<std::vector<int64_t>>& only) = 0;
+  // Jobs a crash left running go back to waiting; returns how many.
+  virtual int64_t recover_running() = 0;
+
+  // Conditional on status running and the given attempt; false when the job moved on.
+  virtual bool set_started(int64_t id, int attempt, const StartInfo& info) = 0;
+  virtual bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) = 0;
+  virtual bool finish(int64_t id, int attempt, const Finish& finish, const std::string& now) = 0;
+  // Back to waiting until not_before_ms (a passing failure or a shutdown).
+  virtual bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
+                       std::optional<std::string> error_type, std::optional<std::string> error) = 0;
+  // Records bytes known to be on disk. Conditional on the attempt only: a paused or shut-down
+  // job keeps its checkpoint too.
+  virtual bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot_id) = 0;
+  // Forgets the resume state (the file is started again from zero).
+  virtual void reset_resume_state(int64_t id) = 0;
+
+  // User decisions. Each returns true when the job was in one of `from` and now is in `to`.
+  virtual bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
+                             const std::string& now) = 0;
+
+  virtual std::optional<Job> get_job(int64_t id) = 0;
+  virtual std::optional<ClaimedJob> get_resume_state(int64_t id) = 0;
+  virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
+  virtual StatusCounts counts() = 0;
+  // Jobs among ids (all when empty) that are waiting or running.
+  virtual int64_t count_unfinished(const std::vector<int64_t>& ids) = 0;
+  virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
+  virtual std::vector<PrunedJob> prune(const std::string& now) = 0;
+  // Finds the newest job with this source and dest (for `fetchq get` run again).
+  virtual std::optional<Job> find_job(const std::string& source, const std::string& dest) = 0;
+
+  virtual int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
+                               const std::string& ts) = 0;
+  virtual std::vector<Event> events_since(int64_t since, int64_t limit,
+                                          std::optional<int64_t> job_id) = 0;
+  virtual int64_t last_event_seq() = 0;
+};
+
+struct OpenOptions {
+  bool read_only = false;
+  bool create = true;
+};
+
+// Opens an SQLite store: WAL mode, schema migrations in order, integrity check. A read-write
+// open takes "<path>.lock" so a second process cannot write beside the first.
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options);
+
+}  // namespace fetchq::store

@@ -1,0 +1,612 @@
+// Engine: one thread drives every transfer through a libcurl multi handle.
+#include "transfer/engine.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fetchq/version.h"
+#include "files/file_name.h"
+#include "util/clock.h"
+#include "util/fs.h"
+
+namespace fetchq::transfer {
+namespace {
+
+using util::SteadyClock;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return std::string(s);
+}
+
+// Failure classes of libcurl's result codes: (error_type, retryable).
+std::pair<std::string, bool> classify(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return {"DNSError", true};
+    case CURLE_COULDNT_CONNECT: return {"ConnectionError", true};
+    case CURLE_OPERATION_TIMEDOUT: return {"Timeout", true};
+    case CURLE_PARTIAL_FILE: return {"IncompleteBody", true};
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM: return {"ConnectionError", true};
+    case CURLE_TOO_MANY_REDIRECTS: return {"TooManyRedirects", false};
+    case CURLE_UNSUPPORTED_PROTOCOL: return {"UnsupportedProtocol", false};
+    case CURLE_URL_MALFORMAT: return {"InvalidURL", false};
+    case CURLE_SSL_CONNECT_ERROR: return {"TLSError", true};
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE: return {"TLSError", false};
+    case CURLE_BAD_CONTENT_ENCODING: return {"ContentEncodingError", false};
+    case CURLE_WRITE_ERROR: return {"DiskError", false};
+    default: return {"TransferError", true};
+  }
+}
+
+struct Transfer {
+  void* engine = nullptr;  // the Engine::Impl, for the C callbacks
+  Request req;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  char curl_error[CURL_ERROR_SIZE] = {};
+
+  std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
+  bool decided = false;
+  bool complete_now = false;  // 416 that proves the file is whole
+  std::optional<Failure> failure;
+  std::optional<Outcome> forced_outcome;
+  bool path_held = false;
+
+  std::string download_path;
+  std::shared_ptr<PartFile> file;
+  int64_t offset = 0;       // bytes kept from before this attempt
+  int64_t on_disk = 0;      // bytes written to the file
+  int64_t received = 0;     // body bytes of this attempt
+  int64_t total = 0;        // expected final size, 0 when unknown
+  std::vector<char> buf;
+  size_t buf_cap = 64 << 10;
+
+  SteadyClock::time_point last_progress{};
+  SteadyClock::time_point last_checkpoint{};
+  int64_t reported_bytes = -1;
+  int64_t checkpointed = -1;
+};
+
+}  // namespace
+
+class Engine::Impl {
+ public:
+  Impl(EngineOptions options, Observer* observer, PathRegistry* paths)
+      : options_(options), observer_(observer), paths_(paths) {
+    multi_ = curl_multi_init();
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lk(mu_);
+      quit_ = true;
+    }
+    curl_multi_wakeup(multi_);
+    thread_.join();
+    curl_multi_cleanup(multi_);
+  }
+
+  void submit(Request r) {
+    {
+      std::lock_guard lk(mu_);
+      pending_.push_back(std::move(r));
+      ++outstanding_;
+    }
+    curl_multi_wakeup(multi_);
+  }
+
+  void stop(int64_t id) {
+    {
+      std::lock_guard lk(mu_);
+      stops_.push_back(id);
+    }
+    curl_multi_wakeup(multi_);
+  }
+
+  void stop_all() {
+    {
+      std::lock_guard lk(mu_);
+      stop_all_ = true;
+    }
+    curl_multi_wakeup(multi_);
+  }
+
+  void wait_idle() {
+    std::unique_lock lk(mu_);
+    idle_cv_.wait(lk, [this] { return outstanding_ == 0; });
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::deque<Request> pending;
+      std::vector<int64_t> stops;
+      bool stop_all = false, quit = false;
+      {
+        std::lock_guard lk(mu_);
+        pending.swap(pending_);
+        stops.swap(stops_);
+        stop_all = std::exchange(stop_all_, false);
+        quit = quit_;
+      }
+      if (quit) stop_all = true;
+      for (auto& r : pending) begin(std::move(r));
+      if (stop_all) {
+        std::vector<int64_t> ids;
+        for (auto& [id, t] : transfers_) ids.push_back(id);
+        for (auto id : ids) end_stopped(id);
+      }
+      for (auto id : stops) end_stopped(id);
+      if (quit) {
+        // Anything submitted after the last look is reported as stopped, outside our lock so
+        // the observer may take its own.
+        std::deque<Request> late;
+        {
+          std::lock_guard lk(mu_);
+          late.swap(pending_);
+        }
+        for (auto& r : late) {
+          Result res;
+          res.outcome = Outcome::kStopped;
+          res.bytes = r.offset;
+          observer_->on_finished(r.job_id, r.attempt, std::move(res));
+        }
+        std::lock_guard lk(mu_);
+        outstanding_ -= static_cast<int64_t>(late.size());
+        idle_cv_.notify_all();
+        return;
+      }
+
+      int running = 0;
+      curl_multi_perform(multi_, &running);
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Transfer* t = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+        if (t) end_done(t->req.job_id, msg->data.result);
+      }
+      tick();
+      int timeout_ms = transfers_.empty() ? 1000 : 100;
+      curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
+    }
+  }
+
+  // Progress and checkpoints are driven by time, per transfer.
+  void tick() {
+    auto now = SteadyClock::now();
+    for (auto& [id, tp] : transfers_) {
+      Transfer& t = *tp;
+      if (!t.decided || t.failure) continue;
+      int64_t bytes = t.on_disk + static_cast<int64_t>(t.buf.size());
+      if (now - t.last_progress >= options_.progress_interval && bytes != t.reported_bytes) {
+        t.last_progress = now;
+        t.reported_bytes = bytes;
+        observer_->on_progress(id, t.req.attempt, bytes, t.total);
+      }
+      if (now - t.last_checkpoint >= options_.checkpoint_interval && bytes != t.checkpointed) {
+        t.last_checkpoint = now;
+        if (!flush(t)) continue;
+        t.checkpointed = t.on_disk;
+        observer_->on_checkpoint(id, t.req.attempt, t.file, t.on_disk);
+      }
+    }
+  }
+
+  static size_t header_cb(char* data, size_t size, size_t n, void* ud) noexcept {
+    auto* t = static_cast<Transfer*>(ud);
+    size_t len = size * n;
+    std::string_view line(data, len);
+    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
+      t->resp_headers.clear();  // a new response (after a redirect or a 100)
+      return len;
+    }
+    auto colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      t->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
+    }
+    return len;
+  }
+
+  static size_t write_cb(char* data, size_t size, size_t n, void* ud) noexcept {
+    auto* t = static_cast<Transfer*>(ud);
+    auto* self = static_cast<Impl*>(t->engine);
+    size_t len = size * n;
+    if (!t->decided && !self->decide(*t)) return CURL_WRITEFUNC_ERROR;
+    if (t->failure || t->complete_now || t->forced_outcome) return CURL_WRITEFUNC_ERROR;
+    t->received += static_cast<int64_t>(len);
+    if (t->total > 0 && t->offset + t->received > t->total) {
+      t->failure = Failure{"IncompleteBody",
+                           "GET " + t->req.url + ": the body is longer than the " +
+                               std::to_string(t->total) + " bytes announced",
+                           true, std::nullopt, true};
+      return CURL_WRITEFUNC_ERROR;
+    }
+    if (t->buf.capacity() < t->buf_cap) t->buf.reserve(t->buf_cap);
+    t->buf.insert(t->buf.end(), data, data + len);
+    if (t->buf.size() >= t->buf_cap) {
+      if (!self->flush(*t)) return CURL_WRITEFUNC_ERROR;
+      // Fast transfers earn bigger writes; slow ones keep a small buffer.
+      t->buf_cap = std::min(t->buf_cap * 2, self->options_.max_write_buffer);
+    }
+    return len;
+  }
+
+  // Writes the buffer out. On failure records a disk failure and returns false.
+  bool flush(Transfer& t) {
+    size_t off = 0;
+    while (off < t.buf.size()) {
+      ssize_t w = ::write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        t.failure = Failure{"DiskError", util::errno_message("write", t.file->part_path(), err),
+                            false, std::nullopt, false};
+        t.buf.clear();
+        return false;
+      }
+      off += static_cast<size_t>(w);
+      t.on_disk += w;
+    }
+    t.buf.clear();
+    return true;
+  }
+
+  void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
+    if (!t.failure) t.failure = Failure{std::move(type), std::move(message), retryable, {}, false};
+  }
+
+  // Opens (creating) the .part for path, keeping the first `keep` bytes.
+  bool open_part(Transfer& t, const std::string& path, int64_t keep) {
+    auto st = util::make_parent_dirs(path);
+    if (!st) {
+      fail(t, "DiskError", st.error().message);
+      return false;
+    }
+    std::string part = path + ".part";
+    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      fail(t, "DiskError", util::errno_message("open", part, errno));
+      return false;
+    }
+    struct stat sb {};
+    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      ::close(fd);
+      fail(t, "DiskError", "not a regular file: " + part);
+      return false;
+    }
+    keep = std::min<int64_t>(keep, sb.st_size);
+    if (::ftruncate(fd, keep) != 0 || ::lseek(fd, keep, SEEK_SET) < 0) {
+      int err = errno;
+      ::close(fd);
+      fail(t, "DiskError", util::errno_message("truncate", part, err));
+      return false;
+    }
+    t.file = std::make_shared<PartFile>(fd, path);
+    t.offset = keep;
+    t.on_disk = keep;
+    return true;
+  }
+
+  // Applies if_exists to a path whose .part is not ours yet; may switch to a numbered name.
+  // Claims the chosen path in the registry.
+  bool settle_path(Transfer& t, std::string path) {
+    const IfExists policy = t.req.if_exists;
+    const std::string dir = util::parent_dir(path);
+    const std::string name = path.substr(dir.size() + 1);
+    for (int n = 1;; ++n) {
+      const bool taken = util::exists(path);
+      if (taken && policy == IfExists::kError) {
+        fail(t, "DestinationExists", path + " already exists (if_exists is error)");
+        return false;
+      }
+      // kRename also steps over a .part that another (waiting) job may own.
+      const bool usable = policy == IfExists::kRename
+                              ? !taken && !util::exists(path + ".part")
+                              : true;
+      if (usable && paths_->claim(path)) break;
+      if (policy != IfExists::kRename || n > 10000) {
+        fail(t, "DestinationExists", usable ? "another job is writing " + path
+                                            : "no free file name for " + path);
+        return false;
+      }
+      path = dir + "/" + files::numbered_file_name(name, n);
+    }
+    t.path_held = true;
+    t.download_path = path;
+    return true;
+  }
+
+  void begin(Request r) {
+    auto tp = std::make_unique<Transfer>();
+    Transfer& t = *tp;
+    t.engine = this;
+    t.req = std::move(r);
+    if (t.req.download_path) {
+      // The path is known: a file destination, or a job resumed after an earlier attempt.
+      const std::string& p = *t.req.download_path;
+      const bool resuming = t.req.offset > 0 || util::exists(p + ".part");
+      bool ok;
+      if (resuming && !util::exists(p)) {
+        ok = paths_->claim(p);
+        if (ok) {
+          t.path_held = true;
+          t.download_path = p;
+        } else {
+          fail(t, "DestinationExists", "another job is writing " + p);
+        }
+      } else {
+        ok = settle_path(t, p);
+      }
+      if (ok) open_part(t, t.download_path, t.download_path == p ? t.req.offset : 0);
+    }
+    if (t.failure) {
+      finish(std::move(tp));
+      return;
+    }
+    t.easy = curl_easy_init();
+    CURL* e = t.easy;
+    curl_easy_setopt(e, CURLOPT_URL, t.req.url.c_str());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+    long stall_s = std::max<long>(1, static_cast<long>((options_.stall_timeout.count() + 999) / 1000));
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.curl_error);
+    static const std::string ua = std::string("fetchq/") + kVersion;
+    curl_easy_setopt(e, CURLOPT_USERAGENT, ua.c_str());
+    t.headers = curl_slist_append(t.headers, "Accept-Encoding: identity");
+    if (t.offset > 0) {
+      std::string range = "Range: bytes=" + std::to_string(t.offset) + "-";
+      t.headers = curl_slist_append(t.headers, range.c_str());
+      // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
+      std::string validator;
+      if (!t.req.etag.empty() && t.req.etag.rfind("W/", 0) != 0) {
+        validator = t.req.etag;
+      } else if (!t.req.last_modified.empty()) {
+        validator = t.req.last_modified;
+      }
+      if (!validator.empty()) {
+        t.headers = curl_slist_append(t.headers, ("If-Range: " + validator).c_str());
+      }
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
+    if (t.req.access_token) {
+      // libcurl sends it to the original host only: never after a redirect to another host.
+      curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+      curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, t.req.access_token->c_str());
+    }
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    auto now = SteadyClock::now();
+    t.last_progress = now;
+    t.last_checkpoint = now;
+    int64_t id = t.req.job_id;
+    transfers_[id] = std::move(tp);
+    curl_multi_add_handle(multi_, e);
+  }
+
+  // Decides, from the final response's headers, what to do with its body. False: abort.
+  bool decide(Transfer& t) {
+    t.decided = true;
+    long code = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &code);
+    auto header = [&](const char* name) -> std::string {
+      auto it = t.resp_headers.find(name);
+      return it == t.resp_headers.end() ? std::string() : it->second;
+    };
+    const std::string& url = t.req.url;
+    if (code == 416 && t.offset > 0) {
+      int64_t start = 0, total = -1;
+      if (parse_content_range(header("content-range"), &start, &total) && total == t.offset) {
+        t.complete_now = true;  // the .part already holds the whole file
+        t.total = total;
+        return false;
+      }
+      t.failure = Failure{"RangeNotSatisfiable",
+                          "GET " + url + ": HTTP 416 for bytes " + std::to_string(t.offset) +
+                              "- and the sizes do not agree; starting over",
+                          true, 0, true};
+      return false;
+    }
+    if (code < 200 || code >= 300) {
+      Failure f;
+      f.type = "HTTPError(" + std::to_string(code) + " " + std::string(reason_phrase(code)) + ")";
+      f.message = "GET " + url + " returned HTTP " + std::to_string(code) + " " +
+                  std::string(reason_phrase(code));
+      f.retryable = is_retryable_status(code);
+      std::string ra = header("retry-after");
+      if (!ra.empty()) f.retry_after_ms = parse_retry_after(ra, util::now_unix_ms());
+      t.failure = std::move(f);
+      return false;
+    }
+    curl_off_t clen = -1;
+    curl_easy_getinfo(t.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    Started s;
+    if (!t.file) {
+      // A folder destination seen for the first time: the response names the file.
+      std::optional<std::string> cd;
+      std::string cdh = header("content-disposition");
+      if (!cdh.empty()) cd = cdh;
+      std::string name = files::choose_file_name(cd, url);
+      std::string dir = t.req.dest;
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      if (!settle_path(t, (dir == "/" ? "" : dir) + "/" + name)) return false;
+      if (!open_part(t, t.download_path, 0)) return false;
+    }
+    if (code == 206) {
+      int64_t start = 0, total = -1;
+      if (!parse_content_range(header("content-range"), &start, &total) || start != t.offset) {
+        t.failure = Failure{"RangeMismatch",
+                            "GET " + url + ": the 206 answer's Content-Range '" +
+                                header("content-range") + "' does not start at byte " +
+                                std::to_string(t.offset) + "; starting over",
+                            true, 0, true};
+        return false;
+      }
+      t.total = total > 0 ? total : 0;
+      s.from_bytes = t.offset;
+    } else {
+      if (t.offset > 0) {
+        // The whole body came back: the file changed or the server ignores ranges.
+        if (::ftruncate(t.file->fd(), 0) != 0 || ::lseek(t.file->fd(), 0, SEEK_SET) < 0) {
+          fail(t, "DiskError", util::errno_message("truncate", t.file->part_path(), errno));
+          return false;
+        }
+        s.restarted = true;
+        s.restart_reason = t.req.etag.empty() && t.req.last_modified.empty()
+                               ? "the server ignored the range request"
+                               : "the server sent the whole file (it changed or ignores ranges)";
+        t.offset = 0;
+        t.on_disk = 0;
+      }
+      t.total = clen > 0 ? static_cast<int64_t>(clen) : 0;
+    }
+    if (t.req.if_exists == IfExists::kSkip && util::exists(t.download_path)) {
+      auto size = util::file_size(t.download_path);
+      if (size && t.total > 0 && *size == t.total) {
+        t.forced_outcome = Outcome::kAlreadyThere;
+        return false;
+      }
+      fail(t, "DestinationExists",
+           t.download_path + " already exists and its size differs (if_exists is skip)");
+      return false;
+    }
+    s.download_path = t.download_path;
+    s.total_bytes = t.total;
+    s.etag = header("etag");
+    s.last_modified = header("last-modified");
+    observer_->on_started(t.req.job_id, t.req.attempt, s);
+    return true;
+  }
+
+  void end_done(int64_t id, CURLcode code) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    Transfer& t = *it->second;
+    if (code == CURLE_OK && !t.decided) decide(t);  // an empty body
+    if (!t.failure && !t.complete_now && !t.forced_outcome && code != CURLE_OK) {
+      auto [type, retryable] = classify(code);
+      std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
+      if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
+      t.failure = Failure{type, "GET " + t.req.url + ": " + detail, retryable, std::nullopt, false};
+    }
+    if (!t.failure && !t.complete_now && !t.forced_outcome) {
+      if (flush(t) && t.total > 0 && t.on_disk != t.total) {
+        t.failure = Failure{"IncompleteBody",
+                            "GET " + t.req.url + ": got " + std::to_string(t.on_disk) + " of " +
+                                std::to_string(t.total) + " bytes",
+                            true, std::nullopt, false};
+      }
+    }
+    auto tp = std::move(it->second);
+    transfers_.erase(it);
+    finish(std::move(tp));
+  }
+
+  void end_stopped(int64_t id) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    auto tp = std::move(it->second);
+    transfers_.erase(it);
+    if (tp->file && !tp->failure) flush(*tp);
+    tp->failure.reset();
+    tp->forced_outcome = Outcome::kStopped;
+    finish(std::move(tp));
+  }
+
+  void finish(std::unique_ptr<Transfer> tp) {
+    Transfer& t = *tp;
+    if (t.easy) {
+      curl_multi_remove_handle(multi_, t.easy);
+      curl_easy_cleanup(t.easy);
+    }
+    curl_slist_free_all(t.headers);
+    Result res;
+    res.download_path = t.download_path;
+    res.file = t.file;
+    res.bytes = t.on_disk;
+    res.total_bytes = t.total;
+    res.progressed = t.received > 0;
+    res.path_held = t.path_held;
+    if (t.forced_outcome == Outcome::kStopped) {
+      res.outcome = Outcome::kStopped;
+    } else if (t.forced_outcome == Outcome::kAlreadyThere) {
+      res.outcome = Outcome::kAlreadyThere;
+      res.bytes = t.total;
+    } else if (t.complete_now) {
+      res.outcome = Outcome::kCompleted;
+    } else if (t.failure) {
+      res.outcome = Outcome::kFailed;
+      res.failure = *t.failure;
+    } else {
+      res.outcome = Outcome::kCompleted;
+    }
+    observer_->on_finished(t.req.job_id, t.req.attempt, std::move(res));
+    std::lock_guard lk(mu_);
+    if (--outstanding_ == 0) idle_cv_.notify_all();
+  }
+
+  EngineOptions options_;
+  Observer* observer_;
+  PathRegistry* paths_;
+  CURLM* multi_ = nullptr;
+  std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // engine thread only
+
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  std::deque<Request> pending_;
+  std::vector<int64_t> stops_;
+  bool stop_all_ = false;
+  bool quit_ = false;
+  int64_t outstanding_ = 0;
+  std::thread thread_;
+};
+
+Engine::Engine(EngineOptions options, Observer* observer, PathRegistry* paths)
+    : impl_(std::make_unique<Impl>(options, observer, paths)) {}
+Engine::~Engine() = default;
+void Engine::submit(Request request) { impl_->submit(std::move(request)); }
+void Engine::stop(int64_t job_id) { impl_->stop(job_id); }
+void Engine::stop_all() { impl_->stop_all(); }
+void Engine::wait_idle() { impl_->wait_idle(); }
+
+}  // namespace fetchq::transfer

@@ -1,0 +1,57 @@
+// Engine: runs every transfer on one thread with libcurl's multi interface.
+//
+// Callers on any thread submit and stop transfers; the engine thread owns every easy handle and
+// file buffer. It reports to an Observer from the engine thread: observers must return quickly
+// (queue the work) and must not call back into the engine while holding their own locks that
+// the engine's callers hold.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "transfer/path_registry.h"
+#include "transfer/transfer.h"
+
+namespace fetchq::transfer {
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void on_started(int64_t job_id, int attempt, const Started& started) = 0;
+  virtual void on_progress(int64_t job_id, int attempt, int64_t bytes, int64_t total) = 0;
+  // The first `bytes` bytes of file have been written (not synced).
+  virtual void on_checkpoint(int64_t job_id, int attempt, std::shared_ptr<PartFile> file,
+                             int64_t bytes) = 0;
+  virtual void on_finished(int64_t job_id, int attempt, Result result) = 0;
+};
+
+struct EngineOptions {
+  std::chrono::milliseconds connect_timeout{30000};
+  std::chrono::milliseconds stall_timeout{30000};
+  std::chrono::milliseconds progress_interval{1000};
+  std::chrono::milliseconds checkpoint_interval{2000};
+  size_t max_write_buffer = 1 << 20;
+  int max_redirects = 10;
+};
+
+class Engine {
+ public:
+  Engine(EngineOptions options, Observer* observer, PathRegistry* paths);
+  ~Engine();  // stops every transfer (reported as kStopped) and joins the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void submit(Request request);
+  // The transfer ends with kStopped after its buffer is written out. Unknown ids are ignored.
+  void stop(int64_t job_id);
+  void stop_all();
+  // Blocks until every transfer has been reported finished.
+  void wait_idle();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fetchq::transfer

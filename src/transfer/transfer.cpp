@@ -1,0 +1,119 @@
+// Small HTTP helpers of the transfer engine: reason phrases, Retry-After, Content-Range.
+#include "transfer/transfer.h"
+
+#include <curl/curl.h>
+
+#include <cctype>
+#include <charconv>
+
+namespace fetchq::transfer {
+
+std::string_view reason_phrase(long code) {
+  switch (code) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    case 511: return "Network Authentication Required";
+    default: return "Unknown Status";
+  }
+}
+
+bool is_retryable_status(long code) {
+  return code == 408 || code == 429 || code == 500 || code == 502 || code == 503 || code == 504;
+}
+
+std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_unix_ms) {
+  size_t i = 0;
+  while (i < value.size() && std::isspace(static_cast<unsigned char>(value[i]))) ++i;
+  if (i == value.size()) return std::nullopt;
+  if (std::isdigit(static_cast<unsigned char>(value[i]))) {
+    int64_t secs = 0;
+    auto [p, ec] = std::from_chars(value.data() + i, value.data() + value.size(), secs);
+    if (ec != std::errc()) return std::nullopt;
+    (void)p;
+    return secs * 1000;
+  }
+  time_t t = curl_getdate(value.c_str() + i, nullptr);
+  if (t < 0) return std::nullopt;
+  int64_t ms = static_cast<int64_t>(t) * 1000 - now_unix_ms;
+  return ms < 0 ? 0 : ms;
+}
+
+static bool parse_int(std::string_view s, int64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size() && *out >= 0;
+}
+
+bool parse_content_range(const std::string& value, int64_t* start, int64_t* total) {
+  std::string_view v(value);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+  if (v.size() < 6) return false;
+  for (size_t i = 0; i < 5; ++i) {
+    if (std::tolower(static_cast<unsigned char>(v[i])) != "bytes"[i]) return false;
+  }
+  v.remove_prefix(5);
+  if (v.empty() || (v.front() != ' ' && v.front() != '=')) return false;
+  v.remove_prefix(1);
+  auto slash = v.find('/');
+  if (slash == std::string_view::npos) return false;
+  std::string_view range = v.substr(0, slash), tot = v.substr(slash + 1);
+  if (tot == "*") {
+    *total = -1;
+  } else if (!parse_int(tot, total)) {
+    return false;
+  }
+  if (range == "*") {
+    *start = -1;
+    return true;
+  }
+  auto dash = range.find('-');
+  if (dash == std::string_view::npos) return false;
+  int64_t end = 0;
+  if (!parse_int(range.substr(0, dash), start) || !parse_int(range.substr(dash + 1), &end)) {
+    return false;
+  }
+  return end >= *start;
+}
+
+}  // namespace fetchq::transfer

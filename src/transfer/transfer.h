@@ -1,0 +1,95 @@
+// The values the transfer engine takes and reports: it knows libcurl and files, nothing of SQL.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "fetchq/job.h"
+
+namespace fetchq::transfer {
+
+// What a transfer needs to run one attempt of a job.
+struct Request {
+  int64_t job_id = 0;
+  int attempt = 0;
+  std::string url;
+  std::string dest;
+  bool dest_is_dir = false;
+  IfExists if_exists = IfExists::kError;
+  std::optional<std::string> download_path;  // chosen already (file dest, or an earlier attempt)
+  int64_t offset = 0;                        // bytes of the .part to keep; the rest is asked with Range
+  std::string etag;                          // validators for If-Range
+  std::string last_modified;
+  std::optional<std::string> access_token;
+};
+
+// The open .part file; shared with the durability thread, which syncs it while the transfer
+// goes on. The descriptor closes when the last owner lets go.
+class PartFile {
+ public:
+  PartFile(int fd, std::string final_path) : fd_(fd), final_path_(std::move(final_path)) {}
+  ~PartFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  PartFile(const PartFile&) = delete;
+  PartFile& operator=(const PartFile&) = delete;
+  int fd() const { return fd_; }
+  const std::string& final_path() const { return final_path_; }
+  std::string part_path() const { return final_path_ + ".part"; }
+
+ private:
+  int fd_;
+  std::string final_path_;
+};
+
+// Reported once the response headers are in and the body is about to be written.
+struct Started {
+  std::string download_path;
+  int64_t total_bytes = 0;  // 0: unknown
+  std::string etag;
+  std::string last_modified;
+  int64_t from_bytes = 0;  // resumed from here (206), 0 when the body starts from the beginning
+  bool restarted = false;  // asked for a range, got the whole body: the .part was truncated
+  std::string restart_reason;
+};
+
+enum class Outcome {
+  kCompleted,     // every byte is in the .part (not yet synced or renamed)
+  kAlreadyThere,  // if_exists=skip and the existing file has the announced size
+  kFailed,
+  kStopped,       // stop() was called; the .part holds `bytes`
+};
+
+struct Failure {
+  std::string type;     // error_type, e.g. "HTTPError(404 Not Found)"
+  std::string message;  // what failed and where
+  bool retryable = false;
+  std::optional<int64_t> retry_after_ms;  // from Retry-After
+  bool restart_from_zero = false;         // the next attempt must not resume (the file changed)
+};
+
+struct Result {
+  Outcome outcome = Outcome::kFailed;
+  int64_t bytes = 0;        // bytes written to the .part (or the existing file's size)
+  int64_t total_bytes = 0;  // as announced; 0 when unknown
+  std::string download_path;
+  std::shared_ptr<PartFile> file;  // null when nothing was opened
+  Failure failure;
+  bool progressed = false;  // any body byte arrived in this attempt
+  bool path_held = false;   // download_path is claimed in the PathRegistry; the caller releases it
+};
+
+// Reason phrase of a status code from the standard table (never the server's).
+std::string_view reason_phrase(long code);
+// Passing HTTP failures, worth a retry: 408, 429, 500, 502, 503, 504.
+bool is_retryable_status(long code);
+// Retry-After as seconds or an HTTP date, in ms from now; nullopt when absent or unreadable.
+std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_unix_ms);
+// "bytes A-B/T" or "bytes */T": start (or -1 for '*') and total (or -1 for '*').
+bool parse_content_range(const std::string& value, int64_t* start, int64_t* total);
+
+}  // namespace fetchq::transfer

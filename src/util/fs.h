@@ -1,0 +1,44 @@
+// File-system helpers with the durability steps spelled out (fsync of data and of folders).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "fetchq/result.h"
+
+namespace fetchq::util {
+
+// "<what> <path>: <strerror(errno)>" for error messages that name the path and the cause.
+std::string errno_message(const std::string& what, const std::string& path, int err);
+
+Status fsync_path(const std::string& path);       // a file
+Status fsync_parent(const std::string& path);     // the folder holding path
+Status make_parent_dirs(const std::string& path); // mkdir -p of dirname(path)
+bool is_directory(const std::string& path);
+bool exists(const std::string& path);             // without following a final symbolic link
+std::optional<int64_t> file_size(const std::string& path);
+std::string parent_dir(const std::string& path);
+
+// The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
+const std::string& boot_id();
+
+// sha256 of a file in lower-case hex.
+Result<std::string> sha256_file(const std::string& path);
+
+// An exclusive lock on `path` (created 0600) held for the object's lifetime.
+class LockFile {
+ public:
+  static Result<LockFile> acquire(const std::string& path);
+  LockFile(LockFile&& other) noexcept;
+  LockFile& operator=(LockFile&& other) noexcept;
+  LockFile(const LockFile&) = delete;
+  LockFile& operator=(const LockFile&) = delete;
+  ~LockFile();
+
+ private:
+  explicit LockFile(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+}  // namespace fetchq::util
