@@ -20,14 +20,17 @@ CREATE TABLE jobs (
   if_exists          TEXT    NOT NULL DEFAULT 'error'
                      CHECK (if_exists IN ('error','skip','overwrite','rename')),
   sha256             TEXT,
-  -- Resume state: bytes known to be on disk (fdatasync'd) and the boot they were synced in.
+  -- Resume state: bytes known to be on disk (fdatasync'd), and the boot in which the .part was
+  -- last written: in that same boot the page cache survived and the file's length is trusted.
   checkpoint_bytes   INTEGER NOT NULL DEFAULT 0,
   checkpoint_boot_id TEXT,
   etag               TEXT,
   last_modified      TEXT,
   -- Retry state: earliest start (unix ms) and failures since the last progress.
   not_before_ms      INTEGER NOT NULL DEFAULT 0,
-  failures           INTEGER NOT NULL DEFAULT 0
+  failures           INTEGER NOT NULL DEFAULT 0,
+  -- Most bytes any attempt reached: only going past it counts as progress for retries.
+  best_bytes         INTEGER NOT NULL DEFAULT 0
 );
 
 -- "Next job by (priority, id)" walks this index only over waiting rows.

@@ -66,6 +66,7 @@ struct Active {
   bool finishing = false;  // renaming into place: too late to cancel
   bool resumed = false;
   int failures = 0;
+  int64_t best_bytes = 0;
   std::optional<std::string> sha256;
   IfExists if_exists = IfExists::kError;
 };
@@ -571,7 +572,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     auto& r = m.r;
     const auto& f = r.failure;
-    int failures = r.progressed ? 1 : a.failures + 1;
+    // Progress means going past the most bytes any attempt reached, so a server that keeps
+    // cutting the same body short still runs out of attempts.
+    const bool progressed = r.bytes > a.best_bytes && !f.restart_from_zero;
+    int failures = progressed ? 1 : a.failures + 1;
     bool retry = f.retryable && failures < opts_.max_attempts;
     bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
     if (r.file && r.bytes == 0 && !a.resumed) ::unlink(r.file->part_path().c_str());
@@ -580,6 +584,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
                     source = a.source] {
         if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+        store_->note_best_bytes(id, bytes);
         if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, f.type, f.message)) return;
         if (f.restart_from_zero) {
           store_->reset_resume_state(id);
@@ -697,6 +702,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     req.etag = c.etag;
     req.last_modified = c.last_modified;
     req.access_token = c.access_token;
+    req.expected_total = c.job.total_bytes;
     if (c.job.download_path) {
       auto part = util::file_size(*c.job.download_path + ".part");
       if (part) {
@@ -711,6 +717,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     a.source = c.job.source;
     a.download_path = c.job.download_path.value_or("");
     a.failures = c.failures;
+    a.best_bytes = c.best_bytes;
     a.sha256 = c.sha256;
     a.if_exists = c.if_exists;
     active_[c.job.id] = std::move(a);

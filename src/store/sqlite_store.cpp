@@ -142,7 +142,7 @@ class SqliteStore final : public Store {
     transaction([&] {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
-                        "etag, last_modified, failures, "
+                        "etag, last_modified, failures, best_bytes, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id) "
                         "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ";
@@ -162,7 +162,8 @@ class SqliteStore final : public Store {
         c.etag = q.getColumn(21).isNull() ? "" : q.getColumn(21).getString();
         c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
         c.failures = q.getColumn(23).getInt();
-        c.access_token = opt_text(q.getColumn(24));
+        c.best_bytes = q.getColumn(24).getInt64();
+        c.access_token = opt_text(q.getColumn(25));
         out.push_back(std::move(c));
       }
       auto& up = stmt(
@@ -203,14 +204,15 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     auto& q = stmt(
         "UPDATE jobs SET download_path = ?, total_bytes = ?, etag = ?, last_modified = ?, "
-        "bytes = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+        "bytes = ?, checkpoint_boot_id = ? WHERE id = ? AND attempts = ? AND status = 'running'");
     q.bind(1, info.download_path);
     q.bind(2, static_cast<int64_t>(info.total_bytes));
     q.bind(3, info.etag);
     q.bind(4, info.last_modified);
     q.bind(5, static_cast<int64_t>(info.bytes));
-    q.bind(6, static_cast<int64_t>(id));
-    q.bind(7, attempt);
+    q.bind(6, util::boot_id());  // the boot whose page cache holds what this attempt writes
+    q.bind(7, static_cast<int64_t>(id));
+    q.bind(8, attempt);
     return q.exec() > 0;
   }
 
@@ -259,6 +261,14 @@ class SqliteStore final : public Store {
     return q.exec() > 0;
   }
 
+  void note_best_bytes(int64_t id, int64_t bytes) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt("UPDATE jobs SET best_bytes = MAX(best_bytes, ?) WHERE id = ?");
+    q.bind(1, static_cast<int64_t>(bytes));
+    q.bind(2, static_cast<int64_t>(id));
+    q.exec();
+  }
+
   bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot) override {
     std::lock_guard lk(mu_);
     auto& q = stmt(
@@ -276,7 +286,7 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     auto& q = stmt(
         "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
-        "last_modified = NULL, bytes = 0 WHERE id = ?");
+        "last_modified = NULL, bytes = 0, total_bytes = 0 WHERE id = ?");
     q.bind(1, static_cast<int64_t>(id));
     q.exec();
   }

@@ -38,6 +38,7 @@ struct ClaimedJob {
   std::string etag;
   std::string last_modified;
   int failures = 0;
+  int64_t best_bytes = 0;
 };
 
 // What a transfer learnt from the response headers.
@@ -92,6 +93,8 @@ class Store {
   // Back to waiting until not_before_ms (a passing failure or a shutdown).
   virtual bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
                        std::optional<std::string> error_type, std::optional<std::string> error) = 0;
+  // Raises the job's high-water mark of bytes reached.
+  virtual void note_best_bytes(int64_t id, int64_t bytes) = 0;
   // Records bytes known to be on disk. Conditional on the attempt only: a paused or shut-down
   // job keeps its checkpoint too.
   virtual bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot_id) = 0;

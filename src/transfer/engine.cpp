@@ -436,7 +436,8 @@ class Engine::Impl {
     const std::string& url = t.req.url;
     if (code == 416 && t.offset > 0) {
       int64_t start = 0, total = -1;
-      if (parse_content_range(header("content-range"), &start, &total) && total == t.offset) {
+      if (parse_content_range(header("content-range"), &start, &total) && total == t.offset &&
+          (t.req.expected_total == 0 || t.req.expected_total == total)) {
         t.complete_now = true;  // the .part already holds the whole file
         t.total = total;
         return false;
@@ -479,6 +480,14 @@ class Engine::Impl {
                             "GET " + url + ": the 206 answer's Content-Range '" +
                                 header("content-range") + "' does not start at byte " +
                                 std::to_string(t.offset) + "; starting over",
+                            true, 0, true};
+        return false;
+      }
+      if (t.req.expected_total > 0 && total > 0 && total != t.req.expected_total) {
+        t.failure = Failure{"SizeChanged",
+                            "GET " + url + ": the file is now " + std::to_string(total) +
+                                " bytes, it was " + std::to_string(t.req.expected_total) +
+                                "; starting over",
                             true, 0, true};
         return false;
       }
@@ -528,6 +537,13 @@ class Engine::Impl {
       std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
       if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
       t.failure = Failure{type, "GET " + t.req.url + ": " + detail, retryable, std::nullopt, false};
+    }
+    if (t.failure && t.file && t.failure->type != "DiskError" && !t.failure->restart_from_zero) {
+      // Keep every byte that arrived: the retry resumes after them.
+      auto failure = std::move(t.failure);
+      t.failure.reset();
+      flush(t);
+      if (!t.failure) t.failure = std::move(failure);
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome) {
       if (flush(t) && t.total > 0 && t.on_disk != t.total) {

@@ -22,6 +22,7 @@ struct Request {
   IfExists if_exists = IfExists::kError;
   std::optional<std::string> download_path;  // chosen already (file dest, or an earlier attempt)
   int64_t offset = 0;                        // bytes of the .part to keep; the rest is asked with Range
+  int64_t expected_total = 0;                // size an earlier attempt announced; 0 when unknown
   std::string etag;                          // validators for If-Range
   std::string last_modified;
   std::optional<std::string> access_token;

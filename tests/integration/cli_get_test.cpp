@@ -1,0 +1,102 @@
+// `fetchq get` as a user runs it: the real binary, killed with SIGKILL and run again.
+#include <signal.h>
+
+#include <filesystem>
+
+#include "integration/helpers.h"
+#include "support/process.h"
+
+namespace fetchq::testing {
+namespace {
+
+std::vector<std::string> get_argv(const TempDir& dir, const std::vector<std::string>& urls,
+                                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{bin_path("fetchq"), "get"};
+  argv.insert(argv.end(), urls.begin(), urls.end());
+  for (const std::string& a : {std::string("-d"), dir / "dl", std::string("--state"), dir / "state.db"}) {
+    argv.push_back(a);
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+TEST(CliGet, KilledWithSigkillAndRunAgainItResumesWithARange) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(3 << 20, 31);
+  r.rate_bytes_per_s = 1 << 20;
+  server.add("/big.bin", r);
+  {
+    Process p(get_argv(dir, {server.url("/big.bin")}, {"--quiet"}));
+    ASSERT_TRUE(wait_until([&] {
+      auto s = std::filesystem::exists(dir / "dl/big.bin.part")
+                   ? std::filesystem::file_size(dir / "dl/big.bin.part") : 0;
+      return s > 600000;
+    }));
+    p.signal(SIGKILL);
+    EXPECT_EQ(p.wait(), 128 + SIGKILL);
+  }
+  EXPECT_FALSE(file_exists(dir / "dl/big.bin"));
+  auto part = std::filesystem::file_size(dir / "dl/big.bin.part");
+  Process again(get_argv(dir, {server.url("/big.bin")}, {"--json"}), dir / "out.json", dir / "err.txt");
+  ASSERT_EQ(again.wait(), 0) << read_file(dir / "err.txt");
+  EXPECT_EQ(sha256_file(dir / "dl/big.bin"), sha256_hex_of(r.body));
+  EXPECT_FALSE(file_exists(dir / "dl/big.bin.part"));
+  auto reqs = server.requests_for("/big.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  // Same boot: the run resumes from the file's real length, not an older checkpoint.
+  EXPECT_EQ(reqs[1].range, "bytes=" + std::to_string(part) + "-");
+  auto jobs = nlohmann::json::parse(read_file(dir / "out.json"));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["status"], "completed");
+  EXPECT_EQ(jobs[0]["id"], 1);  // the same job, not a second one
+  EXPECT_LE(server.total_body_bytes_sent(), r.body.size() + (1 << 20));
+}
+
+TEST(CliGet, InterruptCheckpointsAndExits130) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(2 << 20, 32);
+  r.rate_bytes_per_s = 512 << 10;
+  server.add("/int.bin", r);
+  Process p(get_argv(dir, {server.url("/int.bin")}, {"--quiet"}));
+  ASSERT_TRUE(wait_until([&] { return file_exists(dir / "dl/int.bin.part"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  p.signal(SIGINT);
+  EXPECT_EQ(p.wait(std::chrono::seconds(5)), 130);
+  Process again(get_argv(dir, {server.url("/int.bin")}, {"--quiet"}));
+  EXPECT_EQ(again.wait(), 0);
+  EXPECT_EQ(sha256_file(dir / "dl/int.bin"), sha256_hex_of(r.body));
+  auto reqs = server.requests_for("/int.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_NE(reqs[1].range, "");
+}
+
+TEST(CliGet, ExitCodesAndJson) {
+  TempDir dir;
+  TestServer server;
+  Resource ok;
+  ok.body = "hello";
+  server.add("/ok.txt", ok);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing", missing);
+  Process a(get_argv(dir, {server.url("/ok.txt"), server.url("/missing")}, {"--json"}), dir / "a.json");
+  EXPECT_EQ(a.wait(), 1);
+  auto jobs = nlohmann::json::parse(read_file(dir / "a.json"));
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0]["status"], "completed");
+  EXPECT_EQ(jobs[1]["status"], "error");
+  EXPECT_EQ(jobs[1]["error_type"], "HTTPError(404 Not Found)");
+  Process usage({bin_path("fetchq"), "get", "--no-such-flag"}, "", dir / "usage.txt");
+  EXPECT_EQ(usage.wait(), 2);
+  EXPECT_FALSE(read_file(dir / "usage.txt").empty());
+  Process scheme({bin_path("fetchq"), "get", "ftp://127.0.0.1/x", "--state", dir / "s2.db"}, "", dir / "scheme.txt");
+  EXPECT_EQ(scheme.wait(), 2);
+  EXPECT_NE(read_file(dir / "scheme.txt").find("scheme"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fetchq::testing

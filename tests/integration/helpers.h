@@ -1,0 +1,77 @@
+// Shared pieces of the integration tests: a queue on a temp database, waiting with a deadline.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fetchq/queue.h"
+#include "store/store.h"
+#include "support/temp_dir.h"
+#include "support/test_server.h"
+
+namespace fetchq::testing {
+
+inline QueueOptions fast_options(const TempDir& dir) {
+  QueueOptions o;
+  o.db_path = dir / "queue.db";
+  o.progress_interval = std::chrono::milliseconds(100);
+  o.checkpoint_interval = std::chrono::milliseconds(100);
+  o.retry_base_delay = std::chrono::milliseconds(20);
+  o.retry_max_delay = std::chrono::milliseconds(200);
+  o.connect_timeout = std::chrono::milliseconds(5000);
+  o.stall_timeout = std::chrono::milliseconds(5000);
+  o.max_attempts = 5;
+  return o;
+}
+
+inline std::unique_ptr<DownloadQueue> open_queue(QueueOptions o) {
+  auto q = DownloadQueue::open(std::move(o));
+  EXPECT_TRUE(q.ok()) << (q.ok() ? "" : q.error().message);
+  return q.ok() ? std::move(q.value()) : nullptr;
+}
+
+// Polls `pred` every 10 ms for at most `timeout`; true when it held.
+inline bool wait_until(const std::function<bool()>& pred,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+inline Job submit(DownloadQueue& q, const std::string& url, const std::string& dest,
+                  DownloadOptions opts = {}) {
+  auto r = q.download({url, dest, opts});
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+  return r.ok() ? r.value() : Job{};
+}
+
+// Events of one job, read back from the database, oldest first.
+inline std::vector<Event> job_events(DownloadQueue& q, int64_t job_id) {
+  std::vector<Event> out;
+  for (auto& e : q.events_since(0, 1000000, std::chrono::milliseconds(0))) {
+    if (e.job_id == job_id) out.push_back(e);
+  }
+  return out;
+}
+
+inline std::vector<std::string> event_types(const std::vector<Event>& events) {
+  std::vector<std::string> t;
+  for (auto& e : events) t.push_back(e.type);
+  return t;
+}
+
+inline size_t count_type(const std::vector<Event>& events, const std::string& type) {
+  size_t n = 0;
+  for (auto& e : events) n += e.type == type;
+  return n;
+}
+
+}  // namespace fetchq::testing

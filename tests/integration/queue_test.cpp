@@ -1,0 +1,380 @@
+// The queue end to end against a real HTTP server on 127.0.0.1: names, errors, callbacks,
+// cancel, pause, events and ordering.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+
+#include "integration/helpers.h"
+
+namespace fetchq::testing {
+namespace {
+
+class QueueTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer server_;
+  std::string dl() {
+    std::filesystem::create_directories(dir_ / "dl");
+    return dir_ / "dl";
+  }
+};
+
+TEST_F(QueueTest, FolderDownloadTakesTheContentDispositionNameAndBytesMatch) {
+  Resource r;
+  r.body = make_body(300000);
+  r.content_disposition = "attachment; filename=\"weights.bin\"";
+  server_.add("/files/x123", r);
+  auto q = open_queue(fast_options(dir_));
+  auto job = submit(*q, server_.url("/files/x123"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto done = q->id_to_job(job.id);
+  ASSERT_EQ(done->status, JobStatus::kCompleted) << done->error.value_or("");
+  EXPECT_EQ(done->download_path.value_or(""), dl() + "/weights.bin");
+  EXPECT_EQ(sha256_file(dl() + "/weights.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(done->bytes, 300000);
+  EXPECT_EQ(done->total_bytes, 300000);
+  EXPECT_FALSE(file_exists(dl() + "/weights.bin.part"));
+  auto reqs = server_.requests_for("/files/x123");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].accept_encoding, "identity");
+  EXPECT_EQ(reqs[0].user_agent.rfind("fetchq/", 0), 0u) << reqs[0].user_agent;
+  EXPECT_EQ(reqs[0].range, "");
+}
+
+TEST_F(QueueTest, FilenameStarWinsAndUrlNameIsTheFallback) {
+  Resource a;
+  a.body = "aaa";
+  a.content_disposition = "attachment; filename=\"plain.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt";
+  server_.add("/a", a);
+  Resource b;
+  b.body = "bbb";
+  server_.add("/dir/from%20url.txt", b);
+  auto q = open_queue(fast_options(dir_));
+  auto ja = submit(*q, server_.url("/a"), dl());
+  auto jb = submit(*q, server_.url("/dir/from%20url.txt?x=1"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(ja.id)->download_path.value_or(""), dl() + "/\xE2\x82\xAC rates.txt");
+  EXPECT_EQ(q->id_to_job(jb.id)->download_path.value_or(""), dl() + "/from url.txt");
+  EXPECT_EQ(read_file(dl() + "/from url.txt"), "bbb");
+}
+
+TEST_F(QueueTest, UnsafeHeaderNamesNeverLeaveTheFolder) {
+  const std::vector<std::string> names = {
+      "../evil", "..\\evil", "sub/evil", "sub\\evil", "C:\\evil", "C:evil", "/evil", ".", "..",
+      "", "bad\x01name", "bad\nname", std::string(300, 'n')};
+  auto q = open_queue(fast_options(dir_));
+  std::vector<std::pair<int64_t, std::string>> jobs;
+  for (size_t i = 0; i < names.size(); ++i) {
+    Resource r;
+    r.body = "payload " + std::to_string(i);
+    std::string header_name = names[i];
+    // Control characters cannot travel in a header line; send them percent-encoded.
+    if (header_name.find_first_of("\x01\n") != std::string::npos) {
+      std::string enc;
+      for (unsigned char c : header_name) {
+        char buf[4];
+        std::snprintf(buf, sizeof buf, "%%%02X", c);
+        enc += (c < 0x20) ? std::string(buf) : std::string(1, static_cast<char>(c));
+      }
+      r.content_disposition = "attachment; filename*=UTF-8''" + enc;
+    } else {
+      std::string quoted;
+      for (char c : header_name) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      r.content_disposition = "attachment; filename=\"" + quoted + "\"";
+    }
+    std::string path = "/case" + std::to_string(i) + "/fallback.bin";
+    server_.add(path, r);
+    std::string dest = dir_ / ("d" + std::to_string(i));
+    std::filesystem::create_directories(dest);
+    jobs.push_back({submit(*q, server_.url(path), dest).id, dest});
+  }
+  ASSERT_TRUE(q->join(std::chrono::seconds(30)));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    auto j = q->id_to_job(jobs[i].first);
+    SCOPED_TRACE("header name #" + std::to_string(i));
+    ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+    EXPECT_EQ(j->download_path.value_or(""), jobs[i].second + "/fallback.bin");
+    EXPECT_EQ(read_file(jobs[i].second + "/fallback.bin"), "payload " + std::to_string(i));
+  }
+  // Nothing was written beside the per-case folders.
+  for (auto& e : std::filesystem::directory_iterator(dir_.path())) {
+    std::string n = e.path().filename().string();
+    EXPECT_TRUE(n.rfind("d", 0) == 0 || n.rfind("queue.db", 0) == 0) << n;
+  }
+}
+
+TEST_F(QueueTest, NotFoundEndsInErrorWithOneErrorEvent) {
+  Resource r;
+  r.status = 404;
+  server_.add("/missing.bin", r);
+  auto q = open_queue(fast_options(dir_));
+  auto job = submit(*q, server_.url("/missing.bin"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->error_type.value_or(""), "HTTPError(404 Not Found)");
+  EXPECT_NE(j->error.value_or("").find("/missing.bin"), std::string::npos);
+  auto ev = job_events(*q, job.id);
+  EXPECT_EQ(count_type(ev, "download_error"), 1u);
+  EXPECT_EQ(count_type(ev, "download_complete"), 0u);
+  EXPECT_EQ(server_.requests_for("/missing.bin").size(), 1u);  // a lasting failure: no retry
+  EXPECT_FALSE(file_exists(dl() + "/missing.bin"));
+  EXPECT_FALSE(file_exists(dl() + "/missing.bin.part"));
+}
+
+TEST_F(QueueTest, BodiesWithoutContentLengthComplete) {
+  Resource close_delimited;
+  close_delimited.body = make_body(200000, 2);
+  close_delimited.no_length = true;
+  server_.add("/nolen.bin", close_delimited);
+  Resource chunked;
+  chunked.body = make_body(150000, 3);
+  chunked.chunked = true;
+  server_.add("/chunked.bin", chunked);
+  auto q = open_queue(fast_options(dir_));
+  auto a = submit(*q, server_.url("/nolen.bin"), dl());
+  auto b = submit(*q, server_.url("/chunked.bin"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(a.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(dl() + "/nolen.bin"), sha256_hex_of(close_delimited.body));
+  EXPECT_EQ(sha256_file(dl() + "/chunked.bin"), sha256_hex_of(chunked.body));
+}
+
+TEST_F(QueueTest, AThrowingCallbackDoesNotStopTheDownload) {
+  Resource r;
+  r.body = make_body(500000, 4);
+  r.rate_bytes_per_s = 2000000;
+  server_.add("/cb.bin", r);
+  auto o = fast_options(dir_);
+  std::atomic<int> starts{0}, progress{0}, completes{0};
+  o.callbacks.on_start = [&](const Job&) { ++starts; throw std::runtime_error("boom in on_start"); };
+  o.callbacks.on_progress = [&](const Job&) { ++progress; throw 42; };
+  o.callbacks.on_complete = [&](const Job&) { ++completes; throw std::runtime_error("boom"); };
+  auto q = open_queue(o);
+  auto job = submit(*q, server_.url("/cb.bin"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(dl() + "/cb.bin"), sha256_hex_of(r.body));
+  EXPECT_TRUE(wait_until([&] { return completes.load() == 1; }));
+  EXPECT_EQ(starts.load(), 1);
+  EXPECT_GE(progress.load(), 1);
+}
+
+TEST_F(QueueTest, CancellingARunningJobRemovesItsPartAndFiresTheEvent) {
+  Resource r;
+  r.body = make_body(2000000, 5);
+  r.rate_bytes_per_s = 200000;
+  server_.add("/slow.bin", r);
+  auto o = fast_options(dir_);
+  std::atomic<int> cancelled{0};
+  o.callbacks.on_cancelled = [&](const Job& j) { cancelled += j.status == JobStatus::kCancelled; };
+  auto q = open_queue(o);
+  auto job = submit(*q, server_.url("/slow.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return file_exists(dl() + "/slow.bin.part") && q->id_to_job(job.id)->bytes > 0; }));
+  auto c = q->cancel_job(job.id);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->status, JobStatus::kCancelled);
+  EXPECT_TRUE(c->cancelled);
+  EXPECT_TRUE(wait_until([&] { return !file_exists(dl() + "/slow.bin.part"); }));
+  ASSERT_TRUE(q->join(std::chrono::seconds(5)));
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCancelled);
+  EXPECT_FALSE(file_exists(dl() + "/slow.bin"));
+  EXPECT_EQ(count_type(job_events(*q, job.id), "download_cancelled"), 1u);
+  EXPECT_TRUE(wait_until([&] { return cancelled.load() == 1; }));
+}
+
+TEST_F(QueueTest, EventsComeInOrderStartedProgressComplete) {
+  Resource r;
+  r.body = make_body(1000000, 6);
+  r.rate_bytes_per_s = 2500000;
+  server_.add("/ev.bin", r);
+  auto q = open_queue(fast_options(dir_));
+  auto job = submit(*q, server_.url("/ev.bin"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto types = event_types(job_events(*q, job.id));
+  ASSERT_GE(types.size(), 3u);
+  EXPECT_EQ(types.front(), "download_started");
+  EXPECT_EQ(types.back(), "download_complete");
+  for (size_t i = 1; i + 1 < types.size(); ++i) EXPECT_EQ(types[i], "download_progress") << i;
+  auto ev = job_events(*q, job.id);
+  auto last_progress = nlohmann::json::parse(ev[ev.size() - 2].payload);
+  EXPECT_EQ(last_progress["current_bytes"], 1000000);
+  auto complete = nlohmann::json::parse(ev.back().payload);
+  EXPECT_EQ(complete["total_bytes"], 1000000);
+  EXPECT_EQ(complete["download_path"], dl() + "/ev.bin");
+}
+
+TEST_F(QueueTest, WithOneSlotJobsStartInPriorityThenIdOrder) {
+  for (int i = 0; i < 6; ++i) {
+    Resource r;
+    r.body = make_body(1000, static_cast<uint32_t>(i));
+    server_.add("/p" + std::to_string(i), r);
+  }
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  std::mutex mu;
+  std::vector<int64_t> started;
+  o.callbacks.on_start = [&](const Job& j) {
+    std::lock_guard lk(mu);
+    started.push_back(j.id);
+  };
+  auto q = open_queue(o);
+  std::vector<DownloadRequest> batch;
+  const int prio[6] = {10, 5, 10, 1, 5, 20};
+  for (int i = 0; i < 6; ++i) {
+    DownloadOptions opt;
+    opt.priority = prio[i];
+    batch.push_back({server_.url("/p" + std::to_string(i)), dl(), opt});
+  }
+  auto jobs = q->download_batch(batch);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  ASSERT_TRUE(wait_until([&] { std::lock_guard lk(mu); return started.size() == 6; }));
+  auto id = [&](int i) { return jobs.value()[static_cast<size_t>(i)].id; };
+  EXPECT_EQ(started, (std::vector<int64_t>{id(3), id(1), id(4), id(0), id(2), id(5)}));
+}
+
+TEST_F(QueueTest, PauseKeepsThePartAndResumeContinuesWithARange) {
+  Resource r;
+  r.body = make_body(1500000, 7);
+  r.rate_bytes_per_s = 300000;
+  server_.add("/pause.bin", r);
+  auto q = open_queue(fast_options(dir_));
+  auto job = submit(*q, server_.url("/pause.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 100000; }));
+  auto p = q->pause_job(job.id);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->status, JobStatus::kPaused);
+  EXPECT_TRUE(q->join(std::chrono::seconds(5)));  // join does not wait for paused jobs
+  ASSERT_TRUE(wait_until([&] { return file_exists(dl() + "/pause.bin.part"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kPaused);
+  auto res = q->resume_job(job.id);
+  ASSERT_TRUE(res.ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(dl() + "/pause.bin"), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/pause.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].range.rfind("bytes=", 0), 0u);
+  EXPECT_NE(reqs[1].range, "bytes=0-");
+  EXPECT_FALSE(reqs[1].if_range.empty());
+  auto types = event_types(job_events(*q, job.id));
+  EXPECT_EQ(count_type(job_events(*q, job.id), "download_paused"), 1u);
+  EXPECT_EQ(count_type(job_events(*q, job.id), "download_resumed"), 1u);
+}
+
+TEST_F(QueueTest, AnExistingFileIsLeftAloneUnlessAskedOtherwise) {
+  Resource r;
+  r.body = "new content";
+  server_.add("/f.txt", r);
+  write_file(dl() + "/f.txt", "old content");
+  auto q = open_queue(fast_options(dir_));
+  auto a = submit(*q, server_.url("/f.txt"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(a.id)->status, JobStatus::kError);
+  EXPECT_EQ(q->id_to_job(a.id)->error_type.value_or(""), "DestinationExists");
+  EXPECT_EQ(read_file(dl() + "/f.txt"), "old content");
+
+  DownloadOptions rename;
+  rename.if_exists = IfExists::kRename;
+  auto b = submit(*q, server_.url("/f.txt"), dl(), rename);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(b.id)->download_path.value_or(""), dl() + "/f.1.txt");
+  EXPECT_EQ(read_file(dl() + "/f.1.txt"), "new content");
+  EXPECT_EQ(read_file(dl() + "/f.txt"), "old content");
+
+  DownloadOptions overwrite;
+  overwrite.if_exists = IfExists::kOverwrite;
+  auto c = submit(*q, server_.url("/f.txt"), dl() + "/f.txt", overwrite);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(c.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(read_file(dl() + "/f.txt"), "new content");
+
+  DownloadOptions skip;
+  skip.if_exists = IfExists::kSkip;
+  server_.reset_log();
+  auto d = submit(*q, server_.url("/f.txt"), dl() + "/f.txt", skip);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(d.id)->status, JobStatus::kCompleted);
+  EXPECT_FALSE(file_exists(dl() + "/f.txt.part"));
+}
+
+TEST_F(QueueTest, TheTokenGoesToTheOriginalHostOnlyAndIsNeverShown) {
+  Resource target;
+  target.body = "secret data";
+  server_.add("/target.bin", target);
+  Resource redirect;
+  // Another host (localhost instead of 127.0.0.1): the token must not follow.
+  redirect.redirect_to = "http://localhost:" + std::to_string(server_.port()) + "/target.bin";
+  server_.add("/start.bin", redirect);
+  auto q = open_queue(fast_options(dir_));
+  DownloadOptions opt;
+  opt.access_token = "tok-abc-123";
+  auto job = submit(*q, server_.url("/start.bin"), dl() + "/out.bin", opt);
+  EXPECT_TRUE(job.has_access_token);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  ASSERT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  auto first = server_.requests_for("/start.bin");
+  auto second = server_.requests_for("/target.bin");
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(first[0].authorization, "Bearer tok-abc-123");
+  EXPECT_EQ(second[0].authorization, "");
+  nlohmann::json shown = *q->id_to_job(job.id);
+  EXPECT_EQ(shown.dump().find("tok-abc"), std::string::npos);
+  for (auto& e : q->events_since(0, 1000, std::chrono::milliseconds(0))) {
+    EXPECT_EQ(e.payload.find("tok-abc"), std::string::npos);
+  }
+}
+
+TEST_F(QueueTest, RedirectToFileSchemeEndsInErrorWithNothingWritten) {
+  Resource redirect;
+  redirect.redirect_to = "file:///etc/passwd";
+  server_.add("/evil", redirect);
+  auto q = open_queue(fast_options(dir_));
+  auto job = submit(*q, server_.url("/evil"), dl() + "/passwd");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->error_type.value_or(""), "UnsupportedProtocol");
+  EXPECT_FALSE(file_exists(dl() + "/passwd"));
+  EXPECT_FALSE(file_exists(dl() + "/passwd.part"));
+}
+
+TEST_F(QueueTest, BadSubmissionsAreRefusedAtOnce) {
+  auto q = open_queue(fast_options(dir_));
+  for (const char* url : {"file:///etc/passwd", "ftp://h/x", "gopher://h/", "not-a-url"}) {
+    auto r = q->download({url, dl(), {}});
+    EXPECT_FALSE(r.ok()) << url;
+  }
+  EXPECT_FALSE(q->download({server_.url("/x"), "relative/dir", {}}).ok());
+  EXPECT_TRUE(q->list_jobs().empty());
+}
+
+TEST_F(QueueTest, CancelAllAndPrune) {
+  Resource r;
+  r.body = make_body(1000000, 8);
+  r.rate_bytes_per_s = 100000;
+  server_.add("/s.bin", r);
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  auto q = open_queue(o);
+  for (int i = 0; i < 3; ++i) submit(*q, server_.url("/s.bin"), dl() + "/s" + std::to_string(i));
+  ASSERT_TRUE(wait_until([&] { return q->stats().running == 1; }));
+  EXPECT_EQ(q->cancel_all_jobs(), 3);
+  ASSERT_TRUE(q->join(std::chrono::seconds(5)));
+  EXPECT_EQ(q->stats().cancelled, 3);
+  EXPECT_EQ(q->prune_jobs(), 3);
+  EXPECT_TRUE(q->list_jobs().empty());
+  EXPECT_FALSE(q->cancel_job(1).ok());
+}
+
+}  // namespace
+}  // namespace fetchq::testing

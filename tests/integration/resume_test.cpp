@@ -1,0 +1,241 @@
+// Resume: Range with If-Range after drops, restarts, 416s, wrong offsets, short bodies, and the
+// boot-id rule that picks the file's length (same boot) or the checkpoint (after a reboot).
+#include <filesystem>
+
+#include "integration/helpers.h"
+#include "util/fs.h"
+
+namespace fetchq::testing {
+namespace {
+
+class ResumeTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer server_;
+  std::string out() { return dir_ / "out.bin"; }
+
+  // Runs one job to its end and returns it.
+  Job run(const std::string& path, QueueOptions o = {}) {
+    if (o.db_path.empty()) o = fast_options(dir_);
+    auto q = open_queue(o);
+    auto job = submit(*q, server_.url(path), out());
+    EXPECT_TRUE(q->join(std::chrono::seconds(30)));
+    events_ = job_events(*q, job.id);
+    return *q->id_to_job(job.id);
+  }
+  std::vector<Event> events_;
+};
+
+TEST_F(ResumeTest, ADroppedConnectionResumesWithRangeAndIfRange) {
+  Resource r;
+  r.body = make_body(1 << 20, 11);
+  r.drop_after = 400000;
+  server_.add("/drop.bin", r);
+  auto j = run("/drop.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/drop.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].range, "bytes=400000-");
+  EXPECT_EQ(reqs[1].if_range.empty(), false);
+  EXPECT_EQ(count_type(events_, "download_retrying"), 1u);
+  EXPECT_EQ(count_type(events_, "download_resumed"), 1u);
+  EXPECT_EQ(j.attempts, 2);
+}
+
+TEST_F(ResumeTest, LastModifiedIsTheValidatorWithoutAnEtag) {
+  Resource r;
+  r.body = make_body(300000, 12);
+  r.etag = "";
+  r.last_modified = "Wed, 21 Oct 2015 07:28:00 GMT";
+  r.drop_after = 100000;
+  server_.add("/lm.bin", r);
+  auto j = run("/lm.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted);
+  auto reqs = server_.requests_for("/lm.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].if_range, "Wed, 21 Oct 2015 07:28:00 GMT");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+}
+
+TEST_F(ResumeTest, AServerThatIgnoresRangesMeansStartingOver) {
+  Resource r;
+  r.body = make_body(500000, 13);
+  r.honour_range = false;
+  r.drop_after = 200000;
+  server_.add("/norange.bin", r);
+  auto j = run("/norange.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  EXPECT_EQ(count_type(events_, "download_restarted"), 1u);
+  EXPECT_EQ(j.bytes, 500000);
+}
+
+TEST_F(ResumeTest, AChangedEtagMeansStartingOver) {
+  Resource r;
+  r.body = make_body(500000, 14);
+  r.etag_changes = true;
+  r.drop_after = 200000;
+  server_.add("/etag.bin", r);
+  auto j = run("/etag.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/etag.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].range, "bytes=200000-");
+  EXPECT_EQ(count_type(events_, "download_restarted"), 1u);
+}
+
+TEST_F(ResumeTest, AWrongContentRangeStartIsNeverSpliced) {
+  Resource r;
+  r.body = make_body(400000, 15);
+  r.drop_after = 100000;
+  r.wrong_range_start = 50000;
+  server_.add("/wrong.bin", r);
+  auto j = run("/wrong.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  EXPECT_GE(count_type(events_, "download_restarted"), 1u);
+  auto reqs = server_.requests_for("/wrong.bin");
+  ASSERT_GE(reqs.size(), 3u);
+  EXPECT_EQ(reqs.back().range, "");  // the last one started from zero
+}
+
+TEST_F(ResumeTest, AShortBodyIsAFailureNotASuccess) {
+  Resource r;
+  r.body = make_body(100000, 16);
+  r.lie_length = 200000;
+  server_.add("/short.bin", r);
+  auto o = fast_options(dir_);
+  o.max_attempts = 3;  // short body, 416 with another size, short body again: no progress
+  auto j = run("/short.bin", o);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "IncompleteBody");
+  EXPECT_FALSE(file_exists(out()));  // never renamed into place
+}
+
+// Puts a job in the state a crash leaves: a .part of `part_bytes` and a checkpoint.
+int64_t crashed_job(const TempDir& dir, const std::string& url, const std::string& dest,
+                    const std::string& body, int64_t part_bytes, int64_t checkpoint,
+                    const std::string& boot_id, const std::string& etag) {
+  auto st = store::open_sqlite_store(dir / "queue.db", {});
+  EXPECT_TRUE(st.ok());
+  auto& s = *st.value();
+  store::NewJob nj;
+  nj.request = {url, dest, {}};
+  nj.download_path = dest;
+  auto id = s.insert_jobs({nj}, "t").at(0).id;
+  auto c = s.claim(1, 0, std::nullopt, "t").at(0);
+  store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0};
+  EXPECT_TRUE(s.set_started(id, c.attempt, info));
+  EXPECT_TRUE(s.set_checkpoint(id, c.attempt, checkpoint, boot_id));
+  write_file(dest + ".part", body.substr(0, static_cast<size_t>(part_bytes)));
+  return id;  // left "running", as a kill -9 leaves it
+}
+
+TEST_F(ResumeTest, AfterAProcessCrashTheFileLengthIsTrusted) {
+  Resource r;
+  r.body = make_body(600000, 17);
+  r.etag = "\"fixed-etag\"";
+  server_.add("/crash.bin", r);
+  crashed_job(dir_, server_.url("/crash.bin"), out(), r.body, 450000, 100000, util::boot_id(), r.etag);
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->list_jobs().at(0).status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/crash.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].range, "bytes=450000-");
+  EXPECT_EQ(reqs[0].if_range, "\"fixed-etag\"");
+  EXPECT_EQ(server_.total_body_bytes_sent(), 150000u);
+}
+
+TEST_F(ResumeTest, AfterARebootOnlyTheCheckpointIsTrusted) {
+  Resource r;
+  r.body = make_body(600000, 18);
+  r.etag = "\"fixed-etag\"";
+  server_.add("/reboot.bin", r);
+  crashed_job(dir_, server_.url("/reboot.bin"), out(), r.body, 450000, 100000, "another-boot", r.etag);
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->list_jobs().at(0).status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/reboot.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].range, "bytes=100000-");
+}
+
+TEST_F(ResumeTest, A416WithTheRightSizeMeansTheFileIsWhole) {
+  Resource r;
+  r.body = make_body(200000, 19);
+  r.etag = "\"fixed-etag\"";
+  r.on416 = Resource::On416::kWithContentRange;
+  server_.add("/whole.bin", r);
+  crashed_job(dir_, server_.url("/whole.bin"), out(), r.body, 200000, 200000, util::boot_id(), r.etag);
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/whole.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].status, 416);
+}
+
+TEST_F(ResumeTest, A416WithoutContentRangeMeansStartingOver) {
+  Resource r;
+  r.body = make_body(200000, 20);
+  r.etag = "\"fixed-etag\"";
+  r.on416 = Resource::On416::kWithoutContentRange;
+  server_.add("/nocr.bin", r);
+  // A .part longer than the file: the server answers 416 and gives no size.
+  std::string longer = r.body + "extra bytes";
+  crashed_job(dir_, server_.url("/nocr.bin"), out(), longer, static_cast<int64_t>(longer.size()),
+              static_cast<int64_t>(longer.size()), util::boot_id(), r.etag);
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/nocr.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].status, 416);
+  EXPECT_EQ(reqs[1].range, "");
+}
+
+TEST_F(ResumeTest, ChecksumIsVerifiedBeforeTheRename) {
+  Resource r;
+  r.body = make_body(100000, 21);
+  server_.add("/sum.bin", r);
+  auto q = open_queue(fast_options(dir_));
+  DownloadOptions good;
+  good.sha256 = sha256_hex_of(r.body);
+  auto a = submit(*q, server_.url("/sum.bin"), dir_ / "good.bin", good);
+  DownloadOptions bad;
+  bad.sha256 = std::string(64, '0');
+  auto b = submit(*q, server_.url("/sum.bin"), dir_ / "bad.bin", bad);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(a.id)->status, JobStatus::kCompleted);
+  auto jb = q->id_to_job(b.id);
+  EXPECT_EQ(jb->status, JobStatus::kError);
+  EXPECT_EQ(jb->error_type.value_or(""), "ChecksumMismatch");
+  EXPECT_FALSE(file_exists(dir_ / "bad.bin"));
+}
+
+TEST_F(ResumeTest, PassingHttpFailuresAreRetriedAndLastingOnesAreNot) {
+  Resource busy;
+  busy.status = 503;
+  busy.retry_after = "0";
+  server_.add("/busy.bin", busy);
+  auto o = fast_options(dir_);
+  o.max_attempts = 3;
+  auto j = run("/busy.bin", o);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "HTTPError(503 Service Unavailable)");
+  EXPECT_EQ(server_.requests_for("/busy.bin").size(), 3u);
+  EXPECT_EQ(count_type(events_, "download_retrying"), 2u);
+  EXPECT_EQ(count_type(events_, "download_error"), 1u);
+}
+
+}  // namespace
+}  // namespace fetchq::testing

@@ -1,0 +1,34 @@
+// Child processes for end-to-end tests: start the real binaries, signal them, reap them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace fetchq::testing {
+
+class Process {
+ public:
+  // Starts argv[0] with argv; stdout and stderr go to the given files ("" for /dev/null).
+  Process(const std::vector<std::string>& argv, const std::string& stdout_path = "",
+          const std::string& stderr_path = "", const std::vector<std::string>& env = {});
+  ~Process();  // SIGKILLs and reaps a child still running
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  pid_t pid() const { return pid_; }
+  void signal(int sig);
+  // Exit status (128+signal when killed), or -1 if it did not end within timeout.
+  int wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  bool reaped_ = false;
+};
+
+std::string bin_path(const std::string& name);  // the built fetchq or fetchqd
+
+}  // namespace fetchq::testing

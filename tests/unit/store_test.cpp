@@ -1,0 +1,233 @@
+// Store: ordering, conditional updates, crash recovery, locking and refusal of foreign files.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "store/store.h"
+#include "support/temp_dir.h"
+
+namespace fetchq::store {
+namespace {
+
+using fetchq::testing::TempDir;
+
+NewJob job(const std::string& url, int priority = 10, std::optional<std::string> token = {}) {
+  NewJob nj;
+  nj.request.source = url;
+  nj.request.dest = "/tmp/x/";
+  nj.request.options.priority = priority;
+  nj.request.options.access_token = token;
+  nj.dest_is_dir = true;
+  return nj;
+}
+
+std::unique_ptr<Store> open_store(const std::string& path) {
+  auto s = open_sqlite_store(path, {});
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  return std::move(s.value());
+}
+
+TEST(StoreTest, ClaimsByPriorityThenSubmissionOrder) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a", 10), job("http://h/b", 5), job("http://h/c", 10), job("http://h/d", 5)}, "t");
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    auto c = s->claim(1, 0, std::nullopt, "t");
+    ASSERT_EQ(c.size(), 1u);
+    order.push_back(c[0].job.source);
+    EXPECT_EQ(c[0].job.status, JobStatus::kRunning);
+    EXPECT_EQ(c[0].attempt, 1);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"http://h/b", "http://h/d", "http://h/a", "http://h/c"}));
+  EXPECT_TRUE(s->claim(5, 0, std::nullopt, "t").empty());
+}
+
+TEST(StoreTest, ClaimUsesThePartialIndex) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s.reset();
+  SQLite::Database db(dir / "q.db");
+  SQLite::Statement q(db,
+                      "EXPLAIN QUERY PLAN SELECT id FROM jobs INDEXED BY jobs_waiting WHERE status = "
+                      "'waiting' AND not_before_ms <= 0 ORDER BY priority, id LIMIT 5");
+  std::string plan;
+  while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
+  EXPECT_NE(plan.find("jobs_waiting"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+}
+
+TEST(StoreTest, IdsAreNeverReusedAfterPrune) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto a = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  auto c = s->claim(2, 0, std::nullopt, "t");
+  for (auto& cj : c) {
+    Finish f;
+    ASSERT_TRUE(s->finish(cj.job.id, cj.attempt, f, "t"));
+  }
+  EXPECT_EQ(s->prune("t").size(), 2u);
+  auto b = s->insert_jobs({job("http://h/c")}, "t");
+  EXPECT_GT(b[0].id, a[1].id);
+}
+
+TEST(StoreTest, LateTransferWritesCannotReviveACancelledJob) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a")}, "t");
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->change_status(c.job.id, {JobStatus::kRunning}, JobStatus::kCancelled, "t"));
+  EXPECT_FALSE(s->set_progress(c.job.id, c.attempt, 100, 200));
+  Finish f;
+  EXPECT_FALSE(s->finish(c.job.id, c.attempt, f, "t"));
+  EXPECT_FALSE(s->requeue(c.job.id, c.attempt, 0, 1, std::nullopt, std::nullopt));
+  auto j = s->get_job(c.job.id);
+  EXPECT_EQ(j->status, JobStatus::kCancelled);
+  EXPECT_TRUE(j->cancelled);
+  EXPECT_EQ(j->error_type.value_or(""), "Cancelled");
+}
+
+TEST(StoreTest, AStaleAttemptCannotFinishANewerOne) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a")}, "t");
+  auto first = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->requeue(first.job.id, first.attempt, 0, 1, std::string("Timeout"), std::string("x")));
+  auto second = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(second.attempt, 2);
+  Finish f;
+  EXPECT_FALSE(s->finish(first.job.id, first.attempt, f, "t"));
+  EXPECT_TRUE(s->finish(second.job.id, second.attempt, f, "t"));
+}
+
+TEST(StoreTest, RunningJobsGoBackToWaitingAfterACrash) {
+  TempDir dir;
+  {
+    auto s = open_store(dir / "q.db");
+    s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+    auto c = s->claim(1, 0, std::nullopt, "t");
+    ASSERT_TRUE(s->set_checkpoint(c[0].job.id, c[0].attempt, 4096, "boot-1"));
+  }
+  auto s = open_store(dir / "q.db");
+  EXPECT_EQ(s->recover_running(), 1);
+  auto c = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0].checkpoint_bytes, 4096);
+  EXPECT_EQ(c[0].checkpoint_boot_id, "boot-1");
+  EXPECT_EQ(c[0].attempt, 2);
+}
+
+TEST(StoreTest, RetryTimeDelaysTheClaim) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a")}, "t");
+  auto c = s->claim(1, 1000, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->requeue(c.job.id, c.attempt, 5000, 1, std::nullopt, std::nullopt));
+  EXPECT_TRUE(s->claim(1, 4999, std::nullopt, "t").empty());
+  EXPECT_EQ(s->next_retry_ms(std::nullopt).value_or(-1), 5000);
+  EXPECT_EQ(s->claim(1, 5000, std::nullopt, "t").size(), 1u);
+}
+
+TEST(StoreTest, OnlyListedJobsAreClaimed) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  auto c = s->claim(5, 0, std::vector<int64_t>{jobs[1].id}, "t");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].job.id, jobs[1].id);
+}
+
+TEST(StoreTest, TokensAreKeptApartFromJobs) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a", 10, std::string("s3cret-token"))}, "t");
+  EXPECT_TRUE(jobs[0].has_access_token);
+  EXPECT_TRUE(s->get_job(jobs[0].id)->has_access_token);
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(c.access_token.value_or(""), "s3cret-token");
+  s.reset();
+  SQLite::Database db(dir / "q.db");
+  SQLite::Statement q(db, "SELECT * FROM jobs");
+  while (q.executeStep()) {
+    for (int i = 0; i < q.getColumnCount(); ++i) {
+      if (!q.getColumn(i).isNull()) {
+        EXPECT_EQ(q.getColumn(i).getString().find("s3cret"), std::string::npos);
+      }
+    }
+  }
+}
+
+TEST(StoreTest, ASecondWriterIsRefusedButReadersAreWelcome) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a")}, "t");
+  auto second = open_sqlite_store(dir / "q.db", {});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ErrorCode::kBusy);
+  EXPECT_NE(second.error().message.find("another fetchq process"), std::string::npos);
+  OpenOptions ro;
+  ro.read_only = true;
+  auto reader = open_sqlite_store(dir / "q.db", ro);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  EXPECT_EQ(reader.value()->list_jobs({}).size(), 1u);
+}
+
+TEST(StoreTest, AForeignDatabaseIsRefusedAndLeftAlone) {
+  TempDir dir;
+  {
+    SQLite::Database db(dir / "other.db", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me')");
+  }
+  auto s = open_sqlite_store(dir / "other.db", {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("not a fetchq one"), std::string::npos) << s.error().message;
+  SQLite::Database db(dir / "other.db");
+  EXPECT_EQ(db.execAndGet("SELECT x FROM notes").getString(), "keep me");
+  EXPECT_FALSE(db.tableExists("jobs"));
+}
+
+TEST(StoreTest, AFileThatIsNotSqliteIsRefusedAndLeftAlone) {
+  TempDir dir;
+  std::string junk(8192, 'z');
+  fetchq::testing::write_file(dir / "junk.db", junk);
+  auto s = open_sqlite_store(dir / "junk.db", {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(fetchq::testing::read_file(dir / "junk.db"), junk);
+}
+
+TEST(StoreTest, ANewerSchemaIsRefused) {
+  TempDir dir;
+  { open_store(dir / "q.db"); }
+  {
+    SQLite::Database db(dir / "q.db", SQLite::OPEN_READWRITE);
+    db.exec("PRAGMA user_version = 999");
+  }
+  auto s = open_sqlite_store(dir / "q.db", {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("newer"), std::string::npos);
+}
+
+TEST(StoreTest, TheDatabaseIsReadableByItsOwnerOnly) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "q.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST(StoreTest, EventSequenceOnlyGrows) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  int64_t a = s->append_event(1, "download_started", "{}", "t");
+  int64_t b = s->append_event(1, "download_progress", "{}", "t");
+  EXPECT_GT(b, a);
+  EXPECT_EQ(s->last_event_seq(), b);
+  auto ev = s->events_since(a, 10, std::nullopt);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, "download_progress");
+}
+
+}  // namespace
+}  // namespace fetchq::store

@@ -1,0 +1,47 @@
+// Content-Range, Retry-After and status classes used by the transfer engine.
+#include <gtest/gtest.h>
+
+#include "transfer/transfer.h"
+
+namespace fetchq::transfer {
+namespace {
+
+TEST(ContentRange, ParsesRangesAndStars) {
+  int64_t start = 0, total = 0;
+  ASSERT_TRUE(parse_content_range("bytes 100-199/1000", &start, &total));
+  EXPECT_EQ(start, 100);
+  EXPECT_EQ(total, 1000);
+  ASSERT_TRUE(parse_content_range("bytes */1000", &start, &total));
+  EXPECT_EQ(start, -1);
+  EXPECT_EQ(total, 1000);
+  ASSERT_TRUE(parse_content_range("bytes 0-9/*", &start, &total));
+  EXPECT_EQ(total, -1);
+  ASSERT_TRUE(parse_content_range("bytes 5000000000-5000000099/6000000000", &start, &total));
+  EXPECT_EQ(start, 5000000000LL);  // offsets above 4 GiB
+  EXPECT_FALSE(parse_content_range("", &start, &total));
+  EXPECT_FALSE(parse_content_range("bytes 10-5/100", &start, &total));
+  EXPECT_FALSE(parse_content_range("items 0-1/2", &start, &total));
+  EXPECT_FALSE(parse_content_range("bytes -5-10/100", &start, &total));
+  EXPECT_FALSE(parse_content_range("bytes 1-2/x", &start, &total));
+}
+
+TEST(RetryAfter, SecondsAndDates) {
+  EXPECT_EQ(parse_retry_after("120", 0).value_or(-1), 120000);
+  EXPECT_EQ(parse_retry_after(" 0", 0).value_or(-1), 0);
+  // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch.
+  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000LL - 5000).value_or(-1), 5000);
+  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000LL + 5000).value_or(-1), 0);
+  EXPECT_FALSE(parse_retry_after("soon", 0).has_value());
+  EXPECT_FALSE(parse_retry_after("", 0).has_value());
+}
+
+TEST(Status, ReasonPhrasesComeFromTheStandardTable) {
+  EXPECT_EQ(reason_phrase(404), "Not Found");
+  EXPECT_EQ(reason_phrase(503), "Service Unavailable");
+  EXPECT_EQ(reason_phrase(799), "Unknown Status");
+  for (long c : {408, 429, 500, 502, 503, 504}) EXPECT_TRUE(is_retryable_status(c)) << c;
+  for (long c : {400, 401, 403, 404, 410, 416, 501}) EXPECT_FALSE(is_retryable_status(c)) << c;
+}
+
+}  // namespace
+}  // namespace fetchq::transfer

