@@ -43,6 +43,9 @@ struct QueueOptions {
   // When non-empty, destinations must lie under one of these folders (symbolic links resolved).
   std::vector<std::string> download_roots;
   Callbacks callbacks;
+  // Called on the queue's own thread after every commit that changed jobs or events. Must be
+  // quick and must not call back into the queue; servers use it to wake their waiters.
+  std::function<void()> on_change;
 };
 
 struct ListFilter {
@@ -82,6 +85,7 @@ class DownloadQueue {
   // Events with seq > since, oldest first, waiting up to `wait` for the first one.
   virtual std::vector<Event> events_since(int64_t since, int64_t limit,
                                           std::chrono::milliseconds wait) = 0;
+  virtual int64_t last_event_seq() = 0;
   // Stops every transfer, checkpoints it and leaves it waiting for the next start. Idempotent;
   // the destructor calls it.
   virtual void shutdown() = 0;

@@ -1,8 +1,578 @@
-// The commands that talk to fetchqd over its control socket (and list/show/events --db).
+// The commands that talk to fetchqd over its control socket, and list/show/events --db.
+#include <signal.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
 #include "cli/commands.h"
+#include "cli/output.h"
+#include "control/client.h"
+#include "store/store.h"
 
 namespace fetchq::cli {
+namespace {
 
-void add_client_commands(CLI::App&, std::function<int()>*) {}
+using json = nlohmann::json;
+
+struct Common {
+  std::string socket;
+  std::string db;
+  bool json = false;
+};
+
+std::string absolute(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
+  return path.empty() || path == "." ? std::string(cwd) : std::string(cwd) + "/" + path;
+}
+
+Job job_from_json(const json& j) {
+  Job job;
+  auto opt = [&](const char* k) -> std::optional<std::string> {
+    if (!j.contains(k) || j[k].is_null()) return std::nullopt;
+    return j[k].get<std::string>();
+  };
+  job.id = j.value("id", int64_t{0});
+  job.source = j.value("source", std::string());
+  job.dest = j.value("dest", std::string());
+  job.priority = j.value("priority", 10);
+  job.status = parse_job_status(j.value("status", std::string("error"))).value_or(JobStatus::kError);
+  job.download_path = opt("download_path");
+  job.job_started = opt("job_started");
+  job.job_ended = opt("job_ended");
+  job.bytes = j.value("bytes", int64_t{0});
+  job.total_bytes = j.value("total_bytes", int64_t{0});
+  job.error_type = opt("error_type");
+  job.error = opt("error");
+  job.cancelled = j.value("cancelled", false);
+  job.attempts = j.value("attempts", 0);
+  job.has_access_token = j.value("has_access_token", false);
+  job.created_at = j.value("created_at", std::string());
+  return job;
+}
+
+// Connects, or prints the one-line reason and returns nullopt (exit 3).
+std::optional<control::Client> connect(const Common& c) {
+  std::string path = c.socket.empty() ? control::default_socket_path() : c.socket;
+  auto client = control::Client::connect(path);
+  if (!client) {
+    print_error(client.error().message);
+    return std::nullopt;
+  }
+  return std::move(client.value());
+}
+
+int fail(const Error& e) {
+  print_error(e.message);
+  if (e.code == ErrorCode::kIo && e.message.find("fetchqd") != std::string::npos) return kExitNoDaemon;
+  return kExitFailure;
+}
+
+std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
+  store::OpenOptions o;
+  o.read_only = true;
+  auto s = store::open_sqlite_store(absolute(path), o);
+  if (!s) {
+    print_error(s.error().message);
+    *rc = kExitFailure;
+    return nullptr;
+  }
+  return std::move(s.value());
+}
+
+void add_common(CLI::App* cmd, Common& c, bool with_db) {
+  cmd->add_option("--socket", c.socket, "fetchqd's control socket (default $FETCHQ_SOCKET, ...)");
+  cmd->add_flag("--json", c.json, "JSON output");
+  if (with_db) cmd->add_option("--db", c.db, "read this database directly, read-only, instead of asking fetchqd");
+}
+
+// ---- add
+struct AddArgs {
+  Common c;
+  std::vector<std::string> urls;
+  std::string input, dir, output, sha256, token_env, if_exists;
+  std::optional<int> priority;
+};
+
+int run_add(AddArgs& a) {
+  if (!a.dir.empty() && !a.output.empty()) {
+    print_error("-d and -o cannot be used together");
+    return kExitUsage;
+  }
+  if (a.urls.empty() && a.input.empty()) {
+    print_error("give URLs, or -i FILE");
+    return kExitUsage;
+  }
+  if (!a.output.empty() && a.urls.size() + (a.input.empty() ? 0 : 2) > 1) {
+    print_error("-o names one file: give one URL, or use -d DIR");
+    return kExitUsage;
+  }
+  json base = json::object();
+  std::string dest = !a.output.empty() ? absolute(a.output) : absolute(a.dir.empty() ? "." : a.dir);
+  if (a.output.empty() && dest.back() != '/') dest += "/";
+  base["dest"] = dest;
+  if (a.priority) base["priority"] = *a.priority;
+  if (!a.sha256.empty()) base["sha256"] = a.sha256;
+  if (!a.if_exists.empty()) base["if_exists"] = a.if_exists;
+  if (!a.token_env.empty()) {
+    const char* tok = std::getenv(a.token_env.c_str());
+    if (!tok || !*tok) {
+      print_error("--token-env " + a.token_env + ": that variable is not set or empty");
+      return kExitUsage;
+    }
+    base["access_token"] = tok;
+  }
+  std::vector<json> jobs;
+  for (const auto& u : a.urls) {
+    json j = base;
+    j["source"] = u;
+    jobs.push_back(std::move(j));
+  }
+  if (!a.input.empty()) {
+    std::ifstream in(a.input == "-" ? "/dev/stdin" : a.input);
+    if (!in) {
+      print_error("cannot read " + a.input);
+      return kExitUsage;
+    }
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      auto start = line.find_first_not_of(" \t\r");
+      if (start == std::string::npos || line[start] == '#') continue;
+      line = line.substr(start, line.find_last_not_of(" \t\r") - start + 1);
+      json j = base;
+      if (line[0] == '{') {
+        auto obj = json::parse(line, nullptr, false);
+        if (obj.is_discarded() || !obj.is_object()) {
+          print_error(a.input + ":" + std::to_string(lineno) + ": not a JSON object");
+          return kExitUsage;
+        }
+        for (auto& [k, v] : obj.items()) j[k] = v;
+        if (j.contains("dest") && j["dest"].is_string()) j["dest"] = absolute(j["dest"].get<std::string>());
+      } else {
+        j["source"] = line;
+      }
+      jobs.push_back(std::move(j));
+    }
+  }
+  if (jobs.empty()) {
+    print_error("no URLs to add");
+    return kExitUsage;
+  }
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  std::vector<Job> added;
+  json added_json = json::array();
+  if (jobs.size() == 1) {
+    auto r = client->call("download", jobs[0]);
+    if (!r) return fail(r.error());
+    added_json.push_back(r.value());
+  } else {
+    // Batches keep each request line well under the daemon's size limit.
+    const size_t kBatch = 5000;
+    for (size_t i = 0; i < jobs.size(); i += kBatch) {
+      json batch = json::array();
+      for (size_t k = i; k < std::min(jobs.size(), i + kBatch); ++k) batch.push_back(jobs[k]);
+      auto r = client->call("download_batch", json{{"jobs", std::move(batch)}});
+      if (!r) {
+        if (i > 0) print_error(std::to_string(i) + " jobs were added before this failure");
+        return fail(r.error());
+      }
+      for (auto& j : r.value()) added_json.push_back(j);
+    }
+  }
+  if (a.c.json) {
+    std::cout << (jobs.size() == 1 ? added_json[0] : added_json).dump(2) << "\n";
+  } else if (added_json.size() <= 20) {
+    for (auto& j : added_json) std::cout << "added job " << j["id"] << ": " << j["source"].get<std::string>() << "\n";
+  } else {
+    std::cout << "added " << added_json.size() << " jobs (" << added_json.front()["id"] << " to "
+              << added_json.back()["id"] << ")\n";
+  }
+  return kExitOk;
+}
+
+// ---- list / show
+struct ListArgs {
+  Common c;
+  std::string status;
+};
+
+int run_list(ListArgs& a) {
+  std::optional<JobStatus> status;
+  if (!a.status.empty()) {
+    status = parse_job_status(a.status);
+    if (!status) {
+      print_error("unknown status '" + a.status + "'");
+      return kExitUsage;
+    }
+  }
+  std::vector<Job> jobs;
+  if (!a.c.db.empty()) {
+    int rc = 0;
+    auto st = open_db(a.c.db, &rc);
+    if (!st) return rc;
+    ListFilter f;
+    f.status = status;
+    jobs = st->list_jobs(f);
+  } else {
+    auto client = connect(a.c);
+    if (!client) return kExitNoDaemon;
+    int64_t after = 0;
+    for (;;) {
+      json p{{"after_id", after}, {"limit", 10000}};
+      if (status) p["status"] = std::string(to_string(*status));
+      auto r = client->call("list_jobs", p);
+      if (!r) return fail(r.error());
+      for (auto& j : r.value()) jobs.push_back(job_from_json(j));
+      if (r.value().size() < 10000) break;
+      after = jobs.back().id;
+    }
+  }
+  if (a.c.json) {
+    print_jobs_json(jobs);
+  } else {
+    print_jobs_table(jobs, {});
+  }
+  return kExitOk;
+}
+
+struct ShowArgs {
+  Common c;
+  int64_t id = 0;
+};
+
+int run_show(ShowArgs& a) {
+  std::optional<Job> job;
+  if (!a.c.db.empty()) {
+    int rc = 0;
+    auto st = open_db(a.c.db, &rc);
+    if (!st) return rc;
+    job = st->get_job(a.id);
+    if (!job) {
+      print_error("no job with id " + std::to_string(a.id));
+      return kExitFailure;
+    }
+  } else {
+    auto client = connect(a.c);
+    if (!client) return kExitNoDaemon;
+    auto r = client->call("get_job", json{{"id", a.id}});
+    if (!r) return fail(r.error());
+    job = job_from_json(r.value());
+  }
+  if (a.c.json) {
+    print_job_json(*job);
+  } else {
+    print_job_details(*job);
+  }
+  return kExitOk;
+}
+
+// ---- cancel / pause / resume / retry / prune
+struct ActArgs {
+  Common c;
+  std::vector<int64_t> ids;
+  bool all = false;
+};
+
+int run_act(ActArgs& a, const std::string& method) {
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  if (a.all) {
+    auto r = client->call("cancel_all_jobs", json::object());
+    if (!r) return fail(r.error());
+    if (a.c.json) {
+      std::cout << json{{"cancelled", r.value()}}.dump() << "\n";
+    } else {
+      std::cout << "cancelled " << r.value() << " jobs\n";
+    }
+    return kExitOk;
+  }
+  if (a.ids.empty()) {
+    print_error("give job ids");
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  json out = json::array();
+  for (auto id : a.ids) {
+    auto r = client->call(method, json{{"id", id}});
+    if (!r) {
+      rc = fail(r.error());
+      continue;
+    }
+    out.push_back(r.value());
+    if (!a.c.json) std::cout << "job " << id << ": " << r.value()["status"].get<std::string>() << "\n";
+  }
+  if (a.c.json) std::cout << (out.size() == 1 ? out[0] : out).dump(2) << "\n";
+  return rc;
+}
+
+int run_prune(Common& c) {
+  auto client = connect(c);
+  if (!client) return kExitNoDaemon;
+  auto r = client->call("prune_jobs", json::object());
+  if (!r) return fail(r.error());
+  if (c.json) {
+    std::cout << json{{"removed", r.value()}}.dump() << "\n";
+  } else {
+    std::cout << "removed " << r.value() << " finished jobs\n";
+  }
+  return kExitOk;
+}
+
+// ---- wait
+struct WaitArgs {
+  Common c;
+  std::vector<int64_t> ids;
+  double timeout = -1;
+  bool progress = false;
+};
+
+int run_wait(WaitArgs& a) {
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  std::vector<int64_t> ids = a.ids;
+  if (ids.empty()) {
+    // All jobs waiting or running now: those are what `wait` waits for.
+    for (const char* st : {"waiting", "running"}) {
+      auto r = client->call("list_jobs", json{{"status", st}});
+      if (!r) return fail(r.error());
+      for (auto& j : r.value()) ids.push_back(j["id"].get<int64_t>());
+    }
+    if (ids.empty()) return kExitOk;
+  }
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(a.timeout * 1000));
+  int lines = 0;
+  for (;;) {
+    // Short joins let this loop notice signals and redraw progress.
+    double step = a.progress ? 0.5 : 1.0;
+    if (a.timeout >= 0) {
+      double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+      step = std::max(0.0, std::min(step, left));
+    }
+    auto r = client->call("join", json{{"ids", ids}, {"timeout", step}});
+    if (!r) return fail(r.error());
+    bool done = r.value().value("done", false);
+    if (a.progress && !a.c.json) {
+      std::string out = lines > 0 ? "\x1b[" + std::to_string(lines) + "F" : "";
+      lines = 0;
+      for (auto id : ids) {
+        auto jr = client->call("get_job", json{{"id", id}});
+        if (!jr) continue;
+        Job j = job_from_json(jr.value());
+        if (j.status != JobStatus::kRunning && ids.size() > 10) continue;
+        out += "\x1b[2K" + progress_line(j, 0, terminal_width() - 1) + " " + std::string(to_string(j.status)) + "\n";
+        if (++lines >= 10) break;
+      }
+      std::cerr << out << std::flush;
+    }
+    if (done) break;
+    timespec zero{0, 0};
+    if (sigtimedwait(&sigs, nullptr, &zero) > 0) return kExitInterrupted;
+    if (a.timeout >= 0 && std::chrono::steady_clock::now() >= deadline) {
+      print_error("timed out with jobs still waiting or running");
+      return kExitTimeout;
+    }
+  }
+  int rc = kExitOk;
+  for (auto id : ids) {
+    auto r = client->call("get_job", json{{"id", id}});
+    if (!r) continue;
+    std::string st = r.value()["status"];
+    if (st == "error" || st == "cancelled") {
+      rc = kExitJobFailed;
+      if (!a.c.json) {
+        print_error("job " + std::to_string(id) + " " + st + ": " +
+                    r.value().value("error", std::string()));
+      }
+    }
+  }
+  return rc;
+}
+
+// ---- events
+struct EventsArgs {
+  Common c;
+  bool follow = false;
+  int64_t since = 0;
+  std::optional<int64_t> job;
+};
+
+void print_event(const Event& e, bool as_json) {
+  json j = e;
+  if (as_json) {
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  std::cout << e.seq << "  " << e.ts << "  job " << e.job_id << "  " << e.type;
+  for (auto& [k, v] : j.items()) {
+    if (k == "seq" || k == "ts" || k == "job_id" || k == "type") continue;
+    std::cout << "  " << k << "=" << (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  std::cout << "\n";
+}
+
+Event event_from_json(const json& j) {
+  Event e;
+  e.seq = j.value("seq", int64_t{0});
+  e.ts = j.value("ts", std::string());
+  e.job_id = j.value("job_id", int64_t{0});
+  e.type = j.value("type", std::string());
+  json payload = j;
+  for (const char* k : {"seq", "ts", "job_id", "type"}) payload.erase(k);
+  e.payload = payload.dump();
+  return e;
+}
+
+int run_events(EventsArgs& a) {
+  if (!a.c.db.empty()) {
+    int rc = 0;
+    auto st = open_db(a.c.db, &rc);
+    if (!st) return rc;
+    int64_t cursor = a.since;
+    for (;;) {
+      auto evs = st->events_since(cursor, 1000, a.job);
+      for (const auto& e : evs) print_event(e, a.c.json);
+      std::cout << std::flush;
+      if (!evs.empty()) cursor = evs.back().seq;
+      if (evs.size() == 1000) continue;
+      if (!a.follow) return kExitOk;
+      ::usleep(200 * 1000);  // a read-only file has no one to wake us: look again shortly
+    }
+  }
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  auto sent = client->send("subscribe", json{{"since", a.since}});
+  if (!sent) return fail(sent.error());
+  int64_t last_seq = -1;
+  for (;;) {
+    auto m = client->read_message();
+    if (!m) return fail(m.error());
+    if (!m.value()) continue;
+    json& msg = *m.value();
+    if (msg.contains("error")) {
+      print_error(msg["error"].value("message", std::string("subscribe failed")));
+      return kExitFailure;
+    }
+    if (msg.contains("result")) {
+      last_seq = msg["result"].value("last_seq", int64_t{0});
+      if (!a.follow && last_seq <= a.since) return kExitOk;
+      continue;
+    }
+    if (msg.value("method", std::string()) != "event") continue;
+    Event e = event_from_json(msg["params"]);
+    if (!a.job || e.job_id == *a.job) print_event(e, a.c.json);
+    std::cout << std::flush;
+    if (!a.follow && e.seq >= last_seq) return kExitOk;
+  }
+}
+
+int run_stats(Common& c) {
+  auto client = connect(c);
+  if (!client) return kExitNoDaemon;
+  auto r = client->call("stats", json::object());
+  if (!r) return fail(r.error());
+  if (c.json) {
+    std::cout << r.value().dump(2) << "\n";
+    return kExitOk;
+  }
+  auto& s = r.value();
+  std::cout << "running " << s["running"] << ", waiting " << s["waiting"] << ", paused " << s["paused"]
+            << ", completed " << s["completed"] << ", cancelled " << s["cancelled"] << ", error "
+            << s["error"] << "\n"
+            << "rate " << human_bytes(s.value("bytes_per_second", 0.0)) << "/s, up "
+            << human_duration(s.value("uptime_seconds", 0.0)) << ", fetchqd "
+            << s.value("version", std::string()) << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_client_commands(CLI::App& app, std::function<int()>* run) {
+  {
+    auto a = std::make_shared<AddArgs>();
+    auto* cmd = app.add_subcommand("add", "Queue downloads on fetchqd");
+    cmd->add_option("urls", a->urls, "URLs (http or https)");
+    cmd->add_option("-i,--input", a->input, "file with one URL, or one JSON job, a line ('-' for stdin)");
+    cmd->add_option("-d,--dir", a->dir, "folder to download into");
+    cmd->add_option("-o,--output", a->output, "file to write (one URL only)");
+    cmd->add_option("-p,--priority", a->priority, "priority; lower runs first (default 10)");
+    cmd->add_option("--sha256", a->sha256, "expected sha256");
+    cmd->add_option("--token-env", a->token_env, "environment variable holding a Bearer token");
+    cmd->add_option("--if-exists", a->if_exists, "error (default), skip, overwrite or rename");
+    add_common(cmd, a->c, false);
+    cmd->callback([a, run] { *run = [a] { return run_add(*a); }; });
+  }
+  {
+    auto a = std::make_shared<ListArgs>();
+    auto* cmd = app.add_subcommand("list", "List jobs");
+    cmd->add_option("--status", a->status, "only jobs in this status");
+    add_common(cmd, a->c, true);
+    cmd->callback([a, run] { *run = [a] { return run_list(*a); }; });
+  }
+  {
+    auto a = std::make_shared<ShowArgs>();
+    auto* cmd = app.add_subcommand("show", "Show one job");
+    cmd->add_option("id", a->id, "job id")->required();
+    add_common(cmd, a->c, true);
+    cmd->callback([a, run] { *run = [a] { return run_show(*a); }; });
+  }
+  for (auto [name, method, help] : {std::tuple{"cancel", "cancel_job", "Cancel jobs (their .part files are removed)"},
+                                    std::tuple{"pause", "pause_job", "Pause jobs (they keep their .part)"},
+                                    std::tuple{"resume", "resume_job", "Resume paused jobs"},
+                                    std::tuple{"retry", "retry_job", "Put jobs that ended in error back to waiting"}}) {
+    auto a = std::make_shared<ActArgs>();
+    auto* cmd = app.add_subcommand(name, help);
+    cmd->add_option("ids", a->ids, "job ids");
+    if (std::string(name) == "cancel") cmd->add_flag("--all", a->all, "cancel every job not yet ended");
+    add_common(cmd, a->c, false);
+    std::string m = method;
+    cmd->callback([a, run, m] { *run = [a, m] { return run_act(*a, m); }; });
+  }
+  {
+    auto c = std::make_shared<Common>();
+    auto* cmd = app.add_subcommand("prune", "Remove jobs that ended (and the .part of failed ones)");
+    add_common(cmd, *c, false);
+    cmd->callback([c, run] { *run = [c] { return run_prune(*c); }; });
+  }
+  {
+    auto a = std::make_shared<WaitArgs>();
+    auto* cmd = app.add_subcommand("wait", "Wait for jobs to end; exit 1 if any failed");
+    cmd->add_option("ids", a->ids, "job ids (default: every job waiting or running now)");
+    cmd->add_option("--timeout", a->timeout, "seconds; exit 5 when it runs out");
+    cmd->add_flag("--progress", a->progress, "progress bars on standard error");
+    add_common(cmd, a->c, false);
+    cmd->callback([a, run] { *run = [a] { return run_wait(*a); }; });
+  }
+  {
+    auto a = std::make_shared<EventsArgs>();
+    auto* cmd = app.add_subcommand("events", "Print events; --follow tails new ones");
+    cmd->add_flag("-f,--follow", a->follow, "keep printing new events");
+    cmd->add_option("--since", a->since, "only events after this seq");
+    cmd->add_option("--job", a->job, "only events of this job");
+    add_common(cmd, a->c, true);
+    cmd->callback([a, run] { *run = [a] { return run_events(*a); }; });
+  }
+  {
+    auto c = std::make_shared<Common>();
+    auto* cmd = app.add_subcommand("stats", "Counts by status, rate, uptime, version");
+    add_common(cmd, *c, false);
+    cmd->callback([c, run] { *run = [c] { return run_stats(*c); }; });
+  }
+}
 
 }  // namespace fetchq::cli

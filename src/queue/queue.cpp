@@ -252,6 +252,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     return store_->events_since(since, limit, std::nullopt);
   }
 
+  int64_t last_event_seq() override {
+    std::lock_guard lk(changed_mu_);
+    return last_seq_;
+  }
+
   void shutdown() override {
     {
       std::lock_guard lk(mu_);
@@ -316,6 +321,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       ++change_count_;
     }
     changed_cv_.notify_all();
+    if (opts_.on_change) opts_.on_change();
   }
 
   static Error not_found(int64_t id) {

@@ -1,0 +1,236 @@
+// JSON-RPC parsing, parameter checks and the method table of the control socket.
+#include "control/protocol.h"
+
+#include <spdlog/spdlog.h>
+
+#include "fetchq/version.h"
+
+namespace fetchq::control {
+namespace {
+
+// Thrown by the parameter readers; turned into -32602 in one place.
+struct BadParams {
+  std::string message;
+};
+
+const json& field(const json& params, const char* name) {
+  static const json null_value;
+  auto it = params.find(name);
+  return it == params.end() ? null_value : *it;
+}
+
+std::string need_string(const json& params, const char* name) {
+  const json& v = field(params, name);
+  if (!v.is_string()) throw BadParams{std::string("'") + name + "' must be a string"};
+  return v.get<std::string>();
+}
+
+std::optional<std::string> opt_string(const json& params, const char* name) {
+  const json& v = field(params, name);
+  if (v.is_null()) return std::nullopt;
+  if (!v.is_string()) throw BadParams{std::string("'") + name + "' must be a string"};
+  return v.get<std::string>();
+}
+
+std::optional<int64_t> opt_int(const json& params, const char* name) {
+  const json& v = field(params, name);
+  if (v.is_null()) return std::nullopt;
+  if (!v.is_number_integer()) throw BadParams{std::string("'") + name + "' must be an integer"};
+  return v.get<int64_t>();
+}
+
+int64_t need_id(const json& params) {
+  auto id = opt_int(params, "id");
+  if (!id) throw BadParams{"'id' (an integer) is required"};
+  return *id;
+}
+
+DownloadRequest read_download(const json& p) {
+  if (!p.is_object()) throw BadParams{"each job must be an object"};
+  DownloadRequest r;
+  r.source = need_string(p, "source");
+  r.dest = need_string(p, "dest");
+  if (auto prio = opt_int(p, "priority")) {
+    if (*prio < -1000000 || *prio > 1000000) throw BadParams{"'priority' is out of range"};
+    r.options.priority = static_cast<int>(*prio);
+  }
+  r.options.access_token = opt_string(p, "access_token");
+  r.options.sha256 = opt_string(p, "sha256");
+  if (auto ie = opt_string(p, "if_exists")) {
+    auto policy = parse_if_exists(*ie);
+    if (!policy) throw BadParams{"'if_exists' must be error, skip, overwrite or rename"};
+    r.options.if_exists = *policy;
+  }
+  return r;
+}
+
+json job_result(const json& id, const Result<Job>& r) {
+  if (!r) return rpc_error(id, r.error());
+  return rpc_result(id, json(r.value()));
+}
+
+}  // namespace
+
+json rpc_result(const json& id, json result) {
+  return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
+}
+
+json rpc_error(const json& id, int code, const std::string& message) {
+  return json{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", code}, {"message", message}}}};
+}
+
+json rpc_error(const json& id, const Error& error) {
+  return rpc_error(id, static_cast<int>(error.code), error.message);
+}
+
+std::optional<RpcRequest> parse_request(std::string_view line, json* error_response) {
+  json doc = json::parse(line, nullptr, false);
+  if (doc.is_discarded()) {
+    *error_response = rpc_error(nullptr, kParseError, "parse error: not JSON");
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    *error_response = rpc_error(nullptr, kInvalidRequest, "invalid request: not an object");
+    return std::nullopt;
+  }
+  json id = doc.contains("id") ? doc["id"] : json(nullptr);
+  if (!id.is_null() && !id.is_string() && !id.is_number()) id = nullptr;
+  auto v = doc.find("jsonrpc");
+  if (v == doc.end() || *v != "2.0") {
+    *error_response = rpc_error(id, kInvalidRequest, "invalid request: jsonrpc must be \"2.0\"");
+    return std::nullopt;
+  }
+  auto m = doc.find("method");
+  if (m == doc.end() || !m->is_string()) {
+    *error_response = rpc_error(id, kInvalidRequest, "invalid request: method must be a string");
+    return std::nullopt;
+  }
+  RpcRequest r;
+  r.id = id;
+  r.method = m->get<std::string>();
+  auto p = doc.find("params");
+  if (p == doc.end() || p->is_null()) {
+    r.params = json::object();
+  } else if (p->is_object()) {
+    r.params = *p;
+  } else {
+    *error_response = rpc_error(id, kInvalidParams, "invalid params: params must be an object");
+    return std::nullopt;
+  }
+  return r;
+}
+
+std::optional<JoinParams> parse_join(const json& params, std::string* error) {
+  JoinParams jp;
+  const json& ids = field(params, "ids");
+  if (!ids.is_null()) {
+    if (!ids.is_array()) {
+      *error = "'ids' must be a list of integers";
+      return std::nullopt;
+    }
+    for (const auto& v : ids) {
+      if (!v.is_number_integer()) {
+        *error = "'ids' must be a list of integers";
+        return std::nullopt;
+      }
+      jp.ids.push_back(v.get<int64_t>());
+    }
+  }
+  const json& t = field(params, "timeout");
+  if (!t.is_null()) {
+    if (!t.is_number() || t.get<double>() < 0) {
+      *error = "'timeout' must be a number of seconds >= 0";
+      return std::nullopt;
+    }
+    jp.timeout_s = t.get<double>();
+  }
+  return jp;
+}
+
+std::optional<int64_t> parse_subscribe(const json& params, std::string* error) {
+  const json& s = field(params, "since");
+  if (s.is_null()) return int64_t{-1};  // -1: from now on
+  if (!s.is_number_integer() || s.get<int64_t>() < 0) {
+    *error = "'since' must be an integer >= 0";
+    return std::nullopt;
+  }
+  return s.get<int64_t>();
+}
+
+json stats_json(const QueueStats& s) {
+  return json{{"waiting", s.waiting},     {"running", s.running},
+              {"paused", s.paused},       {"completed", s.completed},
+              {"cancelled", s.cancelled}, {"error", s.error},
+              {"bytes_per_second", s.bytes_per_second},
+              {"uptime_seconds", s.uptime_seconds},
+              {"version", kVersion}};
+}
+
+json dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
+  const json& p = req.params;
+  const std::string& m = req.method;
+  try {
+    if (m == "download") {
+      auto r = q.download(read_download(p));
+      if (r) spdlog::info("uid {}: download {} -> job {}", peer, r->source, r->id);
+      return job_result(req.id, r);
+    }
+    if (m == "download_batch") {
+      const json& jobs = field(p, "jobs");
+      if (!jobs.is_array() || jobs.empty()) throw BadParams{"'jobs' must be a non-empty list"};
+      std::vector<DownloadRequest> batch;
+      batch.reserve(jobs.size());
+      for (const auto& j : jobs) batch.push_back(read_download(j));
+      auto r = q.download_batch(batch);
+      if (!r) return rpc_error(req.id, r.error());
+      spdlog::info("uid {}: download_batch of {} jobs", peer, r->size());
+      json arr = json::array();
+      for (const auto& j : r.value()) arr.push_back(j);
+      return rpc_result(req.id, std::move(arr));
+    }
+    if (m == "list_jobs") {
+      ListFilter f;
+      if (auto s = opt_string(p, "status")) {
+        auto st = parse_job_status(*s);
+        if (!st) throw BadParams{"unknown status '" + *s + "'"};
+        f.status = st;
+      }
+      f.after_id = opt_int(p, "after_id").value_or(0);
+      f.limit = opt_int(p, "limit").value_or(-1);
+      json arr = json::array();
+      for (const auto& j : q.list_jobs(f)) arr.push_back(j);
+      return rpc_result(req.id, std::move(arr));
+    }
+    if (m == "get_job") {
+      int64_t id = need_id(p);
+      auto j = q.id_to_job(id);
+      if (!j) return rpc_error(req.id, make_error(ErrorCode::kNotFound, "no job with id " + std::to_string(id)));
+      return rpc_result(req.id, json(*j));
+    }
+    if (m == "cancel_job" || m == "pause_job" || m == "resume_job" || m == "retry_job") {
+      int64_t id = need_id(p);
+      spdlog::info("uid {}: {} {}", peer, m, id);
+      if (m == "cancel_job") return job_result(req.id, q.cancel_job(id));
+      if (m == "pause_job") return job_result(req.id, q.pause_job(id));
+      if (m == "resume_job") return job_result(req.id, q.resume_job(id));
+      return job_result(req.id, q.retry_job(id));
+    }
+    if (m == "cancel_all_jobs") {
+      spdlog::info("uid {}: cancel_all_jobs", peer);
+      return rpc_result(req.id, q.cancel_all_jobs());
+    }
+    if (m == "prune_jobs") {
+      spdlog::info("uid {}: prune_jobs", peer);
+      return rpc_result(req.id, q.prune_jobs());
+    }
+    if (m == "stats") return rpc_result(req.id, stats_json(q.stats()));
+  } catch (const BadParams& e) {
+    return rpc_error(req.id, kInvalidParams, "invalid params: " + e.message);
+  } catch (const std::exception& e) {
+    spdlog::error("{} failed: {}", m, e.what());
+    return rpc_error(req.id, kInternalError, std::string("internal error: ") + e.what());
+  }
+  return rpc_error(req.id, kMethodNotFound, "unknown method '" + m.substr(0, 100) + "'");
+}
+
+}  // namespace fetchq::control

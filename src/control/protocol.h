@@ -1,0 +1,55 @@
+// The control protocol: JSON-RPC 2.0, one request a line, mapped onto DownloadQueue calls.
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fetchq/queue.h"
+
+namespace fetchq::control {
+
+using json = nlohmann::json;
+
+inline constexpr size_t kMaxRequestBytes = 4 << 20;  // longer lines get -32600 and are dropped
+
+enum RpcCode {
+  kParseError = -32700,
+  kInvalidRequest = -32600,
+  kMethodNotFound = -32601,
+  kInvalidParams = -32602,
+  kInternalError = -32603,
+};
+
+struct RpcRequest {
+  json id;  // null for a notification-less request we still answer
+  std::string method;
+  json params;  // always an object
+};
+
+json rpc_result(const json& id, json result);
+json rpc_error(const json& id, int code, const std::string& message);
+json rpc_error(const json& id, const Error& error);  // domain errors: code = ErrorCode (>= 1)
+
+// Parses one line. On failure *error_response holds the answer to send.
+std::optional<RpcRequest> parse_request(std::string_view line, json* error_response);
+
+// Parameters of join and subscribe, checked; std::nullopt with *error set when invalid.
+struct JoinParams {
+  std::vector<int64_t> ids;
+  std::optional<double> timeout_s;
+};
+std::optional<JoinParams> parse_join(const json& params, std::string* error);
+std::optional<int64_t> parse_subscribe(const json& params, std::string* error);
+
+// Runs every method but join and subscribe (which wait) against the queue. `peer` is the
+// client's uid, logged with each change it asks for.
+json dispatch(DownloadQueue& queue, const RpcRequest& request, uid_t peer);
+
+// stats as SPEC shows it.
+json stats_json(const QueueStats& stats);
+
+}  // namespace fetchq::control

@@ -1,0 +1,168 @@
+// fetchqd: the queue as a long-lived service behind a Unix control socket.
+#include <signal.h>
+#include <sys/stat.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+
+#include "control/server.h"
+#include "daemon/settings.h"
+#include "daemon/systemd_notify.h"
+#include "fetchq/queue.h"
+#include "fetchq/version.h"
+#include "util/fs.h"
+
+namespace fetchq::daemon {
+namespace {
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("fetchqd");
+  // Under systemd the journal stamps each line; "<N>" prefixes carry the priority.
+  if (std::getenv("JOURNAL_STREAM")) {
+    logger->set_pattern("%l: %v");
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  }
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"fetchqd: the fetchq download queue service"};
+  app.set_version_flag("--version", std::string("fetchqd ") + kVersion);
+  std::vector<std::pair<std::string, std::string>> given;  // flags, applied after the config file
+  std::string config;
+  app.add_option("--config", config, "config file of 'name = value' lines");
+  for (const auto& info : setting_table()) {
+    std::string flag = std::string("--") + info.name;
+    app.add_option_function<std::vector<std::string>>(
+        flag,
+        [&given, name = std::string(info.name)](const std::vector<std::string>& values) {
+          for (const auto& v : values) given.emplace_back(name, v);
+        },
+        info.help);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "fetchqd: " << e.what() << " (see fetchqd --help)\n";
+    return 2;
+  }
+  Settings s;
+  if (!config.empty()) {
+    if (auto st = load_config_file(s, config); !st) {
+      std::cerr << "fetchqd: " << st.error().message << "\n";
+      return 2;
+    }
+  }
+  for (const auto& [name, value] : given) {
+    if (auto st = apply_setting(s, name, value); !st) {
+      std::cerr << "fetchqd: " << st.error().message << "\n";
+      return 2;
+    }
+  }
+  fill_defaults(s);
+  if (auto st = validate(s); !st) {
+    std::cerr << "fetchqd: " << st.error().message << "\n";
+    return 2;
+  }
+  setup_logging(s.log_level);
+
+  // Signals are taken by this thread alone, synchronously.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ::umask(0077);
+  QueueOptions qo;
+  qo.db_path = s.db;
+  qo.max_parallel = s.max_parallel;
+  qo.download_roots = s.download_roots;
+  qo.connect_timeout = std::chrono::seconds(s.connect_timeout_s);
+  qo.stall_timeout = std::chrono::seconds(s.stall_timeout_s);
+  qo.max_attempts = s.max_attempts;
+  qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
+  control::ControlServer* server_ptr = nullptr;
+  std::atomic<control::ControlServer*> server_for_changes{nullptr};
+  qo.on_change = [&server_for_changes] {
+    if (auto* srv = server_for_changes.load()) srv->notify_change();
+  };
+  if (auto st = util::make_parent_dirs(s.db); !st) {
+    spdlog::error("{}", st.error().message);
+    return 4;
+  }
+  auto opened = DownloadQueue::open(qo);
+  if (!opened) {
+    spdlog::error("cannot start: {}", opened.error().message);
+    return opened.error().code == ErrorCode::kBusy ? 3 : 4;
+  }
+  auto queue = std::move(opened.value());
+  control::ServerOptions so;
+  so.socket_path = s.socket;
+  auto listening = control::ControlServer::listen(so, queue.get());
+  if (!listening) {
+    spdlog::error("cannot start: {}", listening.error().message);
+    return 4;
+  }
+  auto server = std::move(listening.value());
+  server_ptr = server.get();
+  server_for_changes = server_ptr;
+  server->start();
+  spdlog::info("fetchqd {} ready: database {}, socket {}, {} at once{}", kVersion, s.db, s.socket,
+               s.max_parallel, s.download_roots.empty() ? ", no download roots (any folder)" : "");
+  Notifier notify;
+  notify.ready();
+
+  for (;;) {
+    timespec ts{};
+    auto interval = notify.watchdog_interval();
+    auto wait = interval.count() > 0 ? std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(5))
+                                     : std::chrono::milliseconds(5000);
+    ts.tv_sec = wait.count() / 1000;
+    ts.tv_nsec = (wait.count() % 1000) * 1000000;
+    int sig = sigtimedwait(&sigs, nullptr, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("signal {}: checkpointing running jobs and stopping", sig);
+      break;
+    }
+    if (sig == SIGHUP) spdlog::info("SIGHUP: nothing to reload; settings apply at start");
+    notify.watchdog();
+    auto st = queue->stats();
+    notify.status(std::to_string(st.running) + " running, " + std::to_string(st.waiting) +
+                  " waiting, " + std::to_string(st.completed) + " completed, " +
+                  std::to_string(st.error) + " failed; " +
+                  std::to_string(static_cast<long long>(st.bytes_per_second)) + " B/s");
+  }
+  notify.stopping();
+  server_for_changes = nullptr;
+  server->stop();
+  queue->shutdown();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace fetchq::daemon
+
+int main(int argc, char** argv) {
+  try {
+    return fetchq::daemon::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "fetchqd: " << e.what() << "\n";
+    return 4;
+  }
+}
