@@ -11,8 +11,15 @@ run() {  # run NAME CMAKE-ARGS...
   (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300)
 }
 run debug -DCMAKE_BUILD_TYPE=Debug
+# The unit file, pointed at the binary just built (the repository copy names /usr/local).
+unit=$(mktemp -d)/fetchqd.service
+sed "s|/usr/local/sbin/fetchqd|$PWD/build-debug/src/fetchqd|" systemd/fetchqd.service >"$unit"
+systemd-analyze verify "$unit"
+systemd-analyze security --offline=true "$unit" | tail -1
+if [[ -f ../shared/conformance/check.py ]]; then
+  python3 ../shared/conformance/check.py --bin build-debug/src | tail -1
+fi
 run asan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=address,undefined
 if [[ "${1:-}" == "--tsan" || -n "${FETCHQ_TSAN:-}" ]]; then
   run tsan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=thread
 fi
-python3 ../shared/conformance/check.py --bin build-debug/src 2>/dev/null | tail -1 || true

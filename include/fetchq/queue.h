@@ -42,6 +42,9 @@ struct QueueOptions {
   std::optional<std::vector<int64_t>> only_jobs;
   // When non-empty, destinations must lie under one of these folders (symbolic links resolved).
   std::vector<std::string> download_roots;
+  // Refuse to connect to loopback, private and link-local addresses (169.254.169.254 included),
+  // checked on every address actually connected to, so redirects and DNS cannot get round it.
+  bool block_private_addresses = false;
   Callbacks callbacks;
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.

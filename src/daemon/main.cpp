@@ -87,7 +87,6 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  ::umask(0077);
   QueueOptions qo;
   qo.db_path = s.db;
   qo.max_parallel = s.max_parallel;
@@ -96,6 +95,7 @@ int run(int argc, char** argv) {
   qo.stall_timeout = std::chrono::seconds(s.stall_timeout_s);
   qo.max_attempts = s.max_attempts;
   qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
+  qo.block_private_addresses = s.block_private_addresses != 0;
   control::ControlServer* server_ptr = nullptr;
   std::atomic<control::ControlServer*> server_for_changes{nullptr};
   qo.on_change = [&server_for_changes] {

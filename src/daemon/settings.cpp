@@ -23,6 +23,7 @@ const std::vector<SettingInfo>& setting_table() {
       {"stall-timeout", "seconds without a byte before a retry", K::kInt, 1, 3600},
       {"max-attempts", "failures in a row without progress before a job ends in error", K::kInt, 1, 1000},
       {"checkpoint-interval-ms", "how often running jobs are synced and recorded", K::kInt, 100, 600000},
+      {"block-private-addresses", "1: refuse loopback, private and link-local addresses", K::kInt, 0, 1},
   };
   return table;
 }
@@ -61,6 +62,7 @@ Status apply_setting(Settings& s, const std::string& name, const std::string& va
   else if (key == "stall-timeout") s.stall_timeout_s = static_cast<int>(n);
   else if (key == "max-attempts") s.max_attempts = static_cast<int>(n);
   else if (key == "checkpoint-interval-ms") s.checkpoint_interval_ms = static_cast<int>(n);
+  else if (key == "block-private-addresses") s.block_private_addresses = static_cast<int>(n);
   return Ok{};
 }
 

@@ -19,6 +19,7 @@ struct Settings {
   int stall_timeout_s = 30;
   int max_attempts = 8;
   int checkpoint_interval_ms = 2000;
+  int block_private_addresses = 0;
 };
 
 // What one setting is: how it is named in flags and files, its bounds, how it is stored.

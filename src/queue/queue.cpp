@@ -83,6 +83,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     eo.stall_timeout = opts_.stall_timeout;
     eo.progress_interval = opts_.progress_interval;
     eo.checkpoint_interval = opts_.checkpoint_interval;
+    eo.block_private_addresses = opts_.block_private_addresses;
     engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
     started_at_ = Clock::now();
     loop_ = std::thread([this] { loop(); });
@@ -503,32 +504,34 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     auto& r = m.r;
     const std::string& path = r.download_path;
     const std::string part = path + ".part";
-    auto st = ::fsync(r.file->fd()) == 0 ? Status(Ok{})
-                                        : Status(make_error(ErrorCode::kIo, util::errno_message("fsync", part, errno)));
-    if (st && a.sha256) {
+    // Data first, then the name: a file without .part is always whole.
+    std::optional<transfer::Failure> failure;
+    if (::fsync(r.file->fd()) != 0) failure = transfer::disk_failure("fsync", part, errno);
+    if (!failure && a.sha256) {
       auto sum = util::sha256_file(part);
       if (!sum) {
-        st = sum.error();
+        failure = transfer::Failure{"DiskError", sum.error().message, false, std::nullopt, false, true};
       } else if (*sum != *a.sha256) {
-        transfer::Failure f{"ChecksumMismatch",
-                            "sha256 of " + part + " is " + *sum + ", expected " + *a.sha256, false,
-                            std::nullopt, false};
-        if (a.resumed) {  // a resumed file may hide a bad splice: one more try, from zero
-          f.retryable = true;
-          f.restart_from_zero = true;
-        }
-        r.failure = f;
-        r.outcome = transfer::Outcome::kFailed;
-        unmark_finishing(m.id);
-        return failed(m, a, db, after);
+        // A resumed file may hide a bad splice: one more try, from zero. A fresh one is wrong.
+        failure = transfer::Failure{"ChecksumMismatch",
+                                    "sha256 of " + part + " is " + *sum + ", expected " + *a.sha256,
+                                    a.resumed, std::nullopt, a.resumed, false};
       }
     }
-    if (st) st = rename_into_place(part, path, a.if_exists);
-    if (st) st = util::fsync_parent(path);
-    if (!st) {
-      r.failure = transfer::Failure{st.error().message.find("exists") != std::string::npos
-                                        ? "DestinationExists" : "DiskError",
-                                    st.error().message, false, std::nullopt, false};
+    if (!failure) {
+      int err = rename_into_place(part, path, a.if_exists);
+      if (err == EEXIST) {
+        failure = transfer::Failure{"DestinationExists",
+                                    path + " appeared while downloading; the download stays in " + part,
+                                    false, std::nullopt, false, false};
+      } else if (err != 0) {
+        failure = transfer::disk_failure("rename " + part + " to", path, err);
+      } else if ((err = fsync_folder_of(path)) != 0) {
+        failure = transfer::disk_failure("fsync the folder of", path, err);
+      }
+    }
+    if (failure) {
+      r.failure = *failure;
       r.outcome = transfer::Outcome::kFailed;
       unmark_finishing(m.id);
       return failed(m, a, db, after);
@@ -641,16 +644,21 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   // rename(2), but without replacing an existing file unless the job asked to overwrite.
-  static Status rename_into_place(const std::string& part, const std::string& path, IfExists policy) {
+  // Returns 0 or an errno value.
+  static int rename_into_place(const std::string& part, const std::string& path, IfExists policy) {
     int rc = policy == IfExists::kOverwrite
                  ? ::rename(part.c_str(), path.c_str())
                  : ::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
-    if (rc == 0) return Ok{};
-    int err = errno;
-    if (err == EEXIST) {
-      return make_error(ErrorCode::kIo, path + " already exists; the download stays in " + part);
-    }
-    return make_error(ErrorCode::kIo, util::errno_message("rename " + part + " to", path, err));
+    return rc == 0 ? 0 : errno;
+  }
+
+  // fsync of the folder holding path, so the rename itself survives a power cut. 0 or errno.
+  static int fsync_folder_of(const std::string& path) {
+    int fd = ::open(util::parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int rc = ::fsync(fd) == 0 ? 0 : errno;
+    ::close(fd);
+    return rc;
   }
 
   void fire(int64_t id, const std::function<void(const Job&)>& cb) {

@@ -3,7 +3,11 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -65,6 +69,37 @@ std::pair<std::string, bool> classify(CURLcode code) {
     default: return {"TransferError", true};
   }
 }
+
+bool v4_private(uint32_t a) {  // host byte order
+  auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
+  return in(0x00000000, 8) || in(0x0A000000, 8) || in(0x64400000, 10) || in(0x7F000000, 8) ||
+         in(0xA9FE0000, 16) || in(0xAC100000, 12) || in(0xC0000000, 24) || in(0xC0A80000, 16) ||
+         in(0xC6120000, 15) || in(0xE0000000, 4) || in(0xF0000000, 4);
+}
+
+}  // namespace
+
+bool is_private_address(const struct sockaddr* addr) {
+  if (addr->sa_family == AF_INET) {
+    return v4_private(ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr));
+  }
+  if (addr->sa_family != AF_INET6) return true;
+  const auto* b = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (std::memcmp(b, mapped, 12) == 0 || std::memcmp(b, nat64, 12) == 0) {
+    uint32_t v4 = (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
+    return v4_private(v4);
+  }
+  static const uint8_t zero[16] = {};
+  if (std::memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
+  if ((b[0] & 0xfe) == 0xfc) return true;                                       // fc00::/7
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;                       // fe80::/10
+  if (b[0] == 0xff) return true;                                                // multicast
+  return false;
+}
+
+namespace {
 
 struct Transfer {
   void* engine = nullptr;  // the Engine::Impl, for the C callbacks
@@ -223,6 +258,25 @@ class Engine::Impl {
     }
   }
 
+  static curl_socket_t open_socket_cb(void* ud, curlsocktype, struct curl_sockaddr* a) noexcept {
+    auto* t = static_cast<Transfer*>(ud);
+    if (is_private_address(&a->addr)) {
+      char host[INET6_ADDRSTRLEN] = "?";
+      const void* raw = a->family == AF_INET
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&a->addr)->sin_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->addr)->sin6_addr);
+      ::inet_ntop(a->family, raw, host, sizeof host);
+      if (!t->failure) {
+        t->failure = Failure{"AddressBlocked",
+                             "GET " + t->req.url + ": refused to connect to " + host +
+                                 " (a private, loopback or link-local address)",
+                             false, std::nullopt, false, false};
+      }
+      return CURL_SOCKET_BAD;
+    }
+    return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  }
+
   static size_t header_cb(char* data, size_t size, size_t n, void* ud) noexcept {
     auto* t = static_cast<Transfer*>(ud);
     size_t len = size * n;
@@ -270,8 +324,7 @@ class Engine::Impl {
       if (w < 0) {
         if (errno == EINTR) continue;
         int err = errno;
-        t.failure = Failure{"DiskError", util::errno_message("write", t.file->part_path(), err),
-                            false, std::nullopt, false};
+        t.failure = disk_failure("write", t.file->part_path(), err);
         t.buf.clear();
         return false;
       }
@@ -285,6 +338,9 @@ class Engine::Impl {
   void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
     if (!t.failure) t.failure = Failure{std::move(type), std::move(message), retryable, {}, false};
   }
+  void fail_disk(Transfer& t, const std::string& step, const std::string& path, int err) {
+    if (!t.failure) t.failure = disk_failure(step, path, err);
+  }
 
   // Opens (creating) the .part for path, keeping the first `keep` bytes.
   bool open_part(Transfer& t, const std::string& path, int64_t keep) {
@@ -296,7 +352,7 @@ class Engine::Impl {
     std::string part = path + ".part";
     int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-      fail(t, "DiskError", util::errno_message("open", part, errno));
+      fail_disk(t, "open", part, errno);
       return false;
     }
     struct stat sb {};
@@ -309,7 +365,7 @@ class Engine::Impl {
     if (::ftruncate(fd, keep) != 0 || ::lseek(fd, keep, SEEK_SET) < 0) {
       int err = errno;
       ::close(fd);
-      fail(t, "DiskError", util::errno_message("truncate", part, err));
+      fail_disk(t, "truncate", part, err);
       return false;
     }
     t.file = std::make_shared<PartFile>(fd, path);
@@ -379,7 +435,14 @@ class Engine::Impl {
     curl_easy_setopt(e, CURLOPT_URL, t.req.url.c_str());
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    // A token never travels in clear text: from https, redirects may only go to https.
+    const bool https_only = t.req.access_token && t.req.url.size() > 6 &&
+                            (t.req.url.compare(0, 6, "https:") == 0 || t.req.url.compare(0, 6, "HTTPS:") == 0);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https_only ? "https" : "http,https");
+    if (options_.block_private_addresses) {
+      curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
+      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
+    }
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
@@ -497,7 +560,7 @@ class Engine::Impl {
       if (t.offset > 0) {
         // The whole body came back: the file changed or the server ignores ranges.
         if (::ftruncate(t.file->fd(), 0) != 0 || ::lseek(t.file->fd(), 0, SEEK_SET) < 0) {
-          fail(t, "DiskError", util::errno_message("truncate", t.file->part_path(), errno));
+          fail_disk(t, "truncate", t.file->part_path(), errno);
           return false;
         }
         s.restarted = true;
@@ -519,12 +582,37 @@ class Engine::Impl {
            t.download_path + " already exists and its size differs (if_exists is skip)");
       return false;
     }
+    if (t.total > 0 && !has_room(t)) return false;
     s.download_path = t.download_path;
     s.total_bytes = t.total;
     s.etag = header("etag");
     s.last_modified = header("last-modified");
     observer_->on_started(t.req.job_id, t.req.attempt, s);
     return true;
+  }
+
+  // Free space for the rest of this file, counting what the other running downloads on the
+  // same file system still need. False (with a DiskFull failure) when it does not fit.
+  bool has_room(Transfer& t) {
+    struct statvfs me {};
+    if (::fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
+    int64_t held = 0;
+    for (auto& [id, other] : transfers_) {
+      if (other.get() == &t || !other->file || other->total <= 0) continue;
+      struct statvfs st {};
+      if (::fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
+        held += std::max<int64_t>(0, other->total - other->on_disk - static_cast<int64_t>(other->buf.size()));
+      }
+    }
+    const int64_t need = t.total - t.offset;
+    const int64_t avail = static_cast<int64_t>(me.f_bavail) * static_cast<int64_t>(me.f_frsize);
+    if (need + held <= avail) return true;
+    t.failure = Failure{"DiskFull",
+                        "not enough space for " + t.download_path + ": " + std::to_string(need) +
+                            " more bytes needed, " + std::to_string(avail) + " free, " +
+                            std::to_string(held) + " held for other running downloads",
+                        false, std::nullopt, false, true};
+    return false;
   }
 
   void end_done(int64_t id, CURLcode code) {
@@ -538,7 +626,7 @@ class Engine::Impl {
       if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
       t.failure = Failure{type, "GET " + t.req.url + ": " + detail, retryable, std::nullopt, false};
     }
-    if (t.failure && t.file && t.failure->type != "DiskError" && !t.failure->restart_from_zero) {
+    if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
       auto failure = std::move(t.failure);
       t.failure.reset();

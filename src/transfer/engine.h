@@ -10,6 +10,8 @@
 #include <functional>
 #include <memory>
 
+#include <sys/socket.h>
+
 #include "transfer/path_registry.h"
 #include "transfer/transfer.h"
 
@@ -33,7 +35,13 @@ struct EngineOptions {
   std::chrono::milliseconds checkpoint_interval{2000};
   size_t max_write_buffer = 1 << 20;
   int max_redirects = 10;
+  // Refuse loopback, private, link-local (cloud metadata included) and other non-public
+  // addresses, checked on every address a transfer connects to, after DNS and redirects.
+  bool block_private_addresses = false;
 };
+
+// True for addresses block_private_addresses refuses.
+bool is_private_address(const ::sockaddr* addr);
 
 class Engine {
  public:

@@ -4,7 +4,9 @@
 #include <curl/curl.h>
 
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace fetchq::transfer {
 
@@ -55,6 +57,15 @@ std::string_view reason_phrase(long code) {
     case 511: return "Network Authentication Required";
     default: return "Unknown Status";
   }
+}
+
+Failure disk_failure(const std::string& step, const std::string& path, int err) {
+  Failure f;
+  f.type = err == ENOSPC || err == EDQUOT ? "DiskFull" : "DiskError";
+  f.message = step + " " + path + ": " + std::strerror(err);
+  if (f.type == "DiskFull") f.message += " (free some space, then retry the job: it resumes)";
+  f.disk = true;
+  return f;
 }
 
 bool is_retryable_status(long code) {

@@ -71,7 +71,11 @@ struct Failure {
   bool retryable = false;
   std::optional<int64_t> retry_after_ms;  // from Retry-After
   bool restart_from_zero = false;         // the next attempt must not resume (the file changed)
+  bool disk = false;                      // the local disk failed, not the network
 };
+
+// "DiskFull" for ENOSPC and EDQUOT, else "DiskError"; the message names the step, path and cause.
+Failure disk_failure(const std::string& step, const std::string& path, int err);
 
 struct Result {
   Outcome outcome = Outcome::kFailed;

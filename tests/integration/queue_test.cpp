@@ -378,3 +378,54 @@ TEST_F(QueueTest, CancelAllAndPrune) {
 
 }  // namespace
 }  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+TEST(QueueSecurity, PrivateAddressesAreRefusedWhenAsked) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = "should never arrive";
+  server.add("/x", r);
+  auto o = fast_options(dir);
+  o.block_private_addresses = true;
+  auto q = open_queue(o);
+  auto job = submit(*q, server.url("/x"), dir / "x.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->error_type.value_or(""), "AddressBlocked");
+  EXPECT_NE(j->error.value_or("").find("127.0.0.1"), std::string::npos);
+  EXPECT_TRUE(server.requests().empty());
+  EXPECT_FALSE(file_exists(dir / "x.bin"));
+}
+
+TEST(QueueSecurity, AStalledConnectionIsDroppedAndRetried) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(300000, 41);
+  r.stall_after = 100000;
+  server.add("/stall.bin", r);
+  auto o = fast_options(dir);
+  o.stall_timeout = std::chrono::milliseconds(1000);
+  auto q = open_queue(o);
+  auto job = submit(*q, server.url("/stall.bin"), dir / "stall.bin");
+  ASSERT_TRUE(wait_until([&] { return server.requests_for("/stall.bin").size() >= 2; }, std::chrono::seconds(10)));
+  // Every request stalls after 100000 bytes; the job keeps its bytes and asks for the rest.
+  auto reqs = server.requests_for("/stall.bin");
+  EXPECT_EQ(reqs[1].range, "bytes=100000-");
+  q->cancel_job(job.id);
+  auto ev = job_events(*q, job.id);
+  ASSERT_GE(count_type(ev, "download_retrying"), 1u);
+  for (auto& e : ev) {
+    if (e.type == "download_retrying") {
+      EXPECT_NE(e.payload.find("Stalled"), std::string::npos) << e.payload;
+      break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fetchq::testing
