@@ -2,6 +2,7 @@
 #include "control/server.h"
 
 #include <spdlog/spdlog.h>
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -250,13 +251,14 @@ class Server final : public ControlServer {
     for (auto& c : to_close) close_conn(c);
   }
 
-  // Queues a response; `close` ends the connection once it is written.
-  void send(const ConnPtr& c, const json& msg, bool close = false) {
+  // Queues a response; `close` ends the connection once it is written. Returns its size.
+  size_t send(const ConnPtr& c, const json& msg, bool close = false) {
+    std::string line = msg.dump(-1, ' ', false, json::error_handler_t::replace);
+    line += '\n';
     {
       std::lock_guard lk(c->mu);
-      if (c->dead) return;
-      c->out += msg.dump(-1, ' ', false, json::error_handler_t::replace);
-      c->out += '\n';
+      if (c->dead) return 0;
+      c->out += line;
       if (close) c->close_after_flush = true;
       if (c->out.size() > opts_.max_output_bytes) {
         spdlog::warn("control socket: dropping a client that does not read its answers");
@@ -264,6 +266,7 @@ class Server final : public ControlServer {
       }
     }
     wake_io();
+    return line.size();
   }
 
   void enqueue_line(const ConnPtr& c, std::string line) {
@@ -356,7 +359,9 @@ class Server final : public ControlServer {
         wait_cv_.notify_one();
       }
     } else {
-      send(c, dispatch(*q_, *req, c->uid));
+      // A big batch or listing leaves megabytes of freed JSON in malloc's arenas; hand them
+      // back so the daemon's memory follows its running jobs, not its largest request.
+      if (send(c, dispatch(*q_, *req, c->uid)) > (1u << 20)) ::malloc_trim(0);
     }
     if (parked) {
       wait_cv_.notify_one();
