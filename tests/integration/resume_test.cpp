@@ -239,3 +239,72 @@ TEST_F(ResumeTest, PassingHttpFailuresAreRetriedAndLastingOnesAreNot) {
 
 }  // namespace
 }  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+TEST(FaultMatrix, AGzipEncodedBodyIsStoredAsSentAndItsLengthChecked) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(50000, 61);  // stands for compressed bytes: fetchq asked for identity
+  r.content_encoding = "gzip";
+  server.add("/z.bin", r);
+  auto q = open_queue(fast_options(dir));
+  auto job = submit(*q, server.url("/z.bin"), dir / "z.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+  EXPECT_EQ(sha256_file(dir / "z.bin"), sha256_hex_of(r.body));  // not "decoded"
+  EXPECT_EQ(server.requests_for("/z.bin").at(0).accept_encoding, "identity");
+}
+
+TEST(FaultMatrix, RedirectLoopsAndLongChainsEnd) {
+  TempDir dir;
+  TestServer server;
+  Resource a, b;
+  a.redirect_to = "/loop-b";
+  b.redirect_to = "/loop-a";
+  server.add("/loop-a", a);
+  server.add("/loop-b", b);
+  for (int i = 0; i < 30; ++i) {
+    Resource hop;
+    hop.redirect_to = "/chain" + std::to_string(i + 1);
+    server.add("/chain" + std::to_string(i), hop);
+  }
+  Resource end;
+  end.body = "the end";
+  server.add("/chain30", end);
+  auto q = open_queue(fast_options(dir));
+  auto loop = submit(*q, server.url("/loop-a"), dir / "loop.bin");
+  auto chain = submit(*q, server.url("/chain0"), dir / "chain.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  for (auto id : {loop.id, chain.id}) {
+    auto j = q->id_to_job(id);
+    EXPECT_EQ(j->status, JobStatus::kError);
+    EXPECT_EQ(j->error_type.value_or(""), "TooManyRedirects");
+  }
+  EXPECT_LE(server.requests().size(), 22u);  // at most 10 redirects each, and no retry
+  EXPECT_FALSE(file_exists(dir / "loop.bin"));
+  EXPECT_FALSE(file_exists(dir / "chain.bin"));
+}
+
+TEST(FaultMatrix, EndlessServiceUnavailableEnds) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.status = 503;
+  server.add("/down", r);
+  auto o = fast_options(dir);
+  o.max_attempts = 4;
+  auto q = open_queue(o);
+  auto job = submit(*q, server.url("/down"), dir / "down.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->attempts, 4);
+  EXPECT_EQ(server.requests_for("/down").size(), 4u);
+}
+
+}  // namespace
+}  // namespace fetchq::testing
