@@ -28,6 +28,14 @@ struct Callbacks {
   std::function<void(const Job&)> on_paused;
 };
 
+// A token given to every job whose URL's host matches, unless the job brings its own. The
+// pattern is a host name ("example.org") or a suffix ("*.example.org", which matches the
+// subdomains only); it is compared with the URL's host alone, never with its path or query.
+struct TokenRule {
+  std::string host_pattern;
+  std::string token;
+};
+
 struct QueueOptions {
   std::string db_path;
   int max_parallel = 5;
@@ -45,6 +53,7 @@ struct QueueOptions {
   // Refuse to connect to loopback, private and link-local addresses (169.254.169.254 included),
   // checked on every address actually connected to, so redirects and DNS cannot get round it.
   bool block_private_addresses = false;
+  std::vector<TokenRule> token_rules;
   Callbacks callbacks;
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.

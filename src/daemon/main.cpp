@@ -96,6 +96,12 @@ int run(int argc, char** argv) {
   qo.max_attempts = s.max_attempts;
   qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
   qo.block_private_addresses = s.block_private_addresses != 0;
+  auto rules = load_token_rules(s.token_rules);
+  if (!rules) {
+    spdlog::error("{}", rules.error().message);
+    return 2;
+  }
+  qo.token_rules = std::move(rules.value());
   control::ControlServer* server_ptr = nullptr;
   std::atomic<control::ControlServer*> server_for_changes{nullptr};
   qo.on_change = [&server_for_changes] {

@@ -24,6 +24,7 @@ const std::vector<SettingInfo>& setting_table() {
       {"max-attempts", "failures in a row without progress before a job ends in error", K::kInt, 1, 1000},
       {"checkpoint-interval-ms", "how often running jobs are synced and recorded", K::kInt, 100, 600000},
       {"block-private-addresses", "1: refuse loopback, private and link-local addresses", K::kInt, 0, 1},
+      {"token-rule", "'HOST env:VAR' or 'HOST file:PATH': a Bearer token for jobs to HOST (*.suffix for subdomains)", K::kStringList},
   };
   return table;
 }
@@ -63,6 +64,7 @@ Status apply_setting(Settings& s, const std::string& name, const std::string& va
   else if (key == "max-attempts") s.max_attempts = static_cast<int>(n);
   else if (key == "checkpoint-interval-ms") s.checkpoint_interval_ms = static_cast<int>(n);
   else if (key == "block-private-addresses") s.block_private_addresses = static_cast<int>(n);
+  else if (key == "token-rule") s.token_rules.push_back(value);
   return Ok{};
 }
 
@@ -139,6 +141,40 @@ Status validate(const Settings& s) {
     }
   }
   return Ok{};
+}
+
+Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& rules) {
+  std::vector<TokenRule> out;
+  for (const auto& r : rules) {
+    auto sp = r.find_first_of(" \t");
+    std::string host = r.substr(0, sp);
+    std::string from = sp == std::string::npos ? "" : trim(r.substr(sp));
+    std::string token;
+    if (from.rfind("env:", 0) == 0) {
+      const char* v = std::getenv(from.substr(4).c_str());
+      if (!v || !*v) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "token-rule for " + host + ": the variable " + from.substr(4) + " is not set");
+      }
+      token = v;
+    } else if (from.rfind("file:", 0) == 0) {
+      std::ifstream in(from.substr(5));
+      std::getline(in, token);
+      token = trim(token);
+      if (token.empty()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "token-rule for " + host + ": cannot read a token from " + from.substr(5));
+      }
+    } else {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "token-rule must be 'HOST env:VAR' or 'HOST file:PATH', not '" + host + " ...'");
+    }
+    if (host.empty() || host.find('/') != std::string::npos) {
+      return make_error(ErrorCode::kInvalidArgument, "token-rule needs a host name, got '" + host + "'");
+    }
+    out.push_back({host, token});
+  }
+  return out;
 }
 
 }  // namespace fetchq::daemon

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "fetchq/queue.h"
 #include "fetchq/result.h"
 
 namespace fetchq::daemon {
@@ -20,6 +21,7 @@ struct Settings {
   int max_attempts = 8;
   int checkpoint_interval_ms = 2000;
   int block_private_addresses = 0;
+  std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
 };
 
 // What one setting is: how it is named in flags and files, its bounds, how it is stored.
@@ -40,5 +42,8 @@ Status load_config_file(Settings& s, const std::string& path);
 void fill_defaults(Settings& s);
 // Checks the relations between settings once all are applied.
 Status validate(const Settings& s);
+
+// Reads the tokens the rules name (from the environment or a file, never from the config text).
+Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& rules);
 
 }  // namespace fetchq::daemon

@@ -107,6 +107,17 @@ class Queue final : public DownloadQueue, public transfer::Observer {
         if (requests.size() > 1) e.message = "job " + std::to_string(i) + ": " + e.message;
         return e;
       }
+      auto& opt = nj.value().request.options;
+      if (!opt.access_token && !opts_.token_rules.empty()) {
+        if (auto host = queue::url_host(requests[i].source)) {
+          for (const auto& rule : opts_.token_rules) {
+            if (queue::host_matches(*host, rule.host_pattern)) {
+              opt.access_token = rule.token;
+              break;
+            }
+          }
+        }
+      }
       news.push_back(std::move(nj.value()));
     }
     std::vector<Job> jobs;

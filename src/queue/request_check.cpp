@@ -87,6 +87,26 @@ Status check_source_url(const std::string& url) {
   return Ok{};
 }
 
+std::optional<std::string> url_host(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
+  if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return std::nullopt;
+  char* host = nullptr;
+  if (curl_url_get(h.get(), CURLUPART_HOST, &host, 0) != CURLUE_OK || !host) return std::nullopt;
+  std::string out = lower(host);
+  curl_free(host);
+  while (!out.empty() && out.back() == '.') out.pop_back();  // "example.org." is example.org
+  return out;
+}
+
+bool host_matches(const std::string& host, const std::string& pattern) {
+  std::string p = lower(pattern);
+  if (p.rfind("*.", 0) == 0) {
+    std::string suffix = p.substr(1);  // ".example.org"
+    return host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+  return !p.empty() && host == p;
+}
+
 bool is_under_roots(const std::string& path, const std::vector<std::string>& roots) {
   auto p = resolve(path);
   if (!p) return false;

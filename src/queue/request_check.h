@@ -1,6 +1,7 @@
 // Checks a submission before it is accepted: URL scheme, destination, options, download roots.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,11 @@ namespace fetchq::queue {
 
 // http and https only, with a host. The message says what is wrong.
 Status check_source_url(const std::string& url);
+
+// The URL's host, lower-case, as libcurl parses it; nullopt when there is none.
+std::optional<std::string> url_host(const std::string& url);
+// Host-name match of a TokenRule pattern: exact, or "*.suffix" for subdomains of suffix.
+bool host_matches(const std::string& host, const std::string& pattern);
 
 // True when `path` lies under one of `roots` once "..", "." and symbolic links of its existing
 // part are resolved. Roots are resolved the same way.

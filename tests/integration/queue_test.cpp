@@ -429,3 +429,30 @@ TEST(QueueSecurity, AStalledConnectionIsDroppedAndRetried) {
 
 }  // namespace
 }  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+TEST(QueueSecurity, TokenRulesGiveATokenByHostNameOnly) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = "data";
+  server.add("/a", r);
+  server.add("/b", r);
+  auto o = fast_options(dir);
+  o.token_rules = {{"127.0.0.1", "rule-token"}};
+  auto q = open_queue(o);
+  auto a = submit(*q, server.url("/a"), dir / "a.bin");
+  // Same server reached as "localhost", with the rule's host only in the query: no token.
+  auto b = submit(*q, "http://localhost:" + std::to_string(server.port()) + "/b?via=127.0.0.1",
+                  dir / "b.bin");
+  EXPECT_TRUE(a.has_access_token);
+  EXPECT_FALSE(b.has_access_token);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(server.requests_for("/a").at(0).authorization, "Bearer rule-token");
+  EXPECT_EQ(server.requests_for("/b").at(0).authorization, "");
+}
+
+}  // namespace
+}  // namespace fetchq::testing

@@ -74,3 +74,23 @@ TEST(RequestCheck, Sha256MustBeHex) {
 
 }  // namespace
 }  // namespace fetchq::queue
+
+namespace fetchq::queue {
+namespace {
+
+TEST(TokenRules, MatchTheHostOnly) {
+  EXPECT_EQ(url_host("https://Huggingface.CO/x?y=1").value_or(""), "huggingface.co");
+  EXPECT_EQ(url_host("http://example.org./a").value_or(""), "example.org");
+  EXPECT_TRUE(host_matches("huggingface.co", "huggingface.co"));
+  EXPECT_TRUE(host_matches("cdn.huggingface.co", "*.huggingface.co"));
+  EXPECT_FALSE(host_matches("huggingface.co", "*.huggingface.co"));
+  EXPECT_FALSE(host_matches("evilhuggingface.co", "*.huggingface.co"));
+  EXPECT_FALSE(host_matches("huggingface.co.evil.net", "huggingface.co"));
+  // A query string or path naming the host does not make the URL match.
+  EXPECT_FALSE(host_matches(url_host("http://evil.net/huggingface.co?h=huggingface.co").value_or(""),
+                            "huggingface.co"));
+  EXPECT_FALSE(host_matches(url_host("http://huggingface.co@evil.net/").value_or(""), "huggingface.co"));
+}
+
+}  // namespace
+}  // namespace fetchq::queue
