@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds fetchq and runs every test: a plain build, then ASan+UBSan (and TSan with --tsan).
+# Builds fetchq and runs every test: a plain build, then ASan+UBSan (and TSan with --tsan),
+# then each libFuzzer target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -23,3 +24,4 @@ run asan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=address,undefined
 if [[ "${1:-}" == "--tsan" || -n "${FETCHQ_TSAN:-}" ]]; then
   run tsan -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SANITIZE=thread
 fi
+tools/fuzz.sh "${FETCHQ_FUZZ_SECONDS:-30}"

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -58,10 +59,15 @@ Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
   std::vector<store::NewJob> fresh;
   std::vector<size_t> fresh_index;
   const std::string now = util::now_iso8601();
+  // One pass over the state file finds the newest job of each (source, dest).
+  std::map<std::pair<std::string, std::string>, Job> latest;
+  for (auto& j : st.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
   for (size_t i = 0; i < requests.size(); ++i) {
     auto nj = queue::check_request(requests[i], {});
     if (!nj) return nj.error();
-    auto old = st.find_job(requests[i].source, requests[i].dest);
+    auto found = latest.find({requests[i].source, requests[i].dest});
+    std::optional<Job> old;
+    if (found != latest.end()) old = found->second;
     if (old && old->status != JobStatus::kCancelled &&
         !(old->status == JobStatus::kCompleted &&
           !(old->download_path && util::exists(*old->download_path)))) {
@@ -216,7 +222,10 @@ int run_get(const GetArgs& a) {
     }
   }
   std::vector<DownloadRequest> requests;
-  for (const auto& u : a.urls) requests.push_back({u, dest, opts});
+  std::set<std::string> seen;  // the same URL twice is one download, not two racing for a name
+  for (const auto& u : a.urls) {
+    if (seen.insert(u).second) requests.push_back({u, dest, opts});
+  }
   for (const auto& r : requests) {
     if (auto st = queue::check_source_url(r.source); !st) {
       print_error(st.error().message);

@@ -486,6 +486,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       {
         std::lock_guard lk(mu_);
         active_.erase(id);
+        last_bytes_.erase(id);
       }
     };
     if (a.stop == Stop::kCancel) {

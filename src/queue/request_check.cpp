@@ -66,6 +66,17 @@ Status check_source_url(const std::string& url) {
                         "the URL holds spaces or control characters: " + url.substr(0, 200));
     }
   }
+  // libcurl forgives "http:/host" and "http:///host"; a URL stored as submitted must say what
+  // it means, so insist on exactly "scheme://" followed by a host.
+  auto sep = url.find("://");
+  bool scheme_ok = sep != std::string::npos && sep > 0 && std::isalpha(static_cast<unsigned char>(url[0]));
+  for (size_t i = 0; scheme_ok && i < sep; ++i) {
+    unsigned char c = static_cast<unsigned char>(url[i]);
+    scheme_ok = std::isalnum(c) || c == '+' || c == '-' || c == '.';
+  }
+  if (!scheme_ok || url.size() <= sep + 3 || url[sep + 3] == '/') {
+    return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
+  }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
   if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
     return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));

@@ -414,16 +414,6 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  std::optional<Job> find_job(const std::string& source, const std::string& dest) override {
-    std::lock_guard lk(mu_);
-    SQLite::Statement q(*db_, std::string("SELECT ") + kJobColumns +
-                                  " FROM jobs WHERE source = ? AND dest = ? ORDER BY id DESC LIMIT 1");
-    q.bind(1, source);
-    q.bind(2, dest);
-    if (!q.executeStep()) return std::nullopt;
-    return read_job(q);
-  }
-
   int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                        const std::string& ts) override {
     std::lock_guard lk(mu_);

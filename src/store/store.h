@@ -113,8 +113,6 @@ class Store {
   virtual int64_t count_unfinished(const std::vector<int64_t>& ids) = 0;
   virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
   virtual std::vector<PrunedJob> prune(const std::string& now) = 0;
-  // Finds the newest job with this source and dest (for `fetchq get` run again).
-  virtual std::optional<Job> find_job(const std::string& source, const std::string& dest) = 0;
 
   virtual int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                                const std::string& ts) = 0;

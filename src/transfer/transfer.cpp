@@ -79,18 +79,22 @@ std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_u
   if (std::isdigit(static_cast<unsigned char>(value[i]))) {
     int64_t secs = 0;
     auto [p, ec] = std::from_chars(value.data() + i, value.data() + value.size(), secs);
+    if (ec == std::errc::result_out_of_range) return kMaxRetryAfterMs;
     if (ec != std::errc()) return std::nullopt;
     (void)p;
-    return secs * 1000;
+    return std::min(secs, kMaxRetryAfterMs / 1000) * 1000;  // no overflow on absurd values
   }
   time_t t = curl_getdate(value.c_str() + i, nullptr);
   if (t < 0) return std::nullopt;
+  const int64_t now_s = now_unix_ms / 1000;
+  if (static_cast<int64_t>(t) - now_s > kMaxRetryAfterMs / 1000) return kMaxRetryAfterMs;
   int64_t ms = static_cast<int64_t>(t) * 1000 - now_unix_ms;
   return ms < 0 ? 0 : ms;
 }
 
 static bool parse_int(std::string_view s, int64_t* out) {
-  if (s.empty()) return false;
+  // Digits only: from_chars would also take a sign.
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s.front()))) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size() && *out >= 0;
 }

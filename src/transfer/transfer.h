@@ -92,6 +92,8 @@ struct Result {
 std::string_view reason_phrase(long code);
 // Passing HTTP failures, worth a retry: 408, 429, 500, 502, 503, 504.
 bool is_retryable_status(long code);
+// Longest Retry-After taken as it is; larger values (or overflowing ones) are cut to this.
+inline constexpr int64_t kMaxRetryAfterMs = int64_t{30} * 24 * 3600 * 1000;
 // Retry-After as seconds or an HTTP date, in ms from now; nullopt when absent or unreadable.
 std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_unix_ms);
 // "bytes A-B/T" or "bytes */T": start (or -1 for '*') and total (or -1 for '*').

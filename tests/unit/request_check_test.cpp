@@ -94,3 +94,18 @@ TEST(TokenRules, MatchTheHostOnly) {
 
 }  // namespace
 }  // namespace fetchq::queue
+
+namespace fetchq::queue {
+namespace {
+
+// Found by fuzz_url_check: libcurl forgives a missing slash; fetchq does not.
+TEST(FuzzRegressions, UrlsNeedSchemeSlashSlashHost) {
+  EXPECT_FALSE(check_source_url("http:/example.org/a").ok());
+  EXPECT_FALSE(check_source_url("http:///example.org/a").ok());
+  EXPECT_FALSE(check_source_url("http:example.org").ok());
+  EXPECT_FALSE(check_source_url("http:/ttp://example.org/a").ok());
+  EXPECT_TRUE(check_source_url("http://example.org/a").ok());
+}
+
+}  // namespace
+}  // namespace fetchq::queue

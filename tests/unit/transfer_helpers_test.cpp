@@ -45,3 +45,19 @@ TEST(Status, ReasonPhrasesComeFromTheStandardTable) {
 
 }  // namespace
 }  // namespace fetchq::transfer
+
+namespace fetchq::transfer {
+namespace {
+
+// Found by fuzz_http_headers: these overflowed int64 or took a sign as a length.
+TEST(FuzzRegressions, HugeRetryAfterIsCappedAndSignsAreNotLengths) {
+  EXPECT_EQ(parse_retry_after("9223372036854776", 0).value_or(-1), kMaxRetryAfterMs);
+  EXPECT_EQ(parse_retry_after("99999999999999999999999", 0).value_or(-1), kMaxRetryAfterMs);
+  EXPECT_EQ(parse_retry_after("Wed, 21 Oct 833720360 07:28:00 GMT", 0).value_or(-1), kMaxRetryAfterMs);
+  int64_t start = 0, total = 0;
+  EXPECT_FALSE(parse_content_range("bytes 0-9/-0", &start, &total));
+  EXPECT_FALSE(parse_content_range("bytes -0-9/10", &start, &total));
+}
+
+}  // namespace
+}  // namespace fetchq::transfer
