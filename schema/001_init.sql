@@ -30,7 +30,10 @@ CREATE TABLE jobs (
   not_before_ms      INTEGER NOT NULL DEFAULT 0,
   failures           INTEGER NOT NULL DEFAULT 0,
   -- Most bytes any attempt reached: only going past it counts as progress for retries.
-  best_bytes         INTEGER NOT NULL DEFAULT 0
+  best_bytes         INTEGER NOT NULL DEFAULT 0,
+  -- Size of the finished, fsync'd .part, recorded just before it is renamed into place: after a
+  -- crash between the rename and the commit, a file of this size and no .part is the job's own.
+  sealed_bytes       INTEGER
 );
 
 -- "Next job by (priority, id)" walks this index only over waiting rows.

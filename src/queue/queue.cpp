@@ -52,6 +52,8 @@ struct FinishedMsg {
   int64_t id;
   int attempt;
   transfer::Result r;
+  bool sealed = false;  // fsync'd and its size recorded: ready to be renamed
+  bool recovered = false;  // found whole on disk after a crash between rename and commit
 };
 using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
 
@@ -389,6 +391,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   void process(std::vector<Msg>& batch) {
+    seal_completed(batch);
     std::vector<std::function<void()>> db_ops;    // run inside one transaction
     std::vector<std::function<void()>> after_ops; // run after the commit
     for (auto& m : batch) {
@@ -408,6 +411,37 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   using Ops = std::vector<std::function<void()>>;
+
+  // Completed downloads of the batch are fsync'd and their size committed before any of them is
+  // renamed into place, so that a crash between a rename and the final commit leaves a job that
+  // recovery can tell is whole (see start()). One commit for the whole batch.
+  void seal_completed(std::vector<Msg>& batch) {
+    std::vector<FinishedMsg*> ready;
+    for (auto& m : batch) {
+      auto* f = std::get_if<FinishedMsg>(&m);
+      if (!f || f->r.outcome != transfer::Outcome::kCompleted || !f->r.file) continue;
+      {
+        std::lock_guard lk(mu_);
+        auto it = active_.find(f->id);
+        if (it == active_.end() || it->second.attempt != f->attempt || it->second.stop != Stop::kNone) continue;
+      }
+      if (::fsync(f->r.file->fd()) != 0) {
+        f->r.failure = transfer::disk_failure("fsync", f->r.file->part_path(), errno);
+        f->r.outcome = transfer::Outcome::kFailed;
+        continue;
+      }
+      ready.push_back(f);
+    }
+    if (ready.empty()) return;
+    try {
+      store_->transaction([&] {
+        for (auto* f : ready) store_->seal(f->id, f->attempt, f->r.download_path, f->r.bytes, util::boot_id());
+      });
+      for (auto* f : ready) f->sealed = true;
+    } catch (const std::exception& e) {
+      spdlog::error("cannot record finished downloads: {}", e.what());
+    }
+  }
 
   void handle(StartedMsg& m, Ops& db, Ops& after) {
     std::string source;
@@ -518,7 +552,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     const std::string part = path + ".part";
     // Data first, then the name: a file without .part is always whole.
     std::optional<transfer::Failure> failure;
-    if (::fsync(r.file->fd()) != 0) failure = transfer::disk_failure("fsync", part, errno);
+    if (!m.sealed) {
+      failure = transfer::Failure{"DiskError", "cannot record that " + part + " is complete", true,
+                                  std::nullopt, false, true};
+    }
     if (!failure && a.sha256) {
       auto sum = util::sha256_file(part);
       if (!sum) {
@@ -569,9 +606,13 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     if (a.sha256) {
       auto sum = util::sha256_file(r.download_path);
       if (!sum || *sum != *a.sha256) {
-        r.failure = transfer::Failure{"DestinationExists",
-                                      r.download_path + " already exists and its sha256 differs (if_exists is skip)",
-                                      false, std::nullopt, false};
+        r.failure = m.recovered
+                        ? transfer::Failure{"ChecksumMismatch",
+                                            "sha256 of " + r.download_path + " differs from the one expected",
+                                            false, std::nullopt, false}
+                        : transfer::Failure{"DestinationExists",
+                                            r.download_path + " already exists and its sha256 differs (if_exists is skip)",
+                                            false, std::nullopt, false};
         r.outcome = transfer::Outcome::kFailed;
         return failed(m, a, db, after);
       }
@@ -729,6 +770,26 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     req.last_modified = c.last_modified;
     req.access_token = c.access_token;
     req.expected_total = c.job.total_bytes;
+    if (c.job.download_path && c.sealed_bytes && !util::exists(*c.job.download_path + ".part") &&
+        util::file_size(*c.job.download_path) == c.sealed_bytes) {
+      // The last run renamed the finished file into place and died before recording it.
+      Active a;
+      a.attempt = c.attempt;
+      a.source = c.job.source;
+      a.download_path = *c.job.download_path;
+      a.sha256 = c.sha256;
+      a.if_exists = c.if_exists;
+      active_[c.job.id] = std::move(a);
+      FinishedMsg f{c.job.id, c.attempt, {}};
+      f.r.outcome = transfer::Outcome::kAlreadyThere;
+      f.r.download_path = *c.job.download_path;
+      f.r.bytes = *c.sealed_bytes;
+      f.r.total_bytes = *c.sealed_bytes;
+      f.recovered = true;
+      inbox_.push_back(std::move(f));
+      wake_ = true;
+      return;
+    }
     if (c.job.download_path) {
       auto part = util::file_size(*c.job.download_path + ".part");
       if (part) {

@@ -66,30 +66,27 @@ Status check_source_url(const std::string& url) {
                         "the URL holds spaces or control characters: " + url.substr(0, 200));
     }
   }
-  // libcurl forgives "http:/host" and "http:///host"; a URL stored as submitted must say what
-  // it means, so insist on exactly "scheme://" followed by a host.
-  auto sep = url.find("://");
-  bool scheme_ok = sep != std::string::npos && sep > 0 && std::isalpha(static_cast<unsigned char>(url[0]));
-  for (size_t i = 0; scheme_ok && i < sep; ++i) {
+  // The scheme first, so that file:, ftp: and the like are named as what they are.
+  auto colon = url.find(':');
+  bool scheme_ok = colon != std::string::npos && colon > 0 && std::isalpha(static_cast<unsigned char>(url[0]));
+  for (size_t i = 0; scheme_ok && i < colon; ++i) {
     unsigned char c = static_cast<unsigned char>(url[i]);
     scheme_ok = std::isalnum(c) || c == '+' || c == '-' || c == '.';
   }
-  if (!scheme_ok || url.size() <= sep + 3 || url[sep + 3] == '/') {
+  if (!scheme_ok) return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
+  const std::string scheme = lower(url.substr(0, colon));
+  if (scheme != "http" && scheme != "https") {
+    return make_error(ErrorCode::kSchemeNotAllowed,
+                      "scheme not allowed: '" + scheme + "' (only http and https): " + url.substr(0, 200));
+  }
+  // libcurl forgives "http:/host" and "http:///host"; a URL stored as submitted must say what
+  // it means, so insist on exactly "scheme://" followed by a host.
+  if (url.compare(colon, 3, "://") != 0 || url.size() <= colon + 3 || url[colon + 3] == '/') {
     return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
   }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
   if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
     return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
-  }
-  char* scheme = nullptr;
-  std::string sch;
-  if (curl_url_get(h.get(), CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK) {
-    sch = lower(scheme);
-    curl_free(scheme);
-  }
-  if (sch != "http" && sch != "https") {
-    return make_error(ErrorCode::kSchemeNotAllowed,
-                      "scheme not allowed: '" + sch + "' (only http and https): " + url.substr(0, 200));
   }
   char* host = nullptr;
   bool has_host = curl_url_get(h.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;

@@ -142,7 +142,7 @@ class SqliteStore final : public Store {
     transaction([&] {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
-                        "etag, last_modified, failures, best_bytes, "
+                        "etag, last_modified, failures, best_bytes, sealed_bytes, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id) "
                         "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ";
@@ -163,7 +163,8 @@ class SqliteStore final : public Store {
         c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
         c.failures = q.getColumn(23).getInt();
         c.best_bytes = q.getColumn(24).getInt64();
-        c.access_token = opt_text(q.getColumn(25));
+        if (!q.getColumn(25).isNull()) c.sealed_bytes = q.getColumn(25).getInt64();
+        c.access_token = opt_text(q.getColumn(26));
         out.push_back(std::move(c));
       }
       auto& up = stmt(
@@ -282,11 +283,28 @@ class SqliteStore final : public Store {
     return q.exec() > 0;
   }
 
+  bool seal(int64_t id, int attempt, const std::string& path, int64_t bytes,
+            const std::string& boot) override {
+    std::lock_guard lk(mu_);
+    auto& q = stmt(
+        "UPDATE jobs SET download_path = ?, total_bytes = ?, bytes = ?, checkpoint_bytes = ?, "
+        "checkpoint_boot_id = ?, sealed_bytes = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+    q.bind(1, path);
+    q.bind(2, static_cast<int64_t>(bytes));
+    q.bind(3, static_cast<int64_t>(bytes));
+    q.bind(4, static_cast<int64_t>(bytes));
+    q.bind(5, boot);
+    q.bind(6, static_cast<int64_t>(bytes));
+    q.bind(7, static_cast<int64_t>(id));
+    q.bind(8, attempt);
+    return q.exec() > 0;
+  }
+
   void reset_resume_state(int64_t id) override {
     std::lock_guard lk(mu_);
     auto& q = stmt(
         "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
-        "last_modified = NULL, bytes = 0, total_bytes = 0 WHERE id = ?");
+        "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
     q.bind(1, static_cast<int64_t>(id));
     q.exec();
   }

@@ -39,6 +39,7 @@ struct ClaimedJob {
   std::string last_modified;
   int failures = 0;
   int64_t best_bytes = 0;
+  std::optional<int64_t> sealed_bytes;
 };
 
 // What a transfer learnt from the response headers.
@@ -98,6 +99,9 @@ class Store {
   // Records bytes known to be on disk. Conditional on the attempt only: a paused or shut-down
   // job keeps its checkpoint too.
   virtual bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot_id) = 0;
+  // Records a finished, synced .part about to be renamed into place (see sealed_bytes).
+  virtual bool seal(int64_t id, int attempt, const std::string& download_path, int64_t bytes,
+                    const std::string& boot_id) = 0;
   // Forgets the resume state (the file is started again from zero).
   virtual void reset_resume_state(int64_t id) = 0;
 

@@ -308,3 +308,63 @@ TEST(FaultMatrix, EndlessServiceUnavailableEnds) {
 
 }  // namespace
 }  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+// Found by Chaos: killed after the rename and before the commit, a job came back as
+// DestinationExists for its own whole file.
+TEST(CrashRecovery, AFileRenamedJustBeforeACrashIsRecognisedAsTheJobsOwn) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(100000, 71);
+  server.add("/done.bin", r);
+  {
+    auto st = store::open_sqlite_store(dir / "queue.db", {});
+    ASSERT_TRUE(st.ok());
+    auto& s = *st.value();
+    store::NewJob nj;
+    nj.request = {server.url("/done.bin"), dir / "done.bin", {}};
+    nj.download_path = dir / "done.bin";
+    auto id = s.insert_jobs({nj}, "t").at(0).id;
+    auto c = s.claim(1, 0, std::nullopt, "t").at(0);
+    ASSERT_TRUE(s.seal(id, c.attempt, dir / "done.bin", 100000, "any-boot"));
+    write_file(dir / "done.bin", r.body);  // renamed into place; the commit never happened
+  }
+  auto q = open_queue(fast_options(dir));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(j.bytes, 100000);
+  EXPECT_TRUE(server.requests().empty());
+  EXPECT_EQ(count_type(job_events(*q, j.id), "download_complete"), 1u);
+  EXPECT_EQ(sha256_file(dir / "done.bin"), sha256_hex_of(r.body));
+}
+
+TEST(CrashRecovery, AnUnsealedFileAtThePathIsNotTakenForTheJobs) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(1000, 72);
+  server.add("/other.bin", r);
+  {
+    auto st = store::open_sqlite_store(dir / "queue.db", {});
+    ASSERT_TRUE(st.ok());
+    store::NewJob nj;
+    nj.request = {server.url("/other.bin"), dir / "other.bin", {}};
+    nj.download_path = dir / "other.bin";
+    st.value()->insert_jobs({nj}, "t");
+    st.value()->claim(1, 0, std::nullopt, "t");
+    write_file(dir / "other.bin", std::string(1000, 'u'));  // the user's file, same size
+  }
+  auto q = open_queue(fast_options(dir));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
+  EXPECT_EQ(read_file(dir / "other.bin"), std::string(1000, 'u'));
+}
+
+}  // namespace
+}  // namespace fetchq::testing
