@@ -1,0 +1,1115 @@
+#!/usr/bin/env python3
+"""fetchq benchmark harness: fetchq against curl, wget2, aria2c (and dd) over loopback against nginx.
+
+Standard library only. Normally started by tools/bench/run.sh, which installs the tools, builds
+fetchq, makes the work folder and stops whatever is left at exit. See tools/bench/README.md.
+
+Timing: wall time with time.monotonic() around the command(s); CPU time is the user+sys of the
+finished child processes (resource.getrusage(RUSAGE_CHILDREN) deltas), plus, for fetchqd, the
+daemon's own utime+stime from /proc/PID/stat over the same interval.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+FULL = {
+    "runs": 3,
+    "s1_count": 2000, "s1_size": 16 * KiB,
+    "s2_count": 200, "s2_size": 1 * MiB,
+    "parallel": [5, 16],
+    "s3_size": 2 * GiB,
+    "s6_rate_mb": 200,   # nginx limit_rate in MiB/s for S6
+    "s4_count": 100000,
+    "timeout": 900,
+}
+QUICK = {
+    "runs": 1,
+    "s1_count": 200, "s1_size": 16 * KiB,
+    "s2_count": 20, "s2_size": 1 * MiB,
+    "parallel": [5, 16],
+    "s3_size": 64 * MiB,
+    "s6_rate_mb": 32,
+    "s4_count": 5000,
+    "timeout": 120,
+}
+SCENARIOS = ["S1", "S2", "S3", "S6", "S4"]
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 * MiB)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def first_line(cmd):
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=20)
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        return lines[0].strip() if lines else "?"
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unavailable ({e})"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def proc_cpu(pid):
+    """utime+stime in seconds of a running process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def cpu_ticks():
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal) from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
+def proc_status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    return f"{x:.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+class Run:
+    """One measured run of one tool."""
+
+    def __init__(self, wall=None, cpu=None, ok=True, note=""):
+        self.wall, self.cpu, self.ok, self.note = wall, cpu, ok, note
+        self.extra = {}
+
+    def as_dict(self):
+        d = {"wall_s": self.wall, "cpu_s": self.cpu, "ok": self.ok, "note": self.note}
+        d.update(self.extra)
+        return d
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.cfg = dict(QUICK if args.quick else FULL)
+        if args.runs:
+            self.cfg["runs"] = args.runs
+        self.work = os.path.abspath(args.workdir)
+        self.www = os.path.join(self.work, "www")
+        self.out = os.path.join(self.work, "out")
+        self.state = os.path.join(self.work, "state")
+        self.ngx = os.path.join(self.work, "nginx")
+        self.bin_dir = os.path.abspath(args.bin_dir)
+        self.fetchq = os.path.join(self.bin_dir, "fetchq")
+        self.fetchqd = os.path.join(self.bin_dir, "fetchqd")
+        self.nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.nginx_proc = None
+        self.port = None
+        self.base = None
+        self.expected = {}      # scenario -> {name: (size, sha256)}
+        self.results = {}       # scenario -> data
+        self.failures = []
+        self.notes = []
+        self.env = {}
+        self.daemons = []
+        self.load = {}          # scenario -> (load average at its start, machine CPU busy fraction during it)
+
+    # ------------------------------------------------------------------ setup
+    def environment(self):
+        e = self.env
+        e["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        e["mode"] = "quick" if self.args.quick else "full"
+        e["runs per tool"] = str(self.cfg["runs"])
+        e["nproc"] = str(os.cpu_count())
+        cpu = "?"
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        cpu = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        e["cpu"] = cpu
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1])
+            e["memory"] = f"{mem / (1 << 20):.1f} GiB"
+        except (OSError, ValueError, IndexError):
+            pass
+        e["kernel"] = platform.release()
+        e["filesystem of work folder"] = self.fs_of(self.work)
+        e["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        e["fetchq"] = first_line([self.fetchq, "--version"])
+        e["fetchqd"] = first_line([self.fetchqd, "--version"])
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        e["fetchq binaries"] = self.bin_dir
+        e["source tree of this script"] = first_line(["git", "-C", repo, "describe", "--always", "--dirty"])
+        e["curl"] = first_line(["curl", "--version"])
+        e["aria2c"] = first_line(["aria2c", "--version"])
+        e["wget2"] = first_line(["wget2", "--version"])
+        e["nginx"] = first_line([self.nginx_bin, "-v"])
+        e["python"] = platform.python_version()
+
+    @staticmethod
+    def fs_of(path):
+        best, fstype, dev = "", "?", "?"
+        try:
+            with open("/proc/mounts") as f:
+                for line in f:
+                    parts = line.split()
+                    mnt = parts[1]
+                    if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                        best, fstype, dev = mnt, parts[2], parts[0]
+        except OSError:
+            pass
+        return f"{fstype} ({dev} on {best})"
+
+    def check_disk(self):
+        c = self.cfg
+        other = 2 * (c["s1_count"] * c["s1_size"] + c["s2_count"] * c["s2_size"]) + (GiB if not self.args.quick else 256 * MiB)
+        need = other + 2 * c["s3_size"] + 64 * MiB
+        free = shutil.disk_usage(self.work).free
+        log(f"free space in {self.work}: {free / GiB:.1f} GiB, needed about {need / GiB:.1f} GiB")
+        if free < need:
+            size = (free - other - 64 * MiB) // 2
+            size = (size // MiB) * MiB
+            if size < 16 * MiB:
+                raise SystemExit(f"bench: not enough disk space in {self.work} ({free / GiB:.2f} GiB free)")
+            msg = (f"not enough free disk for a {c['s3_size'] // MiB} MiB S3/S6 file; "
+                   f"scaled down to {size // MiB} MiB")
+            log(msg)
+            self.notes.append(msg)
+            c["s3_size"] = size
+
+    def make_data(self):
+        c = self.cfg
+        log("making test data (random bytes, sha256 noted)")
+        for scen, count, size in (("S1", c["s1_count"], c["s1_size"]), ("S2", c["s2_count"], c["s2_size"])):
+            d = os.path.join(self.www, scen.lower())
+            os.makedirs(d, exist_ok=True)
+            exp = {}
+            for i in range(count):
+                name = f"f{i:05d}.bin"
+                data = os.urandom(size)
+                with open(os.path.join(d, name), "wb") as f:
+                    f.write(data)
+                exp[name] = (size, hashlib.sha256(data).hexdigest())
+            self.expected[scen] = exp
+        d = os.path.join(self.www, "big")
+        os.makedirs(d, exist_ok=True)
+        h = hashlib.sha256()
+        left = c["s3_size"]
+        with open(os.path.join(d, "big.bin"), "wb") as f:
+            while left > 0:
+                n = min(left, 4 * MiB)
+                b = os.urandom(n)
+                f.write(b)
+                h.update(b)
+                left -= n
+        self.expected["big"] = {"big.bin": (c["s3_size"], h.hexdigest())}
+        d = os.path.join(self.www, "s4")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "one.bin"), "wb") as f:
+            f.write(os.urandom(1 * MiB))
+        for root, dirs, files in os.walk(self.work):
+            for x in dirs:
+                os.chmod(os.path.join(root, x), 0o755)
+            for x in files:
+                os.chmod(os.path.join(root, x), 0o644)
+        os.chmod(self.work, 0o755)
+        os.sync()
+
+    def start_nginx(self):
+        os.makedirs(os.path.join(self.ngx, "tmp"), exist_ok=True)
+        os.chmod(self.ngx, 0o755)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        v = subprocess.run([self.nginx_bin, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True).stdout
+        temps = []
+        for flag, directive in (("client-body", "client_body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
+                                ("uwsgi", "uwsgi"), ("scgi", "scgi")):
+            if f"--http-{flag}-temp-path" in v or directive == "client_body":
+                temps.append(f"  {directive}_temp_path {self.ngx}/tmp/{directive};")
+        temp_lines = "\n".join(temps)
+        conf = f"""# fetchq bench: a throwaway nginx on 127.0.0.1, started with -c/-p by bench.py
+daemon off;
+worker_processes 1;
+pid {self.ngx}/nginx.pid;
+error_log {self.ngx}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+{temp_lines}
+  log_format fqbytes '$msec $status $bytes_sent $body_bytes_sent "$http_range" "$request_uri"';
+  server {{
+    listen 127.0.0.1:{self.port};
+    server_name localhost;
+    root {self.www};
+    location = /ping {{ return 200 "ok\\n"; }}
+    location / {{ }}
+    # S6: the big file, throttled, with an access log of the bytes sent per request
+    location /slow/ {{
+      alias {self.www}/big/;
+      limit_rate {self.cfg['s6_rate_mb']}m;
+      access_log {self.ngx}/slow.log fqbytes;
+    }}
+    # S4: any name serves one 1 MiB file at 1 KiB/s, so nothing finishes
+    location /crawl/ {{
+      limit_rate 1k;
+      try_files /s4/one.bin =404;
+    }}
+  }}
+}}
+"""
+        path = os.path.join(self.ngx, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        errlog = open(os.path.join(self.ngx, "stderr.log"), "ab")
+        self.nginx_proc = subprocess.Popen(
+            [self.nginx_bin, "-c", path, "-p", self.ngx + "/", "-e", os.path.join(self.ngx, "error.log")],
+            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            if self.nginx_proc.poll() is not None:
+                raise SystemExit("bench: nginx did not start:\n" + self.tail(os.path.join(self.ngx, "error.log")))
+            try:
+                with urllib.request.urlopen(self.base + "/ping", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: nginx did not answer on " + self.base)
+            time.sleep(0.05)
+        log(f"nginx {self.nginx_proc.pid} serves {self.www} on {self.base}")
+
+    def stop_nginx(self):
+        p = self.nginx_proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGQUIT)   # graceful stop
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        log("nginx stopped")
+
+    @staticmethod
+    def tail(path, n=15):
+        try:
+            with open(path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------ utilities
+    def fresh_dir(self, *parts):
+        d = os.path.join(self.out, *parts)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        return d
+
+    def fresh_state(self, name):
+        os.makedirs(self.state, exist_ok=True)
+        p = os.path.join(self.state, name)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(p + suffix)
+            except FileNotFoundError:
+                pass
+        return p
+
+    def clean_out(self):
+        shutil.rmtree(self.out, ignore_errors=True)
+        os.makedirs(self.out, exist_ok=True)
+
+    def timed(self, steps, extra_cpu=None, timeout=None):
+        """Runs each argv of steps in turn; returns a Run with wall and CPU time."""
+        timeout = timeout or self.cfg["timeout"]
+        os.sync()   # earlier runs' dirty pages go to disk now, not during this run
+        x0 = extra_cpu() if extra_cpu else 0.0
+        c0 = children_cpu()
+        t0 = time.monotonic()
+        ok, note = True, ""
+        for argv in steps:
+            try:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                ok, note = False, f"timed out after {timeout}s: {os.path.basename(argv[0])}"
+                break
+            if p.returncode != 0:
+                err = p.stderr.decode(errors="replace").strip().splitlines()
+                ok = False
+                note = f"{os.path.basename(argv[0])} exit {p.returncode}: {' | '.join(err[-3:])[:300]}"
+                break
+        t1 = time.monotonic()
+        c1 = children_cpu()
+        x1 = extra_cpu() if extra_cpu else 0.0
+        return Run(t1 - t0, (c1 - c0) + (x1 - x0), ok, note)
+
+    def verify(self, run, out_dir, expected, sha):
+        """Checks every expected file in out_dir: size always, sha256 when sha is true."""
+        if not run.ok:
+            return run
+        t0 = time.monotonic()
+        missing = bad = 0
+        for name, (size, digest) in expected.items():
+            p = os.path.join(out_dir, name)
+            try:
+                if os.path.getsize(p) != size:
+                    bad += 1
+                    continue
+            except OSError:
+                missing += 1
+                continue
+            if sha and sha256_file(p) != digest:
+                bad += 1
+        parts = [n for n in os.listdir(out_dir) if n.endswith(".part")]
+        if missing or bad or parts:
+            run.ok = False
+            run.note = (f"{missing} missing, {bad} with wrong {'sha256/size' if sha else 'size'}, "
+                        f"{len(parts)} .part left")
+        else:
+            run.extra["checked"] = "sha256" if sha else "size"
+        run.extra["verify_s"] = time.monotonic() - t0
+        return run
+
+    def record_failure(self, scen, label, run):
+        if not run.ok:
+            msg = f"{scen} {label}: {run.note}"
+            self.failures.append(msg)
+            log("FAILED " + msg)
+
+    # -------------------------------------------------------------- fetchqd
+    def start_daemon(self, name, max_parallel):
+        db = self.fresh_state(name + ".db")
+        sock = os.path.join(self.state, name + ".sock")
+        try:
+            os.unlink(sock)
+        except FileNotFoundError:
+            pass
+        logf = open(os.path.join(self.state, name + ".log"), "ab")
+        p = subprocess.Popen([self.fetchqd, "--db", db, "--socket", sock, "--max-parallel", str(max_parallel),
+                              "--download-root", self.work, "--log-level", "warn"],
+                             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        logf.close()
+        pidfile = os.path.join(self.work, f"fetchqd-{p.pid}.pid")
+        with open(pidfile, "w") as f:
+            f.write(str(p.pid))
+        self.daemons.append((p, pidfile))
+        deadline = time.monotonic() + 15
+        while True:
+            if p.poll() is not None:
+                raise RuntimeError(f"fetchqd exited with {p.returncode}: " +
+                                   self.tail(os.path.join(self.state, name + ".log"), 5))
+            r = subprocess.run([self.fetchq, "stats", "--socket", sock], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            if r.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("fetchqd did not answer on " + sock)
+            time.sleep(0.05)
+        return p, db, sock
+
+    def stop_daemon(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log(f"fetchqd {p.pid} did not stop within 15 s of SIGTERM; killing it")
+                self.failures.append(f"fetchqd {p.pid} did not stop within 15 s of SIGTERM")
+                p.kill()
+                p.wait()
+        for q, pidfile in list(self.daemons):
+            if q is p:
+                self.daemons.remove((q, pidfile))
+                try:
+                    os.unlink(pidfile)
+                except FileNotFoundError:
+                    pass
+
+    # ------------------------------------------------------- S1, S2: many files
+    def many_files(self, scen):
+        c = self.cfg
+        count = c[scen.lower() + "_count"]
+        size = c[scen.lower() + "_size"]
+        expected = self.expected[scen]
+        urls = [f"{self.base}/{scen.lower()}/{n}" for n in sorted(expected)]
+        listfile = os.path.join(self.work, f"{scen.lower()}-urls.txt")
+        with open(listfile, "w") as f:
+            f.write("\n".join(urls) + "\n")
+        tools = ["fetchq get", "fetchqd add+wait", "aria2c", "curl", "wget2"]
+        data = {"count": count, "size": size, "groups": {}}
+        for par in c["parallel"]:
+            runs = {t: [] for t in tools}
+            for r in range(c["runs"]):
+                for tool in tools:
+                    self.clean_out()
+                    d = self.fresh_dir(f"{scen}-{tool.split()[0]}")
+                    run = self.one_many(tool, par, urls, listfile, d, expected)
+                    run.extra["files_per_s"] = count / run.wall if run.ok and run.wall else None
+                    runs[tool].append(run)
+                    self.record_failure(scen, f"-j {par} {tool} run {r + 1}", run)
+                    log(f"{scen} -j {par} run {r + 1} {tool}: {fmt(run.wall, 3)} s, cpu {fmt(run.cpu, 3)} s"
+                        + ("" if run.ok else "  FAILED"))
+            data["groups"][par] = runs
+        self.clean_out()
+        self.results[scen] = data
+
+    def one_many(self, tool, par, urls, listfile, d, expected):
+        if tool == "fetchq get":
+            db = self.fresh_state("get.db")
+            run = self.timed([[self.fetchq, "get", "-j", str(par), "--quiet", "--state", db, "-d", d] + urls])
+            return self.verify(run, d, expected, sha=True)
+        if tool == "fetchqd add+wait":
+            try:
+                p, db, sock = self.start_daemon("s12", par)
+            except RuntimeError as e:
+                return Run(None, None, False, str(e))
+            try:
+                run = self.timed([[self.fetchq, "add", "-i", listfile, "-d", d, "--socket", sock],
+                                  [self.fetchq, "wait", "--socket", sock]],
+                                 extra_cpu=lambda: proc_cpu(p.pid))
+            finally:
+                self.stop_daemon(p)
+            return self.verify(run, d, expected, sha=True)
+        if tool == "aria2c":
+            run = self.timed([["aria2c", "-j", str(par), "-i", listfile, "-d", d, "--allow-overwrite=true",
+                               "--auto-file-renaming=false", "--console-log-level=warn", "--summary-interval=0"]])
+        elif tool == "curl":
+            run = self.timed([["curl", "-sS", "--fail", "--parallel", "--parallel-max", str(par), "-Z",
+                               "--remote-name-all", "--output-dir", d] + urls])
+        elif tool == "wget2":
+            run = self.timed([["wget2", "--max-threads", str(par), "-q", "-P", d, "-i", listfile]])
+        else:
+            raise ValueError(tool)
+        return self.verify(run, d, expected, sha=False)
+
+    # ---------------------------------------------------------- S3: one big file
+    def big_file(self):
+        c = self.cfg
+        size = c["s3_size"]
+        expected = self.expected["big"]
+        url = f"{self.base}/big/big.bin"
+        tools = ["fetchq get", "curl", "curl + sync", "wget2", "aria2c", "dd (disk ceiling)"]
+        runs = {t: [] for t in tools}
+        for r in range(c["runs"]):
+            for tool in tools:
+                self.clean_out()
+                d = self.fresh_dir("S3")
+                f = os.path.join(d, "big.bin")
+                if tool == "fetchq get":
+                    db = self.fresh_state("s3.db")
+                    run = self.timed([[self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]])
+                    run = self.verify(run, d, expected, sha=True)
+                elif tool == "curl":
+                    run = self.verify(self.timed([["curl", "-sS", "--fail", "-o", f, url]]), d, expected, False)
+                elif tool == "curl + sync":
+                    run = self.verify(self.timed([["curl", "-sS", "--fail", "-o", f, url], ["sync", f]]),
+                                      d, expected, False)
+                elif tool == "wget2":
+                    run = self.verify(self.timed([["wget2", "-q", "-O", f, url]]), d, expected, False)
+                elif tool == "aria2c":
+                    run = self.verify(self.timed([["aria2c", "-d", d, "-o", "big.bin", "--allow-overwrite=true",
+                                                   "--auto-file-renaming=false", "--console-log-level=warn",
+                                                   "--summary-interval=0", url]]), d, expected, False)
+                else:
+                    run = self.timed([["dd", "if=/dev/zero", f"of={os.path.join(d, 'dd.bin')}", "bs=1M",
+                                       f"count={size // MiB}", "conv=fsync", "status=none"]])
+                if run.ok and run.wall:
+                    run.extra["mb_per_s"] = size / run.wall / 1e6
+                    run.extra["cpu_per_gib"] = run.cpu / (size / GiB)
+                runs[tool].append(run)
+                self.record_failure("S3", f"{tool} run {r + 1}", run)
+                log(f"S3 run {r + 1} {tool}: {fmt(run.wall, 3)} s, cpu {fmt(run.cpu, 3)} s"
+                    + ("" if run.ok else "  FAILED"))
+        self.clean_out()
+        self.results["S3"] = {"size": size, "runs": runs}
+
+    # ------------------------------------------------------ S6: waste after kill -9
+    def slow_log_lines(self):
+        try:
+            with open(os.path.join(self.ngx, "slow.log")) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def crash_waste(self):
+        c = self.cfg
+        size = c["s3_size"]
+        expected = self.expected["big"]
+        url = f"{self.base}/slow/big.bin"
+        tools = ["fetchq get", "curl -C -", "aria2c -c"]
+        runs = {t: [] for t in tools}
+        for r in range(c["runs"]):
+            for tool in tools:
+                self.clean_out()
+                d = self.fresh_dir("S6")
+                f = os.path.join(d, "big.bin")
+                if tool == "fetchq get":
+                    db = self.fresh_state("s6.db")
+                    first = [self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]
+                    again = first
+                    watch = f + ".part"
+                elif tool == "curl -C -":
+                    first = ["curl", "-sS", "--fail", "-o", f, url]
+                    again = ["curl", "-sS", "--fail", "-C", "-", "-o", f, url]
+                    watch = f
+                else:
+                    common = ["-d", d, "-o", "big.bin", "--auto-file-renaming=false", "--console-log-level=warn",
+                              "--summary-interval=0", "--file-allocation=none"]
+                    first = ["aria2c"] + common + [url]
+                    again = ["aria2c", "-c"] + common + [url]
+                    watch = f
+                run = self.one_crash(first, again, watch, size)
+                if run.ok:
+                    run = self.verify(run, d, expected, sha=True)
+                runs[tool].append(run)
+                self.record_failure("S6", f"{tool} run {r + 1}", run)
+                log(f"S6 run {r + 1} {tool}: killed at {fmt(run.extra.get('killed_at_mib'), 1)} MiB, "
+                    f"sent/size {fmt(run.extra.get('waste'), 3)}" + ("" if run.ok else "  FAILED " + run.note))
+        self.clean_out()
+        self.results["S6"] = {"size": size, "rate_mib_s": c["s6_rate_mb"], "runs": runs}
+
+    def one_crash(self, first, again, watch, size):
+        os.sync()
+        before = len(self.slow_log_lines())
+        half = size // 2
+        expected_s = size / (self.cfg["s6_rate_mb"] * MiB)
+        errpath = os.path.join(self.work, "s6-first.err")
+        with open(errpath, "wb") as errf:
+            p = subprocess.Popen(first, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
+        deadline = time.monotonic() + max(30, 4 * expected_s)
+        grown = 0
+        while p.poll() is None and time.monotonic() < deadline:
+            try:
+                grown = os.path.getsize(watch)
+            except OSError:
+                grown = 0
+            if grown >= half:
+                break
+            time.sleep(0.01)
+        if p.poll() is not None:
+            err = " | ".join(self.tail(errpath, 3).strip().splitlines())[:300]
+            return Run(None, None, False, f"{os.path.basename(first[0])} ended (exit {p.returncode}) before it "
+                                          f"could be killed at half: {err}")
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        try:
+            killed_at = os.path.getsize(watch)
+        except OSError:
+            killed_at = 0
+        t0 = time.monotonic()
+        try:
+            q = subprocess.run(again, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               timeout=max(60, 4 * expected_s))
+            rc, err = q.returncode, q.stderr.decode(errors="replace").strip()
+        except subprocess.TimeoutExpired:
+            rc, err = -1, "timed out"
+        rerun_s = time.monotonic() - t0
+        # nginx logs a request when it ends; the killed one may be logged a moment later.
+        lines = []
+        wait_until = time.monotonic() + 10
+        while time.monotonic() < wait_until:
+            lines = self.slow_log_lines()[before:]
+            if len(lines) >= 2:
+                time.sleep(0.3)
+                lines = self.slow_log_lines()[before:]
+                break
+            time.sleep(0.1)
+        sent = 0
+        resumed_from = None
+        for line in lines:
+            parts = line.split()
+            try:
+                sent += int(parts[2])
+            except (IndexError, ValueError):
+                pass
+            # the Range of the request that resumed: "bytes=N-"
+            if len(parts) > 4 and parts[4].startswith('"bytes='):
+                try:
+                    start = int(parts[4][len('"bytes='):].split("-")[0])
+                    resumed_from = start if resumed_from is None else max(resumed_from, start)
+                except ValueError:
+                    pass
+        run = Run(None, None, rc == 0, "" if rc == 0 else f"rerun exit {rc}: {err[-300:]}")
+        run.extra.update({"killed_at_mib": killed_at / MiB, "requests": len(lines), "bytes_sent": sent,
+                          "resumed_from_mib": (resumed_from or 0) / MiB,
+                          "waste": sent / size if size else None, "rerun_s": rerun_s})
+        return run
+
+    # ------------------------------------------------------------ S4: queue scale
+    def queue_scale(self):
+        c = self.cfg
+        n = c["s4_count"]
+        listfile = os.path.join(self.work, "s4-urls.txt")
+        with open(listfile, "w") as f:
+            for i in range(n):
+                f.write(f"{self.base}/crawl/c{i:06d}.bin\n")
+        data = {"count": n}
+        self.clean_out()
+        d = self.fresh_dir("S4")
+        try:
+            p, db, sock = self.start_daemon("s4", 1)
+        except RuntimeError as e:
+            self.failures.append(f"S4: {e}")
+            self.results["S4"] = data
+            return
+        try:
+            rss0 = proc_status_kib(p.pid, "VmRSS")
+            run = self.timed([[self.fetchq, "add", "-i", listfile, "-d", d, "--socket", sock]],
+                             extra_cpu=lambda: proc_cpu(p.pid))
+            self.record_failure("S4", "add -i", run)
+            data["accept_s"] = run.wall if run.ok else None
+            data["accept_cpu_s"] = run.cpu if run.ok else None
+            time.sleep(1)
+            data["rss_before_kib"] = rss0
+            data["rss_after_kib"] = proc_status_kib(p.pid, "VmRSS")
+            data["hwm_kib"] = proc_status_kib(p.pid, "VmHWM")
+
+            def one(label, argv, timeout=300):
+                t0 = time.monotonic()
+                try:
+                    q = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.failures.append(f"S4 {label}: timed out after {timeout}s")
+                    return None, None
+                dt = time.monotonic() - t0
+                if q.returncode != 0:
+                    self.failures.append(f"S4 {label}: exit {q.returncode}: "
+                                         f"{q.stderr.decode(errors='replace').strip()[-300:]}")
+                    return None, None
+                return dt, q.stdout
+
+            mid = max(1, n // 2)
+            data["show_s"], _ = one("show", [self.fetchq, "show", str(mid), "--socket", sock])
+            data["show_json_s"], _ = one("show --json", [self.fetchq, "show", str(mid), "--json", "--socket", sock])
+            data["list_running_s"], out = one("list --status running",
+                                              [self.fetchq, "list", "--status", "running", "--json", "--socket", sock])
+            data["stats_s"], out2 = one("stats", [self.fetchq, "stats", "--json", "--socket", sock])
+            if out2:
+                try:
+                    data["stats"] = json.loads(out2)
+                except ValueError:
+                    pass
+            data["list_waiting_s"], out3 = one("list --status waiting --json",
+                                               [self.fetchq, "list", "--status", "waiting", "--json", "--socket", sock])
+            if out3:
+                try:
+                    data["list_waiting_count"] = len(json.loads(out3))
+                except ValueError:
+                    pass
+            data["list_db_running_s"], _ = one("list --status running --db",
+                                               [self.fetchq, "list", "--status", "running", "--db", db])
+            data["rss_end_kib"] = proc_status_kib(p.pid, "VmRSS")
+            data["hwm_kib"] = proc_status_kib(p.pid, "VmHWM")
+            data["db_bytes"] = sum(os.path.getsize(db + s) for s in ("", "-wal", "-shm") if os.path.exists(db + s))
+            data["db_main_bytes"] = os.path.getsize(db) if os.path.exists(db) else None
+            log(f"S4 fetchq: {n} jobs accepted in {fmt(data['accept_s'], 3)} s, RSS {data['rss_after_kib']} KiB, "
+                f"db {data['db_bytes'] / MiB:.1f} MiB")
+        finally:
+            t0 = time.monotonic()
+            self.stop_daemon(p)
+            data["sigterm_stop_s"] = time.monotonic() - t0
+        try:
+            data["aria2"] = self.aria2_scale(listfile, n)
+        except Exception as e:  # the comparison is a bonus; it must not sink the run
+            self.failures.append(f"S4 aria2c: {e}")
+        self.clean_out()
+        self.results["S4"] = data
+
+    def aria2_scale(self, listfile, n):
+        """Time until aria2c has every URL queued (via its JSON-RPC on 127.0.0.1) and its RSS then."""
+        d = self.fresh_dir("S4-aria2")
+        port = free_port()
+        argv = ["aria2c", "-j", "1", "-i", listfile, "-d", d, "--enable-rpc", "--rpc-listen-all=false",
+                f"--rpc-listen-port={port}", "--console-log-level=warn", "--summary-interval=0",
+                "--auto-file-renaming=false", "--allow-overwrite=true", "--file-allocation=none"]
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pidfile = os.path.join(self.work, f"aria2c-{p.pid}.pid")
+        with open(pidfile, "w") as f:
+            f.write(str(p.pid))
+        result = {}
+        try:
+            req = json.dumps({"jsonrpc": "2.0", "id": "b", "method": "aria2.getGlobalStat"}).encode()
+            deadline = t0 + 300
+            while time.monotonic() < deadline:
+                if p.poll() is not None:
+                    raise RuntimeError(f"aria2c exited with {p.returncode}")
+                try:
+                    with urllib.request.urlopen(urllib.request.Request(
+                            f"http://127.0.0.1:{port}/jsonrpc", data=req,
+                            headers={"Content-Type": "application/json"}), timeout=5) as r:
+                        st = json.loads(r.read())["result"]
+                    queued = int(st["numWaiting"]) + int(st["numActive"]) + int(st["numStopped"])
+                    if queued >= n:
+                        result["accept_s"] = time.monotonic() - t0
+                        break
+                except (OSError, ValueError, KeyError):
+                    pass
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("aria2c did not report all URLs queued within 300 s")
+            time.sleep(1)
+            result["rss_kib"] = proc_status_kib(p.pid, "VmRSS")
+            result["hwm_kib"] = proc_status_kib(p.pid, "VmHWM")
+            log(f"S4 aria2c: {n} URLs queued in {fmt(result['accept_s'], 3)} s, RSS {result['rss_kib']} KiB")
+        finally:
+            p.kill()
+            p.wait()
+            os.unlink(pidfile)
+        return result
+
+    # ----------------------------------------------------------------- report
+    def header(self):
+        """Title and environment: printed first, before any scenario runs."""
+        cmd = "tools/bench/run.sh" + "".join(" " + a for a in self.args.passed)
+        L = ["# fetchq benchmarks", "", f"Command: `{cmd}`", "", "## Environment", ""]
+        for k, v in self.env.items():
+            L.append(f"- {k}: {v}")
+        return "\n".join(L)
+
+    def load_line(self, scen):
+        if scen not in self.load:
+            return ""
+        load, busy = self.load[scen]
+        b = f"{busy * 100:.0f}%" if busy is not None else "?"
+        return (f"Load average when {scen} started: {' '.join(f'{x:.2f}' for x in load)}; all CPUs busy "
+                f"{b} of the time during {scen} (this benchmark's processes and everything else).")
+
+    def report(self, total_s):
+        c = self.cfg
+        L = []
+        mode = "quick (--quick: small sizes, 1 run each; not for comparing numbers)" if self.args.quick \
+            else f"full ({c['runs']} runs each, median)"
+        L.append(f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        L.append("")
+        L.append(f"Mode: {mode}. Total time of this run: {total_s / 60:.1f} min.")
+        L.append("")
+        L.append("Ratios are fetchq ÷ tool on the throughput (files/s or MB/s): above 1 means fetchq is faster. "
+                 "For S6 the ratio is on the waste (lower is better). MB = 10^6 bytes. "
+                 "CPU s is user+sys of the client processes (and of fetchqd where it runs).")
+        L.append("")
+
+        for scen, title in (("S1", "S1: many small files"), ("S2", "S2: many 1 MiB files")):
+            if scen not in self.results:
+                continue
+            data = self.results[scen]
+            L.append(f"## {title} ({data['count']} files of {data['size'] // KiB} KiB)")
+            L.append("")
+            L.append("| -j | tool | median s | files/s | MB/s | CPU s | fetchq get ÷ tool | fetchqd ÷ tool | runs ok |")
+            L.append("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for par, runs in data["groups"].items():
+                med = {}
+                for tool, rs in runs.items():
+                    med[tool] = median_or_none([r.extra.get("files_per_s") for r in rs if r.ok])
+                for tool, rs in runs.items():
+                    ok = [r for r in rs if r.ok]
+                    fps = med[tool]
+                    wall = median_or_none([r.wall for r in ok])
+                    cpu = median_or_none([r.cpu for r in ok])
+                    mbs = fps * data["size"] / 1e6 if fps else None
+                    r1 = ratio(med["fetchq get"], fps) if not tool.startswith("fetchq") else None
+                    r2 = ratio(med["fetchqd add+wait"], fps) if not tool.startswith("fetchq") else None
+                    L.append(f"| {par} | {tool} | {fmt(wall, 3)} | {fmt(fps, 1) if fps else 'FAIL'} | {fmt(mbs)} | "
+                             f"{fmt(cpu, 3)} | {fmt(r1)} | {fmt(r2)} | {len(ok)}/{len(rs)} |")
+            L.append("")
+            L.append(self.load_line(scen))
+            L.append("")
+
+        if "S3" in self.results:
+            data = self.results["S3"]
+            size = data["size"]
+            L.append(f"## S3: one big file ({size / MiB:,.0f} MiB), and S7: CPU per GiB")
+            L.append("")
+            L.append("| tool | median s | MB/s | CPU s | CPU s/GiB | fetchq ÷ tool | runs ok |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            med = {t: median_or_none([r.extra.get("mb_per_s") for r in rs if r.ok]) for t, rs in data["runs"].items()}
+            cpg = {t: median_or_none([r.extra.get("cpu_per_gib") for r in rs if r.ok]) for t, rs in data["runs"].items()}
+            for tool, rs in data["runs"].items():
+                ok = [r for r in rs if r.ok]
+                L.append(f"| {tool} | {fmt(median_or_none([r.wall for r in ok]), 3)} | "
+                         f"{fmt(med[tool], 1) if med[tool] else 'FAIL'} | {fmt(median_or_none([r.cpu for r in ok]), 3)} | "
+                         f"{fmt(cpg[tool], 3)} | "
+                         f"{fmt(ratio(med['fetchq get'], med[tool])) if tool != 'fetchq get' else '—'} | "
+                         f"{len(ok)}/{len(rs)} |")
+            L.append("")
+            a, b = cpg.get("fetchq get"), cpg.get("curl")
+            L.append(f"S7: fetchq uses {fmt(a, 3)} CPU s per GiB, curl {fmt(b, 3)}: "
+                     f"fetchq ÷ curl = {fmt(ratio(a, b))} (lower is better).")
+            L.append("")
+            L.append(self.load_line("S3"))
+            L.append("")
+
+        if "S6" in self.results:
+            data = self.results["S6"]
+            L.append(f"## S6: bytes sent again after `kill -9` at half ({data['size'] / MiB:,.0f} MiB at "
+                     f"{data['rate_mib_s']} MiB/s)")
+            L.append("")
+            L.append("| tool | killed at MiB | resumed from MiB | nginx sent MiB | sent ÷ size | rerun s | "
+                     "fetchq ÷ tool | runs ok |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            med = {t: median_or_none([r.extra.get("waste") for r in rs if r.ok]) for t, rs in data["runs"].items()}
+            for tool, rs in data["runs"].items():
+                ok = [r for r in rs if r.ok]
+                L.append(f"| {tool} | {fmt(median_or_none([r.extra.get('killed_at_mib') for r in ok]), 1)} | "
+                         f"{fmt(median_or_none([r.extra.get('resumed_from_mib') for r in ok]), 1)} | "
+                         f"{fmt(median_or_none([r.extra.get('bytes_sent', 0) / MiB for r in ok]), 1)} | "
+                         f"{fmt(med[tool], 3) if med[tool] else 'FAIL'} | "
+                         f"{fmt(median_or_none([r.extra.get('rerun_s') for r in ok]), 2)} | "
+                         f"{fmt(ratio(med['fetchq get'], med[tool]), 3) if tool != 'fetchq get' else '—'} | "
+                         f"{len(ok)}/{len(rs)} |")
+            L.append("")
+            L.append("sent ÷ size is every byte nginx sent for the file (`$bytes_sent`, both runs, headers "
+                     "included) over its size: 1.00 means nothing was sent twice. \"killed at\" is the file's "
+                     "size (fetchq: the .part's) right after `kill -9`; \"resumed from\" is the start of the "
+                     "rerun's `Range` (0: no Range, started over). aria2c runs with "
+                     "`--file-allocation=none` here so its file grows as it downloads.")
+            L.append("")
+            L.append(self.load_line("S6"))
+            L.append("")
+
+        if "S4" in self.results:
+            data = self.results["S4"]
+            n = data["count"]
+            L.append(f"## S4: queue scale ({n:,} URLs in one `fetchq add -i`, fetchqd --max-parallel 1, "
+                     "nothing finishes)")
+            L.append("")
+            L.append("| measure | value |")
+            L.append("| --- | ---: |")
+
+            def row(k, v):
+                L.append(f"| {k} | {v} |")
+
+            acc = data.get("accept_s")
+            row("`fetchq add -i` (all jobs accepted), s", fmt(acc, 3))
+            row("jobs accepted per second", fmt(n / acc, 0) if acc else "—")
+            row("CPU s (client + fetchqd) while adding", fmt(data.get("accept_cpu_s"), 3))
+            row("`fetchq show ID`, s", fmt(data.get("show_s"), 3))
+            row("`fetchq show ID --json`, s", fmt(data.get("show_json_s"), 3))
+            row("`fetchq list --status running --json`, s", fmt(data.get("list_running_s"), 3))
+            row("`fetchq list --status running --db DB`, s", fmt(data.get("list_db_running_s"), 3))
+            row("`fetchq stats --json`, s", fmt(data.get("stats_s"), 3))
+            row(f"`fetchq list --status waiting --json` ({data.get('list_waiting_count', '?')} jobs), s",
+                fmt(data.get("list_waiting_s"), 3))
+
+            def mib(kib):
+                return fmt(kib / 1024, 1) if kib else "—"
+
+            row("fetchqd VmRSS before / after adding, MiB", f"{mib(data.get('rss_before_kib'))} / "
+                                                             f"{mib(data.get('rss_after_kib'))}")
+            row("fetchqd VmRSS at the end / VmHWM, MiB", f"{mib(data.get('rss_end_kib'))} / {mib(data.get('hwm_kib'))}")
+            db = data.get("db_bytes")
+            row("database (with -wal, -shm), MiB", fmt(db / MiB, 1) if db else "—")
+            row("database bytes per job", fmt(db / n, 0) if db else "—")
+            row("fetchqd stop after SIGTERM, s", fmt(data.get("sigterm_stop_s"), 2))
+            a2 = data.get("aria2") or {}
+            if a2:
+                row("aria2c -j 1 -i (same list): all URLs queued (RPC), s", fmt(a2.get("accept_s"), 3))
+                row("aria2c VmRSS / VmHWM then, MiB", f"{mib(a2.get('rss_kib'))} / {mib(a2.get('hwm_kib'))}")
+                row("fetchq ÷ aria2c, time to accept", fmt(ratio(acc, a2.get("accept_s"))))
+            L.append("")
+            L.append(self.load_line("S4"))
+            L.append("")
+
+        L.append("## Notes")
+        L.append("")
+        L.append("- The page cache is not dropped between runs (that needs `echo 3 > /proc/sys/vm/drop_caches` as "
+                 "root and disturbs everything else on the machine): nginx serves the test files from memory, so "
+                 "these numbers measure the clients, not the source disk. Before each run `sync` flushes earlier "
+                 "runs' writes.")
+        L.append("- fetchq makes every file durable (`fdatasync` at checkpoints, `fsync` before the rename and of "
+                 "the folder); curl, wget2 and aria2c leave the data in the page cache. `curl + sync` in S3 adds "
+                 "`sync FILE` to curl's time, for a like-for-like figure; `dd ... conv=fsync` is the disk ceiling.")
+        L.append("- For `fetchqd add+wait` the daemon is started (fresh database) before the clock starts and "
+                 "stopped after it stops; its CPU time is read from /proc.")
+        L.append("- Every fetchq run is checked afterwards, outside the timing: every file's sha256 against the "
+                 "source. The other tools' files are checked for count and size (S6: sha256 for every tool).")
+        L.append("- Everything runs on one machine over loopback: nginx (one worker) and the client share the "
+                 "CPUs, so other processes (see the load lines) move the numbers, CPU seconds included.")
+        L.append("- `dd ... conv=fsync` writes everything, then flushes once; a client that flushes as it goes "
+                 "(fetchq checkpoints) can finish sooner than this \"ceiling\".")
+        for n_ in self.notes:
+            L.append(f"- {n_}")
+        L.append("")
+        L.append("## Failures")
+        L.append("")
+        if self.failures:
+            for f_ in self.failures:
+                L.append(f"- {f_}")
+        else:
+            L.append("None.")
+        L.append("")
+        return "\n".join(L)
+
+    def to_json(self, total_s):
+        def conv(v):
+            if isinstance(v, Run):
+                return v.as_dict()
+            if isinstance(v, dict):
+                return {str(k): conv(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+        return {"env": self.env, "config": self.cfg, "results": conv(self.results), "failures": self.failures,
+                "notes": self.notes, "total_s": total_s}
+
+    # ------------------------------------------------------------------- main
+    def main(self):
+        only = [s.strip().upper() for s in self.args.only.split(",")] if self.args.only else SCENARIOS
+        for s in only:
+            if s not in SCENARIOS:
+                raise SystemExit(f"bench: unknown scenario {s} (known: {', '.join(SCENARIOS)})")
+        for b in (self.fetchq, self.fetchqd):
+            if not os.access(b, os.X_OK):
+                raise SystemExit(f"bench: {b} is missing; build fetchq first (tools/bench/run.sh does)")
+        for t in ("curl", "aria2c", "wget2", "dd", "sync"):
+            if not shutil.which(t):
+                raise SystemExit(f"bench: {t} is not installed")
+        os.makedirs(self.work, exist_ok=True)
+        t_start = time.monotonic()
+        self.environment()
+        head = self.header()
+        print(head, flush=True)
+        self.check_disk()
+        self.make_data()
+        try:
+            self.start_nginx()
+            steps = {"S1": lambda: self.many_files("S1"), "S2": lambda: self.many_files("S2"),
+                     "S3": self.big_file, "S6": self.crash_waste, "S4": self.queue_scale}
+            for s in SCENARIOS:
+                if s in only:
+                    log(f"--- {s}")
+                    load, cpu0 = os.getloadavg(), cpu_ticks()
+                    steps[s]()
+                    cpu1 = cpu_ticks()
+                    total = sum(cpu1) - sum(cpu0)
+                    busy = 1 - ((cpu1[3] + cpu1[4]) - (cpu0[3] + cpu0[4])) / total if total > 0 else None
+                    self.load[s] = (load, busy)
+        finally:
+            for p, pidfile in list(self.daemons):
+                self.stop_daemon(p)
+            self.stop_nginx()
+        total = time.monotonic() - t_start
+        text = self.report(total)
+        print(text, flush=True)
+        if self.args.markdown_out:
+            with open(self.args.markdown_out, "w") as f:
+                f.write(head + "\n" + text)
+        if self.args.json_out:
+            with open(self.args.json_out, "w") as f:
+                json.dump(self.to_json(total), f, indent=1, default=str)
+        log(f"done in {total / 60:.1f} min")
+        return 1 if self.failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description="fetchq benchmarks against curl, wget2 and aria2c over loopback")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 1 run each (CI smoke run, < 2 min)")
+    ap.add_argument("--runs", type=int, default=0, help="runs per tool (default 3, quick 1)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios: S1,S2,S3,S6,S4")
+    ap.add_argument("--bin-dir", required=True, help="folder with the fetchq and fetchqd binaries")
+    ap.add_argument("--workdir", required=True, help="scratch folder (data, nginx, downloads)")
+    ap.add_argument("--markdown-out", default="", help="also write the Markdown report here")
+    ap.add_argument("--json-out", default="", help="also write every run's numbers as JSON here")
+    args = ap.parse_args()
+    args.passed, skip = [], False
+    for a in sys.argv[1:]:   # the options the user gave run.sh, for the report's command line
+        if skip:
+            skip = False
+        elif a in ("--bin-dir", "--workdir"):
+            skip = True
+        elif not a.startswith(("--bin-dir=", "--workdir=")):
+            args.passed.append(a)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    sys.exit(Bench(args).main())
+
+
+if __name__ == "__main__":
+    main()
