@@ -21,6 +21,7 @@
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
 #include "queue/request_check.h"
+#include "queue/sync_pool.h"
 #include "store/store.h"
 #include "transfer/engine.h"
 #include "util/clock.h"
@@ -52,7 +53,7 @@ struct FinishedMsg {
   int64_t id;
   int attempt;
   transfer::Result r;
-  bool sealed = false;  // fsync'd and its size recorded: ready to be renamed
+  bool renamed = false;  // synced, its size committed and renamed into place (settle_files)
   bool recovered = false;  // found whole on disk after a crash between rename and commit
 };
 using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
@@ -66,6 +67,7 @@ struct Active {
   std::string download_path;
   Stop stop = Stop::kNone;
   bool finishing = false;  // renaming into place: too late to cancel
+  bool transferring = true;  // holds one of the max_parallel slots
   bool resumed = false;
   int failures = 0;
   int64_t best_bytes = 0;
@@ -384,14 +386,25 @@ class Queue final : public DownloadQueue, public transfer::Observer {
         wake_ = false;
         batch.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(inbox_.end()));
         inbox_.clear();
+        // A finished transfer gives its slot back now: the engine starts the next job while the
+        // finished one is synced and recorded below.
+        for (auto& m : batch) {
+          auto* f = std::get_if<FinishedMsg>(&m);
+          if (!f) continue;
+          auto it = active_.find(f->id);
+          if (it != active_.end() && it->second.attempt == f->attempt) it->second.transferring = false;
+        }
       }
-      if (!batch.empty()) process(batch);
+      if (!batch.empty()) {
+        schedule();
+        process(batch);
+      }
       schedule();
     }
   }
 
   void process(std::vector<Msg>& batch) {
-    seal_completed(batch);
+    settle_files(batch);
     std::vector<std::function<void()>> db_ops;    // run inside one transaction
     std::vector<std::function<void()>> after_ops; // run after the commit
     for (auto& m : batch) {
@@ -412,34 +425,109 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   using Ops = std::vector<std::function<void()>>;
 
-  // Completed downloads of the batch are fsync'd and their size committed before any of them is
-  // renamed into place, so that a crash between a rename and the final commit leaves a job that
-  // recovery can tell is whole (see start()). One commit for the whole batch.
-  void seal_completed(std::vector<Msg>& batch) {
-    std::vector<FinishedMsg*> ready;
-    for (auto& m : batch) {
-      auto* f = std::get_if<FinishedMsg>(&m);
-      if (!f || f->r.outcome != transfer::Outcome::kCompleted || !f->r.file) continue;
-      {
-        std::lock_guard lk(mu_);
+  // All file-system work for the downloads of a batch that completed, done together: data
+  // synced in parallel (and checked against its sha256), sizes committed in one transaction,
+  // renames, then one fsync per folder. A crash at any point leaves either a .part to resume or
+  // a whole file whose size was committed first (see start()). Outcomes go into the messages.
+  void settle_files(std::vector<Msg>& batch) {
+    struct Item {
+      FinishedMsg* f;
+      Active a;
+      std::optional<transfer::Failure> failure;
+    };
+    std::vector<Item> items;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& m : batch) {
+        if (auto* s = std::get_if<StartedMsg>(&m)) {  // its Active facts are needed below
+          auto it = active_.find(s->id);
+          if (it != active_.end() && it->second.attempt == s->attempt) {
+            it->second.download_path = s->s.download_path;
+            it->second.resumed = s->s.from_bytes > 0;
+          }
+        }
+        auto* f = std::get_if<FinishedMsg>(&m);
+        if (!f || f->r.outcome != transfer::Outcome::kCompleted || !f->r.file) continue;
         auto it = active_.find(f->id);
-        if (it == active_.end() || it->second.attempt != f->attempt || it->second.stop != Stop::kNone) continue;
+        if (it == active_.end() || it->second.attempt != f->attempt || it->second.stop != Stop::kNone) {
+          continue;
+        }
+        it->second.finishing = true;  // too late to cancel from here on
+        items.push_back({f, it->second, std::nullopt});
       }
-      if (::fsync(f->r.file->fd()) != 0) {
-        f->r.failure = transfer::disk_failure("fsync", f->r.file->part_path(), errno);
-        f->r.outcome = transfer::Outcome::kFailed;
-        continue;
-      }
-      ready.push_back(f);
     }
-    if (ready.empty()) return;
+    if (items.empty()) return;
+    std::vector<std::function<void()>> tasks;
+    for (auto& item : items) {
+      tasks.push_back([&item] {
+        const auto& r = item.f->r;
+        const std::string part = r.file->part_path();
+        if (::fsync(r.file->fd()) != 0) {
+          item.failure = transfer::disk_failure("fsync", part, errno);
+          return;
+        }
+        if (!item.a.sha256) return;
+        auto sum = util::sha256_file(part);
+        if (!sum) {
+          item.failure = transfer::Failure{"DiskError", sum.error().message, false, std::nullopt, false, true};
+        } else if (*sum != *item.a.sha256) {
+          // A resumed file may hide a bad splice: one more try, from zero. A fresh one is wrong.
+          item.failure = transfer::Failure{"ChecksumMismatch",
+                                           "sha256 of " + part + " is " + *sum + ", expected " + *item.a.sha256,
+                                           item.a.resumed, std::nullopt, item.a.resumed, false};
+        }
+      });
+    }
+    sync_pool_.run(tasks);
     try {
       store_->transaction([&] {
-        for (auto* f : ready) store_->seal(f->id, f->attempt, f->r.download_path, f->r.bytes, util::boot_id());
+        for (auto& item : items) {
+          if (!item.failure) {
+            store_->seal(item.f->id, item.f->attempt, item.f->r.download_path, item.f->r.bytes, util::boot_id());
+          }
+        }
       });
-      for (auto* f : ready) f->sealed = true;
     } catch (const std::exception& e) {
-      spdlog::error("cannot record finished downloads: {}", e.what());
+      for (auto& item : items) {
+        if (!item.failure) {
+          item.failure = transfer::Failure{"DiskError", std::string("cannot record the finished file: ") + e.what(),
+                                           true, std::nullopt, false, true};
+        }
+      }
+    }
+    std::map<std::string, std::vector<Item*>> folders;
+    for (auto& item : items) {
+      if (item.failure) continue;
+      const std::string& path = item.f->r.download_path;
+      const std::string part = path + ".part";
+      int err = rename_into_place(part, path, item.a.if_exists);
+      if (err == EEXIST) {
+        item.failure = transfer::Failure{"DestinationExists",
+                                         path + " appeared while downloading; the download stays in " + part,
+                                         false, std::nullopt, false, false};
+      } else if (err != 0) {
+        item.failure = transfer::disk_failure("rename " + part + " to", path, err);
+      } else {
+        folders[util::parent_dir(path)].push_back(&item);
+      }
+    }
+    tasks.clear();
+    for (auto& [dir, list] : folders) {
+      tasks.push_back([&dir = dir, &list = list] {
+        int err = fsync_folder(dir);
+        if (err == 0) return;
+        for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
+      });
+    }
+    sync_pool_.run(tasks);
+    for (auto& item : items) {
+      if (item.failure) {
+        item.f->r.failure = *item.failure;
+        item.f->r.outcome = transfer::Outcome::kFailed;
+        unmark_finishing(item.f->id);
+      } else {
+        item.f->renamed = true;
+      }
     }
   }
 
@@ -549,38 +637,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   void complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     auto& r = m.r;
     const std::string& path = r.download_path;
-    const std::string part = path + ".part";
-    // Data first, then the name: a file without .part is always whole.
-    std::optional<transfer::Failure> failure;
-    if (!m.sealed) {
-      failure = transfer::Failure{"DiskError", "cannot record that " + part + " is complete", true,
-                                  std::nullopt, false, true};
-    }
-    if (!failure && a.sha256) {
-      auto sum = util::sha256_file(part);
-      if (!sum) {
-        failure = transfer::Failure{"DiskError", sum.error().message, false, std::nullopt, false, true};
-      } else if (*sum != *a.sha256) {
-        // A resumed file may hide a bad splice: one more try, from zero. A fresh one is wrong.
-        failure = transfer::Failure{"ChecksumMismatch",
-                                    "sha256 of " + part + " is " + *sum + ", expected " + *a.sha256,
-                                    a.resumed, std::nullopt, a.resumed, false};
-      }
-    }
-    if (!failure) {
-      int err = rename_into_place(part, path, a.if_exists);
-      if (err == EEXIST) {
-        failure = transfer::Failure{"DestinationExists",
-                                    path + " appeared while downloading; the download stays in " + part,
-                                    false, std::nullopt, false, false};
-      } else if (err != 0) {
-        failure = transfer::disk_failure("rename " + part + " to", path, err);
-      } else if ((err = fsync_folder_of(path)) != 0) {
-        failure = transfer::disk_failure("fsync the folder of", path, err);
-      }
-    }
-    if (failure) {
-      r.failure = *failure;
+    if (!m.renamed) {  // settle_files did not get to it (a stop came first): resume later
+      r.failure = transfer::Failure{"DiskError", "the finished download " + path + ".part was not settled",
+                                    true, std::nullopt, false, true};
       r.outcome = transfer::Outcome::kFailed;
       unmark_finishing(m.id);
       return failed(m, a, db, after);
@@ -705,9 +764,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     return rc == 0 ? 0 : errno;
   }
 
-  // fsync of the folder holding path, so the rename itself survives a power cut. 0 or errno.
-  static int fsync_folder_of(const std::string& path) {
-    int fd = ::open(util::parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // fsync of a folder, so the renames in it survive a power cut. 0 or errno.
+  static int fsync_folder(const std::string& dir) {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errno;
     int rc = ::fsync(fd) == 0 ? 0 : errno;
     ::close(fd);
@@ -739,7 +798,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     std::unique_lock lk(mu_);
     next_wake_ = Clock::now() + std::chrono::seconds(5);
     if (shut_) return;
-    int free = opts_.max_parallel - static_cast<int>(active_.size());
+    int free = opts_.max_parallel;
+    for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
     if (free > 0) {
       std::vector<store::ClaimedJob> claimed;
       try {
@@ -815,6 +875,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   std::unique_ptr<store::Store> store_;
   transfer::PathRegistry paths_;
   queue::CallbackRunner callbacks_;
+  queue::SyncPool sync_pool_{3};  // with the loop thread: four fsyncs at a time
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -139,6 +139,21 @@ class SqliteStore final : public Store {
                                 const std::string& now) override {
     std::vector<ClaimedJob> out;
     if (n <= 0) return out;
+    // A claim lost in a power cut costs nothing (running jobs go back to waiting at start), so
+    // it is not worth a sync of its own; the next durable commit carries it to disk.
+    std::lock_guard lk(mu_);
+    const bool relax = depth_ == 0;
+    if (relax) db_->exec("PRAGMA synchronous = NORMAL");
+    struct Restore {
+      SQLite::Database* db;
+      bool on;
+      ~Restore() {
+        try {
+          if (on) db->exec("PRAGMA synchronous = FULL");
+        } catch (const SQLite::Exception&) {  // the next open sets it again; never throw here
+        }
+      }
+    } restore{db_.get(), relax};
     transaction([&] {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
