@@ -331,6 +331,12 @@ class Engine::Impl {
       off += static_cast<size_t>(w);
       t.on_disk += w;
     }
+    // Start writeback of what was just written without waiting for it, so the disk works while
+    // the download goes on and the fsync before the rename finds little left to do.
+    if (!t.buf.empty()) {
+      ::sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
+                        static_cast<int64_t>(t.buf.size()), SYNC_FILE_RANGE_WRITE);
+    }
     t.buf.clear();
     return true;
   }
