@@ -350,10 +350,12 @@ class Engine::Impl {
 
   // Opens (creating) the .part for path, keeping the first `keep` bytes.
   bool open_part(Transfer& t, const std::string& path, int64_t keep) {
-    auto st = util::make_parent_dirs(path);
-    if (!st) {
-      fail(t, "DiskError", st.error().message);
-      return false;
+    if (!util::is_directory(util::parent_dir(path))) {  // one stat, not a mkdir per component
+      auto st = util::make_parent_dirs(path);
+      if (!st) {
+        fail(t, "DiskError", st.error().message);
+        return false;
+      }
     }
     std::string part = path + ".part";
     int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
