@@ -29,6 +29,7 @@ CREATE TABLE jobs (
   -- Retry state: earliest start (unix ms) and failures since the last progress.
   not_before_ms      INTEGER NOT NULL DEFAULT 0,
   failures           INTEGER NOT NULL DEFAULT 0,
+  failing_since_ms   INTEGER,  -- first failure since the last progress (unix ms)
   -- Most bytes any attempt reached: only going past it counts as progress for retries.
   best_bytes         INTEGER NOT NULL DEFAULT 0,
   -- Size of the finished, fsync'd .part, recorded just before it is renamed into place: after a

@@ -44,6 +44,7 @@ struct QueueOptions {
   std::chrono::milliseconds connect_timeout{30000};
   std::chrono::milliseconds stall_timeout{30000};  // no byte for this long: drop and retry
   int max_attempts = 8;                            // passing failures in a row without progress
+  std::chrono::milliseconds give_up_after{3600 * 1000};  // failing this long without progress: error
   std::chrono::milliseconds retry_base_delay{1000};
   std::chrono::milliseconds retry_max_delay{60000};
   // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state file).

@@ -19,6 +19,7 @@ struct Settings {
   int connect_timeout_s = 30;
   int stall_timeout_s = 30;
   int max_attempts = 8;
+  int give_up_after_s = 3600;
   int checkpoint_interval_ms = 2000;
   int block_private_addresses = 0;
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"

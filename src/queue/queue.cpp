@@ -70,6 +70,7 @@ struct Active {
   bool transferring = true;  // holds one of the max_parallel slots
   bool resumed = false;
   int failures = 0;
+  std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
   std::optional<std::string> sha256;
   IfExists if_exists = IfExists::kError;
@@ -621,7 +622,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       bool synced = r.file && ::fdatasync(r.file->fd()) == 0;
       db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
         if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
-        if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt);
+        if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
       });
       after.push_back(release);
       return;
@@ -697,16 +698,21 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     // cutting the same body short still runs out of attempts.
     const bool progressed = r.bytes > a.best_bytes && !f.restart_from_zero;
     int failures = progressed ? 1 : a.failures + 1;
-    bool retry = f.retryable && failures < opts_.max_attempts;
+    const int64_t now_ms = util::now_unix_ms();
+    const int64_t since = progressed || !a.failing_since_ms ? now_ms : *a.failing_since_ms;
+    bool retry = f.retryable && failures < opts_.max_attempts &&
+                 now_ms - since < opts_.give_up_after.count();
     bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
     if (r.file && r.bytes == 0 && !a.resumed) ::unlink(r.file->part_path().c_str());
     if (retry) {
       int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
       db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
-                    source = a.source] {
+                    source = a.source, since] {
         if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
         store_->note_best_bytes(id, bytes);
-        if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, f.type, f.message)) return;
+        if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, since, f.type, f.message)) {
+          return;
+        }
         if (f.restart_from_zero) {
           store_->reset_resume_state(id);
           append_event(id, "download_restarted", {{"source", source}, {"reason", f.message}});
@@ -864,6 +870,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     a.source = c.job.source;
     a.download_path = c.job.download_path.value_or("");
     a.failures = c.failures;
+    a.failing_since_ms = c.failing_since_ms;
     a.best_bytes = c.best_bytes;
     a.sha256 = c.sha256;
     a.if_exists = c.if_exists;

@@ -157,7 +157,7 @@ class SqliteStore final : public Store {
     transaction([&] {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
-                        "etag, last_modified, failures, best_bytes, sealed_bytes, "
+                        "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id) "
                         "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ";
@@ -179,7 +179,8 @@ class SqliteStore final : public Store {
         c.failures = q.getColumn(23).getInt();
         c.best_bytes = q.getColumn(24).getInt64();
         if (!q.getColumn(25).isNull()) c.sealed_bytes = q.getColumn(25).getInt64();
-        c.access_token = opt_text(q.getColumn(26));
+        if (!q.getColumn(26).isNull()) c.failing_since_ms = q.getColumn(26).getInt64();
+        c.access_token = opt_text(q.getColumn(27));
         out.push_back(std::move(c));
       }
       auto& up = stmt(
@@ -248,7 +249,7 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     auto& q = stmt(
         "UPDATE jobs SET status = ?, bytes = ?, total_bytes = CASE WHEN ? >= 0 THEN ? ELSE "
-        "total_bytes END, error_type = ?, error = ?, job_ended = ?, failures = 0 "
+        "total_bytes END, error_type = ?, error = ?, job_ended = ?, failures = 0, failing_since_ms = NULL "
         "WHERE id = ? AND attempts = ? AND status = 'running'");
     q.bind(1, std::string(to_string(f.status)));
     q.bind(2, static_cast<int64_t>(f.bytes));
@@ -263,17 +264,23 @@ class SqliteStore final : public Store {
   }
 
   bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
-               std::optional<std::string> error_type, std::optional<std::string> error) override {
+               std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
+               std::optional<std::string> error) override {
     std::lock_guard lk(mu_);
     auto& q = stmt(
         "UPDATE jobs SET status = 'waiting', not_before_ms = ?, failures = ?, error_type = ?, "
-        "error = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+        "error = ?, failing_since_ms = ? WHERE id = ? AND attempts = ? AND status = 'running'");
     q.bind(1, static_cast<int64_t>(not_before_ms));
     q.bind(2, failures);
     bind_opt(q, 3, error_type);
     bind_opt(q, 4, error);
-    q.bind(5, static_cast<int64_t>(id));
-    q.bind(6, attempt);
+    if (failing_since_ms) {
+      q.bind(5, static_cast<int64_t>(*failing_since_ms));
+    } else {
+      q.bind(5);
+    }
+    q.bind(6, static_cast<int64_t>(id));
+    q.bind(7, attempt);
     return q.exec() > 0;
   }
 
@@ -332,7 +339,7 @@ class SqliteStore final : public Store {
       sql += ", cancelled = 1, error_type = 'Cancelled', error = 'cancelled by the user', "
              "job_ended = ?";
     } else if (to == JobStatus::kWaiting) {
-      sql += ", not_before_ms = 0, failures = 0, error_type = NULL, error = NULL, "
+      sql += ", not_before_ms = 0, failures = 0, failing_since_ms = NULL, error_type = NULL, error = NULL, "
              "job_ended = NULL";
     }
     sql += " WHERE id = ? AND status IN (" + status_list(from) + ")";

@@ -38,6 +38,7 @@ struct ClaimedJob {
   std::string etag;
   std::string last_modified;
   int failures = 0;
+  std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
   std::optional<int64_t> sealed_bytes;
 };
@@ -92,8 +93,10 @@ class Store {
   virtual bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) = 0;
   virtual bool finish(int64_t id, int attempt, const Finish& finish, const std::string& now) = 0;
   // Back to waiting until not_before_ms (a passing failure or a shutdown).
+  // failing_since_ms: when the current run of failures began, nullopt when there is none.
   virtual bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
-                       std::optional<std::string> error_type, std::optional<std::string> error) = 0;
+                       std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
+                       std::optional<std::string> error) = 0;
   // Raises the job's high-water mark of bytes reached.
   virtual void note_best_bytes(int64_t id, int64_t bytes) = 0;
   // Records bytes known to be on disk. Conditional on the attempt only: a paused or shut-down

@@ -1,5 +1,7 @@
 // Resume: Range with If-Range after drops, restarts, 416s, wrong offsets, short bodies, and the
 // boot-id rule that picks the file's length (same boot) or the checkpoint (after a reboot).
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "integration/helpers.h"
@@ -364,6 +366,50 @@ TEST(CrashRecovery, AnUnsealedFileAtThePathIsNotTakenForTheJobs) {
   EXPECT_EQ(j.status, JobStatus::kError);
   EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
   EXPECT_EQ(read_file(dir / "other.bin"), std::string(1000, 'u'));
+}
+
+}  // namespace
+}  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+TEST(FaultMatrix, FailingTooLongWithoutProgressEndsTheJob) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.status = 503;
+  server.add("/down", r);
+  auto o = fast_options(dir);
+  o.max_attempts = 1000;  // only the time limit can end it
+  o.retry_base_delay = std::chrono::milliseconds(50);
+  o.retry_max_delay = std::chrono::milliseconds(50);
+  o.give_up_after = std::chrono::milliseconds(400);
+  auto q = open_queue(o);
+  auto job = submit(*q, server.url("/down"), dir / "down.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->error_type.value_or(""), "HTTPError(503 Service Unavailable)");
+  EXPECT_GE(j->attempts, 3);
+  EXPECT_LT(j->attempts, 100);
+}
+
+TEST(FaultMatrix, APartPathPlantedAsASymbolicLinkIsNotFollowed) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = "payload";
+  server.add("/x.bin", r);
+  write_file(dir / "target", "precious");
+  ASSERT_EQ(::symlink((dir / "target").c_str(), (dir / "x.bin.part").c_str()), 0);
+  auto q = open_queue(fast_options(dir));
+  auto job = submit(*q, server.url("/x.bin"), dir / "x.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(job.id);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(read_file(dir / "target"), "precious");
+  EXPECT_FALSE(file_exists(dir / "x.bin"));
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ TEST(StoreTest, LateTransferWritesCannotReviveACancelledJob) {
   EXPECT_FALSE(s->set_progress(c.job.id, c.attempt, 100, 200));
   Finish f;
   EXPECT_FALSE(s->finish(c.job.id, c.attempt, f, "t"));
-  EXPECT_FALSE(s->requeue(c.job.id, c.attempt, 0, 1, std::nullopt, std::nullopt));
+  EXPECT_FALSE(s->requeue(c.job.id, c.attempt, 0, 1, std::nullopt, std::nullopt, std::nullopt));
   auto j = s->get_job(c.job.id);
   EXPECT_EQ(j->status, JobStatus::kCancelled);
   EXPECT_TRUE(j->cancelled);
@@ -94,7 +94,7 @@ TEST(StoreTest, AStaleAttemptCannotFinishANewerOne) {
   auto s = open_store(dir / "q.db");
   s->insert_jobs({job("http://h/a")}, "t");
   auto first = s->claim(1, 0, std::nullopt, "t").at(0);
-  ASSERT_TRUE(s->requeue(first.job.id, first.attempt, 0, 1, std::string("Timeout"), std::string("x")));
+  ASSERT_TRUE(s->requeue(first.job.id, first.attempt, 0, 1, int64_t{1}, std::string("Timeout"), std::string("x")));
   auto second = s->claim(1, 0, std::nullopt, "t").at(0);
   EXPECT_EQ(second.attempt, 2);
   Finish f;
@@ -124,7 +124,7 @@ TEST(StoreTest, RetryTimeDelaysTheClaim) {
   auto s = open_store(dir / "q.db");
   s->insert_jobs({job("http://h/a")}, "t");
   auto c = s->claim(1, 1000, std::nullopt, "t").at(0);
-  ASSERT_TRUE(s->requeue(c.job.id, c.attempt, 5000, 1, std::nullopt, std::nullopt));
+  ASSERT_TRUE(s->requeue(c.job.id, c.attempt, 5000, 1, std::nullopt, std::nullopt, std::nullopt));
   EXPECT_TRUE(s->claim(1, 4999, std::nullopt, "t").empty());
   EXPECT_EQ(s->next_retry_ms(std::nullopt).value_or(-1), 5000);
   EXPECT_EQ(s->claim(1, 5000, std::nullopt, "t").size(), 1u);
