@@ -375,7 +375,7 @@ int run_wait(WaitArgs& a) {
         if (!jr) continue;
         Job j = job_from_json(jr.value());
         if (j.status != JobStatus::kRunning && ids.size() > 10) continue;
-        out += "\x1b[2K" + progress_line(j, 0, terminal_width() - 1) + " " + std::string(to_string(j.status)) + "\n";
+        out += "\x1b[2K" + progress_line(j, -1, terminal_width() - 1) + " " + std::string(to_string(j.status)) + "\n";
         if (++lines >= 10) break;
       }
       std::cerr << out << std::flush;

@@ -132,7 +132,7 @@ class Display {
       bool show = j.status == JobStatus::kRunning || (jobs.size() <= 10);
       if (!show || shown >= 10) continue;
       ++shown;
-      std::string line = progress_line(j, j.status == JobStatus::kRunning ? rate(j, now) : 0, width);
+      std::string line = progress_line(j, j.status == JobStatus::kRunning ? rate(j, now) : -1, width);
       if (j.status != JobStatus::kRunning) {
         std::string tag = std::string(to_string(j.status));
         line = line.substr(0, static_cast<size_t>(std::max(0, width - 10))) + " " + tag;

@@ -65,9 +65,12 @@ std::string progress_line(const Job& job, double rate, int width) {
   std::string eta = job.total_bytes > 0 && rate > 0
                         ? human_duration(static_cast<double>(job.total_bytes - job.bytes) / rate)
                         : "--";
-  std::snprintf(right, sizeof right, " %5s %21s %11s/s %7s",
+  // rate < 0: not running, so no rate and no time left.
+  std::string speed = rate >= 0 ? human_bytes(rate) + "/s" : "";
+  if (rate < 0) eta = "";
+  std::snprintf(right, sizeof right, " %5s %21s %13s %7s",
                 pct >= 0 ? (std::to_string(static_cast<int>(pct)) + "%").c_str() : "",
-                size.c_str(), human_bytes(rate).c_str(), eta.c_str());
+                size.c_str(), speed.c_str(), eta.c_str());
   int rest = width - static_cast<int>(std::string(right).size());
   int name_w = std::max(10, std::min(40, rest / 2));
   int bar_w = std::max(0, rest - name_w - 3);

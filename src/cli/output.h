@@ -11,7 +11,8 @@ namespace fetchq::cli {
 
 std::string human_bytes(double bytes);  // "1.5 MiB"
 std::string human_duration(double seconds);  // "1m05s"
-// One progress line: name, percent, size, rate, time left; fits `width` columns.
+// One progress line: name, percent, size, rate, time left; fits `width` columns. A negative
+// rate (a job not running) leaves rate and time left blank.
 std::string progress_line(const Job& job, double rate, int width);
 std::string job_name(const Job& job);  // the file name, else the URL's
 void print_jobs_json(const std::vector<Job>& jobs);  // an array on stdout
