@@ -411,13 +411,18 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     for (auto& m : batch) {
       std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
     }
-    if (!db_ops.empty()) {
+    // The batch is rolled back as a whole on failure (e.g. another process holding a write
+    // lock past the busy timeout), so it can simply be run again; give up only after a minute.
+    for (int tries = 1; !db_ops.empty(); ++tries) {
       try {
         store_->transaction([&] {
           for (auto& op : db_ops) op();
         });
+        break;
       } catch (const std::exception& e) {
-        spdlog::error("cannot record job state: {}", e.what());
+        spdlog::error("cannot record job state (try {}): {}", tries, e.what());
+        if (tries >= 12) break;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
       }
     }
     for (auto& op : after_ops) op();

@@ -1,5 +1,6 @@
 // The queue end to end against a real HTTP server on 127.0.0.1: names, errors, callbacks,
 // cancel, pause, events and ordering.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -452,6 +453,34 @@ TEST(QueueSecurity, TokenRulesGiveATokenByHostNameOnly) {
   ASSERT_TRUE(q->join(std::chrono::seconds(20)));
   EXPECT_EQ(server.requests_for("/a").at(0).authorization, "Bearer rule-token");
   EXPECT_EQ(server.requests_for("/b").at(0).authorization, "");
+}
+
+}  // namespace
+}  // namespace fetchq::testing
+
+namespace fetchq::testing {
+namespace {
+
+// An admin's sqlite3 reading the database, even inside a long read transaction, never stops
+// the queue from recording progress (WAL readers do not block the writer).
+TEST(QueueDatabase, AReaderHoldingATransactionDoesNotStopTheQueue) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(400000, 81);
+  r.rate_bytes_per_s = 1000000;
+  server.add("/r.bin", r);
+  auto q = open_queue(fast_options(dir));
+  SQLite::Database reader(dir / "queue.db", SQLite::OPEN_READONLY);
+  reader.exec("BEGIN");
+  EXPECT_EQ(reader.execAndGet("SELECT COUNT(*) FROM jobs").getInt(), 0);
+  auto job = submit(*q, server.url("/r.bin"), dir / "r.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(reader.execAndGet("SELECT COUNT(*) FROM jobs").getInt(), 0);  // its snapshot
+  reader.exec("COMMIT");
+  EXPECT_EQ(reader.execAndGet("SELECT status FROM jobs").getString(), "completed");
+  EXPECT_EQ(sha256_file(dir / "r.bin"), sha256_hex_of(r.body));
 }
 
 }  // namespace
