@@ -63,8 +63,10 @@ Status Client::send(const std::string& method, nlohmann::json params) {
 }
 
 Result<std::optional<nlohmann::json>> Client::read_message(int timeout_ms) {
+  size_t scanned = 0;  // a long answer arrives in many pieces: look at each byte once
   for (;;) {
-    auto nl = buf_.find('\n');
+    auto nl = buf_.find('\n', scanned);
+    scanned = buf_.size();
     if (nl != std::string::npos) {
       std::string line = buf_.substr(0, nl);
       buf_.erase(0, nl + 1);
