@@ -14,6 +14,7 @@
 #include "cli/output.h"
 #include "control/client.h"
 #include "store/store.h"
+#include "util/fs.h"
 
 namespace fetchq::cli {
 namespace {
@@ -25,13 +26,6 @@ struct Common {
   std::string db;
   bool json = false;
 };
-
-std::string absolute(const std::string& path) {
-  if (!path.empty() && path[0] == '/') return path;
-  char cwd[PATH_MAX];
-  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
-  return path.empty() || path == "." ? std::string(cwd) : std::string(cwd) + "/" + path;
-}
 
 Job job_from_json(const json& j) {
   Job job;
@@ -78,7 +72,7 @@ int fail(const Error& e) {
 std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
   store::OpenOptions o;
   o.read_only = true;
-  auto s = store::open_sqlite_store(absolute(path), o);
+  auto s = store::open_sqlite_store(util::absolute_path(path), o);
   if (!s) {
     print_error(s.error().message);
     *rc = kExitFailure;
@@ -115,7 +109,7 @@ int run_add(AddArgs& a) {
     return kExitUsage;
   }
   json base = json::object();
-  std::string dest = !a.output.empty() ? absolute(a.output) : absolute(a.dir.empty() ? "." : a.dir);
+  std::string dest = !a.output.empty() ? util::absolute_path(a.output) : util::absolute_path(a.dir.empty() ? "." : a.dir);
   if (a.output.empty() && dest.back() != '/') dest += "/";
   base["dest"] = dest;
   if (a.priority) base["priority"] = *a.priority;
@@ -156,7 +150,7 @@ int run_add(AddArgs& a) {
           return kExitUsage;
         }
         for (auto& [k, v] : obj.items()) j[k] = v;
-        if (j.contains("dest") && j["dest"].is_string()) j["dest"] = absolute(j["dest"].get<std::string>());
+        if (j.contains("dest") && j["dest"].is_string()) j["dest"] = util::absolute_path(j["dest"].get<std::string>());
       } else {
         j["source"] = line;
       }

@@ -34,19 +34,10 @@ struct GetArgs {
   bool quiet = false;
 };
 
-std::string absolute(const std::string& path) {
-  if (!path.empty() && path[0] == '/') return path;
-  char cwd[PATH_MAX];
-  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
-  std::string base = cwd;
-  if (path.empty() || path == ".") return base;
-  return base + "/" + path;
-}
-
 std::string default_state_path() {
   if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/fetchq/get.db";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/fetchq/get.db";
-  return absolute(".fetchq-get.db");
+  return util::absolute_path(".fetchq-get.db");
 }
 
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
@@ -211,9 +202,9 @@ int run_get(const GetArgs& a) {
   }
   std::string dest;
   if (!a.output.empty()) {
-    dest = absolute(a.output);
+    dest = util::absolute_path(a.output);
   } else {
-    dest = absolute(a.dir.empty() ? "." : a.dir);
+    dest = util::absolute_path(a.dir.empty() ? "." : a.dir);
     if (dest.back() != '/') dest += "/";
     auto st = util::make_parent_dirs(dest + "x");
     if (!st) {
@@ -233,7 +224,7 @@ int run_get(const GetArgs& a) {
     }
   }
 
-  std::string state = a.state.empty() ? default_state_path() : absolute(a.state);
+  std::string state = a.state.empty() ? default_state_path() : util::absolute_path(a.state);
   if (auto st = util::make_parent_dirs(state); !st) {
     print_error(st.error().message);
     return kExitFailure;

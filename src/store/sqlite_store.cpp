@@ -359,28 +359,6 @@ class SqliteStore final : public Store {
     return read_job(q);
   }
 
-  std::optional<ClaimedJob> get_resume_state(int64_t id) override {
-    std::lock_guard lk(mu_);
-    SQLite::Statement q(*db_,
-                        std::string("SELECT ") + kJobColumns +
-                            ", dest_is_dir, if_exists, sha256, checkpoint_bytes, "
-                            "checkpoint_boot_id, etag, last_modified, failures FROM jobs WHERE id = ?");
-    q.bind(1, static_cast<int64_t>(id));
-    if (!q.executeStep()) return std::nullopt;
-    ClaimedJob c;
-    c.job = read_job(q);
-    c.attempt = c.job.attempts;
-    c.dest_is_dir = q.getColumn(16).getInt() != 0;
-    c.if_exists = parse_if_exists(q.getColumn(17).getString()).value_or(IfExists::kError);
-    c.sha256 = opt_text(q.getColumn(18));
-    c.checkpoint_bytes = q.getColumn(19).getInt64();
-    c.checkpoint_boot_id = q.getColumn(20).isNull() ? "" : q.getColumn(20).getString();
-    c.etag = q.getColumn(21).isNull() ? "" : q.getColumn(21).getString();
-    c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
-    c.failures = q.getColumn(23).getInt();
-    return c;
-  }
-
   std::vector<Job> list_jobs(const ListFilter& f) override {
     std::lock_guard lk(mu_);
     std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id > ?";

@@ -113,7 +113,6 @@ class Store {
                              const std::string& now) = 0;
 
   virtual std::optional<Job> get_job(int64_t id) = 0;
-  virtual std::optional<ClaimedJob> get_resume_state(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
   virtual StatusCounts counts() = 0;
   // Jobs among ids (all when empty) that are waiting or running.

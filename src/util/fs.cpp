@@ -41,6 +41,14 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, pos);
 }
 
+std::string absolute_path(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
+  if (path.empty() || path == ".") return cwd;
+  return std::string(cwd) + "/" + path;
+}
+
 Status fsync_parent(const std::string& path) {
   return fsync_open(parent_dir(path), O_RDONLY | O_DIRECTORY, "fsync folder of");
 }

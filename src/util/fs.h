@@ -19,6 +19,8 @@ bool is_directory(const std::string& path);
 bool exists(const std::string& path);             // without following a final symbolic link
 std::optional<int64_t> file_size(const std::string& path);
 std::string parent_dir(const std::string& path);
+// path made absolute against the current folder (not resolved: links and ".." stay).
+std::string absolute_path(const std::string& path);
 
 // The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
 const std::string& boot_id();
