@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <map>
@@ -80,6 +81,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
  public:
   Queue(QueueOptions options, std::unique_ptr<store::Store> store)
       : opts_(std::move(options)), store_(std::move(store)), rng_(std::random_device{}()) {
+    if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
     last_seq_ = store_->last_event_seq();
     int64_t recovered = store_->recover_running();
     if (recovered > 0) spdlog::info("{} job(s) left running by the last stop will resume", recovered);

@@ -79,7 +79,8 @@ class Store {
   virtual void transaction(const std::function<void()>& body) = 0;
 
   virtual std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) = 0;
-  // Moves up to n waiting jobs, by (priority, id), whose retry time has come, to running.
+  // Moves up to n waiting jobs, by (priority, id), whose retry time has come, to running; with
+  // `only` (sorted ascending), only jobs among those ids.
   virtual std::vector<ClaimedJob> claim(int n, int64_t now_ms,
                                         const std::optional<std::vector<int64_t>>& only,
                                         const std::string& now) = 0;
