@@ -677,7 +677,6 @@ class Engine::Impl {
     res.file = t.file;
     res.bytes = t.on_disk;
     res.total_bytes = t.total;
-    res.progressed = t.received > 0;
     res.path_held = t.path_held;
     if (t.forced_outcome == Outcome::kStopped) {
       res.outcome = Outcome::kStopped;

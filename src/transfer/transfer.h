@@ -84,7 +84,6 @@ struct Result {
   std::string download_path;
   std::shared_ptr<PartFile> file;  // null when nothing was opened
   Failure failure;
-  bool progressed = false;  // any body byte arrived in this attempt
   bool path_held = false;   // download_path is claimed in the PathRegistry; the caller releases it
 };
 
