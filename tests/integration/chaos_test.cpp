@@ -34,16 +34,6 @@ struct CliResult {
   std::string err;
 };
 
-bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds every = 50ms) {
-  auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(every);
-  }
-  return pred();
-}
-
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
@@ -81,7 +71,7 @@ class ChaosDaemon {
   bool start() {
     ++starts_;
     proc_ = std::make_unique<Process>(argv(), "", err_path());
-    return poll_until(
+    return wait_until(
         [&] {
           if (!proc_->running()) return false;
           return cli({"stats"}, 5s).rc == 0;

@@ -31,18 +31,6 @@ struct CliResult {
   std::string err;
 };
 
-// Polls `pred` every `every` for at most `timeout`. Coarser than wait_until() because the
-// predicates here usually start a process.
-bool poll_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds every = 50ms) {
-  auto end = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(every);
-  }
-  return pred();
-}
-
 uint64_t size_or_zero(const std::string& path) {
   std::error_code ec;
   auto s = fs::file_size(path, ec);
@@ -101,7 +89,7 @@ class Daemon {
   bool start() {
     ++starts_;
     proc_ = std::make_unique<Process>(argv(db(), socket()), "", err_path());
-    return poll_until(
+    return wait_until(
         [&] {
           if (!proc_->running()) return false;
           return cli({"stats"}, 2s).rc == 0;
@@ -390,7 +378,7 @@ TEST(Daemon, CancelRemovesPartAndPauseResumeUsesRange) {
   ASSERT_TRUE(wait_until([&] { return size_or_zero(cpart) > 50000; }, 10s));
   auto c = d.cli({"cancel", std::to_string(idc)});
   EXPECT_EQ(c.rc, 0) << c.err;
-  EXPECT_TRUE(poll_until([&] { return d.status_of(idc) == "cancelled"; }, 5s));
+  EXPECT_TRUE(wait_until([&] { return d.status_of(idc) == "cancelled"; }, 5s, 50ms));
   EXPECT_TRUE(wait_until([&] { return !file_exists(cpart); }, 5s)) << "the .part of a cancelled job stays";
   EXPECT_FALSE(file_exists(dl + "/cancel.bin"));
   json sc = d.show(idc);
@@ -410,7 +398,7 @@ TEST(Daemon, CancelRemovesPartAndPauseResumeUsesRange) {
   ASSERT_TRUE(wait_until([&] { return size_or_zero(ppart) > 100000; }, 10s));
   auto p = d.cli({"pause", std::to_string(idp)});
   EXPECT_EQ(p.rc, 0) << p.err;
-  EXPECT_TRUE(poll_until([&] { return d.status_of(idp) == "paused"; }, 5s));
+  EXPECT_TRUE(wait_until([&] { return d.status_of(idp) == "paused"; }, 5s, 50ms));
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(d.status_of(idp), "paused");  // it stays parked
   EXPECT_TRUE(file_exists(ppart));        // and keeps its bytes
@@ -477,12 +465,12 @@ TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
   int64_t id = d.add(server.url("/big.bin"), dl);
   ASSERT_GT(id, 0);
   // Wait for a checkpoint in the database, not only bytes in the file: only those survive -9.
-  ASSERT_TRUE(poll_until(
+  ASSERT_TRUE(wait_until(
       [&] {
         json j = d.show(id);
         return j.is_object() && j["bytes"].is_number() && j["bytes"].get<int64_t>() > 300000;
       },
-      10s));
+      10s, 50ms));
   d.process().signal(SIGKILL);
   ASSERT_EQ(d.process().wait(5s), 128 + SIGKILL);
   EXPECT_FALSE(file_exists(dl + "/big.bin"));

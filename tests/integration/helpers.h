@@ -35,13 +35,15 @@ inline std::unique_ptr<DownloadQueue> open_queue(QueueOptions o) {
   return q.ok() ? std::move(q.value()) : nullptr;
 }
 
-// Polls `pred` every 10 ms for at most `timeout`; true when it held.
+// Polls `pred` every `every` for at most `timeout`; true when it held. Predicates that start a
+// process want a coarser `every`.
 inline bool wait_until(const std::function<bool()>& pred,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                       std::chrono::milliseconds every = std::chrono::milliseconds(10)) {
   auto end = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < end) {
     if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(every);
   }
   return pred();
 }
