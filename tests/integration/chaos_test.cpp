@@ -28,12 +28,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-struct CliResult {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
@@ -101,14 +95,7 @@ class ChaosDaemon {
       argv.push_back("--socket");
       argv.push_back(socket());
     }
-    CliResult r;
-    {
-      Process p(argv, out, err);
-      r.rc = p.wait(timeout);
-    }
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
+    return run_capture(argv, out, err, timeout);
   }
 
   // `fetchq list --db DB --json`, without a socket; a null json when it failed.

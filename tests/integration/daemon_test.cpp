@@ -25,12 +25,6 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-struct CliResult {
-  int rc = -1;
-  std::string out;
-  std::string err;
-};
-
 uint64_t size_or_zero(const std::string& path) {
   std::error_code ec;
   auto s = fs::file_size(path, ec);
@@ -112,14 +106,7 @@ class Daemon {
       argv.push_back("--socket");
       argv.push_back(socket());
     }
-    CliResult r;
-    {
-      Process p(argv, out, err);
-      r.rc = p.wait(timeout);
-    }
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
+    return run_capture(argv, out, err, timeout);
   }
 
   // `show ID --json` parsed; a null json when the command failed.

@@ -1,6 +1,8 @@
 // Child processes for end-to-end tests.
 #include "support/process.h"
 
+#include "support/temp_dir.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -66,6 +68,18 @@ int Process::wait(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return status_;
+}
+
+CliResult run_capture(const std::vector<std::string>& argv, const std::string& out_path,
+                      const std::string& err_path, std::chrono::milliseconds timeout) {
+  CliResult r;
+  {
+    Process p(argv, out_path, err_path);
+    r.rc = p.wait(timeout);
+  }
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
 }
 
 std::string bin_path(const std::string& name) { return std::string(FETCHQ_BIN_DIR) + "/" + name; }

@@ -31,4 +31,13 @@ class Process {
 
 std::string bin_path(const std::string& name);  // the built fetchq or fetchqd
 
+struct CliResult {
+  int rc = -1;  // as Process::wait
+  std::string out;
+  std::string err;
+};
+// Runs argv to its end (or the timeout), its output kept in out_path and err_path and returned.
+CliResult run_capture(const std::vector<std::string>& argv, const std::string& out_path,
+                      const std::string& err_path, std::chrono::milliseconds timeout);
+
 }  // namespace fetchq::testing
