@@ -1,5 +1,6 @@
 // Callbacks off the transfer and durability paths, so a slow callback stalls no download.
 #include "queue/callback_runner.h"
+#include "util/thread_name.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +8,11 @@
 
 namespace fetchq::queue {
 
-CallbackRunner::CallbackRunner() : thread_([this] { run(); }) {}
+CallbackRunner::CallbackRunner()
+    : thread_([this] {
+        util::name_this_thread("fetchq-callback");
+        run();
+      }) {}
 
 CallbackRunner::~CallbackRunner() {
   {

@@ -1,10 +1,14 @@
 // The parallel fsync helper of the durability path.
 #include "queue/sync_pool.h"
+#include "util/thread_name.h"
 
 namespace fetchq::queue {
 
 SyncPool::SyncPool(int threads) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] {
+    util::name_this_thread("fetchq-sync");
+    work();
+  });
 }
 
 SyncPool::~SyncPool() {

@@ -23,6 +23,7 @@
 #include "files/file_name.h"
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/thread_name.h"
 
 namespace fetchq::transfer {
 namespace {
@@ -138,7 +139,10 @@ class Engine::Impl {
       : options_(options), observer_(observer), paths_(paths) {
     multi_ = curl_multi_init();
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      util::name_this_thread("fetchq-transfer");
+      run();
+    });
   }
 
   ~Impl() {
