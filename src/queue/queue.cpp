@@ -27,6 +27,7 @@
 #include "transfer/engine.h"
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/thread_name.h"
 
 namespace fetchq {
 namespace {
@@ -93,7 +94,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     eo.block_private_addresses = opts_.block_private_addresses;
     engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
     started_at_ = Clock::now();
-    loop_ = std::thread([this] { loop(); });
+    loop_ = std::thread([this] {
+      util::name_this_thread("fetchq-queue");
+      loop();
+    });
   }
 
   ~Queue() override { shutdown(); }
@@ -235,7 +239,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     for (;;) {
       int64_t seen = change_count_;
       lk.unlock();
-      bool done = store_->count_unfinished(ids) == 0;
+      bool done = !store_->any_unfinished(ids);
       lk.lock();
       if (done) return true;
       auto pred = [&] { return change_count_ != seen; };
@@ -823,7 +827,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       }
       for (auto& c : claimed) start(c);
     }
-    if (auto next = store_->next_retry_ms(opts_.only_jobs)) {
+    if (auto next = store_->next_retry_ms(util::now_unix_ms())) {
       int64_t in = std::max<int64_t>(0, *next - util::now_unix_ms());
       next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(in + 5));
     }

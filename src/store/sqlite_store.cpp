@@ -206,11 +206,17 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  std::optional<int64_t> next_retry_ms(const std::optional<std::vector<int64_t>>& only) override {
+  std::optional<int64_t> next_retry_ms(int64_t now_ms) override {
     std::lock_guard lk(mu_);
-    // Without the `only` filter: a retry time of another job costs one needless wake-up at most.
-    (void)only;
-    auto& q = stmt("SELECT MIN(not_before_ms) FROM jobs WHERE status = 'waiting'");
+    // Through the jobs_retry index: O(log n) however many jobs wait. Jobs already due are not
+    // asked for: they start when a slot frees, and the slot's release wakes the loop anyway.
+    // Not limited to a `fetchq get` run's own jobs: another job's retry time costs one needless
+    // wake-up at most.
+    auto& q = stmt(
+        "SELECT MIN(not_before_ms) FROM jobs INDEXED BY jobs_retry WHERE status = 'waiting' AND "
+        "not_before_ms > 0 "
+        "AND not_before_ms > ?");  // without INDEXED BY the planner prefers jobs_status
+    q.bind(1, static_cast<int64_t>(now_ms));
     if (q.executeStep() && !q.getColumn(0).isNull()) return q.getColumn(0).getInt64();
     return std::nullopt;
   }
@@ -367,7 +373,7 @@ class SqliteStore final : public Store {
     std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id > ?";
     if (f.status) sql += " AND status = ?";
     sql += " ORDER BY id LIMIT ?";
-    SQLite::Statement q(*db_, sql);
+    auto& q = stmt(sql);
     int i = 1;
     q.bind(i++, static_cast<int64_t>(f.after_id));
     if (f.status) q.bind(i++, std::string(to_string(*f.status)));
@@ -380,7 +386,7 @@ class SqliteStore final : public Store {
   StatusCounts counts() override {
     std::lock_guard lk(mu_);
     StatusCounts c;
-    SQLite::Statement q(*db_, "SELECT status, COUNT(*) FROM jobs GROUP BY status");
+    auto& q = stmt("SELECT status, COUNT(*) FROM jobs GROUP BY status");
     while (q.executeStep()) {
       auto st = parse_job_status(q.getColumn(0).getString());
       int64_t n = q.getColumn(1).getInt64();
@@ -397,13 +403,19 @@ class SqliteStore final : public Store {
     return c;
   }
 
-  int64_t count_unfinished(const std::vector<int64_t>& ids) override {
+  bool any_unfinished(const std::vector<int64_t>& ids) override {
     std::lock_guard lk(mu_);
-    std::string sql = "SELECT COUNT(*) FROM jobs WHERE status IN ('waiting', 'running')";
-    if (!ids.empty()) sql += " AND id IN (" + id_list(ids) + ")";
-    SQLite::Statement q(*db_, sql);
+    // EXISTS stops at the first row of jobs_status; a COUNT walked every unfinished job, and
+    // join asks again after every change.
+    if (ids.empty()) {
+      auto& q = stmt("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', 'running'))");
+      q.executeStep();
+      return q.getColumn(0).getInt() != 0;
+    }
+    SQLite::Statement q(*db_, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', "
+                              "'running') AND id IN (" + id_list(ids) + "))");
     q.executeStep();
-    return q.getColumn(0).getInt64();
+    return q.getColumn(0).getInt() != 0;
   }
 
   std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
@@ -453,7 +465,7 @@ class SqliteStore final : public Store {
     std::string sql = "SELECT seq, ts, job_id, type, payload FROM events WHERE seq > ?";
     if (job_id) sql += " AND job_id = ?";
     sql += " ORDER BY seq LIMIT ?";
-    SQLite::Statement q(*db_, sql);
+    auto& q = stmt(sql);
     int i = 1;
     q.bind(i++, static_cast<int64_t>(since));
     if (job_id) q.bind(i++, static_cast<int64_t>(*job_id));

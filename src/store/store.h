@@ -85,7 +85,7 @@ class Store {
                                         const std::optional<std::vector<int64_t>>& only,
                                         const std::string& now) = 0;
   // Earliest retry time (unix ms) of a waiting job that is not yet due, if any.
-  virtual std::optional<int64_t> next_retry_ms(const std::optional<std::vector<int64_t>>& only) = 0;
+  virtual std::optional<int64_t> next_retry_ms(int64_t now_ms) = 0;
   // Jobs a crash left running go back to waiting; returns how many.
   virtual int64_t recover_running() = 0;
 
@@ -116,8 +116,8 @@ class Store {
   virtual std::optional<Job> get_job(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
   virtual StatusCounts counts() = 0;
-  // Jobs among ids (all when empty) that are waiting or running.
-  virtual int64_t count_unfinished(const std::vector<int64_t>& ids) = 0;
+  // Whether any job among ids (all when empty) is waiting or running.
+  virtual bool any_unfinished(const std::vector<int64_t>& ids) = 0;
   virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
   virtual std::vector<PrunedJob> prune(const std::string& now) = 0;
 

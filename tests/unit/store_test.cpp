@@ -5,6 +5,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include "store/schema_files.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
 
@@ -126,8 +127,72 @@ TEST(StoreTest, RetryTimeDelaysTheClaim) {
   auto c = s->claim(1, 1000, std::nullopt, "t").at(0);
   ASSERT_TRUE(s->requeue(c.job.id, c.attempt, 5000, 1, std::nullopt, std::nullopt, std::nullopt));
   EXPECT_TRUE(s->claim(1, 4999, std::nullopt, "t").empty());
-  EXPECT_EQ(s->next_retry_ms(std::nullopt).value_or(-1), 5000);
+  EXPECT_EQ(s->next_retry_ms(4999).value_or(-1), 5000);
+  // Once due, the job is the claim's business: no wake-up is asked for it any more.
+  EXPECT_FALSE(s->next_retry_ms(5000).has_value());
   EXPECT_EQ(s->claim(1, 5000, std::nullopt, "t").size(), 1u);
+}
+
+TEST(StoreTest, NextRetryTimeIgnoresJobsThatNeverFailed) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a"), job("http://h/b"), job("http://h/c")}, "t");
+  EXPECT_FALSE(s->next_retry_ms(1000).has_value());
+  auto c = s->claim(2, 1000, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 2u);
+  ASSERT_TRUE(s->requeue(c[0].job.id, c[0].attempt, 9000, 1, std::nullopt, std::nullopt, std::nullopt));
+  ASSERT_TRUE(s->requeue(c[1].job.id, c[1].attempt, 7000, 1, std::nullopt, std::nullopt, std::nullopt));
+  EXPECT_EQ(s->next_retry_ms(1000).value_or(-1), 7000);
+  EXPECT_EQ(s->next_retry_ms(7000).value_or(-1), 9000);
+}
+
+TEST(StoreTest, NextRetryTimeUsesItsIndex) {
+  TempDir dir;
+  open_store(dir / "q.db").reset();
+  SQLite::Database db(dir / "q.db");
+  SQLite::Statement q(db,
+                      "EXPLAIN QUERY PLAN SELECT MIN(not_before_ms) FROM jobs INDEXED BY jobs_retry WHERE status = "
+                      "'waiting' AND not_before_ms > 0 AND not_before_ms > 5");
+  std::string plan;
+  while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
+  EXPECT_NE(plan.find("jobs_retry"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+}
+
+TEST(StoreTest, AnyUnfinishedSeesWaitingAndRunningJobsOnly) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  EXPECT_FALSE(s->any_unfinished({}));
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  EXPECT_TRUE(s->any_unfinished({}));
+  auto c = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_TRUE(s->finish(c[0].job.id, c[0].attempt, Finish{}, "t"));
+  EXPECT_FALSE(s->any_unfinished({c[0].job.id}));
+  EXPECT_TRUE(s->any_unfinished({}));
+  ASSERT_TRUE(s->change_status(jobs[1].id, {JobStatus::kWaiting}, JobStatus::kPaused, "t"));
+  EXPECT_FALSE(s->any_unfinished({}));
+}
+
+TEST(StoreTest, AVersionOneDatabaseIsMigratedWithItsJobsKept) {
+  TempDir dir;
+  const auto& files = schema_files();
+  ASSERT_GE(files.size(), 2u);
+  ASSERT_EQ(files[0].version, 1);
+  {
+    SQLite::Database db(dir / "q.db", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(files[0].sql);
+    db.exec("PRAGMA user_version = 1");
+    db.exec("INSERT INTO jobs (source, dest, priority, status, created_at, dest_is_dir) VALUES "
+            "('http://h/old', '/tmp/x/', 3, 'waiting', 't', 1)");
+  }
+  auto s = open_store(dir / "q.db");
+  auto c = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].job.source, "http://h/old");
+  s.reset();
+  SQLite::Database db(dir / "q.db");
+  EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), files.back().version);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_retry'").getInt(), 1);
 }
 
 TEST(StoreTest, OnlyListedJobsAreClaimed) {
