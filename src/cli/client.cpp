@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -195,6 +196,22 @@ int run_add(AddArgs& a) {
 }
 
 // ---- list / show
+// Every job (with a given status), in pages small enough for one answer line each.
+Result<std::vector<Job>> list_from(control::Client& client, std::optional<JobStatus> status) {
+  constexpr size_t kPage = 10000;
+  std::vector<Job> jobs;
+  int64_t after = 0;
+  for (;;) {
+    json p{{"after_id", after}, {"limit", kPage}};
+    if (status) p["status"] = std::string(to_string(*status));
+    auto r = client.call("list_jobs", p);
+    if (!r) return r.error();
+    for (auto& j : r.value()) jobs.push_back(job_from_json(j));
+    if (r.value().size() < kPage) return jobs;
+    after = jobs.back().id;
+  }
+}
+
 struct ListArgs {
   Common c;
   std::string status;
@@ -220,16 +237,9 @@ int run_list(ListArgs& a) {
   } else {
     auto client = connect(a.c);
     if (!client) return kExitNoDaemon;
-    int64_t after = 0;
-    for (;;) {
-      json p{{"after_id", after}, {"limit", 10000}};
-      if (status) p["status"] = std::string(to_string(*status));
-      auto r = client->call("list_jobs", p);
-      if (!r) return fail(r.error());
-      for (auto& j : r.value()) jobs.push_back(job_from_json(j));
-      if (r.value().size() < 10000) break;
-      after = jobs.back().id;
-    }
+    auto r = list_from(*client, status);
+    if (!r) return fail(r.error());
+    jobs = std::move(r.value());
   }
   if (a.c.json) {
     print_jobs_json(jobs);
@@ -336,13 +346,16 @@ int run_wait(WaitArgs& a) {
   std::vector<int64_t> ids = a.ids;
   if (ids.empty()) {
     // All jobs waiting or running now: those are what `wait` waits for.
-    for (const char* st : {"waiting", "running"}) {
-      auto r = client->call("list_jobs", json{{"status", st}});
+    for (auto st : {JobStatus::kWaiting, JobStatus::kRunning}) {
+      auto r = list_from(*client, st);
       if (!r) return fail(r.error());
-      for (auto& j : r.value()) ids.push_back(j["id"].get<int64_t>());
+      for (const auto& j : r.value()) ids.push_back(j.id);
     }
     if (ids.empty()) return kExitOk;
   }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  auto waited_for = [&ids](int64_t id) { return std::binary_search(ids.begin(), ids.end(), id); };
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -364,11 +377,19 @@ int run_wait(WaitArgs& a) {
     if (a.progress && !a.c.json) {
       std::string out = lines > 0 ? "\x1b[" + std::to_string(lines) + "F" : "";
       lines = 0;
-      for (auto id : ids) {
-        auto jr = client->call("get_job", json{{"id", id}});
-        if (!jr) continue;
-        Job j = job_from_json(jr.value());
-        if (j.status != JobStatus::kRunning && ids.size() > 10) continue;
+      // The running ones (a few jobs whatever the length of the queue), or all when few.
+      std::vector<Job> shown;
+      if (ids.size() <= 10) {
+        for (auto id : ids) {
+          auto jr = client->call("get_job", json{{"id", id}});
+          if (jr) shown.push_back(job_from_json(jr.value()));
+        }
+      } else if (auto running = list_from(*client, JobStatus::kRunning)) {
+        for (auto& j : running.value()) {
+          if (waited_for(j.id)) shown.push_back(std::move(j));
+        }
+      }
+      for (const auto& j : shown) {
         out += "\x1b[2K" + progress_line(j, -1, terminal_width() - 1) + " " + std::string(to_string(j.status)) + "\n";
         if (++lines >= 10) break;
       }
@@ -382,20 +403,23 @@ int run_wait(WaitArgs& a) {
       return kExitTimeout;
     }
   }
-  int rc = kExitOk;
-  for (auto id : ids) {
-    auto r = client->call("get_job", json{{"id", id}});
-    if (!r) continue;
-    std::string st = r.value()["status"];
-    if (st == "error" || st == "cancelled") {
-      rc = kExitJobFailed;
-      if (!a.c.json) {
-        print_error("job " + std::to_string(id) + " " + st + ": " +
-                    r.value().value("error", std::string()));
-      }
+  // Which of them failed: two listings by status, not one request per job.
+  std::vector<Job> failed;
+  for (auto st : {JobStatus::kError, JobStatus::kCancelled}) {
+    auto r = list_from(*client, st);
+    if (!r) return fail(r.error());
+    for (auto& j : r.value()) {
+      if (waited_for(j.id)) failed.push_back(std::move(j));
     }
   }
-  return rc;
+  std::sort(failed.begin(), failed.end(), [](const Job& x, const Job& y) { return x.id < y.id; });
+  if (!a.c.json) {
+    for (const auto& j : failed) {
+      print_error("job " + std::to_string(j.id) + " " + std::string(to_string(j.status)) + ": " +
+                  j.error.value_or(""));
+    }
+  }
+  return failed.empty() ? kExitOk : kExitJobFailed;
 }
 
 // ---- events

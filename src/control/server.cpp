@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -20,6 +21,7 @@
 
 #include "control/protocol.h"
 #include "util/fs.h"
+#include "util/thread_name.h"
 
 namespace fetchq::control {
 namespace {
@@ -46,8 +48,9 @@ using ConnPtr = std::shared_ptr<Conn>;
 struct Waiter {
   ConnPtr conn;
   json id;
-  std::vector<int64_t> ids;
+  std::vector<int64_t> ids;  // sorted, without repeats
   std::optional<Clock::time_point> deadline;
+  size_t ended = 0;  // ids[0..ended) were seen ended (see join_done)
 };
 
 class Server final : public ControlServer {
@@ -67,9 +70,18 @@ class Server final : public ControlServer {
   }
 
   void start() override {
-    io_ = std::thread([this] { io_loop(); });
-    for (int i = 0; i < opts_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
-    waiter_ = std::thread([this] { waiter_loop(); });
+    io_ = std::thread([this] {
+      util::name_this_thread("fetchq-io");
+      io_loop();
+    });
+    for (int i = 0; i < opts_.workers; ++i) workers_.emplace_back([this] {
+        util::name_this_thread("fetchq-rpc");
+        worker_loop();
+      });
+    waiter_ = std::thread([this] {
+      util::name_this_thread("fetchq-waiter");
+      waiter_loop();
+    });
   }
 
   void stop() override {
@@ -329,6 +341,8 @@ class Server final : public ControlServer {
         send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
       } else {
         Waiter w{c, req->id, jp->ids, std::nullopt};
+        std::sort(w.ids.begin(), w.ids.end());
+        w.ids.erase(std::unique(w.ids.begin(), w.ids.end()), w.ids.end());
         if (jp->timeout_s) {
           w.deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(*jp->timeout_s * 1000));
         }
@@ -386,6 +400,22 @@ class Server final : public ControlServer {
   }
 
   // ---- waiter: answers join and feeds subscribers when the queue changes
+  // A join over many ids is asked again after every change of the queue. Asking about all of
+  // them each time cost more than the downloads of small files, so the ids are walked in order
+  // from the first one not yet seen ended, and the walk stops at the first job still waiting or
+  // running. Only once every id was seen ended does one query over them all confirm it, since a
+  // job passed earlier may have been put back to waiting (retry, resume) in the meantime.
+  bool join_done(Waiter& w) {
+    if (w.ids.empty()) return q_->join(std::chrono::milliseconds(0), {});
+    for (; w.ended < w.ids.size(); ++w.ended) {
+      auto job = q_->id_to_job(w.ids[w.ended]);  // an id pruned meanwhile has ended
+      if (job && (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning)) return false;
+    }
+    if (q_->join(std::chrono::milliseconds(0), w.ids)) return true;
+    w.ended = 0;
+    return false;
+  }
+
   void waiter_loop() {
     for (;;) {
       std::vector<Waiter> waiters;
@@ -417,7 +447,7 @@ class Server final : public ControlServer {
           dead = w.conn->dead || w.conn->close_after_flush;  // nobody left to answer
         }
         if (dead) continue;
-        bool done = q_->join(std::chrono::milliseconds(0), w.ids);
+        bool done = join_done(w);
         if (done || (w.deadline && now >= *w.deadline)) {
           send(w.conn, rpc_result(w.id, json{{"done", done}}));
           resume(w.conn);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "integration/helpers.h"
 #include "support/process.h"
@@ -296,6 +297,47 @@ TEST(Daemon, SubmitListShowPruneAndWaitExitStatus) {
   ASSERT_TRUE(left.is_array()) << after.out;
   EXPECT_TRUE(left.empty()) << after.out;  // all three ended, so all three went
   EXPECT_EQ(read_file(dl + "/a.txt"), a.body);  // prune drops jobs, never finished files
+}
+
+// A join on several jobs must not answer while one of them, seen ended earlier, was put back
+// to waiting by `retry` and still runs.
+TEST(Daemon, JoinSeesAJobThatWasRetriedWhileItWaited) {
+  TempDir dir;
+  TestServer server;
+  Resource missing;
+  missing.status = 404;
+  server.add("/late.bin", missing);
+  Resource slow;
+  slow.body = make_body(75000, 3);
+  slow.rate_bytes_per_s = 50000;  // about 1.5 s
+  server.add("/slow.bin", slow);
+  std::string dl = make_dl(dir);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t idl = d.add(server.url("/late.bin"), dl);
+  ASSERT_GT(idl, 0);
+  ASSERT_TRUE(wait_until([&] { return d.status_of(idl) == "error"; }, 10s, 20ms));
+  int64_t ids = d.add(server.url("/slow.bin"), dl);
+  ASSERT_GT(ids, 0);
+  // One join for the whole test: it sees late.bin ended and slow.bin running first.
+  json answer;
+  std::thread joiner([&] {
+    json req{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "join"},
+             {"params", {{"ids", {idl, ids}}, {"timeout", 30}}}};
+    answer = call_once(d.socket(), req.dump(), 40s);
+  });
+  std::this_thread::sleep_for(300ms);
+  Resource late;
+  late.body = make_body(300000, 4);
+  late.rate_bytes_per_s = 100000;  // about 3 s: still running when slow.bin is done
+  server.add("/late.bin", late);
+  EXPECT_EQ(d.cli({"retry", std::to_string(idl)}).rc, 0);
+  joiner.join();
+  ASSERT_TRUE(answer.is_object()) << answer.dump();
+  EXPECT_EQ(answer["result"]["done"], true) << answer.dump();
+  EXPECT_EQ(d.status_of(ids), "completed");
+  EXPECT_EQ(d.status_of(idl), "completed");  // not "running": the answer waited for it
+  EXPECT_EQ(sha256_file(dl + "/late.bin"), sha256_hex_of(late.body));
 }
 
 TEST(Daemon, BatchStartsInPriorityThenIdOrder) {
