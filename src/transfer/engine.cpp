@@ -336,8 +336,11 @@ class Engine::Impl {
       t.on_disk += w;
     }
     // Start writeback of what was just written without waiting for it, so the disk works while
-    // the download goes on and the fsync before the rename finds little left to do.
-    if (!t.buf.empty()) {
+    // the download goes on and the fsync before the rename finds little left to do. Not for
+    // the first MiB: submitting the I/O of a small file here cost the transfer thread more than
+    // the fsync on a sync thread saves.
+    constexpr int64_t kWritebackFrom = 1 << 20;
+    if (!t.buf.empty() && t.on_disk > kWritebackFrom) {
       ::sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
                         static_cast<int64_t>(t.buf.size()), SYNC_FILE_RANGE_WRITE);
     }
