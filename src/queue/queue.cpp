@@ -1,9 +1,11 @@
 // The queue: decides what runs, turns transfer reports into durable state, events and callbacks.
 //
 // Threads: the engine's transfer thread reports into inbox_; the loop thread takes batches from
-// it, does the file-system work (fdatasync, fsync, rename) first and then writes all resulting
-// state and events in one transaction (group commit), then claims more jobs. Lock order is
-// mu_ before the store's own lock, never the reverse.
+// it, writes all resulting state and events in one transaction (group commit) and claims more
+// jobs. Finished downloads go from the loop to the settle thread, which syncs them (with the
+// sync pool), commits their sizes, renames them into place and hands them back to the loop,
+// so new transfers start while earlier files are being made durable. Lock order is mu_ before
+// the store's own lock, never the reverse.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <stdio.h>
@@ -55,6 +57,7 @@ struct FinishedMsg {
   int64_t id;
   int attempt;
   transfer::Result r;
+  bool settled = false;  // back from the settle thread: renamed, or failure set in r
   bool renamed = false;  // synced, its size committed and renamed into place (settle_files)
   bool recovered = false;  // found whole on disk after a crash between rename and commit
 };
@@ -97,6 +100,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     loop_ = std::thread([this] {
       util::name_this_thread("fetchq-queue");
       loop();
+    });
+    settler_ = std::thread([this] {
+      util::name_this_thread("fetchq-settle");
+      settle_loop();
     });
   }
 
@@ -296,7 +303,13 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       quit_ = true;
     }
     cv_.notify_all();
-    loop_.join();
+    loop_.join();  // returns once nothing is left with the settle thread either
+    {
+      std::lock_guard lk(mu_);
+      settle_quit_ = true;
+    }
+    settle_cv_.notify_all();
+    settler_.join();
     engine_.reset();
     callbacks_.drain();
     {
@@ -388,8 +401,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       {
         std::unique_lock lk(mu_);
         auto until = next_wake_;
-        cv_.wait_until(lk, until, [&] { return !inbox_.empty() || wake_ || quit_; });
-        if (quit_ && inbox_.empty()) return;
+        cv_.wait_until(lk, until, [&] { return !inbox_.empty() || wake_ || (quit_ && settling_ == 0); });
+        if (quit_ && inbox_.empty() && settling_ == 0) return;
         wake_ = false;
         batch.assign(std::make_move_iterator(inbox_.begin()), std::make_move_iterator(inbox_.end()));
         inbox_.clear();
@@ -411,7 +424,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   void process(std::vector<Msg>& batch) {
-    settle_files(batch);
+    hand_to_settler(batch);
     std::vector<std::function<void()>> db_ops;    // run inside one transaction
     std::vector<std::function<void()>> after_ops; // run after the commit
     for (auto& m : batch) {
@@ -437,21 +450,16 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   using Ops = std::vector<std::function<void()>>;
 
-  // All file-system work for the downloads of a batch that completed, done together: data
-  // synced in parallel (and checked against its sha256), sizes committed in one transaction,
-  // renames, then one fsync per folder. A crash at any point leaves either a .part to resume or
-  // a whole file whose size was committed first (see start()). Outcomes go into the messages.
-  void settle_files(std::vector<Msg>& batch) {
-    struct Item {
-      FinishedMsg* f;
-      Active a;
-      std::optional<transfer::Failure> failure;
-    };
-    std::vector<Item> items;
+  // Moves the downloads of the batch that completed to the settle thread, and notes what
+  // the batch's started messages tell about their jobs (settle_files needs it).
+  void hand_to_settler(std::vector<Msg>& batch) {
+    std::vector<Settling> items;
     {
       std::lock_guard lk(mu_);
+      std::vector<Msg> rest;
+      rest.reserve(batch.size());
       for (auto& m : batch) {
-        if (auto* s = std::get_if<StartedMsg>(&m)) {  // its Active facts are needed below
+        if (auto* s = std::get_if<StartedMsg>(&m)) {
           auto it = active_.find(s->id);
           if (it != active_.end() && it->second.attempt == s->attempt) {
             it->second.download_path = s->s.download_path;
@@ -459,20 +467,62 @@ class Queue final : public DownloadQueue, public transfer::Observer {
           }
         }
         auto* f = std::get_if<FinishedMsg>(&m);
-        if (!f || f->r.outcome != transfer::Outcome::kCompleted || !f->r.file) continue;
-        auto it = active_.find(f->id);
-        if (it == active_.end() || it->second.attempt != f->attempt || it->second.stop != Stop::kNone) {
-          continue;
+        if (f && !f->settled && f->r.outcome == transfer::Outcome::kCompleted && f->r.file) {
+          auto it = active_.find(f->id);
+          if (it != active_.end() && it->second.attempt == f->attempt && it->second.stop == Stop::kNone) {
+            it->second.finishing = true;  // too late to cancel from here on
+            items.push_back({std::move(*f), it->second, std::nullopt});
+            continue;
+          }
         }
-        it->second.finishing = true;  // too late to cancel from here on
-        items.push_back({f, it->second, std::nullopt});
+        rest.push_back(std::move(m));
       }
+      batch.swap(rest);
+      if (items.empty()) return;
+      settling_ += items.size();
+      for (auto& item : items) settle_inbox_.push_back(std::move(item));
     }
-    if (items.empty()) return;
+    settle_cv_.notify_one();
+  }
+
+  void settle_loop() {
+    for (;;) {
+      std::vector<Settling> items;
+      {
+        std::unique_lock lk(mu_);
+        settle_cv_.wait(lk, [&] { return !settle_inbox_.empty() || settle_quit_; });
+        if (settle_inbox_.empty()) return;
+        items.swap(settle_inbox_);
+      }
+      settle_files(items);
+      {
+        std::lock_guard lk(mu_);
+        for (auto& item : items) {
+          item.f.settled = true;
+          inbox_.push_back(std::move(item.f));
+        }
+        settling_ -= items.size();
+      }
+      cv_.notify_one();
+    }
+  }
+
+  struct Settling {
+    FinishedMsg f;
+    Active a;
+    std::optional<transfer::Failure> failure;
+  };
+
+  // All file-system work for downloads that completed, done together: data synced in parallel
+  // (and checked against its sha256), sizes committed in one transaction, renames, then one
+  // fsync per folder. A crash at any point leaves either a .part to resume or a whole file
+  // whose size was committed first (see start()). Outcomes go into the messages.
+  void settle_files(std::vector<Settling>& items) {
+    using Item = Settling;
     std::vector<std::function<void()>> tasks;
     for (auto& item : items) {
       tasks.push_back([&item] {
-        const auto& r = item.f->r;
+        const auto& r = item.f.r;
         const std::string part = r.file->part_path();
         if (::fsync(r.file->fd()) != 0) {
           item.failure = transfer::disk_failure("fsync", part, errno);
@@ -495,7 +545,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       store_->transaction([&] {
         for (auto& item : items) {
           if (!item.failure) {
-            store_->seal(item.f->id, item.f->attempt, item.f->r.download_path, item.f->r.bytes, util::boot_id());
+            store_->seal(item.f.id, item.f.attempt, item.f.r.download_path, item.f.r.bytes, util::boot_id());
           }
         }
       });
@@ -510,7 +560,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     std::map<std::string, std::vector<Item*>> folders;
     for (auto& item : items) {
       if (item.failure) continue;
-      const std::string& path = item.f->r.download_path;
+      const std::string& path = item.f.r.download_path;
       const std::string part = path + ".part";
       int err = rename_into_place(part, path, item.a.if_exists);
       if (err == EEXIST) {
@@ -534,11 +584,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     sync_pool_.run(tasks);
     for (auto& item : items) {
       if (item.failure) {
-        item.f->r.failure = *item.failure;
-        item.f->r.outcome = transfer::Outcome::kFailed;
-        unmark_finishing(item.f->id);
+        item.f.r.failure = *item.failure;
+        item.f.r.outcome = transfer::Outcome::kFailed;
+        unmark_finishing(item.f.id);
       } else {
-        item.f->renamed = true;
+        item.f.renamed = true;
       }
     }
   }
@@ -623,6 +673,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
         last_bytes_.erase(id);
       }
     };
+    if (m.renamed) {  // whole and in place: a pause or shutdown asked meanwhile comes too late
+      complete(m, a, db, after);
+      after.push_back(release);
+      return;
+    }
     if (a.stop == Stop::kCancel) {
       if (r.file) ::unlink(r.file->part_path().c_str());
       after.push_back(release);
@@ -893,7 +948,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   std::unique_ptr<store::Store> store_;
   transfer::PathRegistry paths_;
   queue::CallbackRunner callbacks_;
-  queue::SyncPool sync_pool_{3};  // with the loop thread: four fsyncs at a time
+  queue::SyncPool sync_pool_{3};  // with the settle thread: four fsyncs at a time
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -901,6 +956,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   std::map<int64_t, Active> active_;
   bool wake_ = true;
   bool quit_ = false;
+  std::thread settler_;
+  std::condition_variable settle_cv_;
+  std::vector<Settling> settle_inbox_;  // under mu_
+  size_t settling_ = 0;                 // handed to the settle thread and not back yet
+  bool settle_quit_ = false;
   bool shut_ = false;
   Clock::time_point next_wake_ = Clock::now();
   std::mt19937_64 rng_;
