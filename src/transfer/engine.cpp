@@ -102,6 +102,13 @@ bool is_private_address(const struct sockaddr* addr) {
 
 namespace {
 
+// Every transfer starts with a small write buffer. One that fills it within kFillFast earns a
+// bigger one, up to max_write_buffer (fewer, larger writes at disk speed); one that takes more
+// than kFillSlow gives memory back. So a thousand slow downloads hold 16 KiB each, not 1 MiB.
+constexpr size_t kMinWriteBuffer = 16 << 10;
+constexpr auto kFillFast = std::chrono::milliseconds(200);
+constexpr auto kFillSlow = std::chrono::seconds(2);
+
 struct Transfer {
   void* engine = nullptr;  // the Engine::Impl, for the C callbacks
   Request req;
@@ -123,7 +130,8 @@ struct Transfer {
   int64_t received = 0;     // body bytes of this attempt
   int64_t total = 0;        // expected final size, 0 when unknown
   std::vector<char> buf;
-  size_t buf_cap = 64 << 10;
+  size_t buf_cap = kMinWriteBuffer;
+  SteadyClock::time_point buf_since{};  // when buf was last emptied by a full write
 
   SteadyClock::time_point last_progress{};
   SteadyClock::time_point last_checkpoint{};
@@ -314,8 +322,15 @@ class Engine::Impl {
     t->buf.insert(t->buf.end(), data, data + len);
     if (t->buf.size() >= t->buf_cap) {
       if (!self->flush(*t)) return CURL_WRITEFUNC_ERROR;
-      // Fast transfers earn bigger writes; slow ones keep a small buffer.
-      t->buf_cap = std::min(t->buf_cap * 2, self->options_.max_write_buffer);
+      auto now = SteadyClock::now();
+      auto took = now - t->buf_since;
+      t->buf_since = now;
+      if (took < kFillFast) {
+        t->buf_cap = std::min(t->buf_cap * 2, self->options_.max_write_buffer);
+      } else if (took > kFillSlow && t->buf_cap > kMinWriteBuffer) {
+        t->buf_cap = std::max(t->buf_cap / 2, kMinWriteBuffer);
+        t->buf.shrink_to_fit();  // empty after the flush: frees it; the next write reserves anew
+      }
     }
     return len;
   }
@@ -497,6 +512,7 @@ class Engine::Impl {
     auto now = SteadyClock::now();
     t.last_progress = now;
     t.last_checkpoint = now;
+    t.buf_since = now;
     int64_t id = t.req.job_id;
     transfers_[id] = std::move(tp);
     curl_multi_add_handle(multi_, e);
