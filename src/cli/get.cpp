@@ -171,6 +171,7 @@ class Display {
 };
 
 int run_get(const GetArgs& a) {
+  util::raise_open_file_limit();
   if (!a.output.empty() && !a.dir.empty()) {
     print_error("-d and -o cannot be used together");
     return kExitUsage;

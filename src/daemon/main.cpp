@@ -58,6 +58,7 @@ int run(int argc, char** argv) {
     std::cerr << "fetchqd: " << e.what() << " (see fetchqd --help)\n";
     return 2;
   }
+  util::raise_open_file_limit();
   Settings s;
   if (!config.empty()) {
     if (auto st = load_config_file(s, config); !st) {

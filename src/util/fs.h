@@ -22,6 +22,11 @@ std::string parent_dir(const std::string& path);
 // path made absolute against the current folder (not resolved: links and ".." stay).
 std::string absolute_path(const std::string& path);
 
+// Raises the soft limit on open files to the hard one: each transfer holds a socket and a file,
+// and the usual soft limit of 1024 would cap a queue at about 500 downloads at once. Safe here:
+// nothing in fetchq uses select(). Returns the limit now in force.
+uint64_t raise_open_file_limit();
+
 // The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
 const std::string& boot_id();
 
