@@ -36,6 +36,7 @@ FULL = {
     "s3_size": 2 * GiB,
     "s6_rate_mb": 200,   # nginx limit_rate in MiB/s for S6
     "s4_count": 100000,
+    "s5_count": 1000, "s5_rate_kb": 16, "s5_window_s": 10,
     "timeout": 900,
 }
 QUICK = {
@@ -46,9 +47,10 @@ QUICK = {
     "s3_size": 64 * MiB,
     "s6_rate_mb": 32,
     "s4_count": 5000,
+    "s5_count": 200, "s5_rate_kb": 16, "s5_window_s": 4,
     "timeout": 120,
 }
-SCENARIOS = ["S1", "S2", "S3", "S6", "S4"]
+SCENARIOS = ["S1", "S2", "S3", "S6", "S4", "S5"]
 
 
 def log(msg):
@@ -301,6 +303,7 @@ class Bench:
         conf = f"""# fetchq bench: a throwaway nginx on 127.0.0.1, started with -c/-p by bench.py
 daemon off;
 worker_processes 1;
+worker_rlimit_nofile 8192;
 pid {self.ngx}/nginx.pid;
 error_log {self.ngx}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -328,6 +331,11 @@ http {{
     # S4: any name serves one 1 MiB file at 1 KiB/s, so nothing finishes
     location /crawl/ {{
       limit_rate 1k;
+      try_files /s4/one.bin =404;
+    }}
+    # S5: the same file, slowly enough that a thousand transfers run at once for a while
+    location /trickle/ {{
+      limit_rate {self.cfg['s5_rate_kb']}k;
       try_files /s4/one.bin =404;
     }}
   }}
@@ -798,6 +806,80 @@ http {{
         self.clean_out()
         self.results["S4"] = data
 
+    # ---------------------------------------------- S5: many transfers at once
+    def many_at_once(self):
+        """fetchqd running s5_count throttled transfers at once: threads, memory, CPU, bytes/s."""
+        c = self.cfg
+        n, window = c["s5_count"], c["s5_window_s"]
+        listfile = os.path.join(self.work, "s5-urls.txt")
+        with open(listfile, "w") as f:
+            for i in range(n):
+                f.write(f"{self.base}/trickle/t{i:05d}.bin\n")
+        data = {"count": n, "rate_kb": c["s5_rate_kb"], "window_s": window}
+        self.results["S5"] = data
+        self.clean_out()
+        d = self.fresh_dir("S5")
+        try:
+            p, db, sock = self.start_daemon("s5", n)
+        except RuntimeError as e:
+            self.failures.append(f"S5: {e}")
+            return
+
+        def running():
+            q = subprocess.run([self.fetchq, "stats", "--json", "--socket", sock], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+            try:
+                return int(json.loads(q.stdout).get("running", 0)) if q.returncode == 0 else 0
+            except ValueError:
+                return 0
+
+        def on_disk():
+            total = 0
+            for e in os.scandir(d):
+                try:
+                    total += e.stat().st_size
+                except OSError:
+                    pass
+            return total
+
+        try:
+            r = subprocess.run([self.fetchq, "add", "-i", listfile, "-d", d, "--socket", sock],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            if r.returncode != 0:
+                self.failures.append(f"S5 add: exit {r.returncode}: {r.stderr.decode(errors='replace')[-300:]}")
+                return
+            t0 = time.monotonic()
+            while running() < n and time.monotonic() - t0 < 60:
+                time.sleep(0.2)
+            data["running_at_start"] = running()
+            data["ramp_s"] = time.monotonic() - t0
+            if data["running_at_start"] < n:
+                self.failures.append(f"S5: only {data['running_at_start']} of {n} transfers running after 60 s")
+            # Let every transfer get past its first buffer fills before measuring the steady state.
+            time.sleep(2)
+            cpu0, bytes0, w0 = proc_cpu(p.pid), on_disk(), time.monotonic()
+            threads_max, rss_max = 0, 0
+            while time.monotonic() - w0 < window:
+                threads_max = max(threads_max, proc_status_kib(p.pid, "Threads") or 0)
+                rss_max = max(rss_max, proc_status_kib(p.pid, "VmRSS") or 0)
+                time.sleep(0.25)
+            cpu1, bytes1, w1 = proc_cpu(p.pid), on_disk(), time.monotonic()
+            data["running_at_end"] = running()
+            data["threads_max"] = threads_max
+            data["rss_max_kib"] = rss_max
+            data["hwm_kib"] = proc_status_kib(p.pid, "VmHWM")
+            data["cpu_s"] = cpu1 - cpu0
+            data["cpu_share"] = (cpu1 - cpu0) / (w1 - w0)
+            data["bytes_per_s"] = (bytes1 - bytes0) / (w1 - w0)
+            data["expected_bytes_per_s"] = n * c["s5_rate_kb"] * KiB
+            log(f"S5 fetchqd: {data['running_at_end']} running, {threads_max} threads, RSS {rss_max} KiB, "
+                f"CPU {data['cpu_share'] * 100:.1f}% of a core, {data['bytes_per_s'] / MiB:.1f} MiB/s to disk")
+        finally:
+            t0 = time.monotonic()
+            self.stop_daemon(p)
+            data["sigterm_stop_s"] = time.monotonic() - t0
+            self.clean_out()
+
     def aria2_scale(self, listfile, n):
         """Time until aria2c has every URL queued (via its JSON-RPC on 127.0.0.1) and its RSS then."""
         d = self.fresh_dir("S4-aria2")
@@ -993,6 +1075,33 @@ http {{
             L.append(self.load_line("S4"))
             L.append("")
 
+        data = self.results.get("S5")
+        if data:
+            n = data["count"]
+            L.append(f"## S5: {n:,} transfers at once (each throttled to {data['rate_kb']} KiB/s by nginx, "
+                     f"fetchqd --max-parallel {n}, measured over {data['window_s']} s)")
+            L.append("")
+            L.append("| measure | value | target |")
+            L.append("| --- | ---: | --- |")
+            L.append(f"| transfers running (start / end of the window) | {data.get('running_at_start', '—')} / "
+                     f"{data.get('running_at_end', '—')} | {n} |")
+            L.append(f"| seconds until all were running | {fmt(data.get('ramp_s'), 1)} | |")
+            L.append(f"| fetchqd threads (most seen) | {data.get('threads_max', '—')} | at most 16 |")
+            rss = data.get("rss_max_kib")
+            hwm = data.get("hwm_kib")
+            L.append(f"| fetchqd VmRSS (most seen) / VmHWM, MiB | {fmt(rss / 1024, 1) if rss else '—'} / "
+                     f"{fmt(hwm / 1024, 1) if hwm else '—'} | under 128 |")
+            share = data.get("cpu_share")
+            L.append(f"| fetchqd CPU, share of one core | {fmt(share * 100, 1) + ' %' if share is not None else '—'} | |")
+            bps, exp = data.get("bytes_per_s"), data.get("expected_bytes_per_s")
+            L.append(f"| written to disk, MiB/s (nginx allows {fmt(exp / MiB, 1) if exp else '—'}) | "
+                     f"{fmt(bps / MiB, 2) if bps is not None else '—'} | |")
+            L.append(f"| fetchqd stop after SIGTERM with all running, s | {fmt(data.get('sigterm_stop_s'), 2)} | "
+                     "under 2 |")
+            L.append("")
+            L.append(self.load_line("S5"))
+            L.append("")
+
         L.append("## Notes")
         L.append("")
         L.append("- The page cache is not dropped between runs (that needs `echo 3 > /proc/sys/vm/drop_caches` as "
@@ -1057,7 +1166,8 @@ http {{
         try:
             self.start_nginx()
             steps = {"S1": lambda: self.many_files("S1"), "S2": lambda: self.many_files("S2"),
-                     "S3": self.big_file, "S6": self.crash_waste, "S4": self.queue_scale}
+                     "S3": self.big_file, "S6": self.crash_waste, "S4": self.queue_scale,
+                     "S5": self.many_at_once}
             for s in SCENARIOS:
                 if s in only:
                     log(f"--- {s}")
