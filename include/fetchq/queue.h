@@ -55,6 +55,11 @@ struct QueueOptions {
   // checked on every address actually connected to, so redirects and DNS cannot get round it.
   bool block_private_addresses = false;
   std::vector<TokenRule> token_rules;
+  // When at least this many finished files on one filesystem are settled together, one syncfs()
+  // writes them all out (one journal commit, one cache flush) and the fdatasync of each file
+  // that follows finds nothing left to write but still reports that file's own errors. Fewer
+  // files get an fsync each. 0: always fsync each file.
+  int syncfs_from = 2;
   Callbacks callbacks;
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.

@@ -7,6 +7,7 @@
 // so new transfers start while earlier files are being made durable. Lock order is mu_ before
 // the store's own lock, never the reverse.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -450,6 +451,12 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   using Ops = std::vector<std::function<void()>>;
 
+  struct Settling {
+    FinishedMsg f;
+    Active a;
+    std::optional<transfer::Failure> failure;
+  };
+
   // Moves the downloads of the batch that completed to the settle thread, and notes what
   // the batch's started messages tell about their jobs (settle_files needs it).
   void hand_to_settler(std::vector<Msg>& batch) {
@@ -507,11 +514,37 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     }
   }
 
-  struct Settling {
-    FinishedMsg f;
-    Active a;
-    std::optional<transfer::Failure> failure;
-  };
+  // For each filesystem holding at least opts_.syncfs_from of the items, one syncfs(). Which
+  // items it wrote out is returned; their own sync is then only a check. syncfs() also waits for
+  // other programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the
+  // filesystem is left to per-file fsync for kSyncfsPause.
+  std::vector<bool> sync_filesystems(const std::vector<Settling>& items) {
+    static constexpr auto kSlowSyncfs = std::chrono::seconds(1);
+    static constexpr auto kSyncfsPause = std::chrono::seconds(60);
+    std::vector<bool> out(items.size(), false);
+    if (opts_.syncfs_from <= 0 || static_cast<int>(items.size()) < opts_.syncfs_from) return out;
+    std::map<dev_t, std::vector<size_t>> by_fs;
+    for (size_t i = 0; i < items.size(); ++i) {
+      struct stat st {};
+      if (::fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
+    }
+    auto now = Clock::now();
+    for (auto& [dev, idx] : by_fs) {
+      if (static_cast<int>(idx.size()) < opts_.syncfs_from) continue;
+      auto paused = syncfs_paused_until_.find(dev);
+      if (paused != syncfs_paused_until_.end() && now < paused->second) continue;
+      auto t0 = Clock::now();
+      if (::syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
+      auto took = Clock::now() - t0;
+      if (took > kSlowSyncfs) {
+        spdlog::info("syncfs took {} ms; syncing files one by one for a while",
+                     std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+        syncfs_paused_until_[dev] = Clock::now() + kSyncfsPause;
+      }
+      for (size_t i : idx) out[i] = true;
+    }
+    return out;
+  }
 
   // All file-system work for downloads that completed, done together: data synced in parallel
   // (and checked against its sha256), sizes committed in one transaction, renames, then one
@@ -519,13 +552,14 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   // whose size was committed first (see start()). Outcomes go into the messages.
   void settle_files(std::vector<Settling>& items) {
     using Item = Settling;
+    std::vector<bool> written_out = sync_filesystems(items);
     std::vector<std::function<void()>> tasks;
-    for (auto& item : items) {
-      tasks.push_back([&item] {
+    for (size_t i = 0; i < items.size(); ++i) {
+      tasks.push_back([&item = items[i], after_syncfs = written_out[i]] {
         const auto& r = item.f.r;
         const std::string part = r.file->part_path();
-        if (::fsync(r.file->fd()) != 0) {
-          item.failure = transfer::disk_failure("fsync", part, errno);
+        if ((after_syncfs ? ::fdatasync(r.file->fd()) : ::fsync(r.file->fd())) != 0) {
+          item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
           return;
         }
         if (!item.a.sha256) return;
@@ -949,6 +983,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   transfer::PathRegistry paths_;
   queue::CallbackRunner callbacks_;
   queue::SyncPool sync_pool_{3};  // with the settle thread: four fsyncs at a time
+  std::map<dev_t, Clock::time_point> syncfs_paused_until_;  // settle thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
