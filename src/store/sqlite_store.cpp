@@ -526,10 +526,30 @@ Status migrate(SQLite::Database& db) {
                         "no fetchq schema version)");
     }
   }
+  if (version == latest) return Ok{};
+  // A migration may rebuild a table (SQLite cannot change a constraint in place); with foreign
+  // keys on, dropping the old table would delete the rows that refer to it. So they are off
+  // meanwhile (the pragma is ignored inside a transaction), and each migration commits only
+  // when every reference still holds.
+  db.exec("PRAGMA foreign_keys = OFF");
+  struct KeysBackOn {
+    SQLite::Database& db;
+    ~KeysBackOn() {
+      try {
+        db.exec("PRAGMA foreign_keys = ON");
+      } catch (const SQLite::Exception&) {  // cannot happen outside a transaction; never throw here
+      }
+    }
+  } keys_back_on{db};
   for (const auto& f : schema_files()) {
     if (f.version <= version) continue;
     SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
     db.exec(f.sql);
+    SQLite::Statement fk(db, "PRAGMA foreign_key_check");
+    if (fk.executeStep()) {
+      return make_error(ErrorCode::kStorage, "migration " + f.name + " broke a reference in table " +
+                                                 fk.getColumn(0).getString() + "; nothing was changed");
+    }
     db.exec("PRAGMA user_version = " + std::to_string(f.version));
     tx.commit();
   }

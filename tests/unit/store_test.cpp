@@ -173,26 +173,54 @@ TEST(StoreTest, AnyUnfinishedSeesWaitingAndRunningJobsOnly) {
   EXPECT_FALSE(s->any_unfinished({}));
 }
 
-TEST(StoreTest, AVersionOneDatabaseIsMigratedWithItsJobsKept) {
+TEST(StoreTest, AVersionOneDatabaseIsMigratedWithItsJobsTokensAndIdsKept) {
   TempDir dir;
   const auto& files = schema_files();
-  ASSERT_GE(files.size(), 2u);
+  ASSERT_GE(files.size(), 3u);
   ASSERT_EQ(files[0].version, 1);
   {
     SQLite::Database db(dir / "q.db", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     db.exec(files[0].sql);
     db.exec("PRAGMA user_version = 1");
-    db.exec("INSERT INTO jobs (source, dest, priority, status, created_at, dest_is_dir) VALUES "
-            "('http://h/old', '/tmp/x/', 3, 'waiting', 't', 1)");
+    for (const char* src : {"http://h/one", "http://h/two", "http://h/three"}) {
+      db.exec(std::string("INSERT INTO jobs (source, dest, priority, status, created_at, dest_is_dir) "
+                          "VALUES ('") + src + "', '/tmp/x/', 3, 'waiting', 't', 1)");
+    }
+    db.exec("INSERT INTO tokens (job_id, token) VALUES (2, 'secret-two')");
+    db.exec("DELETE FROM jobs WHERE id IN (1, 3)");  // pruned: id 3 must never come back
   }
   auto s = open_store(dir / "q.db");
-  auto c = s->claim(1, 0, std::nullopt, "t");
+  auto c = s->claim(5, 0, std::nullopt, "t");
   ASSERT_EQ(c.size(), 1u);
-  EXPECT_EQ(c[0].job.source, "http://h/old");
+  EXPECT_EQ(c[0].job.id, 2);
+  EXPECT_EQ(c[0].job.source, "http://h/two");
+  EXPECT_EQ(c[0].access_token.value_or(""), "secret-two");
+  auto added = s->insert_jobs({job("http://h/four")}, "t");
+  EXPECT_EQ(added.at(0).id, 4);
   s.reset();
   SQLite::Database db(dir / "q.db");
   EXPECT_EQ(db.execAndGet("PRAGMA user_version").getInt(), files.back().version);
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_retry'").getInt(), 1);
+  for (const char* index : {"jobs_waiting", "jobs_status", "jobs_retry"}) {
+    EXPECT_EQ(db.execAndGet(std::string("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
+                                        "name = '") + index + "'").getInt(), 1) << index;
+  }
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_new'").getInt(), 0);
+  SQLite::Statement fk(db, "PRAGMA foreign_key_check");
+  EXPECT_FALSE(fk.executeStep());  // every token still belongs to a job
+}
+
+TEST(StoreTest, StatusAndIfExistsRulesHoldAfterTheRebuild) {
+  TempDir dir;
+  open_store(dir / "q.db").reset();
+  SQLite::Database db(dir / "q.db", SQLite::OPEN_READWRITE);
+  std::string sql = db.execAndGet("SELECT sql FROM sqlite_master WHERE name = 'jobs'").getString();
+  EXPECT_EQ(sql.find(" IN ("), std::string::npos) << sql;  // the slow form is gone
+  EXPECT_THROW(db.exec("INSERT INTO jobs (source, dest, status, created_at) VALUES ('a', 'b', 'bogus', 't')"),
+               SQLite::Exception);
+  EXPECT_THROW(db.exec("INSERT INTO jobs (source, dest, created_at, if_exists) VALUES ('a', 'b', 't', 'clobber')"),
+               SQLite::Exception);
+  db.exec("INSERT INTO jobs (source, dest, status, created_at, if_exists) VALUES ('a', 'b', 'paused', 't', 'rename')");
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM jobs").getInt(), 1);
 }
 
 TEST(StoreTest, OnlyListedJobsAreClaimed) {
