@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -164,33 +165,70 @@ int run_add(AddArgs& a) {
   }
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
-  std::vector<Job> added;
+  // Every answer is kept for --json and for a short listing; otherwise only the count and the
+  // first and last ids, so a huge list does not hold every job twice in memory.
   json added_json = json::array();
+  size_t added = 0;
+  json first_id, last_id;
+  const bool keep_all = a.c.json || jobs.size() <= 20;
+  auto take = [&](json& answer) {
+    for (auto& j : answer) {
+      if (added == 0) first_id = j["id"];
+      last_id = j["id"];
+      ++added;
+      if (keep_all) added_json.push_back(std::move(j));
+    }
+  };
   if (jobs.size() == 1) {
     auto r = client->call("download", jobs[0]);
     if (!r) return fail(r.error());
-    added_json.push_back(r.value());
+    json one = json::array({std::move(r.value())});
+    take(one);
   } else {
-    // Batches keep each request line well under the daemon's size limit.
+    // Batches keep each request line well under the daemon's size limit. Two are in flight at
+    // a time: the daemon stores one while this process builds and sends the next. The daemon
+    // answers a connection's requests in order.
     const size_t kBatch = 5000;
-    for (size_t i = 0; i < jobs.size(); i += kBatch) {
+    size_t sent = 0;       // jobs sent
+    size_t answered = 0;   // jobs whose batch was answered
+    std::deque<size_t> in_flight;  // sizes of the batches sent and not yet answered
+    auto send_next = [&]() -> Status {
+      size_t n = std::min(kBatch, jobs.size() - sent);
       json batch = json::array();
-      for (size_t k = i; k < std::min(jobs.size(), i + kBatch); ++k) batch.push_back(jobs[k]);
-      auto r = client->call("download_batch", json{{"jobs", std::move(batch)}});
+      for (size_t k = sent; k < sent + n; ++k) batch.push_back(std::move(jobs[k]));
+      if (auto st = client->send("download_batch", json{{"jobs", std::move(batch)}}); !st) return st;
+      sent += n;
+      in_flight.push_back(n);
+      return Ok{};
+    };
+    while (answered < jobs.size()) {
+      while (sent < jobs.size() && in_flight.size() < 2) {
+        if (auto st = send_next(); !st) return fail(st.error());
+      }
+      auto msg = client->read_message();
+      Result<json> r = make_error(ErrorCode::kIo, "no answer from fetchqd");
+      if (!msg) {
+        r = msg.error();
+      } else if (msg.value()) {
+        if (msg.value()->contains("method")) continue;  // not an answer
+        r = control::Client::answer_of(*msg.value());
+      }
       if (!r) {
-        if (i > 0) print_error(std::to_string(i) + " jobs were added before this failure");
+        // Batches are stored whole or not at all; the ones before this one were stored.
+        if (answered > 0) print_error(std::to_string(answered) + " jobs were added before this failure");
         return fail(r.error());
       }
-      for (auto& j : r.value()) added_json.push_back(j);
+      take(r.value());
+      answered += in_flight.front();
+      in_flight.pop_front();
     }
   }
   if (a.c.json) {
     std::cout << (jobs.size() == 1 ? added_json[0] : added_json).dump(2) << "\n";
-  } else if (added_json.size() <= 20) {
+  } else if (keep_all) {
     for (auto& j : added_json) std::cout << "added job " << j["id"] << ": " << j["source"].get<std::string>() << "\n";
   } else {
-    std::cout << "added " << added_json.size() << " jobs (" << added_json.front()["id"] << " to "
-              << added_json.back()["id"] << ")\n";
+    std::cout << "added " << added << " jobs (" << first_id << " to " << last_id << ")\n";
   }
   return kExitOk;
 }

@@ -100,15 +100,21 @@ Result<nlohmann::json> Client::call(const std::string& method, nlohmann::json pa
     if (!msg.value()) return make_error(ErrorCode::kIo, "no answer from fetchqd");
     auto& m = *msg.value();
     if (m.contains("method")) continue;  // an event notification of a subscription
-    if (m.contains("error")) {
-      auto& e = m["error"];
-      int code = e.value("code", 0);
-      // Domain errors keep their ErrorCode; protocol errors become kInvalidArgument.
-      ErrorCode ec = code >= 1 && code <= 9 ? static_cast<ErrorCode>(code) : ErrorCode::kInvalidArgument;
-      return make_error(ec, e.value("message", std::string("unknown error")));
-    }
-    return m.value("result", nlohmann::json());
+    return answer_of(m);
   }
+}
+
+Result<nlohmann::json> Client::answer_of(nlohmann::json& message) {
+  if (message.contains("error")) {
+    auto& e = message["error"];
+    int code = e.value("code", 0);
+    // Domain errors keep their ErrorCode; protocol errors become kInvalidArgument.
+    ErrorCode ec = code >= 1 && code <= 9 ? static_cast<ErrorCode>(code) : ErrorCode::kInvalidArgument;
+    return make_error(ec, e.value("message", std::string("unknown error")));
+  }
+  auto it = message.find("result");
+  if (it == message.end()) return nlohmann::json();
+  return std::move(*it);
 }
 
 }  // namespace fetchq::control

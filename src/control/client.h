@@ -28,6 +28,8 @@ class Client {
   Status send(const std::string& method, nlohmann::json params);
   // Next line from the daemon; std::nullopt at end of stream. timeout_ms < 0 waits forever.
   Result<std::optional<nlohmann::json>> read_message(int timeout_ms = -1);
+  // The result of an answer read with read_message(), or its error.
+  static Result<nlohmann::json> answer_of(nlohmann::json& message);
   int fd() const { return fd_; }
 
  private:
