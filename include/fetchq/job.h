@@ -57,6 +57,10 @@ struct Job {
 
 // The SPEC's JSON object for a job; never carries the token.
 void to_json(nlohmann::json& out, const Job& job);
+// Appends the same object as text: byte for byte what nlohmann::json(job).dump() gives (keys
+// in order, invalid UTF-8 replaced by U+FFFD), without building the object first. Answers that
+// list thousands of jobs spent most of their time building and freeing those objects.
+void append_json(std::string& out, const Job& job);
 
 // An entry of the append-only event log.
 struct Event {

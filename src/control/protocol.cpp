@@ -166,29 +166,44 @@ json stats_json(const QueueStats& s) {
               {"version", kVersion}};
 }
 
-json dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
-  const json& p = req.params;
-  const std::string& m = req.method;
+std::string answer_line(const json& message) {
+  return message.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+namespace {
+
+// {"id":ID,"jsonrpc":"2.0","result":[JOB,...]} written directly: the same text rpc_result and
+// dump would give, without an object per job.
+std::string job_list_line(const json& id, const std::vector<Job>& jobs) {
+  std::string out = "{\"id\":" + answer_line(id) + ",\"jsonrpc\":\"2.0\",\"result\":[";
+  out.reserve(out.size() + jobs.size() * 400);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json(out, jobs[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+json dispatch_json(DownloadQueue& q, const RpcRequest& req, uid_t peer);
+
+}  // namespace
+
+std::string dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
   try {
-    if (m == "download") {
-      auto r = q.download(read_download(p));
-      if (r) spdlog::info("uid {}: download {} -> job {}", peer, r->source, r->id);
-      return job_result(req.id, r);
-    }
-    if (m == "download_batch") {
-      const json& jobs = field(p, "jobs");
+    if (req.method == "download_batch") {
+      const json& jobs = field(req.params, "jobs");
       if (!jobs.is_array() || jobs.empty()) throw BadParams{"'jobs' must be a non-empty list"};
       std::vector<DownloadRequest> batch;
       batch.reserve(jobs.size());
       for (const auto& j : jobs) batch.push_back(read_download(j));
       auto r = q.download_batch(batch);
-      if (!r) return rpc_error(req.id, r.error());
+      if (!r) return answer_line(rpc_error(req.id, r.error()));
       spdlog::info("uid {}: download_batch of {} jobs", peer, r->size());
-      json arr = json::array();
-      for (const auto& j : r.value()) arr.push_back(j);
-      return rpc_result(req.id, std::move(arr));
+      return job_list_line(req.id, r.value());
     }
-    if (m == "list_jobs") {
+    if (req.method == "list_jobs") {
+      const json& p = req.params;
       ListFilter f;
       if (auto s = opt_string(p, "status")) {
         auto st = parse_job_status(*s);
@@ -197,9 +212,27 @@ json dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
       }
       f.after_id = opt_int(p, "after_id").value_or(0);
       f.limit = opt_int(p, "limit").value_or(-1);
-      json arr = json::array();
-      for (const auto& j : q.list_jobs(f)) arr.push_back(j);
-      return rpc_result(req.id, std::move(arr));
+      return job_list_line(req.id, q.list_jobs(f));
+    }
+  } catch (const BadParams& e) {
+    return answer_line(rpc_error(req.id, kInvalidParams, "invalid params: " + e.message));
+  } catch (const std::exception& e) {
+    spdlog::error("{} failed: {}", req.method, e.what());
+    return answer_line(rpc_error(req.id, kInternalError, std::string("internal error: ") + e.what()));
+  }
+  return answer_line(dispatch_json(q, req, peer));
+}
+
+namespace {
+
+json dispatch_json(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
+  const json& p = req.params;
+  const std::string& m = req.method;
+  try {
+    if (m == "download") {
+      auto r = q.download(read_download(p));
+      if (r) spdlog::info("uid {}: download {} -> job {}", peer, r->source, r->id);
+      return job_result(req.id, r);
     }
     if (m == "get_job") {
       int64_t id = need_id(p);
@@ -232,5 +265,7 @@ json dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
   }
   return rpc_error(req.id, kMethodNotFound, "unknown method '" + m.substr(0, 100) + "'");
 }
+
+}  // namespace
 
 }  // namespace fetchq::control

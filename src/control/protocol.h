@@ -45,9 +45,12 @@ struct JoinParams {
 std::optional<JoinParams> parse_join(const json& params, std::string* error);
 std::optional<int64_t> parse_subscribe(const json& params, std::string* error);
 
-// Runs every method but join and subscribe (which wait) against the queue. `peer` is the
-// client's uid, logged with each change it asks for.
-json dispatch(DownloadQueue& queue, const RpcRequest& request, uid_t peer);
+// Runs every method but join and subscribe (which wait) against the queue and returns the answer
+// line. `peer` is the client's uid, logged with each change it asks for.
+std::string dispatch(DownloadQueue& queue, const RpcRequest& request, uid_t peer);
+
+// One answer as its line of text (without the newline). Invalid UTF-8 in strings becomes U+FFFD.
+std::string answer_line(const json& message);
 
 // stats as SPEC shows it.
 json stats_json(const QueueStats& stats);

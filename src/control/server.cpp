@@ -265,7 +265,10 @@ class Server final : public ControlServer {
 
   // Queues a response; `close` ends the connection once it is written. Returns its size.
   size_t send(const ConnPtr& c, const json& msg, bool close = false) {
-    std::string line = msg.dump(-1, ' ', false, json::error_handler_t::replace);
+    return send(c, answer_line(msg), close);
+  }
+
+  size_t send(const ConnPtr& c, std::string line, bool close = false) {
     line += '\n';
     {
       std::lock_guard lk(c->mu);

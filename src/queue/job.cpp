@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace fetchq {
 
 std::string_view to_string(JobStatus status) {
@@ -70,6 +72,71 @@ void to_json(nlohmann::json& out, const Job& j) {
       {"has_access_token", j.has_access_token},
       {"created_at", j.created_at},
   };
+}
+
+namespace {
+
+// A JSON string literal. Printable ASCII without quote or backslash, the usual case for URLs,
+// paths and times, is copied as is; anything else goes through nlohmann's own escaping.
+void append_string(std::string& out, std::string_view s) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
+void append_optional(std::string& out, const std::optional<std::string>& s) {
+  if (s) {
+    append_string(out, *s);
+  } else {
+    out += "null";
+  }
+}
+
+}  // namespace
+
+void append_json(std::string& out, const Job& j) {
+  // nlohmann's objects keep their keys sorted; so does this.
+  out += "{\"attempts\":";
+  out += std::to_string(j.attempts);
+  out += ",\"bytes\":";
+  out += std::to_string(j.bytes);
+  out += ",\"cancelled\":";
+  out += j.cancelled ? "true" : "false";
+  out += ",\"created_at\":";
+  append_string(out, j.created_at);
+  out += ",\"dest\":";
+  append_string(out, j.dest);
+  out += ",\"download_path\":";
+  append_optional(out, j.download_path);
+  out += ",\"error\":";
+  append_optional(out, j.error);
+  out += ",\"error_type\":";
+  append_optional(out, j.error_type);
+  out += ",\"has_access_token\":";
+  out += j.has_access_token ? "true" : "false";
+  out += ",\"id\":";
+  out += std::to_string(j.id);
+  out += ",\"job_ended\":";
+  append_optional(out, j.job_ended);
+  out += ",\"job_started\":";
+  append_optional(out, j.job_started);
+  out += ",\"priority\":";
+  out += std::to_string(j.priority);
+  out += ",\"source\":";
+  append_string(out, j.source);
+  out += ",\"status\":";
+  append_string(out, to_string(j.status));
+  out += ",\"total_bytes\":";
+  out += std::to_string(j.total_bytes);
+  out += '}';
 }
 
 void to_json(nlohmann::json& out, const Event& e) {
