@@ -119,8 +119,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   Result<std::vector<Job>> download_batch(const std::vector<DownloadRequest>& requests) override {
     std::vector<store::NewJob> news;
     news.reserve(requests.size());
+    queue::DestCache dest_facts;
     for (size_t i = 0; i < requests.size(); ++i) {
-      auto nj = queue::check_request(requests[i], opts_.download_roots);
+      auto nj = queue::check_request(requests[i], opts_.download_roots, &dest_facts);
       if (!nj) {
         auto e = nj.error();
         if (requests.size() > 1) e.message = "job " + std::to_string(i) + ": " + e.message;

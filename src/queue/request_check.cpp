@@ -130,7 +130,8 @@ bool is_under_roots(const std::string& path, const std::vector<std::string>& roo
 }
 
 Result<store::NewJob> check_request(const DownloadRequest& request,
-                                    const std::vector<std::string>& download_roots) {
+                                    const std::vector<std::string>& download_roots,
+                                    DestCache* cache) {
   auto st = check_source_url(request.source);
   if (!st) return st.error();
   const std::string& dest = request.dest;
@@ -144,14 +145,23 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   if (request.options.sha256 && !valid_sha256(*request.options.sha256)) {
     return make_error(ErrorCode::kInvalidArgument, "sha256 must be 64 hex digits");
   }
-  if (!download_roots.empty() && !is_under_roots(dest, download_roots)) {
+  DestFacts facts;
+  auto cached = cache ? cache->find(dest) : DestCache::iterator{};
+  if (cache && cached != cache->end()) {
+    facts = cached->second;
+  } else {
+    facts.under_roots = download_roots.empty() || is_under_roots(dest, download_roots);
+    facts.is_directory = dest.back() == '/' || util::is_directory(dest);
+    if (cache) cache->emplace(dest, facts);
+  }
+  if (!facts.under_roots) {
     return make_error(ErrorCode::kOutsideRoots,
                       "destination outside the download roots: " + dest);
   }
   store::NewJob nj;
   nj.request = request;
   if (nj.request.options.sha256) nj.request.options.sha256 = lower(*nj.request.options.sha256);
-  nj.dest_is_dir = dest.back() == '/' || util::is_directory(dest);
+  nj.dest_is_dir = facts.is_directory;
   if (!nj.dest_is_dir) {
     std::string base = dest.substr(dest.find_last_of('/') + 1);
     if (base == "." || base == "..") {

@@ -1,6 +1,7 @@
 // Checks a submission before it is accepted: URL scheme, destination, options, download roots.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,8 +24,18 @@ bool host_matches(const std::string& host, const std::string& pattern);
 // part are resolved. Roots are resolved the same way.
 bool is_under_roots(const std::string& path, const std::vector<std::string>& roots);
 
+// What the file system said about a destination, kept for the rest of one batch: a batch of
+// thousands of jobs into one folder asks once, not once per job.
+struct DestFacts {
+  bool under_roots = true;
+  bool is_directory = false;
+};
+using DestCache = std::map<std::string, DestFacts, std::less<>>;
+
 // Validates one request and works out whether dest is a folder and, if not, the file's path.
+// With a cache, the facts about a destination already seen in this batch are reused.
 Result<store::NewJob> check_request(const DownloadRequest& request,
-                                    const std::vector<std::string>& download_roots);
+                                    const std::vector<std::string>& download_roots,
+                                    DestCache* cache = nullptr);
 
 }  // namespace fetchq::queue

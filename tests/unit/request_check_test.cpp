@@ -42,6 +42,32 @@ TEST(RequestCheck, FolderOrFile) {
   EXPECT_EQ(c->download_path.value_or(""), dir / "file.bin");
 }
 
+TEST(RequestCheck, ABatchAsksTheFileSystemOncePerDestination) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "root");
+  std::vector<std::string> roots{dir / "root"};
+  DestCache cache;
+  std::string later_dir = dir / "root/later";
+  auto first = check_request({"http://h/a", later_dir, {}}, roots, &cache);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->dest_is_dir);  // nothing there yet: a file name
+  ASSERT_EQ(cache.size(), 1u);
+  std::filesystem::create_directories(later_dir);
+  // Within the batch the first answer stands; a new batch (no cache) looks again.
+  auto second = check_request({"http://h/b", later_dir, {}}, roots, &cache);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->dest_is_dir);
+  EXPECT_TRUE(check_request({"http://h/c", later_dir, {}}, roots)->dest_is_dir);
+  // A refused destination stays refused for the rest of the batch, with the same error.
+  std::string outside = dir / "elsewhere/x";
+  for (int i = 0; i < 2; ++i) {
+    auto r = check_request({"http://h/d", outside, {}}, roots, &cache);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kOutsideRoots);
+  }
+  EXPECT_EQ(cache.size(), 2u);
+}
+
 TEST(RequestCheck, DownloadRootsConfineDestinations) {
   TempDir dir;
   std::filesystem::create_directories(dir / "root/sub");
