@@ -1114,8 +1114,9 @@ http {{
                  "root and disturbs everything else on the machine): nginx serves the test files from memory, so "
                  "these numbers measure the clients, not the source disk. Before each run `sync` flushes earlier "
                  "runs' writes.")
-        L.append("- fetchq makes every file durable (`fdatasync` at checkpoints, `fsync` before the rename and of "
-                 "the folder); curl, wget2 and aria2c leave the data in the page cache. `curl + sync` in S3 adds "
+        L.append("- fetchq makes every file durable (`fdatasync` at checkpoints; before the rename an `fsync`, or "
+                 "for files finishing together one `syncfs` and an `fdatasync` each; an `fsync` of the folder); "
+                 "aria2c fsyncs its files too; curl and wget2 leave the data in the page cache. `curl + sync` in S3 adds "
                  "`sync FILE` to curl's time, for a like-for-like figure; `dd ... conv=fsync` is the disk ceiling.")
         L.append("- For `fetchqd add+wait` the daemon is started (fresh database) before the clock starts and "
                  "stopped after it stops; its CPU time is read from /proc.")
