@@ -257,11 +257,12 @@ int run_get(const GetArgs& a) {
   Display display(a.quiet || a.json, stderr_is_terminal());
   bool interrupted = false;
   for (;;) {
-    if (q.join(std::chrono::milliseconds(0), ids.value())) break;
+    // Returns as soon as the last job ends, or after a quarter of a second to redraw and to
+    // notice a signal.
+    if (q.join(std::chrono::milliseconds(250), ids.value())) break;
     display.update(q, ids.value(), false);
-    timespec ts{0, 250 * 1000 * 1000};
-    int sig = sigtimedwait(&sigs, nullptr, &ts);
-    if (sig > 0) {
+    timespec zero{0, 0};
+    if (sigtimedwait(&sigs, nullptr, &zero) > 0) {
       interrupted = true;
       break;
     }

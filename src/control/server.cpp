@@ -404,10 +404,10 @@ class Server final : public ControlServer {
 
   // ---- waiter: answers join and feeds subscribers when the queue changes
   // A join over many ids is asked again after every change of the queue. Asking about all of
-  // them each time cost more than the downloads of small files, so the ids are walked in order
-  // from the first one not yet seen ended, and the walk stops at the first job still waiting or
-  // running. Only once every id was seen ended does one query over them all confirm it, since a
-  // job passed earlier may have been put back to waiting (retry, resume) in the meantime.
+  // them each time cost more than the downloads of small files, so the waiter keeps its place:
+  // the ids are walked from the first one not yet seen ended, and the walk stops at the first
+  // job still waiting or running. Only once every id was seen ended does the queue's own join
+  // confirm it, since a job passed earlier may have been put back to waiting (retry, resume).
   bool join_done(Waiter& w) {
     if (w.ids.empty()) return q_->join(std::chrono::milliseconds(0), {});
     for (; w.ended < w.ids.size(); ++w.ended) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "integration/helpers.h"
 
@@ -126,6 +127,36 @@ TEST_F(QueueTest, NotFoundEndsInErrorWithOneErrorEvent) {
   EXPECT_EQ(server_.requests_for("/missing.bin").size(), 1u);  // a lasting failure: no retry
   EXPECT_FALSE(file_exists(dl() + "/missing.bin"));
   EXPECT_FALSE(file_exists(dl() + "/missing.bin.part"));
+}
+
+// join on several ids keeps its place between changes; it must still see a job it passed as
+// ended that was retried meanwhile.
+TEST_F(QueueTest, JoinOnIdsSeesAJobRetriedAfterItWasPassed) {
+  Resource missing;
+  missing.status = 404;
+  server_.add("/late.bin", missing);
+  Resource slow;
+  slow.body = make_body(75000, 3);
+  slow.rate_bytes_per_s = 50000;  // about 1.5 s
+  server_.add("/slow.bin", slow);
+  auto q = open_queue(fast_options(dir_));
+  auto late = submit(*q, server_.url("/late.bin"), dl());
+  ASSERT_TRUE(q->join(std::chrono::seconds(10), {late.id}));
+  ASSERT_EQ(q->id_to_job(late.id)->status, JobStatus::kError);
+  auto slow_job = submit(*q, server_.url("/slow.bin"), dl());
+  std::atomic<bool> joined{false};
+  std::thread joiner([&] { joined = q->join(std::chrono::seconds(30), {late.id, slow_job.id}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the join has passed late.bin
+  Resource again;
+  again.body = make_body(300000, 4);
+  again.rate_bytes_per_s = 100000;  // about 3 s: still running when slow.bin is done
+  server_.add("/late.bin", again);
+  ASSERT_TRUE(q->retry_job(late.id).ok());
+  joiner.join();
+  EXPECT_TRUE(joined);
+  EXPECT_EQ(q->id_to_job(slow_job.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(q->id_to_job(late.id)->status, JobStatus::kCompleted);  // not running: join waited
+  EXPECT_EQ(sha256_file(dl() + "/late.bin"), sha256_hex_of(again.body));
 }
 
 TEST_F(QueueTest, BodiesWithoutContentLengthComplete) {
