@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "control/protocol.h"
+#include "queue/join_walk.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
 
@@ -343,9 +344,7 @@ class Server final : public ControlServer {
       if (!jp) {
         send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
       } else {
-        Waiter w{c, req->id, jp->ids, std::nullopt};
-        std::sort(w.ids.begin(), w.ids.end());
-        w.ids.erase(std::unique(w.ids.begin(), w.ids.end()), w.ids.end());
+        Waiter w{c, req->id, queue::sorted_unique(jp->ids), std::nullopt};
         if (jp->timeout_s) {
           w.deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(*jp->timeout_s * 1000));
         }
@@ -403,17 +402,11 @@ class Server final : public ControlServer {
   }
 
   // ---- waiter: answers join and feeds subscribers when the queue changes
-  // A join over many ids is asked again after every change of the queue. Asking about all of
-  // them each time cost more than the downloads of small files, so the waiter keeps its place:
-  // the ids are walked from the first one not yet seen ended, and the walk stops at the first
-  // job still waiting or running. Only once every id was seen ended does the queue's own join
-  // confirm it, since a job passed earlier may have been put back to waiting (retry, resume).
+  // The waiter keeps its place among the ids between changes (see queue/join_walk.h); once
+  // every id was seen ended, the queue's own join confirms it.
   bool join_done(Waiter& w) {
     if (w.ids.empty()) return q_->join(std::chrono::milliseconds(0), {});
-    for (; w.ended < w.ids.size(); ++w.ended) {
-      auto job = q_->id_to_job(w.ids[w.ended]);  // an id pruned meanwhile has ended
-      if (job && (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning)) return false;
-    }
+    if (!queue::walk_past_ended(w.ids, &w.ended, [&](int64_t id) { return q_->id_to_job(id); })) return false;
     if (q_->join(std::chrono::milliseconds(0), w.ids)) return true;
     w.ended = 0;
     return false;

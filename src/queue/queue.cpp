@@ -24,6 +24,7 @@
 
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
+#include "queue/join_walk.h"
 #include "queue/request_check.h"
 #include "queue/sync_pool.h"
 #include "store/store.h"
@@ -244,20 +245,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   bool join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& wanted) override {
     auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
-    std::vector<int64_t> ids = wanted;
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    // Asked again after every change: with thousands of ids, a query over all of them each time
-    // cost more than the downloads. The ids are walked from the first one not yet seen ended and
-    // the walk stops at a job still waiting or running; once all were seen ended, one query over
-    // them all confirms it, since a job passed earlier may have been retried meanwhile.
-    size_t ended = 0;
+    const std::vector<int64_t> ids = queue::sorted_unique(wanted);
+    size_t ended = 0;  // see queue/join_walk.h
     auto done_now = [&] {
       if (ids.empty()) return !store_->any_unfinished({});
-      for (; ended < ids.size(); ++ended) {
-        auto job = store_->get_job(ids[ended]);  // an id pruned meanwhile has ended
-        if (job && (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning)) return false;
-      }
+      if (!queue::walk_past_ended(ids, &ended, [&](int64_t id) { return store_->get_job(id); })) return false;
       if (!store_->any_unfinished(ids)) return true;
       ended = 0;
       return false;
