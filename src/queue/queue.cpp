@@ -762,7 +762,6 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       f.bytes = bytes;
       f.total_bytes = bytes;
       if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
-      store_->set_checkpoint(id, attempt, bytes, util::boot_id());
       append_event(id, "download_progress", {{"source", source}, {"download_path", path},
                                              {"current_bytes", bytes}, {"total_bytes", bytes}});
       append_event(id, "download_complete", {{"source", source}, {"download_path", path},
