@@ -575,6 +575,40 @@ Status migrate(SQLite::Database& db) {
   return Ok{};
 }
 
+// "file:" URI of a path, with the characters a URI gives a meaning to escaped.
+std::string file_uri(const std::string& path, const char* query) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (c == '?' || c == '#' || c == '%' || c < 0x20 || c >= 0x7f) {
+      static const char* hex = "0123456789ABCDEF";
+      uri += '%';
+      uri += hex[c >> 4];
+      uri += hex[c & 15];
+    } else {
+      uri += static_cast<char>(c);
+    }
+  }
+  return uri + "?" + query;
+}
+
+// A read-only open that never writes: mode=ro, and when even the -shm cannot be opened or
+// created (a folder or mount the reader may not write to), immutable=1, which reads the main
+// file alone. The user_version read is what first needs the -shm.
+std::unique_ptr<SQLite::Database> open_read_only(const std::string& path, int* version) {
+  const int flags = SQLite::OPEN_READONLY | SQLite::OPEN_URI;
+  try {
+    auto db = std::make_unique<SQLite::Database>(file_uri(path, "mode=ro"), flags, 5000);
+    *version = db->execAndGet("PRAGMA user_version").getInt();
+    return db;
+  } catch (const SQLite::Exception& e) {
+    int rc = e.getErrorCode() & 0xff;
+    if (rc != SQLITE_READONLY && rc != SQLITE_CANTOPEN) throw;
+  }
+  auto db = std::make_unique<SQLite::Database>(file_uri(path, "mode=ro&immutable=1"), flags, 5000);
+  *version = db->execAndGet("PRAGMA user_version").getInt();
+  return db;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options) {
@@ -585,13 +619,20 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
     lock.emplace(std::move(l.value()));
   }
   try {
-    int flags = options.read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE;
+    if (options.read_only) {
+      if (!util::exists(path)) return make_error(ErrorCode::kStorage, "no database at " + path);
+      int version = 0;
+      auto db = open_read_only(path, &version);
+      if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
+      return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::nullopt));
+    }
+    int flags = SQLite::OPEN_READWRITE;
     bool fresh = false;
-    if (!options.read_only && options.create && !util::exists(path)) {
+    if (options.create && !util::exists(path)) {
       flags |= SQLite::OPEN_CREATE;
       fresh = true;
     }
-    if (!util::exists(path) && (options.read_only || !options.create)) {
+    if (!util::exists(path) && !options.create) {
       return make_error(ErrorCode::kStorage, "no database at " + path);
     }
     mode_t old_mask = 0;
@@ -605,7 +646,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
     }
     if (fresh) ::umask(old_mask);
     db->exec("PRAGMA foreign_keys = ON");
-    if (!options.read_only) {
+    {
       // Cheap check that the file is an SQLite database at all before anything is written.
       std::string qc = db->execAndGet("PRAGMA quick_check").getString();
       if (qc != "ok") {
@@ -620,9 +661,6 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       db->exec("PRAGMA journal_size_limit = " + std::to_string(kJournalSizeLimit));
       auto st = migrate(*db);
       if (!st) return make_error(st.error().code, path + ": " + st.error().message);
-    } else {
-      int version = db->execAndGet("PRAGMA user_version").getInt();
-      if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
     }
     return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::move(lock)));
   } catch (const SQLite::Exception& e) {

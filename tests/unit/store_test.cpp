@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -381,6 +383,57 @@ TEST(StoreTest, TheWalIsCutBackAfterACheckpoint) {
   struct stat st {};
   ASSERT_EQ(::stat((dir / "q.db-wal").c_str(), &st), 0);
   EXPECT_LE(st.st_size, 16 << 20);
+}
+
+// Opens `path` read-only as user nobody in a forked child (tests run as root, who may write
+// anywhere); returns "" when it listed `want` jobs, else what went wrong.
+std::string list_as_nobody(const std::string& path, size_t want) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string msg;
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      msg = "cannot become nobody";
+    } else {
+      OpenOptions ro;
+      ro.read_only = true;
+      auto r = open_sqlite_store(path, ro);
+      if (!r.ok()) {
+        msg = r.error().message;
+      } else if (auto n = r.value()->list_jobs({}).size(); n != want) {
+        msg = "listed " + std::to_string(n) + " jobs";
+      }
+    }
+    (void)!::write(fds[1], msg.data(), msg.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return out;
+}
+
+// A reader who may read the file but not create the -shm beside it (a folder of another user,
+// a read-only mount): list --db and show --db must still work.
+TEST(StoreTest, AReaderWhoCannotWriteBesideTheDatabaseCanStillRead) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  TempDir dir;
+  { open_store(dir / "q.db")->insert_jobs({job("http://h/a"), job("http://h/b")}, "t"); }
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((dir / "q.db").c_str(), 0644), 0);
+  // Closed cleanly: no -wal and no -shm, and nobody may create them.
+  EXPECT_EQ(list_as_nobody(dir / "q.db", 2), "");
+  // With the writer still running: the -wal and -shm exist but are not the reader's to write.
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/c")}, "t");
+  EXPECT_EQ(list_as_nobody(dir / "q.db", 3), "");
 }
 
 }  // namespace
