@@ -460,6 +460,9 @@ class SqliteStore final : public Store {
       }
       db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
                 "('completed', 'cancelled', 'error'))");
+      // Nobody can ask about a pruned job again: its events would only fill the file.
+      db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+                "('completed', 'cancelled', 'error'))");
       db_->exec("DELETE FROM jobs WHERE status IN ('completed', 'cancelled', 'error')");
     });
     return out;
@@ -503,12 +506,39 @@ class SqliteStore final : public Store {
 
   int64_t last_event_seq() override {
     std::lock_guard lk(mu_);
-    SQLite::Statement q(*db_, "SELECT COALESCE(MAX(seq), 0) FROM events");
-    q.executeStep();
-    return q.getColumn(0).getInt64();
+    return last_seq_locked();
+  }
+
+  int64_t first_event_seq() override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt("SELECT MIN(seq) FROM events");
+    if (q->executeStep() && !q->getColumn(0).isNull()) return q->getColumn(0).getInt64();
+    return last_seq_locked() + 1;
+  }
+
+  int64_t trim_events(int64_t keep, int64_t batch) override {
+    std::lock_guard lk(mu_);
+    int64_t upto = last_seq_locked() - keep;  // events with seq <= upto go
+    if (keep <= 0 || upto <= 0) return 0;
+    Lent first = stmt("SELECT MIN(seq) FROM events");
+    if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
+    int64_t from = first->getColumn(0).getInt64();
+    if (from > upto) return 0;
+    // By seq, the primary key: a range of the table, however large the log.
+    Lent del = stmt("DELETE FROM events WHERE seq <= ?");
+    del->bind(1, static_cast<int64_t>(std::min(upto, from + batch - 1)));
+    return del->exec();
   }
 
  private:
+  // The seq AUTOINCREMENT gave last, which stays when the newest events are removed; the caller
+  // holds mu_.
+  int64_t last_seq_locked() {
+    Lent q = stmt("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)");
+    q->executeStep();
+    return q->getColumn(0).getInt64();
+  }
+
   // Cached prepared statement for a constant SQL text, reset again when the Lent goes; the
   // caller holds mu_ for as long as it keeps the Lent.
   Lent stmt(const std::string& sql) {

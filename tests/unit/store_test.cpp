@@ -436,5 +436,36 @@ TEST(StoreTest, AReaderWhoCannotWriteBesideTheDatabaseCanStillRead) {
   EXPECT_EQ(list_as_nobody(dir / "q.db", 3), "");
 }
 
+TEST(StoreTest, PruneRemovesTheEventsOfThePrunedJobsOnly) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  s->append_event(jobs[0].id, "job_added", "{}", "t");
+  s->append_event(jobs[1].id, "job_added", "{}", "t");
+  ASSERT_TRUE(s->change_status(jobs[0].id, {JobStatus::kWaiting}, JobStatus::kCancelled, "t"));
+  ASSERT_EQ(s->prune("t").size(), 1u);
+  auto ev = s->events_since(0, 10, std::nullopt);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].job_id, jobs[1].id);
+  EXPECT_EQ(s->first_event_seq(), ev[0].seq);
+}
+
+TEST(StoreTest, TrimEventsKeepsTheNewestInBatchesAndTheSequenceGoesOn) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  for (int i = 0; i < 100; ++i) s->append_event(1, "download_progress", "{}", "t");
+  EXPECT_EQ(s->trim_events(0, 1000), 0);  // 0 keeps all
+  EXPECT_EQ(s->trim_events(30, 50), 50);  // one batch at a time
+  EXPECT_EQ(s->trim_events(30, 50), 20);
+  EXPECT_EQ(s->trim_events(30, 50), 0);
+  EXPECT_EQ(s->first_event_seq(), 71);
+  EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 30u);
+  EXPECT_EQ(s->trim_events(1, 1000), 29);
+  EXPECT_EQ(s->last_event_seq(), 100);
+  EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 1u);
+  // Old events gone or not, the sequence goes on from the last seq ever given.
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 101);
+}
+
 }  // namespace
 }  // namespace fetchq::store
