@@ -47,12 +47,17 @@ class LogTest : public ::testing::Test {
     return run_capture(argv, dir_ / ("cli." + std::to_string(n) + ".out"),
                        dir_ / ("cli." + std::to_string(n) + ".err"), 30s);
   }
-  // Adds `n` URLs of the test server with `add -i`.
-  void add(const std::string& path, int n, const std::string& sub) {
+  // Serves `r` at PREFIX0.bin ... PREFIX<n-1>.bin: distinct names, so no two jobs compete for
+  // one file.
+  void serve(const std::string& prefix, int n, const Resource& r) {
+    for (int i = 0; i < n; ++i) server_.add(prefix + std::to_string(i) + ".bin", r);
+  }
+  // Adds PREFIX0.bin ... PREFIX<n-1>.bin into folder `sub` with `add -i`.
+  void add(const std::string& prefix, int n, const std::string& sub) {
     std::string list = dir_ / ("urls." + std::to_string(++runs_));
     {
       std::ofstream f(list);
-      for (int i = 0; i < n; ++i) f << server_.url(path) << "?n=" << i << "\n";
+      for (int i = 0; i < n; ++i) f << server_.url(prefix + std::to_string(i) + ".bin") << "\n";
     }
     auto r = cli({"add", "-i", list, "-d", dir_ / sub});
     ASSERT_EQ(r.rc, 0) << r.err;
@@ -72,7 +77,7 @@ class LogTest : public ::testing::Test {
 TEST_F(LogTest, TheWalIsCheckpointedWhileABusyDaemonRuns) {
   Resource small;
   small.body = make_body(20000, 51);
-  server_.add("/s.bin", small);
+  serve("/s", 300, small);
   Resource slow;
   slow.body = make_body(400000, 52);
   slow.rate_bytes_per_s = 200000;
@@ -81,7 +86,7 @@ TEST_F(LogTest, TheWalIsCheckpointedWhileABusyDaemonRuns) {
   auto end = std::chrono::steady_clock::now() + 6s;
   for (int round = 0; std::chrono::steady_clock::now() < end; ++round) {
     std::string sub = "r" + std::to_string(round);
-    add("/s.bin", 300, sub);
+    add("/s", 300, sub);
     int64_t paused = add_one("/slow.bin", sub + "p"), cancelled = add_one("/slow.bin", sub + "c");
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(cli({"pause", std::to_string(paused)}).rc, 0);
@@ -109,9 +114,9 @@ TEST_F(LogTest, TheWalIsCheckpointedWhileABusyDaemonRuns) {
 TEST_F(LogTest, PruneTakesTheEventsAlongAndRetentionTrimsTheRest) {
   Resource small;
   small.body = make_body(10000, 53);
-  server_.add("/e.bin", small);
+  serve("/e", 10, small);
   ASSERT_TRUE(start({"--event-retention", "5"}));
-  add("/e.bin", 10, "a");
+  add("/e", 10, "a");
   ASSERT_EQ(cli({"wait", "--timeout", "30"}).rc, 0);
   int64_t last = scalar("SELECT MAX(seq) FROM events");
   ASSERT_GT(last, 10);
@@ -131,14 +136,14 @@ TEST_F(LogTest, PruneTakesTheEventsAlongAndRetentionTrimsTheRest) {
   // Asking from within the log: nothing to tell.
   EXPECT_EQ(cli({"events", "--since", std::to_string(first)}).err, "");
 
-  add("/e.bin", 3, "b");
+  add("/e", 3, "b");
   ASSERT_EQ(cli({"wait", "--timeout", "30"}).rc, 0);
   ASSERT_EQ(cli({"prune"}).rc, 0);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM jobs"), 0);
   EXPECT_EQ(scalar("SELECT COUNT(*) FROM events WHERE job_id NOT IN (SELECT id FROM jobs)"), 0)
       << "events of pruned jobs were kept";
   // The sequence goes on after everything was removed.
-  add("/e.bin", 1, "c");
+  add("/e", 1, "c");
   ASSERT_EQ(cli({"wait", "--timeout", "30"}).rc, 0);
   EXPECT_GT(scalar("SELECT MIN(seq) FROM events"), last);
   stop();
