@@ -36,7 +36,8 @@ TEST_F(DurabilityTest, ACheckpointNeverPromisesBytesWhoseSyncFailed) {
   // Several checkpoint intervals (100 ms) with bytes arriving, every .part sync failing.
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 300000; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_EQ(checkpoint_bytes(job.id), 0) << "a checkpoint was committed though its fdatasync failed";
+  EXPECT_EQ(checkpoint_bytes(job.id), 0)
+      << "a checkpoint was committed though its fdatasync failed";
   // The pause path syncs and checkpoints too.
   ASSERT_TRUE(q->pause_job(job.id).ok());
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
@@ -45,7 +46,8 @@ TEST_F(DurabilityTest, ACheckpointNeverPromisesBytesWhoseSyncFailed) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   int calls_at_pause = SyncFaults::calls();
   EXPECT_GE(calls_at_pause, 3) << "checkpoints were taken without a sync of the .part";
-  EXPECT_EQ(checkpoint_bytes(job.id), 0) << "the pause committed a checkpoint though its fdatasync failed";
+  EXPECT_EQ(checkpoint_bytes(job.id), 0)
+      << "the pause committed a checkpoint though its fdatasync failed";
 
   // Once syncs work again, checkpoints follow: the test sees them when they happen.
   SyncFaults::set_failing(false);

@@ -26,10 +26,20 @@ class LogTest : public ::testing::Test {
   std::string sock() const { return dir_ / "fetchqd.sock"; }
 
   bool start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{bin_path("fetchqd"), "--db", db(), "--socket", sock(), "--download-root",
-                                  dir_.path(), "--max-parallel", "4", "--checkpoint-interval-ms", "100"};
+    std::vector<std::string> argv{bin_path("fetchqd"),
+                                  "--db",
+                                  db(),
+                                  "--socket",
+                                  sock(),
+                                  "--download-root",
+                                  dir_.path(),
+                                  "--max-parallel",
+                                  "4",
+                                  "--checkpoint-interval-ms",
+                                  "100"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    daemon_ = std::make_unique<Process>(argv, "", dir_ / ("fetchqd." + std::to_string(++runs_) + ".err"));
+    daemon_ =
+        std::make_unique<Process>(argv, "", dir_ / ("fetchqd." + std::to_string(++runs_) + ".err"));
     return wait_until([&] { return daemon_->running() && cli({"stats"}).rc == 0; }, 10s, 20ms);
   }
   void stop() {
@@ -127,9 +137,11 @@ TEST_F(LogTest, PruneTakesTheEventsAlongAndRetentionTrimsTheRest) {
   int64_t first = scalar("SELECT MIN(seq) FROM events");
   EXPECT_EQ(first, last - 5 + 1);
   for (bool direct : {false, true}) {
-    auto r = direct ? cli({"events", "--since", "1", "--db", db()}, false) : cli({"events", "--since", "1"});
+    auto r = direct ? cli({"events", "--since", "1", "--db", db()}, false)
+                    : cli({"events", "--since", "1"});
     EXPECT_EQ(r.rc, 0) << r.err;
-    EXPECT_NE(r.err.find("events before " + std::to_string(first) + " were removed"), std::string::npos)
+    EXPECT_NE(r.err.find("events before " + std::to_string(first) + " were removed"),
+              std::string::npos)
         << (direct ? "--db: " : "socket: ") << r.err;
     EXPECT_NE(r.out.find(std::to_string(first) + "  "), std::string::npos) << r.out;
   }

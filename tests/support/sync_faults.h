@@ -26,7 +26,9 @@ struct SyncFaults {
 
 // Clears the rule when the test ends, whatever it asserted.
 struct SyncFaultScope {
-  SyncFaultScope(SyncTarget target, const std::string& under, bool fail) { SyncFaults::watch(target, under, fail); }
+  SyncFaultScope(SyncTarget target, const std::string& under, bool fail) {
+    SyncFaults::watch(target, under, fail);
+  }
   ~SyncFaultScope() { SyncFaults::clear(); }
   SyncFaultScope(const SyncFaultScope&) = delete;
   SyncFaultScope& operator=(const SyncFaultScope&) = delete;
