@@ -60,6 +60,10 @@ struct QueueOptions {
   // that follows finds nothing left to write but still reports that file's own errors. Fewer
   // files get an fsync each. 0: always fsync each file.
   int syncfs_from = 2;
+  // Events kept in the log: those among the newest event_retention sequence numbers (older ones
+  // are removed now and then, in small batches). 0: keep every event. Pruning a job removes
+  // its events whatever this says.
+  int64_t event_retention = 1000000;
   Callbacks callbacks;
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.
@@ -104,6 +108,9 @@ class DownloadQueue {
   virtual std::vector<Event> events_since(int64_t since, int64_t limit,
                                           std::chrono::milliseconds wait) = 0;
   virtual int64_t last_event_seq() = 0;
+  // The oldest event seq still kept (last_event_seq() + 1 when none is): events before it were
+  // removed by prune or by event_retention.
+  virtual int64_t first_event_seq() = 0;
   // Stops every transfer, checkpoints it and leaves it waiting for the next start. Idempotent;
   // the destructor calls it.
   virtual void shutdown() = 0;

@@ -494,11 +494,21 @@ Event event_from_json(const json& j) {
   return e;
 }
 
+// Events before `first` are gone (pruned or past event-retention): a follower that asked for
+// some of them is told so once, on stderr, so it knows its record has a gap.
+void note_trimmed(int64_t since, int64_t first) {
+  if (since > 0 && since + 1 < first) {
+    std::cerr << "fetchq: events before " << first << " were removed (pruned or past event-retention); "
+              << "the log now starts at " << first << "\n";
+  }
+}
+
 int run_events(EventsArgs& a) {
   if (!a.c.db.empty()) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
     if (!st) return rc;
+    note_trimmed(a.since, st->first_event_seq());
     int64_t cursor = a.since;
     for (;;) {
       auto evs = st->events_since(cursor, 1000, a.job);
@@ -526,6 +536,7 @@ int run_events(EventsArgs& a) {
     }
     if (msg.contains("result")) {
       last_seq = msg["result"].value("last_seq", int64_t{0});
+      note_trimmed(a.since, msg["result"].value("first_seq", int64_t{0}));
       if (!a.follow && last_seq <= a.since) return kExitOk;
       continue;
     }

@@ -361,7 +361,7 @@ class Server final : public ControlServer {
       } else {
         int64_t head = q_->last_event_seq();
         int64_t from = *since < 0 ? head : *since;
-        send(c, rpc_result(req->id, json{{"since", from}, {"last_seq", head}}));
+        send(c, rpc_result(req->id, json{{"since", from}, {"last_seq", head}, {"first_seq", q_->first_event_seq()}}));
         {
           std::lock_guard lk(c->mu);
           c->subscribed = true;

@@ -97,6 +97,7 @@ int run(int argc, char** argv) {
   qo.max_attempts = s.max_attempts;
   qo.give_up_after = std::chrono::seconds(s.give_up_after_s);
   qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
+  qo.event_retention = s.event_retention;
   qo.block_private_addresses = s.block_private_addresses != 0;
   auto rules = load_token_rules(s.token_rules);
   if (!rules) {

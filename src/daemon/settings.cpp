@@ -24,6 +24,7 @@ const std::vector<SettingInfo>& setting_table() {
       {"max-attempts", "failures in a row without progress before a job ends in error", K::kInt, 1, 1000},
       {"give-up-after", "seconds of failing without progress before a job ends in error", K::kInt, 1, 30 * 86400},
       {"checkpoint-interval-ms", "how often running jobs are synced and recorded", K::kInt, 100, 600000},
+      {"event-retention", "events kept in the log (the newest N; a follower asking for older ones is told where the log starts); 0 keeps all", K::kInt, 0, 1000000000},
       {"block-private-addresses", "1: refuse loopback, private and link-local addresses", K::kInt, 0, 1},
       {"token-rule", "'HOST env:VAR' or 'HOST file:PATH': a Bearer token for jobs to HOST (*.suffix for subdomains)", K::kStringList},
   };
@@ -65,6 +66,7 @@ Status apply_setting(Settings& s, const std::string& name, const std::string& va
   else if (key == "max-attempts") s.max_attempts = static_cast<int>(n);
   else if (key == "give-up-after") s.give_up_after_s = static_cast<int>(n);
   else if (key == "checkpoint-interval-ms") s.checkpoint_interval_ms = static_cast<int>(n);
+  else if (key == "event-retention") s.event_retention = n;
   else if (key == "block-private-addresses") s.block_private_addresses = static_cast<int>(n);
   else if (key == "token-rule") s.token_rules.push_back(value);
   return Ok{};

@@ -22,6 +22,7 @@ struct Settings {
   int give_up_after_s = 3600;
   int checkpoint_interval_ms = 2000;
   int block_private_addresses = 0;
+  long event_retention = 1000000;
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
 };
 

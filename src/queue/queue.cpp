@@ -89,6 +89,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       : opts_(std::move(options)), store_(std::move(store)), rng_(std::random_device{}()) {
     if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
     last_seq_ = store_->last_event_seq();
+    while (trim_events() > 0) {  // a log left long by an older fetchq or a larger setting
+    }
     int64_t recovered = store_->recover_running();
     if (recovered > 0) spdlog::info("{} job(s) left running by the last stop will resume", recovered);
     transfer::EngineOptions eo;
@@ -299,6 +301,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     return last_seq_;
   }
 
+  int64_t first_event_seq() override { return store_->first_event_seq(); }
+
   void shutdown() override {
     {
       std::lock_guard lk(mu_);
@@ -458,6 +462,24 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     }
     for (auto& op : after_ops) op();
     notify_changed();
+    if (++batches_since_trim_ >= kTrimEveryBatches) {
+      batches_since_trim_ = 0;
+      trim_events();
+    }
+  }
+
+  // Keeps the event log to opts_.event_retention; one small batch a call, so a long backlog is
+  // worked off over many batches without holding the write lock for long.
+  static constexpr int kTrimEveryBatches = 32;
+  static constexpr int64_t kTrimBatch = 10000;
+  int64_t trim_events() {
+    if (opts_.event_retention <= 0) return 0;
+    try {
+      return store_->trim_events(opts_.event_retention, kTrimBatch);
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot trim the event log: {}", e.what());
+      return 0;
+    }
   }
 
   using Ops = std::vector<std::function<void()>>;
@@ -1018,6 +1040,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   std::condition_variable changed_cv_;
   int64_t change_count_ = 0;
   int64_t last_seq_ = 0;
+  int batches_since_trim_ = 0;  // queue thread only
   bool closed_ = false;
 
   Clock::time_point started_at_;

@@ -14,6 +14,8 @@
 namespace fetchq::store {
 namespace {
 
+constexpr int64_t kJournalSizeLimit = 16 << 20;
+
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
@@ -71,6 +73,22 @@ std::string id_list(const std::vector<int64_t>& ids) {
   return s;
 }
 
+// A cached statement lent to one caller and reset when the caller is done with it. A SELECT
+// stepped once and left unreset keeps its read transaction open: the WAL cannot be
+// checkpointed past it and grows without end while the process runs.
+class Lent {
+ public:
+  explicit Lent(SQLite::Statement& s) : s_(&s) {}
+  Lent(const Lent&) = delete;
+  Lent& operator=(const Lent&) = delete;
+  ~Lent() { s_->tryReset(); }
+  SQLite::Statement* operator->() const { return s_; }
+  SQLite::Statement& operator*() const { return *s_; }
+
+ private:
+  SQLite::Statement* s_;
+};
+
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::unique_ptr<SQLite::Database> db, std::optional<util::LockFile> lock)
@@ -98,23 +116,23 @@ class SqliteStore final : public Store {
     std::vector<Job> out;
     out.reserve(jobs.size());
     transaction([&] {
-      auto& ins = stmt(
+      Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
           "dest_is_dir, if_exists, sha256) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?)");
-      auto& tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
+      Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       for (const auto& nj : jobs) {
         const auto& r = nj.request;
-        ins.reset();
-        ins.clearBindings();
-        ins.bind(1, r.source);
-        ins.bind(2, r.dest);
-        ins.bind(3, r.options.priority);
-        bind_opt(ins, 4, nj.download_path);
-        ins.bind(5, now);
-        ins.bind(6, nj.dest_is_dir ? 1 : 0);
-        ins.bind(7, std::string(to_string(r.options.if_exists)));
-        bind_opt(ins, 8, r.options.sha256);
-        ins.exec();
+        ins->reset();
+        ins->clearBindings();
+        ins->bind(1, r.source);
+        ins->bind(2, r.dest);
+        ins->bind(3, r.options.priority);
+        bind_opt(*ins, 4, nj.download_path);
+        ins->bind(5, now);
+        ins->bind(6, nj.dest_is_dir ? 1 : 0);
+        ins->bind(7, std::string(to_string(r.options.if_exists)));
+        bind_opt(*ins, 8, r.options.sha256);
+        ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
         j.source = r.source;
@@ -124,10 +142,10 @@ class SqliteStore final : public Store {
         j.created_at = now;
         j.has_access_token = r.options.access_token.has_value();
         if (r.options.access_token) {
-          tok.reset();
-          tok.bind(1, static_cast<int64_t>(j.id));
-          tok.bind(2, *r.options.access_token);
-          tok.exec();
+          tok->reset();
+          tok->bind(1, static_cast<int64_t>(j.id));
+          tok->bind(2, *r.options.access_token);
+          tok->exec();
         }
         out.push_back(std::move(j));
       }
@@ -164,37 +182,37 @@ class SqliteStore final : public Store {
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
       // of ids, parsed again for every claim, cost more than the downloads of small files.
-      auto& q = stmt(only ? sql : sql + " LIMIT ?");
-      q.bind(1, static_cast<int64_t>(now_ms));
-      if (!only) q.bind(2, n);
-      while (static_cast<int>(out.size()) < n && q.executeStep()) {
-        if (only && !std::binary_search(only->begin(), only->end(), q.getColumn(0).getInt64())) continue;
+      Lent q = stmt(only ? sql : sql + " LIMIT ?");
+      q->bind(1, static_cast<int64_t>(now_ms));
+      if (!only) q->bind(2, n);
+      while (static_cast<int>(out.size()) < n && q->executeStep()) {
+        if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64())) continue;
         ClaimedJob c;
-        c.job = read_job(q);
-        c.dest_is_dir = q.getColumn(16).getInt() != 0;
-        c.if_exists = parse_if_exists(q.getColumn(17).getString()).value_or(IfExists::kError);
-        c.sha256 = opt_text(q.getColumn(18));
-        c.checkpoint_bytes = q.getColumn(19).getInt64();
-        c.checkpoint_boot_id = q.getColumn(20).isNull() ? "" : q.getColumn(20).getString();
-        c.etag = q.getColumn(21).isNull() ? "" : q.getColumn(21).getString();
-        c.last_modified = q.getColumn(22).isNull() ? "" : q.getColumn(22).getString();
-        c.failures = q.getColumn(23).getInt();
-        c.best_bytes = q.getColumn(24).getInt64();
-        if (!q.getColumn(25).isNull()) c.sealed_bytes = q.getColumn(25).getInt64();
-        if (!q.getColumn(26).isNull()) c.failing_since_ms = q.getColumn(26).getInt64();
-        c.access_token = opt_text(q.getColumn(27));
+        c.job = read_job(*q);
+        c.dest_is_dir = q->getColumn(16).getInt() != 0;
+        c.if_exists = parse_if_exists(q->getColumn(17).getString()).value_or(IfExists::kError);
+        c.sha256 = opt_text(q->getColumn(18));
+        c.checkpoint_bytes = q->getColumn(19).getInt64();
+        c.checkpoint_boot_id = q->getColumn(20).isNull() ? "" : q->getColumn(20).getString();
+        c.etag = q->getColumn(21).isNull() ? "" : q->getColumn(21).getString();
+        c.last_modified = q->getColumn(22).isNull() ? "" : q->getColumn(22).getString();
+        c.failures = q->getColumn(23).getInt();
+        c.best_bytes = q->getColumn(24).getInt64();
+        if (!q->getColumn(25).isNull()) c.sealed_bytes = q->getColumn(25).getInt64();
+        if (!q->getColumn(26).isNull()) c.failing_since_ms = q->getColumn(26).getInt64();
+        c.access_token = opt_text(q->getColumn(27));
         out.push_back(std::move(c));
       }
-      q.reset();  // close the read cursor before the rows are changed
-      auto& up = stmt(
+      q->reset();  // close the read cursor before the rows are changed
+      Lent up = stmt(
           "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
           "job_started = COALESCE(job_started, ?), error_type = NULL, error = NULL "
           "WHERE id = ? AND status = 'waiting'");
       for (auto& c : out) {
-        up.reset();
-        up.bind(1, now);
-        up.bind(2, static_cast<int64_t>(c.job.id));
-        up.exec();
+        up->reset();
+        up->bind(1, now);
+        up->bind(2, static_cast<int64_t>(c.job.id));
+        up->exec();
         c.job.status = JobStatus::kRunning;
         c.job.attempts += 1;
         c.attempt = c.job.attempts;
@@ -212,12 +230,12 @@ class SqliteStore final : public Store {
     // asked for: they start when a slot frees, and the slot's release wakes the loop anyway.
     // Not limited to a `fetchq get` run's own jobs: another job's retry time costs one needless
     // wake-up at most.
-    auto& q = stmt(
+    Lent q = stmt(
         "SELECT MIN(not_before_ms) FROM jobs INDEXED BY jobs_retry WHERE status = 'waiting' AND "
         "not_before_ms > 0 "
         "AND not_before_ms > ?");  // without INDEXED BY the planner prefers jobs_status
-    q.bind(1, static_cast<int64_t>(now_ms));
-    if (q.executeStep() && !q.getColumn(0).isNull()) return q.getColumn(0).getInt64();
+    q->bind(1, static_cast<int64_t>(now_ms));
+    if (q->executeStep() && !q->getColumn(0).isNull()) return q->getColumn(0).getInt64();
     return std::nullopt;
   }
 
@@ -228,116 +246,116 @@ class SqliteStore final : public Store {
 
   bool set_started(int64_t id, int attempt, const StartInfo& info) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET download_path = ?, total_bytes = ?, etag = ?, last_modified = ?, "
         "bytes = ?, checkpoint_boot_id = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q.bind(1, info.download_path);
-    q.bind(2, static_cast<int64_t>(info.total_bytes));
-    q.bind(3, info.etag);
-    q.bind(4, info.last_modified);
-    q.bind(5, static_cast<int64_t>(info.bytes));
-    q.bind(6, util::boot_id());  // the boot whose page cache holds what this attempt writes
-    q.bind(7, static_cast<int64_t>(id));
-    q.bind(8, attempt);
-    return q.exec() > 0;
+    q->bind(1, info.download_path);
+    q->bind(2, static_cast<int64_t>(info.total_bytes));
+    q->bind(3, info.etag);
+    q->bind(4, info.last_modified);
+    q->bind(5, static_cast<int64_t>(info.bytes));
+    q->bind(6, util::boot_id());  // the boot whose page cache holds what this attempt writes
+    q->bind(7, static_cast<int64_t>(id));
+    q->bind(8, attempt);
+    return q->exec() > 0;
   }
 
   bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET bytes = ?, total_bytes = ? WHERE id = ? AND attempts = ? AND "
         "status = 'running'");
-    q.bind(1, static_cast<int64_t>(bytes));
-    q.bind(2, static_cast<int64_t>(total_bytes));
-    q.bind(3, static_cast<int64_t>(id));
-    q.bind(4, attempt);
-    return q.exec() > 0;
+    q->bind(1, static_cast<int64_t>(bytes));
+    q->bind(2, static_cast<int64_t>(total_bytes));
+    q->bind(3, static_cast<int64_t>(id));
+    q->bind(4, attempt);
+    return q->exec() > 0;
   }
 
   bool finish(int64_t id, int attempt, const Finish& f, const std::string& now) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET status = ?, bytes = ?, total_bytes = CASE WHEN ? >= 0 THEN ? ELSE "
         "total_bytes END, error_type = ?, error = ?, job_ended = ?, failures = 0, failing_since_ms = NULL "
         "WHERE id = ? AND attempts = ? AND status = 'running'");
-    q.bind(1, std::string(to_string(f.status)));
-    q.bind(2, static_cast<int64_t>(f.bytes));
-    q.bind(3, static_cast<int64_t>(f.total_bytes));
-    q.bind(4, static_cast<int64_t>(f.total_bytes));
-    bind_opt(q, 5, f.error_type);
-    bind_opt(q, 6, f.error);
-    q.bind(7, now);
-    q.bind(8, static_cast<int64_t>(id));
-    q.bind(9, attempt);
-    return q.exec() > 0;
+    q->bind(1, std::string(to_string(f.status)));
+    q->bind(2, static_cast<int64_t>(f.bytes));
+    q->bind(3, static_cast<int64_t>(f.total_bytes));
+    q->bind(4, static_cast<int64_t>(f.total_bytes));
+    bind_opt(*q, 5, f.error_type);
+    bind_opt(*q, 6, f.error);
+    q->bind(7, now);
+    q->bind(8, static_cast<int64_t>(id));
+    q->bind(9, attempt);
+    return q->exec() > 0;
   }
 
   bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
                std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
                std::optional<std::string> error) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET status = 'waiting', not_before_ms = ?, failures = ?, error_type = ?, "
         "error = ?, failing_since_ms = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q.bind(1, static_cast<int64_t>(not_before_ms));
-    q.bind(2, failures);
-    bind_opt(q, 3, error_type);
-    bind_opt(q, 4, error);
+    q->bind(1, static_cast<int64_t>(not_before_ms));
+    q->bind(2, failures);
+    bind_opt(*q, 3, error_type);
+    bind_opt(*q, 4, error);
     if (failing_since_ms) {
-      q.bind(5, static_cast<int64_t>(*failing_since_ms));
+      q->bind(5, static_cast<int64_t>(*failing_since_ms));
     } else {
-      q.bind(5);
+      q->bind(5);
     }
-    q.bind(6, static_cast<int64_t>(id));
-    q.bind(7, attempt);
-    return q.exec() > 0;
+    q->bind(6, static_cast<int64_t>(id));
+    q->bind(7, attempt);
+    return q->exec() > 0;
   }
 
   void note_best_bytes(int64_t id, int64_t bytes) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt("UPDATE jobs SET best_bytes = MAX(best_bytes, ?) WHERE id = ?");
-    q.bind(1, static_cast<int64_t>(bytes));
-    q.bind(2, static_cast<int64_t>(id));
-    q.exec();
+    Lent q = stmt("UPDATE jobs SET best_bytes = MAX(best_bytes, ?) WHERE id = ?");
+    q->bind(1, static_cast<int64_t>(bytes));
+    q->bind(2, static_cast<int64_t>(id));
+    q->exec();
   }
 
   bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET checkpoint_bytes = ?, checkpoint_boot_id = ?, bytes = MAX(bytes, ?) "
         "WHERE id = ? AND attempts = ? AND status IN ('running', 'paused', 'waiting', 'error')");
-    q.bind(1, static_cast<int64_t>(bytes));
-    q.bind(2, boot);
-    q.bind(3, static_cast<int64_t>(bytes));
-    q.bind(4, static_cast<int64_t>(id));
-    q.bind(5, attempt);
-    return q.exec() > 0;
+    q->bind(1, static_cast<int64_t>(bytes));
+    q->bind(2, boot);
+    q->bind(3, static_cast<int64_t>(bytes));
+    q->bind(4, static_cast<int64_t>(id));
+    q->bind(5, attempt);
+    return q->exec() > 0;
   }
 
   bool seal(int64_t id, int attempt, const std::string& path, int64_t bytes,
             const std::string& boot) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET download_path = ?, total_bytes = ?, bytes = ?, checkpoint_bytes = ?, "
         "checkpoint_boot_id = ?, sealed_bytes = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q.bind(1, path);
-    q.bind(2, static_cast<int64_t>(bytes));
-    q.bind(3, static_cast<int64_t>(bytes));
-    q.bind(4, static_cast<int64_t>(bytes));
-    q.bind(5, boot);
-    q.bind(6, static_cast<int64_t>(bytes));
-    q.bind(7, static_cast<int64_t>(id));
-    q.bind(8, attempt);
-    return q.exec() > 0;
+    q->bind(1, path);
+    q->bind(2, static_cast<int64_t>(bytes));
+    q->bind(3, static_cast<int64_t>(bytes));
+    q->bind(4, static_cast<int64_t>(bytes));
+    q->bind(5, boot);
+    q->bind(6, static_cast<int64_t>(bytes));
+    q->bind(7, static_cast<int64_t>(id));
+    q->bind(8, attempt);
+    return q->exec() > 0;
   }
 
   void reset_resume_state(int64_t id) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(
+    Lent q = stmt(
         "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
         "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
-    q.bind(1, static_cast<int64_t>(id));
-    q.exec();
+    q->bind(1, static_cast<int64_t>(id));
+    q->exec();
   }
 
   bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
@@ -362,10 +380,10 @@ class SqliteStore final : public Store {
 
   std::optional<Job> get_job(int64_t id) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
-    q.bind(1, static_cast<int64_t>(id));
-    if (!q.executeStep()) return std::nullopt;
-    return read_job(q);
+    Lent q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
+    q->bind(1, static_cast<int64_t>(id));
+    if (!q->executeStep()) return std::nullopt;
+    return read_job(*q);
   }
 
   std::vector<Job> list_jobs(const ListFilter& f) override {
@@ -373,23 +391,23 @@ class SqliteStore final : public Store {
     std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id > ?";
     if (f.status) sql += " AND status = ?";
     sql += " ORDER BY id LIMIT ?";
-    auto& q = stmt(sql);
+    Lent q = stmt(sql);
     int i = 1;
-    q.bind(i++, static_cast<int64_t>(f.after_id));
-    if (f.status) q.bind(i++, std::string(to_string(*f.status)));
-    q.bind(i++, static_cast<int64_t>(f.limit));
+    q->bind(i++, static_cast<int64_t>(f.after_id));
+    if (f.status) q->bind(i++, std::string(to_string(*f.status)));
+    q->bind(i++, static_cast<int64_t>(f.limit));
     std::vector<Job> out;
-    while (q.executeStep()) out.push_back(read_job(q));
+    while (q->executeStep()) out.push_back(read_job(*q));
     return out;
   }
 
   StatusCounts counts() override {
     std::lock_guard lk(mu_);
     StatusCounts c;
-    auto& q = stmt("SELECT status, COUNT(*) FROM jobs GROUP BY status");
-    while (q.executeStep()) {
-      auto st = parse_job_status(q.getColumn(0).getString());
-      int64_t n = q.getColumn(1).getInt64();
+    Lent q = stmt("SELECT status, COUNT(*) FROM jobs GROUP BY status");
+    while (q->executeStep()) {
+      auto st = parse_job_status(q->getColumn(0).getString());
+      int64_t n = q->getColumn(1).getInt64();
       if (!st) continue;
       switch (*st) {
         case JobStatus::kWaiting: c.waiting = n; break;
@@ -408,9 +426,9 @@ class SqliteStore final : public Store {
     // EXISTS stops at the first row of jobs_status; a COUNT walked every unfinished job, and
     // join asks again after every change.
     if (ids.empty()) {
-      auto& q = stmt("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', 'running'))");
-      q.executeStep();
-      return q.getColumn(0).getInt() != 0;
+      Lent q = stmt("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', 'running'))");
+      q->executeStep();
+      return q->getColumn(0).getInt() != 0;
     }
     SQLite::Statement q(*db_, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', "
                               "'running') AND id IN (" + id_list(ids) + "))");
@@ -442,6 +460,9 @@ class SqliteStore final : public Store {
       }
       db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
                 "('completed', 'cancelled', 'error'))");
+      // Nobody can ask about a pruned job again: its events would only fill the file.
+      db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+                "('completed', 'cancelled', 'error'))");
       db_->exec("DELETE FROM jobs WHERE status IN ('completed', 'cancelled', 'error')");
     });
     return out;
@@ -450,12 +471,12 @@ class SqliteStore final : public Store {
   int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                        const std::string& ts) override {
     std::lock_guard lk(mu_);
-    auto& q = stmt("INSERT INTO events (ts, job_id, type, payload) VALUES (?, ?, ?, ?)");
-    q.bind(1, ts);
-    q.bind(2, static_cast<int64_t>(job_id));
-    q.bind(3, type);
-    q.bind(4, payload);
-    q.exec();
+    Lent q = stmt("INSERT INTO events (ts, job_id, type, payload) VALUES (?, ?, ?, ?)");
+    q->bind(1, ts);
+    q->bind(2, static_cast<int64_t>(job_id));
+    q->bind(3, type);
+    q->bind(4, payload);
+    q->exec();
     return db_->getLastInsertRowid();
   }
 
@@ -465,19 +486,19 @@ class SqliteStore final : public Store {
     std::string sql = "SELECT seq, ts, job_id, type, payload FROM events WHERE seq > ?";
     if (job_id) sql += " AND job_id = ?";
     sql += " ORDER BY seq LIMIT ?";
-    auto& q = stmt(sql);
+    Lent q = stmt(sql);
     int i = 1;
-    q.bind(i++, static_cast<int64_t>(since));
-    if (job_id) q.bind(i++, static_cast<int64_t>(*job_id));
-    q.bind(i++, static_cast<int64_t>(limit));
+    q->bind(i++, static_cast<int64_t>(since));
+    if (job_id) q->bind(i++, static_cast<int64_t>(*job_id));
+    q->bind(i++, static_cast<int64_t>(limit));
     std::vector<Event> out;
-    while (q.executeStep()) {
+    while (q->executeStep()) {
       Event e;
-      e.seq = q.getColumn(0).getInt64();
-      e.ts = q.getColumn(1).getString();
-      e.job_id = q.getColumn(2).isNull() ? 0 : q.getColumn(2).getInt64();
-      e.type = q.getColumn(3).getString();
-      e.payload = q.getColumn(4).getString();
+      e.seq = q->getColumn(0).getInt64();
+      e.ts = q->getColumn(1).getString();
+      e.job_id = q->getColumn(2).isNull() ? 0 : q->getColumn(2).getInt64();
+      e.type = q->getColumn(3).getString();
+      e.payload = q->getColumn(4).getString();
       out.push_back(std::move(e));
     }
     return out;
@@ -485,21 +506,49 @@ class SqliteStore final : public Store {
 
   int64_t last_event_seq() override {
     std::lock_guard lk(mu_);
-    SQLite::Statement q(*db_, "SELECT COALESCE(MAX(seq), 0) FROM events");
-    q.executeStep();
-    return q.getColumn(0).getInt64();
+    return last_seq_locked();
+  }
+
+  int64_t first_event_seq() override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt("SELECT MIN(seq) FROM events");
+    if (q->executeStep() && !q->getColumn(0).isNull()) return q->getColumn(0).getInt64();
+    return last_seq_locked() + 1;
+  }
+
+  int64_t trim_events(int64_t keep, int64_t batch) override {
+    std::lock_guard lk(mu_);
+    int64_t upto = last_seq_locked() - keep;  // events with seq <= upto go
+    if (keep <= 0 || upto <= 0) return 0;
+    Lent first = stmt("SELECT MIN(seq) FROM events");
+    if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
+    int64_t from = first->getColumn(0).getInt64();
+    if (from > upto) return 0;
+    // By seq, the primary key: a range of the table, however large the log.
+    Lent del = stmt("DELETE FROM events WHERE seq <= ?");
+    del->bind(1, static_cast<int64_t>(std::min(upto, from + batch - 1)));
+    return del->exec();
   }
 
  private:
-  // Cached prepared statement for a constant SQL text; the caller holds mu_.
-  SQLite::Statement& stmt(const std::string& sql) {
+  // The seq AUTOINCREMENT gave last, which stays when the newest events are removed; the caller
+  // holds mu_.
+  int64_t last_seq_locked() {
+    Lent q = stmt("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)");
+    q->executeStep();
+    return q->getColumn(0).getInt64();
+  }
+
+  // Cached prepared statement for a constant SQL text, reset again when the Lent goes; the
+  // caller holds mu_ for as long as it keeps the Lent.
+  Lent stmt(const std::string& sql) {
     auto it = cache_.find(sql);
     if (it == cache_.end()) {
       it = cache_.emplace(sql, std::make_unique<SQLite::Statement>(*db_, sql)).first;
     }
     it->second->reset();
     it->second->clearBindings();
-    return *it->second;
+    return Lent(*it->second);
   }
 
   std::recursive_mutex mu_;
@@ -556,6 +605,40 @@ Status migrate(SQLite::Database& db) {
   return Ok{};
 }
 
+// "file:" URI of a path, with the characters a URI gives a meaning to escaped.
+std::string file_uri(const std::string& path, const char* query) {
+  std::string uri = "file:";
+  for (unsigned char c : path) {
+    if (c == '?' || c == '#' || c == '%' || c < 0x20 || c >= 0x7f) {
+      static const char* hex = "0123456789ABCDEF";
+      uri += '%';
+      uri += hex[c >> 4];
+      uri += hex[c & 15];
+    } else {
+      uri += static_cast<char>(c);
+    }
+  }
+  return uri + "?" + query;
+}
+
+// A read-only open that never writes: mode=ro, and when even the -shm cannot be opened or
+// created (a folder or mount the reader may not write to), immutable=1, which reads the main
+// file alone. The user_version read is what first needs the -shm.
+std::unique_ptr<SQLite::Database> open_read_only(const std::string& path, int* version) {
+  const int flags = SQLite::OPEN_READONLY | SQLite::OPEN_URI;
+  try {
+    auto db = std::make_unique<SQLite::Database>(file_uri(path, "mode=ro"), flags, 5000);
+    *version = db->execAndGet("PRAGMA user_version").getInt();
+    return db;
+  } catch (const SQLite::Exception& e) {
+    int rc = e.getErrorCode() & 0xff;
+    if (rc != SQLITE_READONLY && rc != SQLITE_CANTOPEN) throw;
+  }
+  auto db = std::make_unique<SQLite::Database>(file_uri(path, "mode=ro&immutable=1"), flags, 5000);
+  *version = db->execAndGet("PRAGMA user_version").getInt();
+  return db;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options) {
@@ -566,13 +649,20 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
     lock.emplace(std::move(l.value()));
   }
   try {
-    int flags = options.read_only ? SQLite::OPEN_READONLY : SQLite::OPEN_READWRITE;
+    if (options.read_only) {
+      if (!util::exists(path)) return make_error(ErrorCode::kStorage, "no database at " + path);
+      int version = 0;
+      auto db = open_read_only(path, &version);
+      if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
+      return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::nullopt));
+    }
+    int flags = SQLite::OPEN_READWRITE;
     bool fresh = false;
-    if (!options.read_only && options.create && !util::exists(path)) {
+    if (options.create && !util::exists(path)) {
       flags |= SQLite::OPEN_CREATE;
       fresh = true;
     }
-    if (!util::exists(path) && (options.read_only || !options.create)) {
+    if (!util::exists(path) && !options.create) {
       return make_error(ErrorCode::kStorage, "no database at " + path);
     }
     mode_t old_mask = 0;
@@ -586,7 +676,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
     }
     if (fresh) ::umask(old_mask);
     db->exec("PRAGMA foreign_keys = ON");
-    if (!options.read_only) {
+    {
       // Cheap check that the file is an SQLite database at all before anything is written.
       std::string qc = db->execAndGet("PRAGMA quick_check").getString();
       if (qc != "ok") {
@@ -596,11 +686,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       // the number of WAL syncs small.
       db->exec("PRAGMA journal_mode = WAL");
       db->exec("PRAGMA synchronous = FULL");
+      // After a checkpoint that reached the end of the WAL, the file is cut back to this size,
+      // so one burst of writes does not leave a large WAL on disk for good.
+      db->exec("PRAGMA journal_size_limit = " + std::to_string(kJournalSizeLimit));
       auto st = migrate(*db);
       if (!st) return make_error(st.error().code, path + ": " + st.error().message);
-    } else {
-      int version = db->execAndGet("PRAGMA user_version").getInt();
-      if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
     }
     return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::move(lock)));
   } catch (const SQLite::Exception& e) {

@@ -119,13 +119,22 @@ class Store {
   // Whether any job among ids (all when empty) is waiting or running.
   virtual bool any_unfinished(const std::vector<int64_t>& ids) = 0;
   virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
+  // Removes the jobs that ended, with their tokens and their events.
   virtual std::vector<PrunedJob> prune(const std::string& now) = 0;
 
   virtual int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                                const std::string& ts) = 0;
   virtual std::vector<Event> events_since(int64_t since, int64_t limit,
                                           std::optional<int64_t> job_id) = 0;
+  // The seq of the newest event ever written (0 when none), even if it was removed since.
   virtual int64_t last_event_seq() = 0;
+  // The oldest seq still kept; last_event_seq() + 1 when the log is empty. Events before it
+  // were removed by prune or trim_events.
+  virtual int64_t first_event_seq() = 0;
+  // Removes the oldest events so that none older than the newest `keep` sequence numbers stay,
+  // at most `batch` rows at a time (so one call never holds the write lock for long). Returns
+  // how many were removed.
+  virtual int64_t trim_events(int64_t keep, int64_t batch) = 0;
 };
 
 struct OpenOptions {

@@ -2,8 +2,13 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
+
+#include <array>
+#include <functional>
 
 #include "store/schema_files.h"
 #include "store/store.h"
@@ -320,6 +325,146 @@ TEST(StoreTest, EventSequenceOnlyGrows) {
   auto ev = s->events_since(a, 10, std::nullopt);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].type, "download_progress");
+}
+
+// (busy, frames in the WAL, frames checkpointed) of a passive checkpoint from a second connection.
+std::array<int, 3> passive_checkpoint(const std::string& path) {
+  SQLite::Database db(path, SQLite::OPEN_READWRITE);
+  SQLite::Statement q(db, "PRAGMA wal_checkpoint(PASSIVE)");
+  EXPECT_TRUE(q.executeStep());
+  return {q.getColumn(0).getInt(), q.getColumn(1).getInt(), q.getColumn(2).getInt()};
+}
+
+// Every reading call must leave no read transaction open behind it: one stepped once and never
+// reset pins the WAL, which then grows for as long as the process runs.
+TEST(StoreTest, NoReadLeavesTheWalPinned) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  auto c = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 1u);
+  ASSERT_TRUE(s->requeue(c[0].job.id, c[0].attempt, 1000000, 1, 0, std::nullopt, std::nullopt));
+  s->append_event(jobs[0].id, "download_started", "{}", "t");
+  std::vector<std::pair<std::string, std::function<void()>>> reads = {
+      {"next_retry_ms", [&] { EXPECT_EQ(s->next_retry_ms(10), 1000000); }},
+      {"get_job", [&] { EXPECT_TRUE(s->get_job(jobs[1].id).has_value()); }},
+      {"any_unfinished", [&] { EXPECT_TRUE(s->any_unfinished({})); }},
+      {"any_unfinished(ids)", [&] { EXPECT_TRUE(s->any_unfinished({jobs[0].id})); }},
+      {"counts", [&] { EXPECT_EQ(s->counts().waiting, 2); }},
+      {"list_jobs", [&] { EXPECT_EQ(s->list_jobs({std::nullopt, 0, 1}).size(), 1u); }},
+      {"events_since", [&] { EXPECT_EQ(s->events_since(0, 1, std::nullopt).size(), 1u); }},
+      {"last_event_seq", [&] { EXPECT_GT(s->last_event_seq(), 0); }},
+      {"claim", [&] { EXPECT_TRUE(s->claim(1, 10, std::vector<int64_t>{jobs[0].id}, "t").empty()); }},
+  };
+  for (auto& [name, read] : reads) {
+    read();
+    // Writes after the read, then a checkpoint from elsewhere: it must get through all of them.
+    for (int i = 0; i < 20; ++i) s->note_best_bytes(jobs[1].id, i);
+    auto [busy, log, done] = passive_checkpoint(dir / "q.db");
+    EXPECT_EQ(busy, 0) << name;
+    EXPECT_GT(log, 0) << name;
+    EXPECT_EQ(done, log) << "after " << name << " a read transaction kept " << log - done
+                         << " WAL frames from the checkpoint";
+  }
+}
+
+TEST(StoreTest, TheWalIsCutBackAfterACheckpoint) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  // About 30 MB in one commit: the WAL grows past the limit.
+  std::string big(300 * 1024, 'x');
+  s->transaction([&] {
+    for (int i = 0; i < 100; ++i) s->append_event(1, "download_progress", big, "t");
+  });
+  auto [busy, log, done] = passive_checkpoint(dir / "q.db");
+  EXPECT_EQ(busy, 0);
+  EXPECT_EQ(done, log);
+  s->append_event(1, "download_progress", "{}", "t");  // the next write starts the WAL again
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "q.db-wal").c_str(), &st), 0);
+  EXPECT_LE(st.st_size, 16 << 20);
+}
+
+// Opens `path` read-only as user nobody in a forked child (tests run as root, who may write
+// anywhere); returns "" when it listed `want` jobs, else what went wrong.
+std::string list_as_nobody(const std::string& path, size_t want) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string msg;
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      msg = "cannot become nobody";
+    } else {
+      OpenOptions ro;
+      ro.read_only = true;
+      auto r = open_sqlite_store(path, ro);
+      if (!r.ok()) {
+        msg = r.error().message;
+      } else if (auto n = r.value()->list_jobs({}).size(); n != want) {
+        msg = "listed " + std::to_string(n) + " jobs";
+      }
+    }
+    (void)!::write(fds[1], msg.data(), msg.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return out;
+}
+
+// A reader who may read the file but not create the -shm beside it (a folder of another user,
+// a read-only mount): list --db and show --db must still work.
+TEST(StoreTest, AReaderWhoCannotWriteBesideTheDatabaseCanStillRead) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  TempDir dir;
+  { open_store(dir / "q.db")->insert_jobs({job("http://h/a"), job("http://h/b")}, "t"); }
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((dir / "q.db").c_str(), 0644), 0);
+  // Closed cleanly: no -wal and no -shm, and nobody may create them.
+  EXPECT_EQ(list_as_nobody(dir / "q.db", 2), "");
+  // With the writer still running: the -wal and -shm exist but are not the reader's to write.
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/c")}, "t");
+  EXPECT_EQ(list_as_nobody(dir / "q.db", 3), "");
+}
+
+TEST(StoreTest, PruneRemovesTheEventsOfThePrunedJobsOnly) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  s->append_event(jobs[0].id, "job_added", "{}", "t");
+  s->append_event(jobs[1].id, "job_added", "{}", "t");
+  ASSERT_TRUE(s->change_status(jobs[0].id, {JobStatus::kWaiting}, JobStatus::kCancelled, "t"));
+  ASSERT_EQ(s->prune("t").size(), 1u);
+  auto ev = s->events_since(0, 10, std::nullopt);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].job_id, jobs[1].id);
+  EXPECT_EQ(s->first_event_seq(), ev[0].seq);
+}
+
+TEST(StoreTest, TrimEventsKeepsTheNewestInBatchesAndTheSequenceGoesOn) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  for (int i = 0; i < 100; ++i) s->append_event(1, "download_progress", "{}", "t");
+  EXPECT_EQ(s->trim_events(0, 1000), 0);  // 0 keeps all
+  EXPECT_EQ(s->trim_events(30, 50), 50);  // one batch at a time
+  EXPECT_EQ(s->trim_events(30, 50), 20);
+  EXPECT_EQ(s->trim_events(30, 50), 0);
+  EXPECT_EQ(s->first_event_seq(), 71);
+  EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 30u);
+  EXPECT_EQ(s->trim_events(1, 1000), 29);
+  EXPECT_EQ(s->last_event_seq(), 100);
+  EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 1u);
+  // Old events gone or not, the sequence goes on from the last seq ever given.
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 101);
 }
 
 }  // namespace
