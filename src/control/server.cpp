@@ -517,7 +517,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(ServerOptions o, Do
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (auto st = util::make_parent_dirs(path); !st) return st.error();
-  if (util::exists(path)) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // Only a socket left by a daemon that is gone may be replaced: never a file (a database
+    // given as --socket by mistake) or anything else found at that path.
+    if (!S_ISSOCK(st.st_mode)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "socket path " + path + " exists and is not a socket; not removing it");
+    }
     int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(probe);
