@@ -283,7 +283,11 @@ int run_list(ListArgs& a) {
     if (!st) return rc;
     ListFilter f;
     f.status = status;
-    if (int rc2 = reading_db(a.c.db, [&] { jobs = st->list_jobs(f); return kExitOk; }); rc2 != kExitOk) return rc2;
+    int read_rc = reading_db(a.c.db, [&] {
+      jobs = st->list_jobs(f);
+      return kExitOk;
+    });
+    if (read_rc != kExitOk) return read_rc;
   } else {
     auto client = connect(a.c);
     if (!client) return kExitNoDaemon;
@@ -310,7 +314,11 @@ int run_show(ShowArgs& a) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
     if (!st) return rc;
-    if (int rc2 = reading_db(a.c.db, [&] { job = st->get_job(a.id); return kExitOk; }); rc2 != kExitOk) return rc2;
+    int read_rc = reading_db(a.c.db, [&] {
+      job = st->get_job(a.id);
+      return kExitOk;
+    });
+    if (read_rc != kExitOk) return read_rc;
     if (!job) {
       print_error("no job with id " + std::to_string(a.id));
       return kExitFailure;
@@ -400,7 +408,9 @@ int run_wait(WaitArgs& a) {
   std::vector<int64_t> ids = a.ids;
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  auto waited_for = [&](int64_t id) { return every_job || std::binary_search(ids.begin(), ids.end(), id); };
+  auto waited_for = [&](int64_t id) {
+    return every_job || std::binary_search(ids.begin(), ids.end(), id);
+  };
   json join_params = json::object();
   if (!every_job) join_params["ids"] = ids;
   sigset_t sigs;
@@ -630,7 +640,8 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<EventsArgs>();
     auto* cmd = app.add_subcommand("events", "Print events; --follow tails new ones");
     cmd->add_flag("-f,--follow", a->follow, "keep printing new events");
-    cmd->add_option("--since", a->since, "only events after this seq")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--since", a->since, "only events after this seq")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--job", a->job, "only events of this job");
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_events(*a); }; });

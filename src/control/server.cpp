@@ -17,8 +17,8 @@
 #include <cstring>
 #include <deque>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "control/protocol.h"
@@ -204,7 +204,8 @@ class Server final : public ControlServer {
   }
 
   // Whether the I/O thread takes more requests from `c` now: not while many wait for their
-  // turn, nor while its answers wait and all output together is over the budget. Caller holds c->mu.
+  // turn, nor while its answers wait and all output together is over the budget. Caller holds
+  // c->mu.
   bool readable(const Conn& c) const {
     return c.lines.size() < kMaxPendingLines && (c.out.empty() || !over_budget());
   }
@@ -414,8 +415,11 @@ class Server final : public ControlServer {
       }
     }
     if (line.empty()) {
-      if (list_page(c)) post(c);  // more pages: after the others' turns
-      else resume(c);
+      if (list_page(c)) {
+        post(c);  // more pages: after the others' turns
+      } else {
+        resume(c);
+      }
       return;
     }
     json err;
@@ -702,7 +706,7 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(ServerOptions o, Do
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (auto st = util::make_parent_dirs(path); !st) return st.error();
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     // Only a socket left by a daemon that is gone may be replaced: never a file (a database
     // given as --socket by mistake) or anything else found at that path.

@@ -1,8 +1,8 @@
 // fetchqd: the queue as a long-lived service behind a Unix control socket.
 #include <signal.h>
 #include <sys/stat.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -25,15 +25,25 @@ namespace {
 // written to its stream and keeps as the entry's priority (journalctl -p).
 class JournalPriority final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     const char* p = "<6>";
     switch (msg.level) {
-      case spdlog::level::critical: p = "<2>"; break;
-      case spdlog::level::err: p = "<3>"; break;
-      case spdlog::level::warn: p = "<4>"; break;
+      case spdlog::level::critical:
+        p = "<2>";
+        break;
+      case spdlog::level::err:
+        p = "<3>";
+        break;
+      case spdlog::level::warn:
+        p = "<4>";
+        break;
       case spdlog::level::debug:
-      case spdlog::level::trace: p = "<7>"; break;
-      default: break;
+      case spdlog::level::trace:
+        p = "<7>";
+        break;
+      default:
+        break;
     }
     dest.append(p, p + 3);
   }

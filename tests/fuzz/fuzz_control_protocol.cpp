@@ -54,7 +54,8 @@ void check_params(const json& params) {
     for (const char* k : {"after_id", "limit"}) {
       // A number past INT64_MAX would have wrapped to a negative one.
       const json& v = params.is_object() && params.contains(k) ? params[k] : json();
-      check(!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t{INT64_MAX}, "list_jobs refuses numbers past int64");
+      check(!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t{INT64_MAX},
+            "list_jobs refuses numbers past int64");
     }
   } else {
     check(!error.empty(), "parse_list_jobs failed without a message");

@@ -30,7 +30,8 @@ namespace fs = std::filesystem;
 // One fetchqd on `db` in a TempDir, and the fetchq command pointed at it.
 class Fetchqd {
  public:
-  explicit Fetchqd(const TempDir& dir, std::vector<std::string> env = {}) : dir_(dir), env_(std::move(env)) {}
+  explicit Fetchqd(const TempDir& dir, std::vector<std::string> env = {})
+      : dir_(dir), env_(std::move(env)) {}
 
   std::string socket() const { return dir_ / "fetchqd.sock"; }
   std::string db() const { return dir_ / "fetchq.db"; }
@@ -39,9 +40,10 @@ class Fetchqd {
   Process& process() { return *proc_; }
 
   bool start() {
-    proc_ = std::make_unique<Process>(std::vector<std::string>{bin_path("fetchqd"), "--db", db(), "--socket",
-                                                               socket(), "--download-root", dir_.path()},
-                                      "", err_path(), env_);
+    proc_ = std::make_unique<Process>(
+        std::vector<std::string>{bin_path("fetchqd"), "--db", db(), "--socket", socket(),
+                                 "--download-root", dir_.path()},
+        "", err_path(), env_);
     return wait_until([&] { return proc_->running() && cli({"stats"}, 2s).rc == 0; }, 10s, 20ms);
   }
 
@@ -92,14 +94,16 @@ bool send_all(int fd, const std::string& data) {
   return true;
 }
 
-// Reads lines until `count` were read, the peer closed, or the deadline passed; `each` sees each line.
+// Reads lines until `count` were read, the peer closed, or the deadline passed; `each` sees each
+// line.
 size_t read_lines(int fd, size_t count, std::chrono::steady_clock::time_point deadline,
                   const std::function<void(const std::string&)>& each) {
   std::string buf;
   size_t got = 0;
   char chunk[1 << 16];
   while (got < count) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{fd, POLLIN, 0};
     int pr = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -146,7 +150,9 @@ int64_t vm_rss_kib(pid_t pid) {
   return -1;
 }
 
-size_t count_lines(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
+size_t count_lines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // ---- the tests
 
@@ -161,7 +167,8 @@ TEST(ControlSocket, FollowersStartedTogetherEachGetTheWholeHistory) {
     ASSERT_TRUE(s);
     s->transaction([&] {
       for (int i = 0; i < kEvents; ++i) {
-        s->append_event(1, "download_cancelled", R"({"source":"http://127.0.0.1:1/x"})", "2026-01-01T00:00:00Z");
+        s->append_event(1, "download_cancelled", R"({"source":"http://127.0.0.1:1/x"})",
+                        "2026-01-01T00:00:00Z");
       }
     });
   }
@@ -169,21 +176,25 @@ TEST(ControlSocket, FollowersStartedTogetherEachGetTheWholeHistory) {
   constexpr int kFollowers = 4;
   std::vector<std::unique_ptr<Process>> followers;
   for (int i = 0; i < kFollowers; ++i) {
-    followers.push_back(std::make_unique<Process>(
-        std::vector<std::string>{bin_path("fetchq"), "events", "--follow", "--json", "--socket", d.socket()},
-        dir / ("follow." + std::to_string(i) + ".out"), dir / ("follow." + std::to_string(i) + ".err")));
+    followers.push_back(
+        std::make_unique<Process>(std::vector<std::string>{bin_path("fetchq"), "events", "--follow",
+                                                           "--json", "--socket", d.socket()},
+                                  dir / ("follow." + std::to_string(i) + ".out"),
+                                  dir / ("follow." + std::to_string(i) + ".err")));
   }
   auto all_complete = [&] {
     for (int i = 0; i < kFollowers; ++i) {
-      if (count_lines(read_file(dir / ("follow." + std::to_string(i) + ".out"))) < size_t{kEvents}) return false;
+      if (count_lines(read_file(dir / ("follow." + std::to_string(i) + ".out"))) < size_t{kEvents})
+        return false;
     }
     return true;
   };
   EXPECT_TRUE(wait_until(all_complete, 30s, 100ms));
   for (int i = 0; i < kFollowers; ++i) {
     std::string out = read_file(dir / ("follow." + std::to_string(i) + ".out"));
-    ASSERT_EQ(count_lines(out), size_t{kEvents}) << "follower " << i << " stderr: "
-                                                 << read_file(dir / ("follow." + std::to_string(i) + ".err"));
+    ASSERT_EQ(count_lines(out), size_t{kEvents})
+        << "follower " << i
+        << " stderr: " << read_file(dir / ("follow." + std::to_string(i) + ".err"));
     // In order, each once.
     std::istringstream in(out);
     std::string line;
@@ -219,7 +230,8 @@ TEST(ControlSocket, ManyPipelinedListingsKeepMemoryBoundedAndAnswerWhole) {
     s->transaction([&] {
       auto made = s->insert_jobs(jobs, "2026-01-01T00:00:00Z");
       // Paused: the daemon leaves them alone.
-      for (const auto& j : made) s->change_status(j.id, {JobStatus::kWaiting}, JobStatus::kPaused, "2026-01-01T00:00:00Z");
+      for (const auto& j : made)
+        s->change_status(j.id, {JobStatus::kWaiting}, JobStatus::kPaused, "2026-01-01T00:00:00Z");
     });
   }
   ASSERT_TRUE(d.start()) << d.log();
@@ -246,7 +258,10 @@ TEST(ControlSocket, ManyPipelinedListingsKeepMemoryBoundedAndAnswerWhole) {
       if (fd < 0) return;
       std::string req;
       for (int i = 0; i < kRequests; ++i) {
-        req += json{{"jsonrpc", "2.0"}, {"id", i}, {"method", "list_jobs"}, {"params", json::object()}}.dump() + "\n";
+        req +=
+            json{{"jsonrpc", "2.0"}, {"id", i}, {"method", "list_jobs"}, {"params", json::object()}}
+                .dump() +
+            "\n";
       }
       if (!send_all(fd, req)) return;
       std::this_thread::sleep_for(2s);  // read late: the answers pile up meanwhile, or not
@@ -274,9 +289,7 @@ TEST(ControlSocket, ManyPipelinedListingsKeepMemoryBoundedAndAnswerWhole) {
 TEST(ControlSocket, SocketPathThatIsNotASocketIsRefusedAndKept) {
   TempDir dir;
   std::string file = dir / "precious.txt";
-  {
-    std::ofstream(file) << "keep me\n";
-  }
+  { std::ofstream(file) << "keep me\n"; }
   Process p({bin_path("fetchqd"), "--db", dir / "q.db", "--socket", file}, "", dir / "a.err");
   int rc = p.wait(10s);
   if (rc == -1) p.signal(SIGKILL);
@@ -361,7 +374,9 @@ TEST(ControlSocket, WaitCountsEveryListedJobAndRefusesUnknownIds) {
   EXPECT_NE(unknown.err.find("999999"), std::string::npos) << unknown.err;
   EXPECT_EQ(count_lines(unknown.err), 1u) << unknown.err;
 
-  json a = call_once(d.socket(), {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "join"},
+  json a = call_once(d.socket(), {{"jsonrpc", "2.0"},
+                                  {"id", 1},
+                                  {"method", "join"},
                                   {"params", {{"ids", {good, 999998, 999999}}, {"timeout", 1}}}});
   EXPECT_EQ(error_code(a), 2) << a.dump();
   EXPECT_NE(a.dump().find("999998, 999999"), std::string::npos) << a.dump();
@@ -376,12 +391,21 @@ TEST(ControlSocket, OutOfRangeNumbersAndBadSinceAreUsageErrors) {
   ASSERT_TRUE(d.start()) << d.log();
   for (const char* p : {R"({"after_id":9223372036854775808})", R"({"limit":18446744073709551615})",
                         R"({"after_id":18446744073709551615,"limit":1})"}) {
-    json a = call_once(d.socket(), json::parse(std::string(R"({"jsonrpc":"2.0","id":7,"method":"list_jobs","params":)") + p + "}"));
+    json a = call_once(
+        d.socket(),
+        json::parse(std::string(R"({"jsonrpc":"2.0","id":7,"method":"list_jobs","params":)") + p +
+                    "}"));
     EXPECT_EQ(error_code(a), -32602) << p << " -> " << a.dump();
   }
-  json a = call_once(d.socket(), json::parse(R"({"jsonrpc":"2.0","id":8,"method":"join","params":{"ids":[18446744073709551615]}})"));
+  json a = call_once(
+      d.socket(),
+      json::parse(
+          R"({"jsonrpc":"2.0","id":8,"method":"join","params":{"ids":[18446744073709551615]}})"));
   EXPECT_EQ(error_code(a), -32602) << a.dump();
-  a = call_once(d.socket(), json::parse(R"({"jsonrpc":"2.0","id":9,"method":"get_job","params":{"id":18446744073709551615}})"));
+  a = call_once(
+      d.socket(),
+      json::parse(
+          R"({"jsonrpc":"2.0","id":9,"method":"get_job","params":{"id":18446744073709551615}})"));
   EXPECT_EQ(error_code(a), -32602) << a.dump();
 
   auto r = d.cli({"events", "--since", "-5"});
