@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -81,6 +82,17 @@ std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
     return nullptr;
   }
   return std::move(s.value());
+}
+
+// Runs `body` over a database opened with --db; a read that fails later (a damaged page is
+// found only when a query reaches it) is reported with the file it came from.
+int reading_db(const std::string& path, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    print_error("cannot read the database " + util::absolute_path(path) + ": " + e.what());
+    return kExitFailure;
+  }
 }
 
 void add_common(CLI::App* cmd, Common& c, bool with_db) {
@@ -271,7 +283,11 @@ int run_list(ListArgs& a) {
     if (!st) return rc;
     ListFilter f;
     f.status = status;
-    jobs = st->list_jobs(f);
+    int read_rc = reading_db(a.c.db, [&] {
+      jobs = st->list_jobs(f);
+      return kExitOk;
+    });
+    if (read_rc != kExitOk) return read_rc;
   } else {
     auto client = connect(a.c);
     if (!client) return kExitNoDaemon;
@@ -298,7 +314,11 @@ int run_show(ShowArgs& a) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
     if (!st) return rc;
-    job = st->get_job(a.id);
+    int read_rc = reading_db(a.c.db, [&] {
+      job = st->get_job(a.id);
+      return kExitOk;
+    });
+    if (read_rc != kExitOk) return read_rc;
     if (!job) {
       print_error("no job with id " + std::to_string(a.id));
       return kExitFailure;
@@ -381,19 +401,18 @@ struct WaitArgs {
 int run_wait(WaitArgs& a) {
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
+  // Without ids: every job still listed, so one that failed before `wait` was called counts
+  // too (`add; wait` never reports success for a failed download). join without ids waits for
+  // the whole queue.
+  const bool every_job = a.ids.empty();
   std::vector<int64_t> ids = a.ids;
-  if (ids.empty()) {
-    // All jobs waiting or running now: those are what `wait` waits for.
-    for (auto st : {JobStatus::kWaiting, JobStatus::kRunning}) {
-      auto r = list_from(*client, st);
-      if (!r) return fail(r.error());
-      for (const auto& j : r.value()) ids.push_back(j.id);
-    }
-    if (ids.empty()) return kExitOk;
-  }
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  auto waited_for = [&ids](int64_t id) { return std::binary_search(ids.begin(), ids.end(), id); };
+  auto waited_for = [&](int64_t id) {
+    return every_job || std::binary_search(ids.begin(), ids.end(), id);
+  };
+  json join_params = json::object();
+  if (!every_job) join_params["ids"] = ids;
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -409,7 +428,8 @@ int run_wait(WaitArgs& a) {
       double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
       step = std::max(0.0, std::min(step, left));
     }
-    auto r = client->call("join", json{{"ids", ids}, {"timeout", step}});
+    join_params["timeout"] = step;
+    auto r = client->call("join", join_params);
     if (!r) return fail(r.error());
     bool done = r.value().value("done", false);
     if (a.progress && !a.c.json) {
@@ -417,7 +437,7 @@ int run_wait(WaitArgs& a) {
       lines = 0;
       // The running ones (a few jobs whatever the length of the queue), or all when few.
       std::vector<Job> shown;
-      if (ids.size() <= 10) {
+      if (!every_job && ids.size() <= 10) {
         for (auto id : ids) {
           auto jr = client->call("get_job", json{{"id", id}});
           if (jr) shown.push_back(job_from_json(jr.value()));
@@ -508,17 +528,19 @@ int run_events(EventsArgs& a) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
     if (!st) return rc;
-    note_trimmed(a.since, st->first_event_seq());
-    int64_t cursor = a.since;
-    for (;;) {
-      auto evs = st->events_since(cursor, 1000, a.job);
-      for (const auto& e : evs) print_event(e, a.c.json);
-      std::cout << std::flush;
-      if (!evs.empty()) cursor = evs.back().seq;
-      if (evs.size() == 1000) continue;
-      if (!a.follow) return kExitOk;
-      ::usleep(200 * 1000);  // a read-only file has no one to wake us: look again shortly
-    }
+    return reading_db(a.c.db, [&] {
+      note_trimmed(a.since, st->first_event_seq());
+      int64_t cursor = a.since;
+      for (;;) {
+        auto evs = st->events_since(cursor, 1000, a.job);
+        for (const auto& e : evs) print_event(e, a.c.json);
+        std::cout << std::flush;
+        if (!evs.empty()) cursor = evs.back().seq;
+        if (evs.size() == 1000) continue;
+        if (!a.follow) return kExitOk;
+        ::usleep(200 * 1000);  // a read-only file has no one to wake us: look again shortly
+      }
+    });
   }
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
@@ -629,7 +651,8 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<EventsArgs>();
     auto* cmd = app.add_subcommand("events", "Print events; --follow tails new ones");
     cmd->add_flag("-f,--follow", a->follow, "keep printing new events");
-    cmd->add_option("--since", a->since, "only events after this seq");
+    cmd->add_option("--since", a->since, "only events after this seq")
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--job", a->job, "only events of this job");
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_events(*a); }; });

@@ -13,6 +13,12 @@ struct BadParams {
   std::string message;
 };
 
+// JSON holds integers up to 2^64-1 as unsigned; above INT64_MAX they would wrap when read.
+bool fits_int64(const json& v) {
+  return v.is_number_integer() &&
+         (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
+}
+
 const json& field(const json& params, const char* name) {
   static const json null_value;
   auto it = params.find(name);
@@ -36,6 +42,7 @@ std::optional<int64_t> opt_int(const json& params, const char* name) {
   const json& v = field(params, name);
   if (v.is_null()) return std::nullopt;
   if (!v.is_number_integer()) throw BadParams{std::string("'") + name + "' must be an integer"};
+  if (!fits_int64(v)) throw BadParams{std::string("'") + name + "' is out of range"};
   return v.get<int64_t>();
 }
 
@@ -129,8 +136,8 @@ std::optional<JoinParams> parse_join(const json& params, std::string* error) {
       return std::nullopt;
     }
     for (const auto& v : ids) {
-      if (!v.is_number_integer()) {
-        *error = "'ids' must be a list of integers";
+      if (!fits_int64(v)) {
+        *error = "'ids' must be a list of integers (64-bit)";
         return std::nullopt;
       }
       jp.ids.push_back(v.get<int64_t>());
@@ -150,11 +157,32 @@ std::optional<JoinParams> parse_join(const json& params, std::string* error) {
 std::optional<int64_t> parse_subscribe(const json& params, std::string* error) {
   const json& s = field(params, "since");
   if (s.is_null()) return int64_t{-1};  // -1: from now on
-  if (!s.is_number_integer() || s.get<int64_t>() < 0) {
+  if (!fits_int64(s) || s.get<int64_t>() < 0) {
     *error = "'since' must be an integer >= 0";
     return std::nullopt;
   }
   return s.get<int64_t>();
+}
+
+std::optional<ListFilter> parse_list_jobs(const json& p, std::string* error) {
+  try {
+    ListFilter f;
+    if (auto s = opt_string(p, "status")) {
+      auto st = parse_job_status(*s);
+      if (!st) throw BadParams{"unknown status '" + s->substr(0, 100) + "'"};
+      f.status = st;
+    }
+    f.after_id = opt_int(p, "after_id").value_or(0);
+    f.limit = opt_int(p, "limit").value_or(-1);
+    return f;
+  } catch (const BadParams& e) {
+    *error = e.message;
+    return std::nullopt;
+  }
+}
+
+std::string job_list_head(const json& id) {
+  return "{\"id\":" + answer_line(id) + ",\"jsonrpc\":\"2.0\",\"result\":[";
 }
 
 json stats_json(const QueueStats& s) {
@@ -175,7 +203,7 @@ namespace {
 // {"id":ID,"jsonrpc":"2.0","result":[JOB,...]} written directly: the same text rpc_result and
 // dump would give, without an object per job.
 std::string job_list_line(const json& id, const std::vector<Job>& jobs) {
-  std::string out = "{\"id\":" + answer_line(id) + ",\"jsonrpc\":\"2.0\",\"result\":[";
+  std::string out = job_list_head(id);
   out.reserve(out.size() + jobs.size() * 400);
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (i > 0) out += ',';
@@ -203,16 +231,10 @@ std::string dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
       return job_list_line(req.id, r.value());
     }
     if (req.method == "list_jobs") {
-      const json& p = req.params;
-      ListFilter f;
-      if (auto s = opt_string(p, "status")) {
-        auto st = parse_job_status(*s);
-        if (!st) throw BadParams{"unknown status '" + *s + "'"};
-        f.status = st;
-      }
-      f.after_id = opt_int(p, "after_id").value_or(0);
-      f.limit = opt_int(p, "limit").value_or(-1);
-      return job_list_line(req.id, q.list_jobs(f));
+      std::string why;
+      auto f = parse_list_jobs(req.params, &why);
+      if (!f) throw BadParams{why};
+      return job_list_line(req.id, q.list_jobs(*f));
     }
   } catch (const BadParams& e) {
     return answer_line(rpc_error(req.id, kInvalidParams, "invalid params: " + e.message));

@@ -44,6 +44,11 @@ struct JoinParams {
 };
 std::optional<JoinParams> parse_join(const json& params, std::string* error);
 std::optional<int64_t> parse_subscribe(const json& params, std::string* error);
+// list_jobs: status, after_id, limit (-1, the default, for no limit).
+std::optional<ListFilter> parse_list_jobs(const json& params, std::string* error);
+// The opening of a list_jobs answer, up to and including '[': the jobs follow, comma-separated,
+// then "]}".
+std::string job_list_head(const json& id);
 
 // Runs every method but join and subscribe (which wait) against the queue and returns the answer
 // line. `peer` is the client's uid, logged with each change it asks for.

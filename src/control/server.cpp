@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "control/protocol.h"
@@ -43,6 +45,16 @@ struct Conn {
   bool dead = false;
   bool subscribed = false;
   int64_t cursor = 0;  // last event seq sent to a subscriber
+  // Waiting for its output to drain before it is served again (a page of a listing, or any
+  // request while all connections' output is over the budget); the I/O thread resumes it.
+  bool stalled = false;
+  // A list_jobs answer written a page at a time: its line is open in `out` until the last page.
+  struct Listing {
+    ListFilter filter;
+    int64_t left = -1;  // jobs still to send; -1: no limit
+    bool first = true;  // no job written yet
+  };
+  std::optional<Listing> listing;
 };
 using ConnPtr = std::shared_ptr<Conn>;
 
@@ -53,6 +65,14 @@ struct Waiter {
   std::optional<Clock::time_point> deadline;
   size_t ended = 0;  // ids[0..ended) were seen ended (see join_done)
 };
+
+// A listing is written in pages of this many jobs, the next one only once the connection's
+// output is below kListingLowWater: however long the queue, an answer in progress holds about
+// one page per connection.
+constexpr int64_t kListingPage = 500;
+constexpr size_t kListingLowWater = 256 << 10;
+// A connection with this many requests waiting is not read further until some are served.
+constexpr size_t kMaxPendingLines = 64;
 
 class Server final : public ControlServer {
  public:
@@ -183,9 +203,21 @@ class Server final : public ControlServer {
     }
   }
 
+  // Whether the I/O thread takes more requests from `c` now: not while many wait for their
+  // turn, nor while its answers wait and all output together is over the budget. Caller holds
+  // c->mu.
+  bool readable(const Conn& c) const {
+    return c.lines.size() < kMaxPendingLines && (c.out.empty() || !over_budget());
+  }
+  bool over_budget() const { return queued_.load() > opts_.max_total_output_bytes; }
+
   void read_from(const ConnPtr& c) {
     char buf[65536];
     for (;;) {
+      {
+        std::lock_guard lk(c->mu);
+        if (!readable(*c)) return;  // flush_all takes EPOLLIN away until it may read again
+      }
       ssize_t n = ::recv(c->fd, buf, sizeof buf, 0);
       if (n > 0) {
         size_t start = c->in.size();
@@ -233,6 +265,11 @@ class Server final : public ControlServer {
       std::lock_guard lk(c->mu);
       c->dead = true;
     }
+    {
+      std::lock_guard lk(c->mu);
+      queued_ -= c->out.size();
+      c->out.clear();
+    }
     if (conns_.erase(c->key)) {
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
       ::close(c->fd);
@@ -249,19 +286,39 @@ class Server final : public ControlServer {
         ssize_t n = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
           c->out.erase(0, static_cast<size_t>(n));
+          queued_ -= static_cast<size_t>(n);
           continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         c->dead = true;
         break;
       }
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLRDHUP | (c->out.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
-      ev.data.u64 = c->key;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
       if (c->dead || (c->close_after_flush && c->out.empty() && !c->busy)) to_close.push_back(c);
     }
     for (auto& c : to_close) close_conn(c);
+    // Second pass, once every connection wrote what it could: the budget is as low as it gets.
+    std::vector<ConnPtr> to_resume;
+    for (auto& [k, c] : conns_) {
+      std::lock_guard lk(c->mu);
+      if (c->stalled && may_serve(*c)) {
+        c->stalled = false;
+        to_resume.push_back(c);
+      }
+      epoll_event ev{};
+      // Not reading: neither EPOLLIN nor EPOLLRDHUP, which would fire until it reads again.
+      bool reading = readable(*c) && !c->close_after_flush;
+      ev.events = (reading ? static_cast<uint32_t>(EPOLLIN | EPOLLRDHUP) : 0u) |
+                  (c->out.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
+      ev.data.u64 = c->key;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+    for (auto& c : to_resume) post(c);
+  }
+
+  // Whether a worker may serve `c` now (see Conn::stalled). Caller holds c->mu.
+  bool may_serve(const Conn& c) const {
+    if (c.listing && c.out.size() > kListingLowWater) return false;
+    return c.out.empty() || !over_budget();
   }
 
   // Queues a response; `close` ends the connection once it is written. Returns its size.
@@ -271,18 +328,29 @@ class Server final : public ControlServer {
 
   size_t send(const ConnPtr& c, std::string line, bool close = false) {
     line += '\n';
+    return send_raw(c, std::move(line), close);
+  }
+
+  // Queues text as it is (a part of a line, for a listing written a page at a time).
+  size_t send_raw(const ConnPtr& c, std::string line, bool close = false) {
     {
       std::lock_guard lk(c->mu);
       if (c->dead) return 0;
-      c->out += line;
       if (close) c->close_after_flush = true;
-      if (c->out.size() > opts_.max_output_bytes) {
-        spdlog::warn("control socket: dropping a client that does not read its answers");
-        c->dead = true;
-      }
+      append_out(*c, line);
     }
     wake_io();
     return line.size();
+  }
+
+  // Caller holds c.mu.
+  void append_out(Conn& c, const std::string& text) {
+    c.out += text;
+    queued_ += text.size();
+    if (c.out.size() > opts_.max_output_bytes) {
+      spdlog::warn("control socket: dropping a client that does not read its answers");
+      c.dead = true;
+    }
   }
 
   void enqueue_line(const ConnPtr& c, std::string line) {
@@ -326,12 +394,33 @@ class Server final : public ControlServer {
     std::string line;
     {
       std::lock_guard lk(c->mu);
-      if (c->lines.empty() || c->dead) {
+      if (c->dead) {
         c->busy = false;
+        c->listing.reset();
         return;
       }
-      line = std::move(c->lines.front());
-      c->lines.pop_front();
+      if (!may_serve(*c)) {
+        c->stalled = true;  // the I/O thread posts it again once its output drained
+        wake_io();
+        return;
+      }
+      if (c->listing) {
+        // fall through to the next page below, outside the lock
+      } else if (c->lines.empty()) {
+        c->busy = false;
+        return;
+      } else {
+        line = std::move(c->lines.front());
+        c->lines.pop_front();
+      }
+    }
+    if (line.empty()) {
+      if (list_page(c)) {
+        post(c);  // more pages: after the others' turns
+      } else {
+        resume(c);
+      }
+      return;
     }
     json err;
     auto req = parse_request(line, &err);
@@ -343,6 +432,8 @@ class Server final : public ControlServer {
       auto jp = parse_join(req->params, &why);
       if (!jp) {
         send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
+      } else if (auto unknown = unknown_ids(jp->ids); !unknown.empty()) {
+        send(c, rpc_error(req->id, make_error(ErrorCode::kNotFound, unknown)));
       } else {
         Waiter w{c, req->id, queue::sorted_unique(jp->ids), std::nullopt};
         if (jp->timeout_s) {
@@ -352,6 +443,22 @@ class Server final : public ControlServer {
         waiters_.push_back(std::move(w));
         changed_ = true;
         parked = true;
+      }
+    } else if (req->method == "list_jobs") {
+      std::string why;
+      auto f = parse_list_jobs(req->params, &why);
+      if (!f) {
+        send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
+      } else {
+        {
+          std::lock_guard lk(c->mu);
+          c->listing = Conn::Listing{*f, f->limit < 0 ? -1 : f->limit, true};
+        }
+        send_raw(c, job_list_head(req->id));
+        if (list_page(c)) {
+          post(c);
+          return;
+        }
       }
     } else if (req->method == "subscribe") {
       std::string why;
@@ -384,6 +491,70 @@ class Server final : public ControlServer {
       return;  // the waiter resumes this connection after answering
     }
     resume(c);
+  }
+
+  // Writes the next page of c's listing; false once the answer is complete.
+  bool list_page(const ConnPtr& c) {
+    Conn::Listing l;
+    {
+      std::lock_guard lk(c->mu);
+      l = *c->listing;
+    }
+    ListFilter f = l.filter;
+    f.limit = l.left < 0 ? kListingPage : std::min(l.left, kListingPage);
+    std::vector<Job> jobs;
+    std::string text;
+    try {
+      jobs = q_->list_jobs(f);
+    } catch (const std::exception& e) {
+      // The line is already open and cannot carry an error: end the connection rather than
+      // close the list short, so the client cannot take part of the queue for all of it.
+      spdlog::error("list_jobs failed: {}; closing that connection", e.what());
+      std::lock_guard lk(c->mu);
+      c->listing.reset();
+      c->dead = true;
+      return false;
+    }
+    text.reserve(jobs.size() * 400 + 4);
+    for (const auto& j : jobs) {
+      if (!l.first) text += ',';
+      l.first = false;
+      append_json(text, j);
+    }
+    if (l.left > 0) l.left -= static_cast<int64_t>(jobs.size());
+    bool more = static_cast<int64_t>(jobs.size()) == f.limit && l.left != 0 && f.limit > 0;
+    if (!more) text += "]}\n";
+    if (!jobs.empty()) l.filter.after_id = jobs.back().id;
+    {
+      std::lock_guard lk(c->mu);
+      if (more) {
+        c->listing = l;
+      } else {
+        c->listing.reset();
+      }
+    }
+    send_raw(c, std::move(text));
+    if (!more) {
+      std::lock_guard lk(mu_);
+      changed_ = true;  // a subscriber on this connection waits for the line to end
+      wait_cv_.notify_one();
+    }
+    return more;
+  }
+
+  // "" when every id names a job; else the message naming the unknown ones (the first few).
+  std::string unknown_ids(const std::vector<int64_t>& ids) {
+    std::vector<int64_t> unknown;
+    size_t count = 0;
+    for (int64_t id : queue::sorted_unique(ids)) {
+      if (q_->id_to_job(id)) continue;
+      if (++count <= 5) unknown.push_back(id);
+    }
+    if (count == 0) return "";
+    std::string msg = count == 1 ? "no job with id " : "no jobs with ids ";
+    for (size_t i = 0; i < unknown.size(); ++i) msg += (i ? ", " : "") + std::to_string(unknown[i]);
+    if (count > unknown.size()) msg += " (and " + std::to_string(count - unknown.size()) + " more)";
+    return msg;
   }
 
   // After an answer: serve the connection's next line, if any.
@@ -452,33 +623,50 @@ class Server final : public ControlServer {
         }
       }
       bool behind = false;
-      std::vector<ConnPtr> live;
+      std::vector<ConnPtr> gone;  // dead subscribers, removed below
       for (auto& c : subs) {
         int64_t cursor;
         {
           std::lock_guard lk(c->mu);
-          if (c->dead) continue;
+          if (c->dead) {
+            gone.push_back(c);
+            continue;
+          }
           cursor = c->cursor;
+          if (c->listing) continue;  // not inside its listing's line: resumed when it ends
           if (c->out.size() > opts_.max_output_bytes / 2) {  // let it drain first
-            live.push_back(c);
             behind = true;
             continue;
           }
         }
-        live.push_back(c);
         auto events = q_->events_since(cursor, 500, std::chrono::milliseconds(0));
+        std::string text;
         for (const auto& e : events) {
-          send(c, json{{"jsonrpc", "2.0"}, {"method", "event"}, {"params", json(e)}});
+          text += answer_line(json{{"jsonrpc", "2.0"}, {"method", "event"}, {"params", json(e)}});
+          text += '\n';
         }
         if (!events.empty()) {
-          std::lock_guard lk(c->mu);
-          c->cursor = events.back().seq;
+          {
+            // Checked and queued at once: a listing may have opened its line since the check
+            // above, and an event must not land inside it (its end sets changed_ again).
+            std::lock_guard lk(c->mu);
+            if (c->listing || c->dead) continue;
+            c->cursor = events.back().seq;
+            append_out(*c, text);
+          }
+          wake_io();
           behind = behind || events.size() == 500;
         }
       }
       std::lock_guard lk(mu_);
       for (auto& w : still) waiters_.push_back(std::move(w));
-      subscribers_ = std::move(live);
+      // Only the dead ones leave: a client that subscribed while this pass ran is in
+      // subscribers_ but not in subs, and must stay (its own pass comes next, changed_ is set).
+      if (!gone.empty()) {
+        std::erase_if(subscribers_, [&](const ConnPtr& c) {
+          return std::find(gone.begin(), gone.end(), c) != gone.end();
+        });
+      }
       if (behind) changed_ = true;
     }
   }
@@ -499,6 +687,7 @@ class Server final : public ControlServer {
   std::vector<ConnPtr> subscribers_;
   bool changed_ = false;
   bool stopped_ = false;
+  std::atomic<size_t> queued_{0};  // bytes in every Conn::out
   size_t conn_count_ = 0;
 
   std::thread io_;
@@ -517,7 +706,14 @@ Result<std::unique_ptr<ControlServer>> ControlServer::listen(ServerOptions o, Do
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (auto st = util::make_parent_dirs(path); !st) return st.error();
-  if (util::exists(path)) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // Only a socket left by a daemon that is gone may be replaced: never a file (a database
+    // given as --socket by mistake) or anything else found at that path.
+    if (!S_ISSOCK(st.st_mode)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "socket path " + path + " exists and is not a socket; not removing it");
+    }
     int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool live = ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(probe);

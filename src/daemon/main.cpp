@@ -1,6 +1,7 @@
 // fetchqd: the queue as a long-lived service behind a Unix control socket.
 #include <signal.h>
 #include <sys/stat.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -20,11 +21,44 @@
 namespace fetchq::daemon {
 namespace {
 
+// "%*": the sd-daemon priority prefix ("<3>" for an error), which journald reads off a line
+// written to its stream and keeps as the entry's priority (journalctl -p).
+class JournalPriority final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const char* p = "<6>";
+    switch (msg.level) {
+      case spdlog::level::critical:
+        p = "<2>";
+        break;
+      case spdlog::level::err:
+        p = "<3>";
+        break;
+      case spdlog::level::warn:
+        p = "<4>";
+        break;
+      case spdlog::level::debug:
+      case spdlog::level::trace:
+        p = "<7>";
+        break;
+      default:
+        break;
+    }
+    dest.append(p, p + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JournalPriority>();
+  }
+};
+
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("fetchqd");
   // Under systemd the journal stamps each line; "<N>" prefixes carry the priority.
   if (std::getenv("JOURNAL_STREAM")) {
-    logger->set_pattern("%l: %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JournalPriority>('*').set_pattern("%*%l: %v");
+    logger->set_formatter(std::move(formatter));
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   }
@@ -75,6 +109,10 @@ int run(int argc, char** argv) {
   fill_defaults(s);
   if (auto st = validate(s); !st) {
     std::cerr << "fetchqd: " << st.error().message << "\n";
+    return 2;
+  }
+  if (util::absolute_path(s.socket) == util::absolute_path(s.db)) {
+    std::cerr << "fetchqd: --socket and --db name the same file (" << s.db << ")\n";
     return 2;
   }
   setup_logging(s.log_level);

@@ -1,6 +1,6 @@
 // libFuzzer target: the control socket's JSON-RPC parsing. parse_request must either return a
 // request whose params is an object or fill a well-formed JSON-RPC error answer; parse_join and
-// parse_subscribe must check their parameters and never throw.
+// parse_subscribe and parse_list_jobs must check their parameters and never throw.
 //
 // Input: one request line, e.g. {"jsonrpc":"2.0","id":1,"method":"join","params":{"ids":[1]}}.
 // The same bytes, if they are JSON, are also handed to parse_join/parse_subscribe as params.
@@ -47,6 +47,18 @@ void check_params(const json& params) {
     }
   } else {
     check(!error.empty(), "parse_subscribe failed without a message");
+  }
+  error.clear();
+  if (auto f = parse_list_jobs(params, &error)) {
+    check(error.empty(), "parse_list_jobs succeeded but set an error");
+    for (const char* k : {"after_id", "limit"}) {
+      // A number past INT64_MAX would have wrapped to a negative one.
+      const json& v = params.is_object() && params.contains(k) ? params[k] : json();
+      check(!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t{INT64_MAX},
+            "list_jobs refuses numbers past int64");
+    }
+  } else {
+    check(!error.empty(), "parse_list_jobs failed without a message");
   }
 }
 

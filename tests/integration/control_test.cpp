@@ -1,0 +1,446 @@
+// The control socket and the commands on it under load and misuse: subscribers started
+// together, many pipelining clients, a wrong --socket path, wait's exit status, bad params.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "integration/helpers.h"
+#include "store/store.h"
+#include "support/process.h"
+
+namespace fetchq::testing {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// One fetchqd on `db` in a TempDir, and the fetchq command pointed at it.
+class Fetchqd {
+ public:
+  explicit Fetchqd(const TempDir& dir, std::vector<std::string> env = {})
+      : dir_(dir), env_(std::move(env)) {}
+
+  std::string socket() const { return dir_ / "fetchqd.sock"; }
+  std::string db() const { return dir_ / "fetchq.db"; }
+  std::string err_path() const { return dir_ / "fetchqd.err"; }
+  std::string log() const { return read_file(err_path()); }
+  Process& process() { return *proc_; }
+
+  bool start() {
+    proc_ = std::make_unique<Process>(
+        std::vector<std::string>{bin_path("fetchqd"), "--db", db(), "--socket", socket(),
+                                 "--download-root", dir_.path()},
+        "", err_path(), env_);
+    return wait_until([&] { return proc_->running() && cli({"stats"}, 2s).rc == 0; }, 10s, 20ms);
+  }
+
+  CliResult cli(std::vector<std::string> args, std::chrono::milliseconds timeout = 20s) {
+    int n = ++runs_;
+    std::vector<std::string> argv{bin_path("fetchq")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--socket");
+    argv.push_back(socket());
+    return run_capture(argv, dir_ / ("cli." + std::to_string(n) + ".out"),
+                       dir_ / ("cli." + std::to_string(n) + ".err"), timeout);
+  }
+
+ private:
+  const TempDir& dir_;
+  std::vector<std::string> env_;
+  int runs_ = 0;
+  std::unique_ptr<Process> proc_;
+};
+
+std::unique_ptr<store::Store> open_store(const std::string& path) {
+  auto s = store::open_sqlite_store(path, {});
+  EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+  return s.ok() ? std::move(s.value()) : nullptr;
+}
+
+int connect_unix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads lines until `count` were read, the peer closed, or the deadline passed; `each` sees each
+// line.
+size_t read_lines(int fd, size_t count, std::chrono::steady_clock::time_point deadline,
+                  const std::function<void(const std::string&)>& each) {
+  std::string buf;
+  size_t got = 0;
+  char chunk[1 << 16];
+  while (got < count) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    int pr = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) break;
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+    size_t from = 0, pos;
+    while (got < count && (pos = buf.find('\n', from)) != std::string::npos) {
+      each(buf.substr(from, pos - from));
+      ++got;
+      from = pos + 1;
+    }
+    buf.erase(0, from);
+  }
+  return got;
+}
+
+json call_once(const std::string& sock, const json& request) {
+  int fd = connect_unix(sock);
+  if (fd < 0) return json();
+  json out;
+  if (send_all(fd, request.dump() + "\n")) {
+    read_lines(fd, 1, std::chrono::steady_clock::now() + 5s,
+               [&](const std::string& l) { out = json::parse(l, nullptr, false); });
+  }
+  ::close(fd);
+  return out.is_discarded() ? json() : out;
+}
+
+int error_code(const json& answer) {
+  if (!answer.is_object() || !answer.contains("error") || !answer["error"].is_object()) return 0;
+  return answer["error"].value("code", 0);
+}
+
+int64_t vm_rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+size_t count_lines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// ---- the tests
+
+// Followers that subscribe while the waiter is still sending another one its history must not
+// be forgotten: each gets the whole history, then stays live.
+TEST(ControlSocket, FollowersStartedTogetherEachGetTheWholeHistory) {
+  TempDir dir;
+  Fetchqd d(dir);
+  constexpr int kEvents = 6000;
+  {
+    auto s = open_store(d.db());
+    ASSERT_TRUE(s);
+    s->transaction([&] {
+      for (int i = 0; i < kEvents; ++i) {
+        s->append_event(1, "download_cancelled", R"({"source":"http://127.0.0.1:1/x"})",
+                        "2026-01-01T00:00:00Z");
+      }
+    });
+  }
+  ASSERT_TRUE(d.start()) << d.log();
+  constexpr int kFollowers = 4;
+  std::vector<std::unique_ptr<Process>> followers;
+  for (int i = 0; i < kFollowers; ++i) {
+    followers.push_back(
+        std::make_unique<Process>(std::vector<std::string>{bin_path("fetchq"), "events", "--follow",
+                                                           "--json", "--socket", d.socket()},
+                                  dir / ("follow." + std::to_string(i) + ".out"),
+                                  dir / ("follow." + std::to_string(i) + ".err")));
+  }
+  auto all_complete = [&] {
+    for (int i = 0; i < kFollowers; ++i) {
+      if (count_lines(read_file(dir / ("follow." + std::to_string(i) + ".out"))) < size_t{kEvents})
+        return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(wait_until(all_complete, 30s, 100ms));
+  for (int i = 0; i < kFollowers; ++i) {
+    std::string out = read_file(dir / ("follow." + std::to_string(i) + ".out"));
+    ASSERT_EQ(count_lines(out), size_t{kEvents})
+        << "follower " << i
+        << " stderr: " << read_file(dir / ("follow." + std::to_string(i) + ".err"));
+    // In order, each once.
+    std::istringstream in(out);
+    std::string line;
+    int64_t expect = 1;
+    while (std::getline(in, line)) {
+      json e = json::parse(line, nullptr, false);
+      ASSERT_TRUE(e.is_object()) << line;
+      ASSERT_EQ(e.value("seq", int64_t{0}), expect) << "follower " << i;
+      ++expect;
+    }
+    EXPECT_TRUE(followers[i]->running());
+  }
+}
+
+// Many clients pipelining listings of a long queue, reading late: the daemon's memory stays
+// bounded (pages are written as the client drains) and no client is cut off.
+TEST(ControlSocket, ManyPipelinedListingsKeepMemoryBoundedAndAnswerWhole) {
+  TempDir dir;
+  Fetchqd d(dir);
+  constexpr int kJobs = 6000;
+  {
+    auto s = open_store(d.db());
+    ASSERT_TRUE(s);
+    // Long sources make each job's JSON about 3.8 KB: one unlimited listing is over 20 MB.
+    std::string pad(3500, 'a');
+    std::vector<store::NewJob> jobs;
+    for (int i = 0; i < kJobs; ++i) {
+      store::NewJob j;
+      j.request.source = "http://127.0.0.1:1/" + pad + "/" + std::to_string(i);
+      j.request.dest = dir / ("f" + std::to_string(i));
+      jobs.push_back(std::move(j));
+    }
+    s->transaction([&] {
+      auto made = s->insert_jobs(jobs, "2026-01-01T00:00:00Z");
+      // Paused: the daemon leaves them alone.
+      for (const auto& j : made)
+        s->change_status(j.id, {JobStatus::kWaiting}, JobStatus::kPaused, "2026-01-01T00:00:00Z");
+    });
+  }
+  ASSERT_TRUE(d.start()) << d.log();
+  pid_t pid = d.process().pid();
+  int64_t base = vm_rss_kib(pid);
+  ASSERT_GT(base, 0);
+
+  constexpr int kClients = 6;
+  constexpr int kRequests = 3;
+  std::atomic<int64_t> peak{base};
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done) {
+      int64_t r = vm_rss_kib(pid);
+      if (r > peak) peak = r;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  std::vector<int> complete(kClients, 0);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      int fd = connect_unix(d.socket());
+      if (fd < 0) return;
+      std::string req;
+      for (int i = 0; i < kRequests; ++i) {
+        req +=
+            json{{"jsonrpc", "2.0"}, {"id", i}, {"method", "list_jobs"}, {"params", json::object()}}
+                .dump() +
+            "\n";
+      }
+      if (!send_all(fd, req)) return;
+      std::this_thread::sleep_for(2s);  // read late: the answers pile up meanwhile, or not
+      read_lines(fd, kRequests, std::chrono::steady_clock::now() + 60s, [&](const std::string& l) {
+        // Whole answers: the last job is there and the line closes the result.
+        std::string last = "/" + std::to_string(kJobs - 1) + "\"";
+        if (l.rfind("{\"id\":", 0) == 0 && l.size() > 2 && l.compare(l.size() - 2, 2, "]}") == 0 &&
+            l.find(last) != std::string::npos) {
+          ++complete[c];
+        }
+      });
+      ::close(fd);
+    });
+  }
+  for (auto& t : clients) t.join();
+  done = true;
+  sampler.join();
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(complete[c], kRequests) << "client " << c;
+  // 6 clients x 3 answers of over 20 MB: buffered whole, that would be hundreds of MB.
+  std::cout << "VmRSS " << base << " KiB, at most " << peak << " KiB\n";
+  EXPECT_LT(peak - base, 100 * 1024) << "VmRSS went from " << base << " KiB to " << peak << " KiB";
+  EXPECT_TRUE(d.process().running());
+}
+
+TEST(ControlSocket, SocketPathThatIsNotASocketIsRefusedAndKept) {
+  TempDir dir;
+  std::string file = dir / "precious.txt";
+  { std::ofstream(file) << "keep me\n"; }
+  Process p({bin_path("fetchqd"), "--db", dir / "q.db", "--socket", file}, "", dir / "a.err");
+  int rc = p.wait(10s);
+  if (rc == -1) p.signal(SIGKILL);
+  EXPECT_EQ(rc, 4);
+  std::string err = read_file(dir / "a.err");
+  EXPECT_NE(err.find(file), std::string::npos) << err;
+  EXPECT_NE(err.find("not a socket"), std::string::npos) << err;
+  EXPECT_EQ(read_file(file), "keep me\n");
+
+  // The job database itself given as the socket.
+  std::string db = dir / "jobs.db";
+  {
+    auto s = open_store(db);
+    ASSERT_TRUE(s);
+  }
+  std::string before = read_file(db);
+  ASSERT_FALSE(before.empty());
+  Process q({bin_path("fetchqd"), "--db", db, "--socket", db}, "", dir / "b.err");
+  rc = q.wait(10s);
+  if (rc == -1) q.signal(SIGKILL);
+  EXPECT_EQ(rc, 2);
+  err = read_file(dir / "b.err");
+  EXPECT_NE(err.find(db), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_TRUE(fs::is_regular_file(db));
+  EXPECT_TRUE(read_file(db) == before) << "the database was changed";
+}
+
+TEST(ControlSocket, JournalLinesCarryTheirPriority) {
+  TempDir dir;
+  Fetchqd d(dir, {"JOURNAL_STREAM=8:12345"});
+  ASSERT_TRUE(d.start()) << d.log();
+  d.process().signal(SIGTERM);
+  EXPECT_EQ(d.process().wait(10s), 0);
+  std::string log = d.log();
+  EXPECT_NE(log.find("<6>info: fetchqd"), std::string::npos) << log;
+  std::istringstream in(log);
+  std::string line;
+  while (std::getline(in, line)) EXPECT_EQ(line[0], '<') << line;
+
+  // An error line: a socket path that is a regular file.
+  std::string file = dir / "not-a-socket";
+  std::ofstream(file) << "x";
+  Process p({bin_path("fetchqd"), "--db", dir / "q.db", "--socket", file}, "", dir / "e.err",
+            {"JOURNAL_STREAM=8:12345"});
+  p.wait(10s);
+  std::string err = read_file(dir / "e.err");
+  EXPECT_EQ(err.rfind("<3>error: cannot start", 0), 0u) << err;
+}
+
+TEST(ControlSocket, WaitCountsEveryListedJobAndRefusesUnknownIds) {
+  TempDir dir;
+  TestServer server;
+  Resource ok;
+  ok.body = "fine";
+  server.add("/ok.txt", ok);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing.txt", missing);
+  Fetchqd d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  fs::create_directories(dir / "dl");
+  auto add = [&](const std::string& path) {
+    auto r = d.cli({"add", server.url(path), "-d", dir / "dl", "--json"});
+    EXPECT_EQ(r.rc, 0) << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    return j.is_object() ? j.value("id", int64_t{0}) : 0;
+  };
+  int64_t bad = add("/missing.txt");
+  int64_t good = add("/ok.txt");
+  ASSERT_GT(bad, 0);
+  ASSERT_GT(good, 0);
+  EXPECT_EQ(d.cli({"wait", std::to_string(good), "--timeout", "20"}).rc, 0);
+  EXPECT_EQ(d.cli({"wait", std::to_string(bad), "--timeout", "20"}).rc, 1);
+  // Both ended before this wait: the failed one still counts.
+  auto all = d.cli({"wait", "--timeout", "20"});
+  EXPECT_EQ(all.rc, 1) << all.err;
+  EXPECT_NE(all.err.find("job " + std::to_string(bad)), std::string::npos) << all.err;
+
+  auto unknown = d.cli({"wait", "999999", "--timeout", "5"});
+  EXPECT_EQ(unknown.rc, 4);
+  EXPECT_NE(unknown.err.find("999999"), std::string::npos) << unknown.err;
+  EXPECT_EQ(count_lines(unknown.err), 1u) << unknown.err;
+
+  json a = call_once(d.socket(), {{"jsonrpc", "2.0"},
+                                  {"id", 1},
+                                  {"method", "join"},
+                                  {"params", {{"ids", {good, 999998, 999999}}, {"timeout", 1}}}});
+  EXPECT_EQ(error_code(a), 2) << a.dump();
+  EXPECT_NE(a.dump().find("999998, 999999"), std::string::npos) << a.dump();
+
+  // After a retry and prune... a job still listed and completed: wait on it is fine.
+  EXPECT_EQ(d.cli({"wait", std::to_string(good)}).rc, 0);
+}
+
+TEST(ControlSocket, OutOfRangeNumbersAndBadSinceAreUsageErrors) {
+  TempDir dir;
+  Fetchqd d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  for (const char* p : {R"({"after_id":9223372036854775808})", R"({"limit":18446744073709551615})",
+                        R"({"after_id":18446744073709551615,"limit":1})"}) {
+    json a = call_once(
+        d.socket(),
+        json::parse(std::string(R"({"jsonrpc":"2.0","id":7,"method":"list_jobs","params":)") + p +
+                    "}"));
+    EXPECT_EQ(error_code(a), -32602) << p << " -> " << a.dump();
+  }
+  json a = call_once(
+      d.socket(),
+      json::parse(
+          R"({"jsonrpc":"2.0","id":8,"method":"join","params":{"ids":[18446744073709551615]}})"));
+  EXPECT_EQ(error_code(a), -32602) << a.dump();
+  a = call_once(
+      d.socket(),
+      json::parse(
+          R"({"jsonrpc":"2.0","id":9,"method":"get_job","params":{"id":18446744073709551615}})"));
+  EXPECT_EQ(error_code(a), -32602) << a.dump();
+
+  auto r = d.cli({"events", "--since", "-5"});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+}
+
+TEST(ControlSocket, ListDbOnADamagedFileNamesTheFile) {
+  TempDir dir;
+  std::string db = dir / "damaged.db";
+  {
+    auto s = open_store(db);
+    ASSERT_TRUE(s);
+    std::vector<store::NewJob> jobs;
+    for (int i = 0; i < 2000; ++i) {
+      store::NewJob j;
+      j.request.source = "http://127.0.0.1:1/" + std::string(300, 'b') + std::to_string(i);
+      j.request.dest = dir / ("f" + std::to_string(i));
+      jobs.push_back(std::move(j));
+    }
+    s->transaction([&] { s->insert_jobs(jobs, "2026-01-01T00:00:00Z"); });
+  }
+  // Garbage over the pages in the middle of the file, past the schema.
+  {
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(db) / 2));
+    std::string junk(16384, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  Fetchqd d(dir);
+  auto r = d.cli({"list", "--db", db});
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.err.find(db), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+}
+
+}  // namespace
+}  // namespace fetchq::testing
