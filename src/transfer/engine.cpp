@@ -67,6 +67,9 @@ std::pair<std::string, bool> classify(CURLcode code) {
     case CURLE_SSL_CACERT_BADFILE: return {"TLSError", false};
     case CURLE_BAD_CONTENT_ENCODING: return {"ContentEncodingError", false};
     case CURLE_WRITE_ERROR: return {"DiskError", false};
+    // While headers are read, libcurl's only allocation that fails in practice is a header line
+    // over its 100 KB limit; end_done names that case.
+    case CURLE_OUT_OF_MEMORY: return {"OutOfMemory", false};
     default: return {"TransferError", true};
   }
 }
@@ -108,6 +111,8 @@ namespace {
 constexpr size_t kMinWriteBuffer = 16 << 10;
 constexpr auto kFillFast = std::chrono::milliseconds(200);
 constexpr auto kFillSlow = std::chrono::seconds(2);
+// Largest response header block accepted (libcurl's own limit is 300 KB).
+constexpr size_t kMaxHeaderBytes = 256 << 10;
 
 struct Transfer {
   void* engine = nullptr;  // the Engine::Impl, for the C callbacks
@@ -117,6 +122,8 @@ struct Transfer {
   char curl_error[CURL_ERROR_SIZE] = {};
 
   std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
+  size_t header_bytes = 0;                          // of the last response, status line included
+  bool https_only = false;                          // redirects may not leave https (a token)
   bool decided = false;
   bool complete_now = false;  // 416 that proves the file is whole
   std::optional<Failure> failure;
@@ -295,8 +302,21 @@ class Engine::Impl {
     std::string_view line(data, len);
     if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
       t->resp_headers.clear();  // a new response (after a redirect or a 100)
-      return len;
+      t->header_bytes = 0;
     }
+    // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and
+    // not retried) instead of surfacing as a receive error.
+    t->header_bytes += len;
+    if (t->header_bytes > kMaxHeaderBytes) {
+      if (!t->failure) {
+        t->failure = Failure{"HeaderTooLarge",
+                             static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
+                                 std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
+                             false, std::nullopt, false};
+      }
+      return 0;  // aborts the transfer
+    }
+    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
     auto colon = line.find(':');
     if (colon != std::string_view::npos) {
       t->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
@@ -361,6 +381,18 @@ class Engine::Impl {
     }
     t.buf.clear();
     return true;
+  }
+
+  // "GET <url>", and where redirects led, for messages: the URL that answered is the one the
+  // user needs to see. Neither holds a password (the request's URL carries none).
+  std::string where(Transfer& t) const {
+    std::string out = "GET " + t.req.url;
+    char* final_url = nullptr;
+    if (t.easy && curl_easy_getinfo(t.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
+        final_url && t.req.url != final_url) {
+      out += std::string(" (redirected to ") + final_url + ")";
+    }
+    return out;
   }
 
   void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
@@ -466,9 +498,8 @@ class Engine::Impl {
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     // A token never travels in clear text: from https, redirects may only go to https.
-    const bool https_only = t.req.access_token && t.req.url.size() > 6 &&
-                            (t.req.url.compare(0, 6, "https:") == 0 || t.req.url.compare(0, 6, "HTTPS:") == 0);
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https_only ? "https" : "http,https");
+    t.https_only = t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, t.https_only ? "https" : "http,https");
     if (options_.block_private_addresses) {
       curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
       curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
@@ -545,7 +576,7 @@ class Engine::Impl {
     if (code < 200 || code >= 300) {
       Failure f;
       f.type = "HTTPError(" + std::to_string(code) + " " + std::string(reason_phrase(code)) + ")";
-      f.message = "GET " + url + " returned HTTP " + std::to_string(code) + " " +
+      f.message = where(t) + " returned HTTP " + std::to_string(code) + " " +
                   std::string(reason_phrase(code));
       f.retryable = is_retryable_status(code);
       std::string ra = header("retry-after");
@@ -655,7 +686,27 @@ class Engine::Impl {
       auto [type, retryable] = classify(code);
       std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
       if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
-      t.failure = Failure{type, "GET " + t.req.url + ": " + detail, retryable, std::nullopt, false};
+      char* next = nullptr;
+      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
+          curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &next) == CURLE_OK && next &&
+          lower(std::string(next).substr(0, 5)) == "http:") {
+        type = "InsecureRedirect";
+        detail = std::string("refused to follow the redirect to ") + next +
+                 ": the job has an access token, which is never sent over plain http";
+      } else if (!t.decided && (code == CURLE_OUT_OF_MEMORY ||
+                                (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
+        // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
+        type = "HeaderTooLarge";
+        retryable = false;
+        detail = "a response header is too large (" + detail + "); refused";
+      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY && detail.find("Nul byte") != std::string::npos) {
+        // libcurl refuses the whole response before fetchq sees a header, so there is no
+        // falling back to the URL's name; the server would send the same again.
+        type = "BadResponseHeader";
+        retryable = false;
+        detail = "a response header holds a NUL byte, and libcurl refuses such responses";
+      }
+      t.failure = Failure{type, where(t) + ": " + detail, retryable, std::nullopt, false};
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
@@ -667,7 +718,7 @@ class Engine::Impl {
     if (!t.failure && !t.complete_now && !t.forced_outcome) {
       if (flush(t) && t.total > 0 && t.on_disk != t.total) {
         t.failure = Failure{"IncompleteBody",
-                            "GET " + t.req.url + ": got " + std::to_string(t.on_disk) + " of " +
+                            where(t) + ": got " + std::to_string(t.on_disk) + " of " +
                                 std::to_string(t.total) + " bytes",
                             true, std::nullopt, false};
       }
