@@ -535,6 +535,11 @@ class Engine::Impl {
       // libcurl sends it to the original host only: never after a redirect to another host.
       curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
       curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, t.req.access_token->c_str());
+    } else if (t.req.password) {
+      // Apart from the URL, so no message built from it holds them. Like a token, libcurl sends
+      // them to the original scheme, host and port only (CURLOPT_UNRESTRICTED_AUTH stays off).
+      curl_easy_setopt(e, CURLOPT_USERNAME, t.req.username.c_str());
+      curl_easy_setopt(e, CURLOPT_PASSWORD, t.req.password->c_str());
     }
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
