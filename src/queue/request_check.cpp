@@ -52,6 +52,22 @@ std::optional<std::string> resolve(const std::string& path) {
   }
 }
 
+// NAME_MAX of the folder, asked of its nearest existing ancestor (the rest is created on the
+// same file system); 255 when the system cannot tell.
+size_t max_name_bytes(std::string dir) {
+  while (!dir.empty()) {
+    errno = 0;
+    long n = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+    if (n > 0) return static_cast<size_t>(n);
+    if (errno != ENOENT && errno != ENOTDIR) break;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    auto slash = dir.find_last_of('/');
+    if (slash == std::string::npos || dir == "/") break;
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
+  }
+  return NAME_MAX;
+}
+
 bool valid_sha256(const std::string& s) {
   return s.size() == 64 &&
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
@@ -318,6 +334,16 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
     std::string base = dest.substr(dest.find_last_of('/') + 1);
     if (base == "." || base == "..") {
       return make_error(ErrorCode::kInvalidArgument, "the destination file name is not usable: " + dest);
+    }
+    // The .part file beside it must fit the folder's NAME_MAX too; found out now, not when the
+    // transfer opens it.
+    const size_t name_bytes = base.size() + std::string_view(".part").size();
+    const size_t name_max = max_name_bytes(dest.substr(0, dest.size() - base.size()));
+    if (name_bytes > name_max) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the destination file name is too long: " + std::to_string(base.size()) +
+                            " bytes, and with '.part' it must fit in " + std::to_string(name_max) +
+                            " (NAME_MAX of its folder): " + dest);
     }
     nj.download_path = dest;
   }

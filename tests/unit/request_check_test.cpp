@@ -222,6 +222,23 @@ TEST(UrlPassword, MessagesNeverHoldIt) {
   }
 }
 
+TEST(RequestCheck, AFileNameTooLongForItsPartFileIsRefusedAtOnce) {
+  TempDir dir;
+  const long name_max = ::pathconf(dir.path().c_str(), _PC_NAME_MAX);
+  ASSERT_GT(name_max, 10);
+  const std::string fits(static_cast<size_t>(name_max) - 5, 'a');  // + ".part" is name_max
+  EXPECT_TRUE(check_request({"https://h/a", dir / fits, {}}, {}).ok());
+  for (size_t n : {static_cast<size_t>(name_max) - 4, static_cast<size_t>(name_max) - 2}) {
+    // Also in a folder that does not exist yet.
+    for (const std::string& d : {dir.path(), std::string(dir / "new/sub")}) {
+      auto nj = check_request({"https://h/a", d + "/" + std::string(n, 'b'), {}}, {});
+      ASSERT_FALSE(nj.ok()) << n;
+      EXPECT_EQ(nj.error().code, ErrorCode::kInvalidArgument);
+      EXPECT_NE(nj.error().message.find("too long"), std::string::npos) << nj.error().message;
+    }
+  }
+}
+
 TEST(FuzzRegressions, UrlsNeedSchemeSlashSlashHost) {
   EXPECT_FALSE(check_source_url("http:/example.org/a").ok());
   EXPECT_FALSE(check_source_url("http:///example.org/a").ok());
