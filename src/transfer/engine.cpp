@@ -21,6 +21,7 @@
 
 #include "fetchq/version.h"
 #include "files/file_name.h"
+#include "queue/request_check.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
@@ -390,7 +391,7 @@ class Engine::Impl {
     char* final_url = nullptr;
     if (t.easy && curl_easy_getinfo(t.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
         final_url && t.req.url != final_url) {
-      out += std::string(" (redirected to ") + final_url + ")";
+      out += " (redirected to " + queue::redact_url(final_url) + ")";
     }
     return out;
   }
@@ -691,12 +692,16 @@ class Engine::Impl {
       auto [type, retryable] = classify(code);
       std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
       if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
-      char* next = nullptr;
-      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
-          curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &next) == CURLE_OK && next &&
-          lower(std::string(next).substr(0, 5)) == "http:") {
+      // Where the refused redirect pointed: libcurl has made it the effective URL by the time
+      // it checks the protocol; the redirect URL is asked too, in case it has not.
+      std::string next;
+      for (CURLINFO info : {CURLINFO_REDIRECT_URL, CURLINFO_EFFECTIVE_URL}) {
+        char* u = nullptr;
+        if (next.empty() && curl_easy_getinfo(t.easy, info, &u) == CURLE_OK && u) next = u;
+      }
+      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only && lower(next.substr(0, 5)) == "http:") {
         type = "InsecureRedirect";
-        detail = std::string("refused to follow the redirect to ") + next +
+        detail = "refused to follow the redirect to " + queue::redact_url(next) +
                  ": the job has an access token, which is never sent over plain http";
       } else if (!t.decided && (code == CURLE_OUT_OF_MEMORY ||
                                 (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
