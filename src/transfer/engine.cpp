@@ -708,7 +708,9 @@ class Engine::Impl {
         // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
         type = "HeaderTooLarge";
         retryable = false;
-        detail = "a response header is too large (" + detail + "); refused";
+        detail = code == CURLE_OUT_OF_MEMORY
+                     ? "a response header line is longer than libcurl accepts (100 KB); refused"
+                     : "the response headers are larger than libcurl accepts (" + detail + "); refused";
       } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY && detail.find("Nul byte") != std::string::npos) {
         // libcurl refuses the whole response before fetchq sees a header, so there is no
         // falling back to the URL's name; the server would send the same again.
