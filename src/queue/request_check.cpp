@@ -80,8 +80,9 @@ Status check_source_url(const std::string& url) {
   if (url.size() > 8192) return make_error(ErrorCode::kInvalidArgument, "the URL is too long");
   for (unsigned char c : url) {
     if (c < 0x21 || c == 0x7f) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "the URL holds spaces or control characters: " + redact_url(url).substr(0, 200));
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "the URL holds spaces or control characters: " + redact_url(url).substr(0, 200));
     }
   }
   // The scheme first, so that file:, ftp: and the like are named as what they are.
@@ -91,25 +92,33 @@ Status check_source_url(const std::string& url) {
     unsigned char c = static_cast<unsigned char>(url[i]);
     scheme_ok = std::isalnum(c) || c == '+' || c == '-' || c == '.';
   }
-  if (!scheme_ok) return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + redact_url(url).substr(0, 200));
+  if (!scheme_ok) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
+  }
   const std::string scheme = lower(url.substr(0, colon));
   if (scheme != "http" && scheme != "https") {
     return make_error(ErrorCode::kSchemeNotAllowed,
-                      "scheme not allowed: '" + scheme + "' (only http and https): " + redact_url(url).substr(0, 200));
+                      "scheme not allowed: '" + scheme +
+                          "' (only http and https): " + redact_url(url).substr(0, 200));
   }
   // libcurl forgives "http:/host" and "http:///host"; a URL stored as submitted must say what
   // it means, so insist on exactly "scheme://" followed by a host.
   if (url.compare(colon, 3, "://") != 0 || url.size() <= colon + 3 || url[colon + 3] == '/') {
-    return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + redact_url(url).substr(0, 200));
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
   }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
   if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
-    return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + redact_url(url).substr(0, 200));
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
   }
   char* host = nullptr;
   bool has_host = curl_url_get(h.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
   if (host) curl_free(host);
-  if (!has_host) return make_error(ErrorCode::kInvalidArgument, "the URL has no host: " + redact_url(url));
+  if (!has_host) {
+    return make_error(ErrorCode::kInvalidArgument, "the URL has no host: " + redact_url(url));
+  }
   return Ok{};
 }
 
@@ -189,8 +198,8 @@ std::optional<std::pair<size_t, size_t>> password_span(const std::string& url) {
 }  // namespace
 
 Status check_access_token(const std::string& token) {
-  const bool control =
-      std::any_of(token.begin(), token.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  const bool control = std::any_of(token.begin(), token.end(),
+                                   [](unsigned char c) { return c < 0x20 || c == 0x7f; });
   if (control || token.empty()) {
     return make_error(ErrorCode::kInvalidArgument,
                       "the access token is empty or holds control characters (CR, LF or others)");
@@ -221,7 +230,8 @@ Status check_token_rule_pattern(const std::string& pattern) {
   auto h = parse_url(pattern);
   if (!h || !url_part(h.get(), CURLUPART_HOST)) return bad("not a valid URL");
   if (url_part(h.get(), CURLUPART_USER) || url_part(h.get(), CURLUPART_QUERY) ||
-      url_part(h.get(), CURLUPART_FRAGMENT) || url_part(h.get(), CURLUPART_PATH).value_or("/") != "/") {
+      url_part(h.get(), CURLUPART_FRAGMENT) ||
+      url_part(h.get(), CURLUPART_PATH).value_or("/") != "/") {
     return bad("only a scheme, a host and a port may be named");
   }
   // Plain http is a deliberate choice, made for one port of one host.

@@ -310,10 +310,11 @@ class Engine::Impl {
     t->header_bytes += len;
     if (t->header_bytes > kMaxHeaderBytes) {
       if (!t->failure) {
-        t->failure = Failure{"HeaderTooLarge",
-                             static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
-                                 std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
-                             false, std::nullopt, false};
+        t->failure =
+            Failure{"HeaderTooLarge",
+                    static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
+                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
+                    false, std::nullopt, false};
       }
       return 0;  // aborts the transfer
     }
@@ -499,7 +500,8 @@ class Engine::Impl {
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     // A token never travels in clear text: from https, redirects may only go to https.
-    t.https_only = t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
+    t.https_only =
+        t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, t.https_only ? "https" : "http,https");
     if (options_.block_private_addresses) {
       curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
@@ -699,19 +701,23 @@ class Engine::Impl {
         char* u = nullptr;
         if (next.empty() && curl_easy_getinfo(t.easy, info, &u) == CURLE_OK && u) next = u;
       }
-      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only && lower(next.substr(0, 5)) == "http:") {
+      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
+          lower(next.substr(0, 5)) == "http:") {
         type = "InsecureRedirect";
         detail = "refused to follow the redirect to " + queue::redact_url(next) +
                  ": the job has an access token, which is never sent over plain http";
-      } else if (!t.decided && (code == CURLE_OUT_OF_MEMORY ||
-                                (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
+      } else if (!t.decided &&
+                 (code == CURLE_OUT_OF_MEMORY ||
+                  (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
         // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
         type = "HeaderTooLarge";
         retryable = false;
-        detail = code == CURLE_OUT_OF_MEMORY
-                     ? "a response header line is longer than libcurl accepts (100 KB); refused"
-                     : "the response headers are larger than libcurl accepts (" + detail + "); refused";
-      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY && detail.find("Nul byte") != std::string::npos) {
+        detail =
+            code == CURLE_OUT_OF_MEMORY
+                ? "a response header line is longer than libcurl accepts (100 KB); refused"
+                : "the response headers are larger than libcurl accepts (" + detail + "); refused";
+      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY &&
+                 detail.find("Nul byte") != std::string::npos) {
         // libcurl refuses the whole response before fetchq sees a header, so there is no
         // falling back to the URL's name; the server would send the same again.
         type = "BadResponseHeader";

@@ -4,13 +4,12 @@
 // The test server is plain HTTP: the https cases (a token refused on an https -> http redirect,
 // a rule token given to an https URL) cannot be exercised here and are covered by unit tests of
 // the rule matching only.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <SQLiteCpp/SQLiteCpp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -149,9 +148,15 @@ TEST(Secrets, AUrlPasswordIsSentAsBasicAuthAndShownNowhere) {
   }
   // Only the secrets table holds it: not the jobs, not the events.
   SQLite::Database db(dir / "queue.db", SQLite::OPEN_READONLY);
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM jobs WHERE instr(source, '" + secret + "') > 0 OR "
-                          "instr(COALESCE(error, ''), '" + secret + "') > 0").getInt(), 0);
-  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM events WHERE instr(payload, '" + secret + "') > 0").getInt(), 0);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM jobs WHERE instr(source, '" + secret +
+                          "') > 0 OR "
+                          "instr(COALESCE(error, ''), '" +
+                          secret + "') > 0")
+                .getInt(),
+            0);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM events WHERE instr(payload, '" + secret + "') > 0")
+                .getInt(),
+            0);
 }
 
 TEST(Secrets, AUrlPasswordIsNotSentAfterARedirectToAnotherHost) {
@@ -218,7 +223,8 @@ TEST(Secrets, HugeResponseHeadersAreNamedAndNotRetried) {
   });
   server.set_handler("/block", [](const RequestLog&, int fd) {
     std::string h = "HTTP/1.1 200 OK\r\n";
-    for (int i = 0; i < 300; ++i) h += "X-H" + std::to_string(i) + ": " + std::string(1024, 'b') + "\r\n";
+    for (int i = 0; i < 300; ++i)
+      h += "X-H" + std::to_string(i) + ": " + std::string(1024, 'b') + "\r\n";
     send_all(fd, h + "Content-Length: 4\r\n\r\ndata");
   });
   auto q = open_queue(fast_options(dir));
@@ -230,7 +236,8 @@ TEST(Secrets, HugeResponseHeadersAreNamedAndNotRetried) {
     ASSERT_TRUE(j);
     EXPECT_EQ(j->status, JobStatus::kError);
     EXPECT_EQ(j->error_type.value_or(""), "HeaderTooLarge") << j->error.value_or("");
-    EXPECT_NE(j->error.value_or("").find(server.url(path)), std::string::npos) << j->error.value_or("");
+    EXPECT_NE(j->error.value_or("").find(server.url(path)), std::string::npos)
+        << j->error.value_or("");
     EXPECT_EQ(j->attempts, 1);
     EXPECT_EQ(server.requests_for(path).size(), 1u);
   }
@@ -243,9 +250,10 @@ TEST(Secrets, ANulInAResponseHeaderIsNamedAndNotRetried) {
   TempDir dir;
   TestServer server;
   server.set_handler("/name.txt", [](const RequestLog&, int fd) {
-    send_all(fd, std::string("HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"a\0b.txt\"\r\n"
-                             "Content-Length: 4\r\nConnection: close\r\n\r\ndata",
-                             114));
+    send_all(fd, std::string(
+                     "HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"a\0b.txt\"\r\n"
+                     "Content-Length: 4\r\nConnection: close\r\n\r\ndata",
+                     114));
   });
   auto q = open_queue(fast_options(dir));
   std::filesystem::create_directories(dir / "dl");
@@ -302,8 +310,9 @@ TEST(Secrets, FetchqdRuleTokensAvoidPlainHttpAndBadTokensAreInvalidParams) {
   }
   const std::string sock = dir / "d.sock";
   auto argv = [&](const std::string& conf) {
-    return std::vector<std::string>{bin_path("fetchqd"), "--config", dir / conf, "--db", dir / "d.db",
-                                    "--socket", sock, "--download-root", dir.path()};
+    return std::vector<std::string>{bin_path("fetchqd"), "--config", dir / conf, "--db",
+                                    dir / "d.db",        "--socket", sock,       "--download-root",
+                                    dir.path()};
   };
   {
     Process bad(argv("bad.conf"), "", dir / "bad.err");
@@ -313,12 +322,18 @@ TEST(Secrets, FetchqdRuleTokensAvoidPlainHttpAndBadTokensAreInvalidParams) {
   }
   Process d(argv("fetchqd.conf"), "", dir / "d.err");
   ::unsetenv("FETCHQ_TEST_RULE_TOKEN");
-  ASSERT_TRUE(wait_until([&] { return rpc(sock, R"({"jsonrpc":"2.0","id":1,"method":"stats","params":{}})")
-                                          .find("result") != std::string::npos; },
-                         std::chrono::seconds(10), std::chrono::milliseconds(20)))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return rpc(sock, R"({"jsonrpc":"2.0","id":1,"method":"stats","params":{}})")
+                   .find("result") != std::string::npos;
+      },
+      std::chrono::seconds(10), std::chrono::milliseconds(20)))
       << whole_file(dir / "d.err");
-  auto submit_rpc = [&](const std::string& url, const std::string& dest, const std::string& extra = "") {
-    nlohmann::json req{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "download"},
+  auto submit_rpc = [&](const std::string& url, const std::string& dest,
+                        const std::string& extra = "") {
+    nlohmann::json req{{"jsonrpc", "2.0"},
+                       {"id", 2},
+                       {"method", "download"},
                        {"params", {{"source", url}, {"dest", dest}}}};
     if (!extra.empty()) req["params"]["access_token"] = extra;
     return nlohmann::json::parse(rpc(sock, req.dump()), nullptr, false);
@@ -334,13 +349,14 @@ TEST(Secrets, FetchqdRuleTokensAvoidPlainHttpAndBadTokensAreInvalidParams) {
   EXPECT_EQ(bad.dump().find("X-Injected"), std::string::npos) << bad.dump();
   // fetchq add --token-env: a usage error (exit 2), one line, nothing sent.
   ::setenv("FETCHQ_TEST_BAD_TOKEN", "tok\nX-Injected: 1", 1);
-  auto add = run_capture({bin_path("fetchq"), "add", server.url("/a"), "-d", dir / "dl", "--token-env",
-                          "FETCHQ_TEST_BAD_TOKEN", "--socket", sock},
+  auto add = run_capture({bin_path("fetchq"), "add", server.url("/a"), "-d", dir / "dl",
+                          "--token-env", "FETCHQ_TEST_BAD_TOKEN", "--socket", sock},
                          dir / "add.out", dir / "add.err", std::chrono::seconds(20));
   ::unsetenv("FETCHQ_TEST_BAD_TOKEN");
   EXPECT_EQ(add.rc, 2) << add.err;
   EXPECT_EQ(std::count(add.err.begin(), add.err.end(), '\n'), 1) << add.err;
-  ASSERT_TRUE(wait_until([&] { return server.requests_for("/a").size() + server.requests_for("/b").size() >= 2; }));
+  ASSERT_TRUE(wait_until(
+      [&] { return server.requests_for("/a").size() + server.requests_for("/b").size() >= 2; }));
   EXPECT_EQ(server.requests_for("/a").size(), 1u);
   EXPECT_EQ(server.requests_for("/a").at(0).authorization, "");
   EXPECT_EQ(server.requests_for("/b").at(0).authorization, "Bearer rule-token");

@@ -148,14 +148,15 @@ TEST(TokenRules, AUrlPatternMeansThatSchemeHostAndPort) {
 }
 
 TEST(TokenRules, PatternsAreCheckedWhenLoaded) {
-  for (const char* ok : {"example.org", "*.example.org", "https://example.org", "https://example.org:8443",
-                         "http://localhost:39080", "http://localhost:39080/"}) {
+  for (const char* ok :
+       {"example.org", "*.example.org", "https://example.org", "https://example.org:8443",
+        "http://localhost:39080", "http://localhost:39080/"}) {
     EXPECT_TRUE(check_token_rule_pattern(ok).ok()) << ok;
   }
-  for (const char* bad : {"", "http://localhost", "http://example.org/", "ftp://example.org:21",
-                          "example.org:443", "example.org/path", "https://example.org/path",
-                          "https://u@example.org", "https://example.org/?q", "a*.example.org",
-                          "*.*.example.org", "exa mple.org"}) {
+  for (const char* bad :
+       {"", "http://localhost", "http://example.org/", "ftp://example.org:21", "example.org:443",
+        "example.org/path", "https://example.org/path", "https://u@example.org",
+        "https://example.org/?q", "a*.example.org", "*.*.example.org", "exa mple.org"}) {
     auto st = check_token_rule_pattern(bad);
     EXPECT_FALSE(st.ok()) << bad;
     if (!st.ok()) {
@@ -214,8 +215,8 @@ TEST(UrlPassword, MessagesNeverHoldIt) {
   EXPECT_EQ(redact_url("https://u:p:w@x@h/x"), "https://u:***@h/x");  // up to the last '@'
   EXPECT_EQ(redact_url("https://h/u:pw@x"), "https://h/u:pw@x");      // not the authority
   EXPECT_EQ(redact_url("not a url u:pw@h"), "not a url u:pw@h");
-  for (const char* bad : {"ftp://u:pw-secret@h/x", "https://u:pw-secret@/x", "http://u:pw-secret@h/a b",
-                          "https://u:pw-secret@h:99999999/x"}) {
+  for (const char* bad : {"ftp://u:pw-secret@h/x", "https://u:pw-secret@/x",
+                          "http://u:pw-secret@h/a b", "https://u:pw-secret@h:99999999/x"}) {
     auto st = check_source_url(bad);
     ASSERT_FALSE(st.ok()) << bad;
     EXPECT_EQ(st.error().message.find("pw-secret"), std::string::npos) << st.error().message;
