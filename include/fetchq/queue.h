@@ -28,9 +28,11 @@ struct Callbacks {
   std::function<void(const Job&)> on_paused;
 };
 
-// A token given to every job whose URL's host matches, unless the job brings its own. The
-// pattern is a host name ("example.org") or a suffix ("*.example.org", which matches the
-// subdomains only); it is compared with the URL's host alone, never with its path or query.
+// A token given to every job whose URL matches, unless the job brings its own. The pattern is
+// a host name ("example.org") or a suffix ("*.example.org", which matches the subdomains only),
+// compared with the URL's host alone, never with its path or query, and applied to https URLs
+// only; or "https://host[:port]"; or "http://host:port", the one way to send a rule token over
+// plain http, to that exact scheme, host and port (queue::check_token_rule_pattern).
 struct TokenRule {
   std::string host_pattern;
   std::string token;

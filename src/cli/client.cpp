@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "control/client.h"
+#include "queue/request_check.h"
 #include "store/store.h"
 #include "util/fs.h"
 
@@ -133,6 +134,10 @@ int run_add(AddArgs& a) {
     const char* tok = std::getenv(a.token_env.c_str());
     if (!tok || !*tok) {
       print_error("--token-env " + a.token_env + ": that variable is not set or empty");
+      return kExitUsage;
+    }
+    if (auto st = queue::check_access_token(tok); !st) {
+      print_error("--token-env " + a.token_env + ": " + st.error().message);
       return kExitUsage;
     }
     base["access_token"] = tok;

@@ -56,7 +56,8 @@ Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
   for (size_t i = 0; i < requests.size(); ++i) {
     auto nj = queue::check_request(requests[i], {});
     if (!nj) return nj.error();
-    auto found = latest.find({requests[i].source, requests[i].dest});
+    // The stored source hides a URL's password: compare with it as stored.
+    auto found = latest.find({nj.value().request.source, requests[i].dest});
     std::optional<Job> old;
     if (found != latest.end()) old = found->second;
     if (old && old->status != JobStatus::kCancelled &&

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fetchq/version.h"
+#include "queue/request_check.h"
 
 namespace fetchq::control {
 namespace {
@@ -62,6 +63,11 @@ DownloadRequest read_download(const json& p) {
     r.options.priority = static_cast<int>(*prio);
   }
   r.options.access_token = opt_string(p, "access_token");
+  if (r.options.access_token) {
+    if (auto st = queue::check_access_token(*r.options.access_token); !st) {
+      throw BadParams{"'access_token': " + st.error().message};
+    }
+  }
   r.options.sha256 = opt_string(p, "sha256");
   if (auto ie = opt_string(p, "if_exists")) {
     auto policy = parse_if_exists(*ie);

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "queue/request_check.h"
 #include "util/fs.h"
 
 namespace fetchq::daemon {
@@ -26,7 +27,7 @@ const std::vector<SettingInfo>& setting_table() {
       {"checkpoint-interval-ms", "how often running jobs are synced and recorded", K::kInt, 100, 600000},
       {"event-retention", "events kept in the log (the newest N; a follower asking for older ones is told where the log starts); 0 keeps all", K::kInt, 0, 1000000000},
       {"block-private-addresses", "1: refuse loopback, private and link-local addresses", K::kInt, 0, 1},
-      {"token-rule", "'HOST env:VAR' or 'HOST file:PATH': a Bearer token for jobs to HOST (*.suffix for subdomains)", K::kStringList},
+      {"token-rule", "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN (host, *.suffix, https://host:port; http://host:port for plain http)", K::kStringList},
   };
   return table;
 }
@@ -173,8 +174,9 @@ Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& 
       return make_error(ErrorCode::kInvalidArgument,
                         "token-rule must be 'HOST env:VAR' or 'HOST file:PATH', not '" + host + " ...'");
     }
-    if (host.empty() || host.find('/') != std::string::npos) {
-      return make_error(ErrorCode::kInvalidArgument, "token-rule needs a host name, got '" + host + "'");
+    if (auto st = queue::check_token_rule_pattern(host); !st) return st.error();
+    if (auto st = queue::check_access_token(token); !st) {
+      return make_error(ErrorCode::kInvalidArgument, "token-rule for " + host + ": " + st.error().message);
     }
     out.push_back({host, token});
   }

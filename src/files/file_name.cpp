@@ -1,6 +1,7 @@
 // Picks a safe on-disk file name for a download from Content-Disposition or the URL.
 #include "files/file_name.h"
 
+#include <cstdint>
 #include <string>
 
 namespace fetchq::files {
@@ -72,6 +73,49 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+// Code points that change how a name is displayed without being seen: C1 controls, the
+// bidirectional marks, embeddings, overrides and isolates (a name shown as "exe.txt" can be
+// "txt.exe"), zero-width characters, line and paragraph separators and the BOM.
+bool is_hidden_format_char(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C || (cp >= 0x200B && cp <= 0x200F) ||
+         (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xFEFF;
+}
+
+// Expects valid UTF-8 (is_valid_utf8).
+bool has_hidden_format_char(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    size_t len = b0 < 0x80 ? 1 : b0 < 0xE0 ? 2 : b0 < 0xF0 ? 3 : 4;
+    if (s.size() - i < len) return true;
+    uint32_t cp = len == 1 ? b0 : len == 2 ? (b0 & 0x1F) : len == 3 ? (b0 & 0x0F) : (b0 & 0x07);
+    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    if (is_hidden_format_char(cp)) return true;
+    i += len;
+  }
+  return false;
+}
+
+// Percent-decoding that refuses a broken escape ("%", "%4", "%zz"): such text was not encoded
+// by anyone who meant a name, and kept literally it would be a name nobody asked for.
+std::optional<std::string> percent_decode_strict(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (s.size() - i < 3) return std::nullopt;
+    const int hi = hex_value(s[i + 1]);
+    const int lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
 std::string latin1_to_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size() * 2);
@@ -96,8 +140,9 @@ std::optional<std::string> decode_ext_value(std::string_view v) {
   const size_t q2 = v.find('\'', q1 + 1);
   if (q2 == std::string_view::npos) return std::nullopt;
   const std::string_view charset = trim(v.substr(0, q1));
-  const std::string bytes = percent_decode(trim(v.substr(q2 + 1)));
-  if (bytes.empty()) return std::nullopt;
+  const auto decoded = percent_decode_strict(trim(v.substr(q2 + 1)));
+  if (!decoded || decoded->empty()) return std::nullopt;
+  const std::string& bytes = *decoded;
   if (iequals(charset, "utf-8")) {
     if (!is_valid_utf8(bytes)) return std::nullopt;
     return bytes;
@@ -208,7 +253,7 @@ std::optional<std::string> filename_from_url(std::string_view url) {
   if (rest.empty()) return std::nullopt;
   const size_t slash = rest.rfind('/');
   const std::string_view segment = slash == std::string_view::npos ? rest : rest.substr(slash + 1);
-  return percent_decode(segment);
+  return percent_decode_strict(segment);
 }
 
 bool is_safe_file_name(std::string_view name) noexcept {
@@ -223,7 +268,7 @@ bool is_safe_file_name(std::string_view name) noexcept {
   if (only_dots_and_spaces) return false;
   // "C:evil" is drive-relative on Windows, so a drive prefix is never one component.
   if (name.size() >= 2 && is_alpha(name[0]) && name[1] == ':') return false;
-  return is_valid_utf8(name);
+  return is_valid_utf8(name) && !has_hidden_format_char(name);
 }
 
 std::string choose_file_name(std::optional<std::string_view> content_disposition,

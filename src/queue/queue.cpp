@@ -131,13 +131,11 @@ class Queue final : public DownloadQueue, public transfer::Observer {
         return e;
       }
       auto& opt = nj.value().request.options;
-      if (!opt.access_token && !opts_.token_rules.empty()) {
-        if (auto host = queue::url_host(requests[i].source)) {
-          for (const auto& rule : opts_.token_rules) {
-            if (queue::host_matches(*host, rule.host_pattern)) {
-              opt.access_token = rule.token;
-              break;
-            }
+      if (!opt.access_token) {
+        for (const auto& rule : opts_.token_rules) {
+          if (queue::token_rule_applies(rule.host_pattern, nj.value().request.source)) {
+            opt.access_token = rule.token;
+            break;
           }
         }
       }
@@ -959,7 +957,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     transfer::Request req;
     req.job_id = c.job.id;
     req.attempt = c.attempt;
-    req.url = c.job.source;
+    auto url = queue::transfer_url(c.job.source, c.url_password);
+    req.url = std::move(url.url);
+    req.username = std::move(url.user);
+    req.password = std::move(url.password);
     req.dest = c.job.dest;
     req.dest_is_dir = c.dest_is_dir;
     req.if_exists = c.if_exists;

@@ -4,9 +4,11 @@
 #include <curl/curl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <memory>
 
 #include "util/fs.h"
@@ -50,6 +52,22 @@ std::optional<std::string> resolve(const std::string& path) {
   }
 }
 
+// NAME_MAX of the folder, asked of its nearest existing ancestor (the rest is created on the
+// same file system); 255 when the system cannot tell.
+size_t max_name_bytes(std::string dir) {
+  while (!dir.empty()) {
+    errno = 0;
+    long n = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+    if (n > 0) return static_cast<size_t>(n);
+    if (errno != ENOENT && errno != ENOTDIR) break;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    auto slash = dir.find_last_of('/');
+    if (slash == std::string::npos || dir == "/") break;
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
+  }
+  return NAME_MAX;
+}
+
 bool valid_sha256(const std::string& s) {
   return s.size() == 64 &&
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
@@ -62,8 +80,9 @@ Status check_source_url(const std::string& url) {
   if (url.size() > 8192) return make_error(ErrorCode::kInvalidArgument, "the URL is too long");
   for (unsigned char c : url) {
     if (c < 0x21 || c == 0x7f) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "the URL holds spaces or control characters: " + url.substr(0, 200));
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "the URL holds spaces or control characters: " + redact_url(url).substr(0, 200));
     }
   }
   // The scheme first, so that file:, ftp: and the like are named as what they are.
@@ -73,25 +92,33 @@ Status check_source_url(const std::string& url) {
     unsigned char c = static_cast<unsigned char>(url[i]);
     scheme_ok = std::isalnum(c) || c == '+' || c == '-' || c == '.';
   }
-  if (!scheme_ok) return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
+  if (!scheme_ok) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
+  }
   const std::string scheme = lower(url.substr(0, colon));
   if (scheme != "http" && scheme != "https") {
     return make_error(ErrorCode::kSchemeNotAllowed,
-                      "scheme not allowed: '" + scheme + "' (only http and https): " + url.substr(0, 200));
+                      "scheme not allowed: '" + scheme +
+                          "' (only http and https): " + redact_url(url).substr(0, 200));
   }
   // libcurl forgives "http:/host" and "http:///host"; a URL stored as submitted must say what
   // it means, so insist on exactly "scheme://" followed by a host.
   if (url.compare(colon, 3, "://") != 0 || url.size() <= colon + 3 || url[colon + 3] == '/') {
-    return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
   }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
   if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
-    return make_error(ErrorCode::kInvalidArgument, "not a valid URL: " + url.substr(0, 200));
+    return make_error(ErrorCode::kInvalidArgument,
+                      "not a valid URL: " + redact_url(url).substr(0, 200));
   }
   char* host = nullptr;
   bool has_host = curl_url_get(h.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
   if (host) curl_free(host);
-  if (!has_host) return make_error(ErrorCode::kInvalidArgument, "the URL has no host: " + url);
+  if (!has_host) {
+    return make_error(ErrorCode::kInvalidArgument, "the URL has no host: " + redact_url(url));
+  }
   return Ok{};
 }
 
@@ -113,6 +140,149 @@ bool host_matches(const std::string& host, const std::string& pattern) {
     return host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0;
   }
   return !p.empty() && host == p;
+}
+
+namespace {
+
+using CurlUrl = std::unique_ptr<CURLU, decltype(&curl_url_cleanup)>;
+
+CurlUrl parse_url(const std::string& url) {
+  CurlUrl h(curl_url(), curl_url_cleanup);
+  if (h && curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) h.reset();
+  return h;
+}
+
+std::optional<std::string> url_part(CURLU* h, CURLUPart part, unsigned flags = 0) {
+  char* v = nullptr;
+  if (curl_url_get(h, part, &v, flags) != CURLUE_OK || !v) return std::nullopt;
+  std::string out = v;
+  curl_free(v);
+  return out;
+}
+
+// Scheme, host and port (the scheme's default when none is written) of an http(s) URL.
+struct Origin {
+  std::string scheme;
+  std::string host;
+  std::string port;
+};
+
+std::optional<Origin> origin_of(const std::string& url) {
+  auto h = parse_url(url);
+  if (!h) return std::nullopt;
+  auto scheme = url_part(h.get(), CURLUPART_SCHEME);
+  auto host = url_part(h.get(), CURLUPART_HOST);
+  auto port = url_part(h.get(), CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  if (!scheme || !host || host->empty() || !port) return std::nullopt;
+  Origin o{lower(*scheme), lower(*host), *port};
+  while (!o.host.empty() && o.host.back() == '.') o.host.pop_back();
+  return o;
+}
+
+// Where the password of a URL's user info lies: [begin, end) of the text between the first
+// ':' of the user info and the LAST '@' of the authority. The last '@', so that whichever '@'
+// a parser takes for the end of the user info, the password is inside what is hidden.
+std::optional<std::pair<size_t, size_t>> password_span(const std::string& url) {
+  const size_t sep = url.find("://");
+  if (sep == std::string::npos) return std::nullopt;
+  const size_t start = sep + 3;
+  size_t end = url.find_first_of("/?#", start);
+  if (end == std::string::npos) end = url.size();
+  const size_t at = url.rfind('@', end == 0 ? 0 : end - 1);
+  if (at == std::string::npos || at < start) return std::nullopt;
+  const size_t colon = url.find(':', start);
+  if (colon == std::string::npos || colon >= at) return std::nullopt;
+  return std::make_pair(colon + 1, at);
+}
+
+}  // namespace
+
+Status check_access_token(const std::string& token) {
+  const bool control = std::any_of(token.begin(), token.end(),
+                                   [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  if (control || token.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the access token is empty or holds control characters (CR, LF or others)");
+  }
+  return Ok{};
+}
+
+Status check_token_rule_pattern(const std::string& pattern) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "token-rule '" + pattern + "': " + why);
+  };
+  if (pattern.empty()) return bad("needs a host name");
+  for (unsigned char c : pattern) {
+    if (c <= 0x20 || c == 0x7f) return bad("holds spaces or control characters");
+  }
+  const size_t sep = pattern.find("://");
+  if (sep == std::string::npos) {
+    if (pattern.find_first_of("/:@?#[]") != std::string::npos) {
+      return bad("write a host name (or *.suffix), or a URL such as https://host:port");
+    }
+    if (pattern.find('*', pattern.rfind("*.", 0) == 0 ? 1 : 0) != std::string::npos) {
+      return bad("'*' may only start a '*.suffix' pattern");
+    }
+    return Ok{};
+  }
+  const std::string scheme = lower(pattern.substr(0, sep));
+  if (scheme != "http" && scheme != "https") return bad("only http:// and https:// may be named");
+  auto h = parse_url(pattern);
+  if (!h || !url_part(h.get(), CURLUPART_HOST)) return bad("not a valid URL");
+  if (url_part(h.get(), CURLUPART_USER) || url_part(h.get(), CURLUPART_QUERY) ||
+      url_part(h.get(), CURLUPART_FRAGMENT) ||
+      url_part(h.get(), CURLUPART_PATH).value_or("/") != "/") {
+    return bad("only a scheme, a host and a port may be named");
+  }
+  // Plain http is a deliberate choice, made for one port of one host.
+  if (scheme == "http" && !url_part(h.get(), CURLUPART_PORT)) {
+    return bad("a token goes over plain http only to a port written out (http://host:port)");
+  }
+  return Ok{};
+}
+
+bool token_rule_applies(const std::string& pattern, const std::string& url) {
+  auto u = origin_of(url);
+  if (!u) return false;
+  if (pattern.find("://") != std::string::npos) {
+    auto p = origin_of(pattern);
+    return p && p->scheme == u->scheme && p->host == u->host && p->port == u->port;
+  }
+  return u->scheme == "https" && host_matches(u->host, pattern);
+}
+
+std::string redact_url(const std::string& url) {
+  auto span = password_span(url);
+  if (!span) return url;
+  return url.substr(0, span->first) + "***" + url.substr(span->second);
+}
+
+std::optional<UrlPassword> split_url_password(const std::string& url) {
+  auto span = password_span(url);
+  if (!span) return std::nullopt;
+  UrlPassword out;
+  out.shown = redact_url(url);
+  if (auto h = parse_url(url)) {
+    out.password = url_part(h.get(), CURLUPART_PASSWORD, CURLU_URLDECODE).value_or("");
+  } else {
+    out.password = url.substr(span->first, span->second - span->first);
+  }
+  if (out.password.empty() && span->first == span->second) return std::nullopt;  // "user:@host"
+  return out;
+}
+
+TransferUrl transfer_url(const std::string& source, const std::optional<std::string>& password) {
+  TransferUrl out;
+  out.url = source;
+  if (!password) return out;
+  auto h = parse_url(source);
+  if (!h) return out;
+  out.user = url_part(h.get(), CURLUPART_USER, CURLU_URLDECODE).value_or("");
+  out.password = password;
+  curl_url_set(h.get(), CURLUPART_USER, nullptr, 0);
+  curl_url_set(h.get(), CURLUPART_PASSWORD, nullptr, 0);
+  if (auto bare = url_part(h.get(), CURLUPART_URL)) out.url = *bare;
+  return out;
 }
 
 bool is_under_roots(const std::string& path, const std::vector<std::string>& roots) {
@@ -145,6 +315,9 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   if (request.options.sha256 && !valid_sha256(*request.options.sha256)) {
     return make_error(ErrorCode::kInvalidArgument, "sha256 must be 64 hex digits");
   }
+  if (request.options.access_token) {
+    if (auto st = check_access_token(*request.options.access_token); !st) return st.error();
+  }
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};
   if (cache && cached != cache->end()) {
@@ -160,12 +333,27 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   }
   store::NewJob nj;
   nj.request = request;
+  if (auto secret = split_url_password(request.source)) {
+    // Kept apart like a token: the source that listings, events and logs show hides it.
+    nj.request.source = std::move(secret->shown);
+    nj.url_password = std::move(secret->password);
+  }
   if (nj.request.options.sha256) nj.request.options.sha256 = lower(*nj.request.options.sha256);
   nj.dest_is_dir = facts.is_directory;
   if (!nj.dest_is_dir) {
     std::string base = dest.substr(dest.find_last_of('/') + 1);
     if (base == "." || base == "..") {
       return make_error(ErrorCode::kInvalidArgument, "the destination file name is not usable: " + dest);
+    }
+    // The .part file beside it must fit the folder's NAME_MAX too; found out now, not when the
+    // transfer opens it.
+    const size_t name_bytes = base.size() + std::string_view(".part").size();
+    const size_t name_max = max_name_bytes(dest.substr(0, dest.size() - base.size()));
+    if (name_bytes > name_max) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the destination file name is too long: " + std::to_string(base.size()) +
+                            " bytes, and with '.part' it must fit in " + std::to_string(name_max) +
+                            " (NAME_MAX of its folder): " + dest);
     }
     nj.download_path = dest;
   }

@@ -20,6 +20,40 @@ std::optional<std::string> url_host(const std::string& url);
 // Host-name match of a TokenRule pattern: exact, or "*.suffix" for subdomains of suffix.
 bool host_matches(const std::string& host, const std::string& pattern);
 
+// A Bearer token as sent in a header: non-empty, without CR, LF or other control characters
+// (which would end the Authorization header and start one of the sender's choosing).
+Status check_access_token(const std::string& token);
+
+// Token rules. A pattern is "host", "*.suffix" or "https://host[:port]": it applies to https
+// URLs only, so a rule token never travels in clear text. "http://host:port" (the port written
+// out) is the one way to give a token to plain http, and then to that scheme, host and port
+// only. The message says what is wrong with a pattern.
+Status check_token_rule_pattern(const std::string& pattern);
+bool token_rule_applies(const std::string& pattern, const std::string& url);
+
+// The URL as it may be shown anywhere: a password in it replaced by "***". Works on any text,
+// a malformed URL included.
+std::string redact_url(const std::string& url);
+
+// A URL's password, split out at submission. `shown` is the URL with the password replaced
+// by "***" (what the job's source keeps); `password` is the decoded secret.
+struct UrlPassword {
+  std::string shown;
+  std::string password;
+};
+// nullopt when the URL holds no password (a user name alone is no secret).
+std::optional<UrlPassword> split_url_password(const std::string& url);
+
+// What a transfer is given for a job's source: the URL without user info, and the decoded user
+// name and password, handed to libcurl apart so that no text built from the URL holds them.
+struct TransferUrl {
+  std::string url;
+  std::string user;
+  std::optional<std::string> password;
+};
+// password: the job's stored secret, if any. A source without user info comes back as is.
+TransferUrl transfer_url(const std::string& source, const std::optional<std::string>& password);
+
 // True when `path` lies under one of `roots` once "..", "." and symbolic links of its existing
 // part are resolved. Roots are resolved the same way.
 bool is_under_roots(const std::string& path, const std::vector<std::string>& roots);

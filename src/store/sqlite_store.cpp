@@ -120,6 +120,7 @@ class SqliteStore final : public Store {
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
           "dest_is_dir, if_exists, sha256) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
+      Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
       for (const auto& nj : jobs) {
         const auto& r = nj.request;
         ins->reset();
@@ -146,6 +147,12 @@ class SqliteStore final : public Store {
           tok->bind(1, static_cast<int64_t>(j.id));
           tok->bind(2, *r.options.access_token);
           tok->exec();
+        }
+        if (nj.url_password) {
+          pw->reset();
+          pw->bind(1, static_cast<int64_t>(j.id));
+          pw->bind(2, *nj.url_password);
+          pw->exec();
         }
         out.push_back(std::move(j));
       }
@@ -177,7 +184,8 @@ class SqliteStore final : public Store {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
                         "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
-                        "(SELECT token FROM tokens t WHERE t.job_id = jobs.id) "
+                        "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
+                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id) "
                         "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
@@ -201,6 +209,7 @@ class SqliteStore final : public Store {
         if (!q->getColumn(25).isNull()) c.sealed_bytes = q->getColumn(25).getInt64();
         if (!q->getColumn(26).isNull()) c.failing_since_ms = q->getColumn(26).getInt64();
         c.access_token = opt_text(q->getColumn(27));
+        c.url_password = opt_text(q->getColumn(28));
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -459,6 +468,8 @@ class SqliteStore final : public Store {
         out.push_back(std::move(p));
       }
       db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
+                "('completed', 'cancelled', 'error'))");
+      db_->exec("DELETE FROM url_credentials WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
                 "('completed', 'cancelled', 'error'))");
       // Nobody can ask about a pruned job again: its events would only fill the file.
       db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE status IN "

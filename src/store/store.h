@@ -23,6 +23,7 @@ struct NewJob {
   DownloadRequest request;
   bool dest_is_dir = false;
   std::optional<std::string> download_path;  // known at once when dest names the file
+  std::optional<std::string> url_password;   // split out of the URL; kept apart like a token
 };
 
 // A job handed to a transfer, with what is needed to resume it.
@@ -33,6 +34,7 @@ struct ClaimedJob {
   IfExists if_exists = IfExists::kError;
   std::optional<std::string> sha256;
   std::optional<std::string> access_token;
+  std::optional<std::string> url_password;  // of the source's user info, which shows "***"
   int64_t checkpoint_bytes = 0;
   std::string checkpoint_boot_id;
   std::string etag;

@@ -21,6 +21,7 @@
 
 #include "fetchq/version.h"
 #include "files/file_name.h"
+#include "queue/request_check.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
@@ -67,6 +68,9 @@ std::pair<std::string, bool> classify(CURLcode code) {
     case CURLE_SSL_CACERT_BADFILE: return {"TLSError", false};
     case CURLE_BAD_CONTENT_ENCODING: return {"ContentEncodingError", false};
     case CURLE_WRITE_ERROR: return {"DiskError", false};
+    // While headers are read, libcurl's only allocation that fails in practice is a header line
+    // over its 100 KB limit; end_done names that case.
+    case CURLE_OUT_OF_MEMORY: return {"OutOfMemory", false};
     default: return {"TransferError", true};
   }
 }
@@ -108,6 +112,8 @@ namespace {
 constexpr size_t kMinWriteBuffer = 16 << 10;
 constexpr auto kFillFast = std::chrono::milliseconds(200);
 constexpr auto kFillSlow = std::chrono::seconds(2);
+// Largest response header block accepted (libcurl's own limit is 300 KB).
+constexpr size_t kMaxHeaderBytes = 256 << 10;
 
 struct Transfer {
   void* engine = nullptr;  // the Engine::Impl, for the C callbacks
@@ -117,6 +123,8 @@ struct Transfer {
   char curl_error[CURL_ERROR_SIZE] = {};
 
   std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
+  size_t header_bytes = 0;                          // of the last response, status line included
+  bool https_only = false;                          // redirects may not leave https (a token)
   bool decided = false;
   bool complete_now = false;  // 416 that proves the file is whole
   std::optional<Failure> failure;
@@ -295,8 +303,22 @@ class Engine::Impl {
     std::string_view line(data, len);
     if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
       t->resp_headers.clear();  // a new response (after a redirect or a 100)
-      return len;
+      t->header_bytes = 0;
     }
+    // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and
+    // not retried) instead of surfacing as a receive error.
+    t->header_bytes += len;
+    if (t->header_bytes > kMaxHeaderBytes) {
+      if (!t->failure) {
+        t->failure =
+            Failure{"HeaderTooLarge",
+                    static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
+                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
+                    false, std::nullopt, false};
+      }
+      return 0;  // aborts the transfer
+    }
+    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
     auto colon = line.find(':');
     if (colon != std::string_view::npos) {
       t->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
@@ -361,6 +383,18 @@ class Engine::Impl {
     }
     t.buf.clear();
     return true;
+  }
+
+  // "GET <url>", and where redirects led, for messages: the URL that answered is the one the
+  // user needs to see. Neither holds a password (the request's URL carries none).
+  std::string where(Transfer& t) const {
+    std::string out = "GET " + t.req.url;
+    char* final_url = nullptr;
+    if (t.easy && curl_easy_getinfo(t.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
+        final_url && t.req.url != final_url) {
+      out += " (redirected to " + queue::redact_url(final_url) + ")";
+    }
+    return out;
   }
 
   void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
@@ -466,9 +500,9 @@ class Engine::Impl {
     curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     // A token never travels in clear text: from https, redirects may only go to https.
-    const bool https_only = t.req.access_token && t.req.url.size() > 6 &&
-                            (t.req.url.compare(0, 6, "https:") == 0 || t.req.url.compare(0, 6, "HTTPS:") == 0);
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https_only ? "https" : "http,https");
+    t.https_only =
+        t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, t.https_only ? "https" : "http,https");
     if (options_.block_private_addresses) {
       curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
       curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
@@ -504,6 +538,11 @@ class Engine::Impl {
       // libcurl sends it to the original host only: never after a redirect to another host.
       curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
       curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, t.req.access_token->c_str());
+    } else if (t.req.password) {
+      // Apart from the URL, so no message built from it holds them. Like a token, libcurl sends
+      // them to the original scheme, host and port only (CURLOPT_UNRESTRICTED_AUTH stays off).
+      curl_easy_setopt(e, CURLOPT_USERNAME, t.req.username.c_str());
+      curl_easy_setopt(e, CURLOPT_PASSWORD, t.req.password->c_str());
     }
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
@@ -545,7 +584,7 @@ class Engine::Impl {
     if (code < 200 || code >= 300) {
       Failure f;
       f.type = "HTTPError(" + std::to_string(code) + " " + std::string(reason_phrase(code)) + ")";
-      f.message = "GET " + url + " returned HTTP " + std::to_string(code) + " " +
+      f.message = where(t) + " returned HTTP " + std::to_string(code) + " " +
                   std::string(reason_phrase(code));
       f.retryable = is_retryable_status(code);
       std::string ra = header("retry-after");
@@ -655,7 +694,37 @@ class Engine::Impl {
       auto [type, retryable] = classify(code);
       std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
       if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
-      t.failure = Failure{type, "GET " + t.req.url + ": " + detail, retryable, std::nullopt, false};
+      // Where the refused redirect pointed: libcurl has made it the effective URL by the time
+      // it checks the protocol; the redirect URL is asked too, in case it has not.
+      std::string next;
+      for (CURLINFO info : {CURLINFO_REDIRECT_URL, CURLINFO_EFFECTIVE_URL}) {
+        char* u = nullptr;
+        if (next.empty() && curl_easy_getinfo(t.easy, info, &u) == CURLE_OK && u) next = u;
+      }
+      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
+          lower(next.substr(0, 5)) == "http:") {
+        type = "InsecureRedirect";
+        detail = "refused to follow the redirect to " + queue::redact_url(next) +
+                 ": the job has an access token, which is never sent over plain http";
+      } else if (!t.decided &&
+                 (code == CURLE_OUT_OF_MEMORY ||
+                  (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
+        // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
+        type = "HeaderTooLarge";
+        retryable = false;
+        detail =
+            code == CURLE_OUT_OF_MEMORY
+                ? "a response header line is longer than libcurl accepts (100 KB); refused"
+                : "the response headers are larger than libcurl accepts (" + detail + "); refused";
+      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY &&
+                 detail.find("Nul byte") != std::string::npos) {
+        // libcurl refuses the whole response before fetchq sees a header, so there is no
+        // falling back to the URL's name; the server would send the same again.
+        type = "BadResponseHeader";
+        retryable = false;
+        detail = "a response header holds a NUL byte, and libcurl refuses such responses";
+      }
+      t.failure = Failure{type, where(t) + ": " + detail, retryable, std::nullopt, false};
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
@@ -667,7 +736,7 @@ class Engine::Impl {
     if (!t.failure && !t.complete_now && !t.forced_outcome) {
       if (flush(t) && t.total > 0 && t.on_disk != t.total) {
         t.failure = Failure{"IncompleteBody",
-                            "GET " + t.req.url + ": got " + std::to_string(t.on_disk) + " of " +
+                            where(t) + ": got " + std::to_string(t.on_disk) + " of " +
                                 std::to_string(t.total) + " bytes",
                             true, std::nullopt, false};
       }

@@ -26,6 +26,10 @@ struct Request {
   std::string etag;                          // validators for If-Range
   std::string last_modified;
   std::optional<std::string> access_token;
+  // The URL's user info, given to libcurl apart from `url` (which then holds none), so that no
+  // message built from the URL carries the password.
+  std::string username;
+  std::optional<std::string> password;
 };
 
 // The open .part file; shared with the durability thread, which syncs it while the transfer

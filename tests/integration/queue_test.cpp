@@ -473,7 +473,8 @@ TEST(QueueSecurity, TokenRulesGiveATokenByHostNameOnly) {
   server.add("/a", r);
   server.add("/b", r);
   auto o = fast_options(dir);
-  o.token_rules = {{"127.0.0.1", "rule-token"}};
+  // Plain http: the rule names scheme, host and port (a bare host would apply to https only).
+  o.token_rules = {{"http://127.0.0.1:" + std::to_string(server.port()), "rule-token"}};
   auto q = open_queue(o);
   auto a = submit(*q, server.url("/a"), dir / "a.bin");
   // Same server reached as "localhost", with the rule's host only in the query: no token.

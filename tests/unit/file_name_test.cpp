@@ -328,3 +328,59 @@ TEST(NumberedName, ResultOfSafeNameStaysSafe) {
 
 }  // namespace
 }  // namespace fetchq::files
+
+namespace fetchq::files {
+namespace {
+
+using std::optional;
+using std::string;
+using std::string_view;
+
+// --- broken percent-encoding, invisible format characters ---------------------------------
+
+TEST(FileNameHoles, BrokenPercentEncodingIsNoName) {
+  EXPECT_EQ(filename_from_content_disposition("attachment; filename*=UTF-8''%"), std::nullopt);
+  EXPECT_EQ(filename_from_content_disposition("attachment; filename*=UTF-8''%zz.txt"),
+            std::nullopt);
+  EXPECT_EQ(filename_from_content_disposition("attachment; filename*=UTF-8''ok%4"), std::nullopt);
+  EXPECT_EQ(
+      filename_from_content_disposition("attachment; filename*=UTF-8''%zz.txt; filename=plain.txt"),
+      optional<string>("plain.txt"));
+  EXPECT_EQ(filename_from_url("https://h/%zz.txt"), std::nullopt);
+  EXPECT_EQ(filename_from_url("https://h/100%"), std::nullopt);
+  EXPECT_EQ(choose_file_name(string_view("attachment; filename*=UTF-8''%"), "https://h/good.bin"),
+            "good.bin");
+  EXPECT_EQ(choose_file_name(std::nullopt, "https://h/%zz.txt"), "download");
+  EXPECT_EQ(
+      choose_file_name(string_view("attachment; filename*=UTF-8''%zz.txt"), "https://h/%zz.txt"),
+      "download");
+  // Good escapes still decode.
+  EXPECT_EQ(filename_from_url("https://h/a%20b.txt"), optional<string>("a b.txt"));
+}
+
+TEST(FileNameHoles, InvisibleFormatCharactersAreRefused) {
+  const char* hidden[] = {
+      "\xE2\x80\xAA", "\xE2\x80\xAB", "\xE2\x80\xAC", "\xE2\x80\xAD", "\xE2\x80\xAE",  // U+202A..E
+      "\xE2\x81\xA6", "\xE2\x81\xA7", "\xE2\x81\xA8", "\xE2\x81\xA9",                  // U+2066..9
+      "\xE2\x80\x8E", "\xE2\x80\x8F", "\xD8\x9C",                   // LRM RLM ALM
+      "\xE2\x80\x8B", "\xE2\x80\xA8", "\xEF\xBB\xBF", "\xC2\x85"};  // ZWSP, LSEP, BOM, NEL (C1)
+  for (const char* h : hidden) {
+    const string name = string("invoice") + h + "fdp.exe";
+    EXPECT_FALSE(is_safe_file_name(name)) << name;
+    EXPECT_EQ(
+        choose_file_name(string_view("attachment; filename=\"" + name + "\""), "https://h/a.pdf"),
+        "a.pdf");
+  }
+  // Ordinary non-ASCII stays fine: é, €, CJK, an emoji.
+  EXPECT_TRUE(is_safe_file_name("caf\xC3\xA9 \xE2\x82\xAC \xE6\x97\xA5 \xF0\x9F\x98\x80.txt"));
+}
+
+TEST(FileNameHoles, NulInContentDispositionFallsBackToTheUrlName) {
+  const string cd("attachment; filename=\"a\0b.txt\"", 30);
+  EXPECT_EQ(choose_file_name(string_view(cd), "https://h/from-url.bin"), "from-url.bin");
+  const string ext("attachment; filename*=UTF-8''a%00b.txt", 38);
+  EXPECT_EQ(choose_file_name(string_view(ext), "https://h/from-url.bin"), "from-url.bin");
+}
+
+}  // namespace
+}  // namespace fetchq::files

@@ -125,6 +125,121 @@ namespace fetchq::queue {
 namespace {
 
 // Found by fuzz_url_check: libcurl forgives a missing slash; fetchq does not.
+TEST(TokenRules, BareHostsApplyToHttpsOnly) {
+  EXPECT_TRUE(token_rule_applies("example.org", "https://example.org/a"));
+  EXPECT_TRUE(token_rule_applies("example.org", "HTTPS://Example.ORG./a"));
+  EXPECT_FALSE(token_rule_applies("example.org", "http://example.org/a"));
+  EXPECT_FALSE(token_rule_applies("localhost", "http://localhost:39080/a"));
+  EXPECT_TRUE(token_rule_applies("*.example.org", "https://cdn.example.org:8443/a"));
+  EXPECT_FALSE(token_rule_applies("*.example.org", "http://cdn.example.org/a"));
+  EXPECT_FALSE(token_rule_applies("example.org", "https://example.org@evil.net/"));
+}
+
+TEST(TokenRules, AUrlPatternMeansThatSchemeHostAndPort) {
+  EXPECT_TRUE(token_rule_applies("http://localhost:39080", "http://localhost:39080/a"));
+  EXPECT_FALSE(token_rule_applies("http://localhost:39080", "http://localhost:39081/a"));
+  EXPECT_FALSE(token_rule_applies("http://localhost:39080", "https://localhost:39080/a"));
+  EXPECT_FALSE(token_rule_applies("http://localhost:39080", "http://127.0.0.1:39080/a"));
+  EXPECT_TRUE(token_rule_applies("https://example.org", "https://example.org/a"));
+  EXPECT_TRUE(token_rule_applies("https://example.org", "https://example.org:443/a"));
+  EXPECT_FALSE(token_rule_applies("https://example.org", "https://example.org:8443/a"));
+  EXPECT_FALSE(token_rule_applies("https://example.org", "http://example.org/a"));
+  EXPECT_TRUE(token_rule_applies("https://example.org:8443", "https://example.org:8443/x"));
+}
+
+TEST(TokenRules, PatternsAreCheckedWhenLoaded) {
+  for (const char* ok :
+       {"example.org", "*.example.org", "https://example.org", "https://example.org:8443",
+        "http://localhost:39080", "http://localhost:39080/"}) {
+    EXPECT_TRUE(check_token_rule_pattern(ok).ok()) << ok;
+  }
+  for (const char* bad :
+       {"", "http://localhost", "http://example.org/", "ftp://example.org:21", "example.org:443",
+        "example.org/path", "https://example.org/path", "https://u@example.org",
+        "https://example.org/?q", "a*.example.org", "*.*.example.org", "exa mple.org"}) {
+    auto st = check_token_rule_pattern(bad);
+    EXPECT_FALSE(st.ok()) << bad;
+    if (!st.ok()) {
+      EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    }
+  }
+}
+
+TEST(RequestCheck, ATokenWithControlCharactersIsRefused) {
+  TempDir dir;
+  for (const std::string& bad : std::vector<std::string>{"t\r\nX-Evil: 1", "t\nX", "t\rX",
+                                                         std::string("t\0X", 3), "t\x7f", ""}) {
+    DownloadOptions o;
+    o.access_token = bad;
+    auto nj = check_request({"https://h/a", dir / "a", o}, {});
+    ASSERT_FALSE(nj.ok());
+    EXPECT_EQ(nj.error().code, ErrorCode::kInvalidArgument);
+    if (!bad.empty()) {
+      EXPECT_EQ(nj.error().message.find(bad), std::string::npos);
+    }
+  }
+  DownloadOptions good;
+  good.access_token = "abc.DEF-123_~+/=";
+  EXPECT_TRUE(check_request({"https://h/a", dir / "a", good}, {}).ok());
+}
+
+TEST(UrlPassword, SplitOutAtSubmissionAndShownAsStars) {
+  TempDir dir;
+  auto nj = check_request({"https://alice:s%40cret@example.org/p?q=1", dir / "a", {}}, {});
+  ASSERT_TRUE(nj.ok());
+  EXPECT_EQ(nj->request.source, "https://alice:***@example.org/p?q=1");
+  EXPECT_EQ(nj->url_password.value_or(""), "s@cret");  // decoded, as it is sent
+  // A user name alone is no secret; an empty password neither.
+  auto user = check_request({"https://alice@example.org/p", dir / "a", {}}, {});
+  EXPECT_EQ(user->request.source, "https://alice@example.org/p");
+  EXPECT_FALSE(user->url_password);
+  auto empty = check_request({"https://alice:@example.org/p", dir / "a", {}}, {});
+  EXPECT_FALSE(empty->url_password);
+  auto none = check_request({"https://example.org/a@b", dir / "a", {}}, {});
+  EXPECT_EQ(none->request.source, "https://example.org/a@b");
+  EXPECT_FALSE(none->url_password);
+}
+
+TEST(UrlPassword, TheTransferGetsTheUrlWithoutUserInfo) {
+  auto t = transfer_url("https://alice:***@example.org:8443/p?q=1", std::string("s@cret"));
+  EXPECT_EQ(t.url, "https://example.org:8443/p?q=1");
+  EXPECT_EQ(t.user, "alice");
+  EXPECT_EQ(t.password.value_or(""), "s@cret");
+  auto plain = transfer_url("https://bob@example.org/p", std::nullopt);
+  EXPECT_EQ(plain.url, "https://bob@example.org/p");
+  EXPECT_FALSE(plain.password);
+}
+
+TEST(UrlPassword, MessagesNeverHoldIt) {
+  EXPECT_EQ(redact_url("https://u:pw@h/x"), "https://u:***@h/x");
+  EXPECT_EQ(redact_url("https://u:p:w@x@h/x"), "https://u:***@h/x");  // up to the last '@'
+  EXPECT_EQ(redact_url("https://h/u:pw@x"), "https://h/u:pw@x");      // not the authority
+  EXPECT_EQ(redact_url("not a url u:pw@h"), "not a url u:pw@h");
+  for (const char* bad : {"ftp://u:pw-secret@h/x", "https://u:pw-secret@/x",
+                          "http://u:pw-secret@h/a b", "https://u:pw-secret@h:99999999/x"}) {
+    auto st = check_source_url(bad);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.error().message.find("pw-secret"), std::string::npos) << st.error().message;
+  }
+}
+
+TEST(RequestCheck, AFileNameTooLongForItsPartFileIsRefusedAtOnce) {
+  TempDir dir;
+  const long name_max = ::pathconf(dir.path().c_str(), _PC_NAME_MAX);
+  ASSERT_GT(name_max, 10);
+  const std::string fits(static_cast<size_t>(name_max) - 5, 'a');  // + ".part" is name_max
+  EXPECT_TRUE(check_request({"https://h/a", dir / fits, {}}, {}).ok());
+  for (size_t n : {static_cast<size_t>(name_max) - 4, static_cast<size_t>(name_max) - 2}) {
+    // Also in a folder that does not exist yet.
+    for (const std::string& d : {dir.path(), std::string(dir / "new/sub")}) {
+      auto nj = check_request({"https://h/a", d + "/" + std::string(n, 'b'), {}}, {});
+      ASSERT_FALSE(nj.ok()) << n;
+      EXPECT_EQ(nj.error().code, ErrorCode::kInvalidArgument);
+      EXPECT_NE(nj.error().message.find("too long"), std::string::npos) << nj.error().message;
+    }
+  }
+}
+
 TEST(FuzzRegressions, UrlsNeedSchemeSlashSlashHost) {
   EXPECT_FALSE(check_source_url("http:/example.org/a").ok());
   EXPECT_FALSE(check_source_url("http:///example.org/a").ok());
