@@ -346,6 +346,17 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   void on_finished(int64_t id, int attempt, transfer::Result r) override {
     post(FinishedMsg{id, attempt, std::move(r)});
   }
+  // Synchronous, on the engine thread: the identity must be on record before a byte of the
+  // .part is promised, or a crash would leave a file no later run could prove is the job's.
+  bool on_part_created(int64_t id, int attempt, const std::string& path,
+                       const transfer::PartIdentity& identity) override {
+    try {
+      return store_->record_part(id, attempt, path, identity.dev, identity.ino);
+    } catch (const std::exception& e) {
+      spdlog::error("job {}: cannot record {}.part: {}", id, path, e.what());
+      return false;
+    }
+  }
 
   void post(Msg m) {
     {
@@ -967,12 +978,19 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       return;
     }
     if (c.job.download_path) {
-      auto part = util::file_size(*c.job.download_path + ".part");
-      if (part) {
-        // Same boot: the page cache survived, every byte in the file is real. After a reboot
-        // only the synced checkpoint is.
-        req.offset = c.checkpoint_boot_id == util::boot_id() ? *part
-                                                             : std::min(*part, c.checkpoint_bytes);
+      // How much of the job's .part may be kept; the engine checks that it is still the file
+      // the job created and keeps no more than it holds. After a reboot only the synced
+      // checkpoint is real. In the same boot the page cache survived, so the bytes the job
+      // recorded as written (progress, about once a second) are too, but nothing beyond them:
+      // bytes appended while fetchq was down are not the server's.
+      const bool same_boot = c.checkpoint_boot_id == util::boot_id();
+      req.offset = same_boot ? std::max(c.checkpoint_bytes, c.job.bytes) : c.checkpoint_bytes;
+      if (c.part_identity) {
+        req.part_identity = transfer::PartIdentity{c.part_identity->first, c.part_identity->second};
+      } else {
+        // A job from before identities were recorded: only a checkpoint made a promise.
+        req.legacy_part = c.checkpoint_bytes > 0;
+        req.offset = c.checkpoint_bytes;
       }
     }
     Active a;

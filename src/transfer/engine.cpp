@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "fetchq/version.h"
 #include "files/file_name.h"
@@ -122,6 +125,7 @@ struct Transfer {
   std::optional<Failure> failure;
   std::optional<Outcome> forced_outcome;
   bool path_held = false;
+  std::string part_replaced;  // why the recorded .part was not used (reported as a restart)
 
   std::string download_path;
   std::shared_ptr<PartFile> file;
@@ -255,7 +259,10 @@ class Engine::Impl {
     for (auto& [id, tp] : transfers_) {
       Transfer& t = *tp;
       if (!t.decided || t.failure) continue;
-      int64_t bytes = t.on_disk + static_cast<int64_t>(t.buf.size());
+      // Progress counts written bytes only: after a crash in this boot, the recorded progress
+      // bounds what of the .part may be kept, and buffered bytes never reached the file.
+      if (now - t.last_progress >= options_.progress_interval && !t.buf.empty() && !flush(t)) continue;
+      int64_t bytes = t.on_disk;
       if (now - t.last_progress >= options_.progress_interval && bytes != t.reported_bytes) {
         t.last_progress = now;
         t.reported_bytes = bytes;
@@ -370,42 +377,136 @@ class Engine::Impl {
     if (!t.failure) t.failure = disk_failure(step, path, err);
   }
 
-  // Opens (creating) the .part for path, keeping the first `keep` bytes.
-  bool open_part(Transfer& t, const std::string& path, int64_t keep) {
-    if (!util::is_directory(util::parent_dir(path))) {  // one stat, not a mkdir per component
-      auto st = util::make_parent_dirs(path);
-      if (!st) {
-        fail(t, "DiskError", st.error().message);
-        return false;
-      }
+  // Takes the advisory lock that keeps every other process (another fetchqd, a `fetchq get`
+  // with another database) from writing the same .part while this transfer does.
+  bool lock_part(Transfer& t, int fd, const std::string& part) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      fail(t, "DestinationExists", "another process is writing " + part + " (it holds its lock)");
+    } else {
+      fail_disk(t, "lock", part, err);
     }
-    std::string part = path + ".part";
-    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    return false;
+  }
+
+  bool make_folder(Transfer& t, const std::string& path) {
+    if (util::is_directory(util::parent_dir(path))) return true;  // one stat, not a mkdir per component
+    auto st = util::make_parent_dirs(path);
+    if (!st) fail(t, "DiskError", st.error().message);
+    return static_cast<bool>(st);
+  }
+
+  enum class Create { kCreated, kTaken, kFailed };
+
+  // Creates a fresh, empty .part for path with O_EXCL: a file already there (a user's file, a
+  // link, another process's download) is never opened. Records its identity before use.
+  Create create_part(Transfer& t, const std::string& path) {
+    if (!make_folder(t, path)) return Create::kFailed;
+    const std::string part = path + ".part";
+    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
-      fail_disk(t, "open", part, errno);
-      return false;
+      if (errno == EEXIST) return Create::kTaken;
+      fail_disk(t, "create", part, errno);
+      return Create::kFailed;
     }
     struct stat sb {};
-    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (::fstat(fd, &sb) != 0) {
+      int err = errno;
       ::close(fd);
-      fail(t, "DiskError", "not a regular file: " + part);
-      return false;
+      ::unlink(part.c_str());
+      fail_disk(t, "stat", part, err);
+      return Create::kFailed;
     }
-    keep = std::min<int64_t>(keep, sb.st_size);
+    if (!lock_part(t, fd, part)) return Create::kFailed;
+    PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino)};
+    if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
+      ::close(fd);
+      ::unlink(part.c_str());
+      fail(t, "DiskError", "cannot record " + part + " as the job's own file");
+      return Create::kFailed;
+    }
+    t.file = std::make_shared<PartFile>(fd, path);
+    t.offset = 0;
+    t.on_disk = 0;
+    return Create::kCreated;
+  }
+
+  enum class Reuse { kOpened, kAbsent, kReplaced, kForeign, kFailed };
+
+  // Opens the .part an earlier attempt of this job created, if it is still that file: a regular
+  // file with one link and the recorded identity. Keeps at most `keep` bytes of it. kReplaced:
+  // a link or special file took its place, which was removed (only the name: the file it points
+  // to, or its other links, are not touched); kForeign: another regular file is there.
+  Reuse open_own_part(Transfer& t, const std::string& path, int64_t keep, std::string* why) {
+    const std::string part = path + ".part";
+    struct stat ls {};
+    if (::lstat(part.c_str(), &ls) != 0) {
+      if (errno == ENOENT) return Reuse::kAbsent;
+      fail_disk(t, "stat", part, errno);
+      return Reuse::kFailed;
+    }
+    const PartIdentity* want = t.req.part_identity ? &*t.req.part_identity : nullptr;
+    auto same = [want](const struct stat& st) {
+      return !want || (static_cast<uint64_t>(st.st_dev) == want->dev &&
+                       static_cast<uint64_t>(st.st_ino) == want->ino);
+    };
+    auto replaced = [&](const std::string& what) {
+      *why = part + " was " + what + ", not the file the job created; it was removed and the "
+             "download starts over";
+      if (::unlink(part.c_str()) != 0 && errno != ENOENT) {
+        fail_disk(t, "remove", part, errno);
+        return Reuse::kFailed;
+      }
+      return Reuse::kReplaced;
+    };
+    if (S_ISLNK(ls.st_mode)) return replaced("a symbolic link (fetchq never follows one there)");
+    if (!S_ISREG(ls.st_mode)) {
+      if (S_ISDIR(ls.st_mode)) {
+        fail(t, "DestinationExists", part + " is a folder, not the job's download");
+        return Reuse::kFailed;
+      }
+      return replaced("not a regular file (a FIFO, socket or device)");
+    }
+    if (!same(ls)) {
+      *why = part + " is not the file this job created (another inode)";
+      return Reuse::kForeign;
+    }
+    if (ls.st_nlink != 1) return replaced("linked from " + std::to_string(ls.st_nlink) + " places");
+    // O_NONBLOCK: if a FIFO is swapped in after the lstat, the open does not hang the thread.
+    int fd = ::open(part.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ELOOP || errno == ENXIO) return replaced("swapped while it was opened");
+      fail_disk(t, "open", part, errno);
+      return Reuse::kFailed;
+    }
+    struct stat sb {};
+    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb) ||
+        sb.st_dev != ls.st_dev || sb.st_ino != ls.st_ino) {
+      ::close(fd);
+      *why = part + " changed while it was opened";
+      return Reuse::kForeign;
+    }
+    if (!lock_part(t, fd, part)) return Reuse::kFailed;
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    keep = std::clamp<int64_t>(keep, 0, sb.st_size);
     if (::ftruncate(fd, keep) != 0 || ::lseek(fd, keep, SEEK_SET) < 0) {
       int err = errno;
       ::close(fd);
       fail_disk(t, "truncate", part, err);
-      return false;
+      return Reuse::kFailed;
     }
     t.file = std::make_shared<PartFile>(fd, path);
     t.offset = keep;
     t.on_disk = keep;
-    return true;
+    return Reuse::kOpened;
   }
 
   // Applies if_exists to a path whose .part is not ours yet; may switch to a numbered name.
-  // Claims the chosen path in the registry.
+  // Claims the chosen path in the registry and creates its .part. A .part that exists already
+  // belongs to someone else: the next numbered name (rename) or DestinationExists.
   bool settle_path(Transfer& t, std::string path) {
     const IfExists policy = t.req.if_exists;
     const std::string dir = util::parent_dir(path);
@@ -416,14 +517,21 @@ class Engine::Impl {
         fail(t, "DestinationExists", path + " already exists (if_exists is error)");
         return false;
       }
-      // kRename also steps over a .part that another (waiting) job may own.
-      const bool usable = policy == IfExists::kRename
-                              ? !taken && !util::exists(path + ".part")
-                              : true;
-      if (usable && paths_->claim(path)) break;
+      std::string why;
+      if (policy == IfExists::kRename && taken) {
+        why = "no free file name for " + path;
+      } else if (!paths_->claim(path)) {
+        why = "another job is writing " + path + " or uses it as its .part";
+      } else {
+        Create c = create_part(t, path);
+        if (c == Create::kCreated) break;
+        paths_->release(path);
+        if (c == Create::kFailed) return false;
+        why = path + ".part exists and is not this job's (fetchq never takes over a file it did "
+              "not create)";
+      }
       if (policy != IfExists::kRename || n > 10000) {
-        fail(t, "DestinationExists", usable ? "another job is writing " + path
-                                            : "no free file name for " + path);
+        fail(t, "DestinationExists", why);
         return false;
       }
       path = dir + "/" + files::numbered_file_name(name, n);
@@ -441,20 +549,38 @@ class Engine::Impl {
     if (t.req.download_path) {
       // The path is known: a file destination, or a job resumed after an earlier attempt.
       const std::string& p = *t.req.download_path;
-      const bool resuming = t.req.offset > 0 || util::exists(p + ".part");
-      bool ok;
-      if (resuming && !util::exists(p)) {
-        ok = paths_->claim(p);
-        if (ok) {
+      const bool own = t.req.part_identity || t.req.legacy_part;
+      bool settled = false;
+      if (own && !util::exists(p)) {
+        if (paths_->claim(p)) {
           t.path_held = true;
           t.download_path = p;
+          std::string why;
+          Reuse u = open_own_part(t, p, t.req.offset, &why);
+          if (u == Reuse::kOpened || u == Reuse::kFailed) {
+            settled = true;
+          } else if (u == Reuse::kAbsent || u == Reuse::kReplaced) {
+            if (u == Reuse::kReplaced) {
+              spdlog::warn("job {}: {}", t.req.job_id, why);
+              t.part_replaced = why;
+            }
+            Create c = create_part(t, p);
+            if (c == Create::kTaken) {
+              fail(t, "DestinationExists", p + ".part appeared while the job was starting");
+            }
+            settled = true;
+          } else {  // kForeign: never touched; a numbered name, or DestinationExists
+            paths_->release(p);
+            t.path_held = false;
+            t.download_path.clear();
+            spdlog::warn("job {}: {}", t.req.job_id, why);
+          }
         } else {
-          fail(t, "DestinationExists", "another job is writing " + p);
+          fail(t, "DestinationExists", "another job is writing " + p + " or uses it as its .part");
+          settled = true;
         }
-      } else {
-        ok = settle_path(t, p);
       }
-      if (ok) open_part(t, t.download_path, t.download_path == p ? t.req.offset : 0);
+      if (!settled) settle_path(t, p);
     }
     if (t.failure) {
       finish(std::move(tp));
@@ -565,11 +691,10 @@ class Engine::Impl {
       std::string dir = t.req.dest;
       while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
       if (!settle_path(t, (dir == "/" ? "" : dir) + "/" + name)) return false;
-      if (!open_part(t, t.download_path, 0)) return false;
     }
     if (code == 206) {
-      int64_t start = 0, total = -1;
-      if (!parse_content_range(header("content-range"), &start, &total) || start != t.offset) {
+      int64_t start = 0, end = -1, total = -1;
+      if (!parse_content_range(header("content-range"), &start, &end, &total) || start != t.offset) {
         t.failure = Failure{"RangeMismatch",
                             "GET " + url + ": the 206 answer's Content-Range '" +
                                 header("content-range") + "' does not start at byte " +
@@ -583,6 +708,19 @@ class Engine::Impl {
                                 " bytes, it was " + std::to_string(t.req.expected_total) +
                                 "; starting over",
                             true, 0, true};
+        return false;
+      }
+      // The range asked runs to the end of the file: an answer that stops short of the total,
+      // or whose length disagrees with its own range, would complete a file with a hole.
+      const bool short_range = total > 0 && end != total - 1;
+      const bool bad_length = clen >= 0 && end >= start && clen != end - start + 1;
+      if (short_range || bad_length) {
+        t.failure = Failure{"RangeMismatch",
+                            "GET " + url + ": the 206 answer's Content-Range '" +
+                                header("content-range") +
+                                (short_range ? "' ends before the last byte of the file"
+                                             : "' disagrees with its Content-Length " + std::to_string(clen)),
+                            true, std::nullopt, false};
         return false;
       }
       t.total = total > 0 ? total : 0;
@@ -602,6 +740,10 @@ class Engine::Impl {
         t.on_disk = 0;
       }
       t.total = clen > 0 ? static_cast<int64_t>(clen) : 0;
+      if (!t.part_replaced.empty()) {
+        s.restarted = true;
+        s.restart_reason = t.part_replaced;
+      }
     }
     if (t.req.if_exists == IfExists::kSkip && util::exists(t.download_path)) {
       auto size = util::file_size(t.download_path);

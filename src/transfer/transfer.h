@@ -12,6 +12,12 @@
 
 namespace fetchq::transfer {
 
+// Which file a .part is: recorded when the job creates it, checked before it is used again.
+struct PartIdentity {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+};
+
 // What a transfer needs to run one attempt of a job.
 struct Request {
   int64_t job_id = 0;
@@ -21,7 +27,12 @@ struct Request {
   bool dest_is_dir = false;
   IfExists if_exists = IfExists::kError;
   std::optional<std::string> download_path;  // chosen already (file dest, or an earlier attempt)
-  int64_t offset = 0;                        // bytes of the .part to keep; the rest is asked with Range
+  int64_t offset = 0;                        // most bytes of the .part to keep; the rest is asked with Range
+  // The .part this job created (recorded durably at creation). Without it an existing .part
+  // is never used, unless legacy_part: a job from before identities were recorded, whose
+  // checkpoint promised bytes in it (then it is trusted when it is a single-link regular file).
+  std::optional<PartIdentity> part_identity;
+  bool legacy_part = false;
   int64_t expected_total = 0;                // size an earlier attempt announced; 0 when unknown
   std::string etag;                          // validators for If-Range
   std::string last_modified;
@@ -97,5 +108,7 @@ inline constexpr int64_t kMaxRetryAfterMs = int64_t{30} * 24 * 3600 * 1000;
 std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_unix_ms);
 // "bytes A-B/T" or "bytes */T": start (or -1 for '*') and total (or -1 for '*').
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total);
+// The same, with the last byte of the range (-1 for '*').
+bool parse_content_range(const std::string& value, int64_t* start, int64_t* end, int64_t* total);
 
 }  // namespace fetchq::transfer
