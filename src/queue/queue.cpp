@@ -441,6 +441,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       if (!batch.empty()) {
         schedule();
         process(batch);
+        // Let go of the .part files the messages hold before a retry of the same job can start:
+        // it takes the file's lock anew.
+        batch.clear();
       }
       schedule();
     }
@@ -618,7 +621,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       if (item.failure) continue;
       const std::string& path = item.f.r.download_path;
       const std::string part = path + ".part";
-      int err = rename_into_place(part, path, item.a.if_exists);
+      int err = rename_into_place(*item.f.r.file, item.a.if_exists);
       if (err == EEXIST) {
         item.failure = transfer::Failure{"DestinationExists",
                                          path + " appeared while downloading; the download stays in " + part,
@@ -632,7 +635,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     tasks.clear();
     for (auto& [dir, list] : folders) {
       tasks.push_back([&dir = dir, &list = list] {
-        int err = fsync_folder(dir);
+        int err = ::fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
         if (err == 0) return;
         for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
       });
@@ -882,22 +885,16 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     if (it != active_.end()) it->second.finishing = false;
   }
 
-  // rename(2), but without replacing an existing file unless the job asked to overwrite.
-  // Returns 0 or an errno value.
-  static int rename_into_place(const std::string& part, const std::string& path, IfExists policy) {
+  // rename(2) of the .part to its final name, both relative to the folder the transfer opened
+  // (never through a link swapped in since), without replacing an existing file unless the job
+  // asked to overwrite. Returns 0 or an errno value.
+  static int rename_into_place(const transfer::PartFile& file, IfExists policy) {
+    const int dfd = file.folder().fd();
+    const std::string part = file.part_name(), name = file.final_name();
     int rc = policy == IfExists::kOverwrite
-                 ? ::rename(part.c_str(), path.c_str())
-                 : ::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+                 ? ::renameat(dfd, part.c_str(), dfd, name.c_str())
+                 : ::renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
     return rc == 0 ? 0 : errno;
-  }
-
-  // fsync of a folder, so the renames in it survive a power cut. 0 or errno.
-  static int fsync_folder(const std::string& dir) {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int rc = ::fsync(fd) == 0 ? 0 : errno;
-    ::close(fd);
-    return rc;
   }
 
   void fire(int64_t id, const std::function<void(const Job&)>& cb) {
@@ -976,6 +973,12 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       inbox_.push_back(std::move(f));
       wake_ = true;
       return;
+    }
+    if (!opts_.download_roots.empty()) {
+      req.confined = true;
+      // A folder destination may be a root itself: its files are beneath it.
+      const std::string probe = c.job.download_path ? *c.job.download_path : c.job.dest + "/x";
+      req.root = util::root_of(probe, opts_.download_roots).value_or("");
     }
     if (c.job.download_path) {
       // How much of the job's .part may be kept; the engine checks that it is still the file

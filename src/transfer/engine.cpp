@@ -128,6 +128,7 @@ struct Transfer {
   std::string part_replaced;  // why the recorded .part was not used (reported as a restart)
 
   std::string download_path;
+  std::shared_ptr<Folder> folder;  // of download_path, opened safely (see open_folder)
   std::shared_ptr<PartFile> file;
   int64_t offset = 0;       // bytes kept from before this attempt
   int64_t on_disk = 0;      // bytes written to the file
@@ -384,18 +385,70 @@ class Engine::Impl {
     int err = errno;
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      fail(t, "DestinationExists", "another process is writing " + part + " (it holds its lock)");
+      // Retryable: it may be this process's previous attempt, letting go of the file now.
+      fail(t, "DestinationExists", "another process is writing " + part + " (it holds its lock)", true);
     } else {
       fail_disk(t, "lock", part, err);
     }
     return false;
   }
 
-  bool make_folder(Transfer& t, const std::string& path) {
-    if (util::is_directory(util::parent_dir(path))) return true;  // one stat, not a mkdir per component
-    auto st = util::make_parent_dirs(path);
-    if (!st) fail(t, "DiskError", st.error().message);
-    return static_cast<bool>(st);
+  static std::string base_name(const std::string& path) {
+    return path.substr(path.find_last_of('/') + 1);
+  }
+
+  // Opens (making it if needed) the folder that holds path, into t.folder. Confined jobs open
+  // it from their download root down without following a link, at every attempt: a folder
+  // swapped for a link since the submission leads nowhere. Other jobs (no roots configured)
+  // open it as named, as before; their .part is still never reached through a link.
+  bool open_folder(Transfer& t, const std::string& path) {
+    const std::string dir = util::parent_dir(path);
+    if (t.folder && t.folder->path() == dir) return true;
+    t.folder.reset();
+    if (t.req.confined) {
+      if (t.req.root.empty()) {
+        fail(t, "OutsideRoots", "refused " + path + ": it is not beneath a download root");
+        return false;
+      }
+      const std::string& root = t.req.root;
+      std::string rel = dir.size() > root.size() ? dir.substr(root == "/" ? 1 : root.size() + 1) : "";
+      auto fd = util::open_folder_beneath(root, rel, true);
+      if (!fd) {
+        fail(t, "OutsideRoots", fd.error().message);
+        return false;
+      }
+      t.folder = std::make_shared<Folder>(fd.value(), dir);
+      return true;
+    }
+    if (!util::is_directory(dir)) {  // one stat, not a mkdir per component
+      auto st = util::make_parent_dirs(path);
+      if (!st) {
+        fail(t, "DiskError", st.error().message);
+        return false;
+      }
+    }
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      fail_disk(t, "open the folder", dir, errno);
+      return false;
+    }
+    t.folder = std::make_shared<Folder>(fd, dir);
+    return true;
+  }
+
+  bool exists_at(Transfer& t, const std::string& name) {
+    struct stat st {};
+    return ::fstatat(t.folder->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+
+  // What sits at a path, in words for an error message.
+  static std::string what_is(int dir_fd, const std::string& name) {
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "gone again";
+    if (S_ISLNK(st.st_mode)) return "a symbolic link, never followed";
+    if (S_ISDIR(st.st_mode)) return "a folder";
+    if (!S_ISREG(st.st_mode)) return "not a regular file";
+    return "a file of " + std::to_string(st.st_size) + " bytes";
   }
 
   enum class Create { kCreated, kTaken, kFailed };
@@ -403,9 +456,11 @@ class Engine::Impl {
   // Creates a fresh, empty .part for path with O_EXCL: a file already there (a user's file, a
   // link, another process's download) is never opened. Records its identity before use.
   Create create_part(Transfer& t, const std::string& path) {
-    if (!make_folder(t, path)) return Create::kFailed;
+    if (!open_folder(t, path)) return Create::kFailed;
     const std::string part = path + ".part";
-    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    const std::string name = base_name(part);
+    const int dfd = t.folder->fd();
+    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
       if (errno == EEXIST) return Create::kTaken;
       fail_disk(t, "create", part, errno);
@@ -415,7 +470,7 @@ class Engine::Impl {
     if (::fstat(fd, &sb) != 0) {
       int err = errno;
       ::close(fd);
-      ::unlink(part.c_str());
+      ::unlinkat(dfd, name.c_str(), 0);
       fail_disk(t, "stat", part, err);
       return Create::kFailed;
     }
@@ -423,11 +478,11 @@ class Engine::Impl {
     PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino)};
     if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
       ::close(fd);
-      ::unlink(part.c_str());
+      ::unlinkat(dfd, name.c_str(), 0);
       fail(t, "DiskError", "cannot record " + part + " as the job's own file");
       return Create::kFailed;
     }
-    t.file = std::make_shared<PartFile>(fd, path);
+    t.file = std::make_shared<PartFile>(fd, path, t.folder);
     t.offset = 0;
     t.on_disk = 0;
     return Create::kCreated;
@@ -440,9 +495,12 @@ class Engine::Impl {
   // a link or special file took its place, which was removed (only the name: the file it points
   // to, or its other links, are not touched); kForeign: another regular file is there.
   Reuse open_own_part(Transfer& t, const std::string& path, int64_t keep, std::string* why) {
+    if (!open_folder(t, path)) return Reuse::kFailed;
     const std::string part = path + ".part";
+    const std::string name = base_name(part);
+    const int dfd = t.folder->fd();
     struct stat ls {};
-    if (::lstat(part.c_str(), &ls) != 0) {
+    if (::fstatat(dfd, name.c_str(), &ls, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return Reuse::kAbsent;
       fail_disk(t, "stat", part, errno);
       return Reuse::kFailed;
@@ -455,7 +513,7 @@ class Engine::Impl {
     auto replaced = [&](const std::string& what) {
       *why = part + " was " + what + ", not the file the job created; it was removed and the "
              "download starts over";
-      if (::unlink(part.c_str()) != 0 && errno != ENOENT) {
+      if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
         fail_disk(t, "remove", part, errno);
         return Reuse::kFailed;
       }
@@ -469,13 +527,14 @@ class Engine::Impl {
       }
       return replaced("not a regular file (a FIFO, socket or device)");
     }
+    // A name with other links goes without losing data: the file lives on under the others.
+    if (ls.st_nlink != 1) return replaced("a file with " + std::to_string(ls.st_nlink) + " links");
     if (!same(ls)) {
-      *why = part + " is not the file this job created (another inode)";
+      *why = part + " is not the file this job created (another inode); it is left alone";
       return Reuse::kForeign;
     }
-    if (ls.st_nlink != 1) return replaced("linked from " + std::to_string(ls.st_nlink) + " places");
     // O_NONBLOCK: if a FIFO is swapped in after the lstat, the open does not hang the thread.
-    int fd = ::open(part.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ELOOP || errno == ENXIO) return replaced("swapped while it was opened");
       fail_disk(t, "open", part, errno);
@@ -498,7 +557,7 @@ class Engine::Impl {
       fail_disk(t, "truncate", part, err);
       return Reuse::kFailed;
     }
-    t.file = std::make_shared<PartFile>(fd, path);
+    t.file = std::make_shared<PartFile>(fd, path, t.folder);
     t.offset = keep;
     t.on_disk = keep;
     return Reuse::kOpened;
@@ -511,8 +570,9 @@ class Engine::Impl {
     const IfExists policy = t.req.if_exists;
     const std::string dir = util::parent_dir(path);
     const std::string name = path.substr(dir.size() + 1);
+    if (!open_folder(t, path)) return false;
     for (int n = 1;; ++n) {
-      const bool taken = util::exists(path);
+      const bool taken = exists_at(t, base_name(path));
       if (taken && policy == IfExists::kError) {
         fail(t, "DestinationExists", path + " already exists (if_exists is error)");
         return false;
@@ -527,8 +587,8 @@ class Engine::Impl {
         if (c == Create::kCreated) break;
         paths_->release(path);
         if (c == Create::kFailed) return false;
-        why = path + ".part exists and is not this job's (fetchq never takes over a file it did "
-              "not create)";
+        why = path + ".part exists (" + what_is(t.folder->fd(), base_name(path) + ".part") +
+              ") and is not this job's: fetchq never takes over a file it did not create";
       }
       if (policy != IfExists::kRename || n > 10000) {
         fail(t, "DestinationExists", why);
@@ -551,7 +611,7 @@ class Engine::Impl {
       const std::string& p = *t.req.download_path;
       const bool own = t.req.part_identity || t.req.legacy_part;
       bool settled = false;
-      if (own && !util::exists(p)) {
+      if (own && open_folder(t, p) && !exists_at(t, base_name(p))) {
         if (paths_->claim(p)) {
           t.path_held = true;
           t.download_path = p;
@@ -580,7 +640,7 @@ class Engine::Impl {
           settled = true;
         }
       }
-      if (!settled) settle_path(t, p);
+      if (!settled && !t.failure) settle_path(t, p);
     }
     if (t.failure) {
       finish(std::move(tp));
@@ -745,9 +805,10 @@ class Engine::Impl {
         s.restart_reason = t.part_replaced;
       }
     }
-    if (t.req.if_exists == IfExists::kSkip && util::exists(t.download_path)) {
-      auto size = util::file_size(t.download_path);
-      if (size && t.total > 0 && *size == t.total) {
+    struct stat there {};
+    if (t.req.if_exists == IfExists::kSkip &&
+        ::fstatat(t.folder->fd(), base_name(t.download_path).c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (S_ISREG(there.st_mode) && t.total > 0 && there.st_size == t.total) {
         t.forced_outcome = Outcome::kAlreadyThere;
         return false;
       }

@@ -33,17 +33,40 @@ struct Request {
   // checkpoint promised bytes in it (then it is trusted when it is a single-link regular file).
   std::optional<PartIdentity> part_identity;
   bool legacy_part = false;
+  // confined: the job must stay beneath `root` (a download root, "" when none holds the path):
+  // its folders are opened from the root down, never through a symbolic link, at every attempt.
+  bool confined = false;
+  std::string root;
   int64_t expected_total = 0;                // size an earlier attempt announced; 0 when unknown
   std::string etag;                          // validators for If-Range
   std::string last_modified;
   std::optional<std::string> access_token;
 };
 
+// An open folder descriptor: every open, rename and fsync of a download happens relative to
+// it, so a folder swapped for a link after it was opened changes nothing.
+class Folder {
+ public:
+  explicit Folder(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~Folder() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Folder(const Folder&) = delete;
+  Folder& operator=(const Folder&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
 // The open .part file; shared with the durability thread, which syncs it while the transfer
 // goes on. The descriptor closes when the last owner lets go.
 class PartFile {
  public:
-  PartFile(int fd, std::string final_path) : fd_(fd), final_path_(std::move(final_path)) {}
+  PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder)
+      : fd_(fd), final_path_(std::move(final_path)), folder_(std::move(folder)) {}
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -52,10 +75,15 @@ class PartFile {
   int fd() const { return fd_; }
   const std::string& final_path() const { return final_path_; }
   std::string part_path() const { return final_path_ + ".part"; }
+  // The folder holding both names, and the names in it.
+  const Folder& folder() const { return *folder_; }
+  std::string final_name() const { return final_path_.substr(final_path_.find_last_of('/') + 1); }
+  std::string part_name() const { return final_name() + ".part"; }
 
  private:
   int fd_;
   std::string final_path_;
+  std::shared_ptr<Folder> folder_;
 };
 
 // Reported once the response headers are in and the body is about to be written.
