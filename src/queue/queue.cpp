@@ -738,7 +738,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       return;
     }
     if (a.stop == Stop::kCancel) {
-      if (r.file) ::unlink(r.file->part_path().c_str());
+      if (r.file) unlink_part(*r.file);
       after.push_back(release);
       return;
     }
@@ -786,7 +786,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     auto& r = m.r;
-    if (r.file) ::unlink(r.file->part_path().c_str());
+    if (r.file) unlink_part(*r.file);
     if (a.sha256) {
       auto sum = util::sha256_file(r.download_path);
       if (!sum || *sum != *a.sha256) {
@@ -827,7 +827,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     bool retry = f.retryable && failures < opts_.max_attempts &&
                  now_ms - since < opts_.give_up_after.count();
     bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
-    if (r.file && r.bytes == 0 && !a.resumed) ::unlink(r.file->part_path().c_str());
+    if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
     if (retry) {
       int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
       db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
@@ -883,6 +883,12 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     std::lock_guard lk(mu_);
     auto it = active_.find(id);
     if (it != active_.end()) it->second.finishing = false;
+  }
+
+  // Removes a transfer's .part through the folder it was opened in, never by a path whose
+  // folders may have been swapped for links since.
+  static void unlink_part(const transfer::PartFile& file) {
+    ::unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
   }
 
   // rename(2) of the .part to its final name, both relative to the folder the transfer opened
