@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "integration/helpers.h"
+#include "support/process.h"
 
 namespace fetchq::testing {
 namespace {
@@ -131,6 +132,39 @@ TEST(Ownership, TwoProcessesNeverWriteOnePart) {
   auto done = wait_end(*q1, j1.id);
   ASSERT_EQ(done.status, JobStatus::kCompleted) << done.error.value_or("");
   EXPECT_EQ(read_file(dir / "m3.bin"), a.body);
+}
+
+// The same with the real programs: fetchqd downloads into DIR/m3.bin.part while
+// `fetchq get -d DIR --state other.db` asks for the same name.
+TEST(Ownership, FetchqGetBesideTheDaemonNeverWritesItsPart) {
+  TempDir dir;
+  TestServer server;
+  Resource a;
+  a.body = make_body(1500000, 5);
+  a.rate_bytes_per_s = 1000000;
+  server.add("/m3.bin", a);
+  const std::string dl = dir / "dl";
+  std::filesystem::create_directory(dl);
+  const std::string sock = dir / "fetchqd.sock";
+  Process d({bin_path("fetchqd"), "--db", dir / "fetchq.db", "--socket", sock, "--download-root", dl},
+            "", dir / "fetchqd.err");
+  auto cli = [&](std::vector<std::string> args, const std::string& name) {
+    std::vector<std::string> argv{bin_path("fetchq")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_capture(argv, dir / (name + ".out"), dir / (name + ".err"), 30s);
+  };
+  ASSERT_TRUE(wait_until([&] { return cli({"stats", "--socket", sock}, "stats").rc == 0; }, 10s, 50ms))
+      << read_file(dir / "fetchqd.err");
+  auto added = cli({"add", server.url("/m3.bin"), "-d", dl, "--json", "--socket", sock}, "add");
+  ASSERT_EQ(added.rc, 0) << added.err;
+  ASSERT_TRUE(wait_until([&] { return file_exists(dl + "/m3.bin.part"); }, 10s));
+  auto got = cli({"get", server.url("/m3.bin"), "-d", dl, "--state", dir / "other.db", "--json"}, "get");
+  EXPECT_NE(got.rc, 0) << got.out;
+  EXPECT_NE(got.out.find("DestinationExists"), std::string::npos) << got.out << got.err;
+  auto w = cli({"wait", "--timeout", "20", "--socket", sock}, "wait");
+  EXPECT_EQ(w.rc, 0) << w.err << w.out;
+  EXPECT_EQ(read_file(dl + "/m3.bin"), a.body);
+  EXPECT_FALSE(file_exists(dl + "/m3.bin.part"));
 }
 
 // -- Item: a .part changed while fetchq was down is not trusted.
