@@ -87,7 +87,8 @@ Status make_parent_dirs(const std::string& path) {
 
 Result<int> open_folder_beneath(const std::string& root, const std::string& rel, bool create) {
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return make_error(ErrorCode::kIo, errno_message("open the download root", root, errno));
+  if (fd < 0)
+    return make_error(ErrorCode::kIo, errno_message("open the download root", root, errno));
   std::vector<std::string> parts;
   for (size_t i = 0; i <= rel.size();) {
     size_t next = rel.find('/', i);
@@ -95,7 +96,8 @@ Result<int> open_folder_beneath(const std::string& root, const std::string& rel,
     std::string c = rel.substr(i, next - i);
     if (c == "..") {
       ::close(fd);
-      return make_error(ErrorCode::kIo, "refused " + root + "/" + rel + ": '..' would leave the download root");
+      return make_error(ErrorCode::kIo,
+                        "refused " + root + "/" + rel + ": '..' would leave the download root");
     }
     if (!c.empty() && c != ".") parts.push_back(std::move(c));
     i = next + 1;
@@ -132,12 +134,14 @@ Result<int> open_folder_beneath(const std::string& root, const std::string& rel,
     if (next < 0) {
       int err = errno;
       struct stat st {};
-      const bool link = ::fstatat(fd, c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+      const bool link =
+          ::fstatat(fd, c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
       ::close(fd);
       if (link || err == ELOOP) {
-        return make_error(ErrorCode::kIo, "refused " + at +
-                                              ": it is a symbolic link, and fetchq never follows one "
-                                              "beneath a download root");
+        return make_error(ErrorCode::kIo,
+                          "refused " + at +
+                              ": it is a symbolic link, and fetchq never follows one "
+                              "beneath a download root");
       }
       if (err == ENOTDIR) return make_error(ErrorCode::kIo, "not a folder: " + at);
       return make_error(ErrorCode::kIo, errno_message("open the folder", at, err));

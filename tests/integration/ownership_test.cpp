@@ -49,7 +49,8 @@ TEST(Ownership, AUsersFileNamedLikeThePartIsLeftAlone) {
   auto j = wait_end(*q, job.id);
   EXPECT_EQ(j.status, JobStatus::kError);
   EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
-  EXPECT_NE(j.error.value_or("").find("report.part exists"), std::string::npos) << j.error.value_or("");
+  EXPECT_NE(j.error.value_or("").find("report.part exists"), std::string::npos)
+      << j.error.value_or("");
   EXPECT_EQ(read_file(dir / "report.part"), "the user's own notes");
   EXPECT_FALSE(file_exists(dir / "report"));
 }
@@ -146,19 +147,25 @@ TEST(Ownership, FetchqGetBesideTheDaemonNeverWritesItsPart) {
   const std::string dl = dir / "dl";
   std::filesystem::create_directory(dl);
   const std::string sock = dir / "fetchqd.sock";
-  Process d({bin_path("fetchqd"), "--db", dir / "fetchq.db", "--socket", sock, "--download-root", dl},
-            "", dir / "fetchqd.err");
+  Process d(
+      {bin_path("fetchqd"), "--db", dir / "fetchq.db", "--socket", sock, "--download-root", dl}, "",
+      dir / "fetchqd.err");
   auto cli = [&](std::vector<std::string> args, const std::string& name) {
     std::vector<std::string> argv{bin_path("fetchq")};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_capture(argv, dir / (name + ".out"), dir / (name + ".err"), 30s);
   };
-  ASSERT_TRUE(wait_until([&] { return cli({"stats", "--socket", sock}, "stats").rc == 0; }, 10s, 50ms))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return cli({"stats", "--socket", sock}, "stats").rc == 0;
+      },
+      10s, 50ms))
       << read_file(dir / "fetchqd.err");
   auto added = cli({"add", server.url("/m3.bin"), "-d", dl, "--json", "--socket", sock}, "add");
   ASSERT_EQ(added.rc, 0) << added.err;
   ASSERT_TRUE(wait_until([&] { return file_exists(dl + "/m3.bin.part"); }, 10s));
-  auto got = cli({"get", server.url("/m3.bin"), "-d", dl, "--state", dir / "other.db", "--json"}, "get");
+  auto got =
+      cli({"get", server.url("/m3.bin"), "-d", dl, "--state", dir / "other.db", "--json"}, "get");
   EXPECT_NE(got.rc, 0) << got.out;
   EXPECT_NE(got.out.find("DestinationExists"), std::string::npos) << got.out << got.err;
   auto w = cli({"wait", "--timeout", "20", "--socket", sock}, "wait");
@@ -237,7 +244,8 @@ TEST_F(TamperedPart, ASymbolicLinkInItsPlaceIsNamedAndNotFollowed) {
   EXPECT_EQ(read_file(dir_ / "outside"), "precious, not fetchq's");
   bool named = false;
   for (auto& e : events_) {
-    if (e.type == "download_restarted" && e.payload.find("symbolic link") != std::string::npos) named = true;
+    if (e.type == "download_restarted" && e.payload.find("symbolic link") != std::string::npos)
+      named = true;
   }
   EXPECT_TRUE(named) << "no download_restarted event names the symbolic link";
 }
