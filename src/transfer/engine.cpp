@@ -610,8 +610,11 @@ class Engine::Impl {
       // The path is known: a file destination, or a job resumed after an earlier attempt.
       const std::string& p = *t.req.download_path;
       const bool own = t.req.part_identity || t.req.legacy_part;
+      // A file at the final name stops a resume only where if_exists says it must (error:
+      // refused, rename: a numbered name); overwrite and skip decide at the end, as before.
+      const bool final_ok = t.req.if_exists == IfExists::kOverwrite || t.req.if_exists == IfExists::kSkip;
       bool settled = false;
-      if (own && open_folder(t, p) && !exists_at(t, base_name(p))) {
+      if (own && open_folder(t, p) && (final_ok || !exists_at(t, base_name(p)))) {
         if (paths_->claim(p)) {
           t.path_held = true;
           t.download_path = p;

@@ -213,6 +213,44 @@ class TamperedPart : public ::testing::Test {
   std::vector<Event> events_;
 };
 
+TEST_F(TamperedPart, AnUntouchedPartResumesWithARange) {
+  auto j = resume();
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(read_file(out()), body_);
+  auto reqs = server_.requests_for("/f.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].range.rfind("bytes=", 0), 0u) << reqs[1].range;
+}
+
+// overwrite: a file at the final name does not stop the job resuming its own .part.
+TEST(Ownership, WithOverwriteAnExistingFinalFileDoesNotStopAResume) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(800000, 6);
+  r.rate_bytes_per_s = 400000;
+  server.add("/f.bin", r);
+  write_file(dir / "out.bin", "an older copy");
+  DownloadOptions opts;
+  opts.if_exists = IfExists::kOverwrite;
+  auto q = open_queue(fast_options(dir));
+  const int64_t id = submit(*q, server.url("/f.bin"), dir / "out.bin", opts).id;
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(id)->bytes >= 100000; }));
+  ASSERT_TRUE(q->pause_job(id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(id)->status == JobStatus::kPaused; }));
+  q.reset();
+  r.rate_bytes_per_s = 0;
+  server.add("/f.bin", r);
+  q = open_queue(fast_options(dir));
+  ASSERT_TRUE(q->resume_job(id).ok());
+  auto j = wait_end(*q, id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(read_file(dir / "out.bin"), r.body);
+  auto reqs = server.requests_for("/f.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].range.rfind("bytes=", 0), 0u) << reqs[1].range;
+}
+
 TEST_F(TamperedPart, BytesAppendedWhileDownAreNotKept) {
   {
     std::ofstream f(part(), std::ios::app | std::ios::binary);
