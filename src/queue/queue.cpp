@@ -348,6 +348,17 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   void on_finished(int64_t id, int attempt, transfer::Result r) override {
     post(FinishedMsg{id, attempt, std::move(r)});
   }
+  // Synchronous, on the engine thread: the identity must be on record before a byte of the
+  // .part is promised, or a crash would leave a file no later run could prove is the job's.
+  bool on_part_created(int64_t id, int attempt, const std::string& path,
+                       const transfer::PartIdentity& identity) override {
+    try {
+      return store_->record_part(id, attempt, path, identity.dev, identity.ino);
+    } catch (const std::exception& e) {
+      spdlog::error("job {}: cannot record {}.part: {}", id, path, e.what());
+      return false;
+    }
+  }
 
   void post(Msg m) {
     {
@@ -432,6 +443,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       if (!batch.empty()) {
         schedule();
         process(batch);
+        // Let go of the .part files the messages hold before a retry of the same job can start:
+        // it takes the file's lock anew.
+        batch.clear();
       }
       schedule();
     }
@@ -627,7 +641,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       if (item.failure) continue;
       const std::string& path = item.f.r.download_path;
       const std::string part = path + ".part";
-      int err = rename_into_place(part, path, item.a.if_exists);
+      int err = rename_into_place(*item.f.r.file, item.a.if_exists);
       if (err == EEXIST) {
         item.failure = transfer::Failure{"DestinationExists",
                                          path + " appeared while downloading; the download stays in " + part,
@@ -641,7 +655,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     tasks.clear();
     for (auto& [dir, list] : folders) {
       tasks.push_back([&dir = dir, &list = list] {
-        int err = fsync_folder(dir);
+        int err = ::fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
         if (err == 0) return;
         for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
       });
@@ -744,7 +758,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       return;
     }
     if (a.stop == Stop::kCancel) {
-      if (r.file) ::unlink(r.file->part_path().c_str());
+      if (r.file) unlink_part(*r.file);
       after.push_back(release);
       return;
     }
@@ -792,7 +806,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     auto& r = m.r;
-    if (r.file) ::unlink(r.file->part_path().c_str());
+    if (r.file) unlink_part(*r.file);
     if (a.sha256) {
       auto sum = util::sha256_file(r.download_path);
       if (!sum || *sum != *a.sha256) {
@@ -833,7 +847,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     bool retry = f.retryable && failures < opts_.max_attempts &&
                  now_ms - since < opts_.give_up_after.count();
     bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
-    if (r.file && r.bytes == 0 && !a.resumed) ::unlink(r.file->part_path().c_str());
+    if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
     if (retry) {
       int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
       db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
@@ -891,22 +905,22 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     if (it != active_.end()) it->second.finishing = false;
   }
 
-  // rename(2), but without replacing an existing file unless the job asked to overwrite.
-  // Returns 0 or an errno value.
-  static int rename_into_place(const std::string& part, const std::string& path, IfExists policy) {
-    int rc = policy == IfExists::kOverwrite
-                 ? ::rename(part.c_str(), path.c_str())
-                 : ::renameat2(AT_FDCWD, part.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
-    return rc == 0 ? 0 : errno;
+  // Removes a transfer's .part through the folder it was opened in, never by a path whose
+  // folders may have been swapped for links since.
+  static void unlink_part(const transfer::PartFile& file) {
+    ::unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
   }
 
-  // fsync of a folder, so the renames in it survive a power cut. 0 or errno.
-  static int fsync_folder(const std::string& dir) {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int rc = ::fsync(fd) == 0 ? 0 : errno;
-    ::close(fd);
-    return rc;
+  // rename(2) of the .part to its final name, both relative to the folder the transfer opened
+  // (never through a link swapped in since), without replacing an existing file unless the job
+  // asked to overwrite. Returns 0 or an errno value.
+  static int rename_into_place(const transfer::PartFile& file, IfExists policy) {
+    const int dfd = file.folder().fd();
+    const std::string part = file.part_name(), name = file.final_name();
+    int rc = policy == IfExists::kOverwrite
+                 ? ::renameat(dfd, part.c_str(), dfd, name.c_str())
+                 : ::renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
+    return rc == 0 ? 0 : errno;
   }
 
   void fire(int64_t id, const std::function<void(const Job&)>& cb) {
@@ -989,13 +1003,26 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       wake_ = true;
       return;
     }
+    if (!opts_.download_roots.empty()) {
+      req.confined = true;
+      // A folder destination may be a root itself: its files are beneath it.
+      const std::string probe = c.job.download_path ? *c.job.download_path : c.job.dest + "/x";
+      req.root = util::root_of(probe, opts_.download_roots).value_or("");
+    }
     if (c.job.download_path) {
-      auto part = util::file_size(*c.job.download_path + ".part");
-      if (part) {
-        // Same boot: the page cache survived, every byte in the file is real. After a reboot
-        // only the synced checkpoint is.
-        req.offset = c.checkpoint_boot_id == util::boot_id() ? *part
-                                                             : std::min(*part, c.checkpoint_bytes);
+      // How much of the job's .part may be kept; the engine checks that it is still the file
+      // the job created and keeps no more than it holds. After a reboot only the synced
+      // checkpoint is real. In the same boot the page cache survived, so the bytes the job
+      // recorded as written (progress, about once a second) are too, but nothing beyond them:
+      // bytes appended while fetchq was down are not the server's.
+      const bool same_boot = c.checkpoint_boot_id == util::boot_id();
+      req.offset = same_boot ? std::max(c.checkpoint_bytes, c.job.bytes) : c.checkpoint_bytes;
+      if (c.part_identity) {
+        req.part_identity = transfer::PartIdentity{c.part_identity->first, c.part_identity->second};
+      } else {
+        // A job from before identities were recorded: only a checkpoint made a promise.
+        req.legacy_part = c.checkpoint_bytes > 0;
+        req.offset = c.checkpoint_bytes;
       }
     }
     Active a;

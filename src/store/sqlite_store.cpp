@@ -185,7 +185,7 @@ class SqliteStore final : public Store {
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
                         "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
-                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id) "
+                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino "
                         "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
@@ -210,6 +210,10 @@ class SqliteStore final : public Store {
         if (!q->getColumn(26).isNull()) c.failing_since_ms = q->getColumn(26).getInt64();
         c.access_token = opt_text(q->getColumn(27));
         c.url_password = opt_text(q->getColumn(28));
+        if (!q->getColumn(29).isNull() && !q->getColumn(30).isNull()) {
+          c.part_identity = {static_cast<uint64_t>(q->getColumn(29).getInt64()),
+                             static_cast<uint64_t>(q->getColumn(30).getInt64())};
+        }
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -355,6 +359,35 @@ class SqliteStore final : public Store {
     q->bind(6, static_cast<int64_t>(bytes));
     q->bind(7, static_cast<int64_t>(id));
     q->bind(8, attempt);
+    return q->exec() > 0;
+  }
+
+  bool record_part(int64_t id, int attempt, const std::string& path, uint64_t dev,
+                   uint64_t ino) override {
+    std::lock_guard lk(mu_);
+    // On the transfer thread, once per new file: in WAL mode a commit with synchronous=NORMAL
+    // survives a crash of the process without waiting for the disk. After a power cut the
+    // record may be lost, and then the .part is left alone as not the job's.
+    const bool relax = depth_ == 0;
+    if (relax) db_->exec("PRAGMA synchronous = NORMAL");
+    struct Restore {
+      SQLite::Database* db;
+      bool on;
+      ~Restore() {
+        try {
+          if (on) db->exec("PRAGMA synchronous = FULL");
+        } catch (const SQLite::Exception&) {  // the next open sets it again; never throw here
+        }
+      }
+    } restore{db_.get(), relax};
+    Lent q = stmt(
+        "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, checkpoint_bytes = 0, "
+        "bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
+    q->bind(1, path);
+    q->bind(2, static_cast<int64_t>(dev));
+    q->bind(3, static_cast<int64_t>(ino));
+    q->bind(4, static_cast<int64_t>(id));
+    q->bind(5, attempt);
     return q->exec() > 0;
   }
 

@@ -43,6 +43,8 @@ struct ClaimedJob {
   std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
   std::optional<int64_t> sealed_bytes;
+  // The .part the job created (device, inode), nullopt when none was recorded.
+  std::optional<std::pair<uint64_t, uint64_t>> part_identity;
 };
 
 // What a transfer learnt from the response headers.
@@ -108,6 +110,10 @@ class Store {
   // Records a finished, synced .part about to be renamed into place (see sealed_bytes).
   virtual bool seal(int64_t id, int attempt, const std::string& download_path, int64_t bytes,
                     const std::string& boot_id) = 0;
+  // Records a .part just created for the job at download_path + ".part": its identity, and that
+  // it holds nothing yet. Durable against a crash of the process when it returns true.
+  virtual bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
+                           uint64_t ino) = 0;
   // Forgets the resume state (the file is started again from zero).
   virtual void reset_resume_state(int64_t id) = 0;
 

@@ -26,6 +26,14 @@ class Observer {
   virtual void on_checkpoint(int64_t job_id, int attempt, std::shared_ptr<PartFile> file,
                              int64_t bytes) = 0;
   virtual void on_finished(int64_t job_id, int attempt, Result result) = 0;
+  // A fresh .part was created for the job at final_path + ".part". Called before a byte is
+  // written to it; the identity must be durable when this returns true (a later run takes the
+  // .part for the job's own only by it). False: the transfer fails and the .part is removed.
+  virtual bool on_part_created(int64_t job_id, int attempt, const std::string& final_path,
+                               const PartIdentity& identity) {
+    (void)job_id, (void)attempt, (void)final_path, (void)identity;
+    return true;
+  }
 };
 
 struct EngineOptions {

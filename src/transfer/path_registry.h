@@ -1,4 +1,6 @@
-// PathRegistry: the download paths live jobs write, so two never write the same file.
+// PathRegistry: the download paths live jobs write, so two never write the same file. A claim
+// of a path holds both it and its .part: no job may take another live job's .part as its final
+// name (a final name "x.part" is refused while a job writes x), nor the reverse.
 #pragma once
 
 #include <mutex>
@@ -12,11 +14,16 @@ class PathRegistry {
   // False when another live job holds the path.
   bool claim(const std::string& path) {
     std::lock_guard lk(mu_);
-    return paths_.insert(path).second;
+    const std::string part = path + ".part";
+    if (paths_.count(path) != 0 || paths_.count(part) != 0) return false;
+    paths_.insert(path);
+    paths_.insert(part);
+    return true;
   }
   void release(const std::string& path) {
     std::lock_guard lk(mu_);
     paths_.erase(path);
+    paths_.erase(path + ".part");
   }
   bool held(const std::string& path) {
     std::lock_guard lk(mu_);

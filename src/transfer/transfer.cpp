@@ -100,6 +100,11 @@ static bool parse_int(std::string_view s, int64_t* out) {
 }
 
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total) {
+  int64_t end = -1;
+  return parse_content_range(value, start, &end, total);
+}
+
+bool parse_content_range(const std::string& value, int64_t* start, int64_t* end, int64_t* total) {
   std::string_view v(value);
   while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
   while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
@@ -120,15 +125,15 @@ bool parse_content_range(const std::string& value, int64_t* start, int64_t* tota
   }
   if (range == "*") {
     *start = -1;
+    *end = -1;
     return true;
   }
   auto dash = range.find('-');
   if (dash == std::string_view::npos) return false;
-  int64_t end = 0;
-  if (!parse_int(range.substr(0, dash), start) || !parse_int(range.substr(dash + 1), &end)) {
+  if (!parse_int(range.substr(0, dash), start) || !parse_int(range.substr(dash + 1), end)) {
     return false;
   }
-  return end >= *start;
+  return *end >= *start;
 }
 
 }  // namespace fetchq::transfer

@@ -12,6 +12,12 @@
 
 namespace fetchq::transfer {
 
+// Which file a .part is: recorded when the job creates it, checked before it is used again.
+struct PartIdentity {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+};
+
 // What a transfer needs to run one attempt of a job.
 struct Request {
   int64_t job_id = 0;
@@ -21,7 +27,16 @@ struct Request {
   bool dest_is_dir = false;
   IfExists if_exists = IfExists::kError;
   std::optional<std::string> download_path;  // chosen already (file dest, or an earlier attempt)
-  int64_t offset = 0;                        // bytes of the .part to keep; the rest is asked with Range
+  int64_t offset = 0;                        // most bytes of the .part to keep; the rest is asked with Range
+  // The .part this job created (recorded durably at creation). Without it an existing .part
+  // is never used, unless legacy_part: a job from before identities were recorded, whose
+  // checkpoint promised bytes in it (then it is trusted when it is a single-link regular file).
+  std::optional<PartIdentity> part_identity;
+  bool legacy_part = false;
+  // confined: the job must stay beneath `root` (a download root, "" when none holds the path):
+  // its folders are opened from the root down, never through a symbolic link, at every attempt.
+  bool confined = false;
+  std::string root;
   int64_t expected_total = 0;                // size an earlier attempt announced; 0 when unknown
   std::string etag;                          // validators for If-Range
   std::string last_modified;
@@ -32,11 +47,30 @@ struct Request {
   std::optional<std::string> password;
 };
 
+// An open folder descriptor: every open, rename and fsync of a download happens relative to
+// it, so a folder swapped for a link after it was opened changes nothing.
+class Folder {
+ public:
+  explicit Folder(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~Folder() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Folder(const Folder&) = delete;
+  Folder& operator=(const Folder&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
 // The open .part file; shared with the durability thread, which syncs it while the transfer
 // goes on. The descriptor closes when the last owner lets go.
 class PartFile {
  public:
-  PartFile(int fd, std::string final_path) : fd_(fd), final_path_(std::move(final_path)) {}
+  PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder)
+      : fd_(fd), final_path_(std::move(final_path)), folder_(std::move(folder)) {}
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -45,10 +79,15 @@ class PartFile {
   int fd() const { return fd_; }
   const std::string& final_path() const { return final_path_; }
   std::string part_path() const { return final_path_ + ".part"; }
+  // The folder holding both names, and the names in it.
+  const Folder& folder() const { return *folder_; }
+  std::string final_name() const { return final_path_.substr(final_path_.find_last_of('/') + 1); }
+  std::string part_name() const { return final_name() + ".part"; }
 
  private:
   int fd_;
   std::string final_path_;
+  std::shared_ptr<Folder> folder_;
 };
 
 // Reported once the response headers are in and the body is about to be written.
@@ -101,5 +140,7 @@ inline constexpr int64_t kMaxRetryAfterMs = int64_t{30} * 24 * 3600 * 1000;
 std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_unix_ms);
 // "bytes A-B/T" or "bytes */T": start (or -1 for '*') and total (or -1 for '*').
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total);
+// The same, with the last byte of the range (-1 for '*').
+bool parse_content_range(const std::string& value, int64_t* start, int64_t* end, int64_t* total);
 
 }  // namespace fetchq::transfer

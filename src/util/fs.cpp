@@ -3,11 +3,14 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -80,6 +83,90 @@ Status make_parent_dirs(const std::string& path) {
   }
   if (!is_directory(dir)) return make_error(ErrorCode::kIo, "not a folder: " + dir);
   return Ok{};
+}
+
+Result<int> open_folder_beneath(const std::string& root, const std::string& rel, bool create) {
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return make_error(ErrorCode::kIo, errno_message("open the download root", root, errno));
+  std::vector<std::string> parts;
+  for (size_t i = 0; i <= rel.size();) {
+    size_t next = rel.find('/', i);
+    if (next == std::string::npos) next = rel.size();
+    std::string c = rel.substr(i, next - i);
+    if (c == "..") {
+      ::close(fd);
+      return make_error(ErrorCode::kIo,
+                        "refused " + root + "/" + rel + ": '..' would leave the download root");
+    }
+    if (!c.empty() && c != ".") parts.push_back(std::move(c));
+    i = next + 1;
+  }
+  if (parts.empty()) return fd;
+#ifdef SYS_openat2
+  {
+    open_how how{};
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    std::string joined;
+    for (const auto& c : parts) joined += (joined.empty() ? "" : "/") + c;
+    long d = ::syscall(SYS_openat2, fd, joined.c_str(), &how, sizeof how);
+    if (d >= 0) {
+      ::close(fd);
+      return static_cast<int>(d);
+    }
+    // ENOENT with create: made below one folder at a time; ENOSYS, EPERM (seccomp) and the
+    // like: the walk below decides. ELOOP and EXDEV fall through too and get named there.
+  }
+#endif
+  std::string at = root;
+  for (const auto& c : parts) {
+    at += "/" + c;
+    int next = ::openat(fd, c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && create) {
+      if (::mkdirat(fd, c.c_str(), 0755) != 0 && errno != EEXIST) {
+        int err = errno;
+        ::close(fd);
+        return make_error(ErrorCode::kIo, errno_message("mkdir", at, err));
+      }
+      next = ::openat(fd, c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (next < 0) {
+      int err = errno;
+      struct stat st {};
+      const bool link =
+          ::fstatat(fd, c.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+      ::close(fd);
+      if (link || err == ELOOP) {
+        return make_error(ErrorCode::kIo,
+                          "refused " + at +
+                              ": it is a symbolic link, and fetchq never follows one "
+                              "beneath a download root");
+      }
+      if (err == ENOTDIR) return make_error(ErrorCode::kIo, "not a folder: " + at);
+      return make_error(ErrorCode::kIo, errno_message("open the folder", at, err));
+    }
+    ::close(fd);
+    fd = next;
+  }
+  return fd;
+}
+
+std::optional<std::string> root_of(const std::string& path, const std::vector<std::string>& roots) {
+  std::optional<std::string> best;
+  for (const auto& r : roots) {
+    std::vector<std::string> forms{r};
+    char buf[PATH_MAX];
+    if (::realpath(r.c_str(), buf)) forms.emplace_back(buf);
+    for (auto f : forms) {
+      while (f.size() > 1 && f.back() == '/') f.pop_back();
+      const bool under = f == "/" ? path.size() > 1 && path[0] == '/'
+                                  : path.size() > f.size() && path.compare(0, f.size(), f) == 0 &&
+                                        path[f.size()] == '/';
+      if (under && (!best || f.size() > best->size())) best = f;
+    }
+  }
+  return best;
 }
 
 bool is_directory(const std::string& path) {

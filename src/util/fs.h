@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fetchq/result.h"
 
@@ -21,6 +22,17 @@ std::optional<int64_t> file_size(const std::string& path);
 std::string parent_dir(const std::string& path);
 // path made absolute against the current folder (not resolved: links and ".." stay).
 std::string absolute_path(const std::string& path);
+
+// The folder `rel` beneath the folder `root`, opened (O_RDONLY|O_DIRECTORY) without following
+// any symbolic link and without leaving root ("..", absolute links): openat2 with
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS where the kernel has it, else one component at a time
+// with O_NOFOLLOW. root itself is trusted as configured. create: missing folders are made.
+// Returns the descriptor; the caller closes it.
+Result<int> open_folder_beneath(const std::string& root, const std::string& rel, bool create);
+
+// The root among `roots` that `path` lies beneath, textually (each root as given or resolved
+// with realpath); nullopt when none does.
+std::optional<std::string> root_of(const std::string& path, const std::vector<std::string>& roots);
 
 // Raises the soft limit on open files to the hard one: each transfer holds a socket and a file,
 // and the usual soft limit of 1024 would cap a queue at about 500 downloads at once. Safe here:

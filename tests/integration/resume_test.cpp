@@ -1,6 +1,12 @@
 // Resume: Range with If-Range after drops, restarts, 416s, wrong offsets, short bodies, and the
 // boot-id rule that picks the file's length (same boot) or the checkpoint (after a reboot).
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
 
 #include <filesystem>
 
@@ -103,6 +109,90 @@ TEST_F(ResumeTest, AWrongContentRangeStartIsNeverSpliced) {
   EXPECT_EQ(reqs.back().range, "");  // the last one started from zero
 }
 
+// Writes a whole response (head then body) to a raw handler's socket.
+void send_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t w = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    off += static_cast<size_t>(w);
+  }
+}
+
+// A server whose first answer is cut after 100,000 bytes and whose answer to the first range
+// request is `bad` (a head and body built from the file); later requests are answered honestly.
+void serve_with_one_bad_206(TestServer& server, const std::string& path, const std::string& body,
+                            std::function<std::string(const std::string&)> bad) {
+  auto ranges = std::make_shared<std::atomic<int>>(0);
+  server.set_handler(path, [body, bad, ranges](const RequestLog& req, int fd) {
+    const std::string total = std::to_string(body.size());
+    if (req.range.empty()) {
+      send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + total +
+                       "\r\nAccept-Ranges: bytes\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n" +
+                       (ranges->load() == 0 ? body.substr(0, 100000) : body));
+      return;
+    }
+    if (ranges->fetch_add(1) == 0) {
+      send_all(fd, bad(body));
+      return;
+    }
+    const size_t from = std::stoul(req.range.substr(6));
+    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) + "-" +
+                     std::to_string(body.size() - 1) + "/" + total + "\r\nContent-Length: " +
+                     std::to_string(body.size() - from) + "\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n" +
+                     body.substr(from));
+  });
+}
+
+// The bad 206 starts at 50,000 for a request from 100,000, yet its 300,000 bytes end exactly at
+// the announced total: only the check of the start tells it from a good answer.
+TEST_F(ResumeTest, A206StartingElsewhereButEndingAtTheTotalIsNeverSpliced) {
+  const std::string body = make_body(400000, 31);
+  serve_with_one_bad_206(server_, "/shifted.bin", body, [](const std::string& b) {
+    return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 50000-349999/400000\r\n"
+           "Content-Length: 300000\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n" +
+           b.substr(50000, 300000);
+  });
+  auto j = run("/shifted.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(body));
+  auto reqs = server_.requests_for("/shifted.bin");
+  ASSERT_GE(reqs.size(), 3u);
+  EXPECT_EQ(reqs[1].range, "bytes=100000-");
+  EXPECT_EQ(reqs.back().range, "");  // started over after the bad answer
+}
+
+// A 206 that says it covers 100,000-199,999 of 400,000: its bytes are right but end early.
+TEST_F(ResumeTest, A206EndingBeforeTheTotalDoesNotComplete) {
+  const std::string body = make_body(400000, 32);
+  serve_with_one_bad_206(server_, "/early.bin", body, [](const std::string& b) {
+    return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-199999/400000\r\n"
+           "Content-Length: 100000\r\nETag: \"e1\"\r\nConnection: close\r\n\r\n" +
+           b.substr(100000, 100000);
+  });
+  auto j = run("/early.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(body));
+  EXPECT_EQ(server_.requests_for("/early.bin").size(), 3u);
+}
+
+// A 206 whose head is right (to the end of the file) but whose body, delimited by the closing
+// connection, stops halfway: only the count of bytes on disk at the end can tell.
+TEST_F(ResumeTest, A206WhoseBodyStopsEarlyDoesNotComplete) {
+  const std::string body = make_body(400000, 33);
+  serve_with_one_bad_206(server_, "/cut.bin", body, [](const std::string& b) {
+    return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100000-399999/400000\r\n"
+           "ETag: \"e1\"\r\nConnection: close\r\n\r\n" +
+           b.substr(100000, 100000);
+  });
+  auto j = run("/cut.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(body));
+  auto reqs = server_.requests_for("/cut.bin");
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[2].range, "bytes=200000-");  // the good bytes of the short answer were kept
+}
+
 TEST_F(ResumeTest, AShortBodyIsAFailureNotASuccess) {
   Resource r;
   r.body = make_body(100000, 16);
@@ -128,10 +218,15 @@ int64_t crashed_job(const TempDir& dir, const std::string& url, const std::strin
   nj.download_path = dest;
   auto id = s.insert_jobs({nj}, "t").at(0).id;
   auto c = s.claim(1, 0, std::nullopt, "t").at(0);
+  write_file(dest + ".part", body.substr(0, static_cast<size_t>(part_bytes)));
+  struct stat sb {};
+  EXPECT_EQ(::stat((dest + ".part").c_str(), &sb), 0);
+  EXPECT_TRUE(s.record_part(id, c.attempt, dest, sb.st_dev, sb.st_ino));
   store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0};
   EXPECT_TRUE(s.set_started(id, c.attempt, info));
+  // Every byte of the .part was written by the job (its progress says so); `checkpoint` synced.
+  EXPECT_TRUE(s.set_progress(id, c.attempt, part_bytes, static_cast<int64_t>(body.size())));
   EXPECT_TRUE(s.set_checkpoint(id, c.attempt, checkpoint, boot_id));
-  write_file(dest + ".part", body.substr(0, static_cast<size_t>(part_bytes)));
   return id;  // left "running", as a kill -9 leaves it
 }
 
@@ -408,6 +503,9 @@ TEST(FaultMatrix, APartPathPlantedAsASymbolicLinkIsNotFollowed) {
   ASSERT_TRUE(q->join(std::chrono::seconds(20)));
   auto j = q->id_to_job(job.id);
   EXPECT_EQ(j->status, JobStatus::kError);
+  // Says what was refused and why, not "Too many levels of symbolic links".
+  EXPECT_NE(j->error.value_or("").find("x.bin.part exists (a symbolic link, never followed)"), std::string::npos)
+      << j->error.value_or("");
   EXPECT_EQ(read_file(dir / "target"), "precious");
   EXPECT_FALSE(file_exists(dir / "x.bin"));
 }

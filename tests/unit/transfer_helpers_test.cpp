@@ -25,6 +25,17 @@ TEST(ContentRange, ParsesRangesAndStars) {
   EXPECT_FALSE(parse_content_range("bytes 1-2/x", &start, &total));
 }
 
+TEST(ContentRange, GivesTheLastByteToo) {
+  int64_t start = 0, end = 0, total = 0;
+  ASSERT_TRUE(parse_content_range("bytes 100000-199999/400000", &start, &end, &total));
+  EXPECT_EQ(start, 100000);
+  EXPECT_EQ(end, 199999);
+  EXPECT_EQ(total, 400000);
+  ASSERT_TRUE(parse_content_range("bytes */400000", &start, &end, &total));
+  EXPECT_EQ(end, -1);
+  EXPECT_FALSE(parse_content_range("bytes 200-100/400", &start, &end, &total));
+}
+
 TEST(RetryAfter, SecondsAndDates) {
   EXPECT_EQ(parse_retry_after("120", 0).value_or(-1), 120000);
   EXPECT_EQ(parse_retry_after(" 0", 0).value_or(-1), 0);
