@@ -76,6 +76,28 @@ std::string id_list(const std::vector<int64_t>& ids) {
 // A cached statement lent to one caller and reset when the caller is done with it. A SELECT
 // stepped once and left unreset keeps its read transaction open: the WAL cannot be
 // checkpointed past it and grows without end while the process runs.
+// Commits made while it lives wait for no disk sync (synchronous=NORMAL: in WAL mode they
+// still survive a crash of the process), unless `on` is false (inside an outer transaction,
+// whose commit decides). FULL comes back when it goes.
+class RelaxedSync {
+ public:
+  RelaxedSync(SQLite::Database& db, bool on) : db_(db), on_(on) {
+    if (on_) db_.exec("PRAGMA synchronous = NORMAL");
+  }
+  RelaxedSync(const RelaxedSync&) = delete;
+  RelaxedSync& operator=(const RelaxedSync&) = delete;
+  ~RelaxedSync() {
+    try {
+      if (on_) db_.exec("PRAGMA synchronous = FULL");
+    } catch (const SQLite::Exception&) {  // the next open sets it again; never throw here
+    }
+  }
+
+ private:
+  SQLite::Database& db_;
+  bool on_;
+};
+
 class Lent {
  public:
   explicit Lent(SQLite::Statement& s) : s_(&s) {}
@@ -168,18 +190,7 @@ class SqliteStore final : public Store {
     // A claim lost in a power cut costs nothing (running jobs go back to waiting at start), so
     // it is not worth a sync of its own; the next durable commit carries it to disk.
     std::lock_guard lk(mu_);
-    const bool relax = depth_ == 0;
-    if (relax) db_->exec("PRAGMA synchronous = NORMAL");
-    struct Restore {
-      SQLite::Database* db;
-      bool on;
-      ~Restore() {
-        try {
-          if (on) db->exec("PRAGMA synchronous = FULL");
-        } catch (const SQLite::Exception&) {  // the next open sets it again; never throw here
-        }
-      }
-    } restore{db_.get(), relax};
+    RelaxedSync relaxed(*db_, depth_ == 0);
     transaction([&] {
       std::string sql = std::string("SELECT ") + kJobColumns +
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
@@ -368,18 +379,7 @@ class SqliteStore final : public Store {
     // On the transfer thread, once per new file: in WAL mode a commit with synchronous=NORMAL
     // survives a crash of the process without waiting for the disk. After a power cut the
     // record may be lost, and then the .part is left alone as not the job's.
-    const bool relax = depth_ == 0;
-    if (relax) db_->exec("PRAGMA synchronous = NORMAL");
-    struct Restore {
-      SQLite::Database* db;
-      bool on;
-      ~Restore() {
-        try {
-          if (on) db->exec("PRAGMA synchronous = FULL");
-        } catch (const SQLite::Exception&) {  // the next open sets it again; never throw here
-        }
-      }
-    } restore{db_.get(), relax};
+    RelaxedSync relaxed(*db_, depth_ == 0);
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, checkpoint_bytes = 0, "
         "bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");

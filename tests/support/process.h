@@ -40,4 +40,9 @@ struct CliResult {
 CliResult run_capture(const std::vector<std::string>& argv, const std::string& out_path,
                       const std::string& err_path, std::chrono::milliseconds timeout);
 
+// A connected Unix stream socket to path, or -1.
+int connect_unix(const std::string& path);
+// Sends all of data; false when the peer is gone.
+bool send_all(int fd, const std::string& data);
+
 }  // namespace fetchq::testing
