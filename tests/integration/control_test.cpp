@@ -167,7 +167,8 @@ TEST(ControlSocket, FollowersStartedTogetherEachGetTheWholeHistory) {
     }
     return true;
   };
-  EXPECT_TRUE(wait_until(all_complete, 30s, 100ms));
+  // 24,000 lines of JSON through four clients: seconds in a plain build, a minute under TSan.
+  EXPECT_TRUE(wait_until(all_complete, 150s, 100ms));
   for (int i = 0; i < kFollowers; ++i) {
     std::string out = read_file(dir / ("follow." + std::to_string(i) + ".out"));
     ASSERT_EQ(count_lines(out), size_t{kEvents})
@@ -190,6 +191,11 @@ TEST(ControlSocket, FollowersStartedTogetherEachGetTheWholeHistory) {
 // Many clients pipelining listings of a long queue, reading late: the daemon's memory stays
 // bounded (pages are written as the client drains) and no client is cut off.
 TEST(ControlSocket, ManyPipelinedListingsKeepMemoryBoundedAndAnswerWhole) {
+#if defined(__SANITIZE_THREAD__)
+  // Over 360 MB of JSON answers take TSan's fetchqd longer than the test's read deadline, and
+  // its shadow memory would be measured rather than the daemon's. The plain and ASan builds run it.
+  GTEST_SKIP() << "not under ThreadSanitizer";
+#endif
   TempDir dir;
   Fetchqd d(dir);
   constexpr int kJobs = 6000;
