@@ -353,7 +353,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   bool on_part_created(int64_t id, int attempt, const std::string& path,
                        const transfer::PartIdentity& identity) override {
     try {
-      return store_->record_part(id, attempt, path, identity.dev, identity.ino);
+      return store_->record_part(id, attempt, path, identity.dev, identity.ino,
+                                 identity.birth_ns);
     } catch (const std::exception& e) {
       spdlog::error("job {}: cannot record {}.part: {}", id, path, e.what());
       return false;
@@ -1018,7 +1019,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       const bool same_boot = c.checkpoint_boot_id == util::boot_id();
       req.offset = same_boot ? std::max(c.checkpoint_bytes, c.job.bytes) : c.checkpoint_bytes;
       if (c.part_identity) {
-        req.part_identity = transfer::PartIdentity{c.part_identity->first, c.part_identity->second};
+        req.part_identity = transfer::PartIdentity{c.part_identity->dev, c.part_identity->ino,
+                                                   c.part_identity->birth_ns};
       } else {
         // A job from before identities were recorded: only a checkpoint made a promise.
         req.legacy_part = c.checkpoint_bytes > 0;

@@ -196,8 +196,8 @@ class SqliteStore final : public Store {
                         ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
                         "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
-                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino "
-                        "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
+                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino, "
+                        "part_birth_ns FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
       // of ids, parsed again for every claim, cost more than the downloads of small files.
@@ -222,8 +222,10 @@ class SqliteStore final : public Store {
         c.access_token = opt_text(q->getColumn(27));
         c.url_password = opt_text(q->getColumn(28));
         if (!q->getColumn(29).isNull() && !q->getColumn(30).isNull()) {
-          c.part_identity = {static_cast<uint64_t>(q->getColumn(29).getInt64()),
-                             static_cast<uint64_t>(q->getColumn(30).getInt64())};
+          c.part_identity = ClaimedJob::PartRecord{
+              static_cast<uint64_t>(q->getColumn(29).getInt64()),
+              static_cast<uint64_t>(q->getColumn(30).getInt64()),
+              q->getColumn(31).isNull() ? 0 : q->getColumn(31).getInt64()};
         }
         out.push_back(std::move(c));
       }
@@ -374,20 +376,25 @@ class SqliteStore final : public Store {
   }
 
   bool record_part(int64_t id, int attempt, const std::string& path, uint64_t dev,
-                   uint64_t ino) override {
+                   uint64_t ino, int64_t birth_ns) override {
     std::lock_guard lk(mu_);
     // On the transfer thread, once per new file: in WAL mode a commit with synchronous=NORMAL
     // survives a crash of the process without waiting for the disk. After a power cut the
     // record may be lost, and then the .part is left alone as not the job's.
     RelaxedSync relaxed(*db_, depth_ == 0);
     Lent q = stmt(
-        "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, checkpoint_bytes = 0, "
-        "bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
+        "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, part_birth_ns = ?, "
+        "checkpoint_bytes = 0, bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
     q->bind(1, path);
     q->bind(2, static_cast<int64_t>(dev));
     q->bind(3, static_cast<int64_t>(ino));
-    q->bind(4, static_cast<int64_t>(id));
-    q->bind(5, attempt);
+    if (birth_ns != 0) {
+      q->bind(4, birth_ns);
+    } else {
+      q->bind(4);
+    }
+    q->bind(5, static_cast<int64_t>(id));
+    q->bind(6, attempt);
     return q->exec() > 0;
   }
 

@@ -43,8 +43,13 @@ struct ClaimedJob {
   std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
   std::optional<int64_t> sealed_bytes;
-  // The .part the job created (device, inode), nullopt when none was recorded.
-  std::optional<std::pair<uint64_t, uint64_t>> part_identity;
+  // The .part the job created, nullopt when none was recorded.
+  struct PartRecord {
+    uint64_t dev = 0;
+    uint64_t ino = 0;
+    int64_t birth_ns = 0;  // creation time in ns; 0 when the file system keeps none
+  };
+  std::optional<PartRecord> part_identity;
 };
 
 // What a transfer learnt from the response headers.
@@ -113,7 +118,7 @@ class Store {
   // Records a .part just created for the job at download_path + ".part": its identity, and that
   // it holds nothing yet. Durable against a crash of the process when it returns true.
   virtual bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
-                           uint64_t ino) = 0;
+                           uint64_t ino, int64_t birth_ns) = 0;
   // Forgets the resume state (the file is started again from zero).
   virtual void reset_resume_state(int64_t id) = 0;
 

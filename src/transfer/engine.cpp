@@ -509,7 +509,8 @@ class Engine::Impl {
       return Create::kFailed;
     }
     if (!lock_part(t, fd, part)) return Create::kFailed;
-    PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino)};
+    PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
+                    util::birth_time_ns(fd, "")};
     if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
       ::close(fd);
       ::unlinkat(dfd, name.c_str(), 0);
@@ -540,9 +541,12 @@ class Engine::Impl {
       return Reuse::kFailed;
     }
     const PartIdentity* want = t.req.part_identity ? &*t.req.part_identity : nullptr;
-    auto same = [want](const struct stat& st) {
+    // birth: when the file there now was made (0: the file system does not say). A recorded
+    // birth time must match, or the inode number was reused by a file made later.
+    auto same = [want](const struct stat& st, int64_t birth) {
       return !want || (static_cast<uint64_t>(st.st_dev) == want->dev &&
-                       static_cast<uint64_t>(st.st_ino) == want->ino);
+                       static_cast<uint64_t>(st.st_ino) == want->ino &&
+                       (want->birth_ns == 0 || birth == want->birth_ns));
     };
     auto replaced = [&](const std::string& what) {
       *why = part + " was " + what + ", not the file the job created; it was removed and the "
@@ -563,7 +567,7 @@ class Engine::Impl {
     }
     // A name with other links goes without losing data: the file lives on under the others.
     if (ls.st_nlink != 1) return replaced("a file with " + std::to_string(ls.st_nlink) + " links");
-    if (!same(ls)) {
+    if (!same(ls, util::birth_time_ns(dfd, name.c_str()))) {
       *why = part + " is not the file this job created (another inode); it is left alone";
       return Reuse::kForeign;
     }
@@ -575,7 +579,7 @@ class Engine::Impl {
       return Reuse::kFailed;
     }
     struct stat sb {};
-    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb) ||
+    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb, util::birth_time_ns(fd, "")) ||
         sb.st_dev != ls.st_dev || sb.st_ino != ls.st_ino) {
       ::close(fd);
       *why = part + " changed while it was opened";

@@ -13,9 +13,13 @@
 namespace fetchq::transfer {
 
 // Which file a .part is: recorded when the job creates it, checked before it is used again.
+// The inode number alone is not enough: file systems such as ext4 give a freed number to the
+// next file made, so a file put in the .part's place may carry it. The birth time tells them
+// apart where the file system keeps one (ext4, XFS, btrfs, tmpfs); 0 when it does not.
 struct PartIdentity {
   uint64_t dev = 0;
   uint64_t ino = 0;
+  int64_t birth_ns = 0;
 };
 
 // What a transfer needs to run one attempt of a job.

@@ -24,6 +24,13 @@ std::string errno_message(const std::string& what, const std::string& path, int 
   return what + " " + path + ": " + std::strerror(err);
 }
 
+int64_t birth_time_ns(int dirfd, const char* name) {
+  struct statx sx {};
+  const int flags = AT_SYMLINK_NOFOLLOW | (name[0] == '\0' ? AT_EMPTY_PATH : 0);
+  if (::statx(dirfd, name, flags, STATX_BTIME, &sx) != 0 || !(sx.stx_mask & STATX_BTIME)) return 0;
+  return static_cast<int64_t>(sx.stx_btime.tv_sec) * 1000000000 + sx.stx_btime.tv_nsec;
+}
+
 static Status fsync_open(const std::string& path, int flags, const char* what) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return make_error(ErrorCode::kIo, errno_message("open", path, errno));

@@ -39,6 +39,11 @@ std::optional<std::string> root_of(const std::string& path, const std::vector<st
 // nothing in fetchq uses select(). Returns the limit now in force.
 uint64_t raise_open_file_limit();
 
+// When the file `name` in folder `dirfd` (or dirfd itself, with name "") was created, in ns
+// since the epoch, without following a symbolic link; 0 when the file system does not say.
+// With the inode number it tells a file from a later one that reused the number.
+int64_t birth_time_ns(int dirfd, const char* name);
+
 // The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
 const std::string& boot_id();
 

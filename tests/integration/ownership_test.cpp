@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include "integration/helpers.h"
 #include "support/process.h"
 
@@ -299,6 +301,33 @@ TEST_F(TamperedPart, AFifoInItsPlaceDoesNotHangTheQueue) {
 TEST_F(TamperedPart, AnotherFileInItsPlaceIsLeftAlone) {
   ASSERT_EQ(::unlink(part().c_str()), 0);
   write_file(part(), "someone else's file");
+  auto j = resume();
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
+  EXPECT_EQ(read_file(part()), "someone else's file");
+  EXPECT_FALSE(file_exists(out()));
+}
+
+// ext4 gives a freed inode number to the next file made, so a file put in the place of the
+// deleted .part can carry the recorded device and inode. Made certain here by recording the new
+// file's numbers: only the birth time still tells it is not the job's file.
+TEST_F(TamperedPart, AFileThatReusedThePartsInodeNumberIsLeftAlone) {
+  ASSERT_EQ(::unlink(part().c_str()), 0);
+  write_file(part(), "someone else's file");
+  struct stat sb {};
+  ASSERT_EQ(::stat(part().c_str(), &sb), 0);
+  {
+    SQLite::Database db(dir_ / "queue.db", SQLite::OPEN_READWRITE);
+    SQLite::Statement born(db, "SELECT part_birth_ns FROM jobs WHERE id = ?");
+    born.bind(1, id_);
+    ASSERT_TRUE(born.executeStep());
+    if (born.getColumn(0).isNull()) GTEST_SKIP() << "this file system keeps no birth time";
+    SQLite::Statement q(db, "UPDATE jobs SET part_dev = ?, part_ino = ? WHERE id = ?");
+    q.bind(1, static_cast<int64_t>(sb.st_dev));
+    q.bind(2, static_cast<int64_t>(sb.st_ino));
+    q.bind(3, id_);
+    ASSERT_EQ(q.exec(), 1);
+  }
   auto j = resume();
   EXPECT_EQ(j.status, JobStatus::kError);
   EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");

@@ -1,5 +1,6 @@
 // Resume: Range with If-Range after drops, restarts, 416s, wrong offsets, short bodies, and the
 // boot-id rule that picks the file's length (same boot) or the checkpoint (after a reboot).
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,7 +222,8 @@ int64_t crashed_job(const TempDir& dir, const std::string& url, const std::strin
   write_file(dest + ".part", body.substr(0, static_cast<size_t>(part_bytes)));
   struct stat sb {};
   EXPECT_EQ(::stat((dest + ".part").c_str(), &sb), 0);
-  EXPECT_TRUE(s.record_part(id, c.attempt, dest, sb.st_dev, sb.st_ino));
+  EXPECT_TRUE(s.record_part(id, c.attempt, dest, sb.st_dev, sb.st_ino,
+                            util::birth_time_ns(AT_FDCWD, (dest + ".part").c_str())));
   store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0};
   EXPECT_TRUE(s.set_started(id, c.attempt, info));
   // Every byte of the .part was written by the job (its progress says so); `checkpoint` synced.
