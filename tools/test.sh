@@ -12,6 +12,9 @@ run() {  # run NAME CMAKE-ARGS...
   (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300)
 }
 run debug -DCMAKE_BUILD_TYPE=Debug
+# libfetchq from outside: install the Debug build into a temporary prefix, then build examples/
+# against it (CMake package and pkg-config) and download through it.
+tools/example-check.sh build-debug
 # The unit file, pointed at the binary just built (the repository copy names /usr/local).
 unit=$(mktemp -d)/fetchqd.service
 sed "s|/usr/local/sbin/fetchqd|$PWD/build-debug/src/fetchqd|" systemd/fetchqd.service >"$unit"
