@@ -80,7 +80,8 @@ int run(int argc, char** argv) {
         [&given, name = std::string(info.name)](const std::vector<std::string>& values) {
           for (const auto& v : values) given.emplace_back(name, v);
         },
-        info.help);
+        info.help)
+        ->default_str(info.default_value);  // --help shows "=5"; nothing is applied from it
   }
   try {
     app.parse(argc, argv);

@@ -3,40 +3,107 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
+#include <type_traits>
 
 #include "queue/request_check.h"
 #include "util/fs.h"
+#include "util/strings.h"
 
 namespace fetchq::daemon {
 
+namespace {
+
+// std::visit over a setting's field: one handler per field type.
+template <typename... F>
+struct Overload : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overload(F...) -> Overload<F...>;
+
+// Puts `value` into the setting's field of `s`: integers parsed and bounds-checked, lists
+// appended to, text as it is.
+Status assign(Settings& s, const SettingInfo& info, const std::string& value) {
+  auto integer = [&](auto field) -> Status {
+    long n = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || p != value.data() + value.size() || n < info.min || n > info.max) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        std::string(info.name) + " must be an integer from " +
+                            std::to_string(info.min) + " to " + std::to_string(info.max) +
+                            ", not '" + value + "'");
+    }
+    s.*field = static_cast<std::remove_reference_t<decltype(s.*field)>>(n);
+    return Ok{};
+  };
+  return std::visit(
+      Overload{[&](std::string Settings::*field) -> Status {
+                 s.*field = value;
+                 return Ok{};
+               },
+               [&](std::vector<std::string> Settings::*field) -> Status {
+                 (s.*field).push_back(value);
+                 return Ok{};
+               },
+               [&](int Settings::*field) { return integer(field); },
+               [&](long Settings::*field) { return integer(field); }},
+      info.field);
+}
+
+}  // namespace
+
 const std::vector<SettingInfo>& setting_table() {
-  using K = SettingInfo::Kind;
+  using S = Settings;
   static const std::vector<SettingInfo> table = {
-      {"db", "database file", K::kString},
-      {"socket", "control socket path", K::kString},
-      {"max-parallel", "downloads at once", K::kInt, 1, 10000},
-      {"download-root", "folder clients may write under (repeatable)", K::kStringList},
-      {"log-level", "trace, debug, info, warn, error or off", K::kString},
-      {"connect-timeout", "seconds to wait for a connection", K::kInt, 1, 3600},
-      {"stall-timeout", "seconds without a byte before a retry", K::kInt, 1, 3600},
-      {"max-attempts", "failures in a row without progress before a job ends in error", K::kInt, 1, 1000},
-      {"give-up-after", "seconds of failing without progress before a job ends in error", K::kInt, 1, 30 * 86400},
-      {"checkpoint-interval-ms", "how often running jobs are synced and recorded", K::kInt, 100, 600000},
-      {"event-retention", "events kept in the log (the newest N; a follower asking for older ones is told where the log starts); 0 keeps all", K::kInt, 0, 1000000000},
-      {"block-private-addresses", "1: refuse loopback, private and link-local addresses", K::kInt, 0, 1},
-      {"token-rule", "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN (host, *.suffix, https://host:port; http://host:port for plain http)", K::kStringList},
+      {.name = "db", .field = &S::db, .default_value = "", .help = "database file"},
+      {.name = "socket", .field = &S::socket, .default_value = "", .help = "control socket path"},
+      {.name = "max-parallel", .field = &S::max_parallel, .default_value = "5", .min = 1, .max = 10000,
+       .help = "downloads at once"},
+      {.name = "download-root", .field = &S::download_roots, .default_value = "",
+       .help = "folder clients may write under (repeatable)"},
+      {.name = "log-level", .field = &S::log_level, .default_value = "info",
+       .help = "trace, debug, info, warn, error or off"},
+      {.name = "connect-timeout", .field = &S::connect_timeout_s, .default_value = "30", .min = 1,
+       .max = 3600, .help = "seconds to wait for a connection"},
+      {.name = "stall-timeout", .field = &S::stall_timeout_s, .default_value = "30", .min = 1,
+       .max = 3600, .help = "seconds without a byte before a retry"},
+      {.name = "max-attempts", .field = &S::max_attempts, .default_value = "8", .min = 1, .max = 1000,
+       .help = "failures in a row without progress before a job ends in error"},
+      {.name = "give-up-after", .field = &S::give_up_after_s, .default_value = "3600", .min = 1,
+       .max = 30 * 86400, .help = "seconds of failing without progress before a job ends in error"},
+      {.name = "checkpoint-interval-ms", .field = &S::checkpoint_interval_ms, .default_value = "2000",
+       .min = 100, .max = 600000, .help = "how often running jobs are synced and recorded"},
+      {.name = "event-retention", .field = &S::event_retention, .default_value = "1000000", .min = 0,
+       .max = 1000000000,
+       .help = "events kept in the log (the newest N; a follower asking for older ones is told "
+               "where the log starts); 0 keeps all"},
+      {.name = "block-private-addresses", .field = &S::block_private_addresses, .default_value = "0",
+       .min = 0, .max = 1, .help = "1: refuse loopback, private and link-local addresses"},
+      {.name = "token-rule", .field = &S::token_rules, .default_value = "",
+       .help = "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN "
+               "(host, *.suffix, https://host:port; http://host:port for plain http)"},
   };
   return table;
 }
 
-static const SettingInfo* find(const std::string& name) {
-  std::string n = name;
-  for (auto& c : n) {
-    if (c == '_') c = '-';
+Settings::Settings() {
+  for (const auto& info : setting_table()) {
+    // Lists start empty; every other field, the empty db and socket included, takes its
+    // default through the same parser as a config file (a unit test checks each one parses).
+    if (std::holds_alternative<std::vector<std::string> Settings::*>(info.field)) continue;
+    [[maybe_unused]] auto st = assign(*this, info, info.default_value);
+    assert(st.ok());
   }
+}
+
+const SettingInfo* find_setting(std::string_view name) {
+  std::string n(name);
+  std::replace(n.begin(), n.end(), '_', '-');
   for (const auto& s : setting_table()) {
     if (n == s.name) return &s;
   }
@@ -44,40 +111,9 @@ static const SettingInfo* find(const std::string& name) {
 }
 
 Status apply_setting(Settings& s, const std::string& name, const std::string& value) {
-  const SettingInfo* info = find(name);
+  const SettingInfo* info = find_setting(name);
   if (!info) return make_error(ErrorCode::kInvalidArgument, "unknown setting '" + name + "'");
-  long n = 0;
-  if (info->kind == SettingInfo::Kind::kInt) {
-    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc() || p != value.data() + value.size() || n < info->min || n > info->max) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        std::string(info->name) + " must be an integer from " +
-                            std::to_string(info->min) + " to " + std::to_string(info->max) +
-                            ", not '" + value + "'");
-    }
-  }
-  std::string key = info->name;
-  if (key == "db") s.db = value;
-  else if (key == "socket") s.socket = value;
-  else if (key == "max-parallel") s.max_parallel = static_cast<int>(n);
-  else if (key == "download-root") s.download_roots.push_back(value);
-  else if (key == "log-level") s.log_level = value;
-  else if (key == "connect-timeout") s.connect_timeout_s = static_cast<int>(n);
-  else if (key == "stall-timeout") s.stall_timeout_s = static_cast<int>(n);
-  else if (key == "max-attempts") s.max_attempts = static_cast<int>(n);
-  else if (key == "give-up-after") s.give_up_after_s = static_cast<int>(n);
-  else if (key == "checkpoint-interval-ms") s.checkpoint_interval_ms = static_cast<int>(n);
-  else if (key == "event-retention") s.event_retention = n;
-  else if (key == "block-private-addresses") s.block_private_addresses = static_cast<int>(n);
-  else if (key == "token-rule") s.token_rules.push_back(value);
-  return Ok{};
-}
-
-static std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r");
-  if (a == std::string::npos) return "";
-  size_t b = s.find_last_not_of(" \t\r");
-  return s.substr(a, b - a + 1);
+  return assign(s, *info, value);
 }
 
 Status load_config_file(Settings& s, const std::string& path) {
@@ -87,16 +123,16 @@ Status load_config_file(Settings& s, const std::string& path) {
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    std::string t = trim(line);
+    std::string t(util::trim(line));
     if (t.empty() || t[0] == '#') continue;
     auto eq = t.find('=');
     if (eq == std::string::npos) {
       return make_error(ErrorCode::kInvalidArgument,
                         path + ":" + std::to_string(lineno) + ": expected 'name = value'");
     }
-    std::string value = trim(t.substr(eq + 1));
+    std::string value(util::trim(t.substr(eq + 1)));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    auto st = apply_setting(s, trim(t.substr(0, eq)), value);
+    auto st = apply_setting(s, std::string(util::trim(t.substr(0, eq))), value);
     if (!st) return make_error(st.error().code, path + ":" + std::to_string(lineno) + ": " + st.error().message);
   }
   return Ok{};
@@ -153,7 +189,7 @@ Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& 
   for (const auto& r : rules) {
     auto sp = r.find_first_of(" \t");
     std::string host = r.substr(0, sp);
-    std::string from = sp == std::string::npos ? "" : trim(r.substr(sp));
+    std::string from = sp == std::string::npos ? "" : std::string(util::trim(r.substr(sp)));
     std::string token;
     if (from.rfind("env:", 0) == 0) {
       const char* v = std::getenv(from.substr(4).c_str());
@@ -165,7 +201,7 @@ Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& 
     } else if (from.rfind("file:", 0) == 0) {
       std::ifstream in(from.substr(5));
       std::getline(in, token);
-      token = trim(token);
+      token = std::string(util::trim(token));
       if (token.empty()) {
         return make_error(ErrorCode::kInvalidArgument,
                           "token-rule for " + host + ": cannot read a token from " + from.substr(5));

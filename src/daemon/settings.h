@@ -1,8 +1,10 @@
-// fetchqd's settings: one table of typed settings (name, default, bounds) drives the flags, the
-// config file and validation.
+// fetchqd's settings: one table of typed settings (name, target field, default, bounds, help)
+// drives the flags, the config file, the defaults and --help.
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "fetchq/queue.h"
@@ -10,31 +12,41 @@
 
 namespace fetchq::daemon {
 
+// Every field starts at its setting's default from setting_table(); db and socket stay empty
+// until fill_defaults() picks them from the environment.
 struct Settings {
+  Settings();
   std::string db;
   std::string socket;
-  int max_parallel = 5;
+  int max_parallel;
   std::vector<std::string> download_roots;
-  std::string log_level = "info";
-  int connect_timeout_s = 30;
-  int stall_timeout_s = 30;
-  int max_attempts = 8;
-  int give_up_after_s = 3600;
-  int checkpoint_interval_ms = 2000;
-  int block_private_addresses = 0;
-  long event_retention = 1000000;
+  std::string log_level;
+  int connect_timeout_s;
+  int stall_timeout_s;
+  int max_attempts;
+  int give_up_after_s;
+  int checkpoint_interval_ms;
+  int block_private_addresses;
+  long event_retention;
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
 };
 
-// What one setting is: how it is named in flags and files, its bounds, how it is stored.
+// One setting: how it is named in flags and files, the field its value goes to (the field's type
+// says how the value is parsed: text, an integer within [min, max], or a list that each value
+// appends to), its default as a value would be written in a config file, and its help line.
 struct SettingInfo {
-  const char* name;  // the flag is --name, the config key is name
-  const char* help;
-  enum class Kind { kString, kInt, kStringList } kind;
-  long min = 0, max = 0;  // for kInt
+  using Field = std::variant<std::string Settings::*, int Settings::*, long Settings::*,
+                             std::vector<std::string> Settings::*>;
+  const char* name;  // the flag is --name, the config key is name (or with '_' for '-')
+  Field field;
+  const char* default_value;  // "" for a list, and for db and socket (see fill_defaults)
+  long min = 0, max = 0;      // for integers
+  const char* help = "";
 };
 
 const std::vector<SettingInfo>& setting_table();
+// The entry called `name` ('_' read as '-'), or null.
+const SettingInfo* find_setting(std::string_view name);
 
 // Applies `name = value` (from a flag or a config file line). Lists append.
 Status apply_setting(Settings& s, const std::string& name, const std::string& value);
