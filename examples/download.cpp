@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   auto& queue = *opened.value();
 
   std::vector<fetchq::DownloadRequest> requests;
-  for (int i = 3; i < argc; ++i) requests.push_back({.source = argv[i], .dest = folder, .options = {}});
+  for (int i = 3; i < argc; ++i)
+    requests.push_back({.source = argv[i], .dest = folder, .options = {}});
   // All or nothing: one bad URL rejects the batch before anything is downloaded.
   auto submitted = queue.download_batch(requests);
   if (!submitted) {

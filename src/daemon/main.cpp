@@ -81,6 +81,7 @@ int run(int argc, char** argv) {
           for (const auto& v : values) given.emplace_back(name, v);
         },
         info.help)
+        ->type_name(takes_integer(info) ? "INT" : "TEXT")
         ->default_str(info.default_value);  // --help shows "=5"; nothing is applied from it
   }
   try {

@@ -41,53 +41,52 @@ Status assign(Settings& s, const SettingInfo& info, const std::string& value) {
     s.*field = static_cast<std::remove_reference_t<decltype(s.*field)>>(n);
     return Ok{};
   };
-  return std::visit(
-      Overload{[&](std::string Settings::*field) -> Status {
-                 s.*field = value;
-                 return Ok{};
-               },
-               [&](std::vector<std::string> Settings::*field) -> Status {
-                 (s.*field).push_back(value);
-                 return Ok{};
-               },
-               [&](int Settings::*field) { return integer(field); },
-               [&](long Settings::*field) { return integer(field); }},
-      info.field);
+  return std::visit(Overload{[&](std::string Settings::*field) -> Status {
+                               s.*field = value;
+                               return Ok{};
+                             },
+                             [&](std::vector<std::string> Settings::*field) -> Status {
+                               (s.*field).push_back(value);
+                               return Ok{};
+                             },
+                             [&](int Settings::*field) { return integer(field); },
+                             [&](long Settings::*field) { return integer(field); }},
+                    info.field);
 }
 
 }  // namespace
 
 const std::vector<SettingInfo>& setting_table() {
   using S = Settings;
+  constexpr long kDay = 86400;
+  // clang-format off: one entry a line reads as a table.
   static const std::vector<SettingInfo> table = {
-      {.name = "db", .field = &S::db, .default_value = "", .help = "database file"},
-      {.name = "socket", .field = &S::socket, .default_value = "", .help = "control socket path"},
-      {.name = "max-parallel", .field = &S::max_parallel, .default_value = "5", .min = 1, .max = 10000,
-       .help = "downloads at once"},
-      {.name = "download-root", .field = &S::download_roots, .default_value = "",
-       .help = "folder clients may write under (repeatable)"},
-      {.name = "log-level", .field = &S::log_level, .default_value = "info",
-       .help = "trace, debug, info, warn, error or off"},
-      {.name = "connect-timeout", .field = &S::connect_timeout_s, .default_value = "30", .min = 1,
-       .max = 3600, .help = "seconds to wait for a connection"},
-      {.name = "stall-timeout", .field = &S::stall_timeout_s, .default_value = "30", .min = 1,
-       .max = 3600, .help = "seconds without a byte before a retry"},
-      {.name = "max-attempts", .field = &S::max_attempts, .default_value = "8", .min = 1, .max = 1000,
-       .help = "failures in a row without progress before a job ends in error"},
-      {.name = "give-up-after", .field = &S::give_up_after_s, .default_value = "3600", .min = 1,
-       .max = 30 * 86400, .help = "seconds of failing without progress before a job ends in error"},
-      {.name = "checkpoint-interval-ms", .field = &S::checkpoint_interval_ms, .default_value = "2000",
-       .min = 100, .max = 600000, .help = "how often running jobs are synced and recorded"},
-      {.name = "event-retention", .field = &S::event_retention, .default_value = "1000000", .min = 0,
-       .max = 1000000000,
-       .help = "events kept in the log (the newest N; a follower asking for older ones is told "
-               "where the log starts); 0 keeps all"},
-      {.name = "block-private-addresses", .field = &S::block_private_addresses, .default_value = "0",
-       .min = 0, .max = 1, .help = "1: refuse loopback, private and link-local addresses"},
-      {.name = "token-rule", .field = &S::token_rules, .default_value = "",
-       .help = "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN "
-               "(host, *.suffix, https://host:port; http://host:port for plain http)"},
+      // name                    field                      default    min  max
+      {"db", &S::db, "", 0, 0, "database file"},
+      {"socket", &S::socket, "", 0, 0, "control socket path"},
+      {"max-parallel", &S::max_parallel, "5", 1, 10000, "downloads at once"},
+      {"download-root", &S::download_roots, "", 0, 0,
+       "folder clients may write under (repeatable)"},
+      {"log-level", &S::log_level, "info", 0, 0, "trace, debug, info, warn, error or off"},
+      {"connect-timeout", &S::connect_timeout_s, "30", 1, 3600, "seconds to wait for a connection"},
+      {"stall-timeout", &S::stall_timeout_s, "30", 1, 3600,
+       "seconds without a byte before a retry"},
+      {"max-attempts", &S::max_attempts, "8", 1, 1000,
+       "failures in a row without progress before a job ends in error"},
+      {"give-up-after", &S::give_up_after_s, "3600", 1, 30 * kDay,
+       "seconds of failing without progress before a job ends in error"},
+      {"checkpoint-interval-ms", &S::checkpoint_interval_ms, "2000", 100, 600000,
+       "how often running jobs are synced and recorded"},
+      {"event-retention", &S::event_retention, "1000000", 0, 1000000000,
+       "events kept in the log (the newest N; a follower asking for older ones is told where "
+       "the log starts); 0 keeps all"},
+      {"block-private-addresses", &S::block_private_addresses, "0", 0, 1,
+       "1: refuse loopback, private and link-local addresses"},
+      {"token-rule", &S::token_rules, "", 0, 0,
+       "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN "
+       "(host, *.suffix, https://host:port; http://host:port for plain http)"},
   };
+  // clang-format on
   return table;
 }
 
@@ -99,6 +98,11 @@ Settings::Settings() {
     [[maybe_unused]] auto st = assign(*this, info, info.default_value);
     assert(st.ok());
   }
+}
+
+bool takes_integer(const SettingInfo& info) {
+  return std::holds_alternative<int Settings::*>(info.field) ||
+         std::holds_alternative<long Settings::*>(info.field);
 }
 
 const SettingInfo* find_setting(std::string_view name) {
@@ -131,9 +135,12 @@ Status load_config_file(Settings& s, const std::string& path) {
                         path + ":" + std::to_string(lineno) + ": expected 'name = value'");
     }
     std::string value(util::trim(t.substr(eq + 1)));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+      value = value.substr(1, value.size() - 2);
     auto st = apply_setting(s, std::string(util::trim(t.substr(0, eq))), value);
-    if (!st) return make_error(st.error().code, path + ":" + std::to_string(lineno) + ": " + st.error().message);
+    if (!st)
+      return make_error(st.error().code,
+                        path + ":" + std::to_string(lineno) + ": " + st.error().message);
   }
   return Ok{};
 }
@@ -172,10 +179,13 @@ Status validate(const Settings& s) {
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
   bool ok = false;
   for (auto l : levels) ok = ok || s.log_level == l;
-  if (!ok) return make_error(ErrorCode::kInvalidArgument, "log-level must be trace, debug, info, warn, error or off");
+  if (!ok)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "log-level must be trace, debug, info, warn, error or off");
   for (const auto& r : s.download_roots) {
     if (r.empty() || r[0] != '/') {
-      return make_error(ErrorCode::kInvalidArgument, "download-root must be an absolute path: '" + r + "'");
+      return make_error(ErrorCode::kInvalidArgument,
+                        "download-root must be an absolute path: '" + r + "'");
     }
     if (!util::is_directory(r)) {
       return make_error(ErrorCode::kInvalidArgument, "download-root is not a folder: " + r);
@@ -194,8 +204,9 @@ Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& 
     if (from.rfind("env:", 0) == 0) {
       const char* v = std::getenv(from.substr(4).c_str());
       if (!v || !*v) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "token-rule for " + host + ": the variable " + from.substr(4) + " is not set");
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            "token-rule for " + host + ": the variable " + from.substr(4) + " is not set");
       }
       token = v;
     } else if (from.rfind("file:", 0) == 0) {
@@ -203,16 +214,19 @@ Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& 
       std::getline(in, token);
       token = std::string(util::trim(token));
       if (token.empty()) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "token-rule for " + host + ": cannot read a token from " + from.substr(5));
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            "token-rule for " + host + ": cannot read a token from " + from.substr(5));
       }
     } else {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "token-rule must be 'HOST env:VAR' or 'HOST file:PATH', not '" + host + " ...'");
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "token-rule must be 'HOST env:VAR' or 'HOST file:PATH', not '" + host + " ...'");
     }
     if (auto st = queue::check_token_rule_pattern(host); !st) return st.error();
     if (auto st = queue::check_access_token(token); !st) {
-      return make_error(ErrorCode::kInvalidArgument, "token-rule for " + host + ": " + st.error().message);
+      return make_error(ErrorCode::kInvalidArgument,
+                        "token-rule for " + host + ": " + st.error().message);
     }
     out.push_back({host, token});
   }

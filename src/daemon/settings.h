@@ -44,6 +44,9 @@ struct SettingInfo {
   const char* help = "";
 };
 
+// True when the setting takes an integer (an int or long field), false for text and lists.
+bool takes_integer(const SettingInfo& info);
+
 const std::vector<SettingInfo>& setting_table();
 // The entry called `name` ('_' read as '-'), or null.
 const SettingInfo* find_setting(std::string_view name);

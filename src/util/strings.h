@@ -17,8 +17,9 @@ inline std::string_view trim(std::string_view s) {
 
 // `s` with ASCII letters in lower case; other bytes (UTF-8 included) as they are.
 inline std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
+  std::transform(s.begin(), s.end(), s.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
   return s;
 }
 

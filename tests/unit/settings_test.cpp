@@ -39,10 +39,6 @@ std::map<std::string, std::string> fields(const Settings& s) {
 bool is_list(const SettingInfo& info) {
   return std::holds_alternative<std::vector<std::string> Settings::*>(info.field);
 }
-bool is_integer(const SettingInfo& info) {
-  return std::holds_alternative<int Settings::*>(info.field) ||
-         std::holds_alternative<long Settings::*>(info.field);
-}
 
 TEST(Settings, DefaultsAreTheDocumentedValues) {
   Settings s;
@@ -69,7 +65,7 @@ TEST(Settings, EveryDefaultParsesToItself) {
     auto st = apply_setting(s, info.name, info.default_value);
     ASSERT_TRUE(st.ok()) << info.name << ": " << st.error().message;
     EXPECT_EQ(fields(s), fields(defaults)) << info.name;
-    if (is_integer(info)) {
+    if (takes_integer(info)) {
       EXPECT_NE(std::string(info.default_value), "") << info.name;
       EXPECT_LE(info.min, info.max) << info.name;
     }
@@ -92,7 +88,8 @@ TEST(Settings, EachSettingSetsItsOwnFieldOnly) {
   const auto before = fields(Settings{});
   for (const auto& info : setting_table()) {
     Settings s;
-    const std::string value = is_integer(info) ? std::to_string(info.max) : std::string("v-") + info.name;
+    const std::string value =
+        takes_integer(info) ? std::to_string(info.max) : std::string("v-") + info.name;
     ASSERT_TRUE(apply_setting(s, info.name, value).ok()) << info.name;
     auto after = fields(s);
     for (const auto& [name, text] : after) {
@@ -125,10 +122,11 @@ TEST(Settings, UnknownNameIsRejectedByName) {
 
 TEST(Settings, BadIntegerNamesTheSettingAndItsBounds) {
   for (const auto& info : setting_table()) {
-    if (!is_integer(info)) continue;
-    for (const std::string& bad : {std::string("x"), std::string(""), std::string("5 "), std::string("1.5"),
-                                  std::to_string(info.min - 1), std::to_string(info.max + 1),
-                                  std::string("99999999999999999999")}) {
+    if (!takes_integer(info)) continue;
+    for (const std::string& bad :
+         {std::string("x"), std::string(""), std::string("5 "), std::string("1.5"),
+          std::to_string(info.min - 1), std::to_string(info.max + 1),
+          std::string("99999999999999999999")}) {
       Settings s;
       auto st = apply_setting(s, info.name, bad);
       ASSERT_FALSE(st.ok()) << info.name << " = " << bad;
@@ -187,7 +185,8 @@ TEST(Settings, ConfigFileErrorsNameTheFileAndLine) {
   write_file(path, "\n\nstall-timeout = 0\n");
   st = load_config_file(s, path);
   ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.error().message, path + ":3: stall-timeout must be an integer from 1 to 3600, not '0'");
+  EXPECT_EQ(st.error().message,
+            path + ":3: stall-timeout must be an integer from 1 to 3600, not '0'");
 
   st = load_config_file(s, dir / "missing.conf");
   ASSERT_FALSE(st.ok());
