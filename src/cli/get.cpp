@@ -13,7 +13,6 @@
 #include "cli/output.h"
 #include "fetchq/queue.h"
 #include "queue/request_check.h"
-#include "store/store.h"
 #include "util/clock.h"
 #include "util/fs.h"
 
@@ -41,19 +40,16 @@ std::string default_state_path() {
 }
 
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
-Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
-                                          const std::vector<DownloadRequest>& requests) {
-  auto opened = store::open_sqlite_store(state, {});
-  if (!opened) return opened.error();
-  auto& st = *opened.value();
+// The queue runs none of its jobs (it was opened with an empty only_jobs).
+Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q, const std::vector<DownloadRequest>& requests) {
   std::vector<int64_t> ids(requests.size(), 0);
-  std::vector<store::NewJob> fresh;
+  std::vector<DownloadRequest> fresh;
   std::vector<size_t> fresh_index;
-  const std::string now = util::now_iso8601();
   // One pass over the state file finds the newest job of each (source, dest).
   std::map<std::pair<std::string, std::string>, Job> latest;
-  for (auto& j : st.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
+  for (auto& j : q.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
   for (size_t i = 0; i < requests.size(); ++i) {
+    // Checked here as well as by download_batch, for its message without a "job N:" prefix.
     auto nj = queue::check_request(requests[i], {});
     if (!nj) return nj.error();
     // The stored source hides a URL's password: compare with it as stored.
@@ -65,14 +61,20 @@ Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
           !(old->download_path && util::exists(*old->download_path)))) {
       ids[i] = old->id;
       // An interrupted or failed run goes on from its .part.
-      st.change_status(old->id, {JobStatus::kError, JobStatus::kPaused}, JobStatus::kWaiting, now);
+      if (old->status == JobStatus::kError) {
+        if (auto r = q.retry_job(old->id); !r) return r.error();
+      } else if (old->status == JobStatus::kPaused) {
+        if (auto r = q.resume_job(old->id); !r) return r.error();
+      }
       continue;
     }
-    fresh.push_back(std::move(nj.value()));
+    fresh.push_back(requests[i]);
     fresh_index.push_back(i);
   }
-  auto jobs = st.insert_jobs(fresh, now);
-  for (size_t k = 0; k < jobs.size(); ++k) ids[fresh_index[k]] = jobs[k].id;
+  if (fresh.empty()) return ids;
+  auto jobs = q.download_batch(fresh);
+  if (!jobs) return jobs.error();
+  for (size_t k = 0; k < jobs.value().size(); ++k) ids[fresh_index[k]] = jobs.value()[k].id;
   return ids;
 }
 
@@ -231,10 +233,24 @@ int run_get(const GetArgs& a) {
     print_error(st.error().message);
     return kExitFailure;
   }
-  auto ids = prepare_jobs(state, requests);
-  if (!ids) {
-    print_error(ids.error().message);
-    return ids.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  QueueOptions qo;
+  qo.db_path = state;
+  qo.max_parallel = a.parallel;
+  Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
+  {
+    // A first queue that runs nothing (an empty only_jobs) finds or adds this command's jobs;
+    // the one below runs those alone, leaving other jobs of the state file where they are.
+    qo.only_jobs = std::vector<int64_t>{};
+    auto setup = DownloadQueue::open(qo);
+    if (!setup) {
+      print_error(setup.error().message);
+      return kExitFailure;
+    }
+    ids = prepare_jobs(*setup.value(), requests);
+    if (!ids) {
+      print_error(ids.error().message);
+      return ids.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+    }
   }
 
   // Signals are taken synchronously by this thread; every other thread has them blocked.
@@ -245,9 +261,6 @@ int run_get(const GetArgs& a) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  QueueOptions qo;
-  qo.db_path = state;
-  qo.max_parallel = a.parallel;
   qo.only_jobs = ids.value();
   auto opened = DownloadQueue::open(qo);
   if (!opened) {
