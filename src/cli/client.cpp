@@ -14,11 +14,13 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/download_options.h"
 #include "cli/output.h"
 #include "control/client.h"
 #include "queue/request_check.h"
 #include "store/store.h"
 #include "util/fs.h"
+#include "util/signals.h"
 
 namespace fetchq::cli {
 namespace {
@@ -81,41 +83,41 @@ void add_common(CLI::App* cmd, Common& c, bool with_db) {
 struct AddArgs {
   Common c;
   std::vector<std::string> urls;
-  std::string input, dir, output, sha256, token_env, if_exists;
-  std::optional<int> priority;
+  std::string input;
+  DownloadArgs d;
 };
 
 int run_add(AddArgs& a) {
-  if (!a.dir.empty() && !a.output.empty()) {
-    print_error("-d and -o cannot be used together");
+  if (auto st = check_dir_and_output(a.d); !st) {
+    print_error(st.error().message);
     return kExitUsage;
   }
   if (a.urls.empty() && a.input.empty()) {
     print_error("give URLs, or -i FILE");
     return kExitUsage;
   }
-  if (!a.output.empty() && a.urls.size() + (a.input.empty() ? 0 : 2) > 1) {
+  if (!a.d.output.empty() && a.urls.size() + (a.input.empty() ? 0 : 2) > 1) {
     print_error("-o names one file: give one URL, or use -d DIR");
     return kExitUsage;
   }
+  auto req = request_template(a.d);
+  if (!req) {
+    print_error(req.error().message);
+    return kExitUsage;
+  }
+  // Jobs go as JSON objects, with only the options given, so fetchqd checks what the user
+  // wrote (a -i line may set any field) and its answer reaches the user unchanged.
   json base = json::object();
-  std::string dest = !a.output.empty() ? util::absolute_path(a.output) : util::absolute_path(a.dir.empty() ? "." : a.dir);
-  if (a.output.empty() && dest.back() != '/') dest += "/";
-  base["dest"] = dest;
-  if (a.priority) base["priority"] = *a.priority;
-  if (!a.sha256.empty()) base["sha256"] = a.sha256;
-  if (!a.if_exists.empty()) base["if_exists"] = a.if_exists;
-  if (!a.token_env.empty()) {
-    const char* tok = std::getenv(a.token_env.c_str());
-    if (!tok || !*tok) {
-      print_error("--token-env " + a.token_env + ": that variable is not set or empty");
+  base["dest"] = req->dest;
+  if (a.d.priority) base["priority"] = *a.d.priority;
+  if (req->options.sha256) base["sha256"] = *req->options.sha256;
+  if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
+  if (const auto& tok = req->options.access_token) {
+    if (auto st = queue::check_access_token(*tok); !st) {
+      print_error("--token-env " + a.d.token_env + ": " + st.error().message);
       return kExitUsage;
     }
-    if (auto st = queue::check_access_token(tok); !st) {
-      print_error("--token-env " + a.token_env + ": " + st.error().message);
-      return kExitUsage;
-    }
-    base["access_token"] = tok;
+    base["access_token"] = *tok;
   }
   std::vector<json> jobs;
   for (const auto& u : a.urls) {
@@ -390,11 +392,7 @@ int run_wait(WaitArgs& a) {
   auto waited_for = [&](int64_t id) {
     return every_job || std::binary_search(ids.begin(), ids.end(), id);
   };
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  const sigset_t sigs = util::block_signals({SIGINT, SIGTERM});
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(a.timeout * 1000));
   int lines = 0;
@@ -430,8 +428,7 @@ int run_wait(WaitArgs& a) {
       std::cerr << out << std::flush;
     }
     if (done) break;
-    timespec zero{0, 0};
-    if (sigtimedwait(&sigs, nullptr, &zero) > 0) return kExitInterrupted;
+    if (util::take_pending_signal(sigs)) return kExitInterrupted;
     if (a.timeout >= 0 && std::chrono::steady_clock::now() >= deadline) {
       print_error("timed out with jobs still waiting or running");
       return kExitTimeout;
@@ -559,12 +556,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto* cmd = app.add_subcommand("add", "Queue downloads on fetchqd");
     cmd->add_option("urls", a->urls, "URLs (http or https)");
     cmd->add_option("-i,--input", a->input, "file with one URL, or one JSON job, a line ('-' for stdin)");
-    cmd->add_option("-d,--dir", a->dir, "folder to download into");
-    cmd->add_option("-o,--output", a->output, "file to write (one URL only)");
-    cmd->add_option("-p,--priority", a->priority, "priority; lower runs first (default 10)");
-    cmd->add_option("--sha256", a->sha256, "expected sha256");
-    cmd->add_option("--token-env", a->token_env, "environment variable holding a Bearer token");
-    cmd->add_option("--if-exists", a->if_exists, "error (default), skip, overwrite or rename");
+    add_download_options(cmd, a->d);
     add_common(cmd, a->c, false);
     cmd->callback([a, run] { *run = [a] { return run_add(*a); }; });
   }
