@@ -58,6 +58,12 @@ class FakeSession : public Session {
     std::lock_guard lk(mu_);
     return resumed_;
   }
+  // resume() follows the answer it concerns: wait for it too (bounded).
+  int wait_resumed(int n) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, 10s, [&] { return resumed_ >= n; });
+    return resumed_;
+  }
 
   std::atomic<bool> gone_{false};
   std::atomic<EventState> state_{EventState::kReady};
@@ -172,7 +178,7 @@ TEST_F(DispatcherTest, JoinAnswersDoneFalseWhenItsTimeoutPasses) {
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0]["id"], 7);
   EXPECT_EQ(m[0]["result"]["done"], false);
-  EXPECT_EQ(s->resumed(), 1);
+  EXPECT_EQ(s->wait_resumed(1), 1);
 }
 
 TEST_F(DispatcherTest, JoinAnswersDoneOnceItsJobsEnd) {
@@ -187,7 +193,7 @@ TEST_F(DispatcherTest, JoinAnswersDoneOnceItsJobsEnd) {
   auto m = s->wait_for(1);
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0]["result"]["done"], true);
-  EXPECT_EQ(s->resumed(), 1);
+  EXPECT_EQ(s->wait_resumed(1), 1);
 }
 
 TEST_F(DispatcherTest, CancelledSessionIsNeverAnswered) {
