@@ -77,6 +77,13 @@ void Dispatcher::cancel(const Session* session) {
   std::lock_guard lk(mu_);
   std::erase_if(waiters_, [&](const Waiter& w) { return w.session.get() == session; });
   std::erase_if(subscribers_, [&](const auto& s) { return s->session.get() == session; });
+  if (passing_) cancelled_.push_back(session);
+}
+
+// Whether `session` was cancelled during the current pass. Only the waiter thread asks.
+bool Dispatcher::cancelled(const Session* session) {
+  std::lock_guard lk(mu_);
+  return std::find(cancelled_.begin(), cancelled_.end(), session) != cancelled_.end();
 }
 
 Dispatcher::Outcome Dispatcher::handle(const RpcRequest& req, const SessionPtr& session) {
@@ -244,11 +251,18 @@ void Dispatcher::waiter_loop() {
       changed_ = false;
       waiters.swap(waiters_);
       subs = subscribers_;
+      passing_ = true;
     }
     std::vector<Waiter> still;
     auto now = Clock::now();
     for (auto& w : waiters) {
-      if (w.session->gone()) continue;  // nobody left to answer
+      if (cancelled(w.session.get())) continue;  // its transport forgot it already
+      if (w.session->gone()) {
+        // Nobody left to answer; resumed all the same, so the transport, which counts the
+        // request as in progress, can let the session go.
+        w.session->resume();
+        continue;
+      }
       bool done = false;
       try {
         done = join_done(w);
@@ -285,7 +299,7 @@ void Dispatcher::waiter_loop() {
         spdlog::error("reading events failed: {}", e.what());
         continue;
       }
-      if (events.empty()) continue;
+      if (events.empty() || cancelled(s->session.get())) continue;
       std::vector<std::string> messages;
       messages.reserve(events.size());
       for (const auto& e : events) {
@@ -296,7 +310,13 @@ void Dispatcher::waiter_loop() {
       behind = behind || static_cast<int64_t>(events.size()) == kEventBatch;
     }
     std::lock_guard lk(mu_);
-    for (auto& w : still) waiters_.push_back(std::move(w));
+    for (auto& w : still) {
+      if (std::find(cancelled_.begin(), cancelled_.end(), w.session.get()) == cancelled_.end()) {
+        waiters_.push_back(std::move(w));
+      }
+    }
+    cancelled_.clear();
+    passing_ = false;
     // Only the gone ones leave: a client that subscribed while this pass ran is in
     // subscribers_ but not in subs, and must stay (its own pass comes next, changed_ is set).
     if (!gone.empty()) {

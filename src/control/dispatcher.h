@@ -50,7 +50,9 @@ class Session {
   virtual ~Session() = default;
   // Queues an answer. Must not block for long: the waiter thread calls it.
   virtual void send(std::string message) = 0;
-  // The answer of a waiting request was sent: the session's next request may be served.
+  // A waiting request is over: its answer was sent, or it was dropped because gone() said
+  // so. The session's next request may be served (or the session let go). Called once for
+  // each kWaiting, unless cancel() or stop() came first.
   virtual void resume() = 0;
   // True once the client is gone or leaving: its waiting requests are dropped unanswered.
   virtual bool gone() = 0;
@@ -88,6 +90,8 @@ class Dispatcher {
   Outcome handle(const RpcRequest& request, const SessionPtr& session);
 
   // The client is gone: forget its join and subscription now rather than on the next change.
+  // No resume() follows. A pass of the waiter already sending to it may still deliver one
+  // last message, so a session must accept (and may drop) calls until it is destroyed.
   void cancel(const Session* session);
 
   // The queue changed (QueueOptions::on_change), or a busy session may take events again.
@@ -118,6 +122,7 @@ class Dispatcher {
   std::string answer(const RpcRequest& request, const std::string& peer);
   std::string unknown_ids(const std::vector<int64_t>& ids);
   bool join_done(Waiter& w);
+  bool cancelled(const Session* session);
   void waiter_loop();
 
   DownloadQueue* q_;
@@ -129,6 +134,10 @@ class Dispatcher {
   std::vector<std::shared_ptr<Subscription>> subscribers_;
   bool changed_ = false;
   bool stopped_ = false;
+  // A waiter pass works on copies of the lists: sessions cancelled meanwhile are noted here
+  // so the pass neither answers them nor puts them back.
+  bool passing_ = false;
+  std::vector<const Session*> cancelled_;
   std::thread waiter_;
 };
 

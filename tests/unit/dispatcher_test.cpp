@@ -210,6 +210,18 @@ TEST_F(DispatcherTest, CancelledSessionIsNeverAnswered) {
   EXPECT_EQ(s->resumed(), 0);
 }
 
+// A session found gone is not answered but is resumed, so its transport can let it go (the
+// socket transport counts the join as in progress and kept the connection open for good).
+TEST_F(DispatcherTest, GoneSessionIsResumedWithoutAnAnswer) {
+  int64_t a = add_job("a.bin");
+  auto s = std::make_shared<FakeSession>();
+  EXPECT_EQ(call(s, "join", {{"ids", {a}}}), Dispatcher::Outcome::kWaiting);
+  s->gone_ = true;
+  owned_->notify_change();
+  EXPECT_EQ(s->wait_resumed(1), 1);
+  EXPECT_TRUE(s->messages().empty());
+}
+
 TEST_F(DispatcherTest, SubscribeReplaysEventsAfterItsSeq) {
   int64_t a = add_job("a.bin");
   int64_t b = add_job("b.bin");
