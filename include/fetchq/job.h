@@ -74,4 +74,11 @@ struct Event {
 // `{"seq", "ts", "job_id", "type", ...payload}` as `fetchq events --json` prints it.
 void to_json(nlohmann::json& out, const Event& event);
 
+// ---- Reading the JSON shapes back (the control client). Fields missing from `in` keep their
+// defaults; null leaves an optional empty. Throws nlohmann::json::exception when a field has
+// the wrong type, and for an unknown status (clients check answers where they read them).
+void from_json(const nlohmann::json& in, Job& job);
+// The payload is every field but seq, ts, job_id and type, as a JSON object's text.
+void from_json(const nlohmann::json& in, Event& event);
+
 }  // namespace fetchq

@@ -14,11 +14,13 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/download_options.h"
 #include "cli/output.h"
 #include "control/client.h"
 #include "queue/request_check.h"
 #include "store/store.h"
 #include "util/fs.h"
+#include "util/signals.h"
 
 namespace fetchq::cli {
 namespace {
@@ -30,31 +32,6 @@ struct Common {
   std::string db;
   bool json = false;
 };
-
-Job job_from_json(const json& j) {
-  Job job;
-  auto opt = [&](const char* k) -> std::optional<std::string> {
-    if (!j.contains(k) || j[k].is_null()) return std::nullopt;
-    return j[k].get<std::string>();
-  };
-  job.id = j.value("id", int64_t{0});
-  job.source = j.value("source", std::string());
-  job.dest = j.value("dest", std::string());
-  job.priority = j.value("priority", 10);
-  job.status = parse_job_status(j.value("status", std::string("error"))).value_or(JobStatus::kError);
-  job.download_path = opt("download_path");
-  job.job_started = opt("job_started");
-  job.job_ended = opt("job_ended");
-  job.bytes = j.value("bytes", int64_t{0});
-  job.total_bytes = j.value("total_bytes", int64_t{0});
-  job.error_type = opt("error_type");
-  job.error = opt("error");
-  job.cancelled = j.value("cancelled", false);
-  job.attempts = j.value("attempts", 0);
-  job.has_access_token = j.value("has_access_token", false);
-  job.created_at = j.value("created_at", std::string());
-  return job;
-}
 
 // Connects, or prints the one-line reason and returns nullopt (exit 3).
 std::optional<control::Client> connect(const Common& c) {
@@ -106,41 +83,41 @@ void add_common(CLI::App* cmd, Common& c, bool with_db) {
 struct AddArgs {
   Common c;
   std::vector<std::string> urls;
-  std::string input, dir, output, sha256, token_env, if_exists;
-  std::optional<int> priority;
+  std::string input;
+  DownloadArgs d;
 };
 
 int run_add(AddArgs& a) {
-  if (!a.dir.empty() && !a.output.empty()) {
-    print_error("-d and -o cannot be used together");
+  if (auto st = check_dir_and_output(a.d); !st) {
+    print_error(st.error().message);
     return kExitUsage;
   }
   if (a.urls.empty() && a.input.empty()) {
     print_error("give URLs, or -i FILE");
     return kExitUsage;
   }
-  if (!a.output.empty() && a.urls.size() + (a.input.empty() ? 0 : 2) > 1) {
+  if (!a.d.output.empty() && a.urls.size() + (a.input.empty() ? 0 : 2) > 1) {
     print_error("-o names one file: give one URL, or use -d DIR");
     return kExitUsage;
   }
+  auto req = request_template(a.d);
+  if (!req) {
+    print_error(req.error().message);
+    return kExitUsage;
+  }
+  // Jobs go as JSON objects, with only the options given, so fetchqd checks what the user
+  // wrote (a -i line may set any field) and its answer reaches the user unchanged.
   json base = json::object();
-  std::string dest = !a.output.empty() ? util::absolute_path(a.output) : util::absolute_path(a.dir.empty() ? "." : a.dir);
-  if (a.output.empty() && dest.back() != '/') dest += "/";
-  base["dest"] = dest;
-  if (a.priority) base["priority"] = *a.priority;
-  if (!a.sha256.empty()) base["sha256"] = a.sha256;
-  if (!a.if_exists.empty()) base["if_exists"] = a.if_exists;
-  if (!a.token_env.empty()) {
-    const char* tok = std::getenv(a.token_env.c_str());
-    if (!tok || !*tok) {
-      print_error("--token-env " + a.token_env + ": that variable is not set or empty");
+  base["dest"] = req->dest;
+  if (a.d.priority) base["priority"] = *a.d.priority;
+  if (req->options.sha256) base["sha256"] = *req->options.sha256;
+  if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
+  if (const auto& tok = req->options.access_token) {
+    if (auto st = queue::check_access_token(*tok); !st) {
+      print_error("--token-env " + a.d.token_env + ": " + st.error().message);
       return kExitUsage;
     }
-    if (auto st = queue::check_access_token(tok); !st) {
-      print_error("--token-env " + a.token_env + ": " + st.error().message);
-      return kExitUsage;
-    }
-    base["access_token"] = tok;
+    base["access_token"] = *tok;
   }
   std::vector<json> jobs;
   for (const auto& u : a.urls) {
@@ -184,22 +161,22 @@ int run_add(AddArgs& a) {
   if (!client) return kExitNoDaemon;
   // Every answer is kept for --json and for a short listing; otherwise only the count and the
   // first and last ids, so a huge list does not hold every job twice in memory.
-  json added_json = json::array();
+  std::vector<Job> added_jobs;
   size_t added = 0;
-  json first_id, last_id;
+  int64_t first_id = 0, last_id = 0;
   const bool keep_all = a.c.json || jobs.size() <= 20;
-  auto take = [&](json& answer) {
+  auto take = [&](std::vector<Job>& answer) {
     for (auto& j : answer) {
-      if (added == 0) first_id = j["id"];
-      last_id = j["id"];
+      if (added == 0) first_id = j.id;
+      last_id = j.id;
       ++added;
-      if (keep_all) added_json.push_back(std::move(j));
+      if (keep_all) added_jobs.push_back(std::move(j));
     }
   };
   if (jobs.size() == 1) {
-    auto r = client->call("download", jobs[0]);
+    auto r = client->download_json(jobs[0]);
     if (!r) return fail(r.error());
-    json one = json::array({std::move(r.value())});
+    std::vector<Job> one{std::move(r.value())};
     take(one);
   } else {
     // Batches keep each request line well under the daemon's size limit. Two are in flight at
@@ -213,7 +190,7 @@ int run_add(AddArgs& a) {
       size_t n = std::min(kBatch, jobs.size() - sent);
       json batch = json::array();
       for (size_t k = sent; k < sent + n; ++k) batch.push_back(std::move(jobs[k]));
-      if (auto st = client->send("download_batch", json{{"jobs", std::move(batch)}}); !st) return st;
+      if (auto st = client->send_download_batch(std::move(batch)); !st) return st;
       sent += n;
       in_flight.push_back(n);
       return Ok{};
@@ -222,14 +199,7 @@ int run_add(AddArgs& a) {
       while (sent < jobs.size() && in_flight.size() < 2) {
         if (auto st = send_next(); !st) return fail(st.error());
       }
-      auto msg = client->read_message();
-      Result<json> r = make_error(ErrorCode::kIo, "no answer from fetchqd");
-      if (!msg) {
-        r = msg.error();
-      } else if (msg.value()) {
-        if (msg.value()->contains("method")) continue;  // not an answer
-        r = control::Client::answer_of(*msg.value());
-      }
+      auto r = client->download_batch_answer();
       if (!r) {
         // Batches are stored whole or not at all; the ones before this one were stored.
         if (answered > 0) print_error(std::to_string(answered) + " jobs were added before this failure");
@@ -241,9 +211,9 @@ int run_add(AddArgs& a) {
     }
   }
   if (a.c.json) {
-    std::cout << (jobs.size() == 1 ? added_json[0] : added_json).dump(2) << "\n";
+    std::cout << (jobs.size() == 1 ? json(added_jobs[0]) : json(added_jobs)).dump(2) << "\n";
   } else if (keep_all) {
-    for (auto& j : added_json) std::cout << "added job " << j["id"] << ": " << j["source"].get<std::string>() << "\n";
+    for (auto& j : added_jobs) std::cout << "added job " << j.id << ": " << j.source << "\n";
   } else {
     std::cout << "added " << added << " jobs (" << first_id << " to " << last_id << ")\n";
   }
@@ -257,12 +227,15 @@ Result<std::vector<Job>> list_from(control::Client& client, std::optional<JobSta
   std::vector<Job> jobs;
   int64_t after = 0;
   for (;;) {
-    json p{{"after_id", after}, {"limit", kPage}};
-    if (status) p["status"] = std::string(to_string(*status));
-    auto r = client.call("list_jobs", p);
+    ListFilter f;
+    f.status = status;
+    f.after_id = after;
+    f.limit = kPage;
+    auto r = client.list_jobs(f);
     if (!r) return r.error();
-    for (auto& j : r.value()) jobs.push_back(job_from_json(j));
-    if (r.value().size() < kPage) return jobs;
+    size_t got = r.value().size();
+    for (auto& j : r.value()) jobs.push_back(std::move(j));
+    if (got < kPage) return jobs;
     after = jobs.back().id;
   }
 }
@@ -331,9 +304,9 @@ int run_show(ShowArgs& a) {
   } else {
     auto client = connect(a.c);
     if (!client) return kExitNoDaemon;
-    auto r = client->call("get_job", json{{"id", a.id}});
+    auto r = client->id_to_job(a.id);
     if (!r) return fail(r.error());
-    job = job_from_json(r.value());
+    job = std::move(r.value());
   }
   if (a.c.json) {
     print_job_json(*job);
@@ -354,7 +327,7 @@ int run_act(ActArgs& a, const std::string& method) {
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
   if (a.all) {
-    auto r = client->call("cancel_all_jobs", json::object());
+    auto r = client->cancel_all_jobs();
     if (!r) return fail(r.error());
     if (a.c.json) {
       std::cout << json{{"cancelled", r.value()}}.dump() << "\n";
@@ -370,13 +343,16 @@ int run_act(ActArgs& a, const std::string& method) {
   int rc = kExitOk;
   json out = json::array();
   for (auto id : a.ids) {
-    auto r = client->call(method, json{{"id", id}});
+    auto r = method == "cancel_job"  ? client->cancel_job(id)
+             : method == "pause_job" ? client->pause_job(id)
+             : method == "resume_job" ? client->resume_job(id)
+                                      : client->retry_job(id);
     if (!r) {
       rc = fail(r.error());
       continue;
     }
     out.push_back(r.value());
-    if (!a.c.json) std::cout << "job " << id << ": " << r.value()["status"].get<std::string>() << "\n";
+    if (!a.c.json) std::cout << "job " << id << ": " << to_string(r.value().status) << "\n";
   }
   if (a.c.json) std::cout << (out.size() == 1 ? out[0] : out).dump(2) << "\n";
   return rc;
@@ -385,7 +361,7 @@ int run_act(ActArgs& a, const std::string& method) {
 int run_prune(Common& c) {
   auto client = connect(c);
   if (!client) return kExitNoDaemon;
-  auto r = client->call("prune_jobs", json::object());
+  auto r = client->prune_jobs();
   if (!r) return fail(r.error());
   if (c.json) {
     std::cout << json{{"removed", r.value()}}.dump() << "\n";
@@ -416,13 +392,7 @@ int run_wait(WaitArgs& a) {
   auto waited_for = [&](int64_t id) {
     return every_job || std::binary_search(ids.begin(), ids.end(), id);
   };
-  json join_params = json::object();
-  if (!every_job) join_params["ids"] = ids;
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  const sigset_t sigs = util::block_signals({SIGINT, SIGTERM});
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(a.timeout * 1000));
   int lines = 0;
@@ -433,10 +403,9 @@ int run_wait(WaitArgs& a) {
       double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
       step = std::max(0.0, std::min(step, left));
     }
-    join_params["timeout"] = step;
-    auto r = client->call("join", join_params);
+    auto r = client->join(ids, step);
     if (!r) return fail(r.error());
-    bool done = r.value().value("done", false);
+    bool done = r.value();
     if (a.progress && !a.c.json) {
       std::string out = lines > 0 ? "\x1b[" + std::to_string(lines) + "F" : "";
       lines = 0;
@@ -444,8 +413,8 @@ int run_wait(WaitArgs& a) {
       std::vector<Job> shown;
       if (!every_job && ids.size() <= 10) {
         for (auto id : ids) {
-          auto jr = client->call("get_job", json{{"id", id}});
-          if (jr) shown.push_back(job_from_json(jr.value()));
+          auto jr = client->id_to_job(id);
+          if (jr) shown.push_back(std::move(jr.value()));
         }
       } else if (auto running = list_from(*client, JobStatus::kRunning)) {
         for (auto& j : running.value()) {
@@ -459,8 +428,7 @@ int run_wait(WaitArgs& a) {
       std::cerr << out << std::flush;
     }
     if (done) break;
-    timespec zero{0, 0};
-    if (sigtimedwait(&sigs, nullptr, &zero) > 0) return kExitInterrupted;
+    if (util::take_pending_signal(sigs)) return kExitInterrupted;
     if (a.timeout >= 0 && std::chrono::steady_clock::now() >= deadline) {
       print_error("timed out with jobs still waiting or running");
       return kExitTimeout;
@@ -507,18 +475,6 @@ void print_event(const Event& e, bool as_json) {
   std::cout << "\n";
 }
 
-Event event_from_json(const json& j) {
-  Event e;
-  e.seq = j.value("seq", int64_t{0});
-  e.ts = j.value("ts", std::string());
-  e.job_id = j.value("job_id", int64_t{0});
-  e.type = j.value("type", std::string());
-  json payload = j;
-  for (const char* k : {"seq", "ts", "job_id", "type"}) payload.erase(k);
-  e.payload = payload.dump();
-  return e;
-}
-
 // Events before `first` are gone (pruned or past event-retention): a follower that asked for
 // some of them is told so once, on stderr, so it knows its record has a gap.
 void note_trimmed(int64_t since, int64_t first) {
@@ -549,26 +505,26 @@ int run_events(EventsArgs& a) {
   }
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
-  auto sent = client->send("subscribe", json{{"since", a.since}});
+  auto sent = client->subscribe(a.since);
   if (!sent) return fail(sent.error());
   int64_t last_seq = -1;
   for (;;) {
-    auto m = client->read_message();
-    if (!m) return fail(m.error());
-    if (!m.value()) continue;
-    json& msg = *m.value();
-    if (msg.contains("error")) {
-      print_error(msg["error"].value("message", std::string("subscribe failed")));
-      return kExitFailure;
+    auto m = client->next_event();
+    if (!m) {
+      // A refusal of subscribe is not about reaching fetchqd: exit 4, as any failed request.
+      if (m.error().code != ErrorCode::kIo) {
+        print_error(m.error().message);
+        return kExitFailure;
+      }
+      return fail(m.error());
     }
-    if (msg.contains("result")) {
-      last_seq = msg["result"].value("last_seq", int64_t{0});
-      note_trimmed(a.since, msg["result"].value("first_seq", int64_t{0}));
+    if (auto& sub = m.value().subscribed) {
+      last_seq = sub->last_seq;
+      note_trimmed(a.since, sub->first_seq);
       if (!a.follow && last_seq <= a.since) return kExitOk;
       continue;
     }
-    if (msg.value("method", std::string()) != "event") continue;
-    Event e = event_from_json(msg["params"]);
+    const Event& e = *m.value().event;
     if (!a.job || e.job_id == *a.job) print_event(e, a.c.json);
     std::cout << std::flush;
     if (!a.follow && e.seq >= last_seq) return kExitOk;
@@ -578,19 +534,17 @@ int run_events(EventsArgs& a) {
 int run_stats(Common& c) {
   auto client = connect(c);
   if (!client) return kExitNoDaemon;
-  auto r = client->call("stats", json::object());
+  auto r = client->stats();
   if (!r) return fail(r.error());
   if (c.json) {
-    std::cout << r.value().dump(2) << "\n";
+    std::cout << control::to_json_value(r.value()).dump(2) << "\n";
     return kExitOk;
   }
-  auto& s = r.value();
-  std::cout << "running " << s["running"] << ", waiting " << s["waiting"] << ", paused " << s["paused"]
-            << ", completed " << s["completed"] << ", cancelled " << s["cancelled"] << ", error "
-            << s["error"] << "\n"
-            << "rate " << human_bytes(s.value("bytes_per_second", 0.0)) << "/s, up "
-            << human_duration(s.value("uptime_seconds", 0.0)) << ", fetchqd "
-            << s.value("version", std::string()) << "\n";
+  const QueueStats& s = r.value().queue;
+  std::cout << "running " << s.running << ", waiting " << s.waiting << ", paused " << s.paused
+            << ", completed " << s.completed << ", cancelled " << s.cancelled << ", error " << s.error << "\n"
+            << "rate " << human_bytes(s.bytes_per_second) << "/s, up " << human_duration(s.uptime_seconds)
+            << ", fetchqd " << r.value().version << "\n";
   return kExitOk;
 }
 
@@ -602,12 +556,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto* cmd = app.add_subcommand("add", "Queue downloads on fetchqd");
     cmd->add_option("urls", a->urls, "URLs (http or https)");
     cmd->add_option("-i,--input", a->input, "file with one URL, or one JSON job, a line ('-' for stdin)");
-    cmd->add_option("-d,--dir", a->dir, "folder to download into");
-    cmd->add_option("-o,--output", a->output, "file to write (one URL only)");
-    cmd->add_option("-p,--priority", a->priority, "priority; lower runs first (default 10)");
-    cmd->add_option("--sha256", a->sha256, "expected sha256");
-    cmd->add_option("--token-env", a->token_env, "environment variable holding a Bearer token");
-    cmd->add_option("--if-exists", a->if_exists, "error (default), skip, overwrite or rename");
+    add_download_options(cmd, a->d);
     add_common(cmd, a->c, false);
     cmd->callback([a, run] { *run = [a] { return run_add(*a); }; });
   }

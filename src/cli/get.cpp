@@ -1,5 +1,4 @@
 // `fetchq get`: downloads URLs with an in-process queue whose state lives in an SQLite file.
-#include <signal.h>
 #include <unistd.h>
 
 #include <climits>
@@ -10,26 +9,22 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/download_options.h"
 #include "cli/output.h"
 #include "fetchq/queue.h"
 #include "queue/request_check.h"
-#include "store/store.h"
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/signals.h"
 
 namespace fetchq::cli {
 namespace {
 
 struct GetArgs {
   std::vector<std::string> urls;
-  std::string dir;
-  std::string output;
+  DownloadArgs d;
   int parallel = 5;
-  int priority = 10;
-  std::string sha256;
-  std::string token_env;
   std::string state;
-  std::string if_exists = "error";
   bool json = false;
   bool quiet = false;
 };
@@ -41,19 +36,16 @@ std::string default_state_path() {
 }
 
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
-Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
-                                          const std::vector<DownloadRequest>& requests) {
-  auto opened = store::open_sqlite_store(state, {});
-  if (!opened) return opened.error();
-  auto& st = *opened.value();
+// The queue runs none of its jobs (it was opened with an empty only_jobs).
+Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q, const std::vector<DownloadRequest>& requests) {
   std::vector<int64_t> ids(requests.size(), 0);
-  std::vector<store::NewJob> fresh;
+  std::vector<DownloadRequest> fresh;
   std::vector<size_t> fresh_index;
-  const std::string now = util::now_iso8601();
   // One pass over the state file finds the newest job of each (source, dest).
   std::map<std::pair<std::string, std::string>, Job> latest;
-  for (auto& j : st.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
+  for (auto& j : q.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
   for (size_t i = 0; i < requests.size(); ++i) {
+    // Checked here as well as by download_batch, for its message without a "job N:" prefix.
     auto nj = queue::check_request(requests[i], {});
     if (!nj) return nj.error();
     // The stored source hides a URL's password: compare with it as stored.
@@ -65,14 +57,20 @@ Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
           !(old->download_path && util::exists(*old->download_path)))) {
       ids[i] = old->id;
       // An interrupted or failed run goes on from its .part.
-      st.change_status(old->id, {JobStatus::kError, JobStatus::kPaused}, JobStatus::kWaiting, now);
+      if (old->status == JobStatus::kError) {
+        if (auto r = q.retry_job(old->id); !r) return r.error();
+      } else if (old->status == JobStatus::kPaused) {
+        if (auto r = q.resume_job(old->id); !r) return r.error();
+      }
       continue;
     }
-    fresh.push_back(std::move(nj.value()));
+    fresh.push_back(requests[i]);
     fresh_index.push_back(i);
   }
-  auto jobs = st.insert_jobs(fresh, now);
-  for (size_t k = 0; k < jobs.size(); ++k) ids[fresh_index[k]] = jobs[k].id;
+  if (fresh.empty()) return ids;
+  auto jobs = q.download_batch(fresh);
+  if (!jobs) return jobs.error();
+  for (size_t k = 0; k < jobs.value().size(); ++k) ids[fresh_index[k]] = jobs.value()[k].id;
   return ids;
 }
 
@@ -173,11 +171,11 @@ class Display {
 
 int run_get(const GetArgs& a) {
   util::raise_open_file_limit();
-  if (!a.output.empty() && !a.dir.empty()) {
-    print_error("-d and -o cannot be used together");
+  if (auto st = check_dir_and_output(a.d); !st) {
+    print_error(st.error().message);
     return kExitUsage;
   }
-  if (!a.output.empty() && a.urls.size() > 1) {
+  if (!a.d.output.empty() && a.urls.size() > 1) {
     print_error("-o names one file: give one URL, or use -d DIR for several");
     return kExitUsage;
   }
@@ -185,31 +183,19 @@ int run_get(const GetArgs& a) {
     print_error("-j must be between 1 and 1000");
     return kExitUsage;
   }
-  auto policy = parse_if_exists(a.if_exists);
+  auto policy = parse_if_exists(a.d.if_exists.empty() ? "error" : a.d.if_exists);
   if (!policy) {
     print_error("--if-exists must be error, skip, overwrite or rename");
     return kExitUsage;
   }
-  DownloadOptions opts;
-  opts.priority = a.priority;
-  opts.if_exists = *policy;
-  if (!a.sha256.empty()) opts.sha256 = a.sha256;
-  if (!a.token_env.empty()) {
-    const char* tok = std::getenv(a.token_env.c_str());
-    if (!tok || !*tok) {
-      print_error("--token-env " + a.token_env + ": that variable is not set or empty");
-      return kExitUsage;
-    }
-    opts.access_token = tok;
+  auto base = request_template(a.d);
+  if (!base) {
+    print_error(base.error().message);
+    return kExitUsage;
   }
-  std::string dest;
-  if (!a.output.empty()) {
-    dest = util::absolute_path(a.output);
-  } else {
-    dest = util::absolute_path(a.dir.empty() ? "." : a.dir);
-    if (dest.back() != '/') dest += "/";
-    auto st = util::make_parent_dirs(dest + "x");
-    if (!st) {
+  base->options.if_exists = *policy;
+  if (a.d.output.empty()) {
+    if (auto st = util::make_parent_dirs(base->dest + "x"); !st) {
       print_error(st.error().message);
       return kExitFailure;
     }
@@ -217,7 +203,9 @@ int run_get(const GetArgs& a) {
   std::vector<DownloadRequest> requests;
   std::set<std::string> seen;  // the same URL twice is one download, not two racing for a name
   for (const auto& u : a.urls) {
-    if (seen.insert(u).second) requests.push_back({u, dest, opts});
+    if (!seen.insert(u).second) continue;
+    requests.push_back(base.value());
+    requests.back().source = u;
   }
   for (const auto& r : requests) {
     if (auto st = queue::check_source_url(r.source); !st) {
@@ -231,23 +219,29 @@ int run_get(const GetArgs& a) {
     print_error(st.error().message);
     return kExitFailure;
   }
-  auto ids = prepare_jobs(state, requests);
-  if (!ids) {
-    print_error(ids.error().message);
-    return ids.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
-  }
-
-  // Signals are taken synchronously by this thread; every other thread has them blocked.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-
   QueueOptions qo;
   qo.db_path = state;
   qo.max_parallel = a.parallel;
+  Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
+  {
+    // A first queue that runs nothing (an empty only_jobs) finds or adds this command's jobs;
+    // the one below runs those alone, leaving other jobs of the state file where they are.
+    qo.only_jobs = std::vector<int64_t>{};
+    auto setup = DownloadQueue::open(qo);
+    if (!setup) {
+      print_error(setup.error().message);
+      return kExitFailure;
+    }
+    ids = prepare_jobs(*setup.value(), requests);
+    if (!ids) {
+      print_error(ids.error().message);
+      return ids.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+    }
+  }
+
+  // Signals are taken synchronously by this thread; every other thread has them blocked.
+  const sigset_t sigs = util::block_signals({SIGINT, SIGTERM, SIGHUP});
+
   qo.only_jobs = ids.value();
   auto opened = DownloadQueue::open(qo);
   if (!opened) {
@@ -262,8 +256,7 @@ int run_get(const GetArgs& a) {
     // notice a signal.
     if (q.join(std::chrono::milliseconds(250), ids.value())) break;
     display.update(q, ids.value(), false);
-    timespec zero{0, 0};
-    if (sigtimedwait(&sigs, nullptr, &zero) > 0) {
+    if (util::take_pending_signal(sigs)) {
       interrupted = true;
       break;
     }
@@ -309,14 +302,9 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   auto args = std::make_shared<GetArgs>();
   auto* cmd = app.add_subcommand("get", "Download URLs now, without a daemon; run again to resume");
   cmd->add_option("urls", args->urls, "URLs to download (http or https)")->required();
-  cmd->add_option("-d,--dir", args->dir, "folder to download into (default: the current folder)");
-  cmd->add_option("-o,--output", args->output, "file to write (one URL only)");
+  add_download_options(cmd, args->d);
   cmd->add_option("-j,--parallel", args->parallel, "downloads at once (default 5)");
-  cmd->add_option("-p,--priority", args->priority, "priority; lower runs first (default 10)");
-  cmd->add_option("--sha256", args->sha256, "expected sha256 of the file, checked before it is kept");
-  cmd->add_option("--token-env", args->token_env, "environment variable holding a Bearer token");
   cmd->add_option("--state", args->state, "state database (default $XDG_STATE_HOME/fetchq/get.db)");
-  cmd->add_option("--if-exists", args->if_exists, "error (default), skip, overwrite or rename");
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
   cmd->callback([args, run] { *run = [args] { return run_get(*args); }; });

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <utility>
 
+#include "control/protocol.h"
 #include "util/fs.h"
 
 namespace fetchq::control {
@@ -115,6 +116,149 @@ Result<nlohmann::json> Client::answer_of(nlohmann::json& message) {
   auto it = message.find("result");
   if (it == message.end()) return nlohmann::json();
   return std::move(*it);
+}
+
+// ---- Typed calls
+
+namespace {
+
+using json = nlohmann::json;
+
+// Reads an answer's result as T; a result of another shape is an error naming the method.
+template <class T>
+Result<T> typed(const char* method, Result<json> answer) {
+  if (!answer) return answer.error();
+  try {
+    return answer.value().get<T>();
+  } catch (const json::exception& e) {
+    return make_error(ErrorCode::kIo, std::string("fetchqd's answer to ") + method + " is not understood: " + e.what());
+  }
+}
+
+json request_json(const DownloadRequest& r) {
+  json j{{"source", r.source}, {"dest", r.dest}, {"priority", r.options.priority},
+         {"if_exists", std::string(to_string(r.options.if_exists))}};
+  if (r.options.access_token) j["access_token"] = *r.options.access_token;
+  if (r.options.sha256) j["sha256"] = *r.options.sha256;
+  return j;
+}
+
+}  // namespace
+
+json to_json_value(const DaemonStats& s) {
+  json j = stats_json(s.queue);
+  j["version"] = s.version;
+  return j;
+}
+
+DaemonStats daemon_stats_from_json(const json& in) {
+  DaemonStats s;
+  auto& q = s.queue;
+  q.waiting = in.at("waiting").get<int64_t>();
+  q.running = in.at("running").get<int64_t>();
+  q.paused = in.at("paused").get<int64_t>();
+  q.completed = in.at("completed").get<int64_t>();
+  q.cancelled = in.at("cancelled").get<int64_t>();
+  q.error = in.at("error").get<int64_t>();
+  q.bytes_per_second = in.value("bytes_per_second", 0.0);
+  q.uptime_seconds = in.value("uptime_seconds", 0.0);
+  s.version = in.value("version", std::string());
+  return s;
+}
+
+Result<Job> Client::download(const DownloadRequest& request) { return download_json(request_json(request)); }
+
+Result<Job> Client::download_json(json job) { return typed<Job>("download", call("download", std::move(job))); }
+
+Result<std::vector<Job>> Client::download_batch(const std::vector<DownloadRequest>& requests) {
+  json jobs = json::array();
+  for (const auto& r : requests) jobs.push_back(request_json(r));
+  if (auto st = send_download_batch(std::move(jobs)); !st) return st.error();
+  return download_batch_answer();
+}
+
+Status Client::send_download_batch(json jobs) { return send("download_batch", json{{"jobs", std::move(jobs)}}); }
+
+Result<std::vector<Job>> Client::download_batch_answer() {
+  for (;;) {
+    auto msg = read_message();
+    if (!msg) return msg.error();
+    if (!msg.value()) return make_error(ErrorCode::kIo, "no answer from fetchqd");
+    if (msg.value()->contains("method")) continue;  // not an answer
+    return typed<std::vector<Job>>("download_batch", answer_of(*msg.value()));
+  }
+}
+
+Result<std::vector<Job>> Client::list_jobs(const ListFilter& f) {
+  json p{{"after_id", f.after_id}, {"limit", f.limit}};
+  if (f.status) p["status"] = std::string(to_string(*f.status));
+  return typed<std::vector<Job>>("list_jobs", call("list_jobs", std::move(p)));
+}
+
+Result<Job> Client::id_to_job(int64_t id) { return typed<Job>("get_job", call("get_job", json{{"id", id}})); }
+Result<Job> Client::cancel_job(int64_t id) { return typed<Job>("cancel_job", call("cancel_job", json{{"id", id}})); }
+Result<Job> Client::pause_job(int64_t id) { return typed<Job>("pause_job", call("pause_job", json{{"id", id}})); }
+Result<Job> Client::resume_job(int64_t id) { return typed<Job>("resume_job", call("resume_job", json{{"id", id}})); }
+Result<Job> Client::retry_job(int64_t id) { return typed<Job>("retry_job", call("retry_job", json{{"id", id}})); }
+
+Result<int64_t> Client::cancel_all_jobs() {
+  return typed<int64_t>("cancel_all_jobs", call("cancel_all_jobs", json::object()));
+}
+
+Result<int64_t> Client::prune_jobs() { return typed<int64_t>("prune_jobs", call("prune_jobs", json::object())); }
+
+Result<bool> Client::join(const std::vector<int64_t>& ids, std::optional<double> timeout_s) {
+  json p = json::object();
+  if (!ids.empty()) p["ids"] = ids;
+  if (timeout_s) p["timeout"] = *timeout_s;
+  auto r = call("join", std::move(p));
+  if (!r) return r.error();
+  return r.value().is_object() && r.value().value("done", false);
+}
+
+Result<DaemonStats> Client::stats() {
+  auto r = call("stats", json::object());
+  if (!r) return r.error();
+  try {
+    return daemon_stats_from_json(r.value());
+  } catch (const json::exception& e) {
+    return make_error(ErrorCode::kIo, std::string("fetchqd's answer to stats is not understood: ") + e.what());
+  }
+}
+
+Status Client::subscribe(int64_t since) {
+  json p = json::object();
+  if (since >= 0) p["since"] = since;
+  return send("subscribe", std::move(p));
+}
+
+Result<SubscriptionMessage> Client::next_event() {
+  for (;;) {
+    auto m = read_message();
+    if (!m) return m.error();
+    if (!m.value()) continue;
+    json& msg = *m.value();
+    if (msg.contains("error")) {
+      // subscribe refused; the message as fetchqd wrote it
+      int code = msg["error"].value("code", 0);
+      ErrorCode ec = code >= 1 && code <= 9 ? static_cast<ErrorCode>(code) : ErrorCode::kInvalidArgument;
+      return make_error(ec, msg["error"].value("message", std::string("subscribe failed")));
+    }
+    SubscriptionMessage out;
+    if (msg.contains("result")) {
+      const json& r = msg["result"];
+      out.subscribed = Subscription{r.value("since", int64_t{0}), r.value("last_seq", int64_t{0}),
+                                    r.value("first_seq", int64_t{0})};
+      return out;
+    }
+    if (msg.value("method", std::string()) != "event") continue;
+    try {
+      out.event = msg["params"].get<Event>();
+    } catch (const json::exception& e) {
+      return make_error(ErrorCode::kIo, std::string("fetchqd sent an event that is not understood: ") + e.what());
+    }
+    return out;
+  }
 }
 
 }  // namespace fetchq::control

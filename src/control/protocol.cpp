@@ -9,11 +9,6 @@
 namespace fetchq::control {
 namespace {
 
-// Thrown by the parameter readers; turned into -32602 in one place.
-struct BadParams {
-  std::string message;
-};
-
 // JSON holds integers up to 2^64-1 as unsigned; above INT64_MAX they would wrap when read.
 bool fits_int64(const json& v) {
   return v.is_number_integer() &&
@@ -47,7 +42,9 @@ std::optional<int64_t> opt_int(const json& params, const char* name) {
   return v.get<int64_t>();
 }
 
-int64_t need_id(const json& params) {
+}  // namespace
+
+int64_t read_id(const json& params) {
   auto id = opt_int(params, "id");
   if (!id) throw BadParams{"'id' (an integer) is required"};
   return *id;
@@ -76,13 +73,6 @@ DownloadRequest read_download(const json& p) {
   }
   return r;
 }
-
-json job_result(const json& id, const Result<Job>& r) {
-  if (!r) return rpc_error(id, r.error());
-  return rpc_result(id, json(r.value()));
-}
-
-}  // namespace
 
 json rpc_result(const json& id, json result) {
   return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
@@ -203,97 +193,5 @@ json stats_json(const QueueStats& s) {
 std::string answer_line(const json& message) {
   return message.dump(-1, ' ', false, json::error_handler_t::replace);
 }
-
-namespace {
-
-// {"id":ID,"jsonrpc":"2.0","result":[JOB,...]} written directly: the same text rpc_result and
-// dump would give, without an object per job.
-std::string job_list_line(const json& id, const std::vector<Job>& jobs) {
-  std::string out = job_list_head(id);
-  out.reserve(out.size() + jobs.size() * 400);
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    if (i > 0) out += ',';
-    append_json(out, jobs[i]);
-  }
-  out += "]}";
-  return out;
-}
-
-json dispatch_json(DownloadQueue& q, const RpcRequest& req, uid_t peer);
-
-}  // namespace
-
-std::string dispatch(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
-  try {
-    if (req.method == "download_batch") {
-      const json& jobs = field(req.params, "jobs");
-      if (!jobs.is_array() || jobs.empty()) throw BadParams{"'jobs' must be a non-empty list"};
-      std::vector<DownloadRequest> batch;
-      batch.reserve(jobs.size());
-      for (const auto& j : jobs) batch.push_back(read_download(j));
-      auto r = q.download_batch(batch);
-      if (!r) return answer_line(rpc_error(req.id, r.error()));
-      spdlog::info("uid {}: download_batch of {} jobs", peer, r->size());
-      return job_list_line(req.id, r.value());
-    }
-    if (req.method == "list_jobs") {
-      std::string why;
-      auto f = parse_list_jobs(req.params, &why);
-      if (!f) throw BadParams{why};
-      return job_list_line(req.id, q.list_jobs(*f));
-    }
-  } catch (const BadParams& e) {
-    return answer_line(rpc_error(req.id, kInvalidParams, "invalid params: " + e.message));
-  } catch (const std::exception& e) {
-    spdlog::error("{} failed: {}", req.method, e.what());
-    return answer_line(rpc_error(req.id, kInternalError, std::string("internal error: ") + e.what()));
-  }
-  return answer_line(dispatch_json(q, req, peer));
-}
-
-namespace {
-
-json dispatch_json(DownloadQueue& q, const RpcRequest& req, uid_t peer) {
-  const json& p = req.params;
-  const std::string& m = req.method;
-  try {
-    if (m == "download") {
-      auto r = q.download(read_download(p));
-      if (r) spdlog::info("uid {}: download {} -> job {}", peer, r->source, r->id);
-      return job_result(req.id, r);
-    }
-    if (m == "get_job") {
-      int64_t id = need_id(p);
-      auto j = q.id_to_job(id);
-      if (!j) return rpc_error(req.id, make_error(ErrorCode::kNotFound, "no job with id " + std::to_string(id)));
-      return rpc_result(req.id, json(*j));
-    }
-    if (m == "cancel_job" || m == "pause_job" || m == "resume_job" || m == "retry_job") {
-      int64_t id = need_id(p);
-      spdlog::info("uid {}: {} {}", peer, m, id);
-      if (m == "cancel_job") return job_result(req.id, q.cancel_job(id));
-      if (m == "pause_job") return job_result(req.id, q.pause_job(id));
-      if (m == "resume_job") return job_result(req.id, q.resume_job(id));
-      return job_result(req.id, q.retry_job(id));
-    }
-    if (m == "cancel_all_jobs") {
-      spdlog::info("uid {}: cancel_all_jobs", peer);
-      return rpc_result(req.id, q.cancel_all_jobs());
-    }
-    if (m == "prune_jobs") {
-      spdlog::info("uid {}: prune_jobs", peer);
-      return rpc_result(req.id, q.prune_jobs());
-    }
-    if (m == "stats") return rpc_result(req.id, stats_json(q.stats()));
-  } catch (const BadParams& e) {
-    return rpc_error(req.id, kInvalidParams, "invalid params: " + e.message);
-  } catch (const std::exception& e) {
-    spdlog::error("{} failed: {}", m, e.what());
-    return rpc_error(req.id, kInternalError, std::string("internal error: ") + e.what());
-  }
-  return rpc_error(req.id, kMethodNotFound, "unknown method '" + m.substr(0, 100) + "'");
-}
-
-}  // namespace
 
 }  // namespace fetchq::control

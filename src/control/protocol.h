@@ -1,4 +1,5 @@
-// The control protocol: JSON-RPC 2.0, one request a line, mapped onto DownloadQueue calls.
+// The control protocol: JSON-RPC 2.0 messages and the checks of their parameters (the methods
+// themselves are in control/dispatcher.h).
 #pragma once
 
 #include <sys/types.h>
@@ -50,9 +51,15 @@ std::optional<ListFilter> parse_list_jobs(const json& params, std::string* error
 // then "]}".
 std::string job_list_head(const json& id);
 
-// Runs every method but join and subscribe (which wait) against the queue and returns the answer
-// line. `peer` is the client's uid, logged with each change it asks for.
-std::string dispatch(DownloadQueue& queue, const RpcRequest& request, uid_t peer);
+// Thrown by read_id and read_download; the dispatcher answers it with -32602 "invalid params".
+struct BadParams {
+  std::string message;
+};
+// params' "id", an integer (get_job, cancel_job, ...).
+int64_t read_id(const json& params);
+// One job of download or download_batch: source, dest, priority, access_token, sha256,
+// if_exists, checked.
+DownloadRequest read_download(const json& job);
 
 // One answer as its line of text (without the newline). Invalid UTF-8 in strings becomes U+FFFD.
 std::string answer_line(const json& message);

@@ -1,4 +1,4 @@
-// The control socket: epoll I/O thread, request workers and the join/subscribe waiter.
+// The control socket: epoll I/O thread and request workers, one transport of the Dispatcher.
 #include "control/server.h"
 
 #include <spdlog/spdlog.h>
@@ -21,17 +21,20 @@
 #include <optional>
 #include <thread>
 
+#include "control/dispatcher.h"
 #include "control/protocol.h"
-#include "queue/join_walk.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
 
 namespace fetchq::control {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+class Server;
 
-struct Conn {
+// One client: its buffers, and the Session the dispatcher answers through.
+struct Conn final : Session, std::enable_shared_from_this<Conn> {
+  explicit Conn(Server* s) : server(s) {}
+  Server* server;
   int fd = -1;
   uint64_t key = 0;
   uid_t uid = 0;
@@ -43,8 +46,6 @@ struct Conn {
   bool busy = false;              // a request of this connection is being served
   bool close_after_flush = false;
   bool dead = false;
-  bool subscribed = false;
-  int64_t cursor = 0;  // last event seq sent to a subscriber
   // Waiting for its output to drain before it is served again (a page of a listing, or any
   // request while all connections' output is over the budget); the I/O thread resumes it.
   bool stalled = false;
@@ -55,16 +56,16 @@ struct Conn {
     bool first = true;  // no job written yet
   };
   std::optional<Listing> listing;
+
+  // Session
+  void send(std::string message) override;
+  void resume() override;
+  bool gone() override;
+  EventState event_state() override;
+  bool send_events(const std::vector<std::string>& messages) override;
+  std::string peer() const override { return "uid " + std::to_string(uid); }
 };
 using ConnPtr = std::shared_ptr<Conn>;
-
-struct Waiter {
-  ConnPtr conn;
-  json id;
-  std::vector<int64_t> ids;  // sorted, without repeats
-  std::optional<Clock::time_point> deadline;
-  size_t ended = 0;  // ids[0..ended) were seen ended (see join_done)
-};
 
 // A listing is written in pages of this many jobs, the next one only once the connection's
 // output is below kListingLowWater: however long the queue, an answer in progress holds about
@@ -77,7 +78,7 @@ constexpr size_t kMaxPendingLines = 64;
 class Server final : public ControlServer {
  public:
   Server(ServerOptions o, DownloadQueue* q, int listen_fd)
-      : opts_(std::move(o)), q_(q), listen_fd_(listen_fd) {
+      : opts_(std::move(o)), q_(q), dispatcher_(q), listen_fd_(listen_fd) {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     add_fd(listen_fd_, EPOLLIN, kListenKey);
@@ -99,10 +100,7 @@ class Server final : public ControlServer {
         util::name_this_thread("fetchq-rpc");
         worker_loop();
       });
-    waiter_ = std::thread([this] {
-      util::name_this_thread("fetchq-waiter");
-      waiter_loop();
-    });
+    dispatcher_.start();
   }
 
   void stop() override {
@@ -112,25 +110,18 @@ class Server final : public ControlServer {
       stopped_ = true;
     }
     task_cv_.notify_all();
-    wait_cv_.notify_all();
     wake_io();
     if (io_.joinable()) io_.join();
     for (auto& w : workers_) w.join();
     workers_.clear();
-    if (waiter_.joinable()) waiter_.join();
+    dispatcher_.stop();
     for (auto& [k, c] : conns_) ::close(c->fd);
     conns_.clear();
     ::close(listen_fd_);
     ::unlink(opts_.socket_path.c_str());
   }
 
-  void notify_change() override {
-    {
-      std::lock_guard lk(mu_);
-      changed_ = true;
-    }
-    wait_cv_.notify_one();
-  }
+  void notify_change() override { dispatcher_.notify_change(); }
 
   size_t connections() override {
     std::lock_guard lk(mu_);
@@ -190,7 +181,7 @@ class Server final : public ControlServer {
         ::close(fd);
         continue;
       }
-      auto c = std::make_shared<Conn>();
+      auto c = std::make_shared<Conn>(this);
       c->fd = fd;
       c->key = next_key_++;
       ucred cred{};
@@ -270,6 +261,7 @@ class Server final : public ControlServer {
       queued_ -= c->out.size();
       c->out.clear();
     }
+    dispatcher_.cancel(c.get());
     if (conns_.erase(c->key)) {
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
       ::close(c->fd);
@@ -424,27 +416,11 @@ class Server final : public ControlServer {
     }
     json err;
     auto req = parse_request(line, &err);
-    bool parked = false;
     if (!req) {
       send(c, err);
-    } else if (req->method == "join") {
-      std::string why;
-      auto jp = parse_join(req->params, &why);
-      if (!jp) {
-        send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
-      } else if (auto unknown = unknown_ids(jp->ids); !unknown.empty()) {
-        send(c, rpc_error(req->id, make_error(ErrorCode::kNotFound, unknown)));
-      } else {
-        Waiter w{c, req->id, queue::sorted_unique(jp->ids), std::nullopt};
-        if (jp->timeout_s) {
-          w.deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(*jp->timeout_s * 1000));
-        }
-        std::lock_guard lk(mu_);
-        waiters_.push_back(std::move(w));
-        changed_ = true;
-        parked = true;
-      }
     } else if (req->method == "list_jobs") {
+      // Written here a page at a time, as the connection's output drains, rather than by the
+      // dispatcher's list_jobs, which builds the whole answer at once.
       std::string why;
       auto f = parse_list_jobs(req->params, &why);
       if (!f) {
@@ -460,35 +436,8 @@ class Server final : public ControlServer {
           return;
         }
       }
-    } else if (req->method == "subscribe") {
-      std::string why;
-      auto since = parse_subscribe(req->params, &why);
-      if (!since) {
-        send(c, rpc_error(req->id, kInvalidParams, "invalid params: " + why));
-      } else {
-        int64_t head = q_->last_event_seq();
-        int64_t from = *since < 0 ? head : *since;
-        send(c, rpc_result(req->id, json{{"since", from}, {"last_seq", head}, {"first_seq", q_->first_event_seq()}}));
-        {
-          std::lock_guard lk(c->mu);
-          c->subscribed = true;
-          c->cursor = from;
-        }
-        {
-          std::lock_guard lk(mu_);
-          subscribers_.push_back(c);
-          changed_ = true;
-        }
-        wait_cv_.notify_one();
-      }
-    } else {
-      // A big batch or listing leaves megabytes of freed JSON in malloc's arenas; hand them
-      // back so the daemon's memory follows its running jobs, not its largest request.
-      if (send(c, dispatch(*q_, *req, c->uid)) > (1u << 20)) ::malloc_trim(0);
-    }
-    if (parked) {
-      wait_cv_.notify_one();
-      return;  // the waiter resumes this connection after answering
+    } else if (dispatcher_.handle(*req, c) == Dispatcher::Outcome::kWaiting) {
+      return;  // the dispatcher resumes this connection after answering
     }
     resume(c);
   }
@@ -534,27 +483,8 @@ class Server final : public ControlServer {
       }
     }
     send_raw(c, std::move(text));
-    if (!more) {
-      std::lock_guard lk(mu_);
-      changed_ = true;  // a subscriber on this connection waits for the line to end
-      wait_cv_.notify_one();
-    }
+    if (!more) dispatcher_.notify_change();  // a subscriber on this connection waits for the line to end
     return more;
-  }
-
-  // "" when every id names a job; else the message naming the unknown ones (the first few).
-  std::string unknown_ids(const std::vector<int64_t>& ids) {
-    std::vector<int64_t> unknown;
-    size_t count = 0;
-    for (int64_t id : queue::sorted_unique(ids)) {
-      if (q_->id_to_job(id)) continue;
-      if (++count <= 5) unknown.push_back(id);
-    }
-    if (count == 0) return "";
-    std::string msg = count == 1 ? "no job with id " : "no jobs with ids ";
-    for (size_t i = 0; i < unknown.size(); ++i) msg += (i ? ", " : "") + std::to_string(unknown[i]);
-    if (count > unknown.size()) msg += " (and " + std::to_string(count - unknown.size()) + " more)";
-    return msg;
   }
 
   // After an answer: serve the connection's next line, if any.
@@ -572,107 +502,11 @@ class Server final : public ControlServer {
     }
   }
 
-  // ---- waiter: answers join and feeds subscribers when the queue changes
-  // The waiter keeps its place among the ids between changes (see queue/join_walk.h); once
-  // every id was seen ended, the queue's own join confirms it.
-  bool join_done(Waiter& w) {
-    if (w.ids.empty()) return q_->join(std::chrono::milliseconds(0), {});
-    if (!queue::walk_past_ended(w.ids, &w.ended, [&](int64_t id) { return q_->id_to_job(id); })) return false;
-    if (q_->join(std::chrono::milliseconds(0), w.ids)) return true;
-    w.ended = 0;
-    return false;
-  }
-
-  void waiter_loop() {
-    for (;;) {
-      std::vector<Waiter> waiters;
-      std::vector<ConnPtr> subs;
-      {
-        std::unique_lock lk(mu_);
-        auto next = Clock::time_point::max();
-        for (auto& w : waiters_) {
-          if (w.deadline) next = std::min(next, *w.deadline);
-        }
-        if (!changed_ && !stopped_) {
-          if (next == Clock::time_point::max()) {
-            wait_cv_.wait(lk, [this] { return changed_ || stopped_; });
-          } else {
-            wait_cv_.wait_until(lk, next, [this] { return changed_ || stopped_; });
-          }
-        }
-        if (stopped_) return;
-        changed_ = false;
-        waiters.swap(waiters_);
-        subs = subscribers_;
-      }
-      std::vector<Waiter> still;
-      auto now = Clock::now();
-      for (auto& w : waiters) {
-        bool dead;
-        {
-          std::lock_guard lk(w.conn->mu);
-          dead = w.conn->dead || w.conn->close_after_flush;  // nobody left to answer
-        }
-        if (dead) continue;
-        bool done = join_done(w);
-        if (done || (w.deadline && now >= *w.deadline)) {
-          send(w.conn, rpc_result(w.id, json{{"done", done}}));
-          resume(w.conn);
-        } else {
-          still.push_back(std::move(w));
-        }
-      }
-      bool behind = false;
-      std::vector<ConnPtr> gone;  // dead subscribers, removed below
-      for (auto& c : subs) {
-        int64_t cursor;
-        {
-          std::lock_guard lk(c->mu);
-          if (c->dead) {
-            gone.push_back(c);
-            continue;
-          }
-          cursor = c->cursor;
-          if (c->listing) continue;  // not inside its listing's line: resumed when it ends
-          if (c->out.size() > opts_.max_output_bytes / 2) {  // let it drain first
-            behind = true;
-            continue;
-          }
-        }
-        auto events = q_->events_since(cursor, 500, std::chrono::milliseconds(0));
-        std::string text;
-        for (const auto& e : events) {
-          text += answer_line(json{{"jsonrpc", "2.0"}, {"method", "event"}, {"params", json(e)}});
-          text += '\n';
-        }
-        if (!events.empty()) {
-          {
-            // Checked and queued at once: a listing may have opened its line since the check
-            // above, and an event must not land inside it (its end sets changed_ again).
-            std::lock_guard lk(c->mu);
-            if (c->listing || c->dead) continue;
-            c->cursor = events.back().seq;
-            append_out(*c, text);
-          }
-          wake_io();
-          behind = behind || events.size() == 500;
-        }
-      }
-      std::lock_guard lk(mu_);
-      for (auto& w : still) waiters_.push_back(std::move(w));
-      // Only the dead ones leave: a client that subscribed while this pass ran is in
-      // subscribers_ but not in subs, and must stay (its own pass comes next, changed_ is set).
-      if (!gone.empty()) {
-        std::erase_if(subscribers_, [&](const ConnPtr& c) {
-          return std::find(gone.begin(), gone.end(), c) != gone.end();
-        });
-      }
-      if (behind) changed_ = true;
-    }
-  }
+  friend struct Conn;  // its Session methods queue output here
 
   ServerOptions opts_;
   DownloadQueue* q_;
+  Dispatcher dispatcher_;
   int listen_fd_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
@@ -681,19 +515,52 @@ class Server final : public ControlServer {
 
   std::mutex mu_;
   std::condition_variable task_cv_;
-  std::condition_variable wait_cv_;
   std::deque<ConnPtr> tasks_;
-  std::vector<Waiter> waiters_;
-  std::vector<ConnPtr> subscribers_;
-  bool changed_ = false;
   bool stopped_ = false;
   std::atomic<size_t> queued_{0};  // bytes in every Conn::out
   size_t conn_count_ = 0;
 
   std::thread io_;
   std::vector<std::thread> workers_;
-  std::thread waiter_;
 };
+
+void Conn::send(std::string message) {
+  // A big batch or listing leaves megabytes of freed JSON in malloc's arenas; hand them back
+  // so the daemon's memory follows its running jobs, not its largest request.
+  if (server->send(shared_from_this(), std::move(message)) > (1u << 20)) ::malloc_trim(0);
+}
+
+void Conn::resume() { server->resume(shared_from_this()); }
+
+bool Conn::gone() {
+  std::lock_guard lk(mu);
+  return dead || close_after_flush;
+}
+
+Session::EventState Conn::event_state() {
+  std::lock_guard lk(mu);
+  if (dead) return EventState::kGone;
+  if (listing) return EventState::kBusy;  // not inside its listing's line: resumed when it ends
+  if (out.size() > server->opts_.max_output_bytes / 2) return EventState::kBehind;
+  return EventState::kReady;
+}
+
+bool Conn::send_events(const std::vector<std::string>& messages) {
+  std::string text;
+  for (const auto& m : messages) {
+    text += m;
+    text += '\n';
+  }
+  {
+    // Checked and queued at once: a listing may have opened its line since event_state(), and
+    // an event must not land inside it (its end calls notify_change again).
+    std::lock_guard lk(mu);
+    if (listing || dead) return false;
+    server->append_out(*this, text);
+  }
+  server->wake_io();
+  return true;
+}
 
 }  // namespace
 

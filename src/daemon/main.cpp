@@ -17,6 +17,7 @@
 #include "fetchq/queue.h"
 #include "fetchq/version.h"
 #include "util/fs.h"
+#include "util/signals.h"
 
 namespace fetchq::daemon {
 namespace {
@@ -120,12 +121,7 @@ int run(int argc, char** argv) {
   setup_logging(s.log_level);
 
   // Signals are taken by this thread alone, synchronously.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  const sigset_t sigs = util::block_signals({SIGTERM, SIGINT, SIGHUP});
   signal(SIGPIPE, SIG_IGN);
 
   QueueOptions qo;

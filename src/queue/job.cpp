@@ -149,4 +149,58 @@ void to_json(nlohmann::json& out, const Event& e) {
   out["type"] = e.type;
 }
 
+namespace {
+
+template <class T>
+void read(const nlohmann::json& in, const char* key, T& field) {
+  auto it = in.find(key);
+  if (it != in.end() && !it->is_null()) it->get_to(field);
+}
+
+void read_optional(const nlohmann::json& in, const char* key, std::optional<std::string>& field) {
+  auto it = in.find(key);
+  if (it == in.end() || it->is_null()) {
+    field.reset();
+  } else {
+    field = it->get<std::string>();
+  }
+}
+
+}  // namespace
+
+void from_json(const nlohmann::json& in, Job& j) {
+  read(in, "id", j.id);
+  read(in, "source", j.source);
+  read(in, "dest", j.dest);
+  read(in, "priority", j.priority);
+  if (auto it = in.find("status"); it != in.end() && !it->is_null()) {
+    auto status = parse_job_status(it->get<std::string>());
+    if (!status) {
+      throw nlohmann::json::other_error::create(501, "unknown job status '" + it->get<std::string>() + "'", &in);
+    }
+    j.status = *status;
+  }
+  read_optional(in, "download_path", j.download_path);
+  read_optional(in, "job_started", j.job_started);
+  read_optional(in, "job_ended", j.job_ended);
+  read(in, "bytes", j.bytes);
+  read(in, "total_bytes", j.total_bytes);
+  read_optional(in, "error_type", j.error_type);
+  read_optional(in, "error", j.error);
+  read(in, "cancelled", j.cancelled);
+  read(in, "attempts", j.attempts);
+  read(in, "has_access_token", j.has_access_token);
+  read(in, "created_at", j.created_at);
+}
+
+void from_json(const nlohmann::json& in, Event& e) {
+  read(in, "seq", e.seq);
+  read(in, "ts", e.ts);
+  read(in, "job_id", e.job_id);
+  read(in, "type", e.type);
+  nlohmann::json payload = in.is_object() ? in : nlohmann::json::object();
+  for (const char* k : {"seq", "ts", "job_id", "type"}) payload.erase(k);
+  e.payload = payload.dump();
+}
+
 }  // namespace fetchq

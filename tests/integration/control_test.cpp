@@ -439,5 +439,52 @@ TEST(ControlSocket, ListDbOnADamagedFileNamesTheFile) {
   EXPECT_EQ(count_lines(r.err), 1u) << r.err;
 }
 
+// A client that goes away while its join waits (a `fetchq wait` killed with SIGKILL) must not
+// keep its connection open in fetchqd: each such connection held an fd until the daemon
+// stopped, and 1024 of them refused every client after.
+TEST(ControlSocket, AClientGoneWhileItsJoinWaitsIsClosed) {
+  TempDir dir;
+  TestServer server;
+  Resource slow;
+  slow.body = std::string(4096, 'x');
+  slow.stall_after = 0;  // the job stays running
+  server.add("/stall.bin", slow);
+  Fetchqd d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  auto added = d.cli({"add", server.url("/stall.bin"), "-d", dir / "dl", "--json"});
+  ASSERT_EQ(added.rc, 0) << added.err;
+  int64_t id = json::parse(added.out)["id"].get<int64_t>();
+  auto sockets = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(d.process().pid()) + "/fd")) {
+      std::error_code ec;
+      auto target = fs::read_symlink(e.path(), ec);
+      if (!ec && target.string().rfind("socket:", 0) == 0) ++n;
+    }
+    return n;
+  };
+  const size_t before = sockets();
+  std::vector<int> fds;
+  for (int i = 0; i < 10; ++i) {
+    int fd = connect_unix(d.socket());
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    json join{{"jsonrpc", "2.0"}, {"id", i}, {"method", "join"}, {"params", {{"ids", {id}}, {"timeout", 60}}}};
+    ASSERT_TRUE(send_all(fd, join.dump() + "\n"));
+  }
+  // Every join taken (its connection accepted) before the clients go.
+  ASSERT_TRUE(wait_until([&] { return sockets() >= before + fds.size(); }, 10s, 20ms))
+      << sockets() << " sockets open, " << before << " before";
+  for (int fd : fds) ::close(fd);
+  // The joins are dropped at the waiter's next pass, and the connections with them. A change
+  // of the queue wakes the waiter: a second job, paused at once.
+  auto other = d.cli({"add", server.url("/stall.bin"), "-o", dir / "dl/other.bin", "--json"});
+  ASSERT_EQ(other.rc, 0) << other.err;
+  EXPECT_EQ(d.cli({"pause", std::to_string(json::parse(other.out)["id"].get<int64_t>())}).rc, 0);
+  EXPECT_TRUE(wait_until([&] { return sockets() <= before; }, 10s, 50ms))
+      << sockets() << " sockets open, " << before << " before";
+  EXPECT_EQ(d.cli({"stats"}).rc, 0);
+}
+
 }  // namespace
 }  // namespace fetchq::testing

@@ -1,0 +1,47 @@
+// The download options shared by `fetchq add` and `fetchq get`.
+#include "cli/download_options.h"
+
+#include <cstdlib>
+
+#include "util/fs.h"
+
+namespace fetchq::cli {
+
+void add_download_options(CLI::App* cmd, DownloadArgs& a) {
+  cmd->add_option("-d,--dir", a.dir, "folder to download into (default: the current folder)");
+  cmd->add_option("-o,--output", a.output, "file to write (one URL only)");
+  cmd->add_option("-p,--priority", a.priority, "priority; lower runs first (default 10)");
+  cmd->add_option("--sha256", a.sha256, "expected sha256 of the file, checked before it is kept");
+  cmd->add_option("--token-env", a.token_env, "environment variable holding a Bearer token");
+  cmd->add_option("--if-exists", a.if_exists, "error (default), skip, overwrite or rename");
+}
+
+Status check_dir_and_output(const DownloadArgs& a) {
+  if (!a.dir.empty() && !a.output.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "-d and -o cannot be used together");
+  }
+  return Ok{};
+}
+
+Result<DownloadRequest> request_template(const DownloadArgs& a) {
+  DownloadRequest r;
+  r.options.priority = a.priority.value_or(10);
+  if (!a.sha256.empty()) r.options.sha256 = a.sha256;
+  if (!a.token_env.empty()) {
+    const char* tok = std::getenv(a.token_env.c_str());
+    if (!tok || !*tok) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--token-env " + a.token_env + ": that variable is not set or empty");
+    }
+    r.options.access_token = tok;
+  }
+  if (!a.output.empty()) {
+    r.dest = util::absolute_path(a.output);
+  } else {
+    r.dest = util::absolute_path(a.dir.empty() ? "." : a.dir);
+    if (r.dest.back() != '/') r.dest += "/";
+  }
+  return r;
+}
+
+}  // namespace fetchq::cli

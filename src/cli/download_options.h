@@ -1,0 +1,32 @@
+// The download options `fetchq add` and `fetchq get` share: registered once, read into one
+// DownloadRequest template (everything but the source).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "fetchq/job.h"
+#include "fetchq/result.h"
+
+namespace fetchq::cli {
+
+struct DownloadArgs {
+  std::string dir, output, sha256, token_env, if_exists;
+  std::optional<int> priority;
+};
+
+// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists.
+void add_download_options(CLI::App* cmd, DownloadArgs& args);
+
+// "-d and -o cannot be used together", or Ok.
+Status check_dir_and_output(const DownloadArgs& args);
+
+// The request every URL of the command gets, source left empty: dest (absolute; a folder ends
+// in '/'), priority (default 10), sha256, and the token read from --token-env (an error, a
+// usage error for the caller, when that variable is unset or empty). if_exists is left to the
+// caller: `add` lets fetchqd check it, `get` checks it before anything else.
+Result<DownloadRequest> request_template(const DownloadArgs& args);
+
+}  // namespace fetchq::cli
