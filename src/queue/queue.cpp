@@ -13,19 +13,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <variant>
 
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
+#include "queue/events.h"
 #include "queue/join_walk.h"
 #include "queue/request_check.h"
+#include "queue/retry_policy.h"
 #include "queue/sync_pool.h"
 #include "store/store.h"
 #include "transfer/engine.h"
@@ -36,8 +36,9 @@
 namespace fetchq {
 namespace {
 
-using json = nlohmann::json;
 using Clock = util::SteadyClock;
+using queue::decide_retry;
+using queue::RetryDecision;
 
 struct StartedMsg {
   int64_t id;
@@ -168,7 +169,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     store_->transaction([&] {
       changed = store_->change_status(
           id, {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}, JobStatus::kCancelled, now);
-      if (changed) append_event(id, "download_cancelled", {{"source", job->source}});
+      if (changed) append_event(id, queue::cancelled_event(job->source));
     });
     if (!changed) {
       return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " already ended (" +
@@ -198,7 +199,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     store_->transaction([&] {
       changed = store_->change_status(id, {JobStatus::kWaiting, JobStatus::kRunning},
                                       JobStatus::kPaused, util::now_iso8601());
-      if (changed) append_event(id, "download_paused", {{"source", job->source}});
+      if (changed) append_event(id, queue::paused_event(job->source));
     });
     if (!changed) {
       return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is " +
@@ -414,8 +415,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   // Appends an event; the caller is inside a store transaction (or needs none).
-  void append_event(int64_t job_id, const char* type, const json& payload) {
-    int64_t seq = store_->append_event(job_id, type, payload.dump(), util::now_iso8601());
+  void append_event(int64_t job_id, const queue::EventRecord& event) {
+    int64_t seq = store_->append_event(job_id, event.name(), event.payload_text(), util::now_iso8601());
     std::lock_guard lk(changed_mu_);
     last_seq_ = std::max(last_seq_, seq);
   }
@@ -688,12 +689,12 @@ class Queue final : public DownloadQueue, public transfer::Observer {
                             m.s.from_bytes};
       if (!store_->set_started(m.id, m.attempt, info)) return;
       if (m.s.restarted) store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
-      append_event(m.id, "download_started", {{"source", source}, {"download_path", m.s.download_path}});
+      append_event(m.id, queue::started_event(source, m.s.download_path));
       if (m.s.from_bytes > 0) {
-        append_event(m.id, "download_resumed", {{"source", source}, {"from_bytes", m.s.from_bytes}});
+        append_event(m.id, queue::resumed_event(source, m.s.from_bytes));
       }
       if (m.s.restarted) {
-        append_event(m.id, "download_restarted", {{"source", source}, {"reason", m.s.restart_reason}});
+        append_event(m.id, queue::restarted_event(source, m.s.restart_reason));
       }
     });
     after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
@@ -711,8 +712,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     }
     db.push_back([this, m, source, path] {
       if (!store_->set_progress(m.id, m.attempt, m.bytes, m.total)) return;
-      append_event(m.id, "download_progress", {{"source", source}, {"download_path", path},
-                                               {"current_bytes", m.bytes}, {"total_bytes", m.total}});
+      append_event(m.id, queue::progress_event(source, path, m.bytes, m.total));
     });
     after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
   }
@@ -797,10 +797,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       f.bytes = bytes;
       f.total_bytes = bytes;
       if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
-      append_event(id, "download_progress", {{"source", source}, {"download_path", path},
-                                             {"current_bytes", bytes}, {"total_bytes", bytes}});
-      append_event(id, "download_complete", {{"source", source}, {"download_path", path},
-                                             {"total_bytes", bytes}});
+      append_event(id, queue::progress_event(source, path, bytes, bytes));
+      append_event(id, queue::complete_event(source, path, bytes));
     });
     after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
   }
@@ -830,8 +828,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       store::StartInfo info{path, bytes, "", "", bytes};
       store_->set_started(id, attempt, info);
       if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
-      append_event(id, "download_complete", {{"source", source}, {"download_path", path},
-                                             {"total_bytes", bytes}});
+      append_event(id, queue::complete_event(source, path, bytes));
     });
     after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
   }
@@ -839,18 +836,15 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     auto& r = m.r;
     const auto& f = r.failure;
-    // Progress means going past the most bytes any attempt reached, so a server that keeps
-    // cutting the same body short still runs out of attempts.
-    const bool progressed = r.bytes > a.best_bytes && !f.restart_from_zero;
-    int failures = progressed ? 1 : a.failures + 1;
-    const int64_t now_ms = util::now_unix_ms();
-    const int64_t since = progressed || !a.failing_since_ms ? now_ms : *a.failing_since_ms;
-    bool retry = f.retryable && failures < opts_.max_attempts &&
-                 now_ms - since < opts_.give_up_after.count();
+    const RetryDecision d = decide_retry({f.retryable, f.retry_after_ms, f.restart_from_zero, r.bytes},
+                                         {a.failures, a.failing_since_ms, a.best_bytes},
+                                         retry_options(), util::now_unix_ms(), jitter());
+    const int failures = d.failures;
+    const int64_t since = d.failing_since_ms;
     bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
     if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
-    if (retry) {
-      int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
+    if (d.retry()) {
+      const int64_t delay = d.delay_ms;
       db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
                     source = a.source, since] {
         if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
@@ -860,11 +854,9 @@ class Queue final : public DownloadQueue, public transfer::Observer {
         }
         if (f.restart_from_zero) {
           store_->reset_resume_state(id);
-          append_event(id, "download_restarted", {{"source", source}, {"reason", f.message}});
+          append_event(id, queue::restarted_event(source, f.message));
         }
-        append_event(id, "download_retrying", {{"source", source}, {"attempt", attempt},
-                                               {"delay_s", static_cast<double>(delay) / 1000.0},
-                                               {"reason", f.type + ": " + f.message}});
+        append_event(id, queue::retrying_event(source, attempt, delay, f.type + ": " + f.message));
       });
       after.push_back([this, id = m.id, type = f.type, message = f.message, delay] {
         spdlog::info("job {}: {} ({}); retrying in {} ms", id, type, message, delay);
@@ -882,7 +874,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       fin.error_type = f.type;
       fin.error = f.message;
       if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
-      append_event(id, "download_error", {{"source", source}, {"error_type", f.type}, {"error", f.message}});
+      append_event(id, queue::error_event(source, f.type, f.message));
     });
     after.push_back([this, id = m.id, type = f.type, message = f.message] {
       spdlog::warn("job {} failed: {}: {}", id, type, message);
@@ -890,14 +882,15 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     });
   }
 
-  int64_t retry_delay_ms(int failures, std::optional<int64_t> retry_after, bool immediate) {
-    if (immediate) return 0;
-    if (retry_after) return std::clamp<int64_t>(*retry_after, 0, 3600 * 1000);
-    double base = static_cast<double>(opts_.retry_base_delay.count()) * std::pow(2.0, failures - 1);
-    base = std::min(base, static_cast<double>(opts_.retry_max_delay.count()));
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  queue::RetryOptions retry_options() const {
+    return {opts_.max_attempts, opts_.give_up_after, opts_.retry_base_delay, opts_.retry_max_delay};
+  }
+
+  // A factor in [0.5, 1.0) for retry delays, so jobs that failed together do not retry together.
+  double jitter() {
+    std::uniform_real_distribution<double> dist(0.5, 1.0);
     std::lock_guard lk(mu_);
-    return static_cast<int64_t>(base * jitter(rng_));
+    return dist(rng_);
   }
 
   void unmark_finishing(int64_t id) {
