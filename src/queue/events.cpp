@@ -7,15 +7,24 @@ using json = nlohmann::json;
 
 const char* event_name(EventType type) {
   switch (type) {
-    case EventType::kStarted: return "download_started";
-    case EventType::kProgress: return "download_progress";
-    case EventType::kComplete: return "download_complete";
-    case EventType::kError: return "download_error";
-    case EventType::kCancelled: return "download_cancelled";
-    case EventType::kPaused: return "download_paused";
-    case EventType::kResumed: return "download_resumed";
-    case EventType::kRestarted: return "download_restarted";
-    case EventType::kRetrying: return "download_retrying";
+    case EventType::kStarted:
+      return "download_started";
+    case EventType::kProgress:
+      return "download_progress";
+    case EventType::kComplete:
+      return "download_complete";
+    case EventType::kError:
+      return "download_error";
+    case EventType::kCancelled:
+      return "download_cancelled";
+    case EventType::kPaused:
+      return "download_paused";
+    case EventType::kResumed:
+      return "download_resumed";
+    case EventType::kRestarted:
+      return "download_restarted";
+    case EventType::kRetrying:
+      return "download_retrying";
   }
   return "download_unknown";
 }

@@ -35,8 +35,8 @@ struct FinishedMsg {
   int64_t id;
   int attempt;
   transfer::Result r;
-  bool settled = false;  // back from the settle thread: renamed, or failure set in r
-  bool renamed = false;  // synced, its size committed and renamed into place (Settler)
+  bool settled = false;    // back from the settle thread: renamed, or failure set in r
+  bool renamed = false;    // synced, its size committed and renamed into place (Settler)
   bool recovered = false;  // found whole on disk after a crash between rename and commit
 };
 using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
@@ -49,7 +49,7 @@ struct Active {
   std::string source;
   std::string download_path;
   Stop stop = Stop::kNone;
-  bool finishing = false;  // renaming into place: too late to cancel
+  bool finishing = false;    // renaming into place: too late to cancel
   bool transferring = true;  // holds one of the max_parallel slots
   bool resumed = false;
   int failures = 0;

@@ -45,7 +45,8 @@
 namespace fetchq::queue {
 
 // Builds a queue on `store` (DownloadQueue::open passes the SQLite one; tests wrap it).
-std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<store::Store> store);
+std::unique_ptr<DownloadQueue> make_queue(QueueOptions options,
+                                          std::unique_ptr<store::Store> store);
 
 class QueueImpl final : public DownloadQueue, public transfer::Observer {
  public:
@@ -65,9 +66,11 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   Result<Job> retry_job(int64_t id) override;
   int64_t cancel_all_jobs() override;
   int64_t prune_jobs() override;
-  bool join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& wanted) override;
+  bool join(std::optional<std::chrono::milliseconds> timeout,
+            const std::vector<int64_t>& wanted) override;
   QueueStats stats() override;
-  std::vector<Event> events_since(int64_t since, int64_t limit, std::chrono::milliseconds wait) override;
+  std::vector<Event> events_since(int64_t since, int64_t limit,
+                                  std::chrono::milliseconds wait) override;
   int64_t last_event_seq() override;
   int64_t first_event_seq() override;
   void shutdown() override;
@@ -91,7 +94,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
     using R = decltype(fn());
     auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
     auto result = task->get_future();
-    if (std::this_thread::get_id() == loop_id_.load() || !inbox_.post_command([task] { (*task)(); })) {
+    if (std::this_thread::get_id() == loop_id_.load() ||
+        !inbox_.post_command([task] { (*task)(); })) {
       (*task)();
     }
     return result.get();

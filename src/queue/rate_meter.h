@@ -15,7 +15,8 @@ namespace fetchq::queue {
 class RateMeter {
  public:
   using Clock = util::SteadyClock;
-  explicit RateMeter(Clock::duration window = std::chrono::seconds(2), Clock::time_point now = Clock::now())
+  explicit RateMeter(Clock::duration window = std::chrono::seconds(2),
+                     Clock::time_point now = Clock::now())
       : window_(window), window_start_(now) {}
 
   // The job has `bytes` in its file now; growth since its last note counts toward the rate.

@@ -11,8 +11,7 @@ RetryDecision decide_retry(const AttemptFailure& failure, const RetryHistory& hi
   RetryDecision d;
   const bool progressed = failure.bytes > history.best_bytes && !failure.restart_from_zero;
   d.failures = progressed ? 1 : history.failures + 1;
-  d.failing_since_ms =
-      progressed || !history.failing_since_ms ? now_ms : *history.failing_since_ms;
+  d.failing_since_ms = progressed || !history.failing_since_ms ? now_ms : *history.failing_since_ms;
   if (!failure.retryable) {
     d.give_up = GiveUp::kNotRetryable;
   } else if (d.failures >= options.max_attempts) {
@@ -33,10 +32,14 @@ RetryDecision decide_retry(const AttemptFailure& failure, const RetryHistory& hi
 
 const char* to_string(GiveUp reason) {
   switch (reason) {
-    case GiveUp::kNo: return "retry";
-    case GiveUp::kNotRetryable: return "not retryable";
-    case GiveUp::kTooManyAttempts: return "too many attempts without progress";
-    case GiveUp::kFailingTooLong: return "failing too long without progress";
+    case GiveUp::kNo:
+      return "retry";
+    case GiveUp::kNotRetryable:
+      return "not retryable";
+    case GiveUp::kTooManyAttempts:
+      return "too many attempts without progress";
+    case GiveUp::kFailingTooLong:
+      return "failing too long without progress";
   }
   return "?";
 }

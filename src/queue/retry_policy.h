@@ -27,7 +27,7 @@ struct AttemptFailure {
 
 // What earlier attempts of the job left behind (kept in the store between attempts).
 struct RetryHistory {
-  int failures = 0;                        // failures in a row without progress
+  int failures = 0;                         // failures in a row without progress
   std::optional<int64_t> failing_since_ms;  // unix ms the current run of failures began
   int64_t best_bytes = 0;                   // the most bytes any attempt reached
 };
@@ -37,8 +37,8 @@ enum class GiveUp { kNo, kNotRetryable, kTooManyAttempts, kFailingTooLong };
 struct RetryDecision {
   GiveUp give_up = GiveUp::kNo;  // kNo: retry after delay_ms
   int64_t delay_ms = 0;
-  int failures = 0;               // to record: the run of failures this one belongs to
-  int64_t failing_since_ms = 0;   // to record: when that run began
+  int failures = 0;              // to record: the run of failures this one belongs to
+  int64_t failing_since_ms = 0;  // to record: when that run began
   bool retry() const { return give_up == GiveUp::kNo; }
 };
 

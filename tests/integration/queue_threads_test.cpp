@@ -51,7 +51,8 @@ TEST_F(QueueThreadsTest, NoQueueLockIsHeldAcrossStoreCallsAndTheTransferThreadOn
   auto paused = submit(*q, server_.url("/slow"), dl() + "/paused.bin");
   auto cancelled = submit(*q, server_.url("/slow"), dl() + "/cancelled.bin");
   std::vector<int64_t> ids;
-  for (int i = 0; i < 24; ++i) ids.push_back(submit(*q, server_.url("/f" + std::to_string(i)), dl()).id);
+  for (int i = 0; i < 24; ++i)
+    ids.push_back(submit(*q, server_.url("/f" + std::to_string(i)), dl()).id);
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(paused.id)->bytes > 0; }));
   ASSERT_TRUE(q->pause_job(paused.id).ok());
   ASSERT_TRUE(q->cancel_job(cancelled.id).ok());
@@ -86,7 +87,8 @@ TEST_F(QueueThreadsTest, StorageErrorsOnTheLoopThreadAreLoggedAndOutlived) {
   store_->fail_on_loop("get_job", 4);
   store_->fail_on_loop("claim", 2);
   std::vector<int64_t> ids;
-  for (int i = 0; i < 6; ++i) ids.push_back(submit(*q, server_.url("/f" + std::to_string(i)), dl()).id);
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(submit(*q, server_.url("/f" + std::to_string(i)), dl()).id);
   ASSERT_TRUE(q->join(std::chrono::seconds(30), ids));
   for (int64_t id : ids) EXPECT_EQ(q->id_to_job(id)->status, JobStatus::kCompleted);
   // The failed reads cost their callbacks, nothing else.

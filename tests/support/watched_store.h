@@ -45,20 +45,28 @@ class WatchedStore final : public store::Store {
     std::lock_guard lk(mu_);
     failures_[method] = n;
   }
+  // The next n calls of `method` from any thread throw.
+  void fail_anywhere(const std::string& method, int n) {
+    std::lock_guard lk(mu_);
+    failures_anywhere_[method] = n;
+  }
   std::atomic<int> slow_commit_ms{0};
 
   void transaction(const std::function<void()>& body) override {
     enter("transaction");
     inner_->transaction([&] {
       body();
-      if (int ms = slow_commit_ms.load(); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      if (int ms = slow_commit_ms.load(); ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     });
   }
-  std::vector<Job> insert_jobs(const std::vector<store::NewJob>& jobs, const std::string& now) override {
+  std::vector<Job> insert_jobs(const std::vector<store::NewJob>& jobs,
+                               const std::string& now) override {
     enter("insert_jobs");
     return inner_->insert_jobs(jobs, now);
   }
-  std::vector<store::ClaimedJob> claim(int n, int64_t now_ms, const std::optional<std::vector<int64_t>>& only,
+  std::vector<store::ClaimedJob> claim(int n, int64_t now_ms,
+                                       const std::optional<std::vector<int64_t>>& only,
                                        const std::string& now) override {
     enter("claim");
     return inner_->claim(n, now_ms, only, now);
@@ -79,7 +87,8 @@ class WatchedStore final : public store::Store {
     enter("set_progress");
     return inner_->set_progress(id, attempt, bytes, total_bytes);
   }
-  bool finish(int64_t id, int attempt, const store::Finish& finish, const std::string& now) override {
+  bool finish(int64_t id, int attempt, const store::Finish& finish,
+              const std::string& now) override {
     enter("finish");
     return inner_->finish(id, attempt, finish, now);
   }
@@ -87,7 +96,8 @@ class WatchedStore final : public store::Store {
                std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
                std::optional<std::string> error) override {
     enter("requeue");
-    return inner_->requeue(id, attempt, not_before_ms, failures, failing_since_ms, error_type, error);
+    return inner_->requeue(id, attempt, not_before_ms, failures, failing_since_ms, error_type,
+                           error);
   }
   void note_best_bytes(int64_t id, int64_t bytes) override {
     enter("note_best_bytes");
@@ -102,8 +112,8 @@ class WatchedStore final : public store::Store {
     enter("seal");
     return inner_->seal(id, attempt, download_path, bytes, boot_id);
   }
-  bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev, uint64_t ino,
-                   int64_t birth_ns) override {
+  bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
+                   uint64_t ino, int64_t birth_ns) override {
     enter("record_part");
     return inner_->record_part(id, attempt, download_path, dev, ino, birth_ns);
   }
@@ -145,7 +155,8 @@ class WatchedStore final : public store::Store {
     enter("append_event");
     return inner_->append_event(job_id, type, payload, ts);
   }
-  std::vector<Event> events_since(int64_t since, int64_t limit, std::optional<int64_t> job_id) override {
+  std::vector<Event> events_since(int64_t since, int64_t limit,
+                                  std::optional<int64_t> job_id) override {
     enter("events_since");
     return inner_->events_since(since, limit, job_id);
   }
@@ -175,6 +186,10 @@ class WatchedStore final : public store::Store {
     if (thread == "fetchq-transfer" && method != "record_part") {
       breaches_.push_back(method + " called on the transfer thread");
     }
+    if (auto f = failures_anywhere_.find(method); f != failures_anywhere_.end() && f->second > 0) {
+      --f->second;
+      throw std::runtime_error("injected failure of " + method);
+    }
     if (thread == "fetchq-queue") {
       auto f = failures_.find(method);
       if (f != failures_.end() && f->second > 0) {
@@ -189,6 +204,7 @@ class WatchedStore final : public store::Store {
   std::vector<std::string> breaches_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> failures_;
+  std::map<std::string, int> failures_anywhere_;
 };
 
 }  // namespace fetchq::testing

@@ -25,17 +25,32 @@ struct Case {
 
 TEST(Events, EachTypeHasItsContractNameAndKeys) {
   const std::vector<Case> cases = {
-      {started_event("s", "/d/f"), EventType::kStarted, "download_started", {"download_path", "source"}},
-      {progress_event("s", "/d/f", 1, 2), EventType::kProgress, "download_progress",
+      {started_event("s", "/d/f"),
+       EventType::kStarted,
+       "download_started",
+       {"download_path", "source"}},
+      {progress_event("s", "/d/f", 1, 2),
+       EventType::kProgress,
+       "download_progress",
        {"current_bytes", "download_path", "source", "total_bytes"}},
-      {complete_event("s", "/d/f", 2), EventType::kComplete, "download_complete",
+      {complete_event("s", "/d/f", 2),
+       EventType::kComplete,
+       "download_complete",
        {"download_path", "source", "total_bytes"}},
-      {error_event("s", "T", "m"), EventType::kError, "download_error", {"error", "error_type", "source"}},
+      {error_event("s", "T", "m"),
+       EventType::kError,
+       "download_error",
+       {"error", "error_type", "source"}},
       {cancelled_event("s"), EventType::kCancelled, "download_cancelled", {"source"}},
       {paused_event("s"), EventType::kPaused, "download_paused", {"source"}},
       {resumed_event("s", 5), EventType::kResumed, "download_resumed", {"from_bytes", "source"}},
-      {restarted_event("s", "r"), EventType::kRestarted, "download_restarted", {"reason", "source"}},
-      {retrying_event("s", 3, 1500, "T: m"), EventType::kRetrying, "download_retrying",
+      {restarted_event("s", "r"),
+       EventType::kRestarted,
+       "download_restarted",
+       {"reason", "source"}},
+      {retrying_event("s", 3, 1500, "T: m"),
+       EventType::kRetrying,
+       "download_retrying",
        {"attempt", "delay_s", "reason", "source"}},
   };
   std::set<EventType> seen;
@@ -60,15 +75,17 @@ TEST(Events, EachTypeHasItsContractNameAndKeys) {
 TEST(Events, PayloadBytesAreStable) {
   EXPECT_EQ(started_event("http://h/a", "/d/a").payload_text(),
             R"j({"download_path":"/d/a","source":"http://h/a"})j");
-  EXPECT_EQ(progress_event("http://h/a", "/d/a", 10, -1).payload_text(),
-            R"j({"current_bytes":10,"download_path":"/d/a","source":"http://h/a","total_bytes":-1})j");
+  EXPECT_EQ(
+      progress_event("http://h/a", "/d/a", 10, -1).payload_text(),
+      R"j({"current_bytes":10,"download_path":"/d/a","source":"http://h/a","total_bytes":-1})j");
   EXPECT_EQ(complete_event("http://h/a", "/d/a", 10).payload_text(),
             R"j({"download_path":"/d/a","source":"http://h/a","total_bytes":10})j");
   EXPECT_EQ(error_event("http://h/a", "HTTPError(404 Not Found)", "gone").payload_text(),
             R"j({"error":"gone","error_type":"HTTPError(404 Not Found)","source":"http://h/a"})j");
   EXPECT_EQ(cancelled_event("http://h/a").payload_text(), R"j({"source":"http://h/a"})j");
   EXPECT_EQ(paused_event("http://h/a").payload_text(), R"j({"source":"http://h/a"})j");
-  EXPECT_EQ(resumed_event("http://h/a", 7).payload_text(), R"j({"from_bytes":7,"source":"http://h/a"})j");
+  EXPECT_EQ(resumed_event("http://h/a", 7).payload_text(),
+            R"j({"from_bytes":7,"source":"http://h/a"})j");
   EXPECT_EQ(restarted_event("http://h/a", "etag changed").payload_text(),
             R"j({"reason":"etag changed","source":"http://h/a"})j");
   EXPECT_EQ(retrying_event("http://h/a", 2, 1500, "T: m").payload_text(),
