@@ -1,0 +1,69 @@
+// Messages to the queue's loop thread, and what the loop knows of a job it handed to the engine.
+//
+// Private to src/queue. The transfer thread and the settle thread only build and post messages;
+// Active records are read and written by the loop thread alone.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "fetchq/job.h"
+#include "transfer/transfer.h"
+
+namespace fetchq::queue {
+
+struct StartedMsg {
+  int64_t id;
+  int attempt;
+  transfer::Started s;
+};
+struct ProgressMsg {
+  int64_t id;
+  int attempt;
+  int64_t bytes, total;
+};
+struct CheckpointMsg {
+  int64_t id;
+  int attempt;
+  std::shared_ptr<transfer::PartFile> file;
+  int64_t bytes;
+};
+struct FinishedMsg {
+  int64_t id;
+  int attempt;
+  transfer::Result r;
+  bool settled = false;    // back from the settle thread: renamed, or failure set in r
+  bool renamed = false;    // synced, its size committed and renamed into place (Settler)
+  bool recovered = false;  // found whole on disk after a crash between rename and commit
+};
+using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
+
+enum class Stop { kNone, kCancel, kPause, kShutdown };
+
+// A job handed to the engine and not yet settled. Loop thread only.
+struct Active {
+  int attempt = 0;
+  std::string source;
+  std::string download_path;
+  Stop stop = Stop::kNone;
+  bool finishing = false;    // renaming into place: too late to cancel
+  bool transferring = true;  // holds one of the max_parallel slots
+  bool resumed = false;
+  int failures = 0;
+  std::optional<int64_t> failing_since_ms;
+  int64_t best_bytes = 0;
+  std::optional<std::string> sha256;
+  IfExists if_exists = IfExists::kError;
+};
+
+// A completed download on its way through the settle thread.
+struct Settling {
+  FinishedMsg f;
+  Active a;
+  std::optional<transfer::Failure> failure;
+};
+
+}  // namespace fetchq::queue

@@ -1,0 +1,163 @@
+// QueueImpl: the DownloadQueue behind DownloadQueue::open. Private to src/queue.
+//
+// Threads and who owns what:
+// - API callers (any thread) validate input and read or write the store directly when the step
+//   needs no ordering with transfers (submit, list, resume, retry, prune, join, events). Steps
+//   that must be ordered with the transfers (cancel, pause, shutdown) run as commands on the loop
+//   thread (on_loop), so no lock has to be held across their store writes.
+// - The transfer thread (transfer::Engine) reports through the Observer methods, which only post
+//   messages to inbox_, except on_part_created (see there).
+// - The loop thread owns active_ and everything marked "loop thread": it takes messages and
+//   commands from inbox_, writes a batch's state and events in one transaction (group commit),
+//   claims more jobs (scheduler.h) and hands completed downloads to the settle thread.
+// - The settle thread (settler.h) syncs, seals and renames finished files and posts them back.
+// - Callbacks run on the CallbackRunner's thread.
+// Locks: inbox_'s, changed_mu_, rate_'s and shut_mu_ each guard a few fields and are never held
+// across store I/O or a blocking syscall (tests check it with a store that asks
+// queue_locks_held()). The store has its own lock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "fetchq/queue.h"
+#include "queue/callback_runner.h"
+#include "queue/checked_mutex.h"
+#include "queue/events.h"
+#include "queue/loop_inbox.h"
+#include "queue/messages.h"
+#include "queue/rate_meter.h"
+#include "queue/retry_policy.h"
+#include "queue/scheduler.h"
+#include "queue/settler.h"
+#include "store/store.h"
+#include "transfer/engine.h"
+#include "util/clock.h"
+
+namespace fetchq::queue {
+
+// Builds a queue on `store` (DownloadQueue::open passes the SQLite one; tests wrap it).
+std::unique_ptr<DownloadQueue> make_queue(QueueOptions options,
+                                          std::unique_ptr<store::Store> store);
+
+class QueueImpl final : public DownloadQueue, public transfer::Observer {
+ public:
+  using Clock = util::SteadyClock;
+
+  QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store);
+  ~QueueImpl() override;
+
+  // DownloadQueue (queue.cpp)
+  Result<Job> download(const DownloadRequest& request) override;
+  Result<std::vector<Job>> download_batch(const std::vector<DownloadRequest>& requests) override;
+  std::vector<Job> list_jobs(const ListFilter& filter) override;
+  std::optional<Job> id_to_job(int64_t id) override;
+  Result<Job> cancel_job(int64_t id) override;
+  Result<Job> pause_job(int64_t id) override;
+  Result<Job> resume_job(int64_t id) override;
+  Result<Job> retry_job(int64_t id) override;
+  int64_t cancel_all_jobs() override;
+  int64_t prune_jobs() override;
+  bool join(std::optional<std::chrono::milliseconds> timeout,
+            const std::vector<int64_t>& wanted) override;
+  QueueStats stats() override;
+  std::vector<Event> events_since(int64_t since, int64_t limit,
+                                  std::chrono::milliseconds wait) override;
+  int64_t last_event_seq() override;
+  int64_t first_event_seq() override;
+  void shutdown() override;
+
+ private:
+  using Ops = std::vector<std::function<void()>>;
+
+  // transfer::Observer, on the transfer thread (queue_loop.cpp)
+  void on_started(int64_t id, int attempt, const transfer::Started& s) override;
+  void on_progress(int64_t id, int attempt, int64_t bytes, int64_t total) override;
+  void on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
+                     int64_t bytes) override;
+  void on_finished(int64_t id, int attempt, transfer::Result r) override;
+  bool on_part_created(int64_t id, int attempt, const std::string& path,
+                       const transfer::PartIdentity& identity) override;
+
+  // Runs fn on the loop thread, ordered with its batches, and returns what fn returns (or
+  // rethrows what it threw). Runs fn on the calling thread once the loop has ended.
+  template <class F>
+  auto on_loop(F fn) -> decltype(fn()) {
+    using R = decltype(fn());
+    auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+    auto result = task->get_future();
+    if (std::this_thread::get_id() == loop_id_.load() ||
+        !inbox_.post_command([task] { (*task)(); })) {
+      (*task)();
+    }
+    return result.get();
+  }
+
+  // queue.cpp: API helpers. A value holding a job: nothing changed, answer with it.
+  Result<std::optional<Job>> cancel_on_loop(int64_t id);
+  Result<std::optional<Job>> pause_on_loop(int64_t id);
+  Result<Job> back_to_waiting(int64_t id, JobStatus from, const char* rule);
+  Result<Job> after_change(int64_t id, const std::function<void(const Job&)>& cb);
+  static Error not_found(int64_t id);
+  void notify_changed();
+  // Appends an event; the caller is inside a store transaction (or needs none).
+  void append_event(int64_t job_id, const EventRecord& event);
+  int64_t trim_events();
+
+  // queue_loop.cpp: the loop thread.
+  void loop();
+  void run_commands(std::vector<std::function<void()>>& commands);
+  void process(std::vector<Msg>& batch);
+  void hand_to_settler(std::vector<Msg>& batch);
+  void schedule();
+  void launch(Launch& l);
+  void handle(StartedMsg& m, Ops& db, Ops& after);
+  void handle(ProgressMsg& m, Ops& db, Ops& after);
+  void handle(CheckpointMsg& m, Ops& db, Ops& after);
+  void handle(FinishedMsg& m, Ops& db, Ops& after);
+  void complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
+  void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
+  void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
+  void fire(int64_t id, const std::function<void(const Job&)>& cb);
+  RetryOptions retry_options() const;
+  double jitter();
+
+  QueueOptions opts_;
+  std::unique_ptr<store::Store> store_;
+  transfer::PathRegistry paths_;
+  CallbackRunner callbacks_;
+  LoopInbox inbox_;
+  RateMeter rate_;
+
+  // Loop thread only.
+  std::map<int64_t, Active> active_;
+  Clock::time_point next_wake_ = Clock::now();
+  bool stopping_ = false;  // shutdown began: claim nothing more
+  std::mt19937_64 rng_;
+  int batches_since_trim_ = 0;
+
+  CheckedMutex shut_mu_;
+  bool shut_ = false;  // under shut_mu_: shutdown() ran
+
+  CheckedMutex changed_mu_;
+  std::condition_variable_any changed_cv_;
+  int64_t change_count_ = 0;  // under changed_mu_
+  int64_t last_seq_ = 0;      // under changed_mu_
+  bool closed_ = false;       // under changed_mu_
+
+  Clock::time_point started_at_;
+  std::unique_ptr<Settler> settler_;
+  std::unique_ptr<transfer::Engine> engine_;
+  std::thread loop_;
+  std::atomic<std::thread::id> loop_id_{};  // set once the loop thread runs
+};
+
+}  // namespace fetchq::queue

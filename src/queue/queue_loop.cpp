@@ -1,0 +1,418 @@
+// The queue's loop thread: turns transfer reports into durable state, events and callbacks.
+//
+// The loop takes everything posted at once (a batch), hands completed downloads to the settle
+// thread, writes what the rest of the batch means in one transaction (group commit), then runs
+// what must follow the commit (callbacks, releasing slots) and claims more jobs. It holds no lock
+// while it does any of that; a storage error is logged and the step is tried again later, never
+// allowed to end the thread.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "queue/queue_impl.h"
+#include "queue/scheduler.h"
+#include "util/clock.h"
+#include "util/fs.h"
+
+namespace fetchq::queue {
+namespace {
+
+// Removes a transfer's .part through the folder it was opened in, never by a path whose
+// folders may have been swapped for links since.
+void unlink_part(const transfer::PartFile& file) {
+  ::unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
+}
+
+// How long the loop waits before trying again a step the store refused.
+constexpr auto kStoreRetryDelay = std::chrono::seconds(1);
+
+}  // namespace
+
+// ---- engine reports (transfer thread): post them to the loop, never touch the store.
+void QueueImpl::on_started(int64_t id, int attempt, const transfer::Started& s) {
+  inbox_.post(StartedMsg{id, attempt, s});
+}
+void QueueImpl::on_progress(int64_t id, int attempt, int64_t bytes, int64_t total) {
+  inbox_.post(ProgressMsg{id, attempt, bytes, total});
+}
+void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
+                              int64_t bytes) {
+  inbox_.post(CheckpointMsg{id, attempt, std::move(file), bytes});
+}
+void QueueImpl::on_finished(int64_t id, int attempt, transfer::Result r) {
+  inbox_.post(FinishedMsg{id, attempt, std::move(r)});
+}
+
+// Synchronous, on the transfer thread: the identity must be on record before a byte of the
+// .part is promised, or a crash would leave a file no later run could prove is the job's. This
+// is the one store call the transfer thread makes. It holds none of the queue's locks, so it
+// never waits on the loop; it may wait on the store's own lock while another thread commits (a
+// group commit of the loop, a seal of the settle thread). Posting it to the loop instead would
+// make the engine wait on the same commits, with a reply to wait for as well.
+bool QueueImpl::on_part_created(int64_t id, int attempt, const std::string& path,
+                                const transfer::PartIdentity& identity) {
+  try {
+    return store_->record_part(id, attempt, path, identity.dev, identity.ino, identity.birth_ns);
+  } catch (const std::exception& e) {
+    spdlog::error("job {}: cannot record {}.part: {}", id, path, e.what());
+    return false;
+  }
+}
+
+// ---- the loop thread
+void QueueImpl::loop() {
+  for (;;) {
+    auto in = inbox_.wait(next_wake_);
+    if (in.end) return;
+    auto& batch = in.msgs;
+    // A finished transfer gives its slot back now: the engine starts the next job while the
+    // finished one is synced and recorded below. One that failed to settle may be cancelled
+    // again until it is handled.
+    for (auto& m : batch) {
+      auto* f = std::get_if<FinishedMsg>(&m);
+      if (!f) continue;
+      auto it = active_.find(f->id);
+      if (it == active_.end() || it->second.attempt != f->attempt) continue;
+      it->second.transferring = false;
+      if (f->settled && !f->renamed) it->second.finishing = false;
+    }
+    run_commands(in.commands);
+    if (!batch.empty()) {
+      schedule();
+      process(batch);
+      // Let go of the .part files the messages hold before a retry of the same job can start:
+      // it takes the file's lock anew.
+      batch.clear();
+    }
+    schedule();
+  }
+}
+
+void QueueImpl::run_commands(std::vector<std::function<void()>>& commands) {
+  for (auto& c : commands) {
+    try {
+      c();  // a packaged task: what it throws goes to its caller
+    } catch (const std::exception& e) {
+      spdlog::error("queue command failed: {}", e.what());
+    }
+  }
+}
+
+void QueueImpl::process(std::vector<Msg>& batch) {
+  hand_to_settler(batch);
+  Ops db_ops;     // run inside one transaction
+  Ops after_ops;  // run after the commit
+  for (auto& m : batch) {
+    std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
+  }
+  // The batch is rolled back as a whole on failure (e.g. another process holding a write
+  // lock past the busy timeout), so it can simply be run again; give up only after a minute.
+  for (int tries = 1; !db_ops.empty(); ++tries) {
+    try {
+      store_->transaction([&] {
+        for (auto& op : db_ops) op();
+      });
+      break;
+    } catch (const std::exception& e) {
+      spdlog::error("cannot record job state (try {}): {}", tries, e.what());
+      if (tries >= 12) break;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+  // Each on its own: one that fails (a callback's job read from a failing store) must not keep
+  // the others, which give back slots and paths, from running.
+  for (auto& op : after_ops) {
+    try {
+      op();
+    } catch (const std::exception& e) {
+      spdlog::error("after recording job state: {}", e.what());
+    }
+  }
+  try {
+    notify_changed();
+  } catch (const std::exception& e) {
+    spdlog::error("on_change failed: {}", e.what());
+  }
+  static constexpr int kTrimEveryBatches = 32;
+  if (++batches_since_trim_ >= kTrimEveryBatches) {
+    batches_since_trim_ = 0;
+    trim_events();
+  }
+}
+
+// Moves the downloads of the batch that completed to the settle thread, and notes what
+// the batch's started messages tell about their jobs (the settler needs it).
+void QueueImpl::hand_to_settler(std::vector<Msg>& batch) {
+  std::vector<Settling> items;
+  std::vector<Msg> rest;
+  rest.reserve(batch.size());
+  for (auto& m : batch) {
+    if (auto* s = std::get_if<StartedMsg>(&m)) {
+      auto it = active_.find(s->id);
+      if (it != active_.end() && it->second.attempt == s->attempt) {
+        it->second.download_path = s->s.download_path;
+        it->second.resumed = s->s.from_bytes > 0;
+      }
+    }
+    auto* f = std::get_if<FinishedMsg>(&m);
+    if (f && !f->settled && f->r.outcome == transfer::Outcome::kCompleted && f->r.file) {
+      auto it = active_.find(f->id);
+      if (it != active_.end() && it->second.attempt == f->attempt && it->second.stop == Stop::kNone) {
+        it->second.finishing = true;  // too late to cancel from here on
+        items.push_back({std::move(*f), it->second, std::nullopt});
+        continue;
+      }
+    }
+    rest.push_back(std::move(m));
+  }
+  batch.swap(rest);
+  if (items.empty()) return;
+  inbox_.add_settling(items.size());
+  settler_->hand(std::move(items));
+}
+
+// Claims what fits in the free slots and hands it to the engine. A store that fails is asked
+// again after kStoreRetryDelay.
+void QueueImpl::schedule() {
+  next_wake_ = Clock::now() + std::chrono::seconds(5);
+  if (stopping_) return;
+  int free = opts_.max_parallel;
+  for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
+  if (free > 0) {
+    std::vector<Launch> launches;
+    try {
+      launches = claim_launches(*store_, free, opts_.only_jobs, opts_.download_roots);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot claim jobs: {}", e.what());
+      next_wake_ = Clock::now() + kStoreRetryDelay;
+      return;
+    }
+    for (auto& l : launches) launch(l);
+  }
+  try {
+    if (auto next = store_->next_retry_ms(util::now_unix_ms())) {
+      int64_t in = std::max<int64_t>(0, *next - util::now_unix_ms());
+      next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(in + 5));
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("cannot read the next retry time: {}", e.what());
+    next_wake_ = std::min(next_wake_, Clock::now() + kStoreRetryDelay);
+  }
+}
+
+void QueueImpl::launch(Launch& l) {
+  active_[l.job_id] = std::move(l.active);
+  if (l.recovered) {
+    inbox_.post(std::move(*l.recovered));
+    inbox_.wake();
+    return;
+  }
+  engine_->submit(std::move(*l.request));
+}
+
+void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
+  auto it = active_.find(m.id);
+  if (it == active_.end() || it->second.attempt != m.attempt) return;
+  it->second.download_path = m.s.download_path;
+  it->second.resumed = m.s.from_bytes > 0;
+  std::string source = it->second.source;
+  db.push_back([this, m, source] {
+    store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
+                          m.s.from_bytes};
+    if (!store_->set_started(m.id, m.attempt, info)) return;
+    if (m.s.restarted) store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+    append_event(m.id, started_event(source, m.s.download_path));
+    if (m.s.from_bytes > 0) append_event(m.id, resumed_event(source, m.s.from_bytes));
+    if (m.s.restarted) append_event(m.id, restarted_event(source, m.s.restart_reason));
+  });
+  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
+}
+
+void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
+  auto it = active_.find(m.id);
+  if (it == active_.end() || it->second.attempt != m.attempt) return;
+  std::string source = it->second.source, path = it->second.download_path;
+  rate_.note(m.id, m.bytes);
+  db.push_back([this, m, source, path] {
+    if (!store_->set_progress(m.id, m.attempt, m.bytes, m.total)) return;
+    append_event(m.id, progress_event(source, path, m.bytes, m.total));
+  });
+  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
+}
+
+void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
+  // Data first, then the byte count that promises it.
+  if (::fdatasync(m.file->fd()) != 0) {
+    spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
+    return;
+  }
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes] {
+    store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+  });
+}
+
+void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
+  auto it = active_.find(m.id);
+  if (it == active_.end() || it->second.attempt != m.attempt) {
+    if (m.r.path_held) paths_.release(m.r.download_path);
+    return;
+  }
+  if (it->second.stop == Stop::kNone && m.r.outcome == transfer::Outcome::kCompleted) {
+    it->second.finishing = true;
+  }
+  const Active a = it->second;
+  auto& r = m.r;
+  const int64_t id = m.id;
+  const int attempt = m.attempt;
+  auto release = [this, id, held = r.path_held, path = r.download_path] {
+    if (held) paths_.release(path);
+    active_.erase(id);
+    rate_.forget(id);
+  };
+  if (m.renamed) {  // whole and in place: a pause or shutdown asked meanwhile comes too late
+    complete(m, a, db, after);
+    after.push_back(release);
+    return;
+  }
+  if (a.stop == Stop::kCancel) {
+    if (r.file) unlink_part(*r.file);
+    after.push_back(release);
+    return;
+  }
+  if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
+    // Pause or shutdown: keep the .part and promise what is in it.
+    bool synced = r.file && ::fdatasync(r.file->fd()) == 0;
+    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
+      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+      if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
+    });
+    after.push_back(release);
+    return;
+  }
+  switch (r.outcome) {
+    case transfer::Outcome::kCompleted: complete(m, a, db, after); break;
+    case transfer::Outcome::kAlreadyThere: already_there(m, a, db, after); break;
+    default: failed(m, a, db, after); break;
+  }
+  after.push_back(release);
+}
+
+void QueueImpl::complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+  auto& r = m.r;
+  const std::string& path = r.download_path;
+  if (!m.renamed) {  // the settler did not get to it (a stop came first): resume later
+    r.failure = transfer::Failure{"DiskError", "the finished download " + path + ".part was not settled",
+                                  true, std::nullopt, false, true};
+    r.outcome = transfer::Outcome::kFailed;
+    if (auto it = active_.find(m.id); it != active_.end()) it->second.finishing = false;
+    return failed(m, a, db, after);
+  }
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = r.bytes, source = a.source, path] {
+    store::Finish f;
+    f.status = JobStatus::kCompleted;
+    f.bytes = bytes;
+    f.total_bytes = bytes;
+    if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
+    append_event(id, progress_event(source, path, bytes, bytes));
+    append_event(id, complete_event(source, path, bytes));
+  });
+  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
+}
+
+void QueueImpl::already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+  auto& r = m.r;
+  if (r.file) unlink_part(*r.file);
+  if (a.sha256) {
+    auto sum = util::sha256_file(r.download_path);
+    if (!sum || *sum != *a.sha256) {
+      r.failure = m.recovered
+                      ? transfer::Failure{"ChecksumMismatch",
+                                          "sha256 of " + r.download_path + " differs from the one expected",
+                                          false, std::nullopt, false}
+                      : transfer::Failure{"DestinationExists",
+                                          r.download_path + " already exists and its sha256 differs (if_exists is skip)",
+                                          false, std::nullopt, false};
+      r.outcome = transfer::Outcome::kFailed;
+      return failed(m, a, db, after);
+    }
+  }
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = r.bytes, source = a.source,
+                path = r.download_path] {
+    store::Finish f;
+    f.bytes = bytes;
+    f.total_bytes = bytes;
+    store::StartInfo info{path, bytes, "", "", bytes};
+    store_->set_started(id, attempt, info);
+    if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
+    append_event(id, complete_event(source, path, bytes));
+  });
+  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_complete); });
+}
+
+void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
+  auto& r = m.r;
+  const auto& f = r.failure;
+  const RetryDecision d = decide_retry({f.retryable, f.retry_after_ms, f.restart_from_zero, r.bytes},
+                                       {a.failures, a.failing_since_ms, a.best_bytes}, retry_options(),
+                                       util::now_unix_ms(), jitter());
+  const int failures = d.failures;
+  const int64_t since = d.failing_since_ms;
+  bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
+  if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
+  if (d.retry()) {
+    const int64_t delay = d.delay_ms;
+    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
+                  source = a.source, since] {
+      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+      store_->note_best_bytes(id, bytes);
+      if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, since, f.type, f.message)) {
+        return;
+      }
+      if (f.restart_from_zero) {
+        store_->reset_resume_state(id);
+        append_event(id, restarted_event(source, f.message));
+      }
+      append_event(id, retrying_event(source, attempt, delay, f.type + ": " + f.message));
+    });
+    after.push_back([this, id = m.id, type = f.type, message = f.message, delay] {
+      spdlog::info("job {}: {} ({}); retrying in {} ms", id, type, message, delay);
+      next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(delay));
+    });
+    return;
+  }
+  db.push_back([this, id = m.id, attempt = m.attempt, f, synced, bytes = r.bytes, source = a.source] {
+    if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+    if (f.restart_from_zero) store_->reset_resume_state(id);
+    store::Finish fin;
+    fin.status = JobStatus::kError;
+    fin.bytes = f.restart_from_zero ? 0 : bytes;
+    fin.error_type = f.type;
+    fin.error = f.message;
+    if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
+    append_event(id, error_event(source, f.type, f.message));
+  });
+  after.push_back([this, id = m.id, type = f.type, message = f.message] {
+    spdlog::warn("job {} failed: {}: {}", id, type, message);
+    fire(id, opts_.callbacks.on_error);
+  });
+}
+
+void QueueImpl::fire(int64_t id, const std::function<void(const Job&)>& cb) {
+  if (!cb) return;
+  auto job = store_->get_job(id);
+  if (job) callbacks_.post([cb, j = *job] { cb(j); });
+}
+
+RetryOptions QueueImpl::retry_options() const {
+  return {opts_.max_attempts, opts_.give_up_after, opts_.retry_base_delay, opts_.retry_max_delay};
+}
+
+// A factor in [0.5, 1.0) for retry delays, so jobs that failed together do not retry together.
+double QueueImpl::jitter() {
+  std::uniform_real_distribution<double> dist(0.5, 1.0);
+  return dist(rng_);
+}
+
+}  // namespace fetchq::queue

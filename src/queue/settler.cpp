@@ -1,0 +1,176 @@
+// Settler: see settler.h.
+#include "queue/settler.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/fs.h"
+#include "util/thread_name.h"
+
+namespace fetchq::queue {
+
+using Clock = util::SteadyClock;
+
+Settler::Settler(store::Store* store, int syncfs_from, Done done)
+    : store_(store), syncfs_from_(syncfs_from), done_(std::move(done)) {
+  thread_ = std::thread([this] {
+    util::name_this_thread("fetchq-settle");
+    run();
+  });
+}
+
+Settler::~Settler() { stop(); }
+
+void Settler::hand(std::vector<Settling> items) {
+  {
+    std::lock_guard lk(mu_);
+    for (auto& item : items) inbox_.push_back(std::move(item));
+  }
+  cv_.notify_one();
+}
+
+void Settler::stop() {
+  {
+    std::lock_guard lk(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Settler::run() {
+  for (;;) {
+    std::vector<Settling> items;
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [&] { return !inbox_.empty() || quit_; });
+      if (inbox_.empty()) return;
+      items.swap(inbox_);
+    }
+    settle(items);
+    done_(items);
+  }
+}
+
+// For each filesystem holding at least syncfs_from_ of the items, one syncfs(). Which items it
+// wrote out is returned; their own sync is then only a check. syncfs() also waits for other
+// programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the filesystem is
+// left to per-file fsync for kSyncfsPause.
+std::vector<bool> Settler::sync_filesystems(const std::vector<Settling>& items) {
+  static constexpr auto kSlowSyncfs = std::chrono::seconds(1);
+  static constexpr auto kSyncfsPause = std::chrono::seconds(60);
+  std::vector<bool> out(items.size(), false);
+  if (syncfs_from_ <= 0 || static_cast<int>(items.size()) < syncfs_from_) return out;
+  std::map<dev_t, std::vector<size_t>> by_fs;
+  for (size_t i = 0; i < items.size(); ++i) {
+    struct stat st {};
+    if (::fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
+  }
+  auto now = Clock::now();
+  for (auto& [dev, idx] : by_fs) {
+    if (static_cast<int>(idx.size()) < syncfs_from_) continue;
+    auto paused = syncfs_paused_until_.find(dev);
+    if (paused != syncfs_paused_until_.end() && now < paused->second) continue;
+    auto t0 = Clock::now();
+    if (::syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
+    auto took = Clock::now() - t0;
+    if (took > kSlowSyncfs) {
+      spdlog::info("syncfs took {} ms; syncing files one by one for a while",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+      syncfs_paused_until_[dev] = Clock::now() + kSyncfsPause;
+    }
+    for (size_t i : idx) out[i] = true;
+  }
+  return out;
+}
+
+void Settler::settle(std::vector<Settling>& items) {
+  using Item = Settling;
+  std::vector<bool> written_out = sync_filesystems(items);
+  std::vector<std::function<void()>> tasks;
+  for (size_t i = 0; i < items.size(); ++i) {
+    tasks.push_back([&item = items[i], after_syncfs = written_out[i]] {
+      const auto& r = item.f.r;
+      const std::string part = r.file->part_path();
+      if ((after_syncfs ? ::fdatasync(r.file->fd()) : ::fsync(r.file->fd())) != 0) {
+        item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
+        return;
+      }
+      if (!item.a.sha256) return;
+      auto sum = util::sha256_file(part);
+      if (!sum) {
+        item.failure = transfer::Failure{"DiskError", sum.error().message, false, std::nullopt, false, true};
+      } else if (*sum != *item.a.sha256) {
+        // A resumed file may hide a bad splice: one more try, from zero. A fresh one is wrong.
+        item.failure = transfer::Failure{"ChecksumMismatch",
+                                         "sha256 of " + part + " is " + *sum + ", expected " + *item.a.sha256,
+                                         item.a.resumed, std::nullopt, item.a.resumed, false};
+      }
+    });
+  }
+  sync_pool_.run(tasks);
+  try {
+    store_->transaction([&] {
+      for (auto& item : items) {
+        if (!item.failure) {
+          store_->seal(item.f.id, item.f.attempt, item.f.r.download_path, item.f.r.bytes, util::boot_id());
+        }
+      }
+    });
+  } catch (const std::exception& e) {
+    for (auto& item : items) {
+      if (!item.failure) {
+        item.failure = transfer::Failure{"DiskError", std::string("cannot record the finished file: ") + e.what(),
+                                         true, std::nullopt, false, true};
+      }
+    }
+  }
+  std::map<std::string, std::vector<Item*>> folders;
+  for (auto& item : items) {
+    if (item.failure) continue;
+    const std::string& path = item.f.r.download_path;
+    const std::string part = path + ".part";
+    int err = rename_into_place(*item.f.r.file, item.a.if_exists);
+    if (err == EEXIST) {
+      item.failure = transfer::Failure{"DestinationExists",
+                                       path + " appeared while downloading; the download stays in " + part,
+                                       false, std::nullopt, false, false};
+    } else if (err != 0) {
+      item.failure = transfer::disk_failure("rename " + part + " to", path, err);
+    } else {
+      folders[util::parent_dir(path)].push_back(&item);
+    }
+  }
+  tasks.clear();
+  for (auto& [dir, list] : folders) {
+    tasks.push_back([&dir = dir, &list = list] {
+      int err = ::fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
+      if (err == 0) return;
+      for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
+    });
+  }
+  sync_pool_.run(tasks);
+  for (auto& item : items) {
+    if (item.failure) {
+      item.f.r.failure = *item.failure;
+      item.f.r.outcome = transfer::Outcome::kFailed;
+    } else {
+      item.f.renamed = true;
+    }
+  }
+}
+
+int rename_into_place(const transfer::PartFile& file, IfExists policy) {
+  const int dfd = file.folder().fd();
+  const std::string part = file.part_name(), name = file.final_name();
+  int rc = policy == IfExists::kOverwrite
+               ? ::renameat(dfd, part.c_str(), dfd, name.c_str())
+               : ::renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
+  return rc == 0 ? 0 : errno;
+}
+
+}  // namespace fetchq::queue

@@ -1,0 +1,66 @@
+// Settler: makes finished downloads durable and puts them in place, on a thread of its own.
+//
+// For a batch of completed downloads, in this order: sync the data (one syncfs per filesystem
+// when many files share it, else one fsync per file, in parallel on a SyncPool) and check the
+// sha256; commit each size ("seal") in one transaction; rename each .part to its final name;
+// fsync each folder once. A crash at any point leaves either a .part to resume or a whole file
+// whose size was committed first (the scheduler recovers those). Outcomes go into the items,
+// which go back to the loop through `done`. The settle thread holds no lock while it works.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "queue/checked_mutex.h"
+#include "queue/messages.h"
+#include "queue/sync_pool.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+namespace fetchq::queue {
+
+class Settler {
+ public:
+  using Done = std::function<void(std::vector<Settling>&)>;
+  // syncfs_from: see QueueOptions::syncfs_from. done runs on the settle thread.
+  Settler(store::Store* store, int syncfs_from, Done done);
+  ~Settler();  // stop()
+  Settler(const Settler&) = delete;
+  Settler& operator=(const Settler&) = delete;
+
+  // Any thread: queues items for the settle thread.
+  void hand(std::vector<Settling> items);
+  // Settles what was handed, then joins the thread. Idempotent.
+  void stop();
+
+  // The work of one batch, on the calling thread (the settle thread, or a test).
+  void settle(std::vector<Settling>& items);
+
+ private:
+  void run();
+  std::vector<bool> sync_filesystems(const std::vector<Settling>& items);
+
+  store::Store* store_;
+  const int syncfs_from_;
+  Done done_;
+  SyncPool sync_pool_{3};  // with the settle thread: four fsyncs at a time
+  std::map<dev_t, util::SteadyClock::time_point> syncfs_paused_until_;  // settle thread only
+
+  CheckedMutex mu_;
+  std::condition_variable_any cv_;
+  std::vector<Settling> inbox_;  // under mu_
+  bool quit_ = false;            // under mu_
+  std::thread thread_;
+};
+
+// rename(2) of the .part to its final name, both relative to the folder the transfer opened
+// (never through a link swapped in since), without replacing an existing file unless the job
+// asked to overwrite. Returns 0 or an errno value.
+int rename_into_place(const transfer::PartFile& file, IfExists policy);
+
+}  // namespace fetchq::queue

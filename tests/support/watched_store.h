@@ -1,0 +1,210 @@
+// WatchedStore: the real store behind a wrapper that checks who calls it, for tests of the
+// queue's threads. Every call records a breach when the caller holds one of the queue's locks
+// (queue::queue_locks_held()) or when the transfer thread calls anything but record_part. Calls
+// from the queue's loop thread can be made to throw, and commits to be slow.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "queue/checked_mutex.h"
+#include "store/store.h"
+
+namespace fetchq::testing {
+
+inline std::string thread_name() {
+  char buf[32] = {};
+  ::pthread_getname_np(::pthread_self(), buf, sizeof buf);
+  return buf;
+}
+
+class WatchedStore final : public store::Store {
+ public:
+  explicit WatchedStore(std::unique_ptr<store::Store> inner) : inner_(std::move(inner)) {}
+
+  std::vector<std::string> breaches() {
+    std::lock_guard lk(mu_);
+    return breaches_;
+  }
+  int calls_from(const std::string& thread, const std::string& method) {
+    std::lock_guard lk(mu_);
+    return calls_[thread + " " + method];
+  }
+  // The next n calls of `method` from the loop thread throw.
+  void fail_on_loop(const std::string& method, int n) {
+    std::lock_guard lk(mu_);
+    failures_[method] = n;
+  }
+  // The next n calls of `method` from any thread throw.
+  void fail_anywhere(const std::string& method, int n) {
+    std::lock_guard lk(mu_);
+    failures_anywhere_[method] = n;
+  }
+  std::atomic<int> slow_commit_ms{0};
+
+  void transaction(const std::function<void()>& body) override {
+    enter("transaction");
+    inner_->transaction([&] {
+      body();
+      if (int ms = slow_commit_ms.load(); ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    });
+  }
+  std::vector<Job> insert_jobs(const std::vector<store::NewJob>& jobs,
+                               const std::string& now) override {
+    enter("insert_jobs");
+    return inner_->insert_jobs(jobs, now);
+  }
+  std::vector<store::ClaimedJob> claim(int n, int64_t now_ms,
+                                       const std::optional<std::vector<int64_t>>& only,
+                                       const std::string& now) override {
+    enter("claim");
+    return inner_->claim(n, now_ms, only, now);
+  }
+  std::optional<int64_t> next_retry_ms(int64_t now_ms) override {
+    enter("next_retry_ms");
+    return inner_->next_retry_ms(now_ms);
+  }
+  int64_t recover_running() override {
+    enter("recover_running");
+    return inner_->recover_running();
+  }
+  bool set_started(int64_t id, int attempt, const store::StartInfo& info) override {
+    enter("set_started");
+    return inner_->set_started(id, attempt, info);
+  }
+  bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) override {
+    enter("set_progress");
+    return inner_->set_progress(id, attempt, bytes, total_bytes);
+  }
+  bool finish(int64_t id, int attempt, const store::Finish& finish,
+              const std::string& now) override {
+    enter("finish");
+    return inner_->finish(id, attempt, finish, now);
+  }
+  bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
+               std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
+               std::optional<std::string> error) override {
+    enter("requeue");
+    return inner_->requeue(id, attempt, not_before_ms, failures, failing_since_ms, error_type,
+                           error);
+  }
+  void note_best_bytes(int64_t id, int64_t bytes) override {
+    enter("note_best_bytes");
+    inner_->note_best_bytes(id, bytes);
+  }
+  bool set_checkpoint(int64_t id, int attempt, int64_t bytes, const std::string& boot_id) override {
+    enter("set_checkpoint");
+    return inner_->set_checkpoint(id, attempt, bytes, boot_id);
+  }
+  bool seal(int64_t id, int attempt, const std::string& download_path, int64_t bytes,
+            const std::string& boot_id) override {
+    enter("seal");
+    return inner_->seal(id, attempt, download_path, bytes, boot_id);
+  }
+  bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
+                   uint64_t ino, int64_t birth_ns) override {
+    enter("record_part");
+    return inner_->record_part(id, attempt, download_path, dev, ino, birth_ns);
+  }
+  void reset_resume_state(int64_t id) override {
+    enter("reset_resume_state");
+    inner_->reset_resume_state(id);
+  }
+  bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
+                     const std::string& now) override {
+    enter("change_status");
+    return inner_->change_status(id, from, to, now);
+  }
+  std::optional<Job> get_job(int64_t id) override {
+    enter("get_job");
+    return inner_->get_job(id);
+  }
+  std::vector<Job> list_jobs(const ListFilter& filter) override {
+    enter("list_jobs");
+    return inner_->list_jobs(filter);
+  }
+  store::StatusCounts counts() override {
+    enter("counts");
+    return inner_->counts();
+  }
+  bool any_unfinished(const std::vector<int64_t>& ids) override {
+    enter("any_unfinished");
+    return inner_->any_unfinished(ids);
+  }
+  std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
+    enter("ids_in");
+    return inner_->ids_in(statuses);
+  }
+  std::vector<store::PrunedJob> prune(const std::string& now) override {
+    enter("prune");
+    return inner_->prune(now);
+  }
+  int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
+                       const std::string& ts) override {
+    enter("append_event");
+    return inner_->append_event(job_id, type, payload, ts);
+  }
+  std::vector<Event> events_since(int64_t since, int64_t limit,
+                                  std::optional<int64_t> job_id) override {
+    enter("events_since");
+    return inner_->events_since(since, limit, job_id);
+  }
+  int64_t last_event_seq() override {
+    enter("last_event_seq");
+    return inner_->last_event_seq();
+  }
+  int64_t first_event_seq() override {
+    enter("first_event_seq");
+    return inner_->first_event_seq();
+  }
+  int64_t trim_events(int64_t keep, int64_t batch) override {
+    enter("trim_events");
+    return inner_->trim_events(keep, batch);
+  }
+
+ private:
+  void enter(const std::string& method) {
+    const std::string thread = thread_name();
+    const int held = queue::queue_locks_held();
+    std::lock_guard lk(mu_);
+    ++calls_[thread + " " + method];
+    if (held > 0) {
+      breaches_.push_back(method + " called on " + thread + " holding " + std::to_string(held) +
+                          " queue lock(s)");
+    }
+    if (thread == "fetchq-transfer" && method != "record_part") {
+      breaches_.push_back(method + " called on the transfer thread");
+    }
+    if (auto f = failures_anywhere_.find(method); f != failures_anywhere_.end() && f->second > 0) {
+      --f->second;
+      throw std::runtime_error("injected failure of " + method);
+    }
+    if (thread == "fetchq-queue") {
+      auto f = failures_.find(method);
+      if (f != failures_.end() && f->second > 0) {
+        --f->second;
+        throw std::runtime_error("injected failure of " + method);
+      }
+    }
+  }
+
+  std::unique_ptr<store::Store> inner_;
+  std::mutex mu_;
+  std::vector<std::string> breaches_;
+  std::map<std::string, int> calls_;
+  std::map<std::string, int> failures_;
+  std::map<std::string, int> failures_anywhere_;
+};
+
+}  // namespace fetchq::testing

@@ -1,0 +1,151 @@
+// Parts of the queue on their own: the scheduler's launch of a claimed job, the rate meter, and
+// the loop thread outliving a store that fails (no transfer is started: no network).
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "queue/queue_impl.h"
+#include "queue/rate_meter.h"
+#include "queue/scheduler.h"
+#include "support/temp_dir.h"
+#include "support/watched_store.h"
+#include "util/fs.h"
+
+namespace fetchq::testing {
+namespace {
+
+store::ClaimedJob Claimed(const std::string& path) {
+  store::ClaimedJob c;
+  c.job.id = 7;
+  c.job.source = "https://example.org/a?x=1";
+  c.job.dest = path;
+  c.job.download_path = path;
+  c.job.bytes = 300;
+  c.job.total_bytes = 1000;
+  c.attempt = 3;
+  c.checkpoint_bytes = 200;
+  c.checkpoint_boot_id = util::boot_id();
+  c.failures = 2;
+  c.failing_since_ms = 1234;
+  c.best_bytes = 400;
+  c.sha256 = "ab";
+  c.if_exists = IfExists::kOverwrite;
+  c.part_identity = store::ClaimedJob::PartRecord{1, 2, 3};
+  return c;
+}
+
+TEST(Scheduler, AClaimedJobBecomesATransferThatResumesWhatItMayKeep) {
+  TempDir dir;
+  auto l = queue::prepare_launch(Claimed(dir / "f"), {});
+  ASSERT_TRUE(l.request);
+  EXPECT_FALSE(l.recovered);
+  EXPECT_EQ(l.job_id, 7);
+  EXPECT_EQ(l.request->attempt, 3);
+  EXPECT_EQ(l.request->offset, 300);  // same boot: the recorded progress survived in the cache
+  ASSERT_TRUE(l.request->part_identity);
+  EXPECT_EQ(l.request->part_identity->ino, 2u);
+  EXPECT_FALSE(l.request->legacy_part);
+  EXPECT_FALSE(l.request->confined);
+  EXPECT_EQ(l.request->expected_total, 1000);
+  EXPECT_EQ(l.active.failures, 2);
+  EXPECT_EQ(l.active.failing_since_ms, 1234);
+  EXPECT_EQ(l.active.best_bytes, 400);
+  EXPECT_EQ(l.active.if_exists, IfExists::kOverwrite);
+  EXPECT_EQ(l.active.attempt, 3);
+}
+
+TEST(Scheduler, AfterARebootOnlyTheCheckpointIsKept) {
+  TempDir dir;
+  auto c = Claimed(dir / "f");
+  c.checkpoint_boot_id = "another boot";
+  EXPECT_EQ(queue::prepare_launch(c, {}).request->offset, 200);
+}
+
+TEST(Scheduler, AJobWithoutARecordedPartTrustsOnlyItsCheckpoint) {
+  TempDir dir;
+  auto c = Claimed(dir / "f");
+  c.part_identity.reset();
+  auto l = queue::prepare_launch(c, {});
+  EXPECT_TRUE(l.request->legacy_part);
+  EXPECT_EQ(l.request->offset, 200);
+  c.checkpoint_bytes = 0;
+  EXPECT_FALSE(queue::prepare_launch(c, {}).request->legacy_part);
+}
+
+TEST(Scheduler, ASealedFileFoundWholeInPlaceIsRecoveredNotDownloaded) {
+  TempDir dir;
+  auto c = Claimed(dir / "f");
+  write_file(dir / "f", "0123456789");
+  c.sealed_bytes = 10;
+  auto l = queue::prepare_launch(c, {});
+  EXPECT_FALSE(l.request);
+  ASSERT_TRUE(l.recovered);
+  EXPECT_TRUE(l.recovered->recovered);
+  EXPECT_EQ(l.recovered->r.outcome, transfer::Outcome::kAlreadyThere);
+  EXPECT_EQ(l.recovered->r.bytes, 10);
+  EXPECT_EQ(l.active.download_path, dir / "f");
+  // A different size, or a .part still there, means the rename never happened: download.
+  c.sealed_bytes = 11;
+  EXPECT_TRUE(queue::prepare_launch(c, {}).request);
+  c.sealed_bytes = 10;
+  write_file(dir / "f.part", "");
+  EXPECT_TRUE(queue::prepare_launch(c, {}).request);
+}
+
+TEST(Scheduler, DownloadRootsConfineTheTransfer) {
+  TempDir dir;
+  auto l = queue::prepare_launch(Claimed(dir / "f"), {dir.path()});
+  EXPECT_TRUE(l.request->confined);
+  EXPECT_FALSE(l.request->root.empty());
+}
+
+TEST(RateMeter, CountsGrowthPerJobOverItsWindow) {
+  using Clock = queue::RateMeter::Clock;
+  const auto t0 = Clock::time_point{} + std::chrono::hours(1);
+  queue::RateMeter m(std::chrono::seconds(2), t0);
+  m.note(1, 1000, t0 + std::chrono::milliseconds(500));
+  m.note(2, 3000, t0 + std::chrono::seconds(1));
+  m.note(1, 500, t0 + std::chrono::milliseconds(1500));  // a restart from zero adds nothing
+  EXPECT_EQ(m.rate(), 0);                                // the window is not over yet
+  m.note(1, 1500, t0 + std::chrono::seconds(2));         // +1000 since its last note
+  EXPECT_DOUBLE_EQ(m.rate(), 5000.0 / 2.0);
+  m.forget(2);
+  m.note(2, 100, t0 + std::chrono::seconds(4));  // forgotten: counted from zero again
+  EXPECT_DOUBLE_EQ(m.rate(), 100.0 / 2.0);
+}
+
+// A store failing on the loop thread (claim and the next retry time, asked after every wake)
+// used to end the process. Nothing is claimed here (only_jobs is empty), so no transfer runs;
+// commands on the loop show it still works after every failure.
+TEST(QueueLoop, StorageErrorsOnTheLoopThreadAreOutlived) {
+  TempDir dir;
+  QueueOptions o;
+  o.db_path = dir / "queue.db";
+  o.only_jobs = std::vector<int64_t>{};
+  auto inner = store::open_sqlite_store(o.db_path, {});
+  ASSERT_TRUE(inner.ok());
+  auto watched = std::make_unique<WatchedStore>(std::move(inner.value()));
+  WatchedStore* store = watched.get();
+  store->fail_on_loop("next_retry_ms", 4);
+  store->fail_on_loop("claim", 4);
+  auto q = queue::make_queue(o, std::move(watched));
+  auto job = q->download({"https://example.org/a", dir / "a", {}});
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  // Each command runs in a pass of the loop, and every pass asks the store for the next retry
+  // time; keep going until the failures are used up and the store answered again.
+  for (int i = 0; i < 100 && store->calls_from("fetchq-queue", "next_retry_ms") < 6; ++i) {
+    auto paused = q->pause_job(job->id);  // runs on the loop thread
+    ASSERT_TRUE(paused.ok()) << paused.error().message;
+    EXPECT_EQ(paused->status, JobStatus::kPaused);
+    ASSERT_TRUE(q->resume_job(job->id).ok());
+  }
+  auto cancelled = q->cancel_job(job->id);
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->status, JobStatus::kCancelled);
+  q->shutdown();
+  EXPECT_GE(store->calls_from("fetchq-queue", "next_retry_ms"), 6);
+  EXPECT_EQ(store->breaches(), std::vector<std::string>{});
+}
+
+}  // namespace
+}  // namespace fetchq::testing

@@ -1,0 +1,114 @@
+// Settler: finished downloads synced, sealed, renamed into place, or kept as .part with the
+// reason, on real files and a real SQLite store (the settle step runs on the test's thread).
+#include "queue/settler.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "support/temp_dir.h"
+#include "support/watched_store.h"
+#include "util/fs.h"
+
+namespace fetchq::testing {
+namespace {
+
+class SettlerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto inner = store::open_sqlite_store(dir_ / "queue.db", {});
+    ASSERT_TRUE(inner.ok());
+    store_ = std::make_unique<WatchedStore>(std::move(inner.value()));
+    settler_ = std::make_unique<queue::Settler>(store_.get(), 2, [](std::vector<queue::Settling>&) {});
+  }
+
+  // A completed download of `body` into dir/name.part, as the engine hands it over.
+  queue::Settling Finished(const std::string& name, const std::string& body, int64_t id) {
+    const std::string path = dir_ / name;
+    write_file(path + ".part", body);
+    auto folder = std::make_shared<transfer::Folder>(
+        ::open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), dir_.path());
+    int fd = ::open((path + ".part").c_str(), O_RDWR | O_CLOEXEC);
+    queue::Settling s{queue::FinishedMsg{id, 1, {}}, {}, std::nullopt};
+    s.f.r.outcome = transfer::Outcome::kCompleted;
+    s.f.r.download_path = path;
+    s.f.r.bytes = static_cast<int64_t>(body.size());
+    s.f.r.file = std::make_shared<transfer::PartFile>(fd, path, folder);
+    return s;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<WatchedStore> store_;
+  std::unique_ptr<queue::Settler> settler_;
+};
+
+TEST_F(SettlerTest, FilesAreRenamedIntoPlaceAfterTheirSizesAreSealed) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("a", "aaa", 1));
+  items.push_back(Finished("b", "bbbb", 2));
+  settler_->settle(items);
+  for (auto& item : items) {
+    EXPECT_TRUE(item.f.renamed) << item.f.r.failure.message;
+    EXPECT_EQ(item.f.r.outcome, transfer::Outcome::kCompleted);
+    EXPECT_FALSE(file_exists(item.f.r.download_path + ".part"));
+  }
+  EXPECT_EQ(read_file(dir_ / "a"), "aaa");
+  EXPECT_EQ(read_file(dir_ / "b"), "bbbb");
+  EXPECT_EQ(store_->calls_from(thread_name(), "seal"), 2);
+}
+
+TEST_F(SettlerTest, WhenTheSealCannotBeCommittedTheDownloadStaysAPartToRetry) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("a", "aaa", 1));
+  store_->fail_anywhere("seal", 1);
+  settler_->settle(items);
+  EXPECT_FALSE(items[0].f.renamed);
+  EXPECT_EQ(items[0].f.r.outcome, transfer::Outcome::kFailed);
+  EXPECT_EQ(items[0].f.r.failure.type, "DiskError");
+  EXPECT_TRUE(items[0].f.r.failure.retryable);
+  EXPECT_NE(items[0].f.r.failure.message.find("cannot record the finished file"), std::string::npos);
+  EXPECT_TRUE(file_exists(dir_ / "a.part"));
+  EXPECT_FALSE(file_exists(dir_ / "a"));
+}
+
+TEST_F(SettlerTest, AFileThatAppearedMeanwhileIsNotReplaced) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("a", "new", 1));
+  write_file(dir_ / "a", "theirs");
+  settler_->settle(items);
+  EXPECT_EQ(items[0].f.r.failure.type, "DestinationExists");
+  EXPECT_FALSE(items[0].f.r.failure.retryable);
+  EXPECT_EQ(read_file(dir_ / "a"), "theirs");
+  EXPECT_EQ(read_file(dir_ / "a.part"), "new");
+}
+
+TEST_F(SettlerTest, OverwriteReplacesTheFileInPlace) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("a", "new", 1));
+  items[0].a.if_exists = IfExists::kOverwrite;
+  write_file(dir_ / "a", "old");
+  settler_->settle(items);
+  EXPECT_TRUE(items[0].f.renamed);
+  EXPECT_EQ(read_file(dir_ / "a"), "new");
+}
+
+TEST_F(SettlerTest, AChecksumMismatchKeepsThePartAndRetriesOnlyAResumedFile) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("fresh", "abc", 1));
+  items.push_back(Finished("resumed", "abc", 2));
+  for (auto& item : items) item.a.sha256 = std::string(64, '0');
+  items[1].a.resumed = true;
+  settler_->settle(items);
+  for (auto& item : items) {
+    EXPECT_EQ(item.f.r.failure.type, "ChecksumMismatch");
+    EXPECT_FALSE(item.f.renamed);
+    EXPECT_TRUE(file_exists(item.f.r.download_path + ".part"));
+  }
+  EXPECT_FALSE(items[0].f.r.failure.retryable);
+  EXPECT_TRUE(items[1].f.r.failure.retryable);
+  EXPECT_TRUE(items[1].f.r.failure.restart_from_zero);
+  EXPECT_EQ(store_->calls_from(thread_name(), "seal"), 0);
+}
+
+}  // namespace
+}  // namespace fetchq::testing
