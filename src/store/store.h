@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "fetchq/job.h"
-#include "fetchq/queue.h"
 #include "fetchq/result.h"
 
 namespace fetchq::store {
@@ -67,10 +66,6 @@ struct Finish {
   int64_t total_bytes = -1;  // -1: leave as is
   std::optional<std::string> error_type;
   std::optional<std::string> error;
-};
-
-struct StatusCounts {
-  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
 };
 
 // A job removed by prune, so the caller can remove what it left on disk.
