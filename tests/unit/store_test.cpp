@@ -10,7 +10,7 @@
 #include <array>
 #include <functional>
 
-#include "store/schema_files.h"
+#include "store/sqlite/schema_files.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
 

@@ -7,7 +7,7 @@
 #include <map>
 #include <mutex>
 
-#include "store/schema_files.h"
+#include "store/sqlite/schema_files.h"
 #include "store/store.h"
 #include "util/fs.h"
 
