@@ -43,7 +43,7 @@ std::string default_state_path() {
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
 Result<std::vector<int64_t>> prepare_jobs(const std::string& state,
                                           const std::vector<DownloadRequest>& requests) {
-  auto opened = store::open_sqlite_store(state, {});
+  auto opened = store::open(state);
   if (!opened) return opened.error();
   auto& st = *opened.value();
   std::vector<int64_t> ids(requests.size(), 0);

@@ -1082,7 +1082,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
 Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
-  auto store = store::open_sqlite_store(options.db_path, {});
+  auto store = store::open(options.db_path);
   if (!store) return store.error();
   return std::unique_ptr<DownloadQueue>(
       std::make_unique<Queue>(std::move(options), std::move(store.value())));

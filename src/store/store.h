@@ -146,12 +146,19 @@ class Store {
 };
 
 struct OpenOptions {
-  bool read_only = false;
-  bool create = true;
+  bool read_only = false;  // reads only, never writes a byte, takes no lock
+  bool create = true;      // a read-write open creates a missing database
 };
 
-// Opens an SQLite store: WAL mode, schema migrations in order, integrity check. A read-write
-// open takes "<path>.lock" so a second process cannot write beside the first.
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options);
+// Opens the store that `spec` names, and is the one way in for the queue, fetchqd, `fetchq get`
+// and `fetchq --db` alike:
+//   PATH or sqlite:PATH   an SQLite file (see store/sqlite/sqlite_store.h)
+//   postgresql://...      refused with kInvalidArgument: no PostgreSQL store is built in yet
+// Any other "scheme://" is refused too; anything else is a path. Errors of URL-like specs never
+// repeat the spec, which may carry a password.
+Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options = {});
+
+// The spec with a relative SQLite path made absolute (util::absolute_path); other specs as given.
+std::string absolute_spec(const std::string& spec);
 
 }  // namespace fetchq::store

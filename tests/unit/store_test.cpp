@@ -8,9 +8,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <array>
+#include <filesystem>
 #include <functional>
 
 #include "store/sqlite/schema_files.h"
+#include "store/sqlite/sqlite_store.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
 
@@ -465,6 +467,55 @@ TEST(StoreTest, TrimEventsKeepsTheNewestInBatchesAndTheSequenceGoesOn) {
   EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 1u);
   // Old events gone or not, the sequence goes on from the last seq ever given.
   EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 101);
+}
+
+
+TEST(StoreOpenTest, APathAndASqliteSpecNameTheSameFile) {
+  TempDir dir;
+  const std::string path = dir / "q.db";
+  {
+    auto s = open(path);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    s.value()->insert_jobs({job("http://h/a")}, "t");
+  }
+  OpenOptions ro;
+  ro.read_only = true;
+  auto r = open("sqlite:" + path, ro);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value()->list_jobs({}).size(), 1u);
+  // "sqlite:" then an absolute path: the form a URL would take works too.
+  auto url = open("sqlite://" + path, ro);
+  ASSERT_TRUE(url.ok()) << url.error().message;
+  EXPECT_EQ(url.value()->list_jobs({}).size(), 1u);
+}
+
+TEST(StoreOpenTest, SpecsOfStoresNotBuiltInAreRefusedWithoutRepeatingThem) {
+  for (const std::string spec : {"postgresql://fetchq:s3cret@db.example/fetchq",
+                                 "postgres://fetchq:s3cret@db.example/fetchq"}) {
+    auto s = open(spec);
+    ASSERT_FALSE(s.ok()) << spec;
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(s.error().message.find("postgresql stores are not built in"), std::string::npos)
+        << s.error().message;
+    EXPECT_EQ(s.error().message.find("s3cret"), std::string::npos) << s.error().message;
+  }
+  auto other = open("mysql://u:s3cret@h/db");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.error().message.find("unknown kind of store \"mysql\""), std::string::npos)
+      << other.error().message;
+  EXPECT_EQ(other.error().message.find("s3cret"), std::string::npos);
+  auto empty = open("sqlite:");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(StoreOpenTest, AbsoluteSpecResolvesOnlySqlitePaths) {
+  EXPECT_EQ(absolute_spec("/var/q.db"), "/var/q.db");
+  EXPECT_EQ(absolute_spec("sqlite:/var/q.db"), "sqlite:/var/q.db");
+  EXPECT_EQ(absolute_spec("postgresql://h/db"), "postgresql://h/db");
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(absolute_spec("q.db"), cwd + "/q.db");
+  EXPECT_EQ(absolute_spec("sqlite:q.db"), "sqlite:" + cwd + "/q.db");
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "store/sqlite/schema_files.h"
-#include "store/store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "util/fs.h"
 
 namespace fetchq::store {
