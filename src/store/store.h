@@ -4,19 +4,49 @@
 // the job still being in the state (and attempt) the transfer thinks it is in, so a late write
 // can never bring a cancelled or paused job back. Implementations are thread-safe; transaction()
 // groups several calls into one commit.
+//
+// Errors: open() returns its failures as a Result and never throws. Every Store method throws
+// StoreError, and nothing else of the backend's, when the backend fails (busy past its timeout,
+// an I/O error, a damaged file, a full disk); callers that must not throw (the queue's public
+// methods and its threads) catch it. transaction() rolls back and lets whatever its body threw
+// pass through unchanged.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fetchq/job.h"
 #include "fetchq/result.h"
 
 namespace fetchq::store {
+
+// What kind of failure a StoreError is, so a caller can tell a passing one (busy) from the rest.
+enum class StoreErrorKind {
+  kBusy,        // another writer held the database past the busy timeout: try again later
+  kIo,          // the file system refused a read or write, or the file cannot be opened
+  kCorrupt,     // the database file is damaged or is no database
+  kFull,        // the disk or the database is full
+  kConstraint,  // a change broke a constraint of the schema (a bug, or a foreign writer)
+  kOther,
+};
+std::string_view to_string(StoreErrorKind kind);
+
+// The one storage error, whatever the backend; what() is one line saying what failed.
+class StoreError : public std::runtime_error {
+ public:
+  StoreError(StoreErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  StoreErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  StoreErrorKind kind_;
+};
 
 struct NewJob {
   DownloadRequest request;

@@ -518,5 +518,57 @@ TEST(StoreOpenTest, AbsoluteSpecResolvesOnlySqlitePaths) {
   EXPECT_EQ(absolute_spec("sqlite:q.db"), "sqlite:" + cwd + "/q.db");
 }
 
+
+TEST(StoreErrorTest, AFailingCallThrowsStoreErrorNotTheBackendsException) {
+  TempDir dir;
+  { open_store(dir / "q.db")->insert_jobs({job("http://h/a")}, "t"); }
+  OpenOptions ro;
+  ro.read_only = true;
+  auto r = open(dir / "q.db", ro);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto& store = *r.value();
+  try {
+    store.note_best_bytes(1, 10);  // a write to a read-only database
+    FAIL() << "the write went through";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.kind(), StoreErrorKind::kIo);
+    EXPECT_NE(std::string(e.what()).find("readonly"), std::string::npos) << e.what();
+  } catch (const SQLite::Exception& e) {
+    FAIL() << "SQLite::Exception escaped the store: " << e.what();
+  }
+  // The same inside a transaction: the nested call's StoreError comes out as it is.
+  EXPECT_THROW(store.transaction([&] { store.reset_resume_state(1); }), StoreError);
+}
+
+TEST(StoreErrorTest, ATransactionLetsItsBodysOwnErrorThroughAndRollsBack) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a")}, "t");
+  EXPECT_THROW(s->transaction([&] {
+    s->note_best_bytes(jobs[0].id, 100);
+    s->set_checkpoint(jobs[0].id, 0, 100, "boot");
+    throw std::logic_error("the caller's own failure");
+  }),
+               std::logic_error);
+  auto claimed = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].best_bytes, 0);
+  EXPECT_EQ(claimed[0].checkpoint_bytes, 0);
+}
+
+TEST(StoreErrorTest, SqliteCodesMapToKinds) {
+  EXPECT_EQ(sqlite_error_kind(SQLITE_BUSY), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_BUSY_SNAPSHOT), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_LOCKED), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_IOERR_FSYNC), StoreErrorKind::kIo);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CANTOPEN), StoreErrorKind::kIo);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CORRUPT), StoreErrorKind::kCorrupt);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_NOTADB), StoreErrorKind::kCorrupt);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_FULL), StoreErrorKind::kFull);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CONSTRAINT_FOREIGNKEY), StoreErrorKind::kConstraint);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_MISMATCH), StoreErrorKind::kOther);
+  EXPECT_EQ(to_string(StoreErrorKind::kFull), "full");
+}
+
 }  // namespace
 }  // namespace fetchq::store

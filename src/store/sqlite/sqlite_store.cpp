@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "store/forwarding_store.h"
 #include "store/sqlite/schema_files.h"
 #include "store/sqlite/sqlite_store.h"
 #include "util/fs.h"
@@ -609,6 +610,22 @@ class SqliteStore final : public Store {
   std::map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
 };
 
+// The SQLite store as everyone sees it: the one place where SQLite::Exception becomes
+// StoreError, so no backend type escapes through the Store interface.
+class TranslatedErrors final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+ protected:
+  void around(StoreOp, const Body& body) override {
+    try {
+      body();
+    } catch (const SQLite::Exception& e) {
+      throw StoreError(sqlite_error_kind(e.getErrorCode()), e.what());
+    }
+  }
+};
+
 Status migrate(SQLite::Database& db) {
   int version = db.execAndGet("PRAGMA user_version").getInt();
   int latest = schema_files().empty() ? 0 : schema_files().back().version;
@@ -692,6 +709,28 @@ std::unique_ptr<SQLite::Database> open_read_only(const std::string& path, int* v
 
 }  // namespace
 
+StoreErrorKind sqlite_error_kind(int code) {
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return StoreErrorKind::kBusy;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+      return StoreErrorKind::kIo;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StoreErrorKind::kCorrupt;
+    case SQLITE_FULL:
+      return StoreErrorKind::kFull;
+    case SQLITE_CONSTRAINT:
+      return StoreErrorKind::kConstraint;
+    default:
+      return StoreErrorKind::kOther;
+  }
+}
+
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options) {
   std::optional<util::LockFile> lock;
   if (!options.read_only) {
@@ -705,7 +744,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       int version = 0;
       auto db = open_read_only(path, &version);
       if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
-      return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::nullopt));
+      return std::unique_ptr<Store>(std::make_unique<TranslatedErrors>(
+          std::make_unique<SqliteStore>(std::move(db), std::nullopt)));
     }
     int flags = SQLite::OPEN_READWRITE;
     bool fresh = false;
@@ -743,7 +783,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       auto st = migrate(*db);
       if (!st) return make_error(st.error().code, path + ": " + st.error().message);
     }
-    return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::move(lock)));
+    return std::unique_ptr<Store>(std::make_unique<TranslatedErrors>(
+        std::make_unique<SqliteStore>(std::move(db), std::move(lock))));
   } catch (const SQLite::Exception& e) {
     return make_error(ErrorCode::kStorage, "cannot open the database " + path + ": " + e.what());
   }
