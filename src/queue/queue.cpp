@@ -25,6 +25,7 @@
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
 #include "queue/join_walk.h"
+#include "queue/open_with_store.h"
 #include "queue/request_check.h"
 #include "queue/sync_pool.h"
 #include "store/store.h"
@@ -441,14 +442,21 @@ class Queue final : public DownloadQueue, public transfer::Observer {
           if (it != active_.end() && it->second.attempt == f->attempt) it->second.transferring = false;
         }
       }
-      if (!batch.empty()) {
+      // A storage error must not end this thread: std::terminate would take fetchqd down. What
+      // failed is tried again on a later turn (a claim, a retry time), or was already retried
+      // and logged where it is handled (process()'s commits).
+      try {
+        if (!batch.empty()) {
+          schedule();
+          process(batch);
+          // Let go of the .part files the messages hold before a retry of the same job can
+          // start: it takes the file's lock anew.
+          batch.clear();
+        }
         schedule();
-        process(batch);
-        // Let go of the .part files the messages hold before a retry of the same job can start:
-        // it takes the file's lock anew.
-        batch.clear();
+      } catch (const std::exception& e) {
+        spdlog::error("queue loop: {}; going on", e.what());
       }
-      schedule();
     }
   }
 
@@ -926,7 +934,12 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   void fire(int64_t id, const std::function<void(const Job&)>& cb) {
     if (!cb) return;
-    auto job = store_->get_job(id);
+    std::optional<Job> job;
+    try {  // a failed read loses this callback only, not the after-commit work that follows it
+      job = store_->get_job(id);
+    } catch (const std::exception& e) {
+      spdlog::warn("job {}: callback skipped, cannot read the job: {}", id, e.what());
+    }
     if (job) callbacks_.post([cb, j = *job] { cb(j); });
   }
 
@@ -1084,8 +1097,13 @@ Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options)
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
   auto store = store::open(options.db_path);
   if (!store) return store.error();
-  return std::unique_ptr<DownloadQueue>(
-      std::make_unique<Queue>(std::move(options), std::move(store.value())));
+  return queue::open_with_store(std::move(options), std::move(store.value()));
+}
+
+Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions options,
+                                                              std::unique_ptr<store::Store> store) {
+  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  return std::unique_ptr<DownloadQueue>(std::make_unique<Queue>(std::move(options), std::move(store)));
 }
 
 }  // namespace fetchq
