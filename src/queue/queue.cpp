@@ -442,21 +442,25 @@ class Queue final : public DownloadQueue, public transfer::Observer {
           if (it != active_.end() && it->second.attempt == f->attempt) it->second.transferring = false;
         }
       }
-      // A storage error must not end this thread: std::terminate would take fetchqd down. What
-      // failed is tried again on a later turn (a claim, a retry time), or was already retried
-      // and logged where it is handled (process()'s commits).
-      try {
-        if (!batch.empty()) {
-          schedule();
-          process(batch);
-          // Let go of the .part files the messages hold before a retry of the same job can
-          // start: it takes the file's lock anew.
-          batch.clear();
-        }
-        schedule();
-      } catch (const std::exception& e) {
-        spdlog::error("queue loop: {}; going on", e.what());
+      if (!batch.empty()) {
+        survive([&] { schedule(); });
+        survive([&] { process(batch); });
+        // Let go of the .part files the messages hold before a retry of the same job can start:
+        // it takes the file's lock anew.
+        batch.clear();
       }
+      survive([&] { schedule(); });
+    }
+  }
+
+  // A storage error must not end the loop thread (std::terminate would take fetchqd down), nor
+  // cost the batch its turn: a failed schedule() is tried again on a later turn.
+  template <class F>
+  void survive(F&& step) {
+    try {
+      step();
+    } catch (const std::exception& e) {
+      spdlog::error("queue loop: {}; going on", e.what());
     }
   }
 
