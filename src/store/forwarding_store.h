@@ -19,10 +19,32 @@ namespace fetchq::store {
 
 // One per Store method, for decorators that act on some calls only.
 enum class StoreOp {
-  kTransaction, kInsertJobs, kClaim, kNextRetryMs, kRecoverRunning, kSetStarted, kSetProgress,
-  kFinish, kRequeue, kNoteBestBytes, kSetCheckpoint, kSeal, kRecordPart, kResetResumeState,
-  kChangeStatus, kGetJob, kListJobs, kCounts, kAnyUnfinished, kIdsIn, kPrune, kAppendEvent,
-  kEventsSince, kLastEventSeq, kFirstEventSeq, kTrimEvents,
+  kTransaction,
+  kInsertJobs,
+  kClaim,
+  kNextRetryMs,
+  kRecoverRunning,
+  kSetStarted,
+  kSetProgress,
+  kFinish,
+  kRequeue,
+  kNoteBestBytes,
+  kSetCheckpoint,
+  kSeal,
+  kRecordPart,
+  kResetResumeState,
+  kChangeStatus,
+  kGetJob,
+  kListJobs,
+  kCounts,
+  kAnyUnfinished,
+  kIdsIn,
+  kPrune,
+  kAppendEvent,
+  kEventsSince,
+  kLastEventSeq,
+  kFirstEventSeq,
+  kTrimEvents,
 };
 
 class ForwardingStore : public Store {
@@ -35,7 +57,8 @@ class ForwardingStore : public Store {
   std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) override {
     return call(StoreOp::kInsertJobs, [&] { return inner_->insert_jobs(jobs, now); });
   }
-  std::vector<ClaimedJob> claim(int n, int64_t now_ms, const std::optional<std::vector<int64_t>>& only,
+  std::vector<ClaimedJob> claim(int n, int64_t now_ms,
+                                const std::optional<std::vector<int64_t>>& only,
                                 const std::string& now) override {
     return call(StoreOp::kClaim, [&] { return inner_->claim(n, now_ms, only, now); });
   }
@@ -59,7 +82,8 @@ class ForwardingStore : public Store {
                std::optional<int64_t> failing_since_ms, std::optional<std::string> error_type,
                std::optional<std::string> error) override {
     return call(StoreOp::kRequeue, [&] {
-      return inner_->requeue(id, attempt, not_before_ms, failures, failing_since_ms, error_type, error);
+      return inner_->requeue(id, attempt, not_before_ms, failures, failing_since_ms, error_type,
+                             error);
     });
   }
   void note_best_bytes(int64_t id, int64_t bytes) override {
@@ -138,7 +162,10 @@ class ForwardingStore : public Store {
   };
 
   // Runs body (the call to the inner store) for op, or throws instead. The default just runs it.
-  virtual void around(StoreOp op, const Body& body) { (void)op; body(); }
+  virtual void around(StoreOp op, const Body& body) {
+    (void)op;
+    body();
+  }
 
   Store& inner() { return *inner_; }
 

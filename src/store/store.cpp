@@ -29,44 +29,76 @@ std::string_view url_scheme(std::string_view spec) {
 
 std::string_view to_string(StoreErrorKind kind) {
   switch (kind) {
-    case StoreErrorKind::kBusy: return "busy";
-    case StoreErrorKind::kIo: return "io";
-    case StoreErrorKind::kCorrupt: return "corrupt";
-    case StoreErrorKind::kFull: return "full";
-    case StoreErrorKind::kConstraint: return "constraint";
-    case StoreErrorKind::kOther: return "other";
+    case StoreErrorKind::kBusy:
+      return "busy";
+    case StoreErrorKind::kIo:
+      return "io";
+    case StoreErrorKind::kCorrupt:
+      return "corrupt";
+    case StoreErrorKind::kFull:
+      return "full";
+    case StoreErrorKind::kConstraint:
+      return "constraint";
+    case StoreErrorKind::kOther:
+      return "other";
   }
   return "other";
 }
 
 std::string_view to_string(StoreOp op) {
   switch (op) {
-    case StoreOp::kTransaction: return "transaction";
-    case StoreOp::kInsertJobs: return "insert_jobs";
-    case StoreOp::kClaim: return "claim";
-    case StoreOp::kNextRetryMs: return "next_retry_ms";
-    case StoreOp::kRecoverRunning: return "recover_running";
-    case StoreOp::kSetStarted: return "set_started";
-    case StoreOp::kSetProgress: return "set_progress";
-    case StoreOp::kFinish: return "finish";
-    case StoreOp::kRequeue: return "requeue";
-    case StoreOp::kNoteBestBytes: return "note_best_bytes";
-    case StoreOp::kSetCheckpoint: return "set_checkpoint";
-    case StoreOp::kSeal: return "seal";
-    case StoreOp::kRecordPart: return "record_part";
-    case StoreOp::kResetResumeState: return "reset_resume_state";
-    case StoreOp::kChangeStatus: return "change_status";
-    case StoreOp::kGetJob: return "get_job";
-    case StoreOp::kListJobs: return "list_jobs";
-    case StoreOp::kCounts: return "counts";
-    case StoreOp::kAnyUnfinished: return "any_unfinished";
-    case StoreOp::kIdsIn: return "ids_in";
-    case StoreOp::kPrune: return "prune";
-    case StoreOp::kAppendEvent: return "append_event";
-    case StoreOp::kEventsSince: return "events_since";
-    case StoreOp::kLastEventSeq: return "last_event_seq";
-    case StoreOp::kFirstEventSeq: return "first_event_seq";
-    case StoreOp::kTrimEvents: return "trim_events";
+    case StoreOp::kTransaction:
+      return "transaction";
+    case StoreOp::kInsertJobs:
+      return "insert_jobs";
+    case StoreOp::kClaim:
+      return "claim";
+    case StoreOp::kNextRetryMs:
+      return "next_retry_ms";
+    case StoreOp::kRecoverRunning:
+      return "recover_running";
+    case StoreOp::kSetStarted:
+      return "set_started";
+    case StoreOp::kSetProgress:
+      return "set_progress";
+    case StoreOp::kFinish:
+      return "finish";
+    case StoreOp::kRequeue:
+      return "requeue";
+    case StoreOp::kNoteBestBytes:
+      return "note_best_bytes";
+    case StoreOp::kSetCheckpoint:
+      return "set_checkpoint";
+    case StoreOp::kSeal:
+      return "seal";
+    case StoreOp::kRecordPart:
+      return "record_part";
+    case StoreOp::kResetResumeState:
+      return "reset_resume_state";
+    case StoreOp::kChangeStatus:
+      return "change_status";
+    case StoreOp::kGetJob:
+      return "get_job";
+    case StoreOp::kListJobs:
+      return "list_jobs";
+    case StoreOp::kCounts:
+      return "counts";
+    case StoreOp::kAnyUnfinished:
+      return "any_unfinished";
+    case StoreOp::kIdsIn:
+      return "ids_in";
+    case StoreOp::kPrune:
+      return "prune";
+    case StoreOp::kAppendEvent:
+      return "append_event";
+    case StoreOp::kEventsSince:
+      return "events_since";
+    case StoreOp::kLastEventSeq:
+      return "last_event_seq";
+    case StoreOp::kFirstEventSeq:
+      return "first_event_seq";
+    case StoreOp::kTrimEvents:
+      return "trim_events";
   }
   return "store call";
 }
@@ -75,7 +107,8 @@ Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options
   std::string_view view(spec);
   if (view.starts_with(kSqlitePrefix)) {
     std::string path(view.substr(kSqlitePrefix.size()));
-    if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "the store spec \"sqlite:\" names no file");
+    if (path.empty())
+      return make_error(ErrorCode::kInvalidArgument, "the store spec \"sqlite:\" names no file");
     return open_sqlite_store(path, options);
   }
   if (auto scheme = url_scheme(view); !scheme.empty()) {

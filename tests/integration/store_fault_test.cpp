@@ -45,7 +45,8 @@ class StoreFaultTest : public ::testing::Test {
   }
 
   // Downloads path into dl() and expects the file whole; the queue must still be alive for it.
-  void expect_download_completes(DownloadQueue& q, const std::string& path, const std::string& body) {
+  void expect_download_completes(DownloadQueue& q, const std::string& path,
+                                 const std::string& body) {
     auto job = submit(q, server_.url(path), dl());
     ASSERT_TRUE(q.join(std::chrono::seconds(30), {job.id})) << path << " never finished";
     auto done = q.id_to_job(job.id);
@@ -132,7 +133,8 @@ TEST_F(StoreFaultTest, APartFileThatCannotBeRecordedFailsItsJobCleanly) {
   ASSERT_TRUE(done);
   EXPECT_EQ(done->status, JobStatus::kError);
   EXPECT_EQ(done->error_type.value_or(""), "DiskError");
-  EXPECT_NE(done->error.value_or("").find("cannot record"), std::string::npos) << done->error.value_or("");
+  EXPECT_NE(done->error.value_or("").find("cannot record"), std::string::npos)
+      << done->error.value_or("");
   EXPECT_FALSE(std::filesystem::exists(dl() + "/part.part"));
   EXPECT_FALSE(std::filesystem::exists(dl() + "/part"));
   expect_download_completes(*q, "/next", serve("/next", 30000, 9));

@@ -30,7 +30,8 @@ void FailingStore::around(store::StoreOp op, const Body& body) {
     if (it != plans_.end() && it->second.left > 0) {
       --it->second.left;
       ++it->second.thrown;
-      throw store::StoreError(it->second.kind, "injected " + std::string(to_string(it->second.kind)) +
+      throw store::StoreError(it->second.kind, "injected " +
+                                                   std::string(to_string(it->second.kind)) +
                                                    " error in " + std::string(to_string(op)));
     }
   }
