@@ -1,6 +1,6 @@
 # Writes a C++ file holding every schema/NNN_name.sql, in order, as raw strings.
 separate_arguments(FILES)
-set(body "// Generated from schema/*.sql by cmake/embed_schema.cmake; do not edit.\n#include \"store/schema_files.h\"\nnamespace fetchq::store {\nconst std::vector<SchemaFile>& schema_files() {\n  static const std::vector<SchemaFile> files = {\n")
+set(body "// Generated from schema/*.sql by cmake/embed_schema.cmake; do not edit.\n#include \"store/sqlite/schema_files.h\"\nnamespace fetchq::store {\nconst std::vector<SchemaFile>& schema_files() {\n  static const std::vector<SchemaFile> files = {\n")
 foreach(f IN LISTS FILES)
   get_filename_component(name ${f} NAME)
   string(REGEX MATCH "^[0-9]+" num ${name})

@@ -36,6 +36,25 @@ struct DownloadRequest {
   DownloadOptions options;
 };
 
+// Listing and counting jobs: plain values shared by DownloadQueue (fetchq/queue.h) and the store
+// below it, so the store needs nothing of the queue's header.
+struct ListFilter {
+  std::optional<JobStatus> status;
+  int64_t after_id = 0;
+  int64_t limit = -1;  // -1: all
+};
+
+// How many jobs are in each status, as the store counts them.
+struct StatusCounts {
+  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
+};
+
+// DownloadQueue::stats(): the store's counts, with what only a running queue knows.
+struct QueueStats : StatusCounts {
+  double bytes_per_second = 0;
+  double uptime_seconds = 0;
+};
+
 struct Job {
   int64_t id = 0;
   std::string source;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "fetchq/job.h"
+#include "fetchq/job.h"  // Job, DownloadRequest, ListFilter, QueueStats
 #include "fetchq/result.h"
 
 namespace fetchq {
@@ -70,18 +70,6 @@ struct QueueOptions {
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.
   std::function<void()> on_change;
-};
-
-struct ListFilter {
-  std::optional<JobStatus> status;
-  int64_t after_id = 0;
-  int64_t limit = -1;  // -1: all
-};
-
-struct QueueStats {
-  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
-  double bytes_per_second = 0;
-  double uptime_seconds = 0;
 };
 
 class DownloadQueue {

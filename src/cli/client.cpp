@@ -53,7 +53,7 @@ int fail(const Error& e) {
 std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
   store::OpenOptions o;
   o.read_only = true;
-  auto s = store::open_sqlite_store(util::absolute_path(path), o);
+  auto s = store::open(store::absolute_spec(path), o);
   if (!s) {
     print_error(s.error().message);
     *rc = kExitFailure;

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "queue/join_walk.h"
+#include "queue/open_with_store.h"
 #include "queue/queue_impl.h"
 #include "queue/request_check.h"
 #include "util/clock.h"
@@ -329,12 +330,17 @@ std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<
 
 }  // namespace queue
 
+Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions options,
+                                                              std::unique_ptr<store::Store> store) {
+  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  return make_queue(std::move(options), std::move(store));
+}
+
 Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
-  auto store = store::open_sqlite_store(options.db_path, {});
+  auto store = store::open(options.db_path);
   if (!store) return store.error();
-  return std::unique_ptr<DownloadQueue>(
-      std::make_unique<queue::QueueImpl>(std::move(options), std::move(store.value())));
+  return queue::open_with_store(std::move(options), std::move(store.value()));
 }
 
 }  // namespace fetchq

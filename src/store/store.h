@@ -4,20 +4,49 @@
 // the job still being in the state (and attempt) the transfer thinks it is in, so a late write
 // can never bring a cancelled or paused job back. Implementations are thread-safe; transaction()
 // groups several calls into one commit.
+//
+// Errors: open() returns its failures as a Result and never throws. Every Store method throws
+// StoreError, and nothing else of the backend's, when the backend fails (busy past its timeout,
+// an I/O error, a damaged file, a full disk); callers that must not throw (the queue's public
+// methods and its threads) catch it. transaction() rolls back and lets whatever its body threw
+// pass through unchanged.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fetchq/job.h"
-#include "fetchq/queue.h"
 #include "fetchq/result.h"
 
 namespace fetchq::store {
+
+// What kind of failure a StoreError is, so a caller can tell a passing one (busy) from the rest.
+enum class StoreErrorKind {
+  kBusy,        // another writer held the database past the busy timeout: try again later
+  kIo,          // the file system refused a read or write, or the file cannot be opened
+  kCorrupt,     // the database file is damaged or is no database
+  kFull,        // the disk or the database is full
+  kConstraint,  // a change broke a constraint of the schema (a bug, or a foreign writer)
+  kOther,
+};
+std::string_view to_string(StoreErrorKind kind);
+
+// The one storage error, whatever the backend; what() is one line saying what failed.
+class StoreError : public std::runtime_error {
+ public:
+  StoreError(StoreErrorKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  StoreErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  StoreErrorKind kind_;
+};
 
 struct NewJob {
   DownloadRequest request;
@@ -67,10 +96,6 @@ struct Finish {
   int64_t total_bytes = -1;  // -1: leave as is
   std::optional<std::string> error_type;
   std::optional<std::string> error;
-};
-
-struct StatusCounts {
-  int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
 };
 
 // A job removed by prune, so the caller can remove what it left on disk.
@@ -151,12 +176,19 @@ class Store {
 };
 
 struct OpenOptions {
-  bool read_only = false;
-  bool create = true;
+  bool read_only = false;  // reads only, never writes a byte, takes no lock
+  bool create = true;      // a read-write open creates a missing database
 };
 
-// Opens an SQLite store: WAL mode, schema migrations in order, integrity check. A read-write
-// open takes "<path>.lock" so a second process cannot write beside the first.
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options);
+// Opens the store that `spec` names, and is the one way in for the queue, fetchqd, `fetchq get`
+// and `fetchq --db` alike:
+//   PATH or sqlite:PATH   an SQLite file (see store/sqlite/sqlite_store.h)
+//   postgresql://...      refused with kInvalidArgument: no PostgreSQL store is built in yet
+// Any other "scheme://" is refused too; anything else is a path. Errors of URL-like specs never
+// repeat the spec, which may carry a password.
+Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options = {});
+
+// The spec with a relative SQLite path made absolute (util::absolute_path); other specs as given.
+std::string absolute_spec(const std::string& spec);
 
 }  // namespace fetchq::store

@@ -66,7 +66,7 @@ class Fetchqd {
 };
 
 std::unique_ptr<store::Store> open_store(const std::string& path) {
-  auto s = store::open_sqlite_store(path, {});
+  auto s = store::open(path);
   EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
   return s.ok() ? std::move(s.value()) : nullptr;
 }

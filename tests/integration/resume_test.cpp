@@ -211,7 +211,7 @@ TEST_F(ResumeTest, AShortBodyIsAFailureNotASuccess) {
 int64_t crashed_job(const TempDir& dir, const std::string& url, const std::string& dest,
                     const std::string& body, int64_t part_bytes, int64_t checkpoint,
                     const std::string& boot_id, const std::string& etag) {
-  auto st = store::open_sqlite_store(dir / "queue.db", {});
+  auto st = store::open(dir / "queue.db");
   EXPECT_TRUE(st.ok());
   auto& s = *st.value();
   store::NewJob nj;
@@ -420,7 +420,7 @@ TEST(CrashRecovery, AFileRenamedJustBeforeACrashIsRecognisedAsTheJobsOwn) {
   r.body = make_body(100000, 71);
   server.add("/done.bin", r);
   {
-    auto st = store::open_sqlite_store(dir / "queue.db", {});
+    auto st = store::open(dir / "queue.db");
     ASSERT_TRUE(st.ok());
     auto& s = *st.value();
     store::NewJob nj;
@@ -448,7 +448,7 @@ TEST(CrashRecovery, AnUnsealedFileAtThePathIsNotTakenForTheJobs) {
   r.body = make_body(1000, 72);
   server.add("/other.bin", r);
   {
-    auto st = store::open_sqlite_store(dir / "queue.db", {});
+    auto st = store::open(dir / "queue.db");
     ASSERT_TRUE(st.ok());
     store::NewJob nj;
     nj.request = {server.url("/other.bin"), dir / "other.bin", {}};

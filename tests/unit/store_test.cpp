@@ -8,9 +8,11 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <array>
+#include <filesystem>
 #include <functional>
 
-#include "store/schema_files.h"
+#include "store/sqlite/schema_files.h"
+#include "store/sqlite/sqlite_store.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
 
@@ -465,6 +467,107 @@ TEST(StoreTest, TrimEventsKeepsTheNewestInBatchesAndTheSequenceGoesOn) {
   EXPECT_EQ(s->events_since(0, 1000, std::nullopt).size(), 1u);
   // Old events gone or not, the sequence goes on from the last seq ever given.
   EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 101);
+}
+
+
+TEST(StoreOpenTest, APathAndASqliteSpecNameTheSameFile) {
+  TempDir dir;
+  const std::string path = dir / "q.db";
+  {
+    auto s = open(path);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    s.value()->insert_jobs({job("http://h/a")}, "t");
+  }
+  OpenOptions ro;
+  ro.read_only = true;
+  auto r = open("sqlite:" + path, ro);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value()->list_jobs({}).size(), 1u);
+  // "sqlite:" then an absolute path: the form a URL would take works too.
+  auto url = open("sqlite://" + path, ro);
+  ASSERT_TRUE(url.ok()) << url.error().message;
+  EXPECT_EQ(url.value()->list_jobs({}).size(), 1u);
+}
+
+TEST(StoreOpenTest, SpecsOfStoresNotBuiltInAreRefusedWithoutRepeatingThem) {
+  for (const std::string spec : {"postgresql://fetchq:s3cret@db.example/fetchq",
+                                 "postgres://fetchq:s3cret@db.example/fetchq"}) {
+    auto s = open(spec);
+    ASSERT_FALSE(s.ok()) << spec;
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(s.error().message.find("postgresql stores are not built in"), std::string::npos)
+        << s.error().message;
+    EXPECT_EQ(s.error().message.find("s3cret"), std::string::npos) << s.error().message;
+  }
+  auto other = open("mysql://u:s3cret@h/db");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.error().message.find("unknown kind of store \"mysql\""), std::string::npos)
+      << other.error().message;
+  EXPECT_EQ(other.error().message.find("s3cret"), std::string::npos);
+  auto empty = open("sqlite:");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(StoreOpenTest, AbsoluteSpecResolvesOnlySqlitePaths) {
+  EXPECT_EQ(absolute_spec("/var/q.db"), "/var/q.db");
+  EXPECT_EQ(absolute_spec("sqlite:/var/q.db"), "sqlite:/var/q.db");
+  EXPECT_EQ(absolute_spec("postgresql://h/db"), "postgresql://h/db");
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(absolute_spec("q.db"), cwd + "/q.db");
+  EXPECT_EQ(absolute_spec("sqlite:q.db"), "sqlite:" + cwd + "/q.db");
+}
+
+
+TEST(StoreErrorTest, AFailingCallThrowsStoreErrorNotTheBackendsException) {
+  TempDir dir;
+  { open_store(dir / "q.db")->insert_jobs({job("http://h/a")}, "t"); }
+  OpenOptions ro;
+  ro.read_only = true;
+  auto r = open(dir / "q.db", ro);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  auto& store = *r.value();
+  try {
+    store.note_best_bytes(1, 10);  // a write to a read-only database
+    FAIL() << "the write went through";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.kind(), StoreErrorKind::kIo);
+    EXPECT_NE(std::string(e.what()).find("readonly"), std::string::npos) << e.what();
+  } catch (const SQLite::Exception& e) {
+    FAIL() << "SQLite::Exception escaped the store: " << e.what();
+  }
+  // The same inside a transaction: the nested call's StoreError comes out as it is.
+  EXPECT_THROW(store.transaction([&] { store.reset_resume_state(1); }), StoreError);
+}
+
+TEST(StoreErrorTest, ATransactionLetsItsBodysOwnErrorThroughAndRollsBack) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a")}, "t");
+  EXPECT_THROW(s->transaction([&] {
+    s->note_best_bytes(jobs[0].id, 100);
+    s->set_checkpoint(jobs[0].id, 0, 100, "boot");
+    throw std::logic_error("the caller's own failure");
+  }),
+               std::logic_error);
+  auto claimed = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].best_bytes, 0);
+  EXPECT_EQ(claimed[0].checkpoint_bytes, 0);
+}
+
+TEST(StoreErrorTest, SqliteCodesMapToKinds) {
+  EXPECT_EQ(sqlite_error_kind(SQLITE_BUSY), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_BUSY_SNAPSHOT), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_LOCKED), StoreErrorKind::kBusy);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_IOERR_FSYNC), StoreErrorKind::kIo);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CANTOPEN), StoreErrorKind::kIo);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CORRUPT), StoreErrorKind::kCorrupt);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_NOTADB), StoreErrorKind::kCorrupt);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_FULL), StoreErrorKind::kFull);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_CONSTRAINT_FOREIGNKEY), StoreErrorKind::kConstraint);
+  EXPECT_EQ(sqlite_error_kind(SQLITE_MISMATCH), StoreErrorKind::kOther);
+  EXPECT_EQ(to_string(StoreErrorKind::kFull), "full");
 }
 
 }  // namespace

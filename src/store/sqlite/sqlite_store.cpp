@@ -1,5 +1,6 @@
 // The SQLite implementation of Store (WAL, cached statements, one lock for all callers).
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <SQLiteCpp/VariadicBind.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -7,8 +8,9 @@
 #include <map>
 #include <mutex>
 
-#include "store/schema_files.h"
-#include "store/store.h"
+#include "store/forwarding_store.h"
+#include "store/sqlite/schema_files.h"
+#include "store/sqlite/sqlite_store.h"
 #include "util/fs.h"
 
 namespace fetchq::store {
@@ -47,12 +49,24 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   return j;
 }
 
-void bind_opt(SQLite::Statement& q, int index, const std::optional<std::string>& v) {
+// Binds args to ?1, ?2, ... in order, as SQLite::bind (VariadicBind.h) does, with an empty
+// optional bound as NULL, which SQLite::bind cannot express.
+template <class T>
+void bind_at(SQLite::Statement& q, int index, const std::optional<T>& v) {
   if (v) {
     q.bind(index, *v);
   } else {
     q.bind(index);
   }
+}
+template <class T>
+void bind_at(SQLite::Statement& q, int index, const T& v) {
+  q.bind(index, v);
+}
+template <class... Args>
+void bind_row(SQLite::Statement& q, const Args&... args) {
+  int index = 0;
+  (bind_at(q, ++index, args), ...);
 }
 
 std::string status_list(const std::vector<JobStatus>& statuses) {
@@ -147,14 +161,9 @@ class SqliteStore final : public Store {
         const auto& r = nj.request;
         ins->reset();
         ins->clearBindings();
-        ins->bind(1, r.source);
-        ins->bind(2, r.dest);
-        ins->bind(3, r.options.priority);
-        bind_opt(*ins, 4, nj.download_path);
-        ins->bind(5, now);
-        ins->bind(6, nj.dest_is_dir ? 1 : 0);
-        ins->bind(7, std::string(to_string(r.options.if_exists)));
-        bind_opt(*ins, 8, r.options.sha256);
+        bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
+                 nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
+                 r.options.sha256);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -166,14 +175,12 @@ class SqliteStore final : public Store {
         j.has_access_token = r.options.access_token.has_value();
         if (r.options.access_token) {
           tok->reset();
-          tok->bind(1, static_cast<int64_t>(j.id));
-          tok->bind(2, *r.options.access_token);
+          SQLite::bind(*tok, j.id, *r.options.access_token);
           tok->exec();
         }
         if (nj.url_password) {
           pw->reset();
-          pw->bind(1, static_cast<int64_t>(j.id));
-          pw->bind(2, *nj.url_password);
+          SQLite::bind(*pw, j.id, *nj.url_password);
           pw->exec();
         }
         out.push_back(std::move(j));
@@ -236,8 +243,7 @@ class SqliteStore final : public Store {
           "WHERE id = ? AND status = 'waiting'");
       for (auto& c : out) {
         up->reset();
-        up->bind(1, now);
-        up->bind(2, static_cast<int64_t>(c.job.id));
+        SQLite::bind(*up, now, c.job.id);
         up->exec();
         c.job.status = JobStatus::kRunning;
         c.job.attempts += 1;
@@ -275,14 +281,9 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, total_bytes = ?, etag = ?, last_modified = ?, "
         "bytes = ?, checkpoint_boot_id = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q->bind(1, info.download_path);
-    q->bind(2, static_cast<int64_t>(info.total_bytes));
-    q->bind(3, info.etag);
-    q->bind(4, info.last_modified);
-    q->bind(5, static_cast<int64_t>(info.bytes));
-    q->bind(6, util::boot_id());  // the boot whose page cache holds what this attempt writes
-    q->bind(7, static_cast<int64_t>(id));
-    q->bind(8, attempt);
+    // boot_id: the boot whose page cache holds what this attempt writes.
+    SQLite::bind(*q, info.download_path, info.total_bytes, info.etag, info.last_modified,
+                 info.bytes, util::boot_id(), id, attempt);
     return q->exec() > 0;
   }
 
@@ -291,10 +292,7 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET bytes = ?, total_bytes = ? WHERE id = ? AND attempts = ? AND "
         "status = 'running'");
-    q->bind(1, static_cast<int64_t>(bytes));
-    q->bind(2, static_cast<int64_t>(total_bytes));
-    q->bind(3, static_cast<int64_t>(id));
-    q->bind(4, attempt);
+    SQLite::bind(*q, bytes, total_bytes, id, attempt);
     return q->exec() > 0;
   }
 
@@ -304,15 +302,8 @@ class SqliteStore final : public Store {
         "UPDATE jobs SET status = ?, bytes = ?, total_bytes = CASE WHEN ? >= 0 THEN ? ELSE "
         "total_bytes END, error_type = ?, error = ?, job_ended = ?, failures = 0, failing_since_ms = NULL "
         "WHERE id = ? AND attempts = ? AND status = 'running'");
-    q->bind(1, std::string(to_string(f.status)));
-    q->bind(2, static_cast<int64_t>(f.bytes));
-    q->bind(3, static_cast<int64_t>(f.total_bytes));
-    q->bind(4, static_cast<int64_t>(f.total_bytes));
-    bind_opt(*q, 5, f.error_type);
-    bind_opt(*q, 6, f.error);
-    q->bind(7, now);
-    q->bind(8, static_cast<int64_t>(id));
-    q->bind(9, attempt);
+    bind_row(*q, std::string(to_string(f.status)), f.bytes, f.total_bytes, f.total_bytes,
+             f.error_type, f.error, now, id, attempt);
     return q->exec() > 0;
   }
 
@@ -323,25 +314,14 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET status = 'waiting', not_before_ms = ?, failures = ?, error_type = ?, "
         "error = ?, failing_since_ms = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q->bind(1, static_cast<int64_t>(not_before_ms));
-    q->bind(2, failures);
-    bind_opt(*q, 3, error_type);
-    bind_opt(*q, 4, error);
-    if (failing_since_ms) {
-      q->bind(5, static_cast<int64_t>(*failing_since_ms));
-    } else {
-      q->bind(5);
-    }
-    q->bind(6, static_cast<int64_t>(id));
-    q->bind(7, attempt);
+    bind_row(*q, not_before_ms, failures, error_type, error, failing_since_ms, id, attempt);
     return q->exec() > 0;
   }
 
   void note_best_bytes(int64_t id, int64_t bytes) override {
     std::lock_guard lk(mu_);
     Lent q = stmt("UPDATE jobs SET best_bytes = MAX(best_bytes, ?) WHERE id = ?");
-    q->bind(1, static_cast<int64_t>(bytes));
-    q->bind(2, static_cast<int64_t>(id));
+    SQLite::bind(*q, bytes, id);
     q->exec();
   }
 
@@ -350,11 +330,7 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET checkpoint_bytes = ?, checkpoint_boot_id = ?, bytes = MAX(bytes, ?) "
         "WHERE id = ? AND attempts = ? AND status IN ('running', 'paused', 'waiting', 'error')");
-    q->bind(1, static_cast<int64_t>(bytes));
-    q->bind(2, boot);
-    q->bind(3, static_cast<int64_t>(bytes));
-    q->bind(4, static_cast<int64_t>(id));
-    q->bind(5, attempt);
+    SQLite::bind(*q, bytes, boot, bytes, id, attempt);
     return q->exec() > 0;
   }
 
@@ -364,14 +340,7 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, total_bytes = ?, bytes = ?, checkpoint_bytes = ?, "
         "checkpoint_boot_id = ?, sealed_bytes = ? WHERE id = ? AND attempts = ? AND status = 'running'");
-    q->bind(1, path);
-    q->bind(2, static_cast<int64_t>(bytes));
-    q->bind(3, static_cast<int64_t>(bytes));
-    q->bind(4, static_cast<int64_t>(bytes));
-    q->bind(5, boot);
-    q->bind(6, static_cast<int64_t>(bytes));
-    q->bind(7, static_cast<int64_t>(id));
-    q->bind(8, attempt);
+    SQLite::bind(*q, path, bytes, bytes, bytes, boot, bytes, id, attempt);
     return q->exec() > 0;
   }
 
@@ -385,16 +354,8 @@ class SqliteStore final : public Store {
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, part_birth_ns = ?, "
         "checkpoint_bytes = 0, bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
-    q->bind(1, path);
-    q->bind(2, static_cast<int64_t>(dev));
-    q->bind(3, static_cast<int64_t>(ino));
-    if (birth_ns != 0) {
-      q->bind(4, birth_ns);
-    } else {
-      q->bind(4);
-    }
-    q->bind(5, static_cast<int64_t>(id));
-    q->bind(6, attempt);
+    bind_row(*q, path, static_cast<int64_t>(dev), static_cast<int64_t>(ino),
+             birth_ns != 0 ? std::optional<int64_t>(birth_ns) : std::nullopt, id, attempt);
     return q->exec() > 0;
   }
 
@@ -523,10 +484,7 @@ class SqliteStore final : public Store {
                        const std::string& ts) override {
     std::lock_guard lk(mu_);
     Lent q = stmt("INSERT INTO events (ts, job_id, type, payload) VALUES (?, ?, ?, ?)");
-    q->bind(1, ts);
-    q->bind(2, static_cast<int64_t>(job_id));
-    q->bind(3, type);
-    q->bind(4, payload);
+    SQLite::bind(*q, ts, job_id, type, payload);
     q->exec();
     return db_->getLastInsertRowid();
   }
@@ -607,6 +565,22 @@ class SqliteStore final : public Store {
   std::unique_ptr<SQLite::Database> db_;
   std::optional<util::LockFile> lock_;
   std::map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+// The SQLite store as everyone sees it: the one place where SQLite::Exception becomes
+// StoreError, so no backend type escapes through the Store interface.
+class TranslatedErrors final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+ protected:
+  void around(StoreOp, const Body& body) override {
+    try {
+      body();
+    } catch (const SQLite::Exception& e) {
+      throw StoreError(sqlite_error_kind(e.getErrorCode()), e.what());
+    }
+  }
 };
 
 Status migrate(SQLite::Database& db) {
@@ -692,6 +666,28 @@ std::unique_ptr<SQLite::Database> open_read_only(const std::string& path, int* v
 
 }  // namespace
 
+StoreErrorKind sqlite_error_kind(int code) {
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return StoreErrorKind::kBusy;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+      return StoreErrorKind::kIo;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StoreErrorKind::kCorrupt;
+    case SQLITE_FULL:
+      return StoreErrorKind::kFull;
+    case SQLITE_CONSTRAINT:
+      return StoreErrorKind::kConstraint;
+    default:
+      return StoreErrorKind::kOther;
+  }
+}
+
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOptions options) {
   std::optional<util::LockFile> lock;
   if (!options.read_only) {
@@ -705,7 +701,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       int version = 0;
       auto db = open_read_only(path, &version);
       if (version == 0) return make_error(ErrorCode::kStorage, path + " is not a fetchq database");
-      return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::nullopt));
+      return std::unique_ptr<Store>(std::make_unique<TranslatedErrors>(
+          std::make_unique<SqliteStore>(std::move(db), std::nullopt)));
     }
     int flags = SQLite::OPEN_READWRITE;
     bool fresh = false;
@@ -743,7 +740,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       auto st = migrate(*db);
       if (!st) return make_error(st.error().code, path + ": " + st.error().message);
     }
-    return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db), std::move(lock)));
+    return std::unique_ptr<Store>(std::make_unique<TranslatedErrors>(
+        std::make_unique<SqliteStore>(std::move(db), std::move(lock))));
   } catch (const SQLite::Exception& e) {
     return make_error(ErrorCode::kStorage, "cannot open the database " + path + ": " + e.what());
   }
