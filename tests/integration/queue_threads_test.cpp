@@ -19,7 +19,7 @@ class QueueThreadsTest : public ::testing::Test {
   WatchedStore* store_ = nullptr;  // owned by the queue
 
   std::unique_ptr<DownloadQueue> open(QueueOptions o) {
-    auto inner = store::open_sqlite_store(o.db_path, {});
+    auto inner = store::open(o.db_path);
     EXPECT_TRUE(inner.ok());
     auto watched = std::make_unique<WatchedStore>(std::move(inner.value()));
     store_ = watched.get();

@@ -134,7 +134,7 @@ class WatchedStore final : public store::Store {
     enter("list_jobs");
     return inner_->list_jobs(filter);
   }
-  store::StatusCounts counts() override {
+  StatusCounts counts() override {
     enter("counts");
     return inner_->counts();
   }

@@ -122,7 +122,7 @@ TEST(QueueLoop, StorageErrorsOnTheLoopThreadAreOutlived) {
   QueueOptions o;
   o.db_path = dir / "queue.db";
   o.only_jobs = std::vector<int64_t>{};
-  auto inner = store::open_sqlite_store(o.db_path, {});
+  auto inner = store::open(o.db_path);
   ASSERT_TRUE(inner.ok());
   auto watched = std::make_unique<WatchedStore>(std::move(inner.value()));
   WatchedStore* store = watched.get();

@@ -16,7 +16,7 @@ namespace {
 class SettlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto inner = store::open_sqlite_store(dir_ / "queue.db", {});
+    auto inner = store::open(dir_ / "queue.db");
     ASSERT_TRUE(inner.ok());
     store_ = std::make_unique<WatchedStore>(std::move(inner.value()));
     settler_ = std::make_unique<queue::Settler>(store_.get(), 2, [](std::vector<queue::Settling>&) {});
