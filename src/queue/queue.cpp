@@ -25,11 +25,13 @@
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
 #include "queue/join_walk.h"
+#include "queue/open_with_env.h"
 #include "queue/request_check.h"
 #include "queue/sync_pool.h"
 #include "store/store.h"
 #include "transfer/engine.h"
 #include "util/clock.h"
+#include "util/env.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
 
@@ -85,8 +87,8 @@ struct Active {
 
 class Queue final : public DownloadQueue, public transfer::Observer {
  public:
-  Queue(QueueOptions options, std::unique_ptr<store::Store> store)
-      : opts_(std::move(options)), store_(std::move(store)), rng_(std::random_device{}()) {
+  Queue(QueueOptions options, std::unique_ptr<store::Store> store, util::Env& env)
+      : opts_(std::move(options)), env_(env), store_(std::move(store)), rng_(std::random_device{}()) {
     if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
     last_seq_ = store_->last_event_seq();
     while (trim_events() > 0) {  // a log left long by an older fetchq or a larger setting
@@ -99,6 +101,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     eo.progress_interval = opts_.progress_interval;
     eo.checkpoint_interval = opts_.checkpoint_interval;
     eo.block_private_addresses = opts_.block_private_addresses;
+    eo.env = &env_;
     engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
     started_at_ = Clock::now();
     loop_ = std::thread([this] {
@@ -572,7 +575,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     std::map<dev_t, std::vector<size_t>> by_fs;
     for (size_t i = 0; i < items.size(); ++i) {
       struct stat st {};
-      if (::fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
+      if (env_.fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
     }
     auto now = Clock::now();
     for (auto& [dev, idx] : by_fs) {
@@ -580,7 +583,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
       auto paused = syncfs_paused_until_.find(dev);
       if (paused != syncfs_paused_until_.end() && now < paused->second) continue;
       auto t0 = Clock::now();
-      if (::syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
+      if (env_.syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
       auto took = Clock::now() - t0;
       if (took > kSlowSyncfs) {
         spdlog::info("syncfs took {} ms; syncing files one by one for a while",
@@ -601,10 +604,10 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     std::vector<bool> written_out = sync_filesystems(items);
     std::vector<std::function<void()>> tasks;
     for (size_t i = 0; i < items.size(); ++i) {
-      tasks.push_back([&item = items[i], after_syncfs = written_out[i]] {
+      tasks.push_back([this, &item = items[i], after_syncfs = written_out[i]] {
         const auto& r = item.f.r;
         const std::string part = r.file->part_path();
-        if ((after_syncfs ? ::fdatasync(r.file->fd()) : ::fsync(r.file->fd())) != 0) {
+        if ((after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
           item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
           return;
         }
@@ -655,8 +658,8 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     }
     tasks.clear();
     for (auto& [dir, list] : folders) {
-      tasks.push_back([&dir = dir, &list = list] {
-        int err = ::fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
+      tasks.push_back([this, &dir = dir, &list = list] {
+        int err = env_.fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
         if (err == 0) return;
         for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
       });
@@ -719,7 +722,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   void handle(CheckpointMsg& m, Ops& db, Ops&) {
     // Data first, then the byte count that promises it.
-    if (::fdatasync(m.file->fd()) != 0) {
+    if (env_.fdatasync(m.file->fd()) != 0) {
       spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
       return;
     }
@@ -765,7 +768,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     }
     if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
       // Pause or shutdown: keep the .part and promise what is in it.
-      bool synced = r.file && ::fdatasync(r.file->fd()) == 0;
+      bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
       db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
         if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
         if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
@@ -847,7 +850,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
     const int64_t since = progressed || !a.failing_since_ms ? now_ms : *a.failing_since_ms;
     bool retry = f.retryable && failures < opts_.max_attempts &&
                  now_ms - since < opts_.give_up_after.count();
-    bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
+    bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && env_.fdatasync(r.file->fd()) == 0;
     if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
     if (retry) {
       int64_t delay = retry_delay_ms(failures, f.retry_after_ms, f.restart_from_zero);
@@ -908,19 +911,19 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 
   // Removes a transfer's .part through the folder it was opened in, never by a path whose
   // folders may have been swapped for links since.
-  static void unlink_part(const transfer::PartFile& file) {
-    ::unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
+  void unlink_part(const transfer::PartFile& file) {
+    env_.unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
   }
 
   // rename(2) of the .part to its final name, both relative to the folder the transfer opened
   // (never through a link swapped in since), without replacing an existing file unless the job
   // asked to overwrite. Returns 0 or an errno value.
-  static int rename_into_place(const transfer::PartFile& file, IfExists policy) {
+  int rename_into_place(const transfer::PartFile& file, IfExists policy) {
     const int dfd = file.folder().fd();
     const std::string part = file.part_name(), name = file.final_name();
     int rc = policy == IfExists::kOverwrite
-                 ? ::renameat(dfd, part.c_str(), dfd, name.c_str())
-                 : ::renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
+                 ? env_.renameat(dfd, part.c_str(), dfd, name.c_str())
+                 : env_.renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
     return rc == 0 ? 0 : errno;
   }
 
@@ -1041,6 +1044,7 @@ class Queue final : public DownloadQueue, public transfer::Observer {
   }
 
   QueueOptions opts_;
+  util::Env& env_;  // every file-system call of the settle step and checkpoints
   std::unique_ptr<store::Store> store_;
   transfer::PathRegistry paths_;
   queue::CallbackRunner callbacks_;
@@ -1081,11 +1085,15 @@ class Queue final : public DownloadQueue, public transfer::Observer {
 }  // namespace
 
 Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
+  return queue::open_with_env(std::move(options), util::Env::posix());
+}
+
+Result<std::unique_ptr<DownloadQueue>> queue::open_with_env(QueueOptions options, util::Env& env) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
   auto store = store::open_sqlite_store(options.db_path, {});
   if (!store) return store.error();
   return std::unique_ptr<DownloadQueue>(
-      std::make_unique<Queue>(std::move(options), std::move(store.value())));
+      std::make_unique<Queue>(std::move(options), std::move(store.value()), env));
 }
 
 }  // namespace fetchq

@@ -26,6 +26,7 @@
 #include "files/file_name.h"
 #include "queue/request_check.h"
 #include "util/clock.h"
+#include "util/env.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
 
@@ -157,7 +158,10 @@ struct Transfer {
 class Engine::Impl {
  public:
   Impl(EngineOptions options, Observer* observer, PathRegistry* paths)
-      : options_(options), observer_(observer), paths_(paths) {
+      : options_(options),
+        env_(options.env ? *options.env : util::Env::posix()),
+        observer_(observer),
+        paths_(paths) {
     multi_ = curl_multi_init();
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
     thread_ = std::thread([this] {
@@ -369,7 +373,7 @@ class Engine::Impl {
   bool flush(Transfer& t) {
     size_t off = 0;
     while (off < t.buf.size()) {
-      ssize_t w = ::write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
+      ssize_t w = env_.write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
       if (w < 0) {
         if (errno == EINTR) continue;
         int err = errno;
@@ -386,7 +390,7 @@ class Engine::Impl {
     // the fsync on a sync thread saves.
     constexpr int64_t kWritebackFrom = 1 << 20;
     if (!t.buf.empty() && t.on_disk > kWritebackFrom) {
-      ::sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
+      env_.sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
                         static_cast<int64_t>(t.buf.size()), SYNC_FILE_RANGE_WRITE);
     }
     t.buf.clear();
@@ -415,9 +419,9 @@ class Engine::Impl {
   // Takes the advisory lock that keeps every other process (another fetchqd, a `fetchq get`
   // with another database) from writing the same .part while this transfer does.
   bool lock_part(Transfer& t, int fd, const std::string& part) {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    if (env_.flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
     int err = errno;
-    ::close(fd);
+    env_.close(fd);
     if (err == EWOULDBLOCK) {
       // Retryable: it may be this process's previous attempt, letting go of the file now.
       fail(t, "DestinationExists", "another process is writing " + part + " (it holds its lock)", true);
@@ -461,7 +465,7 @@ class Engine::Impl {
         return false;
       }
     }
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = env_.openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
       fail_disk(t, "open the folder", dir, errno);
       return false;
@@ -472,13 +476,13 @@ class Engine::Impl {
 
   bool exists_at(Transfer& t, const std::string& name) {
     struct stat st {};
-    return ::fstatat(t.folder->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    return env_.fstatat(t.folder->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   }
 
   // What sits at a path, in words for an error message.
-  static std::string what_is(int dir_fd, const std::string& name) {
+  std::string what_is(int dir_fd, const std::string& name) {
     struct stat st {};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "gone again";
+    if (env_.fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "gone again";
     if (S_ISLNK(st.st_mode)) return "a symbolic link, never followed";
     if (S_ISDIR(st.st_mode)) return "a folder";
     if (!S_ISREG(st.st_mode)) return "not a regular file";
@@ -494,17 +498,17 @@ class Engine::Impl {
     const std::string part = path + ".part";
     const std::string name = base_name(part);
     const int dfd = t.folder->fd();
-    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int fd = env_.openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
       if (errno == EEXIST) return Create::kTaken;
       fail_disk(t, "create", part, errno);
       return Create::kFailed;
     }
     struct stat sb {};
-    if (::fstat(fd, &sb) != 0) {
+    if (env_.fstat(fd, &sb) != 0) {
       int err = errno;
-      ::close(fd);
-      ::unlinkat(dfd, name.c_str(), 0);
+      env_.close(fd);
+      env_.unlinkat(dfd, name.c_str(), 0);
       fail_disk(t, "stat", part, err);
       return Create::kFailed;
     }
@@ -512,8 +516,8 @@ class Engine::Impl {
     PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
                     util::birth_time_ns(fd, "")};
     if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
-      ::close(fd);
-      ::unlinkat(dfd, name.c_str(), 0);
+      env_.close(fd);
+      env_.unlinkat(dfd, name.c_str(), 0);
       fail(t, "DiskError", "cannot record " + part + " as the job's own file");
       return Create::kFailed;
     }
@@ -535,7 +539,7 @@ class Engine::Impl {
     const std::string name = base_name(part);
     const int dfd = t.folder->fd();
     struct stat ls {};
-    if (::fstatat(dfd, name.c_str(), &ls, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (env_.fstatat(dfd, name.c_str(), &ls, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return Reuse::kAbsent;
       fail_disk(t, "stat", part, errno);
       return Reuse::kFailed;
@@ -551,7 +555,7 @@ class Engine::Impl {
     auto replaced = [&](const std::string& what) {
       *why = part + " was " + what + ", not the file the job created; it was removed and the "
              "download starts over";
-      if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      if (env_.unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
         fail_disk(t, "remove", part, errno);
         return Reuse::kFailed;
       }
@@ -572,16 +576,16 @@ class Engine::Impl {
       return Reuse::kForeign;
     }
     // O_NONBLOCK: if a FIFO is swapped in after the lstat, the open does not hang the thread.
-    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = env_.openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ELOOP || errno == ENXIO) return replaced("swapped while it was opened");
       fail_disk(t, "open", part, errno);
       return Reuse::kFailed;
     }
     struct stat sb {};
-    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb, util::birth_time_ns(fd, "")) ||
+    if (env_.fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb, util::birth_time_ns(fd, "")) ||
         sb.st_dev != ls.st_dev || sb.st_ino != ls.st_ino) {
-      ::close(fd);
+      env_.close(fd);
       *why = part + " changed while it was opened";
       return Reuse::kForeign;
     }
@@ -589,9 +593,9 @@ class Engine::Impl {
     int fl = ::fcntl(fd, F_GETFL);
     if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     keep = std::clamp<int64_t>(keep, 0, sb.st_size);
-    if (::ftruncate(fd, keep) != 0 || ::lseek(fd, keep, SEEK_SET) < 0) {
+    if (env_.ftruncate(fd, keep) != 0 || env_.lseek(fd, keep, SEEK_SET) < 0) {
       int err = errno;
-      ::close(fd);
+      env_.close(fd);
       fail_disk(t, "truncate", part, err);
       return Reuse::kFailed;
     }
@@ -834,7 +838,7 @@ class Engine::Impl {
     } else {
       if (t.offset > 0) {
         // The whole body came back: the file changed or the server ignores ranges.
-        if (::ftruncate(t.file->fd(), 0) != 0 || ::lseek(t.file->fd(), 0, SEEK_SET) < 0) {
+        if (env_.ftruncate(t.file->fd(), 0) != 0 || env_.lseek(t.file->fd(), 0, SEEK_SET) < 0) {
           fail_disk(t, "truncate", t.file->part_path(), errno);
           return false;
         }
@@ -853,7 +857,7 @@ class Engine::Impl {
     }
     struct stat there {};
     if (t.req.if_exists == IfExists::kSkip &&
-        ::fstatat(t.folder->fd(), base_name(t.download_path).c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
+        env_.fstatat(t.folder->fd(), base_name(t.download_path).c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISREG(there.st_mode) && t.total > 0 && there.st_size == t.total) {
         t.forced_outcome = Outcome::kAlreadyThere;
         return false;
@@ -875,12 +879,12 @@ class Engine::Impl {
   // same file system still need. False (with a DiskFull failure) when it does not fit.
   bool has_room(Transfer& t) {
     struct statvfs me {};
-    if (::fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
+    if (env_.fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
     int64_t held = 0;
     for (auto& [id, other] : transfers_) {
       if (other.get() == &t || !other->file || other->total <= 0) continue;
       struct statvfs st {};
-      if (::fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
+      if (env_.fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
         held += std::max<int64_t>(0, other->total - other->on_disk - static_cast<int64_t>(other->buf.size()));
       }
     }
@@ -999,6 +1003,7 @@ class Engine::Impl {
   }
 
   EngineOptions options_;
+  util::Env& env_;
   Observer* observer_;
   PathRegistry* paths_;
   CURLM* multi_ = nullptr;

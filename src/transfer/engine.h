@@ -15,6 +15,10 @@
 #include "transfer/path_registry.h"
 #include "transfer/transfer.h"
 
+namespace fetchq::util {
+class Env;
+}
+
 namespace fetchq::transfer {
 
 class Observer {
@@ -46,6 +50,8 @@ struct EngineOptions {
   // Refuse loopback, private, link-local (cloud metadata included) and other non-public
   // addresses, checked on every address a transfer connects to, after DNS and redirects.
   bool block_private_addresses = false;
+  // Every file-system call of the engine goes through it; null: util::Env::posix().
+  util::Env* env = nullptr;
 };
 
 // True for addresses block_private_addresses refuses.
