@@ -162,6 +162,10 @@ class Engine::Impl {
         env_(options.env ? *options.env : util::Env::posix()),
         observer_(observer),
         paths_(paths) {
+    // Once per process, before any other libcurl call: libcurl's own lazy init in
+    // curl_easy_init is not thread-safe, and a queue may be opened from any thread.
+    static std::once_flag curl_once;
+    std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     multi_ = curl_multi_init();
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
     thread_ = std::thread([this] {
@@ -299,10 +303,9 @@ class Engine::Impl {
                             : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->addr)->sin6_addr);
       ::inet_ntop(a->family, raw, host, sizeof host);
       if (!t->failure) {
-        t->failure = Failure{"AddressBlocked",
-                             "GET " + t->req.url + ": refused to connect to " + host +
-                                 " (a private, loopback or link-local address)",
-                             false, std::nullopt, false, false};
+        t->failure = Failure{.type = "AddressBlocked",
+                             .message = "GET " + t->req.url + ": refused to connect to " + host +
+                                        " (a private, loopback or link-local address)"};
       }
       return CURL_SOCKET_BAD;
     }
@@ -322,11 +325,10 @@ class Engine::Impl {
     t->header_bytes += len;
     if (t->header_bytes > kMaxHeaderBytes) {
       if (!t->failure) {
-        t->failure =
-            Failure{"HeaderTooLarge",
-                    static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
-                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
-                    false, std::nullopt, false};
+        t->failure = Failure{.type = "HeaderTooLarge",
+                             .message = static_cast<Impl*>(t->engine)->where(*t) +
+                                        ": the response headers are over " +
+                                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused"};
       }
       return 0;  // aborts the transfer
     }
@@ -346,10 +348,11 @@ class Engine::Impl {
     if (t->failure || t->complete_now || t->forced_outcome) return CURL_WRITEFUNC_ERROR;
     t->received += static_cast<int64_t>(len);
     if (t->total > 0 && t->offset + t->received > t->total) {
-      t->failure = Failure{"IncompleteBody",
-                           "GET " + t->req.url + ": the body is longer than the " +
-                               std::to_string(t->total) + " bytes announced",
-                           true, std::nullopt, true};
+      t->failure = Failure{.type = "IncompleteBody",
+                           .message = "GET " + t->req.url + ": the body is longer than the " +
+                                      std::to_string(t->total) + " bytes announced",
+                           .retryable = true,
+                           .restart_from_zero = true};
       return CURL_WRITEFUNC_ERROR;
     }
     if (t->buf.capacity() < t->buf_cap) t->buf.reserve(t->buf_cap);
@@ -410,7 +413,9 @@ class Engine::Impl {
   }
 
   void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
-    if (!t.failure) t.failure = Failure{std::move(type), std::move(message), retryable, {}, false};
+    if (!t.failure)
+      t.failure =
+          Failure{.type = std::move(type), .message = std::move(message), .retryable = retryable};
   }
   void fail_disk(Transfer& t, const std::string& step, const std::string& path, int err) {
     if (!t.failure) t.failure = disk_failure(step, path, err);
@@ -772,10 +777,13 @@ class Engine::Impl {
         t.total = total;
         return false;
       }
-      t.failure = Failure{"RangeNotSatisfiable",
-                          "GET " + url + ": HTTP 416 for bytes " + std::to_string(t.offset) +
-                              "- and the sizes do not agree; starting over",
-                          true, 0, true};
+      t.failure =
+          Failure{.type = "RangeNotSatisfiable",
+                  .message = "GET " + url + ": HTTP 416 for bytes " + std::to_string(t.offset) +
+                             "- and the sizes do not agree; starting over",
+                  .retryable = true,
+                  .retry_after_ms = 0,
+                  .restart_from_zero = true};
       return false;
     }
     if (code < 200 || code >= 300) {
@@ -805,19 +813,23 @@ class Engine::Impl {
     if (code == 206) {
       int64_t start = 0, end = -1, total = -1;
       if (!parse_content_range(header("content-range"), &start, &end, &total) || start != t.offset) {
-        t.failure = Failure{"RangeMismatch",
-                            "GET " + url + ": the 206 answer's Content-Range '" +
-                                header("content-range") + "' does not start at byte " +
-                                std::to_string(t.offset) + "; starting over",
-                            true, 0, true};
+        t.failure = Failure{.type = "RangeMismatch",
+                            .message = "GET " + url + ": the 206 answer's Content-Range '" +
+                                       header("content-range") + "' does not start at byte " +
+                                       std::to_string(t.offset) + "; starting over",
+                            .retryable = true,
+                            .retry_after_ms = 0,
+                            .restart_from_zero = true};
         return false;
       }
       if (t.req.expected_total > 0 && total > 0 && total != t.req.expected_total) {
-        t.failure = Failure{"SizeChanged",
-                            "GET " + url + ": the file is now " + std::to_string(total) +
-                                " bytes, it was " + std::to_string(t.req.expected_total) +
-                                "; starting over",
-                            true, 0, true};
+        t.failure = Failure{.type = "SizeChanged",
+                            .message = "GET " + url + ": the file is now " + std::to_string(total) +
+                                       " bytes, it was " + std::to_string(t.req.expected_total) +
+                                       "; starting over",
+                            .retryable = true,
+                            .retry_after_ms = 0,
+                            .restart_from_zero = true};
         return false;
       }
       // The range asked runs to the end of the file: an answer that stops short of the total,
@@ -825,12 +837,13 @@ class Engine::Impl {
       const bool short_range = total > 0 && end != total - 1;
       const bool bad_length = clen >= 0 && end >= start && clen != end - start + 1;
       if (short_range || bad_length) {
-        t.failure = Failure{"RangeMismatch",
-                            "GET " + url + ": the 206 answer's Content-Range '" +
-                                header("content-range") +
-                                (short_range ? "' ends before the last byte of the file"
-                                             : "' disagrees with its Content-Length " + std::to_string(clen)),
-                            true, std::nullopt, false};
+        t.failure = Failure{
+            .type = "RangeMismatch",
+            .message =
+                "GET " + url + ": the 206 answer's Content-Range '" + header("content-range") +
+                (short_range ? "' ends before the last byte of the file"
+                             : "' disagrees with its Content-Length " + std::to_string(clen)),
+            .retryable = true};
         return false;
       }
       t.total = total > 0 ? total : 0;
@@ -891,11 +904,12 @@ class Engine::Impl {
     const int64_t need = t.total - t.offset;
     const int64_t avail = static_cast<int64_t>(me.f_bavail) * static_cast<int64_t>(me.f_frsize);
     if (need + held <= avail) return true;
-    t.failure = Failure{"DiskFull",
-                        "not enough space for " + t.download_path + ": " + std::to_string(need) +
-                            " more bytes needed, " + std::to_string(avail) + " free, " +
-                            std::to_string(held) + " held for other running downloads",
-                        false, std::nullopt, false, true};
+    t.failure =
+        Failure{.type = "DiskFull",
+                .message = "not enough space for " + t.download_path + ": " + std::to_string(need) +
+                           " more bytes needed, " + std::to_string(avail) + " free, " +
+                           std::to_string(held) + " held for other running downloads",
+                .disk = true};
     return false;
   }
 
@@ -938,7 +952,8 @@ class Engine::Impl {
         retryable = false;
         detail = "a response header holds a NUL byte, and libcurl refuses such responses";
       }
-      t.failure = Failure{type, where(t) + ": " + detail, retryable, std::nullopt, false};
+      t.failure =
+          Failure{.type = type, .message = where(t) + ": " + detail, .retryable = retryable};
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
@@ -949,10 +964,10 @@ class Engine::Impl {
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome) {
       if (flush(t) && t.total > 0 && t.on_disk != t.total) {
-        t.failure = Failure{"IncompleteBody",
-                            where(t) + ": got " + std::to_string(t.on_disk) + " of " +
-                                std::to_string(t.total) + " bytes",
-                            true, std::nullopt, false};
+        t.failure = Failure{.type = "IncompleteBody",
+                            .message = where(t) + ": got " + std::to_string(t.on_disk) + " of " +
+                                       std::to_string(t.total) + " bytes",
+                            .retryable = true};
       }
     }
     auto tp = std::move(it->second);
