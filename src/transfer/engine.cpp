@@ -1,11 +1,9 @@
-// Engine: one thread drives every transfer through a libcurl multi handle.
+// Engine: the per-job download above the Fetcher: placement (file names, if-exists, the path
+// registry, the .part and its identity and lock), free space, and writing the body into the
+// .part. The HTTP side (libcurl) is the Fetcher's.
 #include "transfer/engine.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/file.h>
 #include <sys/statvfs.h>
@@ -17,96 +15,19 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
-#include "fetchq/version.h"
 #include "files/file_name.h"
-#include "queue/request_check.h"
+#include "transfer/fetcher.h"
 #include "util/clock.h"
 #include "util/env.h"
 #include "util/fs.h"
-#include "util/thread_name.h"
 
 namespace fetchq::transfer {
-namespace {
 
 using util::SteadyClock;
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
-}
-
-// Failure classes of libcurl's result codes: (error_type, retryable).
-std::pair<std::string, bool> classify(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return {"DNSError", true};
-    case CURLE_COULDNT_CONNECT: return {"ConnectionError", true};
-    case CURLE_OPERATION_TIMEDOUT: return {"Timeout", true};
-    case CURLE_PARTIAL_FILE: return {"IncompleteBody", true};
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM: return {"ConnectionError", true};
-    case CURLE_TOO_MANY_REDIRECTS: return {"TooManyRedirects", false};
-    case CURLE_UNSUPPORTED_PROTOCOL: return {"UnsupportedProtocol", false};
-    case CURLE_URL_MALFORMAT: return {"InvalidURL", false};
-    case CURLE_SSL_CONNECT_ERROR: return {"TLSError", true};
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE: return {"TLSError", false};
-    case CURLE_BAD_CONTENT_ENCODING: return {"ContentEncodingError", false};
-    case CURLE_WRITE_ERROR: return {"DiskError", false};
-    // While headers are read, libcurl's only allocation that fails in practice is a header line
-    // over its 100 KB limit; end_done names that case.
-    case CURLE_OUT_OF_MEMORY: return {"OutOfMemory", false};
-    default: return {"TransferError", true};
-  }
-}
-
-bool v4_private(uint32_t a) {  // host byte order
-  auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
-  return in(0x00000000, 8) || in(0x0A000000, 8) || in(0x64400000, 10) || in(0x7F000000, 8) ||
-         in(0xA9FE0000, 16) || in(0xAC100000, 12) || in(0xC0000000, 24) || in(0xC0A80000, 16) ||
-         in(0xC6120000, 15) || in(0xE0000000, 4) || in(0xF0000000, 4);
-}
-
-}  // namespace
-
-bool is_private_address(const struct sockaddr* addr) {
-  if (addr->sa_family == AF_INET) {
-    return v4_private(ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr));
-  }
-  if (addr->sa_family != AF_INET6) return true;
-  const auto* b = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-  if (std::memcmp(b, mapped, 12) == 0 || std::memcmp(b, nat64, 12) == 0) {
-    uint32_t v4 = (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
-    return v4_private(v4);
-  }
-  static const uint8_t zero[16] = {};
-  if (std::memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
-  if ((b[0] & 0xfe) == 0xfc) return true;                                       // fc00::/7
-  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;                       // fe80::/10
-  if (b[0] == 0xff) return true;                                                // multicast
-  return false;
-}
 
 namespace {
 
@@ -116,20 +37,11 @@ namespace {
 constexpr size_t kMinWriteBuffer = 16 << 10;
 constexpr auto kFillFast = std::chrono::milliseconds(200);
 constexpr auto kFillSlow = std::chrono::seconds(2);
-// Largest response header block accepted (libcurl's own limit is 300 KB).
-constexpr size_t kMaxHeaderBytes = 256 << 10;
 
 struct Transfer {
-  void* engine = nullptr;  // the Engine::Impl, for the C callbacks
   Request req;
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
-  char curl_error[CURL_ERROR_SIZE] = {};
-
-  std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
-  size_t header_bytes = 0;                          // of the last response, status line included
-  bool https_only = false;                          // redirects may not leave https (a token)
-  bool decided = false;
+  FetchId fetch = 0;     // 0 until the request is sent
+  bool decided = false;  // the response head was seen (decide)
   bool complete_now = false;  // 416 that proves the file is whole
   std::optional<Failure> failure;
   std::optional<Outcome> forced_outcome;
@@ -155,33 +67,28 @@ struct Transfer {
 
 }  // namespace
 
-class Engine::Impl {
+class Engine::Impl final : public FetchClient {
  public:
   Impl(EngineOptions options, Observer* observer, PathRegistry* paths)
       : options_(options),
         env_(options.env ? *options.env : util::Env::posix()),
         observer_(observer),
-        paths_(paths) {
-    // Once per process, before any other libcurl call: libcurl's own lazy init in
-    // curl_easy_init is not thread-safe, and a queue may be opened from any thread.
-    static std::once_flag curl_once;
-    std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    multi_ = curl_multi_init();
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
-    thread_ = std::thread([this] {
-      util::name_this_thread("fetchq-transfer");
-      run();
-    });
+        paths_(paths),
+        fetcher_(FetcherOptions{.connect_timeout = options.connect_timeout,
+                                .stall_timeout = options.stall_timeout,
+                                .max_redirects = options.max_redirects,
+                                .block_private_addresses = options.block_private_addresses},
+                 this) {
+    fetcher_.start_thread();
   }
 
-  ~Impl() {
+  ~Impl() override {
     {
       std::lock_guard lk(mu_);
       quit_ = true;
     }
-    curl_multi_wakeup(multi_);
-    thread_.join();
-    curl_multi_cleanup(multi_);
+    fetcher_.wakeup();
+    fetcher_.join();
   }
 
   void submit(Request r) {
@@ -190,7 +97,7 @@ class Engine::Impl {
       pending_.push_back(std::move(r));
       ++outstanding_;
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void stop(int64_t id) {
@@ -198,7 +105,7 @@ class Engine::Impl {
       std::lock_guard lk(mu_);
       stops_.push_back(id);
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void stop_all() {
@@ -206,7 +113,7 @@ class Engine::Impl {
       std::lock_guard lk(mu_);
       stop_all_ = true;
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void wait_idle() {
@@ -215,60 +122,47 @@ class Engine::Impl {
   }
 
  private:
-  void run() {
-    for (;;) {
-      std::deque<Request> pending;
-      std::vector<int64_t> stops;
-      bool stop_all = false, quit = false;
-      {
-        std::lock_guard lk(mu_);
-        pending.swap(pending_);
-        stops.swap(stops_);
-        stop_all = std::exchange(stop_all_, false);
-        quit = quit_;
-      }
-      if (quit) stop_all = true;
-      for (auto& r : pending) begin(std::move(r));
-      if (stop_all) {
-        std::vector<int64_t> ids;
-        for (auto& [id, t] : transfers_) ids.push_back(id);
-        for (auto id : ids) end_stopped(id);
-      }
-      for (auto id : stops) end_stopped(id);
-      if (quit) {
-        // Anything submitted after the last look is reported as stopped, outside our lock so
-        // the observer may take its own.
-        std::deque<Request> late;
-        {
-          std::lock_guard lk(mu_);
-          late.swap(pending_);
-        }
-        for (auto& r : late) {
-          Result res;
-          res.outcome = Outcome::kStopped;
-          res.bytes = r.offset;
-          observer_->on_finished(r.job_id, r.attempt, std::move(res));
-        }
-        std::lock_guard lk(mu_);
-        outstanding_ -= static_cast<int64_t>(late.size());
-        idle_cv_.notify_all();
-        return;
-      }
-
-      int running = 0;
-      curl_multi_perform(multi_, &running);
-      int left = 0;
-      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
-        if (msg->msg != CURLMSG_DONE) continue;
-        Transfer* t = nullptr;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
-        if (t) end_done(t->req.job_id, msg->data.result);
-      }
-      tick();
-      int timeout_ms = transfers_.empty() ? 1000 : 100;
-      curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
+  // Fetcher thread: new requests, stops, and the end.
+  bool on_wake() override {
+    std::deque<Request> pending;
+    std::vector<int64_t> stops;
+    bool stop_all = false, quit = false;
+    {
+      std::lock_guard lk(mu_);
+      pending.swap(pending_);
+      stops.swap(stops_);
+      stop_all = std::exchange(stop_all_, false);
+      quit = quit_;
     }
+    if (quit) stop_all = true;
+    for (auto& r : pending) begin(std::move(r));
+    if (stop_all) {
+      std::vector<int64_t> ids;
+      for (auto& [id, t] : transfers_) ids.push_back(id);
+      for (auto id : ids) end_stopped(id);
+    }
+    for (auto id : stops) end_stopped(id);
+    if (!quit) return true;
+    // Anything submitted after the last look is reported as stopped, outside our lock so
+    // the observer may take its own.
+    std::deque<Request> late;
+    {
+      std::lock_guard lk(mu_);
+      late.swap(pending_);
+    }
+    for (auto& r : late) {
+      Result res;
+      res.outcome = Outcome::kStopped;
+      res.bytes = r.offset;
+      observer_->on_finished(r.job_id, r.attempt, std::move(res));
+    }
+    std::lock_guard lk(mu_);
+    outstanding_ -= static_cast<int64_t>(late.size());
+    idle_cv_.notify_all();
+    return false;
   }
+
+  void on_tick() override { tick(); }
 
   // Progress and checkpoints are driven by time, per transfer.
   void tick() {
@@ -294,58 +188,21 @@ class Engine::Impl {
     }
   }
 
-  static curl_socket_t open_socket_cb(void* ud, curlsocktype, struct curl_sockaddr* a) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    if (is_private_address(&a->addr)) {
-      char host[INET6_ADDRSTRLEN] = "?";
-      const void* raw = a->family == AF_INET
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&a->addr)->sin_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->addr)->sin6_addr);
-      ::inet_ntop(a->family, raw, host, sizeof host);
-      if (!t->failure) {
-        t->failure = Failure{.type = "AddressBlocked",
-                             .message = "GET " + t->req.url + ": refused to connect to " + host +
-                                        " (a private, loopback or link-local address)"};
-      }
-      return CURL_SOCKET_BAD;
-    }
-    return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  Transfer* of(FetchId id) {
+    auto it = by_fetch_.find(id);
+    if (it == by_fetch_.end()) return nullptr;
+    auto t = transfers_.find(it->second);
+    return t == transfers_.end() ? nullptr : t->second.get();
   }
 
-  static size_t header_cb(char* data, size_t size, size_t n, void* ud) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    size_t len = size * n;
-    std::string_view line(data, len);
-    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
-      t->resp_headers.clear();  // a new response (after a redirect or a 100)
-      t->header_bytes = 0;
-    }
-    // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and
-    // not retried) instead of surfacing as a receive error.
-    t->header_bytes += len;
-    if (t->header_bytes > kMaxHeaderBytes) {
-      if (!t->failure) {
-        t->failure = Failure{.type = "HeaderTooLarge",
-                             .message = static_cast<Impl*>(t->engine)->where(*t) +
-                                        ": the response headers are over " +
-                                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused"};
-      }
-      return 0;  // aborts the transfer
-    }
-    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
-    auto colon = line.find(':');
-    if (colon != std::string_view::npos) {
-      t->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
-    }
-    return len;
+  bool on_response(FetchId id, const FetchResponse& response) override {
+    Transfer* t = of(id);
+    return t && decide(*t, response);
   }
 
-  static size_t write_cb(char* data, size_t size, size_t n, void* ud) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    auto* self = static_cast<Impl*>(t->engine);
-    size_t len = size * n;
-    if (!t->decided && !self->decide(*t)) return CURL_WRITEFUNC_ERROR;
-    if (t->failure || t->complete_now || t->forced_outcome) return CURL_WRITEFUNC_ERROR;
+  bool on_data(FetchId id, const char* data, size_t len) override {
+    Transfer* t = of(id);
+    if (!t || t->failure || t->complete_now || t->forced_outcome) return false;
     t->received += static_cast<int64_t>(len);
     if (t->total > 0 && t->offset + t->received > t->total) {
       t->failure = Failure{.type = "IncompleteBody",
@@ -353,23 +210,23 @@ class Engine::Impl {
                                       std::to_string(t->total) + " bytes announced",
                            .retryable = true,
                            .restart_from_zero = true};
-      return CURL_WRITEFUNC_ERROR;
+      return false;
     }
     if (t->buf.capacity() < t->buf_cap) t->buf.reserve(t->buf_cap);
     t->buf.insert(t->buf.end(), data, data + len);
     if (t->buf.size() >= t->buf_cap) {
-      if (!self->flush(*t)) return CURL_WRITEFUNC_ERROR;
+      if (!flush(*t)) return false;
       auto now = SteadyClock::now();
       auto took = now - t->buf_since;
       t->buf_since = now;
       if (took < kFillFast) {
-        t->buf_cap = std::min(t->buf_cap * 2, self->options_.max_write_buffer);
+        t->buf_cap = std::min(t->buf_cap * 2, options_.max_write_buffer);
       } else if (took > kFillSlow && t->buf_cap > kMinWriteBuffer) {
         t->buf_cap = std::max(t->buf_cap / 2, kMinWriteBuffer);
         t->buf.shrink_to_fit();  // empty after the flush: frees it; the next write reserves anew
       }
     }
-    return len;
+    return true;
   }
 
   // Writes the buffer out. On failure records a disk failure and returns false.
@@ -400,17 +257,8 @@ class Engine::Impl {
     return true;
   }
 
-  // "GET <url>", and where redirects led, for messages: the URL that answered is the one the
-  // user needs to see. Neither holds a password (the request's URL carries none).
-  std::string where(Transfer& t) const {
-    std::string out = "GET " + t.req.url;
-    char* final_url = nullptr;
-    if (t.easy && curl_easy_getinfo(t.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
-        final_url && t.req.url != final_url) {
-      out += " (redirected to " + queue::redact_url(final_url) + ")";
-    }
-    return out;
-  }
+  // "GET <url>", and where redirects led, for messages (see Fetcher::where).
+  std::string where(Transfer& t) const { return fetcher_.where(t.fetch); }
 
   void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
     if (!t.failure)
@@ -651,8 +499,7 @@ class Engine::Impl {
   void begin(Request r) {
     auto tp = std::make_unique<Transfer>();
     Transfer& t = *tp;
-    t.engine = this;
-    t.req = std::move(r);
+      t.req = std::move(r);
     if (t.req.download_path) {
       // The path is known: a file destination, or a job resumed after an earlier attempt.
       const std::string& p = *t.req.download_path;
@@ -696,34 +543,10 @@ class Engine::Impl {
       finish(std::move(tp));
       return;
     }
-    t.easy = curl_easy_init();
-    CURL* e = t.easy;
-    curl_easy_setopt(e, CURLOPT_URL, t.req.url.c_str());
-    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    // A token never travels in clear text: from https, redirects may only go to https.
-    t.https_only =
-        t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, t.https_only ? "https" : "http,https");
-    if (options_.block_private_addresses) {
-      curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
-      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
-    }
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-    long stall_s = std::max<long>(1, static_cast<long>((options_.stall_timeout.count() + 999) / 1000));
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.curl_error);
-    static const std::string ua = std::string("fetchq/") + kVersion;
-    curl_easy_setopt(e, CURLOPT_USERAGENT, ua.c_str());
-    t.headers = curl_slist_append(t.headers, "Accept-Encoding: identity");
+    FetchRequest fr;
+    fr.url = t.req.url;
     if (t.offset > 0) {
-      std::string range = "Range: bytes=" + std::to_string(t.offset) + "-";
-      t.headers = curl_slist_append(t.headers, range.c_str());
+      fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
       std::string validator;
       if (!t.req.etag.empty() && t.req.etag.rfind("W/", 0) != 0) {
@@ -731,43 +554,26 @@ class Engine::Impl {
       } else if (!t.req.last_modified.empty()) {
         validator = t.req.last_modified;
       }
-      if (!validator.empty()) {
-        t.headers = curl_slist_append(t.headers, ("If-Range: " + validator).c_str());
-      }
+      if (!validator.empty()) fr.headers.push_back("If-Range: " + validator);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-    if (t.req.access_token) {
-      // libcurl sends it to the original host only: never after a redirect to another host.
-      curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-      curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, t.req.access_token->c_str());
-    } else if (t.req.password) {
-      // Apart from the URL, so no message built from it holds them. Like a token, libcurl sends
-      // them to the original scheme, host and port only (CURLOPT_UNRESTRICTED_AUTH stays off).
-      curl_easy_setopt(e, CURLOPT_USERNAME, t.req.username.c_str());
-      curl_easy_setopt(e, CURLOPT_PASSWORD, t.req.password->c_str());
-    }
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    fr.access_token = t.req.access_token;
+    fr.username = t.req.username;
+    fr.password = t.req.password;
     auto now = SteadyClock::now();
     t.last_progress = now;
     t.last_checkpoint = now;
     t.buf_since = now;
     int64_t id = t.req.job_id;
     transfers_[id] = std::move(tp);
-    curl_multi_add_handle(multi_, e);
+    t.fetch = fetcher_.start(std::move(fr));
+    by_fetch_[t.fetch] = id;
   }
 
   // Decides, from the final response's headers, what to do with its body. False: abort.
-  bool decide(Transfer& t) {
+  bool decide(Transfer& t, const FetchResponse& response) {
     t.decided = true;
-    long code = 0;
-    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &code);
-    auto header = [&](const char* name) -> std::string {
-      auto it = t.resp_headers.find(name);
-      return it == t.resp_headers.end() ? std::string() : it->second;
-    };
+    const long code = response.code;
+    auto header = [&](const char* name) { return response.header(name); };
     const std::string& url = t.req.url;
     if (code == 416 && t.offset > 0) {
       int64_t start = 0, total = -1;
@@ -797,8 +603,7 @@ class Engine::Impl {
       t.failure = std::move(f);
       return false;
     }
-    curl_off_t clen = -1;
-    curl_easy_getinfo(t.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    const int64_t clen = response.content_length;
     Started s;
     if (!t.file) {
       // A folder destination seen for the first time: the response names the file.
@@ -913,48 +718,15 @@ class Engine::Impl {
     return false;
   }
 
-  void end_done(int64_t id, CURLcode code) {
-    auto it = transfers_.find(id);
+  // The fetch ended by itself: the engine's own verdict (from decide or a write) comes first,
+  // else the fetch's failure.
+  void on_done(FetchId fid, std::optional<Failure> failure) override {
+    auto f = by_fetch_.find(fid);
+    if (f == by_fetch_.end()) return;
+    auto it = transfers_.find(f->second);
     if (it == transfers_.end()) return;
     Transfer& t = *it->second;
-    if (code == CURLE_OK && !t.decided) decide(t);  // an empty body
-    if (!t.failure && !t.complete_now && !t.forced_outcome && code != CURLE_OK) {
-      auto [type, retryable] = classify(code);
-      std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
-      if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
-      // Where the refused redirect pointed: libcurl has made it the effective URL by the time
-      // it checks the protocol; the redirect URL is asked too, in case it has not.
-      std::string next;
-      for (CURLINFO info : {CURLINFO_REDIRECT_URL, CURLINFO_EFFECTIVE_URL}) {
-        char* u = nullptr;
-        if (next.empty() && curl_easy_getinfo(t.easy, info, &u) == CURLE_OK && u) next = u;
-      }
-      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
-          lower(next.substr(0, 5)) == "http:") {
-        type = "InsecureRedirect";
-        detail = "refused to follow the redirect to " + queue::redact_url(next) +
-                 ": the job has an access token, which is never sent over plain http";
-      } else if (!t.decided &&
-                 (code == CURLE_OUT_OF_MEMORY ||
-                  (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
-        // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
-        type = "HeaderTooLarge";
-        retryable = false;
-        detail =
-            code == CURLE_OUT_OF_MEMORY
-                ? "a response header line is longer than libcurl accepts (100 KB); refused"
-                : "the response headers are larger than libcurl accepts (" + detail + "); refused";
-      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY &&
-                 detail.find("Nul byte") != std::string::npos) {
-        // libcurl refuses the whole response before fetchq sees a header, so there is no
-        // falling back to the URL's name; the server would send the same again.
-        type = "BadResponseHeader";
-        retryable = false;
-        detail = "a response header holds a NUL byte, and libcurl refuses such responses";
-      }
-      t.failure =
-          Failure{.type = type, .message = where(t) + ": " + detail, .retryable = retryable};
-    }
+    if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
       auto failure = std::move(t.failure);
@@ -988,11 +760,10 @@ class Engine::Impl {
 
   void finish(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
-    if (t.easy) {
-      curl_multi_remove_handle(multi_, t.easy);
-      curl_easy_cleanup(t.easy);
+    if (t.fetch) {
+      fetcher_.cancel(t.fetch);
+      by_fetch_.erase(t.fetch);
     }
-    curl_slist_free_all(t.headers);
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;
@@ -1021,8 +792,8 @@ class Engine::Impl {
   util::Env& env_;
   Observer* observer_;
   PathRegistry* paths_;
-  CURLM* multi_ = nullptr;
-  std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // engine thread only
+  std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
+  std::map<FetchId, int64_t> by_fetch_;                     // fetcher thread only: to job ids
 
   std::mutex mu_;
   std::condition_variable idle_cv_;
@@ -1031,7 +802,7 @@ class Engine::Impl {
   bool stop_all_ = false;
   bool quit_ = false;
   int64_t outstanding_ = 0;
-  std::thread thread_;
+  Fetcher fetcher_;  // last: its thread calls into the members above
 };
 
 Engine::Engine(EngineOptions options, Observer* observer, PathRegistry* paths)

@@ -1,6 +1,9 @@
-// Engine: runs every transfer on one thread with libcurl's multi interface.
+// Engine: one download attempt per job, above the Fetcher (transfer/fetcher.h), which runs the
+// HTTP side on one thread with libcurl's multi interface. The engine decides placement (file
+// names, if-exists, the path registry, the .part, its identity and lock), checks free space and
+// writes the body into the .part.
 //
-// Callers on any thread submit and stop transfers; the engine thread owns every easy handle and
+// Callers on any thread submit and stop transfers; the fetcher's thread owns every transfer and
 // file buffer. It reports to an Observer from the engine thread: observers must return quickly
 // (queue the work) and must not call back into the engine while holding their own locks that
 // the engine's callers hold.

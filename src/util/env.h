@@ -56,11 +56,15 @@ class EnvWrapper : public Env {
     return target_.openat(dirfd, name, flags, mode);
   }
   int close(int fd) override { return target_.close(fd); }
-  ssize_t write(int fd, const void* data, size_t len) override { return target_.write(fd, data, len); }
+  ssize_t write(int fd, const void* data, size_t len) override {
+    return target_.write(fd, data, len);
+  }
   ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override {
     return target_.pwrite(fd, data, len, offset);
   }
-  off_t lseek(int fd, off_t offset, int whence) override { return target_.lseek(fd, offset, whence); }
+  off_t lseek(int fd, off_t offset, int whence) override {
+    return target_.lseek(fd, offset, whence);
+  }
   int ftruncate(int fd, off_t length) override { return target_.ftruncate(fd, length); }
   int fdatasync(int fd) override { return target_.fdatasync(fd); }
   int fsync(int fd) override { return target_.fsync(fd); }

@@ -1,13 +1,14 @@
 // Disk faults injected through the file-system Env (support/fault_env.h): the real queue, engine
 // and settle step, a real HTTP server on 127.0.0.1 and real files, with chosen calls failing.
 // Needs no root and no full disk, so it runs everywhere (disk_test.cpp needs a tmpfs mount).
+#include "support/fault_env.h"
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <filesystem>
 
 #include "integration/helpers.h"
 #include "queue/open_with_env.h"
-#include "support/fault_env.h"
 
 namespace fetchq::testing {
 namespace {
@@ -44,8 +45,8 @@ class FaultEnvTest : public ::testing::Test {
   }
 
   // With the fault gone, a retry resumes after the bytes kept and the file comes out whole.
-  void retry_completes(DownloadQueue& q, int64_t id, const std::string& path, const std::string& body,
-                       const std::string& server_path, size_t kept) {
+  void retry_completes(DownloadQueue& q, int64_t id, const std::string& path,
+                       const std::string& body, const std::string& server_path, size_t kept) {
     env_.clear();
     ASSERT_TRUE(q.retry_job(id).ok());
     ASSERT_TRUE(q.join(std::chrono::seconds(20)));
@@ -128,8 +129,10 @@ TEST_F(FaultEnvTest, NoCheckpointPromisesBytesWhoseDataSyncFailed) {
   auto job = submit(*q, server_.url("/slow.bin"), out);
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 300000; }));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // three checkpoint intervals
-  EXPECT_GE(env_.calls(FsOp::kFdatasync, "slow.bin.part"), 2) << "checkpoints were taken without a sync";
-  EXPECT_EQ(checkpoint_bytes(job.id), 0) << "a checkpoint was committed though its fdatasync failed";
+  EXPECT_GE(env_.calls(FsOp::kFdatasync, "slow.bin.part"), 2)
+      << "checkpoints were taken without a sync";
+  EXPECT_EQ(checkpoint_bytes(job.id), 0)
+      << "a checkpoint was committed though its fdatasync failed";
   env_.clear();
   ASSERT_TRUE(wait_until([&] { return checkpoint_bytes(job.id) > 0; }));
   ASSERT_TRUE(q->join(std::chrono::seconds(20)));

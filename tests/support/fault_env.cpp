@@ -78,9 +78,13 @@ int FaultEnv::openat(int dirfd, const char* name, int flags, mode_t mode) {
 ssize_t FaultEnv::write(int fd, const void* data, size_t len) {
   int err = 0;
   switch (check(FsOp::kWrite, fd_path(fd), "", &err)) {
-    case Verdict::kFail: errno = err; return -1;
-    case Verdict::kShort: return EnvWrapper::write(fd, data, len > 1 ? len / 2 : len);
-    case Verdict::kPass: break;
+    case Verdict::kFail:
+      errno = err;
+      return -1;
+    case Verdict::kShort:
+      return EnvWrapper::write(fd, data, len > 1 ? len / 2 : len);
+    case Verdict::kPass:
+      break;
   }
   return EnvWrapper::write(fd, data, len);
 }
@@ -88,21 +92,25 @@ ssize_t FaultEnv::write(int fd, const void* data, size_t len) {
 ssize_t FaultEnv::pwrite(int fd, const void* data, size_t len, off_t offset) {
   int err = 0;
   switch (check(FsOp::kWrite, fd_path(fd), "", &err)) {
-    case Verdict::kFail: errno = err; return -1;
-    case Verdict::kShort: return EnvWrapper::pwrite(fd, data, len > 1 ? len / 2 : len, offset);
-    case Verdict::kPass: break;
+    case Verdict::kFail:
+      errno = err;
+      return -1;
+    case Verdict::kShort:
+      return EnvWrapper::pwrite(fd, data, len > 1 ? len / 2 : len, offset);
+    case Verdict::kPass:
+      break;
   }
   return EnvWrapper::pwrite(fd, data, len, offset);
 }
 
-#define FETCHQ_FAULT_FD(op, call)                                           \
-  do {                                                                      \
-    int err = 0;                                                            \
-    if (check(op, fd_path(fd), "", &err) == Verdict::kFail) {               \
-      errno = err;                                                          \
-      return -1;                                                            \
-    }                                                                       \
-    return call;                                                            \
+#define FETCHQ_FAULT_FD(op, call)                             \
+  do {                                                        \
+    int err = 0;                                              \
+    if (check(op, fd_path(fd), "", &err) == Verdict::kFail) { \
+      errno = err;                                            \
+      return -1;                                              \
+    }                                                         \
+    return call;                                              \
   } while (0)
 
 int FaultEnv::ftruncate(int fd, off_t length) {

@@ -18,25 +18,25 @@
 namespace fetchq::testing {
 
 enum class FsOp {
-  kOpen,       // openat
-  kWrite,      // write and pwrite
-  kTruncate,   // ftruncate
+  kOpen,      // openat
+  kWrite,     // write and pwrite
+  kTruncate,  // ftruncate
   kFdatasync,
-  kFsync,      // fsync of a file or a folder
+  kFsync,  // fsync of a file or a folder
   kSyncfs,
-  kRename,     // renameat and renameat2 (matched on the old or the new path)
+  kRename,  // renameat and renameat2 (matched on the old or the new path)
   kUnlink,
-  kStatvfs,    // fstatvfs
-  kLock,       // flock
+  kStatvfs,  // fstatvfs
+  kLock,     // flock
 };
 
 struct FaultRule {
   FsOp op = FsOp::kWrite;
   std::string path_contains{};  // "" matches every path
-  int nth = 1;                // the first matching call to fail, counted from 1
-  int times = -1;             // how many calls fail from the nth on; -1: all of them
+  int nth = 1;                  // the first matching call to fail, counted from 1
+  int times = -1;               // how many calls fail from the nth on; -1: all of them
   int err = EIO;
-  bool short_write = false;   // kWrite: write half (at least one byte) instead of failing
+  bool short_write = false;  // kWrite: write half (at least one byte) instead of failing
 };
 
 class FaultEnv final : public util::EnvWrapper {
