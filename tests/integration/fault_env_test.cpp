@@ -101,6 +101,23 @@ TEST_F(FaultEnvTest, AnIoErrorOnWriteFailsTheJobWithADiskError) {
   retry_completes(*q, job.id, out, r.body, "/eio.bin", std::filesystem::file_size(out + ".part"));
 }
 
+TEST_F(FaultEnvTest, ANearlyFullDiskIsRefusedBeforeTheBodyWhenTheSizeIsKnown) {
+  Resource r;
+  r.body = make_body(2 << 20, 68);
+  server_.add("/known.bin", r);
+  env_.add(
+      {.op = FsOp::kStatvfs, .path_contains = "known.bin.part", .free_bytes = uint64_t{1} << 20});
+  auto q = open(fast_options(dir_));
+  const std::string out = dir_ / "known.bin";
+  auto job = submit(*q, server_.url("/known.bin"), out);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  expect_one_line_error(*q->id_to_job(job.id), "DiskFull", "not enough space for", out,
+                        std::to_string(r.body.size()) + " more bytes needed");
+  EXPECT_GE(env_.faults(), 1);
+  EXPECT_FALSE(file_exists(out + ".part")) << "the refused download left its .part";
+  EXPECT_FALSE(file_exists(out));
+}
+
 TEST_F(FaultEnvTest, ShortWritesAreCompletedAndTheFileIsWhole) {
   Resource r;
   r.body = make_body(3 << 20, 63);

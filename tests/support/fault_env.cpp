@@ -46,7 +46,7 @@ std::string FaultEnv::at_path(int dirfd, const char* name) {
 }
 
 FaultEnv::Verdict FaultEnv::check(FsOp op, const std::string& path, const std::string& other,
-                                  int* err) {
+                                  int* err, uint64_t* free_bytes) {
   std::lock_guard lk(mu_);
   seen_.push_back({op, path});
   if (!other.empty()) seen_.push_back({op, other});
@@ -61,6 +61,10 @@ FaultEnv::Verdict FaultEnv::check(FsOp op, const std::string& path, const std::s
     if (n < r.nth || (r.times >= 0 && n >= r.nth + r.times)) continue;
     ++faults_;
     *err = r.err;
+    if (r.free_bytes && free_bytes) {
+      *free_bytes = *r.free_bytes;
+      return Verdict::kFreeBytes;
+    }
     return r.short_write ? Verdict::kShort : Verdict::kFail;
   }
   return Verdict::kPass;
@@ -83,6 +87,7 @@ ssize_t FaultEnv::write(int fd, const void* data, size_t len) {
       return -1;
     case Verdict::kShort:
       return EnvWrapper::write(fd, data, len > 1 ? len / 2 : len);
+    case Verdict::kFreeBytes:  // only asked for by fstatvfs
     case Verdict::kPass:
       break;
   }
@@ -97,6 +102,7 @@ ssize_t FaultEnv::pwrite(int fd, const void* data, size_t len, off_t offset) {
       return -1;
     case Verdict::kShort:
       return EnvWrapper::pwrite(fd, data, len > 1 ? len / 2 : len, offset);
+    case Verdict::kFreeBytes:  // only asked for by fstatvfs
     case Verdict::kPass:
       break;
   }
@@ -120,7 +126,21 @@ int FaultEnv::fdatasync(int fd) { FETCHQ_FAULT_FD(FsOp::kFdatasync, EnvWrapper::
 int FaultEnv::fsync(int fd) { FETCHQ_FAULT_FD(FsOp::kFsync, EnvWrapper::fsync(fd)); }
 int FaultEnv::syncfs(int fd) { FETCHQ_FAULT_FD(FsOp::kSyncfs, EnvWrapper::syncfs(fd)); }
 int FaultEnv::fstatvfs(int fd, struct statvfs* st) {
-  FETCHQ_FAULT_FD(FsOp::kStatvfs, EnvWrapper::fstatvfs(fd, st));
+  int err = 0;
+  uint64_t free_bytes = 0;
+  switch (check(FsOp::kStatvfs, fd_path(fd), "", &err, &free_bytes)) {
+    case Verdict::kFail:
+      errno = err;
+      return -1;
+    case Verdict::kFreeBytes: {
+      const int rc = EnvWrapper::fstatvfs(fd, st);
+      if (rc == 0 && st->f_frsize > 0) st->f_bavail = free_bytes / st->f_frsize;
+      return rc;
+    }
+    default:
+      break;
+  }
+  return EnvWrapper::fstatvfs(fd, st);
 }
 int FaultEnv::flock(int fd, int operation) {
   FETCHQ_FAULT_FD(FsOp::kLock, EnvWrapper::flock(fd, operation));

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ struct FaultRule {
   int times = -1;               // how many calls fail from the nth on; -1: all of them
   int err = EIO;
   bool short_write = false;  // kWrite: write half (at least one byte) instead of failing
+  // kStatvfs: instead of failing, report this many bytes free (a nearly full disk).
+  std::optional<uint64_t> free_bytes{};
 };
 
 class FaultEnv final : public util::EnvWrapper {
@@ -65,7 +68,7 @@ class FaultEnv final : public util::EnvWrapper {
   int unlinkat(int dirfd, const char* name, int flags) override;
 
  private:
-  enum class Verdict { kPass, kFail, kShort };
+  enum class Verdict { kPass, kFail, kShort, kFreeBytes };
   struct Rule {
     FaultRule r;
     int matched = 0;
@@ -75,7 +78,8 @@ class FaultEnv final : public util::EnvWrapper {
     std::string path;
   };
   // Records the call and decides it; *err gets the errno to fail with.
-  Verdict check(FsOp op, const std::string& path, const std::string& other, int* err);
+  Verdict check(FsOp op, const std::string& path, const std::string& other, int* err,
+                uint64_t* free_bytes = nullptr);
   static std::string fd_path(int fd);
   static std::string at_path(int dirfd, const char* name);
 
