@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "queue/join_walk.h"
+#include "queue/open_with_env.h"
 #include "queue/open_with_store.h"
 #include "queue/queue_impl.h"
 #include "queue/request_check.h"
@@ -17,8 +18,8 @@
 namespace fetchq {
 namespace queue {
 
-QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store)
-    : opts_(std::move(options)), store_(std::move(store)), rng_(std::random_device{}()) {
+QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, util::Env& env)
+    : opts_(std::move(options)), env_(env), store_(std::move(store)), rng_(std::random_device{}()) {
   if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
   last_seq_ = store_->last_event_seq();
   while (trim_events() > 0) {  // a log left long by an older fetchq or a larger setting
@@ -31,9 +32,10 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store)
   eo.progress_interval = opts_.progress_interval;
   eo.checkpoint_interval = opts_.checkpoint_interval;
   eo.block_private_addresses = opts_.block_private_addresses;
+  eo.env = &env_;
   engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
   started_at_ = Clock::now();
-  settler_ = std::make_unique<Settler>(store_.get(), opts_.syncfs_from,
+  settler_ = std::make_unique<Settler>(store_.get(), env_, opts_.syncfs_from,
                                        [this](std::vector<Settling>& items) { inbox_.return_settled(items); });
   loop_ = std::thread([this] {
     util::name_this_thread("fetchq-queue");
@@ -324,8 +326,9 @@ int64_t QueueImpl::trim_events() {
   }
 }
 
-std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<store::Store> store) {
-  return std::make_unique<QueueImpl>(std::move(options), std::move(store));
+std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<store::Store> store,
+                                          util::Env& env) {
+  return std::make_unique<QueueImpl>(std::move(options), std::move(store), env);
 }
 
 }  // namespace queue
@@ -336,11 +339,15 @@ Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions optio
   return make_queue(std::move(options), std::move(store));
 }
 
-Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
+Result<std::unique_ptr<DownloadQueue>> queue::open_with_env(QueueOptions options, util::Env& env) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
   auto store = store::open(options.db_path);
   if (!store) return store.error();
-  return queue::open_with_store(std::move(options), std::move(store.value()));
+  return make_queue(std::move(options), std::move(store.value()), env);
+}
+
+Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {
+  return queue::open_with_env(std::move(options), util::Env::posix());
 }
 
 }  // namespace fetchq

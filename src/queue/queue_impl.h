@@ -41,18 +41,22 @@
 #include "store/store.h"
 #include "transfer/engine.h"
 #include "util/clock.h"
+#include "util/env.h"
 
 namespace fetchq::queue {
 
 // Builds a queue on `store` (DownloadQueue::open passes the SQLite one; tests wrap it).
+// Every file-system call of the transfers, checkpoints and the settle step goes through `env`,
+// which must outlive the queue (tests pass one that fails chosen calls).
 std::unique_ptr<DownloadQueue> make_queue(QueueOptions options,
-                                          std::unique_ptr<store::Store> store);
+                                          std::unique_ptr<store::Store> store,
+                                          util::Env& env = util::Env::posix());
 
 class QueueImpl final : public DownloadQueue, public transfer::Observer {
  public:
   using Clock = util::SteadyClock;
 
-  QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store);
+  QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, util::Env& env);
   ~QueueImpl() override;
 
   // DownloadQueue (queue.cpp)
@@ -131,6 +135,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   double jitter();
 
   QueueOptions opts_;
+  util::Env& env_;  // every file-system call of checkpoints and the settle step
   std::unique_ptr<store::Store> store_;
   transfer::PathRegistry paths_;
   CallbackRunner callbacks_;

@@ -21,8 +21,8 @@ namespace {
 
 // Removes a transfer's .part through the folder it was opened in, never by a path whose
 // folders may have been swapped for links since.
-void unlink_part(const transfer::PartFile& file) {
-  ::unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
+void unlink_part(util::Env& env, const transfer::PartFile& file) {
+  env.unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
 }
 
 // How long the loop waits before trying again a step the store refused.
@@ -244,7 +244,7 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
 
 void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
   // Data first, then the byte count that promises it.
-  if (::fdatasync(m.file->fd()) != 0) {
+  if (env_.fdatasync(m.file->fd()) != 0) {
     spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
     return;
   }
@@ -277,13 +277,13 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     return;
   }
   if (a.stop == Stop::kCancel) {
-    if (r.file) unlink_part(*r.file);
+    if (r.file) unlink_part(env_, *r.file);
     after.push_back(release);
     return;
   }
   if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
     // Pause or shutdown: keep the .part and promise what is in it.
-    bool synced = r.file && ::fdatasync(r.file->fd()) == 0;
+    bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
     db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
       if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
       if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
@@ -323,7 +323,7 @@ void QueueImpl::complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
 
 void QueueImpl::already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
   auto& r = m.r;
-  if (r.file) unlink_part(*r.file);
+  if (r.file) unlink_part(env_, *r.file);
   if (a.sha256) {
     auto sum = util::sha256_file(r.download_path);
     if (!sum || *sum != *a.sha256) {
@@ -359,8 +359,8 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
                                        util::now_unix_ms(), jitter());
   const int failures = d.failures;
   const int64_t since = d.failing_since_ms;
-  bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && ::fdatasync(r.file->fd()) == 0;
-  if (r.file && r.bytes == 0 && !a.resumed) unlink_part(*r.file);
+  bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && env_.fdatasync(r.file->fd()) == 0;
+  if (r.file && r.bytes == 0 && !a.resumed) unlink_part(env_, *r.file);
   if (d.retry()) {
     const int64_t delay = d.delay_ms;
     db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,

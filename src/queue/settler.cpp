@@ -15,8 +15,8 @@ namespace fetchq::queue {
 
 using Clock = util::SteadyClock;
 
-Settler::Settler(store::Store* store, int syncfs_from, Done done)
-    : store_(store), syncfs_from_(syncfs_from), done_(std::move(done)) {
+Settler::Settler(store::Store* store, util::Env& env, int syncfs_from, Done done)
+    : store_(store), env_(env), syncfs_from_(syncfs_from), done_(std::move(done)) {
   thread_ = std::thread([this] {
     util::name_this_thread("fetchq-settle");
     run();
@@ -68,7 +68,7 @@ std::vector<bool> Settler::sync_filesystems(const std::vector<Settling>& items) 
   std::map<dev_t, std::vector<size_t>> by_fs;
   for (size_t i = 0; i < items.size(); ++i) {
     struct stat st {};
-    if (::fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
+    if (env_.fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
   }
   auto now = Clock::now();
   for (auto& [dev, idx] : by_fs) {
@@ -76,7 +76,7 @@ std::vector<bool> Settler::sync_filesystems(const std::vector<Settling>& items) 
     auto paused = syncfs_paused_until_.find(dev);
     if (paused != syncfs_paused_until_.end() && now < paused->second) continue;
     auto t0 = Clock::now();
-    if (::syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
+    if (env_.syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
     auto took = Clock::now() - t0;
     if (took > kSlowSyncfs) {
       spdlog::info("syncfs took {} ms; syncing files one by one for a while",
@@ -93,10 +93,10 @@ void Settler::settle(std::vector<Settling>& items) {
   std::vector<bool> written_out = sync_filesystems(items);
   std::vector<std::function<void()>> tasks;
   for (size_t i = 0; i < items.size(); ++i) {
-    tasks.push_back([&item = items[i], after_syncfs = written_out[i]] {
+    tasks.push_back([this, &item = items[i], after_syncfs = written_out[i]] {
       const auto& r = item.f.r;
       const std::string part = r.file->part_path();
-      if ((after_syncfs ? ::fdatasync(r.file->fd()) : ::fsync(r.file->fd())) != 0) {
+      if ((after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
         item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
         return;
       }
@@ -134,7 +134,7 @@ void Settler::settle(std::vector<Settling>& items) {
     if (item.failure) continue;
     const std::string& path = item.f.r.download_path;
     const std::string part = path + ".part";
-    int err = rename_into_place(*item.f.r.file, item.a.if_exists);
+    int err = rename_into_place(env_, *item.f.r.file, item.a.if_exists);
     if (err == EEXIST) {
       item.failure = transfer::Failure{"DestinationExists",
                                        path + " appeared while downloading; the download stays in " + part,
@@ -147,8 +147,8 @@ void Settler::settle(std::vector<Settling>& items) {
   }
   tasks.clear();
   for (auto& [dir, list] : folders) {
-    tasks.push_back([&dir = dir, &list = list] {
-      int err = ::fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
+    tasks.push_back([this, &dir = dir, &list = list] {
+      int err = env_.fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
       if (err == 0) return;
       for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
     });
@@ -164,12 +164,12 @@ void Settler::settle(std::vector<Settling>& items) {
   }
 }
 
-int rename_into_place(const transfer::PartFile& file, IfExists policy) {
+int rename_into_place(util::Env& env, const transfer::PartFile& file, IfExists policy) {
   const int dfd = file.folder().fd();
   const std::string part = file.part_name(), name = file.final_name();
   int rc = policy == IfExists::kOverwrite
-               ? ::renameat(dfd, part.c_str(), dfd, name.c_str())
-               : ::renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
+               ? env.renameat(dfd, part.c_str(), dfd, name.c_str())
+               : env.renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);
   return rc == 0 ? 0 : errno;
 }
 

@@ -21,6 +21,7 @@
 #include "queue/sync_pool.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/env.h"
 
 namespace fetchq::queue {
 
@@ -28,7 +29,8 @@ class Settler {
  public:
   using Done = std::function<void(std::vector<Settling>&)>;
   // syncfs_from: see QueueOptions::syncfs_from. done runs on the settle thread.
-  Settler(store::Store* store, int syncfs_from, Done done);
+  // env: every file-system call of the settle step; it outlives the settler.
+  Settler(store::Store* store, util::Env& env, int syncfs_from, Done done);
   ~Settler();  // stop()
   Settler(const Settler&) = delete;
   Settler& operator=(const Settler&) = delete;
@@ -46,6 +48,7 @@ class Settler {
   std::vector<bool> sync_filesystems(const std::vector<Settling>& items);
 
   store::Store* store_;
+  util::Env& env_;
   const int syncfs_from_;
   Done done_;
   SyncPool sync_pool_{3};  // with the settle thread: four fsyncs at a time
@@ -61,6 +64,6 @@ class Settler {
 // rename(2) of the .part to its final name, both relative to the folder the transfer opened
 // (never through a link swapped in since), without replacing an existing file unless the job
 // asked to overwrite. Returns 0 or an errno value.
-int rename_into_place(const transfer::PartFile& file, IfExists policy);
+int rename_into_place(util::Env& env, const transfer::PartFile& file, IfExists policy);
 
 }  // namespace fetchq::queue

@@ -1,13 +1,10 @@
-// Engine: one thread drives every transfer through a libcurl multi handle.
+// Engine: the per-job download above the Fetcher. It places each attempt (Placer: names,
+// if-exists, the path registry, the .part), decides what a response means for the file, checks
+// free space, and writes the body into the .part; the HTTP side (libcurl) is the Fetcher's.
 #include "transfer/engine.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/file.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -17,95 +14,20 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
-#include "fetchq/version.h"
 #include "files/file_name.h"
-#include "queue/request_check.h"
+#include "transfer/fetcher.h"
+#include "transfer/placement.h"
 #include "util/clock.h"
+#include "util/env.h"
 #include "util/fs.h"
-#include "util/thread_name.h"
 
 namespace fetchq::transfer {
-namespace {
 
 using util::SteadyClock;
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
-}
-
-// Failure classes of libcurl's result codes: (error_type, retryable).
-std::pair<std::string, bool> classify(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return {"DNSError", true};
-    case CURLE_COULDNT_CONNECT: return {"ConnectionError", true};
-    case CURLE_OPERATION_TIMEDOUT: return {"Timeout", true};
-    case CURLE_PARTIAL_FILE: return {"IncompleteBody", true};
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM: return {"ConnectionError", true};
-    case CURLE_TOO_MANY_REDIRECTS: return {"TooManyRedirects", false};
-    case CURLE_UNSUPPORTED_PROTOCOL: return {"UnsupportedProtocol", false};
-    case CURLE_URL_MALFORMAT: return {"InvalidURL", false};
-    case CURLE_SSL_CONNECT_ERROR: return {"TLSError", true};
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE: return {"TLSError", false};
-    case CURLE_BAD_CONTENT_ENCODING: return {"ContentEncodingError", false};
-    case CURLE_WRITE_ERROR: return {"DiskError", false};
-    // While headers are read, libcurl's only allocation that fails in practice is a header line
-    // over its 100 KB limit; end_done names that case.
-    case CURLE_OUT_OF_MEMORY: return {"OutOfMemory", false};
-    default: return {"TransferError", true};
-  }
-}
-
-bool v4_private(uint32_t a) {  // host byte order
-  auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
-  return in(0x00000000, 8) || in(0x0A000000, 8) || in(0x64400000, 10) || in(0x7F000000, 8) ||
-         in(0xA9FE0000, 16) || in(0xAC100000, 12) || in(0xC0000000, 24) || in(0xC0A80000, 16) ||
-         in(0xC6120000, 15) || in(0xE0000000, 4) || in(0xF0000000, 4);
-}
-
-}  // namespace
-
-bool is_private_address(const struct sockaddr* addr) {
-  if (addr->sa_family == AF_INET) {
-    return v4_private(ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr));
-  }
-  if (addr->sa_family != AF_INET6) return true;
-  const auto* b = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
-  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-  if (std::memcmp(b, mapped, 12) == 0 || std::memcmp(b, nat64, 12) == 0) {
-    uint32_t v4 = (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
-    return v4_private(v4);
-  }
-  static const uint8_t zero[16] = {};
-  if (std::memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
-  if ((b[0] & 0xfe) == 0xfc) return true;                                       // fc00::/7
-  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;                       // fe80::/10
-  if (b[0] == 0xff) return true;                                                // multicast
-  return false;
-}
 
 namespace {
 
@@ -115,31 +37,14 @@ namespace {
 constexpr size_t kMinWriteBuffer = 16 << 10;
 constexpr auto kFillFast = std::chrono::milliseconds(200);
 constexpr auto kFillSlow = std::chrono::seconds(2);
-// Largest response header block accepted (libcurl's own limit is 300 KB).
-constexpr size_t kMaxHeaderBytes = 256 << 10;
 
-struct Transfer {
-  void* engine = nullptr;  // the Engine::Impl, for the C callbacks
-  Request req;
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
-  char curl_error[CURL_ERROR_SIZE] = {};
-
-  std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
-  size_t header_bytes = 0;                          // of the last response, status line included
-  bool https_only = false;                          // redirects may not leave https (a token)
-  bool decided = false;
+// One attempt of a job: where it goes (Placement) and how its body arrives.
+struct Transfer : Placement {
+  FetchId fetch = 0;     // 0 until the request is sent
+  bool decided = false;  // the response head was seen (decide)
   bool complete_now = false;  // 416 that proves the file is whole
-  std::optional<Failure> failure;
   std::optional<Outcome> forced_outcome;
-  bool path_held = false;
-  std::string part_replaced;  // why the recorded .part was not used (reported as a restart)
 
-  std::string download_path;
-  std::shared_ptr<Folder> folder;  // of download_path, opened safely (see open_folder)
-  std::shared_ptr<PartFile> file;
-  int64_t offset = 0;       // bytes kept from before this attempt
-  int64_t on_disk = 0;      // bytes written to the file
   int64_t received = 0;     // body bytes of this attempt
   int64_t total = 0;        // expected final size, 0 when unknown
   std::vector<char> buf;
@@ -154,26 +59,28 @@ struct Transfer {
 
 }  // namespace
 
-class Engine::Impl {
+class Engine::Impl final : public FetchClient {
  public:
   Impl(EngineOptions options, Observer* observer, PathRegistry* paths)
-      : options_(options), observer_(observer), paths_(paths) {
-    multi_ = curl_multi_init();
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
-    thread_ = std::thread([this] {
-      util::name_this_thread("fetchq-transfer");
-      run();
-    });
+      : options_(options),
+        env_(options.env ? *options.env : util::Env::posix()),
+        observer_(observer),
+        placer_(env_, paths, observer),
+        fetcher_(FetcherOptions{.connect_timeout = options.connect_timeout,
+                                .stall_timeout = options.stall_timeout,
+                                .max_redirects = options.max_redirects,
+                                .block_private_addresses = options.block_private_addresses},
+                 this) {
+    fetcher_.start_thread();
   }
 
-  ~Impl() {
+  ~Impl() override {
     {
       std::lock_guard lk(mu_);
       quit_ = true;
     }
-    curl_multi_wakeup(multi_);
-    thread_.join();
-    curl_multi_cleanup(multi_);
+    fetcher_.wakeup();
+    fetcher_.join();
   }
 
   void submit(Request r) {
@@ -182,7 +89,7 @@ class Engine::Impl {
       pending_.push_back(std::move(r));
       ++outstanding_;
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void stop(int64_t id) {
@@ -190,7 +97,7 @@ class Engine::Impl {
       std::lock_guard lk(mu_);
       stops_.push_back(id);
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void stop_all() {
@@ -198,7 +105,7 @@ class Engine::Impl {
       std::lock_guard lk(mu_);
       stop_all_ = true;
     }
-    curl_multi_wakeup(multi_);
+    fetcher_.wakeup();
   }
 
   void wait_idle() {
@@ -207,60 +114,47 @@ class Engine::Impl {
   }
 
  private:
-  void run() {
-    for (;;) {
-      std::deque<Request> pending;
-      std::vector<int64_t> stops;
-      bool stop_all = false, quit = false;
-      {
-        std::lock_guard lk(mu_);
-        pending.swap(pending_);
-        stops.swap(stops_);
-        stop_all = std::exchange(stop_all_, false);
-        quit = quit_;
-      }
-      if (quit) stop_all = true;
-      for (auto& r : pending) begin(std::move(r));
-      if (stop_all) {
-        std::vector<int64_t> ids;
-        for (auto& [id, t] : transfers_) ids.push_back(id);
-        for (auto id : ids) end_stopped(id);
-      }
-      for (auto id : stops) end_stopped(id);
-      if (quit) {
-        // Anything submitted after the last look is reported as stopped, outside our lock so
-        // the observer may take its own.
-        std::deque<Request> late;
-        {
-          std::lock_guard lk(mu_);
-          late.swap(pending_);
-        }
-        for (auto& r : late) {
-          Result res;
-          res.outcome = Outcome::kStopped;
-          res.bytes = r.offset;
-          observer_->on_finished(r.job_id, r.attempt, std::move(res));
-        }
-        std::lock_guard lk(mu_);
-        outstanding_ -= static_cast<int64_t>(late.size());
-        idle_cv_.notify_all();
-        return;
-      }
-
-      int running = 0;
-      curl_multi_perform(multi_, &running);
-      int left = 0;
-      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
-        if (msg->msg != CURLMSG_DONE) continue;
-        Transfer* t = nullptr;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
-        if (t) end_done(t->req.job_id, msg->data.result);
-      }
-      tick();
-      int timeout_ms = transfers_.empty() ? 1000 : 100;
-      curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
+  // Fetcher thread: new requests, stops, and the end.
+  bool on_wake() override {
+    std::deque<Request> pending;
+    std::vector<int64_t> stops;
+    bool stop_all = false, quit = false;
+    {
+      std::lock_guard lk(mu_);
+      pending.swap(pending_);
+      stops.swap(stops_);
+      stop_all = std::exchange(stop_all_, false);
+      quit = quit_;
     }
+    if (quit) stop_all = true;
+    for (auto& r : pending) begin(std::move(r));
+    if (stop_all) {
+      std::vector<int64_t> ids;
+      for (auto& [id, t] : transfers_) ids.push_back(id);
+      for (auto id : ids) end_stopped(id);
+    }
+    for (auto id : stops) end_stopped(id);
+    if (!quit) return true;
+    // Anything submitted after the last look is reported as stopped, outside our lock so
+    // the observer may take its own.
+    std::deque<Request> late;
+    {
+      std::lock_guard lk(mu_);
+      late.swap(pending_);
+    }
+    for (auto& r : late) {
+      Result res;
+      res.outcome = Outcome::kStopped;
+      res.bytes = r.offset;
+      observer_->on_finished(r.job_id, r.attempt, std::move(res));
+    }
+    std::lock_guard lk(mu_);
+    outstanding_ -= static_cast<int64_t>(late.size());
+    idle_cv_.notify_all();
+    return false;
   }
+
+  void on_tick() override { tick(); }
 
   // Progress and checkpoints are driven by time, per transfer.
   void tick() {
@@ -286,90 +180,52 @@ class Engine::Impl {
     }
   }
 
-  static curl_socket_t open_socket_cb(void* ud, curlsocktype, struct curl_sockaddr* a) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    if (is_private_address(&a->addr)) {
-      char host[INET6_ADDRSTRLEN] = "?";
-      const void* raw = a->family == AF_INET
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&a->addr)->sin_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->addr)->sin6_addr);
-      ::inet_ntop(a->family, raw, host, sizeof host);
-      if (!t->failure) {
-        t->failure = Failure{"AddressBlocked",
-                             "GET " + t->req.url + ": refused to connect to " + host +
-                                 " (a private, loopback or link-local address)",
-                             false, std::nullopt, false, false};
-      }
-      return CURL_SOCKET_BAD;
-    }
-    return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  Transfer* of(FetchId id) {
+    auto it = by_fetch_.find(id);
+    if (it == by_fetch_.end()) return nullptr;
+    auto t = transfers_.find(it->second);
+    return t == transfers_.end() ? nullptr : t->second.get();
   }
 
-  static size_t header_cb(char* data, size_t size, size_t n, void* ud) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    size_t len = size * n;
-    std::string_view line(data, len);
-    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
-      t->resp_headers.clear();  // a new response (after a redirect or a 100)
-      t->header_bytes = 0;
-    }
-    // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and
-    // not retried) instead of surfacing as a receive error.
-    t->header_bytes += len;
-    if (t->header_bytes > kMaxHeaderBytes) {
-      if (!t->failure) {
-        t->failure =
-            Failure{"HeaderTooLarge",
-                    static_cast<Impl*>(t->engine)->where(*t) + ": the response headers are over " +
-                        std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused",
-                    false, std::nullopt, false};
-      }
-      return 0;  // aborts the transfer
-    }
-    if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
-    auto colon = line.find(':');
-    if (colon != std::string_view::npos) {
-      t->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
-    }
-    return len;
+  bool on_response(FetchId id, const FetchResponse& response) override {
+    Transfer* t = of(id);
+    return t && decide(*t, response);
   }
 
-  static size_t write_cb(char* data, size_t size, size_t n, void* ud) noexcept {
-    auto* t = static_cast<Transfer*>(ud);
-    auto* self = static_cast<Impl*>(t->engine);
-    size_t len = size * n;
-    if (!t->decided && !self->decide(*t)) return CURL_WRITEFUNC_ERROR;
-    if (t->failure || t->complete_now || t->forced_outcome) return CURL_WRITEFUNC_ERROR;
+  bool on_data(FetchId id, const char* data, size_t len) override {
+    Transfer* t = of(id);
+    if (!t || t->failure || t->complete_now || t->forced_outcome) return false;
     t->received += static_cast<int64_t>(len);
     if (t->total > 0 && t->offset + t->received > t->total) {
-      t->failure = Failure{"IncompleteBody",
-                           "GET " + t->req.url + ": the body is longer than the " +
-                               std::to_string(t->total) + " bytes announced",
-                           true, std::nullopt, true};
-      return CURL_WRITEFUNC_ERROR;
+      t->failure = Failure{.type = "IncompleteBody",
+                           .message = "GET " + t->req.url + ": the body is longer than the " +
+                                      std::to_string(t->total) + " bytes announced",
+                           .retryable = true,
+                           .restart_from_zero = true};
+      return false;
     }
     if (t->buf.capacity() < t->buf_cap) t->buf.reserve(t->buf_cap);
     t->buf.insert(t->buf.end(), data, data + len);
     if (t->buf.size() >= t->buf_cap) {
-      if (!self->flush(*t)) return CURL_WRITEFUNC_ERROR;
+      if (!flush(*t)) return false;
       auto now = SteadyClock::now();
       auto took = now - t->buf_since;
       t->buf_since = now;
       if (took < kFillFast) {
-        t->buf_cap = std::min(t->buf_cap * 2, self->options_.max_write_buffer);
+        t->buf_cap = std::min(t->buf_cap * 2, options_.max_write_buffer);
       } else if (took > kFillSlow && t->buf_cap > kMinWriteBuffer) {
         t->buf_cap = std::max(t->buf_cap / 2, kMinWriteBuffer);
         t->buf.shrink_to_fit();  // empty after the flush: frees it; the next write reserves anew
       }
     }
-    return len;
+    return true;
   }
 
   // Writes the buffer out. On failure records a disk failure and returns false.
   bool flush(Transfer& t) {
     size_t off = 0;
     while (off < t.buf.size()) {
-      ssize_t w = ::write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
+      ssize_t w = env_.write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
       if (w < 0) {
         if (errno == EINTR) continue;
         int err = errno;
@@ -386,335 +242,29 @@ class Engine::Impl {
     // the fsync on a sync thread saves.
     constexpr int64_t kWritebackFrom = 1 << 20;
     if (!t.buf.empty() && t.on_disk > kWritebackFrom) {
-      ::sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
+      env_.sync_file_range(t.file->fd(), t.on_disk - static_cast<int64_t>(t.buf.size()),
                         static_cast<int64_t>(t.buf.size()), SYNC_FILE_RANGE_WRITE);
     }
     t.buf.clear();
     return true;
   }
 
-  // "GET <url>", and where redirects led, for messages: the URL that answered is the one the
-  // user needs to see. Neither holds a password (the request's URL carries none).
-  std::string where(Transfer& t) const {
-    std::string out = "GET " + t.req.url;
-    char* final_url = nullptr;
-    if (t.easy && curl_easy_getinfo(t.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
-        final_url && t.req.url != final_url) {
-      out += " (redirected to " + queue::redact_url(final_url) + ")";
-    }
-    return out;
-  }
-
-  void fail(Transfer& t, std::string type, std::string message, bool retryable = false) {
-    if (!t.failure) t.failure = Failure{std::move(type), std::move(message), retryable, {}, false};
-  }
-  void fail_disk(Transfer& t, const std::string& step, const std::string& path, int err) {
-    if (!t.failure) t.failure = disk_failure(step, path, err);
-  }
-
-  // Takes the advisory lock that keeps every other process (another fetchqd, a `fetchq get`
-  // with another database) from writing the same .part while this transfer does.
-  bool lock_part(Transfer& t, int fd, const std::string& part) {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
-    int err = errno;
-    ::close(fd);
-    if (err == EWOULDBLOCK) {
-      // Retryable: it may be this process's previous attempt, letting go of the file now.
-      fail(t, "DestinationExists", "another process is writing " + part + " (it holds its lock)", true);
-    } else {
-      fail_disk(t, "lock", part, err);
-    }
-    return false;
-  }
-
-  static std::string base_name(const std::string& path) {
-    return path.substr(path.find_last_of('/') + 1);
-  }
-
-  // Opens (making it if needed) the folder that holds path, into t.folder. Confined jobs open
-  // it from their download root down without following a link, at every attempt: a folder
-  // swapped for a link since the submission leads nowhere. Other jobs (no roots configured)
-  // open it as named, as before; their .part is still never reached through a link.
-  bool open_folder(Transfer& t, const std::string& path) {
-    const std::string dir = util::parent_dir(path);
-    if (t.folder && t.folder->path() == dir) return true;
-    t.folder.reset();
-    if (t.req.confined) {
-      if (t.req.root.empty()) {
-        fail(t, "OutsideRoots", "refused " + path + ": it is not beneath a download root");
-        return false;
-      }
-      const std::string& root = t.req.root;
-      std::string rel = dir.size() > root.size() ? dir.substr(root == "/" ? 1 : root.size() + 1) : "";
-      auto fd = util::open_folder_beneath(root, rel, true);
-      if (!fd) {
-        fail(t, "OutsideRoots", fd.error().message);
-        return false;
-      }
-      t.folder = std::make_shared<Folder>(fd.value(), dir);
-      return true;
-    }
-    if (!util::is_directory(dir)) {  // one stat, not a mkdir per component
-      auto st = util::make_parent_dirs(path);
-      if (!st) {
-        fail(t, "DiskError", st.error().message);
-        return false;
-      }
-    }
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      fail_disk(t, "open the folder", dir, errno);
-      return false;
-    }
-    t.folder = std::make_shared<Folder>(fd, dir);
-    return true;
-  }
-
-  bool exists_at(Transfer& t, const std::string& name) {
-    struct stat st {};
-    return ::fstatat(t.folder->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  }
-
-  // What sits at a path, in words for an error message.
-  static std::string what_is(int dir_fd, const std::string& name) {
-    struct stat st {};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "gone again";
-    if (S_ISLNK(st.st_mode)) return "a symbolic link, never followed";
-    if (S_ISDIR(st.st_mode)) return "a folder";
-    if (!S_ISREG(st.st_mode)) return "not a regular file";
-    return "a file of " + std::to_string(st.st_size) + " bytes";
-  }
-
-  enum class Create { kCreated, kTaken, kFailed };
-
-  // Creates a fresh, empty .part for path with O_EXCL: a file already there (a user's file, a
-  // link, another process's download) is never opened. Records its identity before use.
-  Create create_part(Transfer& t, const std::string& path) {
-    if (!open_folder(t, path)) return Create::kFailed;
-    const std::string part = path + ".part";
-    const std::string name = base_name(part);
-    const int dfd = t.folder->fd();
-    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      if (errno == EEXIST) return Create::kTaken;
-      fail_disk(t, "create", part, errno);
-      return Create::kFailed;
-    }
-    struct stat sb {};
-    if (::fstat(fd, &sb) != 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlinkat(dfd, name.c_str(), 0);
-      fail_disk(t, "stat", part, err);
-      return Create::kFailed;
-    }
-    if (!lock_part(t, fd, part)) return Create::kFailed;
-    PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
-                    util::birth_time_ns(fd, "")};
-    if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
-      ::close(fd);
-      ::unlinkat(dfd, name.c_str(), 0);
-      fail(t, "DiskError", "cannot record " + part + " as the job's own file");
-      return Create::kFailed;
-    }
-    t.file = std::make_shared<PartFile>(fd, path, t.folder);
-    t.offset = 0;
-    t.on_disk = 0;
-    return Create::kCreated;
-  }
-
-  enum class Reuse { kOpened, kAbsent, kReplaced, kForeign, kFailed };
-
-  // Opens the .part an earlier attempt of this job created, if it is still that file: a regular
-  // file with one link and the recorded identity. Keeps at most `keep` bytes of it. kReplaced:
-  // a link or special file took its place, which was removed (only the name: the file it points
-  // to, or its other links, are not touched); kForeign: another regular file is there.
-  Reuse open_own_part(Transfer& t, const std::string& path, int64_t keep, std::string* why) {
-    if (!open_folder(t, path)) return Reuse::kFailed;
-    const std::string part = path + ".part";
-    const std::string name = base_name(part);
-    const int dfd = t.folder->fd();
-    struct stat ls {};
-    if (::fstatat(dfd, name.c_str(), &ls, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return Reuse::kAbsent;
-      fail_disk(t, "stat", part, errno);
-      return Reuse::kFailed;
-    }
-    const PartIdentity* want = t.req.part_identity ? &*t.req.part_identity : nullptr;
-    // birth: when the file there now was made (0: the file system does not say). A recorded
-    // birth time must match, or the inode number was reused by a file made later.
-    auto same = [want](const struct stat& st, int64_t birth) {
-      return !want || (static_cast<uint64_t>(st.st_dev) == want->dev &&
-                       static_cast<uint64_t>(st.st_ino) == want->ino &&
-                       (want->birth_ns == 0 || birth == want->birth_ns));
-    };
-    auto replaced = [&](const std::string& what) {
-      *why = part + " was " + what + ", not the file the job created; it was removed and the "
-             "download starts over";
-      if (::unlinkat(dfd, name.c_str(), 0) != 0 && errno != ENOENT) {
-        fail_disk(t, "remove", part, errno);
-        return Reuse::kFailed;
-      }
-      return Reuse::kReplaced;
-    };
-    if (S_ISLNK(ls.st_mode)) return replaced("a symbolic link (fetchq never follows one there)");
-    if (!S_ISREG(ls.st_mode)) {
-      if (S_ISDIR(ls.st_mode)) {
-        fail(t, "DestinationExists", part + " is a folder, not the job's download");
-        return Reuse::kFailed;
-      }
-      return replaced("not a regular file (a FIFO, socket or device)");
-    }
-    // A name with other links goes without losing data: the file lives on under the others.
-    if (ls.st_nlink != 1) return replaced("a file with " + std::to_string(ls.st_nlink) + " links");
-    if (!same(ls, util::birth_time_ns(dfd, name.c_str()))) {
-      *why = part + " is not the file this job created (another inode); it is left alone";
-      return Reuse::kForeign;
-    }
-    // O_NONBLOCK: if a FIFO is swapped in after the lstat, the open does not hang the thread.
-    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ELOOP || errno == ENXIO) return replaced("swapped while it was opened");
-      fail_disk(t, "open", part, errno);
-      return Reuse::kFailed;
-    }
-    struct stat sb {};
-    if (::fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || !same(sb, util::birth_time_ns(fd, "")) ||
-        sb.st_dev != ls.st_dev || sb.st_ino != ls.st_ino) {
-      ::close(fd);
-      *why = part + " changed while it was opened";
-      return Reuse::kForeign;
-    }
-    if (!lock_part(t, fd, part)) return Reuse::kFailed;
-    int fl = ::fcntl(fd, F_GETFL);
-    if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    keep = std::clamp<int64_t>(keep, 0, sb.st_size);
-    if (::ftruncate(fd, keep) != 0 || ::lseek(fd, keep, SEEK_SET) < 0) {
-      int err = errno;
-      ::close(fd);
-      fail_disk(t, "truncate", part, err);
-      return Reuse::kFailed;
-    }
-    t.file = std::make_shared<PartFile>(fd, path, t.folder);
-    t.offset = keep;
-    t.on_disk = keep;
-    return Reuse::kOpened;
-  }
-
-  // Applies if_exists to a path whose .part is not ours yet; may switch to a numbered name.
-  // Claims the chosen path in the registry and creates its .part. A .part that exists already
-  // belongs to someone else: the next numbered name (rename) or DestinationExists.
-  bool settle_path(Transfer& t, std::string path) {
-    const IfExists policy = t.req.if_exists;
-    const std::string dir = util::parent_dir(path);
-    const std::string name = path.substr(dir.size() + 1);
-    if (!open_folder(t, path)) return false;
-    for (int n = 1;; ++n) {
-      const bool taken = exists_at(t, base_name(path));
-      if (taken && policy == IfExists::kError) {
-        fail(t, "DestinationExists", path + " already exists (if_exists is error)");
-        return false;
-      }
-      std::string why;
-      if (policy == IfExists::kRename && taken) {
-        why = "no free file name for " + path;
-      } else if (!paths_->claim(path)) {
-        why = "another job is writing " + path + " or uses it as its .part";
-      } else {
-        Create c = create_part(t, path);
-        if (c == Create::kCreated) break;
-        paths_->release(path);
-        if (c == Create::kFailed) return false;
-        why = path + ".part exists (" + what_is(t.folder->fd(), base_name(path) + ".part") +
-              ") and is not this job's: fetchq never takes over a file it did not create";
-      }
-      if (policy != IfExists::kRename || n > 10000) {
-        fail(t, "DestinationExists", why);
-        return false;
-      }
-      path = dir + "/" + files::numbered_file_name(name, n);
-    }
-    t.path_held = true;
-    t.download_path = path;
-    return true;
-  }
+  // "GET <url>", and where redirects led, for messages (see Fetcher::where).
+  std::string where(Transfer& t) const { return fetcher_.where(t.fetch); }
 
   void begin(Request r) {
     auto tp = std::make_unique<Transfer>();
     Transfer& t = *tp;
-    t.engine = this;
     t.req = std::move(r);
-    if (t.req.download_path) {
-      // The path is known: a file destination, or a job resumed after an earlier attempt.
-      const std::string& p = *t.req.download_path;
-      const bool own = t.req.part_identity || t.req.legacy_part;
-      // A file at the final name stops a resume only where if_exists says it must (error:
-      // refused, rename: a numbered name); overwrite and skip decide at the end, as before.
-      const bool final_ok = t.req.if_exists == IfExists::kOverwrite || t.req.if_exists == IfExists::kSkip;
-      bool settled = false;
-      if (own && open_folder(t, p) && (final_ok || !exists_at(t, base_name(p)))) {
-        if (paths_->claim(p)) {
-          t.path_held = true;
-          t.download_path = p;
-          std::string why;
-          Reuse u = open_own_part(t, p, t.req.offset, &why);
-          if (u == Reuse::kOpened || u == Reuse::kFailed) {
-            settled = true;
-          } else if (u == Reuse::kAbsent || u == Reuse::kReplaced) {
-            if (u == Reuse::kReplaced) {
-              spdlog::warn("job {}: {}", t.req.job_id, why);
-              t.part_replaced = why;
-            }
-            Create c = create_part(t, p);
-            if (c == Create::kTaken) {
-              fail(t, "DestinationExists", p + ".part appeared while the job was starting");
-            }
-            settled = true;
-          } else {  // kForeign: never touched; a numbered name, or DestinationExists
-            paths_->release(p);
-            t.path_held = false;
-            t.download_path.clear();
-            spdlog::warn("job {}: {}", t.req.job_id, why);
-          }
-        } else {
-          fail(t, "DestinationExists", "another job is writing " + p + " or uses it as its .part");
-          settled = true;
-        }
-      }
-      if (!settled && !t.failure) settle_path(t, p);
-    }
+    placer_.place(t);
     if (t.failure) {
       finish(std::move(tp));
       return;
     }
-    t.easy = curl_easy_init();
-    CURL* e = t.easy;
-    curl_easy_setopt(e, CURLOPT_URL, t.req.url.c_str());
-    curl_easy_setopt(e, CURLOPT_PRIVATE, &t);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    // A token never travels in clear text: from https, redirects may only go to https.
-    t.https_only =
-        t.req.access_token && t.req.url.size() > 6 && lower(t.req.url.substr(0, 6)) == "https:";
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, t.https_only ? "https" : "http,https");
-    if (options_.block_private_addresses) {
-      curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket_cb);
-      curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &t);
-    }
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-    long stall_s = std::max<long>(1, static_cast<long>((options_.stall_timeout.count() + 999) / 1000));
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.curl_error);
-    static const std::string ua = std::string("fetchq/") + kVersion;
-    curl_easy_setopt(e, CURLOPT_USERAGENT, ua.c_str());
-    t.headers = curl_slist_append(t.headers, "Accept-Encoding: identity");
+    FetchRequest fr;
+    fr.url = t.req.url;
     if (t.offset > 0) {
-      std::string range = "Range: bytes=" + std::to_string(t.offset) + "-";
-      t.headers = curl_slist_append(t.headers, range.c_str());
+      fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
       std::string validator;
       if (!t.req.etag.empty() && t.req.etag.rfind("W/", 0) != 0) {
@@ -722,43 +272,26 @@ class Engine::Impl {
       } else if (!t.req.last_modified.empty()) {
         validator = t.req.last_modified;
       }
-      if (!validator.empty()) {
-        t.headers = curl_slist_append(t.headers, ("If-Range: " + validator).c_str());
-      }
+      if (!validator.empty()) fr.headers.push_back("If-Range: " + validator);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-    if (t.req.access_token) {
-      // libcurl sends it to the original host only: never after a redirect to another host.
-      curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-      curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, t.req.access_token->c_str());
-    } else if (t.req.password) {
-      // Apart from the URL, so no message built from it holds them. Like a token, libcurl sends
-      // them to the original scheme, host and port only (CURLOPT_UNRESTRICTED_AUTH stays off).
-      curl_easy_setopt(e, CURLOPT_USERNAME, t.req.username.c_str());
-      curl_easy_setopt(e, CURLOPT_PASSWORD, t.req.password->c_str());
-    }
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Impl::header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &t);
+    fr.access_token = t.req.access_token;
+    fr.username = t.req.username;
+    fr.password = t.req.password;
     auto now = SteadyClock::now();
     t.last_progress = now;
     t.last_checkpoint = now;
     t.buf_since = now;
     int64_t id = t.req.job_id;
     transfers_[id] = std::move(tp);
-    curl_multi_add_handle(multi_, e);
+    t.fetch = fetcher_.start(std::move(fr));
+    by_fetch_[t.fetch] = id;
   }
 
   // Decides, from the final response's headers, what to do with its body. False: abort.
-  bool decide(Transfer& t) {
+  bool decide(Transfer& t, const FetchResponse& response) {
     t.decided = true;
-    long code = 0;
-    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &code);
-    auto header = [&](const char* name) -> std::string {
-      auto it = t.resp_headers.find(name);
-      return it == t.resp_headers.end() ? std::string() : it->second;
-    };
+    const long code = response.code;
+    auto header = [&](const char* name) { return response.header(name); };
     const std::string& url = t.req.url;
     if (code == 416 && t.offset > 0) {
       int64_t start = 0, total = -1;
@@ -768,10 +301,13 @@ class Engine::Impl {
         t.total = total;
         return false;
       }
-      t.failure = Failure{"RangeNotSatisfiable",
-                          "GET " + url + ": HTTP 416 for bytes " + std::to_string(t.offset) +
-                              "- and the sizes do not agree; starting over",
-                          true, 0, true};
+      t.failure =
+          Failure{.type = "RangeNotSatisfiable",
+                  .message = "GET " + url + ": HTTP 416 for bytes " + std::to_string(t.offset) +
+                             "- and the sizes do not agree; starting over",
+                  .retryable = true,
+                  .retry_after_ms = 0,
+                  .restart_from_zero = true};
       return false;
     }
     if (code < 200 || code >= 300) {
@@ -785,8 +321,7 @@ class Engine::Impl {
       t.failure = std::move(f);
       return false;
     }
-    curl_off_t clen = -1;
-    curl_easy_getinfo(t.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    const int64_t clen = response.content_length;
     Started s;
     if (!t.file) {
       // A folder destination seen for the first time: the response names the file.
@@ -796,24 +331,28 @@ class Engine::Impl {
       std::string name = files::choose_file_name(cd, url);
       std::string dir = t.req.dest;
       while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-      if (!settle_path(t, (dir == "/" ? "" : dir) + "/" + name)) return false;
+      if (!placer_.settle_path(t, (dir == "/" ? "" : dir) + "/" + name)) return false;
     }
     if (code == 206) {
       int64_t start = 0, end = -1, total = -1;
       if (!parse_content_range(header("content-range"), &start, &end, &total) || start != t.offset) {
-        t.failure = Failure{"RangeMismatch",
-                            "GET " + url + ": the 206 answer's Content-Range '" +
-                                header("content-range") + "' does not start at byte " +
-                                std::to_string(t.offset) + "; starting over",
-                            true, 0, true};
+        t.failure = Failure{.type = "RangeMismatch",
+                            .message = "GET " + url + ": the 206 answer's Content-Range '" +
+                                       header("content-range") + "' does not start at byte " +
+                                       std::to_string(t.offset) + "; starting over",
+                            .retryable = true,
+                            .retry_after_ms = 0,
+                            .restart_from_zero = true};
         return false;
       }
       if (t.req.expected_total > 0 && total > 0 && total != t.req.expected_total) {
-        t.failure = Failure{"SizeChanged",
-                            "GET " + url + ": the file is now " + std::to_string(total) +
-                                " bytes, it was " + std::to_string(t.req.expected_total) +
-                                "; starting over",
-                            true, 0, true};
+        t.failure = Failure{.type = "SizeChanged",
+                            .message = "GET " + url + ": the file is now " + std::to_string(total) +
+                                       " bytes, it was " + std::to_string(t.req.expected_total) +
+                                       "; starting over",
+                            .retryable = true,
+                            .retry_after_ms = 0,
+                            .restart_from_zero = true};
         return false;
       }
       // The range asked runs to the end of the file: an answer that stops short of the total,
@@ -821,12 +360,13 @@ class Engine::Impl {
       const bool short_range = total > 0 && end != total - 1;
       const bool bad_length = clen >= 0 && end >= start && clen != end - start + 1;
       if (short_range || bad_length) {
-        t.failure = Failure{"RangeMismatch",
-                            "GET " + url + ": the 206 answer's Content-Range '" +
-                                header("content-range") +
-                                (short_range ? "' ends before the last byte of the file"
-                                             : "' disagrees with its Content-Length " + std::to_string(clen)),
-                            true, std::nullopt, false};
+        t.failure = Failure{
+            .type = "RangeMismatch",
+            .message =
+                "GET " + url + ": the 206 answer's Content-Range '" + header("content-range") +
+                (short_range ? "' ends before the last byte of the file"
+                             : "' disagrees with its Content-Length " + std::to_string(clen)),
+            .retryable = true};
         return false;
       }
       t.total = total > 0 ? total : 0;
@@ -834,7 +374,7 @@ class Engine::Impl {
     } else {
       if (t.offset > 0) {
         // The whole body came back: the file changed or the server ignores ranges.
-        if (::ftruncate(t.file->fd(), 0) != 0 || ::lseek(t.file->fd(), 0, SEEK_SET) < 0) {
+        if (env_.ftruncate(t.file->fd(), 0) != 0 || env_.lseek(t.file->fd(), 0, SEEK_SET) < 0) {
           fail_disk(t, "truncate", t.file->part_path(), errno);
           return false;
         }
@@ -853,7 +393,7 @@ class Engine::Impl {
     }
     struct stat there {};
     if (t.req.if_exists == IfExists::kSkip &&
-        ::fstatat(t.folder->fd(), base_name(t.download_path).c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
+        env_.fstatat(t.folder->fd(), base_name(t.download_path).c_str(), &there, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISREG(there.st_mode) && t.total > 0 && there.st_size == t.total) {
         t.forced_outcome = Outcome::kAlreadyThere;
         return false;
@@ -875,67 +415,36 @@ class Engine::Impl {
   // same file system still need. False (with a DiskFull failure) when it does not fit.
   bool has_room(Transfer& t) {
     struct statvfs me {};
-    if (::fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
+    if (env_.fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
     int64_t held = 0;
     for (auto& [id, other] : transfers_) {
       if (other.get() == &t || !other->file || other->total <= 0) continue;
       struct statvfs st {};
-      if (::fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
+      if (env_.fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
         held += std::max<int64_t>(0, other->total - other->on_disk - static_cast<int64_t>(other->buf.size()));
       }
     }
     const int64_t need = t.total - t.offset;
     const int64_t avail = static_cast<int64_t>(me.f_bavail) * static_cast<int64_t>(me.f_frsize);
     if (need + held <= avail) return true;
-    t.failure = Failure{"DiskFull",
-                        "not enough space for " + t.download_path + ": " + std::to_string(need) +
-                            " more bytes needed, " + std::to_string(avail) + " free, " +
-                            std::to_string(held) + " held for other running downloads",
-                        false, std::nullopt, false, true};
+    t.failure =
+        Failure{.type = "DiskFull",
+                .message = "not enough space for " + t.download_path + ": " + std::to_string(need) +
+                           " more bytes needed, " + std::to_string(avail) + " free, " +
+                           std::to_string(held) + " held for other running downloads",
+                .disk = true};
     return false;
   }
 
-  void end_done(int64_t id, CURLcode code) {
-    auto it = transfers_.find(id);
+  // The fetch ended by itself: the engine's own verdict (from decide or a write) comes first,
+  // else the fetch's failure.
+  void on_done(FetchId fid, std::optional<Failure> failure) override {
+    auto f = by_fetch_.find(fid);
+    if (f == by_fetch_.end()) return;
+    auto it = transfers_.find(f->second);
     if (it == transfers_.end()) return;
     Transfer& t = *it->second;
-    if (code == CURLE_OK && !t.decided) decide(t);  // an empty body
-    if (!t.failure && !t.complete_now && !t.forced_outcome && code != CURLE_OK) {
-      auto [type, retryable] = classify(code);
-      std::string detail = t.curl_error[0] ? t.curl_error : curl_easy_strerror(code);
-      if (code == CURLE_OPERATION_TIMEDOUT && t.decided) type = "Stalled";
-      // Where the refused redirect pointed: libcurl has made it the effective URL by the time
-      // it checks the protocol; the redirect URL is asked too, in case it has not.
-      std::string next;
-      for (CURLINFO info : {CURLINFO_REDIRECT_URL, CURLINFO_EFFECTIVE_URL}) {
-        char* u = nullptr;
-        if (next.empty() && curl_easy_getinfo(t.easy, info, &u) == CURLE_OK && u) next = u;
-      }
-      if (code == CURLE_UNSUPPORTED_PROTOCOL && t.https_only &&
-          lower(next.substr(0, 5)) == "http:") {
-        type = "InsecureRedirect";
-        detail = "refused to follow the redirect to " + queue::redact_url(next) +
-                 ": the job has an access token, which is never sent over plain http";
-      } else if (!t.decided &&
-                 (code == CURLE_OUT_OF_MEMORY ||
-                  (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
-        // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
-        type = "HeaderTooLarge";
-        retryable = false;
-        detail =
-            code == CURLE_OUT_OF_MEMORY
-                ? "a response header line is longer than libcurl accepts (100 KB); refused"
-                : "the response headers are larger than libcurl accepts (" + detail + "); refused";
-      } else if (!t.decided && code == CURLE_WEIRD_SERVER_REPLY &&
-                 detail.find("Nul byte") != std::string::npos) {
-        // libcurl refuses the whole response before fetchq sees a header, so there is no
-        // falling back to the URL's name; the server would send the same again.
-        type = "BadResponseHeader";
-        retryable = false;
-        detail = "a response header holds a NUL byte, and libcurl refuses such responses";
-      }
-      t.failure = Failure{type, where(t) + ": " + detail, retryable, std::nullopt, false};
-    }
+    if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
       auto failure = std::move(t.failure);
@@ -945,10 +454,10 @@ class Engine::Impl {
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome) {
       if (flush(t) && t.total > 0 && t.on_disk != t.total) {
-        t.failure = Failure{"IncompleteBody",
-                            where(t) + ": got " + std::to_string(t.on_disk) + " of " +
-                                std::to_string(t.total) + " bytes",
-                            true, std::nullopt, false};
+        t.failure = Failure{.type = "IncompleteBody",
+                            .message = where(t) + ": got " + std::to_string(t.on_disk) + " of " +
+                                       std::to_string(t.total) + " bytes",
+                            .retryable = true};
       }
     }
     auto tp = std::move(it->second);
@@ -969,11 +478,10 @@ class Engine::Impl {
 
   void finish(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
-    if (t.easy) {
-      curl_multi_remove_handle(multi_, t.easy);
-      curl_easy_cleanup(t.easy);
+    if (t.fetch) {
+      fetcher_.cancel(t.fetch);
+      by_fetch_.erase(t.fetch);
     }
-    curl_slist_free_all(t.headers);
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;
@@ -999,10 +507,11 @@ class Engine::Impl {
   }
 
   EngineOptions options_;
+  util::Env& env_;
   Observer* observer_;
-  PathRegistry* paths_;
-  CURLM* multi_ = nullptr;
-  std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // engine thread only
+  Placer placer_;
+  std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
+  std::map<FetchId, int64_t> by_fetch_;                     // fetcher thread only: to job ids
 
   std::mutex mu_;
   std::condition_variable idle_cv_;
@@ -1011,7 +520,7 @@ class Engine::Impl {
   bool stop_all_ = false;
   bool quit_ = false;
   int64_t outstanding_ = 0;
-  std::thread thread_;
+  Fetcher fetcher_;  // last: its thread calls into the members above
 };
 
 Engine::Engine(EngineOptions options, Observer* observer, PathRegistry* paths)

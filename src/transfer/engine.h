@@ -1,6 +1,9 @@
-// Engine: runs every transfer on one thread with libcurl's multi interface.
+// Engine: one download attempt per job, above the Fetcher (transfer/fetcher.h), which runs the
+// HTTP side on one thread with libcurl's multi interface. The engine decides placement (file
+// names, if-exists, the path registry, the .part, its identity and lock), checks free space and
+// writes the body into the .part.
 //
-// Callers on any thread submit and stop transfers; the engine thread owns every easy handle and
+// Callers on any thread submit and stop transfers; the fetcher's thread owns every transfer and
 // file buffer. It reports to an Observer from the engine thread: observers must return quickly
 // (queue the work) and must not call back into the engine while holding their own locks that
 // the engine's callers hold.
@@ -14,6 +17,10 @@
 
 #include "transfer/path_registry.h"
 #include "transfer/transfer.h"
+
+namespace fetchq::util {
+class Env;
+}
 
 namespace fetchq::transfer {
 
@@ -46,6 +53,8 @@ struct EngineOptions {
   // Refuse loopback, private, link-local (cloud metadata included) and other non-public
   // addresses, checked on every address a transfer connects to, after DNS and redirects.
   bool block_private_addresses = false;
+  // Every file-system call of the engine goes through it; null: util::Env::posix().
+  util::Env* env = nullptr;
 };
 
 // True for addresses block_private_addresses refuses.

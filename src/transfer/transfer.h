@@ -112,11 +112,12 @@ enum class Outcome {
   kStopped,       // stop() was called; the .part holds `bytes`
 };
 
+// Built with named fields: Failure{.type = "...", .message = "...", .retryable = true}.
 struct Failure {
-  std::string type;     // error_type, e.g. "HTTPError(404 Not Found)"
-  std::string message;  // what failed and where
+  std::string type{};     // error_type, e.g. "HTTPError(404 Not Found)"
+  std::string message{};  // what failed and where
   bool retryable = false;
-  std::optional<int64_t> retry_after_ms;  // from Retry-After
+  std::optional<int64_t> retry_after_ms{};  // from Retry-After
   bool restart_from_zero = false;         // the next attempt must not resume (the file changed)
   bool disk = false;                      // the local disk failed, not the network
 };

@@ -1,6 +1,7 @@
 // Settler: finished downloads synced, sealed, renamed into place, or kept as .part with the
 // reason, on real files and a real SQLite store (the settle step runs on the test's thread).
 #include "queue/settler.h"
+#include "util/env.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -19,7 +20,7 @@ class SettlerTest : public ::testing::Test {
     auto inner = store::open(dir_ / "queue.db");
     ASSERT_TRUE(inner.ok());
     store_ = std::make_unique<WatchedStore>(std::move(inner.value()));
-    settler_ = std::make_unique<queue::Settler>(store_.get(), 2, [](std::vector<queue::Settling>&) {});
+    settler_ = std::make_unique<queue::Settler>(store_.get(), util::Env::posix(), 2, [](std::vector<queue::Settling>&) {});
   }
 
   // A completed download of `body` into dir/name.part, as the engine hands it over.

@@ -1,0 +1,383 @@
+// Fetcher: libcurl's multi interface on one thread; requests, responses and errors of HTTP.
+#include "transfer/fetcher.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "fetchq/version.h"
+#include "queue/request_check.h"
+#include "util/thread_name.h"
+
+namespace fetchq::transfer {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return std::string(s);
+}
+
+// Failure classes of libcurl's result codes: (error_type, retryable).
+std::pair<std::string, bool> classify(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return {"DNSError", true};
+    case CURLE_COULDNT_CONNECT:
+      return {"ConnectionError", true};
+    case CURLE_OPERATION_TIMEDOUT:
+      return {"Timeout", true};
+    case CURLE_PARTIAL_FILE:
+      return {"IncompleteBody", true};
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+      return {"ConnectionError", true};
+    case CURLE_TOO_MANY_REDIRECTS:
+      return {"TooManyRedirects", false};
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return {"UnsupportedProtocol", false};
+    case CURLE_URL_MALFORMAT:
+      return {"InvalidURL", false};
+    case CURLE_SSL_CONNECT_ERROR:
+      return {"TLSError", true};
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+      return {"TLSError", false};
+    case CURLE_BAD_CONTENT_ENCODING:
+      return {"ContentEncodingError", false};
+    case CURLE_WRITE_ERROR:
+      return {"DiskError", false};
+    // While headers are read, libcurl's only allocation that fails in practice is a header line
+    // over its 100 KB limit; end_done names that case.
+    case CURLE_OUT_OF_MEMORY:
+      return {"OutOfMemory", false};
+    default:
+      return {"TransferError", true};
+  }
+}
+
+bool v4_private(uint32_t a) {  // host byte order
+  auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
+  return in(0x00000000, 8) || in(0x0A000000, 8) || in(0x64400000, 10) || in(0x7F000000, 8) ||
+         in(0xA9FE0000, 16) || in(0xAC100000, 12) || in(0xC0000000, 24) || in(0xC0A80000, 16) ||
+         in(0xC6120000, 15) || in(0xE0000000, 4) || in(0xF0000000, 4);
+}
+
+}  // namespace
+
+bool is_private_address(const struct sockaddr* addr) {
+  if (addr->sa_family == AF_INET) {
+    return v4_private(ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr));
+  }
+  if (addr->sa_family != AF_INET6) return true;
+  const auto* b = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (std::memcmp(b, mapped, 12) == 0 || std::memcmp(b, nat64, 12) == 0) {
+    uint32_t v4 =
+        (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
+    return v4_private(v4);
+  }
+  static const uint8_t zero[16] = {};
+  if (std::memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
+  if ((b[0] & 0xfe) == 0xfc) return true;                                        // fc00::/7
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;                        // fe80::/10
+  if (b[0] == 0xff) return true;                                                 // multicast
+  return false;
+}
+
+namespace {
+
+// Largest response header block accepted (libcurl's own limit is 300 KB).
+constexpr size_t kMaxHeaderBytes = 256 << 10;
+
+}  // namespace
+
+struct Fetcher::Fetch {
+  Fetcher* fetcher = nullptr;
+  FetchId id = 0;
+  FetchRequest req;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  char curl_error[CURL_ERROR_SIZE] = {};
+  std::map<std::string, std::string> resp_headers;  // of the last response, lower-case names
+  size_t header_bytes = 0;                          // of the last response, status line included
+  bool https_only = false;                          // redirects may not leave https (a token)
+  bool responded = false;                           // on_response was called
+  std::optional<Failure> failure;                   // the fetch's own, from a callback
+};
+
+Fetcher::Fetcher(FetcherOptions options, FetchClient* client) : options_(options), client_(client) {
+  // Once per process, before any other libcurl call: libcurl's own lazy init in
+  // curl_easy_init is not thread-safe, and a queue may be opened from any thread.
+  static std::once_flag curl_once;
+  std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  multi_ = curl_multi_init();
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 64L);
+}
+
+Fetcher::~Fetcher() {
+  join();
+  for (auto& [id, f] : fetches_) {
+    curl_multi_remove_handle(multi_, f->easy);
+    curl_easy_cleanup(f->easy);
+    curl_slist_free_all(f->headers);
+  }
+  fetches_.clear();
+  curl_multi_cleanup(multi_);
+}
+
+void Fetcher::start_thread() {
+  thread_ = std::thread([this] {
+    util::name_this_thread("fetchq-transfer");
+    run();
+  });
+}
+
+void Fetcher::wakeup() { curl_multi_wakeup(multi_); }
+
+void Fetcher::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Fetcher::run() {
+  for (;;) {
+    if (!client_->on_wake()) return;
+    int running = 0;
+    curl_multi_perform(multi_, &running);
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Fetch* f = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &f);
+      if (f) done(f->id, msg->data.result);
+    }
+    client_->on_tick();
+    int timeout_ms = fetches_.empty() ? 1000 : 100;
+    curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
+  }
+}
+
+curl_socket_t Fetcher::open_socket_cb(void* ud, curlsocktype, curl_sockaddr* a) noexcept {
+  auto* f = static_cast<Fetch*>(ud);
+  if (is_private_address(&a->addr)) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    const void* raw =
+        a->family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&a->addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->addr)->sin6_addr);
+    ::inet_ntop(a->family, raw, host, sizeof host);
+    if (!f->failure) {
+      f->failure = Failure{.type = "AddressBlocked",
+                           .message = "GET " + f->req.url + ": refused to connect to " + host +
+                                      " (a private, loopback or link-local address)"};
+    }
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+size_t Fetcher::header_cb(char* data, size_t size, size_t n, void* ud) noexcept {
+  auto* f = static_cast<Fetch*>(ud);
+  size_t len = size * n;
+  std::string_view line(data, len);
+  if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
+    f->resp_headers.clear();  // a new response (after a redirect or a 100)
+    f->header_bytes = 0;
+  }
+  // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and
+  // not retried) instead of surfacing as a receive error.
+  f->header_bytes += len;
+  if (f->header_bytes > kMaxHeaderBytes) {
+    if (!f->failure) {
+      f->failure =
+          Failure{.type = "HeaderTooLarge",
+                  .message = f->fetcher->where(f->id) + ": the response headers are over " +
+                             std::to_string(kMaxHeaderBytes / 1024) + " KiB; refused"};
+    }
+    return 0;  // aborts the transfer
+  }
+  if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
+  auto colon = line.find(':');
+  if (colon != std::string_view::npos) {
+    f->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
+  }
+  return len;
+}
+
+size_t Fetcher::write_cb(char* data, size_t size, size_t n, void* ud) noexcept {
+  auto* f = static_cast<Fetch*>(ud);
+  FetchClient* client = f->fetcher->client_;
+  const FetchId id = f->id;
+  size_t len = size * n;
+  if (!f->responded) {
+    f->responded = true;
+    long code = 0;
+    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_off_t clen = -1;
+    curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    FetchResponse r{
+        .code = code, .content_length = static_cast<int64_t>(clen), .headers = &f->resp_headers};
+    if (!client->on_response(id, r)) return CURL_WRITEFUNC_ERROR;
+  }
+  if (!client->on_data(id, data, len)) return CURL_WRITEFUNC_ERROR;
+  return len;
+}
+
+std::string Fetcher::where(FetchId id) const {
+  auto it = fetches_.find(id);
+  if (it == fetches_.end()) return "GET ?";
+  const Fetch& f = *it->second;
+  std::string out = "GET " + f.req.url;
+  char* final_url = nullptr;
+  if (f.easy && curl_easy_getinfo(f.easy, CURLINFO_EFFECTIVE_URL, &final_url) == CURLE_OK &&
+      final_url && f.req.url != final_url) {
+    out += " (redirected to " + queue::redact_url(final_url) + ")";
+  }
+  return out;
+}
+
+FetchId Fetcher::start(FetchRequest request) {
+  auto fp = std::make_unique<Fetch>();
+  Fetch& f = *fp;
+  f.fetcher = this;
+  f.id = next_id_++;
+  f.req = std::move(request);
+  f.easy = curl_easy_init();
+  CURL* e = f.easy;
+  curl_easy_setopt(e, CURLOPT_URL, f.req.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, &f);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  // A token never travels in clear text: from https, redirects may only go to https.
+  f.https_only =
+      f.req.access_token && f.req.url.size() > 6 && lower(f.req.url.substr(0, 6)) == "https:";
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, f.https_only ? "https" : "http,https");
+  if (options_.block_private_addresses) {
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Fetcher::open_socket_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &f);
+  }
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options_.connect_timeout.count()));
+  long stall_s =
+      std::max<long>(1, static_cast<long>((options_.stall_timeout.count() + 999) / 1000));
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f.curl_error);
+  static const std::string ua = std::string("fetchq/") + kVersion;
+  curl_easy_setopt(e, CURLOPT_USERAGENT, ua.c_str());
+  f.headers = curl_slist_append(f.headers, "Accept-Encoding: identity");
+  if (f.req.range) {
+    std::string range = "Range: bytes=" + std::to_string(f.req.range->start) + "-";
+    if (f.req.range->end >= 0) range += std::to_string(f.req.range->end - 1);
+    f.headers = curl_slist_append(f.headers, range.c_str());
+  }
+  for (const auto& h : f.req.headers) f.headers = curl_slist_append(f.headers, h.c_str());
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, f.headers);
+  if (f.req.access_token) {
+    // libcurl sends it to the original host only: never after a redirect to another host.
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+    curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, f.req.access_token->c_str());
+  } else if (f.req.password) {
+    // Apart from the URL, so no message built from it holds them. Like a token, libcurl sends
+    // them to the original scheme, host and port only (CURLOPT_UNRESTRICTED_AUTH stays off).
+    curl_easy_setopt(e, CURLOPT_USERNAME, f.req.username.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, f.req.password->c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Fetcher::header_cb);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, &f);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Fetcher::write_cb);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &f);
+  const FetchId id = f.id;
+  fetches_[id] = std::move(fp);
+  curl_multi_add_handle(multi_, e);
+  return id;
+}
+
+void Fetcher::cancel(FetchId id) {
+  auto it = fetches_.find(id);
+  if (it == fetches_.end()) return;
+  Fetch& f = *it->second;
+  curl_multi_remove_handle(multi_, f.easy);
+  curl_easy_cleanup(f.easy);
+  curl_slist_free_all(f.headers);
+  fetches_.erase(it);
+}
+
+void Fetcher::done(FetchId id, CURLcode code) {
+  auto it = fetches_.find(id);
+  if (it == fetches_.end()) return;
+  Fetch& f = *it->second;
+  if (code == CURLE_OK && !f.responded) {  // an empty body: the head is all there is
+    f.responded = true;
+    long status = 0;
+    curl_easy_getinfo(f.easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t clen = -1;
+    curl_easy_getinfo(f.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    FetchResponse r{
+        .code = status, .content_length = static_cast<int64_t>(clen), .headers = &f.resp_headers};
+    client_->on_response(id, r);
+  }
+  std::optional<Failure> failure = std::move(f.failure);
+  if (!failure && code != CURLE_OK) {
+    auto [type, retryable] = classify(code);
+    std::string detail = f.curl_error[0] ? f.curl_error : curl_easy_strerror(code);
+    if (code == CURLE_OPERATION_TIMEDOUT && f.responded) type = "Stalled";
+    // Where the refused redirect pointed: libcurl has made it the effective URL by the time
+    // it checks the protocol; the redirect URL is asked too, in case it has not.
+    std::string next;
+    for (CURLINFO info : {CURLINFO_REDIRECT_URL, CURLINFO_EFFECTIVE_URL}) {
+      char* u = nullptr;
+      if (next.empty() && curl_easy_getinfo(f.easy, info, &u) == CURLE_OK && u) next = u;
+    }
+    if (code == CURLE_UNSUPPORTED_PROTOCOL && f.https_only && lower(next.substr(0, 5)) == "http:") {
+      type = "InsecureRedirect";
+      detail = "refused to follow the redirect to " + queue::redact_url(next) +
+               ": the job has an access token, which is never sent over plain http";
+    } else if (!f.responded &&
+               (code == CURLE_OUT_OF_MEMORY ||
+                (code == CURLE_RECV_ERROR && detail.find("header") != std::string::npos))) {
+      // A header line over libcurl's 100 KB, or a block over its 300 KB: the same each try.
+      type = "HeaderTooLarge";
+      retryable = false;
+      detail =
+          code == CURLE_OUT_OF_MEMORY
+              ? "a response header line is longer than libcurl accepts (100 KB); refused"
+              : "the response headers are larger than libcurl accepts (" + detail + "); refused";
+    } else if (!f.responded && code == CURLE_WEIRD_SERVER_REPLY &&
+               detail.find("Nul byte") != std::string::npos) {
+      // libcurl refuses the whole response before fetchq sees a header, so there is no
+      // falling back to the URL's name; the server would send the same again.
+      type = "BadResponseHeader";
+      retryable = false;
+      detail = "a response header holds a NUL byte, and libcurl refuses such responses";
+    }
+    failure = Failure{.type = type, .message = where(id) + ": " + detail, .retryable = retryable};
+  }
+  client_->on_done(id, std::move(failure));
+  cancel(id);  // the client may have let go of it already
+}
+
+}  // namespace fetchq::transfer

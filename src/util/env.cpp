@@ -1,0 +1,56 @@
+// The real Env: each method is the system call of the same name.
+#include "util/env.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace fetchq::util {
+namespace {
+
+class PosixEnv final : public Env {
+ public:
+  int openat(int dirfd, const char* name, int flags, mode_t mode) override {
+    return ::openat(dirfd, name, flags, mode);
+  }
+  int close(int fd) override { return ::close(fd); }
+  ssize_t write(int fd, const void* data, size_t len) override { return ::write(fd, data, len); }
+  ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override {
+    return ::pwrite(fd, data, len, offset);
+  }
+  off_t lseek(int fd, off_t offset, int whence) override { return ::lseek(fd, offset, whence); }
+  int ftruncate(int fd, off_t length) override { return ::ftruncate(fd, length); }
+  int fdatasync(int fd) override { return ::fdatasync(fd); }
+  int fsync(int fd) override { return ::fsync(fd); }
+  int syncfs(int fd) override { return ::syncfs(fd); }
+  int sync_file_range(int fd, off_t offset, off_t len, unsigned int flags) override {
+    return ::sync_file_range(fd, offset, len, flags);
+  }
+  int fstat(int fd, struct stat* st) override { return ::fstat(fd, st); }
+  int fstatat(int dirfd, const char* name, struct stat* st, int flags) override {
+    return ::fstatat(dirfd, name, st, flags);
+  }
+  int fstatvfs(int fd, struct statvfs* st) override { return ::fstatvfs(fd, st); }
+  int flock(int fd, int operation) override { return ::flock(fd, operation); }
+  int renameat(int olddirfd, const char* oldname, int newdirfd, const char* newname) override {
+    return ::renameat(olddirfd, oldname, newdirfd, newname);
+  }
+  int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+                unsigned int flags) override {
+    return ::renameat2(olddirfd, oldname, newdirfd, newname, flags);
+  }
+  int unlinkat(int dirfd, const char* name, int flags) override {
+    return ::unlinkat(dirfd, name, flags);
+  }
+};
+
+}  // namespace
+
+Env& Env::posix() {
+  // Never destroyed: threads still running at exit may use it.
+  static auto* env = new PosixEnv;
+  return *env;
+}
+
+}  // namespace fetchq::util

@@ -1,0 +1,92 @@
+// FaultEnv: the real file system, except for the calls a test asks to fail.
+//
+// Wraps util::Env::posix(). A rule names an operation, a path fragment and which matching call
+// to fail first (the Nth); matching calls fail with the rule's errno, or, for a write, write
+// only half of what was asked (a short write, which is no error). Paths are those of the file
+// a descriptor refers to (read from /proc/self/fd), or for the *at calls the folder's path plus
+// the name. Runs as any user: no mount, no full disk. Thread-safe; rules may change while
+// transfers run.
+#pragma once
+
+#include <cerrno>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/env.h"
+
+namespace fetchq::testing {
+
+enum class FsOp {
+  kOpen,      // openat
+  kWrite,     // write and pwrite
+  kTruncate,  // ftruncate
+  kFdatasync,
+  kFsync,  // fsync of a file or a folder
+  kSyncfs,
+  kRename,  // renameat and renameat2 (matched on the old or the new path)
+  kUnlink,
+  kStatvfs,  // fstatvfs
+  kLock,     // flock
+};
+
+struct FaultRule {
+  FsOp op = FsOp::kWrite;
+  std::string path_contains{};  // "" matches every path
+  int nth = 1;                  // the first matching call to fail, counted from 1
+  int times = -1;               // how many calls fail from the nth on; -1: all of them
+  int err = EIO;
+  bool short_write = false;  // kWrite: write half (at least one byte) instead of failing
+  // kStatvfs: instead of failing, report this many bytes free (a nearly full disk).
+  std::optional<uint64_t> free_bytes{};
+};
+
+class FaultEnv final : public util::EnvWrapper {
+ public:
+  FaultEnv() : util::EnvWrapper(util::Env::posix()) {}
+
+  void add(FaultRule rule);
+  void clear();
+  // Calls of op on matching paths seen since the env was made (failed or not).
+  int calls(FsOp op, const std::string& path_contains = "") const;
+  // Calls the rules made fail (or shorten).
+  int faults() const;
+
+  int openat(int dirfd, const char* name, int flags, mode_t mode = 0) override;
+  ssize_t write(int fd, const void* data, size_t len) override;
+  ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override;
+  int ftruncate(int fd, off_t length) override;
+  int fdatasync(int fd) override;
+  int fsync(int fd) override;
+  int syncfs(int fd) override;
+  int fstatvfs(int fd, struct statvfs* st) override;
+  int flock(int fd, int operation) override;
+  int renameat(int olddirfd, const char* oldname, int newdirfd, const char* newname) override;
+  int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
+                unsigned int flags) override;
+  int unlinkat(int dirfd, const char* name, int flags) override;
+
+ private:
+  enum class Verdict { kPass, kFail, kShort, kFreeBytes };
+  struct Rule {
+    FaultRule r;
+    int matched = 0;
+  };
+  struct Seen {
+    FsOp op;
+    std::string path;
+  };
+  // Records the call and decides it; *err gets the errno to fail with.
+  Verdict check(FsOp op, const std::string& path, const std::string& other, int* err,
+                uint64_t* free_bytes = nullptr);
+  static std::string fd_path(int fd);
+  static std::string at_path(int dirfd, const char* name);
+
+  mutable std::mutex mu_;
+  std::vector<Rule> rules_;
+  std::vector<Seen> seen_;
+  int faults_ = 0;
+};
+
+}  // namespace fetchq::testing

@@ -1,0 +1,144 @@
+// Placement of an attempt on a file system that fails on demand (support/fault_env.h): real
+// files in a temp folder, no network, no root.
+#include "transfer/placement.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "support/fault_env.h"
+#include "support/temp_dir.h"
+
+namespace fetchq::testing {
+namespace {
+
+using transfer::PartIdentity;
+using transfer::Placement;
+
+// Records the identities the placer asks to be made durable.
+class RecordingObserver final : public transfer::Observer {
+ public:
+  void on_started(int64_t, int, const transfer::Started&) override {}
+  void on_progress(int64_t, int, int64_t, int64_t) override {}
+  void on_checkpoint(int64_t, int, std::shared_ptr<transfer::PartFile>, int64_t) override {}
+  void on_finished(int64_t, int, transfer::Result) override {}
+  bool on_part_created(int64_t, int, const std::string&, const PartIdentity& id) override {
+    created.push_back(id);
+    return accept;
+  }
+  std::vector<PartIdentity> created;
+  bool accept = true;
+};
+
+class PlacementTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  FaultEnv env_;
+  transfer::PathRegistry paths_;
+  RecordingObserver observer_;
+  transfer::Placer placer_{env_, &paths_, &observer_};
+
+  Placement attempt(const std::string& name) {
+    Placement t;
+    t.req.job_id = 1;
+    t.req.attempt = 1;
+    t.req.url = "http://example.invalid/" + name;
+    t.req.dest = dir_ / name;
+    t.req.download_path = dir_ / name;
+    return t;
+  }
+};
+
+// One clear line: the step, the file and the cause.
+void expect_one_line(const transfer::Failure& f, const std::string& type,
+                     const std::string& starts) {
+  EXPECT_EQ(f.type, type) << f.message;
+  EXPECT_EQ(f.message.find('\n'), std::string::npos) << f.message;
+  EXPECT_EQ(f.message.rfind(starts, 0), 0u) << f.message;
+}
+
+TEST_F(PlacementTest, AFreshPartIsCreatedLockedAndItsIdentityRecorded) {
+  auto t = attempt("a.bin");
+  placer_.place(t);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  ASSERT_TRUE(t.file);
+  EXPECT_TRUE(t.path_held);
+  EXPECT_EQ(t.download_path, dir_ / "a.bin");
+  ASSERT_EQ(observer_.created.size(), 1u);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / "a.bin.part").c_str(), &st), 0);
+  EXPECT_EQ(observer_.created[0].ino, static_cast<uint64_t>(st.st_ino));
+  EXPECT_EQ(env_.calls(FsOp::kLock, "a.bin.part"), 1);
+}
+
+TEST_F(PlacementTest, ADiskFullAtCreateIsADiskFullFailureAndThePathIsFreed) {
+  env_.add({.op = FsOp::kOpen, .path_contains = "b.bin.part", .err = ENOSPC});
+  auto t = attempt("b.bin");
+  placer_.place(t);
+  ASSERT_TRUE(t.failure);
+  expect_one_line(*t.failure, "DiskFull",
+                  "create " + dir_ / "b.bin.part" + ": No space left on device");
+  EXPECT_TRUE(t.failure->disk);
+  EXPECT_FALSE(t.failure->retryable);
+  EXPECT_FALSE(t.file);
+  EXPECT_FALSE(paths_.held(dir_ / "b.bin")) << "a failed attempt still holds its path";
+  EXPECT_FALSE(file_exists(dir_ / "b.bin.part"));
+  EXPECT_TRUE(observer_.created.empty());
+}
+
+TEST_F(PlacementTest, APartLockedByAnotherProcessIsARetryableConflict) {
+  env_.add({.op = FsOp::kLock, .path_contains = "c.bin.part", .err = EWOULDBLOCK});
+  auto t = attempt("c.bin");
+  placer_.place(t);
+  ASSERT_TRUE(t.failure);
+  expect_one_line(*t.failure, "DestinationExists",
+                  "another process is writing " + dir_ / "c.bin.part");
+  EXPECT_TRUE(t.failure->retryable);
+  EXPECT_FALSE(t.failure->disk);
+  EXPECT_FALSE(paths_.held(dir_ / "c.bin"));
+}
+
+TEST_F(PlacementTest, AnIoErrorWhileCuttingTheOwnPartBackIsADiskError) {
+  auto first = attempt("d.bin");
+  placer_.place(first);
+  ASSERT_FALSE(first.failure) << first.failure->message;
+  ASSERT_EQ(observer_.created.size(), 1u);
+  ASSERT_EQ(::write(first.file->fd(), "0123456789", 10), 10);
+  first.file.reset();  // the lock goes with the descriptor
+  paths_.release(first.download_path);
+
+  env_.add({.op = FsOp::kTruncate, .path_contains = "d.bin.part", .err = EIO});
+  auto t = attempt("d.bin");
+  t.req.attempt = 2;
+  t.req.part_identity = observer_.created[0];
+  t.req.offset = 5;
+  placer_.place(t);
+  ASSERT_TRUE(t.failure);
+  expect_one_line(*t.failure, "DiskError",
+                  "truncate " + dir_ / "d.bin.part" + ": Input/output error");
+  EXPECT_EQ(read_file(dir_ / "d.bin.part"), "0123456789") << "the kept bytes were touched";
+
+  env_.clear();  // without the fault, the same attempt keeps the 5 bytes promised
+  paths_.release(t.download_path);
+  auto again = attempt("d.bin");
+  again.req.part_identity = observer_.created[0];
+  again.req.offset = 5;
+  placer_.place(again);
+  ASSERT_FALSE(again.failure) << again.failure->message;
+  EXPECT_EQ(again.offset, 5);
+  EXPECT_EQ(read_file(dir_ / "d.bin.part"), "01234");
+  EXPECT_EQ(observer_.created.size(), 1u) << "the job's own .part was replaced";
+}
+
+TEST_F(PlacementTest, APartWhoseIdentityCannotBeRecordedIsRemoved) {
+  observer_.accept = false;
+  auto t = attempt("e.bin");
+  placer_.place(t);
+  ASSERT_TRUE(t.failure);
+  expect_one_line(*t.failure, "DiskError", "cannot record " + dir_ / "e.bin.part");
+  EXPECT_FALSE(file_exists(dir_ / "e.bin.part"));
+  EXPECT_GE(env_.calls(FsOp::kUnlink, "e.bin.part"), 1);
+}
+
+}  // namespace
+}  // namespace fetchq::testing
