@@ -84,25 +84,36 @@ std::string Placer::what_is(int dir_fd, const std::string& name) {
   return "a file of " + std::to_string(st.st_size) + " bytes";
 }
 
-// Creates a fresh, empty .part for path with O_EXCL: a file already there (a user's file, a
-// link, another process's download) is never opened. Records its identity before use.
+// Creates a fresh, empty .part for path and records its identity before it is used. The file
+// is made without a name (O_TMPFILE) and named only after the record is durable, so a kill -9
+// in between leaves no unrecorded .part that a later attempt would have to call foreign. Where
+// that is not possible, it is created with O_EXCL. Either way a file already there (a user's
+// file, a link, another process's download) is never opened nor replaced.
 Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   if (!open_folder(t, path)) return Create::kFailed;
   const std::string part = path + ".part";
   const std::string name = base_name(part);
   const int dfd = t.folder->fd();
-  int fd =
-      env_.openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  int fd = env_.open_unnamed(dfd, name.c_str(), 0644);
+  const bool unnamed = fd >= 0;
+  if (!unnamed && errno == EOPNOTSUPP) {
+    fd = env_.openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0644);
+  }
   if (fd < 0) {
     if (errno == EEXIST) return Create::kTaken;
     fail_disk(t, "create", part, errno);
     return Create::kFailed;
   }
+  // Undoes the creation: only a name this call made is removed.
+  auto discard = [&] {
+    env_.close(fd);
+    if (!unnamed) env_.unlinkat(dfd, name.c_str(), 0);
+  };
   struct stat sb {};
   if (env_.fstat(fd, &sb) != 0) {
     int err = errno;
-    env_.close(fd);
-    env_.unlinkat(dfd, name.c_str(), 0);
+    discard();
     fail_disk(t, "stat", part, err);
     return Create::kFailed;
   }
@@ -110,9 +121,15 @@ Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
                   util::birth_time_ns(fd, "")};
   if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
-    env_.close(fd);
-    env_.unlinkat(dfd, name.c_str(), 0);
+    discard();
     fail(t, "DiskError", "cannot record " + part + " as the job's own file");
+    return Create::kFailed;
+  }
+  if (unnamed && env_.link_unnamed(fd, dfd, name.c_str()) != 0) {
+    int err = errno;
+    env_.close(fd);
+    if (err == EEXIST) return Create::kTaken;  // made meanwhile by someone else: not ours
+    fail_disk(t, "create", part, err);
     return Create::kFailed;
   }
   t.file = std::make_shared<PartFile>(fd, path, t.folder);

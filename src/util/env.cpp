@@ -6,6 +6,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <string>
+
 namespace fetchq::util {
 namespace {
 
@@ -42,6 +45,22 @@ class PosixEnv final : public Env {
   }
   int unlinkat(int dirfd, const char* name, int flags) override {
     return ::unlinkat(dirfd, name, flags);
+  }
+  int open_unnamed(int dirfd, const char*, mode_t mode) override {
+    // linkat of an unnamed file goes through /proc/self/fd (AT_EMPTY_PATH would need
+    // CAP_DAC_READ_SEARCH); without /proc the caller creates a named file instead.
+    static const bool have_proc = ::access("/proc/self/fd", X_OK) == 0;
+    if (!have_proc) {
+      errno = EOPNOTSUPP;
+      return -1;
+    }
+    int fd = ::openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+    if (fd < 0 && (errno == EISDIR || errno == EINVAL)) errno = EOPNOTSUPP;  // no O_TMPFILE
+    return fd;
+  }
+  int link_unnamed(int fd, int dirfd, const char* name) override {
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    return ::linkat(AT_FDCWD, self.c_str(), dirfd, name, AT_SYMLINK_FOLLOW);
   }
 };
 

@@ -44,6 +44,12 @@ class Env {
   virtual int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
                         unsigned int flags) = 0;
   virtual int unlinkat(int dirfd, const char* name, int flags) = 0;
+  // A regular file in folder dirfd with no name yet (O_TMPFILE), to be given the name `name`
+  // by link_unnamed once it is recorded: a crash before that leaves nothing on disk. -1 with
+  // EOPNOTSUPP where the file system (or a missing /proc) cannot do it; then use O_EXCL.
+  virtual int open_unnamed(int dirfd, const char* name, mode_t mode) = 0;
+  // Names the file open_unnamed made; fails with EEXIST, replacing nothing, if the name is taken.
+  virtual int link_unnamed(int fd, int dirfd, const char* name) = 0;
 };
 
 // Forwards every call to another Env; a test's Env overrides only the calls it fails.
@@ -87,6 +93,12 @@ class EnvWrapper : public Env {
   }
   int unlinkat(int dirfd, const char* name, int flags) override {
     return target_.unlinkat(dirfd, name, flags);
+  }
+  int open_unnamed(int dirfd, const char* name, mode_t mode) override {
+    return target_.open_unnamed(dirfd, name, mode);
+  }
+  int link_unnamed(int fd, int dirfd, const char* name) override {
+    return target_.link_unnamed(fd, dirfd, name);
   }
 
  private:

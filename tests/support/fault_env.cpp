@@ -30,6 +30,10 @@ int FaultEnv::faults() const {
 }
 
 std::string FaultEnv::fd_path(int fd) {
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = named_.find(fd); it != named_.end()) return it->second;
+  }
   char buf[PATH_MAX];
   const std::string link = "/proc/self/fd/" + std::to_string(fd);
   ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
@@ -176,6 +180,33 @@ int FaultEnv::unlinkat(int dirfd, const char* name, int flags) {
     return -1;
   }
   return EnvWrapper::unlinkat(dirfd, name, flags);
+}
+
+int FaultEnv::open_unnamed(int dirfd, const char* name, mode_t mode) {
+  int err = 0;
+  if (check(FsOp::kOpen, at_path(dirfd, name), "", &err) == Verdict::kFail) {
+    errno = err;
+    return -1;
+  }
+  const std::string path = at_path(dirfd, name);
+  int fd = EnvWrapper::open_unnamed(dirfd, name, mode);
+  if (fd >= 0) {
+    std::lock_guard lk(mu_);
+    named_[fd] = path;
+  }
+  return fd;
+}
+
+int FaultEnv::link_unnamed(int fd, int dirfd, const char* name) {
+  return EnvWrapper::link_unnamed(fd, dirfd, name);
+}
+
+int FaultEnv::close(int fd) {
+  {
+    std::lock_guard lk(mu_);
+    named_.erase(fd);
+  }
+  return EnvWrapper::close(fd);
 }
 
 }  // namespace fetchq::testing

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cerrno>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -66,6 +67,11 @@ class FaultEnv final : public util::EnvWrapper {
   int renameat2(int olddirfd, const char* oldname, int newdirfd, const char* newname,
                 unsigned int flags) override;
   int unlinkat(int dirfd, const char* name, int flags) override;
+  // An unnamed file's calls are matched on the name it is to get, from open_unnamed (kOpen)
+  // on: /proc shows it as "#inode (deleted)", even once it has been named.
+  int open_unnamed(int dirfd, const char* name, mode_t mode) override;
+  int link_unnamed(int fd, int dirfd, const char* name) override;
+  int close(int fd) override;
 
  private:
   enum class Verdict { kPass, kFail, kShort, kFreeBytes };
@@ -80,13 +86,14 @@ class FaultEnv final : public util::EnvWrapper {
   // Records the call and decides it; *err gets the errno to fail with.
   Verdict check(FsOp op, const std::string& path, const std::string& other, int* err,
                 uint64_t* free_bytes = nullptr);
-  static std::string fd_path(int fd);
-  static std::string at_path(int dirfd, const char* name);
+  std::string fd_path(int fd);
+  std::string at_path(int dirfd, const char* name);
 
   mutable std::mutex mu_;
   std::vector<Rule> rules_;
   std::vector<Seen> seen_;
   int faults_ = 0;
+  std::map<int, std::string> named_;  // fd of a file made unnamed -> the path it was given
 };
 
 }  // namespace fetchq::testing

@@ -45,7 +45,17 @@ bool matches(int fd) {
   if (n <= 0) return false;
   path[n] = '\0';
   if (static_cast<size_t>(n) < g_under_len || memcmp(path, g_under, g_under_len) != 0) return false;
-  if (rule == 1) return n > 5 && memcmp(path + n - 5, ".part", 5) == 0;
+  if (rule == 1) {
+    // A .part is made without a name and named later; /proc shows such a file as
+    // "DIR/#INODE (deleted)" for as long as it stays open.
+    static constexpr char kUnnamed[] = " (deleted)";
+    static constexpr size_t kUnnamedLen = sizeof kUnnamed - 1;
+    const bool part = n > 5 && memcmp(path + n - 5, ".part", 5) == 0;
+    const bool unnamed = static_cast<size_t>(n) > kUnnamedLen &&
+                         memcmp(path + n - kUnnamedLen, kUnnamed, kUnnamedLen) == 0 &&
+                         strstr(path + g_under_len, "/#") != nullptr;
+    return part || unnamed;
+  }
   struct stat st {};
   return ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
 }

@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <functional>
+
 #include "support/fault_env.h"
 #include "support/temp_dir.h"
 
@@ -24,10 +27,12 @@ class RecordingObserver final : public transfer::Observer {
   void on_finished(int64_t, int, transfer::Result) override {}
   bool on_part_created(int64_t, int, const std::string&, const PartIdentity& id) override {
     created.push_back(id);
+    if (on_record) on_record();
     return accept;
   }
   std::vector<PartIdentity> created;
   bool accept = true;
+  std::function<void()> on_record;  // runs while the identity is being recorded
 };
 
 class PlacementTest : public ::testing::Test {
@@ -137,7 +142,35 @@ TEST_F(PlacementTest, APartWhoseIdentityCannotBeRecordedIsRemoved) {
   ASSERT_TRUE(t.failure);
   expect_one_line(*t.failure, "DiskError", "cannot record " + dir_ / "e.bin.part");
   EXPECT_FALSE(file_exists(dir_ / "e.bin.part"));
-  EXPECT_GE(env_.calls(FsOp::kUnlink, "e.bin.part"), 1);
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.path())) << "the unrecorded file left a name";
+}
+
+// The .part gets its name only once its identity is recorded: a kill -9 between the two left,
+// before, an empty .part that the next attempt called foreign (DestinationExists), failing the
+// job. Here the record is seen to come first, and a name taken meanwhile is left alone.
+TEST_F(PlacementTest, ThePartIsNamedOnlyAfterItsIdentityIsRecorded) {
+  bool named_when_recorded = true;
+  observer_.on_record = [&] { named_when_recorded = file_exists(dir_ / "f.bin.part"); };
+  auto t = attempt("f.bin");
+  placer_.place(t);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  EXPECT_FALSE(named_when_recorded) << "the .part had its name before the job recorded it";
+  EXPECT_TRUE(file_exists(dir_ / "f.bin.part"));
+  struct stat sb {};
+  ASSERT_EQ(::stat((dir_ / "f.bin.part").c_str(), &sb), 0);
+  ASSERT_EQ(observer_.created.size(), 1u);
+  EXPECT_EQ(observer_.created[0].ino, static_cast<uint64_t>(sb.st_ino));
+  EXPECT_EQ(sb.st_nlink, 1u);
+}
+
+TEST_F(PlacementTest, ANameTakenBetweenRecordAndNamingIsLeftAlone) {
+  observer_.on_record = [&] { write_file(dir_ / "g.bin.part", "someone else's"); };
+  auto t = attempt("g.bin");
+  t.req.if_exists = IfExists::kError;
+  placer_.place(t);
+  ASSERT_TRUE(t.failure);
+  EXPECT_EQ(t.failure->type, "DestinationExists");
+  EXPECT_EQ(read_file(dir_ / "g.bin.part"), "someone else's");
 }
 
 }  // namespace
