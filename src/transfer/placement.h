@@ -1,7 +1,8 @@
 // Placement: where one attempt of a job writes, decided before its body arrives. File names
-// and if-exists, the claim in the PathRegistry, the .part created fresh (O_EXCL, identity
-// recorded through the Observer) or the job's own .part reopened (identity checked), its
-// advisory lock, and folders opened without following links. Nothing of HTTP.
+// and if-exists, the claim in the PathRegistry, the .part created fresh (made without a name,
+// its identity recorded through the Observer, then named; O_EXCL where that cannot be done)
+// or the job's own .part reopened (identity checked), its advisory lock, and folders opened
+// without following links. Nothing of HTTP.
 //
 // Called on the fetcher's thread by the Engine; the PathRegistry is shared with other threads.
 #pragma once
