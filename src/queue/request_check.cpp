@@ -12,15 +12,12 @@
 #include <memory>
 
 #include "util/fs.h"
+#include "util/strings.h"
 
 namespace fetchq::queue {
 namespace {
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
+using util::lower;
 
 // Resolves ".", ".." and symbolic links of the longest existing prefix; keeps the rest as is
 // (it cannot hold links yet), refusing ".." in it.

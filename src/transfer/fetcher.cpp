@@ -11,25 +11,13 @@
 
 #include "fetchq/version.h"
 #include "queue/request_check.h"
+#include "util/strings.h"
 #include "util/thread_name.h"
 
 namespace fetchq::transfer {
 namespace {
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
-}
+using util::lower;
 
 // Failure classes of libcurl's result codes: (error_type, retryable).
 std::pair<std::string, bool> classify(CURLcode code) {
@@ -219,7 +207,8 @@ size_t Fetcher::header_cb(char* data, size_t size, size_t n, void* ud) noexcept 
   if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
   auto colon = line.find(':');
   if (colon != std::string_view::npos) {
-    f->resp_headers[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
+    f->resp_headers[lower(std::string(line.substr(0, colon)))] =
+        std::string(util::trim(line.substr(colon + 1)));
   }
   return len;
 }

@@ -26,6 +26,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "transfer/transfer.h"
+
 namespace fetchq::testing {
 namespace {
 
@@ -80,34 +82,6 @@ std::string to_hex(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 410: return "Gone";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-  }
 }
 
 // ---------------------------------------------------------------- SHA-256
@@ -309,7 +283,7 @@ RangeSpec parse_range(std::string_view value, uint64_t size) {
 }
 
 std::string status_line(int status) {
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) + "\r\n";
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(transfer::reason_phrase(status)) + "\r\n";
 }
 
 void add_header(std::string& head, std::string_view name, std::string_view value) {
