@@ -72,6 +72,10 @@ struct QueueOptions {
   std::function<void()> on_change;
 };
 
+// Errors: the calls that return a Result report every failure in it and never throw. The calls
+// that return a plain value (list_jobs, id_to_job, cancel_all_jobs, prune_jobs, join, stats,
+// events_since, last_event_seq, first_event_seq) throw StorageError (result.h) when the
+// database fails, and nothing else. The queue's own threads never let a failure end them.
 class DownloadQueue {
  public:
   // Opens (or creates) the database, recovers jobs left running by a crash and starts the

@@ -1,6 +1,8 @@
-// Error values for expected failures (bad input, unknown job, disk, network): no exceptions.
+// Error values for expected failures (bad input, unknown job, disk, network). The one exception
+// fetchq's API throws is StorageError, from the few calls that return no Result (see queue.h).
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <variant>
@@ -50,5 +52,17 @@ struct Ok {};
 using Status = Result<Ok>;
 
 inline Error make_error(ErrorCode code, std::string message) { return Error{code, std::move(message)}; }
+
+// The database failed (busy past its timeout, an I/O error, a damaged file, a full disk),
+// whatever the backend. Calls that return a Result give this Error instead of throwing; the
+// DownloadQueue calls that return a plain value throw it. error().code is kStorage, kBusy or kIo.
+class StorageError : public std::runtime_error {
+ public:
+  explicit StorageError(Error error) : std::runtime_error(error.message), error_(std::move(error)) {}
+  const Error& error() const noexcept { return error_; }
+
+ private:
+  Error error_;
+};
 
 }  // namespace fetchq

@@ -87,7 +87,39 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
 std::vector<Job> QueueImpl::list_jobs(const ListFilter& filter) { return store_->list_jobs(filter); }
 std::optional<Job> QueueImpl::id_to_job(int64_t id) { return store_->get_job(id); }
 
+namespace {
+
+// A public call that returns a Result never throws: a storage failure becomes its Error.
+template <class F>
+auto without_throwing(F&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const StorageError& e) {
+    return e.error();
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInternal, e.what());
+  }
+}
+
+}  // namespace
+
 Result<Job> QueueImpl::cancel_job(int64_t id) {
+  return without_throwing([&] { return cancel(id); });
+}
+Result<Job> QueueImpl::pause_job(int64_t id) {
+  return without_throwing([&] { return pause(id); });
+}
+Result<Job> QueueImpl::resume_job(int64_t id) {
+  return without_throwing(
+      [&] { return back_to_waiting(id, JobStatus::kPaused, "only paused jobs resume"); });
+}
+Result<Job> QueueImpl::retry_job(int64_t id) {
+  return without_throwing([&] {
+    return back_to_waiting(id, JobStatus::kError, "only jobs that ended in error are retried");
+  });
+}
+
+Result<Job> QueueImpl::cancel(int64_t id) {
   auto r = on_loop([&] { return cancel_on_loop(id); });
   if (!r) return r.error();
   if (r.value()) return *r.value();
@@ -125,7 +157,7 @@ Result<std::optional<Job>> QueueImpl::cancel_on_loop(int64_t id) {
   return std::optional<Job>();
 }
 
-Result<Job> QueueImpl::pause_job(int64_t id) {
+Result<Job> QueueImpl::pause(int64_t id) {
   auto r = on_loop([&] { return pause_on_loop(id); });
   if (!r) return r.error();
   if (r.value()) return *r.value();
@@ -157,14 +189,6 @@ Result<std::optional<Job>> QueueImpl::pause_on_loop(int64_t id) {
     engine_->stop(id);
   }
   return std::optional<Job>();
-}
-
-Result<Job> QueueImpl::resume_job(int64_t id) {
-  return back_to_waiting(id, JobStatus::kPaused, "only paused jobs resume");
-}
-
-Result<Job> QueueImpl::retry_job(int64_t id) {
-  return back_to_waiting(id, JobStatus::kError, "only jobs that ended in error are retried");
 }
 
 int64_t QueueImpl::cancel_all_jobs() {

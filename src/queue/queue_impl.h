@@ -105,7 +105,10 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
     return result.get();
   }
 
-  // queue.cpp: API helpers. A value holding a job: nothing changed, answer with it.
+  // queue.cpp: API helpers, which may throw StorageError (the public calls catch it).
+  Result<Job> cancel(int64_t id);
+  Result<Job> pause(int64_t id);
+  // A value holding a job: nothing changed, answer with it.
   Result<std::optional<Job>> cancel_on_loop(int64_t id);
   Result<std::optional<Job>> pause_on_loop(int64_t id);
   Result<Job> back_to_waiting(int64_t id, JobStatus from, const char* rule);

@@ -37,11 +37,25 @@ enum class StoreErrorKind {
 };
 std::string_view to_string(StoreErrorKind kind);
 
-// The one storage error, whatever the backend; what() is one line saying what failed.
-class StoreError : public std::runtime_error {
+// The public error code of a kind: kBusy, kIo (the file system, a full disk) or kStorage.
+constexpr ErrorCode code_of(StoreErrorKind kind) {
+  switch (kind) {
+    case StoreErrorKind::kBusy:
+      return ErrorCode::kBusy;
+    case StoreErrorKind::kIo:
+    case StoreErrorKind::kFull:
+      return ErrorCode::kIo;
+    default:
+      return ErrorCode::kStorage;
+  }
+}
+
+// The one storage error, whatever the backend; what() is one line saying what failed. It is the
+// public fetchq::StorageError (result.h) with the kind a store can tell.
+class StoreError : public StorageError {
  public:
   StoreError(StoreErrorKind kind, const std::string& message)
-      : std::runtime_error(message), kind_(kind) {}
+      : StorageError(Error{code_of(kind), message}), kind_(kind) {}
   StoreErrorKind kind() const noexcept { return kind_; }
 
  private:

@@ -140,5 +140,39 @@ TEST_F(StoreFaultTest, APartFileThatCannotBeRecordedFailsItsJobCleanly) {
   expect_download_completes(*q, "/next", serve("/next", 30000, 9));
 }
 
+// The public calls that return a Result give a storage failure as its Error, whatever the
+// call; those that return a value throw the public StorageError, never a backend's exception.
+TEST_F(StoreFaultTest, PublicCallsReportStorageFailuresAsErrorsOrStorageError) {
+  auto q = open_failing(fast_options(dir_));
+  ASSERT_TRUE(q);
+  auto job = submit(*q, server_.url("/gone"), dl());  // a 404: the job ends in error
+  ASSERT_TRUE(q->join(std::chrono::seconds(30), {job.id}));
+  ASSERT_EQ(q->id_to_job(job.id)->status, JobStatus::kError);
+
+  failing_->fail(StoreOp::kChangeStatus, StoreErrorKind::kBusy);
+  auto retried = q->retry_job(job.id);
+  ASSERT_FALSE(retried.ok());
+  EXPECT_EQ(retried.error().code, ErrorCode::kBusy) << retried.error().message;
+
+  failing_->fail(StoreOp::kGetJob, StoreErrorKind::kIo, 2);
+  auto resumed = q->resume_job(job.id);
+  ASSERT_FALSE(resumed.ok());
+  EXPECT_EQ(resumed.error().code, ErrorCode::kIo) << resumed.error().message;
+  auto paused = q->pause_job(job.id);
+  ASSERT_FALSE(paused.ok());
+  EXPECT_EQ(paused.error().code, ErrorCode::kIo) << paused.error().message;
+
+  failing_->fail(StoreOp::kListJobs, StoreErrorKind::kCorrupt);
+  try {
+    q->list_jobs();
+    ADD_FAILURE() << "list_jobs did not report the failure";
+  } catch (const StorageError& e) {
+    EXPECT_EQ(e.error().code, ErrorCode::kStorage);
+  }
+
+  // Once the store answers again, so does the queue.
+  ASSERT_TRUE(q->retry_job(job.id).ok());
+}
+
 }  // namespace
 }  // namespace fetchq::testing

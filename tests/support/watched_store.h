@@ -188,13 +188,13 @@ class WatchedStore final : public store::Store {
     }
     if (auto f = failures_anywhere_.find(method); f != failures_anywhere_.end() && f->second > 0) {
       --f->second;
-      throw std::runtime_error("injected failure of " + method);
+      throw store::StoreError(store::StoreErrorKind::kIo, "injected failure of " + method);
     }
     if (thread == "fetchq-queue") {
       auto f = failures_.find(method);
       if (f != failures_.end() && f->second > 0) {
         --f->second;
-        throw std::runtime_error("injected failure of " + method);
+        throw store::StoreError(store::StoreErrorKind::kIo, "injected failure of " + method);
       }
     }
   }
