@@ -18,6 +18,17 @@ inline std::vector<int64_t> sorted_unique(std::vector<int64_t> ids) {
   return ids;
 }
 
+// A key for a sorted id list (FNV-1a over the ids): equal lists give equal keys. Two lists may
+// share a key, so it may only choose a starting point, never decide an answer.
+inline uint64_t ids_key(const std::vector<int64_t>& ids) {
+  uint64_t h = 14695981039346656037ull ^ ids.size();
+  for (int64_t id : ids) {
+    h ^= static_cast<uint64_t>(id);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 // Moves *ended past the ids (sorted) whose jobs have ended or are gone (pruned); true when it
 // reached the end, false at the first job still waiting or running. job_of(id) returns an
 // std::optional<Job>. Reaching the end is not yet an answer: a job passed earlier may have been

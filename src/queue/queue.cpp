@@ -216,13 +216,23 @@ int64_t QueueImpl::prune_jobs() {
 bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& wanted) {
   auto deadline = timeout ? Clock::now() + *timeout : Clock::time_point::max();
   const std::vector<int64_t> ids = sorted_unique(wanted);
+  const uint64_t key = ids_key(ids);
   size_t ended = 0;  // see queue/join_walk.h
+  {
+    std::lock_guard lk(join_place_mu_);
+    if (join_place_key_ == key) ended = std::min(join_place_ended_, ids.size());
+  }
   auto done_now = [&] {
     if (ids.empty()) return !store_->any_unfinished({});
-    if (!walk_past_ended(ids, &ended, [&](int64_t id) { return store_->get_job(id); })) return false;
-    if (!store_->any_unfinished(ids)) return true;
-    ended = 0;
-    return false;
+    bool done = walk_past_ended(ids, &ended, [&](int64_t id) { return store_->get_job(id); });
+    if (done && store_->any_unfinished(ids)) {
+      ended = 0;
+      done = false;
+    }
+    std::lock_guard lk(join_place_mu_);
+    join_place_key_ = key;
+    join_place_ended_ = ended;
+    return done;
   };
   std::unique_lock lk(changed_mu_);
   for (;;) {

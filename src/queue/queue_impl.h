@@ -155,6 +155,14 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran
 
+  // Where the last join with a timeout left its walk (see queue/join_walk.h): a waiter that
+  // redraws between calls (fetchq get) asks again with the same ids and goes on from there
+  // instead of reading every ended job again. Only a starting point: the walk's final check
+  // over all ids stays, so a stale place costs a second walk, never a wrong answer.
+  CheckedMutex join_place_mu_;
+  uint64_t join_place_key_ = 0;  // under join_place_mu_: ids_key() of the ids walked
+  size_t join_place_ended_ = 0;  // under join_place_mu_
+
   CheckedMutex changed_mu_;
   std::condition_variable_any changed_cv_;
   int64_t change_count_ = 0;  // under changed_mu_

@@ -113,5 +113,36 @@ TEST_F(QueueThreadsTest, ACommandThatMeetsAFailingStoreFailsWithItsErrorAndTheLo
   EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
 }
 
+// fetchq get asks join again every quarter of a second with the same ids, to redraw: each call
+// goes on from where the last walk stopped instead of reading every ended job again (with
+// thousands of jobs that rereading took most of fetchq get's CPU time).
+TEST_F(QueueThreadsTest, JoinAskedAgainWithTheSameIdsGoesOnFromWhereTheLastOneStopped) {
+  Resource small;
+  small.body = make_body(2000, 3);
+  server_.add("/small", small);
+  Resource slow;
+  slow.body = make_body(600000, 4);
+  slow.rate_bytes_per_s = 20000;  // still running while join is asked
+  server_.add("/slow", slow);
+  auto q = open(fast_options(dir_));
+  constexpr int kEnded = 150;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < kEnded; ++i)
+    ids.push_back(submit(*q, server_.url("/small"), dl() + "/s" + std::to_string(i)).id);
+  ASSERT_TRUE(q->join(std::chrono::seconds(60), ids));
+  auto running = submit(*q, server_.url("/slow"), dl() + "/slow.bin");
+  ids.push_back(running.id);
+  const std::string me = thread_name();
+  const int before = store_->calls_from(me, "get_job");
+  constexpr int kCalls = 20;
+  for (int i = 0; i < kCalls; ++i) EXPECT_FALSE(q->join(std::chrono::milliseconds(5), ids));
+  const int reads = store_->calls_from(me, "get_job") - before;
+  // One walk over the ended jobs, then about one read per call (plus one per change seen).
+  EXPECT_LT(reads, 2 * kEnded + 10 * kCalls) << reads << " job reads for " << kCalls << " joins";
+  EXPECT_GE(reads, kEnded) << "the first join walks past every ended job";
+  ASSERT_TRUE(q->cancel_job(running.id).ok());
+  EXPECT_TRUE(q->join(std::chrono::seconds(30), ids));
+}
+
 }  // namespace
 }  // namespace fetchq::testing
