@@ -246,7 +246,13 @@ class Server final : public ControlServer {
         c->close_after_flush = true;
       }
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-      if (!pending) close_conn(c);
+      if (!pending) {
+        close_conn(c);
+      } else {
+        // Its request may wait in the dispatcher (a join) for a change that never comes: have
+        // the waiter look again, see the session gone and hand the connection back.
+        dispatcher_.notify_change();
+      }
       return;
     }
   }
