@@ -15,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/download_options.h"
+#include "cli/event_lines.h"
 #include "cli/output.h"
 #include "control/client.h"
 #include "queue/request_check.h"
@@ -459,21 +460,39 @@ struct EventsArgs {
   bool follow = false;
   int64_t since = 0;
   std::optional<int64_t> job;
+  std::string types;  // --type: a comma-separated list
 };
 
-void print_event(const Event& e, bool as_json) {
-  json j = e;
-  if (as_json) {
-    std::cout << j.dump() << "\n";
-    return;
+// Prints what --job and --type let through: JSON as stored, else one short line for people.
+class EventPrinter {
+ public:
+  explicit EventPrinter(const EventsArgs& a) : a_(a) {}
+  // False (with a message) when --type names an unknown type.
+  bool parse_types() {
+    if (a_.types.empty()) return true;
+    std::string unknown;
+    types_ = parse_event_types(a_.types, &unknown);
+    if (types_) return true;
+    print_error("unknown event type '" + unknown +
+                "' for --type: use started, progress, complete, error, cancelled, paused, resumed, "
+                "restarted or retrying (with or without download_)");
+    return false;
   }
-  std::cout << e.seq << "  " << e.ts << "  job " << e.job_id << "  " << e.type;
-  for (auto& [k, v] : j.items()) {
-    if (k == "seq" || k == "ts" || k == "job_id" || k == "type") continue;
-    std::cout << "  " << k << "=" << (v.is_string() ? v.get<std::string>() : v.dump());
+  void print(const Event& e) {
+    if (a_.job && e.job_id != *a_.job) return;
+    if (types_ && !types_->count(e.type)) return;
+    if (a_.c.json) {
+      std::cout << json(e).dump() << "\n";
+    } else if (auto l = lines_.line(e)) {
+      std::cout << *l << "\n";
+    }
   }
-  std::cout << "\n";
-}
+
+ private:
+  const EventsArgs& a_;
+  std::optional<std::set<std::string>> types_;
+  EventLines lines_;
+};
 
 // Events before `first` are gone (pruned or past event-retention): a follower that asked for
 // some of them is told so once, on stderr, so it knows its record has a gap.
@@ -485,6 +504,8 @@ void note_trimmed(int64_t since, int64_t first) {
 }
 
 int run_events(EventsArgs& a) {
+  EventPrinter printer(a);
+  if (!printer.parse_types()) return kExitUsage;
   if (!a.c.db.empty()) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
@@ -494,7 +515,7 @@ int run_events(EventsArgs& a) {
       int64_t cursor = a.since;
       for (;;) {
         auto evs = st->events_since(cursor, 1000, a.job);
-        for (const auto& e : evs) print_event(e, a.c.json);
+        for (const auto& e : evs) printer.print(e);
         std::cout << std::flush;
         if (!evs.empty()) cursor = evs.back().seq;
         if (evs.size() == 1000) continue;
@@ -525,7 +546,7 @@ int run_events(EventsArgs& a) {
       continue;
     }
     const Event& e = *m.value().event;
-    if (!a.job || e.job_id == *a.job) print_event(e, a.c.json);
+    printer.print(e);
     std::cout << std::flush;
     if (!a.follow && e.seq >= last_seq) return kExitOk;
   }
@@ -608,6 +629,8 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--since", a->since, "only events after this seq")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--job", a->job, "only events of this job");
+    cmd->add_option("--type", a->types,
+                    "only events of these types, comma-separated (progress,error,... or download_progress,...)");
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_events(*a); }; });
   }

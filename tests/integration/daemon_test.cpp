@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -455,6 +456,65 @@ TEST(Daemon, EventsFollowPrintsEventsAppendedLater) {
     ASSERT_TRUE(e.is_object());  // --json: JSON only on stdout
     EXPECT_TRUE(e.contains("seq") && e.contains("ts") && e.contains("job_id") && e.contains("type"));
   }
+}
+
+// `fetchq events` without --json is for people: one short line per event with no URL, and
+// --type keeps only the types asked for, over the socket and from --db alike.
+TEST(Daemon, EventsForPeopleAreShortAndFilteredByType) {
+  TempDir dir;
+  TestServer server;
+  std::string dl = make_dl(dir);
+  Resource ok;
+  ok.body = make_body(300000, 3);
+  server.add("/a-rather-long-name-for-a-file-0001-of-0128.bin", ok);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing.bin", missing);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t id1 = d.add(server.url("/a-rather-long-name-for-a-file-0001-of-0128.bin") + "?sig=secretish", dl);
+  int64_t id2 = d.add(server.url("/missing.bin"), dl);
+  d.cli({"wait", std::to_string(id1), std::to_string(id2), "--timeout", "20"});
+  ASSERT_EQ(d.status_of(id1), "completed");
+
+  auto all = d.cli({"events"});
+  ASSERT_EQ(all.rc, 0) << all.err;
+  auto lines = [](const std::string& out) {
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) v.push_back(l);
+    return v;
+  };
+  const auto shown = lines(all.out);
+  ASSERT_GE(shown.size(), 3u) << all.out;
+  bool complete = false, error = false;
+  for (const auto& l : shown) {
+    EXPECT_LE(l.size(), 170u) << l;
+    // Only an error's message may name a URL (the one it failed on).
+    if (l.find("  error  ") == std::string::npos) {
+      EXPECT_EQ(l.find("http://"), std::string::npos) << l;
+    }
+    EXPECT_EQ(l.find("sig="), std::string::npos) << l;
+    complete = complete || (l.find("#" + std::to_string(id1) + "  complete") != std::string::npos &&
+                            l.find("0128.bin") != std::string::npos);
+    error = error || l.find("#" + std::to_string(id2) + "  error") != std::string::npos;
+  }
+  EXPECT_TRUE(complete) << all.out;
+  EXPECT_TRUE(error) << all.out;
+
+  for (std::vector<std::string> where : {std::vector<std::string>{}, std::vector<std::string>{"--db", d.db()}}) {
+    std::vector<std::string> args{"events", "--json", "--type", "error,download_complete"};
+    args.insert(args.end(), where.begin(), where.end());
+    auto typed = d.cli(args);
+    ASSERT_EQ(typed.rc, 0) << typed.err;
+    std::set<std::string> types;
+    for (auto& e : json_lines(typed.out)) types.insert(e.value("type", std::string()));
+    EXPECT_EQ(types, (std::set<std::string>{"download_error", "download_complete"})) << typed.out;
+  }
+  auto bad = d.cli({"events", "--type", "finished"});
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("finished"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.out, "");
 }
 
 TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
