@@ -27,6 +27,7 @@ struct GetArgs {
   std::string state;
   bool json = false;
   bool quiet = false;
+  bool resume_flag = false;  // -c/--continue, as wget and curl users type it
 };
 
 std::string default_state_path() {
@@ -179,6 +180,9 @@ int run_get(const GetArgs& a) {
     print_error("-o names one file: give one URL, or use -d DIR for several");
     return kExitUsage;
   }
+  if (a.resume_flag && !a.quiet) {
+    std::cerr << "fetchq: -c is not needed: fetchq get always resumes what it fetched before\n";
+  }
   if (a.parallel < 1 || a.parallel > 1000) {
     print_error("-j must be between 1 and 1000");
     return kExitUsage;
@@ -307,6 +311,7 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--state", args->state, "state database (default $XDG_STATE_HOME/fetchq/get.db)");
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
+  cmd->add_flag("-c,--continue", args->resume_flag, "accepted for wget/curl habits: resuming is automatic");
   cmd->callback([args, run] { *run = [args] { return run_get(*args); }; });
 }
 

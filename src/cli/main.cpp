@@ -2,10 +2,56 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "cli/commands.h"
 #include "fetchq/version.h"
+
+namespace {
+
+// Edits (insert, delete, substitute) that turn a into b.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown command 'lst'; did you mean list?" and the commands there are.
+std::string unknown_command(const CLI::App& app, const std::string& word) {
+  std::vector<std::string> names, near;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    names.push_back(sub->get_name());
+    const auto& n = names.back();
+    if (edit_distance(word, n) <= std::max<size_t>(1, n.size() / 3) ||
+        (word.size() >= 2 && n.rfind(word, 0) == 0)) {
+      near.push_back(n);
+    }
+  }
+  std::string out = "unknown command '" + word + "'";
+  if (!near.empty()) {
+    out += "; did you mean ";
+    for (size_t i = 0; i < near.size(); ++i) out += (i ? (i + 1 == near.size() ? " or " : ", ") : "") + near[i];
+    out += "?";
+  }
+  out += " (see fetchq --help)\nfetchq: the commands are";
+  for (const auto& n : names) out += " " + n;
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Library logs go to standard error and stay quiet unless something is wrong.
@@ -28,7 +74,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "fetchq: " << e.what() << " (see fetchq --help)\n";
+    // Name the command's own help when the words start with one, else the command list.
+    std::string first = argc > 1 ? argv[1] : "";
+    const CLI::App* sub = nullptr;
+    if (!first.empty() && first[0] != '-') {
+      try {
+        sub = app.get_subcommand(first);
+      } catch (const CLI::OptionNotFound&) {
+        std::cerr << "fetchq: " << unknown_command(app, first) << "\n";
+        return fetchq::cli::kExitUsage;
+      }
+    }
+    std::cerr << "fetchq: " << e.what() << " (see fetchq " << (sub ? sub->get_name() + " " : "")
+              << "--help)\n";
     return fetchq::cli::kExitUsage;
   }
   if (!run) {

@@ -102,5 +102,39 @@ TEST(CliGet, ExitCodesAndJson) {
   EXPECT_NE(read_file(dir / "scheme.txt").find("scheme"), std::string::npos);
 }
 
+// Parser messages lead somewhere: an unknown command is named with its near matches, an
+// option a command does not take points to that command's help, and -c (a wget/curl habit)
+// is taken with a note that resuming is automatic.
+TEST(CliGet, MessagesNameTheCommandAndItsHelp) {
+  TempDir dir;
+  auto run = [&](std::vector<std::string> args, const std::string& name) {
+    args.insert(args.begin(), bin_path("fetchq"));
+    Process p(args, dir / (name + ".out"), dir / (name + ".err"));
+    int rc = p.wait();
+    return std::make_pair(rc, read_file(dir / (name + ".err")));
+  };
+  auto [rc1, lst] = run({"lst"}, "lst");
+  EXPECT_EQ(rc1, 2);
+  EXPECT_NE(lst.find("unknown command 'lst'; did you mean list?"), std::string::npos) << lst;
+  EXPECT_NE(lst.find("get add list"), std::string::npos) << lst;
+  auto [rc2, foo] = run({"foo"}, "foo");
+  EXPECT_EQ(rc2, 2);
+  EXPECT_NE(foo.find("unknown command 'foo'"), std::string::npos) << foo;
+  EXPECT_EQ(foo.find("did you mean"), std::string::npos) << foo;
+  auto [rc3, bogus] = run({"add", "--bogus", "http://127.0.0.1:1/x"}, "bogus");
+  EXPECT_EQ(rc3, 2);
+  EXPECT_NE(bogus.find("--bogus"), std::string::npos) << bogus;
+  EXPECT_NE(bogus.find("see fetchq add --help"), std::string::npos) << bogus;
+
+  TestServer server;
+  Resource ok;
+  ok.body = "hello";
+  server.add("/ok.txt", ok);
+  Process c(get_argv(dir, {server.url("/ok.txt")}, {"-c"}), dir / "c.out", dir / "c.err");
+  EXPECT_EQ(c.wait(), 0) << read_file(dir / "c.err");
+  EXPECT_NE(read_file(dir / "c.err").find("-c is not needed"), std::string::npos) << read_file(dir / "c.err");
+  EXPECT_EQ(read_file(dir / "dl/ok.txt"), "hello");
+}
+
 }  // namespace
 }  // namespace fetchq::testing
