@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -49,10 +50,17 @@ struct StatusCounts {
   int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;
 };
 
+// How fast one job in the engine is going, as DownloadQueue::stats() measures it.
+struct JobRate {
+  int64_t id = 0;
+  double bytes_per_second = 0;
+};
+
 // DownloadQueue::stats(): the store's counts, with what only a running queue knows.
 struct QueueStats : StatusCounts {
   double bytes_per_second = 0;
   double uptime_seconds = 0;
+  std::vector<JobRate> job_rates;  // the jobs in the engine, by id
 };
 
 struct Job {

@@ -162,6 +162,9 @@ DaemonStats daemon_stats_from_json(const json& in) {
   q.error = in.at("error").get<int64_t>();
   q.bytes_per_second = in.value("bytes_per_second", 0.0);
   q.uptime_seconds = in.value("uptime_seconds", 0.0);
+  if (auto it = in.find("job_rates"); it != in.end() && it->is_array()) {
+    for (const auto& r : *it) q.job_rates.push_back(JobRate{r.at("id").get<int64_t>(), r.value("bytes_per_second", 0.0)});
+  }
   s.version = in.value("version", std::string());
   return s;
 }

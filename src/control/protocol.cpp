@@ -182,11 +182,14 @@ std::string job_list_head(const json& id) {
 }
 
 json stats_json(const QueueStats& s) {
+  json rates = json::array();
+  for (const auto& r : s.job_rates) rates.push_back({{"id", r.id}, {"bytes_per_second", r.bytes_per_second}});
   return json{{"waiting", s.waiting},     {"running", s.running},
               {"paused", s.paused},       {"completed", s.completed},
               {"cancelled", s.cancelled}, {"error", s.error},
               {"bytes_per_second", s.bytes_per_second},
               {"uptime_seconds", s.uptime_seconds},
+              {"job_rates", std::move(rates)},
               {"version", kVersion}};
 }
 

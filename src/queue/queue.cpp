@@ -261,6 +261,7 @@ QueueStats QueueImpl::stats() {
   s.error = c.error;
   s.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_at_).count();
   s.bytes_per_second = rate_.rate();
+  s.job_rates = rate_.job_rates();
   return s;
 }
 

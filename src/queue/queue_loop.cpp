@@ -217,6 +217,7 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
   if (it == active_.end() || it->second.attempt != m.attempt) return;
   it->second.download_path = m.s.download_path;
   it->second.resumed = m.s.from_bytes > 0;
+  rate_.begin(m.id, m.s.from_bytes);  // resumed bytes are not this attempt's speed
   std::string source = it->second.source;
   db.push_back([this, m, source] {
     store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,

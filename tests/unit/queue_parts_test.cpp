@@ -106,12 +106,34 @@ TEST(RateMeter, CountsGrowthPerJobOverItsWindow) {
   m.note(1, 1000, t0 + std::chrono::milliseconds(500));
   m.note(2, 3000, t0 + std::chrono::seconds(1));
   m.note(1, 500, t0 + std::chrono::milliseconds(1500));  // a restart from zero adds nothing
-  EXPECT_EQ(m.rate(), 0);                                // the window is not over yet
+  EXPECT_EQ(m.rate(t0 + std::chrono::milliseconds(1500)), 0);  // the window is not over yet
   m.note(1, 1500, t0 + std::chrono::seconds(2));         // +1000 since its last note
-  EXPECT_DOUBLE_EQ(m.rate(), 5000.0 / 2.0);
+  EXPECT_DOUBLE_EQ(m.rate(t0 + std::chrono::seconds(2)), 5000.0 / 2.0);
   m.forget(2);
   m.note(2, 100, t0 + std::chrono::seconds(4));  // forgotten: counted from zero again
-  EXPECT_DOUBLE_EQ(m.rate(), 100.0 / 2.0);
+  EXPECT_DOUBLE_EQ(m.rate(t0 + std::chrono::seconds(4)), 100.0 / 2.0);
+}
+
+TEST(RateMeter, EachJobHasItsRateAndAnIdleMeterFallsToZero) {
+  using Clock = queue::RateMeter::Clock;
+  using std::chrono::seconds;
+  const auto t0 = Clock::time_point{} + std::chrono::hours(1);
+  queue::RateMeter m(seconds(2), t0);
+  m.begin(1, 1 << 30);  // resumed at 1 GiB: not a burst of speed
+  m.note(1, (1 << 30) + 4000, t0 + seconds(1));
+  m.note(2, 2000, t0 + seconds(2));
+  auto rates = m.job_rates(t0 + seconds(2));
+  ASSERT_EQ(rates.size(), 2u);
+  EXPECT_EQ(rates[0].id, 1);
+  EXPECT_DOUBLE_EQ(rates[0].bytes_per_second, 2000.0);
+  EXPECT_EQ(rates[1].id, 2);
+  EXPECT_DOUBLE_EQ(rates[1].bytes_per_second, 1000.0);
+  EXPECT_DOUBLE_EQ(m.rate(t0 + seconds(3)), 3000.0);  // the last full window, while it is open
+  // Nothing noted for a long while: the rate is what came since, over the time since.
+  EXPECT_DOUBLE_EQ(m.rate(t0 + seconds(60)), 0.0);
+  EXPECT_DOUBLE_EQ(m.job_rates(t0 + seconds(60))[0].bytes_per_second, 0.0);
+  m.forget(1);
+  ASSERT_EQ(m.job_rates(t0 + seconds(60)).size(), 1u);
 }
 
 // A store failing on the loop thread (claim and the next retry time, asked after every wake)
