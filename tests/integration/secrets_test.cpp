@@ -213,7 +213,7 @@ TEST(Secrets, AnHttpErrorAfterARedirectNamesTheFinalUrl) {
 }
 
 // A header line over libcurl's 100 KB, a header block over 300 KB in lines of 1 KB, and one of
-// about 270 KB (under libcurl's 300 KB, so only fetchq's own 256 KiB limit refuses it): named
+// about 275 KB (under libcurl's 300 KB, so only fetchq's own 256 KiB limit refuses it): named
 // HeaderTooLarge with the URL, and not retried.
 TEST(Secrets, HugeResponseHeadersAreNamedAndNotRetried) {
   TempDir dir;
