@@ -59,6 +59,48 @@ TEST_F(DurabilityTest, ACheckpointNeverPromisesBytesWhoseSyncFailed) {
   EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
 }
 
+TEST_F(DurabilityTest, AFailedAttemptCheckpointsOnlyBytesWhoseSyncWorked) {
+  // Two attempts end with the connection dropped. A failed attempt checkpoints the bytes it
+  // wrote, after syncing them: the first one's sync fails, so it must promise nothing; the
+  // second one's sync works, so it promises what it wrote (which shows the failure path does
+  // checkpoint at all). The periodic checkpoints are kept out of the way by a long interval.
+  Resource r;
+  r.body = make_body(1 << 20, 44);
+  r.drop_after = 300000;
+  r.drop_times = 2;
+  server_.add("/drop.bin", r);
+  SyncFaultScope faults(SyncTarget::kPartFiles, dir_.path(), /*fail=*/true);
+  auto o = fast_options(dir_);
+  o.checkpoint_interval = std::chrono::minutes(10);
+  // Long enough to look at the job between a failure and its retry (1.5 to 3 s with jitter).
+  o.retry_base_delay = std::chrono::milliseconds(3000);
+  o.retry_max_delay = std::chrono::milliseconds(3000);
+  auto q = open_queue(o);
+  auto job = submit(*q, server_.url("/drop.bin"), dir_ / "out.bin");
+  auto retries = [&] { return count_type(job_events(*q, job.id), "download_retrying"); };
+
+  const std::string part = dir_ / "out.bin.part";
+  ASSERT_TRUE(wait_until([&] { return retries() >= 1; }));
+  EXPECT_GE(std::filesystem::file_size(part), 300000u);
+  EXPECT_GE(SyncFaults::calls(), 1) << "the failed attempt never synced its .part";
+  EXPECT_EQ(checkpoint_bytes(job.id), 0)
+      << "the failed attempt checkpointed bytes whose fdatasync failed";
+
+  SyncFaults::set_failing(false);
+  ASSERT_TRUE(wait_until([&] { return retries() >= 2; }));
+  // Nothing promised the first attempt's bytes, so the second may have started over: what it
+  // promises is what the .part holds now.
+  const auto on_disk = static_cast<int64_t>(std::filesystem::file_size(part));
+  EXPECT_GE(on_disk, 300000);
+  EXPECT_EQ(checkpoint_bytes(job.id), on_disk)
+      << "the second failed attempt, whose sync worked, did not checkpoint its bytes";
+
+  ASSERT_TRUE(q->join(std::chrono::seconds(30)));
+  auto j = *q->id_to_job(job.id);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "out.bin"), sha256_hex_of(r.body));
+}
+
 TEST_F(DurabilityTest, AFinishedFileWhoseDataSyncFailsIsNotCompleted) {
   Resource r;
   r.body = make_body(200000, 42);

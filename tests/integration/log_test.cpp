@@ -161,5 +161,41 @@ TEST_F(LogTest, PruneTakesTheEventsAlongAndRetentionTrimsTheRest) {
   stop();
 }
 
+// A daemon that runs for months trims its log as it goes, not only when it starts or prunes:
+// with nothing pruned and no restart, the events of a first burst of jobs are trimmed to the
+// retention while a later download keeps the queue busy.
+TEST_F(LogTest, ARunningDaemonTrimsTheEventLogToItsRetention) {
+  constexpr int kRetention = 20;
+  Resource small;
+  small.body = make_body(10000, 54);
+  serve("/t", 40, small);
+  Resource slow;
+  slow.body = make_body(2 << 20, 55);
+  slow.rate_bytes_per_s = 100000;  // about twenty seconds of progress and checkpoints
+  server_.add("/slow.bin", slow);
+  ASSERT_TRUE(start({"--event-retention", std::to_string(kRetention)}));
+  const pid_t pid = daemon_->pid();
+  add("/t", 40, "a");
+  ASSERT_EQ(cli({"wait", "--timeout", "30"}).rc, 0);
+  const int64_t burst = scalar("SELECT MAX(seq) FROM events");
+  ASSERT_GT(burst, 3 * kRetention);
+  int64_t slow_id = add_one("/slow.bin", "b");
+  ASSERT_GT(slow_id, 0);
+  // Within the slow download's time: every event of the burst but the newest kRetention is gone.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return scalar("SELECT COUNT(*) FROM events WHERE seq <= " + std::to_string(burst)) <=
+               kRetention;
+      },
+      15s, 100ms))
+      << scalar("SELECT COUNT(*) FROM events") << " events kept, retention " << kRetention;
+  EXPECT_GT(scalar("SELECT MIN(seq) FROM events"), burst - kRetention);
+  // The same daemon all along: the trim was made while it ran.
+  EXPECT_TRUE(daemon_->running());
+  EXPECT_EQ(daemon_->pid(), pid);
+  cli({"cancel", std::to_string(slow_id)});
+  stop();
+}
+
 }  // namespace
 }  // namespace fetchq::testing

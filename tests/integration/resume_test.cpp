@@ -164,6 +164,8 @@ TEST_F(ResumeTest, A206StartingElsewhereButEndingAtTheTotalIsNeverSpliced) {
 }
 
 // A 206 that says it covers 100,000-199,999 of 400,000: its bytes are right but end early.
+// Its head alone says so, so it is refused before its body is written (RangeMismatch) and the
+// retry asks again from 100,000; the count of bytes on disk at the end is a later guard only.
 TEST_F(ResumeTest, A206EndingBeforeTheTotalDoesNotComplete) {
   const std::string body = make_body(400000, 32);
   serve_with_one_bad_206(server_, "/early.bin", body, [](const std::string& b) {
@@ -174,7 +176,20 @@ TEST_F(ResumeTest, A206EndingBeforeTheTotalDoesNotComplete) {
   auto j = run("/early.bin");
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
   EXPECT_EQ(sha256_file(out()), sha256_hex_of(body));
-  EXPECT_EQ(server_.requests_for("/early.bin").size(), 3u);
+  auto reqs = server_.requests_for("/early.bin");
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[1].range, "bytes=100000-");
+  EXPECT_EQ(reqs[2].range, "bytes=100000-")
+      << "the short 206's body was written before it was refused";
+  std::vector<std::string> reasons;
+  for (auto& e : events_) {
+    if (e.type == "download_retrying") {
+      reasons.push_back(nlohmann::json::parse(e.payload).value("reason", ""));
+    }
+  }
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_NE(reasons[1].find("RangeMismatch"), std::string::npos) << reasons[1];
+  EXPECT_NE(reasons[1].find("ends before the last byte"), std::string::npos) << reasons[1];
 }
 
 // A 206 whose head is right (to the end of the file) but whose body, delimited by the closing
