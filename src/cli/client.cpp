@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -243,41 +244,103 @@ Result<std::vector<Job>> list_from(control::Client& client, std::optional<JobSta
 
 struct ListArgs {
   Common c;
-  std::string status;
+  std::string status;  // one or several, comma-separated
+  std::string sort = "id";
+  int64_t limit = -1;
+  int64_t offset = 0;
+  bool errors = false;
 };
 
+// `list --errors`: failed jobs counted by error type, most first.
+void print_error_counts(const std::vector<Job>& jobs, bool as_json) {
+  std::map<std::string, int64_t> counts;
+  for (const auto& j : jobs) {
+    if (j.status == JobStatus::kError) ++counts[j.error_type.value_or("unknown")];
+  }
+  if (as_json) {
+    std::cout << json(counts).dump(2) << "\n";
+    return;
+  }
+  std::vector<std::pair<std::string, int64_t>> rows(counts.begin(), counts.end());
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second > y.second; });
+  std::printf("%7s  %s\n", "COUNT", "ERROR");
+  for (const auto& [type, n] : rows) std::printf("%7lld  %s\n", static_cast<long long>(n), type.c_str());
+}
+
 int run_list(ListArgs& a) {
-  std::optional<JobStatus> status;
-  if (!a.status.empty()) {
-    status = parse_job_status(a.status);
-    if (!status) {
-      print_error("unknown status '" + a.status + "'");
+  // Several statuses are one listing each, merged in id order.
+  std::vector<std::optional<JobStatus>> statuses;
+  if (a.status.empty()) statuses.push_back(std::nullopt);
+  for (size_t from = 0; from < a.status.size();) {
+    size_t comma = std::min(a.status.find(',', from), a.status.size());
+    std::string name = a.status.substr(from, comma - from);
+    from = comma + 1;
+    if (name.empty()) continue;
+    auto st = parse_job_status(name);
+    if (!st) {
+      print_error("unknown status '" + name +
+                  "' for --status: use waiting, running, paused, completed, cancelled or error (comma-separated)");
       return kExitUsage;
     }
+    if (std::find(statuses.begin(), statuses.end(), st) == statuses.end()) statuses.push_back(st);
+  }
+  if (statuses.empty()) {
+    print_error("--status names no status");
+    return kExitUsage;
+  }
+  if (a.sort != "id" && a.sort != "newest" && a.sort != "priority") {
+    print_error("unknown order '" + a.sort + "' for --sort: use id, newest or priority");
+    return kExitUsage;
   }
   std::vector<Job> jobs;
+  std::vector<JobRate> rates;
   if (!a.c.db.empty()) {
     int rc = 0;
     auto st = open_db(a.c.db, &rc);
     if (!st) return rc;
-    ListFilter f;
-    f.status = status;
     int read_rc = reading_db(a.c.db, [&] {
-      jobs = st->list_jobs(f);
+      for (const auto& status : statuses) {
+        ListFilter f;
+        f.status = status;
+        auto part = st->list_jobs(f);
+        jobs.insert(jobs.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+      }
       return kExitOk;
     });
     if (read_rc != kExitOk) return read_rc;
   } else {
     auto client = connect(a.c);
     if (!client) return kExitNoDaemon;
-    auto r = list_from(*client, status);
-    if (!r) return fail(r.error());
-    jobs = std::move(r.value());
+    for (const auto& status : statuses) {
+      auto r = list_from(*client, status);
+      if (!r) return fail(r.error());
+      jobs.insert(jobs.end(), std::make_move_iterator(r.value().begin()), std::make_move_iterator(r.value().end()));
+    }
+    if (!a.c.json && !a.errors) {
+      // Rates are the running queue's to tell; a listing without them is still right.
+      if (auto s = client->stats()) rates = std::move(s.value().queue.job_rates);
+    }
   }
-  if (a.c.json) {
+  // A job that changed status between two listings may be in both: keep one.
+  std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) { return x.id < y.id; });
+  jobs.erase(std::unique(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) { return x.id == y.id; }),
+             jobs.end());
+  if (a.sort == "newest") {
+    std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) { return x.id > y.id; });
+  } else if (a.sort == "priority") {
+    std::sort(jobs.begin(), jobs.end(), [](const Job& x, const Job& y) {
+      return x.priority != y.priority ? x.priority < y.priority : x.id < y.id;
+    });
+  }
+  const size_t skip = static_cast<size_t>(std::min<int64_t>(a.offset, static_cast<int64_t>(jobs.size())));
+  jobs.erase(jobs.begin(), jobs.begin() + static_cast<std::ptrdiff_t>(skip));
+  if (a.limit >= 0 && static_cast<size_t>(a.limit) < jobs.size()) jobs.resize(static_cast<size_t>(a.limit));
+  if (a.errors) {
+    print_error_counts(jobs, a.c.json);
+  } else if (a.c.json) {
     print_jobs_json(jobs);
   } else {
-    print_jobs_table(jobs, {});
+    std::cout << jobs_table(jobs, rates, stdout_is_terminal() ? terminal_width() : 0);
   }
   return kExitOk;
 }
@@ -584,7 +647,11 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
   {
     auto a = std::make_shared<ListArgs>();
     auto* cmd = app.add_subcommand("list", "List jobs");
-    cmd->add_option("--status", a->status, "only jobs in this status");
+    cmd->add_option("--status", a->status, "only jobs in these statuses, comma-separated (running,waiting)");
+    cmd->add_option("--sort", a->sort, "id (default), newest or priority");
+    cmd->add_option("--limit", a->limit, "at most this many jobs")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--offset", a->offset, "skip this many jobs first")->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--errors", a->errors, "count the failed jobs by error type instead");
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_list(*a); }; });
   }

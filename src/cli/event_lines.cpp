@@ -50,24 +50,6 @@ std::string one_line(std::string s) {
   return s;
 }
 
-size_t utf8_length(const std::string& s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-// The byte offset where code point `k` starts (s.size() past the end).
-size_t utf8_offset(const std::string& s, size_t k) {
-  size_t n = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
-      if (n == k) return i;
-      ++n;
-    }
-  }
-  return s.size();
-}
-
 }  // namespace
 
 std::optional<std::set<std::string>> parse_event_types(const std::string& list, std::string* unknown) {
@@ -92,16 +74,6 @@ std::optional<std::set<std::string>> parse_event_types(const std::string& list, 
     return std::nullopt;
   }
   return out;
-}
-
-std::string shorten_middle(const std::string& name, size_t width) {
-  const size_t n = utf8_length(name);
-  if (n <= width) return name;
-  if (width == 0) return "";
-  if (width == 1) return "\xE2\x80\xA6";  // …
-  const size_t tail = (width - 1) / 2;
-  const size_t head = width - 1 - tail;
-  return name.substr(0, utf8_offset(name, head)) + "\xE2\x80\xA6" + name.substr(utf8_offset(name, n - tail));
 }
 
 std::optional<int64_t> parse_iso8601_ms(const std::string& ts) {

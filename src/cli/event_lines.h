@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/output.h"  // shorten_middle
 #include "fetchq/job.h"
 
 namespace fetchq::cli {
@@ -15,10 +16,6 @@ namespace fetchq::cli {
 // The event types `--type` accepts: the stored names, or the same without `download_`.
 // Returns the stored names of a comma-separated list, or nullopt and the first unknown name.
 std::optional<std::set<std::string>> parse_event_types(const std::string& list, std::string* unknown);
-
-// Shortens `name` to at most `width` characters by cutting its middle (`shard-…0003.bin`),
-// so the ends that tell similar names apart stay visible. Counts UTF-8 code points.
-std::string shorten_middle(const std::string& name, size_t width);
 
 // Turns events into lines such as
 //   5071  10:08:41  #12  progress    model.bin  42%  1.2 GiB/2.9 GiB  12.3 MiB/s

@@ -4,8 +4,11 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -91,21 +94,140 @@ void print_jobs_json(const std::vector<Job>& jobs) {
 
 void print_job_json(const Job& job) { std::cout << nlohmann::json(job).dump(2) << "\n"; }
 
-void print_jobs_table(const std::vector<Job>& jobs, const std::vector<double>& rates) {
-  std::printf("%6s  %-9s  %4s  %5s  %21s  %11s  %s\n", "ID", "STATUS", "PRIO", "DONE", "SIZE", "RATE", "NAME");
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const Job& j = jobs[i];
+size_t utf8_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// The byte offset where code point `k` starts (s.size() past the end).
+static size_t utf8_offset(const std::string& s, size_t k) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (n == k) return i;
+      ++n;
+    }
+  }
+  return s.size();
+}
+
+std::string shorten_middle(const std::string& name, size_t width) {
+  const size_t n = utf8_width(name);
+  if (n <= width) return name;
+  if (width == 0) return "";
+  if (width == 1) return "\xE2\x80\xA6";  // …
+  const size_t tail = (width - 1) / 2;
+  const size_t head = width - 1 - tail;
+  return name.substr(0, utf8_offset(name, head)) + "\xE2\x80\xA6" + name.substr(utf8_offset(name, n - tail));
+}
+
+std::string shorten_keeping(const std::string& name, size_t width, size_t keep) {
+  const size_t n = utf8_width(name);
+  if (n <= width || width < 8) return shorten_middle(name, width);
+  // Bytes before `keep` as code points (names are mostly ASCII; this keeps it right if not).
+  size_t keep_cp = utf8_width(name.substr(0, std::min(keep, name.size())));
+  const size_t room = width - 1;
+  const size_t head = std::min(room, std::max({room / 2, std::min(keep_cp + 3, room - 3), keep_cp + 1}));
+  const size_t tail = room - head;
+  return name.substr(0, utf8_offset(name, head)) + "\xE2\x80\xA6" + name.substr(utf8_offset(name, n - tail));
+}
+
+std::string jobs_table(const std::vector<Job>& jobs, const std::vector<JobRate>& rates, int width) {
+  auto rate_of = [&](int64_t id) -> double {
+    for (const auto& r : rates) {
+      if (r.id == id) return r.bytes_per_second;
+    }
+    return -1;
+  };
+  bool any_error = false;
+  for (const auto& j : jobs) any_error = any_error || j.status == JobStatus::kError;
+  // The columns before NAME, in order; `drop` ranks which go first when the width is short
+  // (0: never). SIZE gives way to a short form (the total only) before it goes.
+  struct Column {
+    std::string title;
+    size_t width;
+    bool left;
+    int drop;
+    std::vector<std::string> cells;
+  };
+  std::vector<Column> cols{{"ID", 6, false, 0, {}},      {"STATUS", 9, true, 0, {}},   {"PRIO", 4, false, 1, {}},
+                           {"DONE", 4, false, 0, {}},    {"SIZE", 21, false, 2, {}},   {"RATE", 11, false, 5, {}},
+                           {"LEFT", 6, false, 3, {}},    {"ERROR", 0, true, 4, {}}};
+  Column total_only{"SIZE", 9, false, 6, {}};
+  int64_t done_bytes = 0, total_bytes = 0;
+  double total_rate = 0;
+  std::vector<std::string> names;
+  for (const auto& j : jobs) {
     std::string pct = j.total_bytes > 0 ? std::to_string(100 * j.bytes / j.total_bytes) + "%"
                                         : (j.status == JobStatus::kCompleted ? "100%" : "-");
     std::string size = j.total_bytes > 0 ? human_bytes(static_cast<double>(j.bytes)) + "/" +
                                                human_bytes(static_cast<double>(j.total_bytes))
                                          : human_bytes(static_cast<double>(j.bytes));
-    double rate = i < rates.size() ? rates[i] : 0;
-    std::string r = rate > 0 ? human_bytes(rate) + "/s" : "-";
-    std::printf("%6lld  %-9s  %4d  %5s  %21s  %11s  %s\n", static_cast<long long>(j.id),
-                std::string(to_string(j.status)).c_str(), j.priority, pct.c_str(), size.c_str(),
-                r.c_str(), job_name(j).c_str());
+    double rate = j.status == JobStatus::kRunning ? rate_of(j.id) : -1;
+    std::string left = rate > 0 && j.total_bytes > j.bytes
+                           ? human_duration(static_cast<double>(j.total_bytes - j.bytes) / rate)
+                           : "-";
+    std::string err = j.status == JobStatus::kError ? j.error_type.value_or("-") : "";
+    const std::string cells[] = {std::to_string(j.id), std::string(to_string(j.status)), std::to_string(j.priority),
+                                 pct, size, rate >= 0 ? human_bytes(rate) + "/s" : "-", left, err};
+    for (size_t c = 0; c < cols.size(); ++c) cols[c].cells.push_back(cells[c]);
+    total_only.cells.push_back(human_bytes(static_cast<double>(j.total_bytes > 0 ? j.total_bytes : j.bytes)));
+    cols[7].width = std::max(cols[7].width, std::min<size_t>(26, err.size()));
+    names.push_back(job_name(j));
+    if (rate > 0) total_rate += rate;
+    done_bytes += j.bytes;
+    total_bytes += j.total_bytes > 0 ? j.total_bytes : j.bytes;
   }
+  if (!any_error) cols.erase(cols.begin() + 7);
+  // Drop columns until NAME has room for 16 characters (or nothing is left to drop).
+  constexpr size_t kMinName = 16;
+  auto used = [&] {
+    size_t n = 0;
+    for (const auto& c : cols) n += c.width + 2;
+    return n;
+  };
+  while (width > 0 && used() + kMinName > static_cast<size_t>(width)) {
+    auto it = std::min_element(cols.begin(), cols.end(), [](const Column& x, const Column& y) {
+      return (x.drop == 0 ? INT_MAX : x.drop) < (y.drop == 0 ? INT_MAX : y.drop);
+    });
+    if (it == cols.end() || it->drop == 0) break;
+    if (it->title == "SIZE" && it->width > total_only.width) {
+      *it = total_only;
+    } else {
+      cols.erase(it);
+    }
+  }
+  const size_t name_room =
+      width > 0 ? (static_cast<size_t>(width) > used() ? static_cast<size_t>(width) - used() : 1) : std::string::npos;
+  auto pad = [](const std::string& v, size_t w, bool left) {
+    std::string cut = shorten_middle(v, w);
+    std::string fill(w - std::min(w, utf8_width(cut)), ' ');
+    return left ? cut + fill : fill + cut;
+  };
+  auto row = [&](const std::function<std::string(const Column&)>& cell, const std::string& name) {
+    std::string out;
+    for (const auto& c : cols) out += pad(cell(c), c.width, c.left) + "  ";
+    return out + name + "\n";
+  };
+  std::string out = row([](const Column& c) { return c.title; }, "NAME");
+  (void)name_room;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    // Where this name first differs from its neighbours' is what must stay visible.
+    size_t differs = 0;
+    for (size_t k : {i - 1, i + 1}) {
+      if (k >= names.size() || k == i) continue;
+      size_t p = 0;
+      while (p < names[i].size() && p < names[k].size() && names[i][p] == names[k][p]) ++p;
+      differs = std::max(differs, p);
+    }
+    const std::string name = name_room == std::string::npos ? names[i] : shorten_keeping(names[i], name_room, differs);
+    out += row([i](const Column& c) { return c.cells[i]; }, name);
+  }
+  out += "Sum: " + std::to_string(jobs.size()) + (jobs.size() == 1 ? " job, " : " jobs, ") +
+         human_bytes(static_cast<double>(done_bytes)) + " of " + human_bytes(static_cast<double>(total_bytes));
+  if (total_rate > 0) out += ", " + human_bytes(total_rate) + "/s";
+  return out + "\n";
 }
 
 void print_job_details(const Job& j) {

@@ -517,6 +517,67 @@ TEST(Daemon, EventsForPeopleAreShortAndFilteredByType) {
   EXPECT_EQ(bad.out, "");
 }
 
+// `fetchq list` for people: a running job's rate from the daemon, several statuses at once,
+// an order, a limit, failures counted by cause, and a Sum row.
+TEST(Daemon, ListShowsRatesSeveralStatusesAndCountsFailures) {
+  TempDir dir;
+  TestServer server;
+  std::string dl = make_dl(dir);
+  Resource slow;
+  slow.body = make_body(4 << 20, 9);
+  slow.rate_bytes_per_s = 256 << 10;
+  server.add("/slow.bin", slow);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing.bin", missing);
+  Resource gone;
+  gone.status = 410;
+  server.add("/gone.bin", gone);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t running = d.add(server.url("/slow.bin"), dl);
+  int64_t m1 = d.add(server.url("/missing.bin"), dl + "/one");
+  int64_t m2 = d.add(server.url("/missing.bin"), dl + "/two");
+  int64_t g = d.add(server.url("/gone.bin"), dl);
+  int64_t paused = d.add(server.url("/slow.bin"), dl + "/later");
+  ASSERT_EQ(d.cli({"pause", std::to_string(paused)}).rc, 0);
+  d.cli({"wait", std::to_string(m1), std::to_string(m2), std::to_string(g), "--timeout", "20"});
+
+  // The rate shows once the daemon has measured a window (2 s) of the running job.
+  std::string table;
+  ASSERT_TRUE(wait_until([&] {
+    auto r = d.cli({"list", "--status", "running"});
+    table = r.out;
+    return r.rc == 0 && table.find("KiB/s") != std::string::npos;
+  }, 15s, 500ms)) << table;
+  EXPECT_NE(table.find("Sum: 1 job"), std::string::npos) << table;
+
+  auto two = d.cli({"list", "--status", "running,paused", "--json"});
+  ASSERT_EQ(two.rc, 0) << two.err;
+  std::set<int64_t> ids;
+  for (auto& j : json::parse(two.out)) ids.insert(j["id"].get<int64_t>());
+  EXPECT_EQ(ids, (std::set<int64_t>{running, paused})) << two.out;
+
+  auto newest = d.cli({"list", "--sort", "newest", "--limit", "2", "--json"});
+  ASSERT_EQ(newest.rc, 0) << newest.err;
+  json nj = json::parse(newest.out);
+  ASSERT_EQ(nj.size(), 2u) << newest.out;
+  EXPECT_EQ(nj[0]["id"], paused);
+  EXPECT_EQ(nj[1]["id"], g);
+
+  auto errors = d.cli({"list", "--errors", "--json"});
+  ASSERT_EQ(errors.rc, 0) << errors.err;
+  json ej = json::parse(errors.out);
+  EXPECT_EQ(ej.value("HTTPError(404 Not Found)", 0), 2) << errors.out;
+  EXPECT_EQ(ej.value("HTTPError(410 Gone)", 0), 1) << errors.out;
+  auto failed = d.cli({"list", "--status", "error"});
+  EXPECT_NE(failed.out.find("ERROR"), std::string::npos) << failed.out;
+  EXPECT_NE(failed.out.find("HTTPError(404 Not Found)"), std::string::npos) << failed.out;
+  EXPECT_EQ(d.cli({"list", "--status", "running,finished"}).rc, 2);
+  EXPECT_EQ(d.cli({"list", "--sort", "size"}).rc, 2);
+  d.cli({"cancel", "--all"});
+}
+
 TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
   TempDir dir;
   TestServer server;
