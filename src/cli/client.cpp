@@ -385,12 +385,54 @@ struct ActArgs {
   Common c;
   std::vector<int64_t> ids;
   bool all = false;
+  std::string status;  // --status: the jobs in these statuses, comma-separated
 };
+
+// The statuses an action applies to: what --all takes, and all --status may name.
+std::vector<JobStatus> acts_on(const std::string& method) {
+  if (method == "pause_job") return {JobStatus::kWaiting, JobStatus::kRunning};
+  if (method == "resume_job") return {JobStatus::kPaused};
+  if (method == "retry_job") return {JobStatus::kError};
+  return {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused};
+}
 
 int run_act(ActArgs& a, const std::string& method) {
   auto client = connect(a.c);
   if (!client) return kExitNoDaemon;
-  if (a.all) {
+  // pause/resume/retry --all or --status: every job the action applies to now. One that
+  // moves on meanwhile (a job that completes before its pause) is left as it is.
+  const bool bulk = method != "cancel_job" && (a.all || !a.status.empty());
+  if (bulk) {
+    if (!a.ids.empty()) {
+      print_error("give job ids, or --all/--status, not both");
+      return kExitUsage;
+    }
+    std::vector<JobStatus> statuses = acts_on(method);
+    if (!a.status.empty()) {
+      std::vector<JobStatus> asked;
+      for (size_t from = 0; from < a.status.size();) {
+        size_t comma = std::min(a.status.find(',', from), a.status.size());
+        std::string name = a.status.substr(from, comma - from);
+        from = comma + 1;
+        auto st = parse_job_status(name);
+        if (!st || std::find(statuses.begin(), statuses.end(), *st) == statuses.end()) {
+          std::string allowed;
+          for (auto s : statuses) allowed += (allowed.empty() ? "" : ", ") + std::string(to_string(s));
+          print_error("--status '" + name + "' does not fit this command: use " + allowed);
+          return kExitUsage;
+        }
+        asked.push_back(*st);
+      }
+      statuses = asked;
+    }
+    for (auto st : statuses) {
+      auto listed = list_from(*client, st);
+      if (!listed) return fail(listed.error());
+      for (const auto& j : listed.value()) a.ids.push_back(j.id);
+    }
+    std::sort(a.ids.begin(), a.ids.end());
+    a.ids.erase(std::unique(a.ids.begin(), a.ids.end()), a.ids.end());
+  } else if (a.all) {
     auto r = client->cancel_all_jobs();
     if (!r) return fail(r.error());
     if (a.c.json) {
@@ -400,8 +442,8 @@ int run_act(ActArgs& a, const std::string& method) {
     }
     return kExitOk;
   }
-  if (a.ids.empty()) {
-    print_error("give job ids");
+  if (a.ids.empty() && !bulk) {
+    print_error("give job ids" + std::string(method == "cancel_job" ? ", or --all" : ", or --all or --status S"));
     return kExitUsage;
   }
   int rc = kExitOk;
@@ -412,13 +454,15 @@ int run_act(ActArgs& a, const std::string& method) {
              : method == "resume_job" ? client->resume_job(id)
                                       : client->retry_job(id);
     if (!r) {
+      if (bulk && (r.error().code == ErrorCode::kWrongState || r.error().code == ErrorCode::kNotFound)) continue;
       rc = fail(r.error());
       continue;
     }
     out.push_back(r.value());
     if (!a.c.json) std::cout << "job " << id << ": " << to_string(r.value().status) << "\n";
   }
-  if (a.c.json) std::cout << (out.size() == 1 ? out[0] : out).dump(2) << "\n";
+  if (a.c.json) std::cout << (out.size() == 1 && !bulk ? out[0] : out).dump(2) << "\n";
+  if (bulk && !a.c.json && out.empty()) std::cout << "no job to act on\n";
   return rc;
 }
 
@@ -669,7 +713,14 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<ActArgs>();
     auto* cmd = app.add_subcommand(name, help);
     cmd->add_option("ids", a->ids, "job ids");
-    if (std::string(name) == "cancel") cmd->add_flag("--all", a->all, "cancel every job not yet ended");
+    if (std::string(name) == "cancel") {
+      cmd->add_flag("--all", a->all, "cancel every job not yet ended");
+    } else {
+      cmd->add_flag("--all", a->all, std::string(name) == "pause"    ? "pause every waiting or running job"
+                                     : std::string(name) == "resume" ? "resume every paused job"
+                                                                     : "retry every job that ended in error");
+      cmd->add_option("--status", a->status, "only the jobs in these statuses, comma-separated");
+    }
     add_common(cmd, a->c, false);
     std::string m = method;
     cmd->callback([a, run, m] { *run = [a, m] { return run_act(*a, m); }; });

@@ -578,6 +578,49 @@ TEST(Daemon, ListShowsRatesSeveralStatusesAndCountsFailures) {
   d.cli({"cancel", "--all"});
 }
 
+// pause, resume and retry act on every job they fit with --all, or on the statuses named.
+TEST(Daemon, PauseResumeAndRetryAll) {
+  TempDir dir;
+  TestServer server;
+  std::string dl = make_dl(dir);
+  Resource slow;
+  slow.body = make_body(1 << 20, 4);
+  slow.stall_after = 1000;
+  server.add("/slow.bin", slow);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing.bin", missing);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t failed = d.add(server.url("/missing.bin"), dl);
+  d.cli({"wait", std::to_string(failed), "--timeout", "20"});
+  ASSERT_EQ(d.status_of(failed), "error");
+  std::vector<int64_t> slow_ids;  // running and waiting ones
+  for (int i = 0; i < 3; ++i) slow_ids.push_back(d.add(server.url("/slow.bin"), dl + "/s" + std::to_string(i)));
+
+  auto p = d.cli({"pause", "--all", "--json"});
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_EQ(json::parse(p.out).size(), 3u) << p.out;
+  for (auto id : slow_ids) EXPECT_EQ(d.status_of(id), "paused") << id;
+  EXPECT_EQ(d.status_of(failed), "error");
+
+  EXPECT_EQ(d.cli({"resume", "--status", "error"}).rc, 2);  // resume fits paused jobs only
+  EXPECT_EQ(d.cli({"resume", "--all", "3"}).rc, 2);
+  auto r = d.cli({"resume", "--status", "paused"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (auto id : slow_ids) EXPECT_NE(d.status_of(id), "paused") << id;
+
+  auto t = d.cli({"retry", "--all", "--json"});
+  ASSERT_EQ(t.rc, 0) << t.err;
+  json tj = json::parse(t.out);
+  ASSERT_EQ(tj.size(), 1u) << t.out;
+  EXPECT_EQ(tj[0]["id"], failed);
+  EXPECT_EQ(d.cli({"cancel", "--all"}).rc, 0);
+  auto none = d.cli({"pause", "--all"});
+  EXPECT_EQ(none.rc, 0) << none.err;
+  EXPECT_NE(none.out.find("no job"), std::string::npos) << none.out;
+}
+
 TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
   TempDir dir;
   TestServer server;
