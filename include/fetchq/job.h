@@ -35,6 +35,10 @@ struct DownloadRequest {
   std::string source;
   std::string dest;  // absolute: an existing folder, a path ending in '/', or the file's own path
   DownloadOptions options;
+  // false: a request whose source and dest equal a waiting, running or paused job's (or an
+  // earlier request's of the same batch) gets that job back, marked duplicate_of, instead of a
+  // second job that would fail on the same file.
+  bool allow_duplicate = false;
 };
 
 // Listing and counting jobs: plain values shared by DownloadQueue (fetchq/queue.h) and the store
@@ -80,6 +84,9 @@ struct Job {
   int attempts = 0;
   bool has_access_token = false;
   std::string created_at;
+  // Only in the answer to a submission that matched a live job (DownloadRequest::allow_duplicate):
+  // that job's id. Not stored; shown as "duplicate_of" when set.
+  std::optional<int64_t> duplicate_of;
 };
 
 // The SPEC's JSON object for a job; never carries the token.

@@ -87,6 +87,7 @@ struct AddArgs {
   std::vector<std::string> urls;
   std::string input;
   DownloadArgs d;
+  bool allow_duplicate = false;
 };
 
 int run_add(AddArgs& a) {
@@ -114,6 +115,7 @@ int run_add(AddArgs& a) {
   if (a.d.priority) base["priority"] = *a.d.priority;
   if (req->options.sha256) base["sha256"] = *req->options.sha256;
   if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
+  if (a.allow_duplicate) base["allow_duplicate"] = true;
   if (const auto& tok = req->options.access_token) {
     if (auto st = queue::check_access_token(*tok); !st) {
       print_error("--token-env " + a.d.token_env + ": " + st.error().message);
@@ -164,14 +166,18 @@ int run_add(AddArgs& a) {
   // Every answer is kept for --json and for a short listing; otherwise only the count and the
   // first and last ids, so a huge list does not hold every job twice in memory.
   std::vector<Job> added_jobs;
-  size_t added = 0;
+  size_t added = 0, duplicates = 0;
   int64_t first_id = 0, last_id = 0;
   const bool keep_all = a.c.json || jobs.size() <= 20;
   auto take = [&](std::vector<Job>& answer) {
     for (auto& j : answer) {
-      if (added == 0) first_id = j.id;
-      last_id = j.id;
-      ++added;
+      if (j.duplicate_of) {
+        ++duplicates;
+      } else {
+        if (added == 0) first_id = j.id;
+        last_id = j.id;
+        ++added;
+      }
       if (keep_all) added_jobs.push_back(std::move(j));
     }
   };
@@ -215,9 +221,20 @@ int run_add(AddArgs& a) {
   if (a.c.json) {
     std::cout << (jobs.size() == 1 ? json(added_jobs[0]) : json(added_jobs)).dump(2) << "\n";
   } else if (keep_all) {
-    for (auto& j : added_jobs) std::cout << "added job " << j.id << ": " << j.source << "\n";
-  } else {
+    for (auto& j : added_jobs) {
+      if (j.duplicate_of) {
+        std::cout << "job " << j.id << " already fetches " << j.source << " (" << to_string(j.status) << ")\n";
+      } else {
+        std::cout << "added job " << j.id << ": " << j.source << "\n";
+      }
+    }
+  } else if (added > 0) {
     std::cout << "added " << added << " jobs (" << first_id << " to " << last_id << ")\n";
+  }
+  if (duplicates > 0) {
+    print_error(std::to_string(duplicates) + (duplicates == 1 ? " URL was" : " URLs were") +
+                " already queued for the same destination: their jobs were kept, none added "
+                "(--allow-duplicate adds them anyway)");
   }
   return kExitOk;
 }
@@ -685,6 +702,8 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("urls", a->urls, "URLs (http or https)");
     cmd->add_option("-i,--input", a->input, "file with one URL, or one JSON job, a line ('-' for stdin)");
     add_download_options(cmd, a->d);
+    cmd->add_flag("--allow-duplicate", a->allow_duplicate,
+                  "add even when a waiting, running or paused job fetches the same URL to the same place");
     add_common(cmd, a->c, false);
     cmd->callback([a, run] { *run = [a] { return run_add(*a); }; });
   }

@@ -71,6 +71,10 @@ DownloadRequest read_download(const json& p) {
     if (!policy) throw BadParams{"'if_exists' must be error, skip, overwrite or rename"};
     r.options.if_exists = *policy;
   }
+  if (auto it = p.find("allow_duplicate"); it != p.end() && !it->is_null()) {
+    if (!it->is_boolean()) throw BadParams{"'allow_duplicate' must be true or false"};
+    r.allow_duplicate = it->get<bool>();
+  }
   return r;
 }
 

@@ -72,6 +72,7 @@ void to_json(nlohmann::json& out, const Job& j) {
       {"has_access_token", j.has_access_token},
       {"created_at", j.created_at},
   };
+  if (j.duplicate_of) out["duplicate_of"] = *j.duplicate_of;
 }
 
 namespace {
@@ -116,6 +117,10 @@ void append_json(std::string& out, const Job& j) {
   append_string(out, j.dest);
   out += ",\"download_path\":";
   append_optional(out, j.download_path);
+  if (j.duplicate_of) {
+    out += ",\"duplicate_of\":";
+    out += std::to_string(*j.duplicate_of);
+  }
   out += ",\"error\":";
   append_optional(out, j.error);
   out += ",\"error_type\":";
@@ -191,6 +196,7 @@ void from_json(const nlohmann::json& in, Job& j) {
   read(in, "attempts", j.attempts);
   read(in, "has_access_token", j.has_access_token);
   read(in, "created_at", j.created_at);
+  if (auto it = in.find("duplicate_of"); it != in.end() && !it->is_null()) j.duplicate_of = it->get<int64_t>();
 }
 
 void from_json(const nlohmann::json& in, Event& e) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 
 #include "queue/join_walk.h"
 #include "queue/open_with_env.h"
@@ -74,13 +75,66 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
     }
     news.push_back(std::move(nj.value()));
   }
-  std::vector<Job> jobs;
+  // A request for what a live job (or an earlier request of this batch) already fetches gets
+  // that job back: a second one would only fail on the same file.
+  using Key = std::pair<std::string, std::string>;  // source (without its password), dest
+  std::map<Key, int64_t> live;                      // job id
+  std::vector<std::optional<int64_t>> same_as(news.size());     // a live job's id
+  std::vector<std::optional<size_t>> same_as_new(news.size());  // an earlier request
+  const bool check = std::any_of(requests.begin(), requests.end(), [](const auto& r) { return !r.allow_duplicate; });
   try {
-    jobs = store_->insert_jobs(news, util::now_iso8601());
+    if (check) {
+      for (auto st : {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}) {
+        ListFilter f;
+        f.status = st;
+        for (const auto& j : store_->list_jobs(f)) live.emplace(Key{j.source, j.dest}, j.id);
+      }
+    }
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kStorage, std::string("cannot read the queue: ") + e.what());
+  }
+  std::map<Key, size_t> in_batch;
+  std::vector<store::NewJob> fresh;
+  std::vector<size_t> fresh_index(news.size(), 0);  // where request i went in `fresh`
+  for (size_t i = 0; i < news.size(); ++i) {
+    Key key{news[i].request.source, news[i].request.dest};
+    if (!requests[i].allow_duplicate) {
+      if (auto it = live.find(key); it != live.end()) {
+        same_as[i] = it->second;
+        continue;
+      }
+      if (auto it = in_batch.find(key); it != in_batch.end()) {
+        same_as_new[i] = it->second;
+        continue;
+      }
+    }
+    in_batch.emplace(key, i);
+    fresh_index[i] = fresh.size();
+    fresh.push_back(std::move(news[i]));
+  }
+  std::vector<Job> inserted;
+  std::vector<Job> jobs;
+  jobs.reserve(news.size());
+  try {
+    if (!fresh.empty()) inserted = store_->insert_jobs(fresh, util::now_iso8601());
+    for (size_t i = 0; i < news.size(); ++i) {
+      if (same_as[i]) {
+        auto j = store_->get_job(*same_as[i]);
+        if (!j) return make_error(ErrorCode::kStorage, "job " + std::to_string(*same_as[i]) + " went away");
+        j->duplicate_of = j->id;
+        jobs.push_back(std::move(*j));
+      } else if (same_as_new[i]) {
+        Job j = inserted[fresh_index[*same_as_new[i]]];
+        j.duplicate_of = j.id;
+        jobs.push_back(std::move(j));
+      } else {
+        jobs.push_back(inserted[fresh_index[i]]);
+      }
+    }
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kStorage, std::string("cannot store the jobs: ") + e.what());
   }
-  inbox_.wake();
+  if (!fresh.empty()) inbox_.wake();
   return jobs;
 }
 

@@ -621,6 +621,58 @@ TEST(Daemon, PauseResumeAndRetryAll) {
   EXPECT_NE(none.out.find("no job"), std::string::npos) << none.out;
 }
 
+// Adding what a live job already fetches returns that job (exit 0, a note, duplicate_of)
+// instead of a second job that fails on the same file; within a batch too; --allow-duplicate
+// adds it anyway.
+TEST(Daemon, AddingALiveJobsUrlAndDestinationAgainReturnsThatJob) {
+  TempDir dir;
+  TestServer server;
+  std::string dl = make_dl(dir);
+  Resource slow;
+  slow.body = make_body(1 << 20, 4);
+  slow.stall_after = 1000;
+  server.add("/a.bin", slow);
+  server.add("/b.bin", slow);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t first = d.add(server.url("/a.bin"), dl);
+  ASSERT_GT(first, 0);
+
+  auto again = d.cli({"add", server.url("/a.bin"), "-d", dl, "--json"});
+  ASSERT_EQ(again.rc, 0) << again.err;
+  json aj = json::parse(again.out);
+  EXPECT_EQ(aj["id"], first) << again.out;
+  EXPECT_EQ(aj["duplicate_of"], first) << again.out;
+  EXPECT_NE(again.err.find("already queued"), std::string::npos) << again.err;
+
+  // A batch: one live duplicate, one new URL given twice.
+  write_file(dir / "urls.txt", server.url("/a.bin") + "\n" + server.url("/b.bin") + "\n" + server.url("/b.bin") + "\n");
+  auto batch = d.cli({"add", "-i", dir / "urls.txt", "-d", dl, "--json"});
+  ASSERT_EQ(batch.rc, 0) << batch.err;
+  json bj = json::parse(batch.out);
+  ASSERT_EQ(bj.size(), 3u) << batch.out;
+  EXPECT_EQ(bj[0]["id"], first);
+  EXPECT_FALSE(bj[1].contains("duplicate_of")) << batch.out;
+  EXPECT_EQ(bj[2]["id"], bj[1]["id"]);
+  EXPECT_EQ(bj[2]["duplicate_of"], bj[1]["id"]);
+
+  auto all = d.cli({"list", "--json"});
+  EXPECT_EQ(json::parse(all.out).size(), 2u) << all.out;
+
+  auto forced = d.cli({"add", server.url("/a.bin"), "-d", dl + "/other/", "--json"});
+  ASSERT_EQ(forced.rc, 0) << forced.err;
+  EXPECT_FALSE(json::parse(forced.out).contains("duplicate_of")) << "another destination is another job";
+  auto allowed = d.cli({"add", server.url("/a.bin"), "-d", dl, "--allow-duplicate", "--json"});
+  ASSERT_EQ(allowed.rc, 0) << allowed.err;
+  EXPECT_NE(json::parse(allowed.out)["id"], first);
+  // Once the job ended, the same URL may be added again (if-exists decides about the file).
+  d.cli({"cancel", "--all"});
+  auto after = d.cli({"add", server.url("/a.bin"), "-d", dl, "--json"});
+  ASSERT_EQ(after.rc, 0) << after.err;
+  EXPECT_FALSE(json::parse(after.out).contains("duplicate_of")) << after.out;
+  d.cli({"cancel", "--all"});
+}
+
 TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
   TempDir dir;
   TestServer server;
