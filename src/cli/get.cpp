@@ -13,6 +13,7 @@
 #include "cli/output.h"
 #include "fetchq/queue.h"
 #include "queue/request_check.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/signals.h"
@@ -171,6 +172,14 @@ class Display {
 
 int run_get(const GetArgs& a) {
   util::raise_open_file_limit();
+  // The state spec first: one that names no file we can use is refused before anything is
+  // created on disk. From here on the state is an absolute path, itself a valid spec.
+  auto where = store::locate(a.state.empty() ? default_state_path() : a.state);
+  if (!where) {
+    print_error("--state: " + where.error().message);
+    return kExitUsage;
+  }
+  const std::string state = util::absolute_path(where.value().path);
   if (auto st = check_dir_and_output(a.d); !st) {
     print_error(st.error().message);
     return kExitUsage;
@@ -214,7 +223,6 @@ int run_get(const GetArgs& a) {
     }
   }
 
-  std::string state = a.state.empty() ? default_state_path() : util::absolute_path(a.state);
   if (auto st = util::make_parent_dirs(state); !st) {
     print_error(st.error().message);
     return kExitFailure;
@@ -304,7 +312,7 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("urls", args->urls, "URLs to download (http or https)")->required();
   add_download_options(cmd, args->d);
   cmd->add_option("-j,--parallel", args->parallel, "downloads at once (default 5)");
-  cmd->add_option("--state", args->state, "state database (default $XDG_STATE_HOME/fetchq/get.db)");
+  cmd->add_option("--state", args->state, "state database, PATH or sqlite:PATH (default $XDG_STATE_HOME/fetchq/get.db)");
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
   cmd->callback([args, run] { *run = [args] { return run_get(*args); }; });
