@@ -1,6 +1,8 @@
-// Store specs at every entry point (fetchqd --db, fetchq get --state, fetchq --db): the real
-// binaries, bounded in time.
+// Store specs at every entry point (fetchqd --db, fetchq get --state, fetchq --db), and a
+// `fetchq get` whose state file another process holds: the real binaries, bounded in time.
 #include <signal.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -113,6 +115,125 @@ TEST(StoreSpecCli, PostgresqlIsRefusedAsAUsageErrorAndNothingIsCreated) {
 TEST(StoreSpecCli, UnknownSchemesAreRefusedAsAUsageError) {
   expect_refused("foo:s3cret", "unknown kind of store \"foo\"");
   expect_refused("mysql://u:s3cret@h/db", "unknown kind of store \"mysql\"");
+}
+
+// ---- a state file held by another process
+
+// Holds the SQLite write lock of `path` (BEGIN EXCLUSIVE, as an sqlite3 shell would) until it
+// goes out of scope.
+class ExclusiveHold {
+ public:
+  explicit ExclusiveHold(const std::string& path) : db_(path, SQLite::OPEN_READWRITE) {
+    db_.exec("BEGIN EXCLUSIVE");
+  }
+  ~ExclusiveHold() {
+    try {
+      db_.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+
+ private:
+  SQLite::Database db_;
+};
+
+// `took` is bounded by a few busy timeouts (5 s each): the one that fails, and those of the
+// final commits as the queue shuts down.
+void expect_state_failure(const CliResult& r, const std::string& state, std::chrono::steady_clock::duration took) {
+  EXPECT_EQ(r.rc, 4) << r.err;
+  EXPECT_EQ(lines_in(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find(state), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("locked"), std::string::npos) << r.err;
+  EXPECT_LT(took, 45s);
+}
+
+TEST(StateFailure, GetStopsWhenAnotherProcessHoldsTheWriteLockOfANewStateFile) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = "a\n";
+  server.add("/a.txt", r);
+  server.add("/b.txt", r);
+  const std::string state = dir / "state.db";
+  auto first = run_capture({bin_path("fetchq"), "get", server.url("/a.txt"), "-d", dir / "dl", "--state", state,
+                            "--quiet"},
+                           dir / "1.out", dir / "1.err", 60s);
+  ASSERT_EQ(first.rc, 0) << first.err;
+  ExclusiveHold hold(state);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r2 = run_capture({bin_path("fetchq"), "get", server.url("/b.txt"), "-d", dir / "dl", "--state", state,
+                         "--quiet"},
+                        dir / "2.out", dir / "2.err", 90s);
+  expect_state_failure(r2, state, std::chrono::steady_clock::now() - t0);
+  EXPECT_FALSE(file_exists(dir / "dl/b.txt"));
+}
+
+TEST(StateFailure, GetStopsWhenTheWriteLockIsHeldOnAStateFileWithAJobToResume) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(3 << 20, 7);
+  r.rate_bytes_per_s = 1 << 20;
+  server.add("/big.bin", r);
+  const std::string state = dir / "state.db";
+  std::vector<std::string> argv{bin_path("fetchq"), "get", server.url("/big.bin"), "-d", dir / "dl", "--state",
+                                state, "--quiet"};
+  {
+    Process p(argv);
+    ASSERT_TRUE(wait_until([&] { return file_exists(dir / "dl/big.bin.part"); }, 20s));
+    p.signal(SIGINT);  // checkpointed and left waiting for the next run
+    EXPECT_EQ(p.wait(20s), 130);
+  }
+  ExclusiveHold hold(state);
+  auto t0 = std::chrono::steady_clock::now();
+  auto again = run_capture(argv, dir / "2.out", dir / "2.err", 90s);
+  expect_state_failure(again, state, std::chrono::steady_clock::now() - t0);
+  EXPECT_FALSE(file_exists(dir / "dl/big.bin"));
+}
+
+TEST(StateFailure, GetStopsWhenTheWriteLockIsTakenInTheMiddleOfARun) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(8 << 20, 5);
+  r.rate_bytes_per_s = 512 << 10;
+  server.add("/big.bin", r);
+  const std::string state = dir / "state.db";
+  Process p({bin_path("fetchq"), "get", server.url("/big.bin"), "-d", dir / "dl", "--state", state, "--quiet"}, "",
+            dir / "err.txt");
+  ASSERT_TRUE(wait_until([&] { return file_exists(dir / "dl/big.bin.part"); }, 20s));
+  SQLite::Database db(state, SQLite::OPEN_READWRITE, 10000);
+  db.exec("BEGIN EXCLUSIVE");  // waits out a commit of get's, then keeps every later one out
+  auto t0 = std::chrono::steady_clock::now();
+  int rc = p.wait(60s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  db.exec("ROLLBACK");
+  if (rc == -1) p.signal(SIGKILL);
+  CliResult res{rc, "", read_file(dir / "err.txt")};
+  expect_state_failure(res, state, took);
+  EXPECT_FALSE(file_exists(dir / "dl/big.bin"));
+}
+
+TEST(StateFailure, GetStopsWhenAnotherGetHoldsTheStateFile) {
+  TempDir dir;
+  TestServer server;
+  Resource slow;
+  slow.body = make_body(4 << 20, 9);
+  slow.rate_bytes_per_s = 256 << 10;
+  server.add("/slow.bin", slow);
+  Resource small;
+  small.body = "b\n";
+  server.add("/b.txt", small);
+  const std::string state = dir / "state.db";
+  Process holder({bin_path("fetchq"), "get", server.url("/slow.bin"), "-d", dir / "dl", "--state", state, "--quiet"});
+  ASSERT_TRUE(wait_until([&] { return file_exists(dir / "dl/slow.bin.part"); }, 20s));
+  auto t0 = std::chrono::steady_clock::now();
+  auto second = run_capture({bin_path("fetchq"), "get", server.url("/b.txt"), "-d", dir / "dl2", "--state", state,
+                             "--quiet"},
+                            dir / "2.out", dir / "2.err", 60s);
+  expect_state_failure(second, state, std::chrono::steady_clock::now() - t0);
+  EXPECT_FALSE(file_exists(dir / "dl2/b.txt"));
+  holder.signal(SIGKILL);
 }
 
 }  // namespace
