@@ -70,6 +70,13 @@ struct QueueOptions {
   // Called on the queue's own thread after every commit that changed jobs or events. Must be
   // quick and must not call back into the queue; servers use it to wake their waiters.
   std::function<void()> on_change;
+  // Called on the queue's own threads each time a store call of theirs fails (another process
+  // holds the database's write lock past the busy timeout, an I/O error, a damaged file), with
+  // the error (kBusy, kIo or kStorage). The queue itself keeps trying; a caller that would rather
+  // stop, as `fetchq get` does, can shut the queue down. When set, the queue logs these failures
+  // at debug level only, leaving their report to the hook. Must be quick and must not call back
+  // into the queue.
+  std::function<void(const Error&)> on_store_error;
 };
 
 // Errors: the calls that return a Result report every failure in it and never throw. The calls

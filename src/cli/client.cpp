@@ -52,10 +52,19 @@ int fail(const Error& e) {
   return kExitFailure;
 }
 
-std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
+// Opens what --db names, read-only. A spec store::locate refuses (postgresql://, an unknown
+// scheme) is a usage error (exit 2); a file that cannot be read is exit 4.
+std::unique_ptr<store::Store> open_db(const std::string& spec, int* rc) {
+  auto where = store::locate(spec);
+  if (!where) {
+    print_error("--db: " + where.error().message);
+    *rc = kExitUsage;
+    return nullptr;
+  }
+  where.value().path = util::absolute_path(where.value().path);
   store::OpenOptions o;
   o.read_only = true;
-  auto s = store::open(store::absolute_spec(path), o);
+  auto s = store::open(where.value(), o);
   if (!s) {
     print_error(s.error().message);
     *rc = kExitFailure;
@@ -66,11 +75,13 @@ std::unique_ptr<store::Store> open_db(const std::string& path, int* rc) {
 
 // Runs `body` over a database opened with --db; a read that fails later (a damaged page is
 // found only when a query reaches it) is reported with the file it came from.
-int reading_db(const std::string& path, const std::function<int()>& body) {
+int reading_db(const std::string& spec, const std::function<int()>& body) {
   try {
     return body();
   } catch (const std::exception& e) {
-    print_error("cannot read the database " + util::absolute_path(path) + ": " + e.what());
+    auto where = store::locate(spec);  // it was opened, so it names a file
+    std::string file = where ? util::absolute_path(where.value().path) : std::string("--db");
+    print_error("cannot read the database " + file + ": " + e.what());
     return kExitFailure;
   }
 }
@@ -78,7 +89,7 @@ int reading_db(const std::string& path, const std::function<int()>& body) {
 void add_common(CLI::App* cmd, Common& c, bool with_db) {
   cmd->add_option("--socket", c.socket, "fetchqd's control socket (default $FETCHQ_SOCKET, ...)");
   cmd->add_flag("--json", c.json, "JSON output");
-  if (with_db) cmd->add_option("--db", c.db, "read this database directly, read-only, instead of asking fetchqd");
+  if (with_db) cmd->add_option("--db", c.db, "read this database (PATH or sqlite:PATH) directly, read-only, instead of asking fetchqd");
 }
 
 // ---- add

@@ -6,6 +6,8 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 
 #include "cli/commands.h"
@@ -13,6 +15,7 @@
 #include "cli/output.h"
 #include "fetchq/queue.h"
 #include "queue/request_check.h"
+#include "store/store.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/signals.h"
@@ -170,8 +173,48 @@ class Display {
   std::map<int64_t, JobStatus> reported_;
 };
 
+// The one line `fetchq get` prints when its state file fails it: another process holding the
+// SQLite write lock (a second fetchq get, an sqlite3 shell inside BEGIN EXCLUSIVE), or an
+// unreadable, damaged or full file. Exit 4.
+int state_failure(const std::string& state, const Error& e) {
+  if (e.code == ErrorCode::kBusy) {
+    print_error("the state file " + state + " is locked by another process (" + e.message +
+                "); try again when it is done, or give another --state");
+  } else {
+    print_error("cannot use the state file " + state + ": " + e.message);
+  }
+  return kExitFailure;
+}
+
+bool is_storage_code(ErrorCode code) { return code == ErrorCode::kStorage || code == ErrorCode::kBusy; }
+
+// Keeps the first storage failure the queue's threads report, for the waiting loop to see.
+class StoreFailure {
+ public:
+  void set(const Error& e) {
+    std::lock_guard lk(mu_);
+    if (!error_) error_ = e;
+  }
+  std::optional<Error> get() {
+    std::lock_guard lk(mu_);
+    return error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::optional<Error> error_;
+};
+
 int run_get(const GetArgs& a) {
   util::raise_open_file_limit();
+  // The state spec first: one that names no file we can use is refused before anything is
+  // created on disk. From here on the state is an absolute path, itself a valid spec.
+  auto where = store::locate(a.state.empty() ? default_state_path() : a.state);
+  if (!where) {
+    print_error("--state: " + where.error().message);
+    return kExitUsage;
+  }
+  const std::string state = util::absolute_path(where.value().path);
   if (auto st = check_dir_and_output(a.d); !st) {
     print_error(st.error().message);
     return kExitUsage;
@@ -218,7 +261,6 @@ int run_get(const GetArgs& a) {
     }
   }
 
-  std::string state = a.state.empty() ? default_state_path() : util::absolute_path(a.state);
   if (auto st = util::make_parent_dirs(state); !st) {
     print_error(st.error().message);
     return kExitFailure;
@@ -232,14 +274,20 @@ int run_get(const GetArgs& a) {
     // the one below runs those alone, leaving other jobs of the state file where they are.
     qo.only_jobs = std::vector<int64_t>{};
     auto setup = DownloadQueue::open(qo);
-    if (!setup) {
-      print_error(setup.error().message);
-      return kExitFailure;
+    if (!setup) return state_failure(state, setup.error());
+    try {
+      ids = prepare_jobs(*setup.value(), requests);
+    } catch (const StorageError& e) {
+      return state_failure(state, e.error());
     }
-    ids = prepare_jobs(*setup.value(), requests);
     if (!ids) {
+      if (ids.error().code == ErrorCode::kInvalidArgument) {
+        print_error(ids.error().message);
+        return kExitUsage;
+      }
+      if (is_storage_code(ids.error().code)) return state_failure(state, ids.error());
       print_error(ids.error().message);
-      return ids.error().code == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+      return kExitFailure;
     }
   }
 
@@ -247,23 +295,33 @@ int run_get(const GetArgs& a) {
   const sigset_t sigs = util::block_signals({SIGINT, SIGTERM, SIGHUP});
 
   qo.only_jobs = ids.value();
+  // A store that fails the running queue (it keeps trying) stops this command instead: better
+  // one clear line now than a progress display that never moves.
+  auto store_failure = std::make_shared<StoreFailure>();
+  qo.on_store_error = [store_failure](const Error& e) { store_failure->set(e); };
   auto opened = DownloadQueue::open(qo);
-  if (!opened) {
-    print_error(opened.error().message);
-    return kExitFailure;
-  }
+  if (!opened) return state_failure(state, opened.error());
   auto& q = *opened.value();
   Display display(a.quiet || a.json, stderr_is_terminal());
   bool interrupted = false;
-  for (;;) {
-    // Returns as soon as the last job ends, or after a quarter of a second to redraw and to
-    // notice a signal.
-    if (q.join(std::chrono::milliseconds(250), ids.value())) break;
-    display.update(q, ids.value(), false);
-    if (util::take_pending_signal(sigs)) {
-      interrupted = true;
-      break;
+  try {
+    for (;;) {
+      // Returns as soon as the last job ends, or after a quarter of a second to redraw and to
+      // notice a signal or a failing store.
+      if (q.join(std::chrono::milliseconds(250), ids.value())) break;
+      if (auto e = store_failure->get()) {
+        q.shutdown();
+        return state_failure(state, *e);
+      }
+      display.update(q, ids.value(), false);
+      if (util::take_pending_signal(sigs)) {
+        interrupted = true;
+        break;
+      }
     }
+  } catch (const StorageError& e) {
+    q.shutdown();
+    return state_failure(state, e.error());
   }
   if (interrupted) {
     q.shutdown();  // every running job is checkpointed and left waiting for the next run
@@ -308,7 +366,7 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("urls", args->urls, "URLs to download (http or https)")->required();
   add_download_options(cmd, args->d);
   cmd->add_option("-j,--parallel", args->parallel, "downloads at once (default 5)");
-  cmd->add_option("--state", args->state, "state database (default $XDG_STATE_HOME/fetchq/get.db)");
+  cmd->add_option("--state", args->state, "state database, PATH or sqlite:PATH (default $XDG_STATE_HOME/fetchq/get.db)");
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
   cmd->add_flag("-c,--continue", args->resume_flag, "accepted for wget/curl habits: resuming is automatic");

@@ -16,6 +16,7 @@
 #include "daemon/systemd_notify.h"
 #include "fetchq/queue.h"
 #include "fetchq/version.h"
+#include "store/store.h"
 #include "util/fs.h"
 #include "util/signals.h"
 
@@ -114,7 +115,15 @@ int run(int argc, char** argv) {
     std::cerr << "fetchqd: " << st.error().message << "\n";
     return 2;
   }
-  if (util::absolute_path(s.socket) == util::absolute_path(s.db)) {
+  // The database spec is checked before anything is created on disk (the same parser as
+  // `fetchq get --state` and `fetchq --db`).
+  auto where = store::locate(s.db);
+  if (!where) {
+    std::cerr << "fetchqd: --db: " << where.error().message << "\n";
+    return 2;
+  }
+  const std::string db_file = where.value().path;
+  if (util::absolute_path(s.socket) == util::absolute_path(db_file)) {
     std::cerr << "fetchqd: --socket and --db name the same file (" << s.db << ")\n";
     return 2;
   }
@@ -146,7 +155,7 @@ int run(int argc, char** argv) {
   qo.on_change = [&server_for_changes] {
     if (auto* srv = server_for_changes.load()) srv->notify_change();
   };
-  if (auto st = util::make_parent_dirs(s.db); !st) {
+  if (auto st = util::make_parent_dirs(db_file); !st) {
     spdlog::error("{}", st.error().message);
     return 4;
   }

@@ -62,7 +62,7 @@ const std::vector<SettingInfo>& setting_table() {
   // clang-format off: one entry a line reads as a table.
   static const std::vector<SettingInfo> table = {
       // name                    field                      default    min  max
-      {"db", &S::db, "", 0, 0, "database file"},
+      {"db", &S::db, "", 0, 0, "database: PATH or sqlite:PATH"},
       {"socket", &S::socket, "", 0, 0, "control socket path"},
       {"max-parallel", &S::max_parallel, "5", 1, 10000, "downloads at once"},
       {"download-root", &S::download_roots, "", 0, 0,

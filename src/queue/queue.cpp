@@ -90,6 +90,8 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
         for (const auto& j : store_->list_jobs(f)) live.emplace(Key{j.source, j.dest}, j.id);
       }
     }
+  } catch (const StorageError& e) {  // kBusy stays kBusy: the caller may tell it apart
+    return make_error(e.error().code, "cannot read the queue: " + e.error().message);
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kStorage, std::string("cannot read the queue: ") + e.what());
   }
@@ -131,6 +133,8 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
         jobs.push_back(inserted[fresh_index[i]]);
       }
     }
+  } catch (const StorageError& e) {  // kBusy stays kBusy: the caller may tell it apart
+    return make_error(e.error().code, "cannot store the jobs: " + e.error().message);
   } catch (const std::exception& e) {
     return make_error(ErrorCode::kStorage, std::string("cannot store the jobs: ") + e.what());
   }
@@ -341,6 +345,7 @@ void QueueImpl::shutdown() {
     if (shut_) return;
     shut_ = true;
   }
+  shutting_down_ = true;
   on_loop([this] {
     stopping_ = true;
     for (auto& [id, a] : active_) {
@@ -425,14 +430,22 @@ std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<
 Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions options,
                                                               std::unique_ptr<store::Store> store) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
-  return make_queue(std::move(options), std::move(store));
+  try {
+    return make_queue(std::move(options), std::move(store));
+  } catch (const StorageError& e) {  // the recovery at start could not write
+    return e.error();
+  }
 }
 
 Result<std::unique_ptr<DownloadQueue>> queue::open_with_env(QueueOptions options, util::Env& env) {
   if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
   auto store = store::open(options.db_path);
   if (!store) return store.error();
-  return make_queue(std::move(options), std::move(store.value()), env);
+  try {
+    return make_queue(std::move(options), std::move(store.value()), env);
+  } catch (const StorageError& e) {  // the recovery at start could not write
+    return e.error();
+  }
 }
 
 Result<std::unique_ptr<DownloadQueue>> DownloadQueue::open(QueueOptions options) {

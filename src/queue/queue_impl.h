@@ -125,6 +125,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void process(std::vector<Msg>& batch);
   void hand_to_settler(std::vector<Msg>& batch);
   void schedule();
+  // A store call of the queue's threads failed while doing `what`: logged as an error, or, when
+  // opts_.on_store_error is set, handed to it (and logged at debug level only).
+  void store_failed(const std::exception& e, const std::string& what) noexcept;
   void launch(Launch& l);
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);
@@ -154,6 +157,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
 
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran
+  // Set as shutdown() begins: the loop stops trying again a commit the store refuses (the jobs
+  // stay running on record and the next start recovers them).
+  std::atomic<bool> shutting_down_{false};
 
   // Where the last join with a timeout left its walk (see queue/join_walk.h): a waiter that
   // redraws between calls (fetchq get) asks again with the same ids and goes on from there

@@ -56,8 +56,23 @@ bool QueueImpl::on_part_created(int64_t id, int attempt, const std::string& path
   try {
     return store_->record_part(id, attempt, path, identity.dev, identity.ino, identity.birth_ns);
   } catch (const std::exception& e) {
-    spdlog::error("job {}: cannot record {}.part: {}", id, path, e.what());
+    store_failed(e, "job " + std::to_string(id) + ": cannot record " + path + ".part");
     return false;
+  }
+}
+
+void QueueImpl::store_failed(const std::exception& e, const std::string& what) noexcept {
+  if (!opts_.on_store_error) {
+    spdlog::error("{}: {}", what, e.what());
+    return;
+  }
+  // The owner of the hook reports the failure itself (`fetchq get` in one line of its own).
+  spdlog::debug("{}: {}", what, e.what());
+  const auto* storage = dynamic_cast<const StorageError*>(&e);
+  try {
+    opts_.on_store_error(storage ? storage->error() : make_error(ErrorCode::kStorage, e.what()));
+  } catch (const std::exception& thrown) {
+    spdlog::error("on_store_error failed: {}", thrown.what());
   }
 }
 
@@ -116,9 +131,13 @@ void QueueImpl::process(std::vector<Msg>& batch) {
       });
       break;
     } catch (const std::exception& e) {
-      spdlog::error("cannot record job state (try {}): {}", tries, e.what());
+      store_failed(e, "cannot record job state (try " + std::to_string(tries) + ")");
       if (tries >= 12) break;
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      // A second's pause, cut short when shutdown begins (it may be the failure's own doing,
+      // as in `fetchq get`): the batch is then given up, and the jobs it concerned stay running
+      // on record for the next start to recover.
+      for (int i = 0; i < 10 && !shutting_down_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (shutting_down_) break;
     }
   }
   // Each on its own: one that fails (a callback's job read from a failing store) must not keep
@@ -136,7 +155,7 @@ void QueueImpl::process(std::vector<Msg>& batch) {
     spdlog::error("on_change failed: {}", e.what());
   }
   static constexpr int kTrimEveryBatches = 32;
-  if (++batches_since_trim_ >= kTrimEveryBatches) {
+  if (++batches_since_trim_ >= kTrimEveryBatches && !shutting_down_) {
     batches_since_trim_ = 0;
     trim_events();
   }
@@ -177,7 +196,7 @@ void QueueImpl::hand_to_settler(std::vector<Msg>& batch) {
 // again after kStoreRetryDelay.
 void QueueImpl::schedule() {
   next_wake_ = Clock::now() + std::chrono::seconds(5);
-  if (stopping_) return;
+  if (stopping_ || shutting_down_) return;
   int free = opts_.max_parallel;
   for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
   if (free > 0) {
@@ -185,7 +204,7 @@ void QueueImpl::schedule() {
     try {
       launches = claim_launches(*store_, free, opts_.only_jobs, opts_.download_roots);
     } catch (const std::exception& e) {
-      spdlog::error("cannot claim jobs: {}", e.what());
+      store_failed(e, "cannot claim jobs");
       next_wake_ = Clock::now() + kStoreRetryDelay;
       return;
     }
@@ -197,7 +216,7 @@ void QueueImpl::schedule() {
       next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(in + 5));
     }
   } catch (const std::exception& e) {
-    spdlog::error("cannot read the next retry time: {}", e.what());
+    store_failed(e, "cannot read the next retry time");
     next_wake_ = std::min(next_wake_, Clock::now() + kStoreRetryDelay);
   }
 }

@@ -1,28 +1,37 @@
 // store::open: from a spec (a path or a URL-like name) to the backend that serves it.
 #include "store/store.h"
 
+#include <cctype>
 #include <string_view>
 
 #include "store/forwarding_store.h"
 #include "store/sqlite/sqlite_store.h"
-#include "util/fs.h"
 
 namespace fetchq::store {
 namespace {
 
-constexpr std::string_view kSqlitePrefix = "sqlite:";
+constexpr std::string_view kUsePath = "; give an SQLite file (PATH or sqlite:PATH)";
 
-// The scheme of "scheme://...", empty when the spec is no URL (then it is a path).
-std::string_view url_scheme(std::string_view spec) {
-  auto colon = spec.find("://");
+bool scheme_char(char c, bool first) {
+  bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return letter || (!first && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+}
+
+// The scheme a spec starts with, lowercased; empty when the spec is a plain path. A name
+// before "://" is a scheme; so is a name before a lone ':' when it has no '.' (so "q.db:1"
+// stays a file name, while "foo:bar" and "sqlite:q.db" name a kind of store).
+std::string scheme_of(std::string_view spec) {
+  auto colon = spec.find(':');
   if (colon == std::string_view::npos || colon == 0) return {};
+  bool url = spec.substr(colon).starts_with("://");
   for (size_t i = 0; i < colon; ++i) {
     char c = spec[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
-    if (!ok) return {};
+    if (!scheme_char(c, i == 0)) return {};
+    if (c == '.' && !url) return {};
   }
-  return spec.substr(0, colon);
+  std::string scheme(spec.substr(0, colon));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return scheme;
 }
 
 }  // namespace
@@ -103,34 +112,47 @@ std::string_view to_string(StoreOp op) {
   return "store call";
 }
 
-Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options) {
-  std::string_view view(spec);
-  if (view.starts_with(kSqlitePrefix)) {
-    std::string path(view.substr(kSqlitePrefix.size()));
-    if (path.empty())
-      return make_error(ErrorCode::kInvalidArgument, "the store spec \"sqlite:\" names no file");
-    return open_sqlite_store(path, options);
-  }
-  if (auto scheme = url_scheme(view); !scheme.empty()) {
-    if (scheme == "postgresql" || scheme == "postgres") {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "postgresql stores are not built in this fetchq; give an SQLite file "
-                        "(PATH or sqlite:PATH)");
+Result<Location> locate(const std::string& spec) {
+  if (spec.empty()) return make_error(ErrorCode::kInvalidArgument, "the store spec is empty");
+  std::string scheme = scheme_of(spec);
+  if (scheme.empty()) return Location{StoreKind::kSqlite, spec};
+  std::string_view rest = std::string_view(spec).substr(scheme.size() + 1);
+  if (scheme == "sqlite") {
+    if (rest.starts_with("//")) {
+      // URL form: sqlite:///ABSOLUTE/PATH, with an empty host.
+      rest.remove_prefix(2);
+      if (!rest.starts_with("/")) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "an sqlite:// store names no host: write sqlite:PATH or "
+                          "sqlite:///ABSOLUTE/PATH");
+      }
     }
-    return make_error(ErrorCode::kInvalidArgument,
-                      "unknown kind of store \"" + std::string(scheme) +
-                          "\"; give an SQLite file (PATH or sqlite:PATH)");
+    if (rest.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "the store spec \"sqlite:\" names no file");
+    }
+    return Location{StoreKind::kSqlite, std::string(rest)};
   }
-  return open_sqlite_store(spec, options);
+  if (scheme == "postgresql" || scheme == "postgres") {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "PostgreSQL is not supported yet" + std::string(kUsePath));
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    "unknown kind of store \"" + scheme + "\"" + std::string(kUsePath) +
+                        "; for a file whose name holds ':', write ./NAME");
 }
 
-std::string absolute_spec(const std::string& spec) {
-  std::string_view view(spec);
-  if (view.starts_with(kSqlitePrefix)) {
-    return std::string(kSqlitePrefix) + util::absolute_path(spec.substr(kSqlitePrefix.size()));
+Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options) {
+  auto location = locate(spec);
+  if (!location) return location.error();
+  return open(location.value(), options);
+}
+
+Result<std::unique_ptr<Store>> open(const Location& location, OpenOptions options) {
+  switch (location.kind) {
+    case StoreKind::kSqlite:
+      return open_sqlite_store(location.path, options);
   }
-  if (!url_scheme(view).empty()) return spec;
-  return util::absolute_path(spec);
+  return make_error(ErrorCode::kInternal, "unknown kind of store");
 }
 
 }  // namespace fetchq::store

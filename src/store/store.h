@@ -194,15 +194,30 @@ struct OpenOptions {
   bool create = true;      // a read-write open creates a missing database
 };
 
-// Opens the store that `spec` names, and is the one way in for the queue, fetchqd, `fetchq get`
-// and `fetchq --db` alike:
-//   PATH or sqlite:PATH   an SQLite file (see store/sqlite/sqlite_store.h)
-//   postgresql://...      refused with kInvalidArgument: no PostgreSQL store is built in yet
-// Any other "scheme://" is refused too; anything else is a path. Errors of URL-like specs never
-// repeat the spec, which may carry a password.
-Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options = {});
+// Where a store spec points. The one parser of specs: fetchqd's --db, `fetchq get --state` and
+// the CLI's --db all go through locate() (or open(), which calls it), so they accept and refuse
+// the same things:
+//   PATH                        an SQLite file (see store/sqlite/sqlite_store.h)
+//   sqlite:PATH                 the same; PATH may be relative ("sqlite:q.db") or absolute
+//   sqlite:///ABSOLUTE/PATH     the same, in URL form
+//   postgresql://... postgres://...   refused: no PostgreSQL store is built in yet
+//   NAME:...                    refused when NAME looks like a scheme (a letter, then letters,
+//                               digits, '+' or '-'; or anything before "://"): write ./NAME:...
+//                               or sqlite:NAME:... for a file of that name
+// Refusals are kInvalidArgument (a usage error) and never repeat the spec, which may carry a
+// password.
+enum class StoreKind { kSqlite };
 
-// The spec with a relative SQLite path made absolute (util::absolute_path); other specs as given.
-std::string absolute_spec(const std::string& spec);
+struct Location {
+  StoreKind kind = StoreKind::kSqlite;
+  std::string path;  // the SQLite file, as given (relative paths stay relative)
+};
+
+Result<Location> locate(const std::string& spec);
+
+// Opens the store that `spec` names (see locate), and is the one way in for the queue, fetchqd,
+// `fetchq get` and `fetchq --db` alike.
+Result<std::unique_ptr<Store>> open(const std::string& spec, OpenOptions options = {});
+Result<std::unique_ptr<Store>> open(const Location& location, OpenOptions options = {});
 
 }  // namespace fetchq::store

@@ -489,35 +489,73 @@ TEST(StoreOpenTest, APathAndASqliteSpecNameTheSameFile) {
   EXPECT_EQ(url.value()->list_jobs({}).size(), 1u);
 }
 
-TEST(StoreOpenTest, SpecsOfStoresNotBuiltInAreRefusedWithoutRepeatingThem) {
-  for (const std::string spec : {"postgresql://fetchq:s3cret@db.example/fetchq",
-                                 "postgres://fetchq:s3cret@db.example/fetchq"}) {
-    auto s = open(spec);
-    ASSERT_FALSE(s.ok()) << spec;
-    EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
-    EXPECT_NE(s.error().message.find("postgresql stores are not built in"), std::string::npos)
-        << s.error().message;
-    EXPECT_EQ(s.error().message.find("s3cret"), std::string::npos) << s.error().message;
+TEST(StoreSpec, PathsAndSqliteSpecsNameAnSqliteFile) {
+  struct Case {
+    std::string spec, path;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"/var/lib/fetchq/q.db", "/var/lib/fetchq/q.db"},
+           {"q.db", "q.db"},
+           {"state/q.db", "state/q.db"},
+           {"sqlite:/var/q.db", "/var/q.db"},
+           {"sqlite:q.db", "q.db"},
+           {"sqlite:../q.db", "../q.db"},
+           {"SQLite:q.db", "q.db"},
+           {"sqlite:///var/q.db", "/var/q.db"},
+           {"sqlite:a:b.db", "a:b.db"},
+           {"./foo:bar", "./foo:bar"},   // a path that says so
+           {"q.db:1", "q.db:1"},         // a '.' before the ':' is no scheme
+           {"/tmp/x:y", "/tmp/x:y"},
+           {"2024:q.db", "2024:q.db"},   // a scheme starts with a letter
+       }) {
+    auto l = locate(c.spec);
+    ASSERT_TRUE(l.ok()) << c.spec << ": " << l.error().message;
+    EXPECT_EQ(l.value().kind, StoreKind::kSqlite) << c.spec;
+    EXPECT_EQ(l.value().path, c.path) << c.spec;
   }
-  auto other = open("mysql://u:s3cret@h/db");
-  ASSERT_FALSE(other.ok());
-  EXPECT_NE(other.error().message.find("unknown kind of store \"mysql\""), std::string::npos)
-      << other.error().message;
-  EXPECT_EQ(other.error().message.find("s3cret"), std::string::npos);
-  auto empty = open("sqlite:");
-  ASSERT_FALSE(empty.ok());
-  EXPECT_EQ(empty.error().code, ErrorCode::kInvalidArgument);
 }
 
-TEST(StoreOpenTest, AbsoluteSpecResolvesOnlySqlitePaths) {
-  EXPECT_EQ(absolute_spec("/var/q.db"), "/var/q.db");
-  EXPECT_EQ(absolute_spec("sqlite:/var/q.db"), "sqlite:/var/q.db");
-  EXPECT_EQ(absolute_spec("postgresql://h/db"), "postgresql://h/db");
-  const std::string cwd = std::filesystem::current_path().string();
-  EXPECT_EQ(absolute_spec("q.db"), cwd + "/q.db");
-  EXPECT_EQ(absolute_spec("sqlite:q.db"), "sqlite:" + cwd + "/q.db");
+TEST(StoreSpec, PostgresqlIsRefusedWithoutRepeatingTheSpec) {
+  for (const std::string spec : {"postgresql://fetchq:s3cret@db.example/fetchq",
+                                 "postgres://fetchq:s3cret@db.example/fetchq",
+                                 "PostgreSQL://fetchq:s3cret@db.example/fetchq", "postgresql:s3cret"}) {
+    auto l = locate(spec);
+    ASSERT_FALSE(l.ok()) << spec;
+    EXPECT_EQ(l.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(l.error().message.rfind("PostgreSQL is not supported yet", 0), 0u) << l.error().message;
+    EXPECT_EQ(l.error().message.find("s3cret"), std::string::npos) << l.error().message;
+    EXPECT_EQ(l.error().message.find('\n'), std::string::npos) << l.error().message;
+    auto s = open(spec);  // open goes through the same parser
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kInvalidArgument);
+  }
 }
 
+TEST(StoreSpec, UnknownSchemesAndEmptySpecsAreRefused) {
+  for (const std::string spec : {"foo:bar", "mysql://u:s3cret@h/db", "redis+tls://h", "file:q.db"}) {
+    auto l = locate(spec);
+    ASSERT_FALSE(l.ok()) << spec;
+    EXPECT_EQ(l.error().code, ErrorCode::kInvalidArgument) << spec;
+    EXPECT_NE(l.error().message.find("unknown kind of store"), std::string::npos) << l.error().message;
+    EXPECT_EQ(l.error().message.find("s3cret"), std::string::npos) << l.error().message;
+  }
+  EXPECT_NE(locate("mysql://h/db").error().message.find("\"mysql\""), std::string::npos);
+  for (const std::string spec : {"", "sqlite:", "sqlite://", "sqlite://host/q.db"}) {
+    auto l = locate(spec);
+    ASSERT_FALSE(l.ok()) << spec;
+    EXPECT_EQ(l.error().code, ErrorCode::kInvalidArgument) << spec;
+  }
+}
+
+TEST(StoreSpec, ARefusedSpecCreatesNothing) {
+  TempDir dir;
+  for (const std::string spec : {"postgresql://h/db", "foo:bar", "sqlite:"}) {
+    EXPECT_FALSE(open(spec).ok()) << spec;
+  }
+  EXPECT_FALSE(std::filesystem::exists("postgresql:"));
+  EXPECT_FALSE(std::filesystem::exists("foo:bar"));
+  EXPECT_FALSE(std::filesystem::exists("foo:bar.lock"));
+}
 
 TEST(StoreErrorTest, AFailingCallThrowsStoreErrorNotTheBackendsException) {
   TempDir dir;
