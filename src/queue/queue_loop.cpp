@@ -352,7 +352,7 @@ void QueueImpl::already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& aft
                                           "sha256 of " + r.download_path + " differs from the one expected",
                                           false, std::nullopt, false}
                       : transfer::Failure{"DestinationExists",
-                                          r.download_path + " already exists and its sha256 differs (if_exists is skip)",
+                                          r.download_path + " already exists and its sha256 differs (--if-exists skip)",
                                           false, std::nullopt, false};
       r.outcome = transfer::Outcome::kFailed;
       return failed(m, a, db, after);

@@ -325,8 +325,10 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
     if (cache) cache->emplace(dest, facts);
   }
   if (!facts.under_roots) {
+    std::string roots;
+    for (const auto& r : download_roots) roots += (roots.empty() ? "" : ", ") + r;
     return make_error(ErrorCode::kOutsideRoots,
-                      "destination outside the download roots: " + dest);
+                      "destination outside the download roots (" + roots + "): " + dest);
   }
   store::NewJob nj;
   nj.request = request;

@@ -399,7 +399,7 @@ class Engine::Impl final : public FetchClient {
         return false;
       }
       fail(t, "DestinationExists",
-           t.download_path + " already exists and its size differs (if_exists is skip)");
+           t.download_path + " already exists and its size differs (--if-exists skip)");
       return false;
     }
     if (t.total > 0 && !has_room(t)) return false;

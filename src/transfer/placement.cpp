@@ -227,7 +227,8 @@ bool Placer::settle_path(Placement& t, std::string path) {
   for (int n = 1;; ++n) {
     const bool taken = exists_at(t, base_name(path));
     if (taken && policy == IfExists::kError) {
-      fail(t, "DestinationExists", path + " already exists (if_exists is error)");
+      fail(t, "DestinationExists",
+           path + " already exists (--if-exists error; skip, overwrite or rename decide otherwise)");
       return false;
     }
     std::string why;

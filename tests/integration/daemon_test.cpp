@@ -870,6 +870,7 @@ TEST(Daemon, RefusedSubmissionsAndRedirectToFileScheme) {
   auto o = d.cli({"add", server.url("/redir"), "-d", outside});
   EXPECT_NE(o.rc, 0);
   EXPECT_NE(o.err.find("outside"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("(" + dir.path() + ")"), std::string::npos) << "the roots are named: " << o.err;
   EXPECT_FALSE(file_exists(outside));
   auto l = d.cli({"list", "--json"});
   ASSERT_EQ(l.rc, 0) << l.err;
@@ -911,6 +912,8 @@ TEST(Daemon, ExistingDestinationIsKeptAndRenameMakesNameDot1) {
   json j = d.show(id);
   EXPECT_EQ(j["status"], "error");
   EXPECT_EQ(j["error_type"], "DestinationExists") << j.dump();
+  // The message names the flag that decides it.
+  EXPECT_NE(j["error"].get<std::string>().find("--if-exists"), std::string::npos) << j.dump();
   EXPECT_EQ(read_file(dl + "/report.txt"), mine);
 
   int64_t id2 = d.add(server.url("/report.txt"), dl, {"--if-exists", "rename"});
