@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/download_options.h"
 #include "cli/event_lines.h"
+#include "cli/progress_view.h"
 #include "cli/output.h"
 #include "control/client.h"
 #include "queue/request_check.h"
@@ -531,7 +532,12 @@ int run_wait(WaitArgs& a) {
   const sigset_t sigs = util::block_signals({SIGINT, SIGTERM});
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(a.timeout * 1000));
-  int lines = 0;
+  LiveArea area;
+  const bool draw = a.progress && !a.c.json;
+  const bool terminal = stderr_is_terminal();
+  std::map<int64_t, JobStatus> reported;  // not a terminal: a line per change
+  std::map<int64_t, Job> known;            // without ids: the jobs as last listed
+  auto next_full = std::chrono::steady_clock::now();
   for (;;) {
     // Short joins let this loop notice signals and redraw progress.
     double step = a.progress ? 0.5 : 1.0;
@@ -542,26 +548,47 @@ int run_wait(WaitArgs& a) {
     auto r = client->join(ids, step);
     if (!r) return fail(r.error());
     bool done = r.value();
-    if (a.progress && !a.c.json) {
-      std::string out = lines > 0 ? "\x1b[" + std::to_string(lines) + "F" : "";
-      lines = 0;
-      // The running ones (a few jobs whatever the length of the queue), or all when few.
-      std::vector<Job> shown;
+    if (draw) {
+      // The jobs waited for when few; else the running ones (a few lines whatever the length
+      // of the queue), with the counts of all of them on the overall line.
+      std::vector<Job> jobs;
       if (!every_job && ids.size() <= 10) {
         for (auto id : ids) {
           auto jr = client->id_to_job(id);
-          if (jr) shown.push_back(std::move(jr.value()));
+          if (jr) jobs.push_back(std::move(jr.value()));
         }
-      } else if (auto running = list_from(*client, JobStatus::kRunning)) {
-        for (auto& j : running.value()) {
-          if (waited_for(j.id)) shown.push_back(std::move(j));
+      } else {
+        // The whole listing now and then (a big queue is megabytes of JSON), the running jobs
+        // every time, put in its place.
+        auto now = std::chrono::steady_clock::now();
+        if (now >= next_full) {
+          if (auto all = list_from(*client, std::nullopt)) {
+            known.clear();
+            for (auto& j : all.value()) {
+              if (waited_for(j.id)) known[j.id] = std::move(j);
+            }
+          }
+          next_full = now + std::chrono::seconds(known.size() > 1000 ? 5 : 0);
+        } else if (auto running = list_from(*client, JobStatus::kRunning)) {
+          for (auto& j : running.value()) {
+            if (waited_for(j.id)) known[j.id] = std::move(j);
+          }
+        }
+        for (const auto& [id, j] : known) jobs.push_back(j);
+      }
+      std::vector<JobRate> rates;
+      if (auto st = client->stats()) rates = std::move(st.value().queue.job_rates);
+      if (terminal) {
+        const int width = terminal_width() - 1;
+        std::cerr << area.frame(progress_lines(jobs, rates, width), width) << std::flush;
+      } else {
+        for (const auto& j : jobs) {
+          auto [it, fresh] = reported.emplace(j.id, j.status);
+          if (!fresh && it->second == j.status) continue;
+          it->second = j.status;
+          std::cerr << "job " << j.id << " " << to_string(j.status) << ": " << job_name(j) << "\n";
         }
       }
-      for (const auto& j : shown) {
-        out += "\x1b[2K" + progress_line(j, -1, terminal_width() - 1) + " " + std::string(to_string(j.status)) + "\n";
-        if (++lines >= 10) break;
-      }
-      std::cerr << out << std::flush;
     }
     if (done) break;
     if (util::take_pending_signal(sigs)) return kExitInterrupted;

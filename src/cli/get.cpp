@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/download_options.h"
 #include "cli/output.h"
+#include "cli/progress_view.h"
 #include "fetchq/queue.h"
 #include "queue/request_check.h"
 #include "store/store.h"
@@ -78,9 +79,11 @@ Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q, const std::vector<Do
   return ids;
 }
 
+// The progress of `fetchq get` on standard error: redrawn in place on a terminal (see
+// cli/progress_view.h), a line per start and end otherwise, and a summary at the end.
 class Display {
  public:
-  Display(bool quiet, bool terminal) : quiet_(quiet), terminal_(terminal) {}
+  Display(bool quiet, bool terminal) : quiet_(quiet), terminal_(terminal), started_(util::SteadyClock::now()) {}
 
   void update(DownloadQueue& q, const std::vector<int64_t>& ids, bool final_pass) {
     if (quiet_) return;
@@ -91,10 +94,20 @@ class Display {
     }
     auto now = util::SteadyClock::now();
     if (terminal_) {
-      draw(jobs, now, final_pass);
+      std::vector<JobRate> rates;
+      for (const auto& j : jobs) {
+        if (j.status == JobStatus::kRunning) rates.push_back({j.id, rate(j, now)});
+      }
+      const int width = terminal_width() - 1;
+      std::cerr << (final_pass ? area_.clear(width) : area_.frame(progress_lines(jobs, rates, width), width));
     } else {
       for (const auto& j : jobs) plain(j);
     }
+    if (final_pass) {
+      const double elapsed = std::chrono::duration<double>(now - started_).count();
+      std::cerr << summary_lines(jobs, elapsed).front() << "\n";
+    }
+    std::cerr << std::flush;
   }
 
  private:
@@ -112,37 +125,6 @@ class Display {
       s = {now, j.bytes, 0};
     }
     return r;
-  }
-
-  void draw(const std::vector<Job>& jobs, util::SteadyClock::time_point now, bool final_pass) {
-    std::string out;
-    if (lines_ > 0) out += "\x1b[" + std::to_string(lines_) + "F";
-    int width = terminal_width() - 1;
-    int shown = 0, done = 0, failed = 0, waiting = 0;
-    for (const auto& j : jobs) {
-      if (j.status == JobStatus::kCompleted) ++done;
-      if (j.status == JobStatus::kError || j.status == JobStatus::kCancelled) ++failed;
-      if (j.status == JobStatus::kWaiting || j.status == JobStatus::kPaused) ++waiting;
-      bool show = j.status == JobStatus::kRunning || (jobs.size() <= 10);
-      if (!show || shown >= 10) continue;
-      ++shown;
-      std::string line = progress_line(j, j.status == JobStatus::kRunning ? rate(j, now) : -1, width);
-      if (j.status != JobStatus::kRunning) {
-        std::string tag = std::string(to_string(j.status));
-        line = line.substr(0, static_cast<size_t>(std::max(0, width - 10))) + " " + tag;
-      }
-      out += "\x1b[2K" + line + "\n";
-    }
-    if (jobs.size() > 1 || final_pass) {
-      out += "\x1b[2K" + std::to_string(done) + " completed, " + std::to_string(failed) +
-             " failed, " + std::to_string(waiting) + " waiting, " +
-             std::to_string(jobs.size() - static_cast<size_t>(done + failed + waiting)) + " running\n";
-      ++shown;
-    }
-    for (int i = shown; i < lines_; ++i) out += "\x1b[2K\n";
-    int drawn = std::max(shown, lines_);
-    std::cerr << out << std::flush;
-    lines_ = drawn;
   }
 
   void plain(const Job& j) {
@@ -168,7 +150,8 @@ class Display {
     double rate = 0;
   };
   bool quiet_, terminal_;
-  int lines_ = 0;
+  util::SteadyClock::time_point started_;
+  LiveArea area_;
   std::map<int64_t, Sample> samples_;
   std::map<int64_t, JobStatus> reported_;
 };
