@@ -27,6 +27,9 @@ struct DownloadOptions {
   std::optional<std::string> access_token;   // sent as a Bearer token to the original host only
   std::optional<std::string> sha256;         // lower-case hex; checked before the file is renamed into place
   IfExists if_exists = IfExists::kError;
+  // Connections for one file (1..16): a big file on a server that takes ranges is fetched in
+  // that many segments at once. nullopt: the daemon's default (setting `connections`).
+  std::optional<int> connections;
 };
 
 // One submission: a URL and where it goes.

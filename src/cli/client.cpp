@@ -111,6 +111,7 @@ int run_add(AddArgs& a) {
   base["dest"] = req->dest;
   if (a.d.priority) base["priority"] = *a.d.priority;
   if (req->options.sha256) base["sha256"] = *req->options.sha256;
+  if (req->options.connections) base["connections"] = *req->options.connections;
   if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
   if (const auto& tok = req->options.access_token) {
     if (auto st = queue::check_access_token(*tok); !st) {

@@ -140,6 +140,7 @@ json request_json(const DownloadRequest& r) {
          {"if_exists", std::string(to_string(r.options.if_exists))}};
   if (r.options.access_token) j["access_token"] = *r.options.access_token;
   if (r.options.sha256) j["sha256"] = *r.options.sha256;
+  if (r.options.connections) j["connections"] = *r.options.connections;
   return j;
 }
 

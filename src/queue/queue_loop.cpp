@@ -222,7 +222,11 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
     store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
                           m.s.from_bytes};
     if (!store_->set_started(m.id, m.attempt, info)) return;
-    if (m.s.restarted) store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+    if (m.s.restarted) {
+      // The whole file from zero, on one connection: no segment survives.
+      store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+      store_->forget_segments(m.id);
+    }
     append_event(m.id, started_event(source, m.s.download_path));
     if (m.s.from_bytes > 0) append_event(m.id, resumed_event(source, m.s.from_bytes));
     if (m.s.restarted) append_event(m.id, restarted_event(source, m.s.restart_reason));
