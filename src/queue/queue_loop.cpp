@@ -38,8 +38,8 @@ void QueueImpl::on_progress(int64_t id, int attempt, int64_t bytes, int64_t tota
   inbox_.post(ProgressMsg{id, attempt, bytes, total});
 }
 void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
-                              int64_t bytes) {
-  inbox_.post(CheckpointMsg{id, attempt, std::move(file), bytes});
+                              int64_t bytes, std::vector<transfer::SegmentSpan> segments) {
+  inbox_.post(CheckpointMsg{id, attempt, std::move(file), bytes, std::move(segments)});
 }
 void QueueImpl::on_finished(int64_t id, int attempt, transfer::Result r) {
   inbox_.post(FinishedMsg{id, attempt, std::move(r)});
@@ -252,8 +252,12 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
     spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
     return;
   }
-  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes] {
-    store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+  std::vector<store::Segment> map;
+  for (const auto& s : m.segments) map.push_back(store::Segment{s.start, s.end, s.done});
+  // The prefix and the map in one transaction (the batch's), both fenced by the attempt.
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, map = std::move(map)] {
+    if (!store_->set_checkpoint(id, attempt, bytes, util::boot_id())) return;
+    if (!map.empty()) store_->save_segments(id, attempt, map);
   });
 }
 

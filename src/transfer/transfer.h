@@ -22,6 +22,14 @@ struct PartIdentity {
   int64_t birth_ns = 0;
 };
 
+// One byte range of a segmented download as a checkpoint records it: [start, end) of the file,
+// the first `done` bytes of it written to the .part.
+struct SegmentSpan {
+  int64_t start = 0;
+  int64_t end = 0;
+  int64_t done = 0;
+};
+
 // What a transfer needs to run one attempt of a job.
 struct Request {
   int64_t job_id = 0;
@@ -37,6 +45,8 @@ struct Request {
   // checkpoint promised bytes in it (then it is trusted when it is a single-link regular file).
   std::optional<PartIdentity> part_identity;
   bool legacy_part = false;
+  // Connections this file may use at once (1..16); nullopt: EngineOptions::connections.
+  std::optional<int> connections;
   // confined: the job must stay beneath `root` (a download root, "" when none holds the path):
   // its folders are opened from the root down, never through a symbolic link, at every attempt.
   bool confined = false;

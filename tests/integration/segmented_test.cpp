@@ -1,0 +1,210 @@
+// Segmented downloads: one big file over several connections at once, each segment written at
+// its own offset into the one .part. The real queue, engine and SQLite store against the
+// in-process HTTP server, which counts the bodies it sends at the same moment.
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <filesystem>
+
+#include "integration/helpers.h"
+#include "queue/open_with_env.h"
+#include "support/fault_env.h"
+#include "support/process.h"
+
+namespace fetchq::testing {
+namespace {
+
+constexpr size_t kBig = 24 << 20;  // over the 16 MiB threshold
+
+class Segmented : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer server_;
+
+  QueueOptions options() {
+    QueueOptions o = fast_options(dir_);
+    o.connections = 4;
+    return o;
+  }
+
+  // A file the server throttles per response, so connections at once show.
+  Resource big(uint32_t seed, uint64_t rate = 24 << 20) {
+    Resource r;
+    r.body = make_body(kBig, seed);
+    r.rate_bytes_per_s = rate;
+    return r;
+  }
+
+  static int ranged(const std::vector<RequestLog>& reqs) {
+    int n = 0;
+    for (const auto& r : reqs) n += !r.range.empty();
+    return n;
+  }
+
+  int64_t segment_rows() {
+    SQLite::Database db(dir_ / "queue.db", SQLite::OPEN_READONLY);
+    return db.execAndGet("SELECT COUNT(*) FROM segments").getInt64();
+  }
+
+  Job run(DownloadQueue& q, const std::string& path, const std::string& name, DownloadOptions o = {}) {
+    auto job = submit(q, server_.url(path), dir_ / name, o);
+    EXPECT_TRUE(q.join(std::chrono::seconds(60)));
+    auto j = q.id_to_job(job.id);
+    EXPECT_TRUE(j.has_value());
+    return j.value_or(Job{});
+  }
+};
+
+TEST_F(Segmented, ABigFileComesOverSeveralConnectionsAtOnceAndIsWhole) {
+  Resource r = big(61);
+  server_.add("/big.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/big.bin", "big.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "big.bin"), sha256_hex_of(r.body));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "big.bin.part"));
+  auto reqs = server_.requests_for("/big.bin");
+  EXPECT_GE(server_.peak_concurrent_bodies(), 3);
+  EXPECT_GE(ranged(reqs), 3);
+  for (const auto& rq : reqs) {
+    if (!rq.range.empty()) {
+      EXPECT_FALSE(rq.if_range.empty()) << rq.range;  // never spliced blind
+    }
+  }
+  // The first fetch is cut at its segment's end: little is sent twice.
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig + (kBig / 4));
+  EXPECT_EQ(segment_rows(), 0);  // forgotten once complete
+}
+
+TEST_F(Segmented, AFinishedSegmentTakesHalfOfTheLargestOneLeft) {
+  Resource r = big(62);
+  // The last of the four segments (from 18 MiB) crawls; any other range is quick.
+  constexpr uint64_t kLast = 3 * (kBig / 4);
+  r.range_rate = [](uint64_t first) -> uint64_t { return first == kLast ? (1 << 20) : (48 << 20); };
+  server_.add("/steal.bin", r);
+  QueueOptions o = options();
+  o.segment_min_size = 256 << 10;
+  auto q = open_queue(o);
+  Job j = run(*q, "/steal.bin", "steal.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "steal.bin"), sha256_hex_of(r.body));
+  // The slow segment was split: its second half was asked for on another connection, so
+  // nothing waited for the slowest one (6 MiB at 1 MiB/s would take 6 s alone).
+  std::string seen;
+  int inside_last = 0;
+  for (const auto& rq : server_.requests_for("/steal.bin")) {
+    seen += "[" + rq.range + " " + std::to_string(rq.body_bytes_sent) + "]";
+    const auto eq = rq.range.find('=');
+    if (eq == std::string::npos) continue;
+    const uint64_t first = std::stoull(rq.range.substr(eq + 1));
+    inside_last += first > kLast;
+  }
+  EXPECT_GE(inside_last, 1) << seen;
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig + (kBig / 4)) << seen;
+}
+
+TEST_F(Segmented, SmallFilesFilesWithoutAValidatorAndOneConnectionJobsUseOneConnection) {
+  Resource small = big(63);
+  small.body.resize(4 << 20);
+  server_.add("/small.bin", small);
+  Resource blind = big(64);
+  blind.etag = "";  // no ETag, no Last-Modified: If-Range could not protect the segments
+  server_.add("/blind.bin", blind);
+  Resource one = big(65);
+  server_.add("/one.bin", one);
+  Resource control = big(66);
+  server_.add("/control.bin", control);
+  auto q = open_queue(options());
+  DownloadOptions single;
+  single.connections = 1;
+  for (auto [path, opts] : {std::pair{"/small.bin", DownloadOptions{}}, std::pair{"/blind.bin", DownloadOptions{}},
+                            std::pair{"/one.bin", single}}) {
+    server_.reset_log();
+    Job j = run(*q, path, std::string(path).substr(1), opts);
+    ASSERT_EQ(j.status, JobStatus::kCompleted) << path << ": " << j.error.value_or("");
+    EXPECT_EQ(server_.requests_for(path).size(), 1u) << path;
+    EXPECT_EQ(server_.peak_concurrent_bodies(), 1) << path;
+  }
+  EXPECT_EQ(sha256_file(dir_ / "small.bin"), sha256_hex_of(small.body));
+  EXPECT_EQ(sha256_file(dir_ / "blind.bin"), sha256_hex_of(blind.body));
+  EXPECT_EQ(sha256_file(dir_ / "one.bin"), sha256_hex_of(one.body));
+  // The same big file with a validator and no limit does split.
+  server_.reset_log();
+  Job c = run(*q, "/control.bin", "control.bin");
+  ASSERT_EQ(c.status, JobStatus::kCompleted) << c.error.value_or("");
+  EXPECT_GT(server_.requests_for("/control.bin").size(), 1u);
+}
+
+TEST_F(Segmented, AServerThatAnswersARangeWithTheWholeFileLeavesOneConnectionAndARightFile) {
+  Resource r = big(67);
+  r.honour_range = false;  // every answer is 200 with the whole body...
+  r.extra_headers = {{"Accept-Ranges", "bytes"}};  // ...though it claims to take ranges
+  server_.add("/liar.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/liar.bin", "liar.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "liar.bin"), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/liar.bin");
+  EXPECT_GE(ranged(reqs), 1);  // segments were asked for, and given up
+  int whole = 0;
+  for (const auto& rq : reqs) whole += rq.status == 200 && rq.body_bytes_sent == kBig;
+  EXPECT_EQ(whole, 1);  // only the first fetch sent the whole file
+}
+
+TEST_F(Segmented, AFullDiskFailsAtTheStartWhenTheFileIsPreallocated) {
+  FaultEnv env;
+  env.add(FaultRule{.op = FsOp::kFallocate, .path_contains = "full.bin", .err = ENOSPC});
+  Resource r = big(68);
+  server_.add("/full.bin", r);
+  auto q = queue::open_with_env(options(), env);
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  auto job = submit(*q.value(), server_.url("/full.bin"), dir_ / "full.bin");
+  ASSERT_TRUE(q.value()->join(std::chrono::seconds(30)));
+  auto j = q.value()->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kError) << j->error.value_or("");
+  EXPECT_EQ(j->error_type.value_or(""), "DiskFull");
+  EXPECT_NE(j->error.value_or("").find("preallocate"), std::string::npos) << *j->error;
+  EXPECT_NE(j->error.value_or("").find("full.bin.part"), std::string::npos) << *j->error;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "full.bin"));
+  EXPECT_GE(env.calls(FsOp::kFallocate, "full.bin"), 1);
+  // Nowhere near the whole file came before the failure.
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig);
+}
+
+TEST_F(Segmented, KilledWithSigkillMidDownloadTheSegmentMapIsDurableAndTheRunAgainIsRight) {
+  Resource r = big(69, 2 << 20);  // 4 connections at 2 MiB/s: about 3 s in all
+  server_.add("/kill.bin", r);
+  const std::string state = dir_ / "state.db";
+  std::vector<std::string> argv{bin_path("fetchq"), "get", server_.url("/kill.bin"), "-o",
+                                dir_ / "kill.bin", "--state", state, "--quiet"};
+  auto durable_rows = [&] {
+    if (!std::filesystem::exists(state)) return int64_t{0};
+    try {
+      SQLite::Database db(state, SQLite::OPEN_READONLY);
+      return db.execAndGet("SELECT COUNT(*) FROM segments WHERE durable > 0").getInt64();
+    } catch (const std::exception&) {
+      return int64_t{0};
+    }
+  };
+  {
+    Process p(argv);
+    // The first checkpoint (about 2 s in) records what each segment has synced.
+    ASSERT_TRUE(wait_until([&] { return durable_rows() >= 2; }, std::chrono::seconds(30),
+                           std::chrono::milliseconds(50)));
+    p.signal(SIGKILL);
+    EXPECT_EQ(p.wait(), 128 + SIGKILL);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "kill.bin"));
+  EXPECT_GE(durable_rows(), 2);
+  r.rate_bytes_per_s = 0;  // the same file (and ETag), now quick
+  server_.add("/kill.bin", r);
+  {
+    Process p(argv);
+    EXPECT_EQ(p.wait(std::chrono::seconds(60)), 0);
+  }
+  // Resumed from what the checkpoint proved, never a mixed file: byte for byte the server's.
+  EXPECT_EQ(sha256_file(dir_ / "kill.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(durable_rows(), 0);
+}
+
+}  // namespace
+}  // namespace fetchq::testing
