@@ -64,6 +64,12 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
     // A segmented attempt's progress counts bytes all over the file, not a prefix: only the
     // checkpoint (the synced contiguous prefix) may be kept.
     if (!c.segments.empty()) req.offset = c.checkpoint_bytes;
+    if (!c.segments.empty() && c.part_identity && c.job.total_bytes > 0 &&
+        c.segments.back().end == c.job.total_bytes) {
+      // Each segment resumes from its own durable bytes: the preallocated .part is kept whole.
+      req.offset = c.job.total_bytes;
+      for (const auto& s : c.segments) req.segments.push_back(transfer::SegmentSpan{s.start, s.end, s.durable});
+    }
     if (c.part_identity) {
       req.part_identity = transfer::PartIdentity{c.part_identity->dev, c.part_identity->ino,
                                                  c.part_identity->birth_ns};

@@ -69,6 +69,8 @@ struct Transfer : Placement {
   std::vector<Seg> segs;
   std::string validator;     // If-Range of every segment
   std::vector<FetchId> to_cancel;
+  bool resumed_segments = false;  // segments taken up from a checkpoint's map
+  bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   bool segmented() const { return !segs.empty(); }
   // Bytes from 0 written without a gap: what a checkpoint may promise as a plain offset.
   int64_t prefix() const {
@@ -286,6 +288,37 @@ class Engine::Impl final : public FetchClient {
     return out;
   }
 
+  // Takes up the segments of the last checkpoint: true when each resumes from its own durable
+  // offset (the .part is the job's, whole size, and a validator guards every range).
+  bool resume_segments(Transfer& t) {
+    const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    const std::string& etag = t.req.etag;
+    std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
+    const int64_t total = t.req.expected_total;
+    if (conns < 2 || validator.empty() || !t.file || total <= 0 || t.offset != total ||
+        !t.part_replaced.empty()) {
+      return false;
+    }
+    t.validator = validator;
+    t.total = total;
+    t.resumed_segments = true;
+    t.started_reported = false;
+    t.decided = true;
+    t.on_disk = 0;
+    for (const auto& sp : t.req.segments) {
+      Transfer::Seg s;
+      s.start = sp.start;
+      s.end = sp.end;
+      s.pos = sp.start + std::clamp<int64_t>(sp.done, 0, sp.end - sp.start);
+      t.on_disk += s.pos - s.start;
+      t.segs.push_back(s);
+    }
+    auto now = SteadyClock::now();
+    t.last_progress = now;
+    t.last_checkpoint = now;
+    return true;
+  }
+
   // Starts the fetches of segments that have none (tick(), outside libcurl's callbacks).
   void start_segments(Transfer& t) {
     for (FetchId id : t.to_cancel) {
@@ -319,7 +352,30 @@ class Engine::Impl final : public FetchClient {
     const bool ok = response.code == 206 &&
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
                     start == s->pos && end >= s->end - 1 && total == t.total;
+    if (ok && !t.started_reported) {
+      t.started_reported = true;
+      Started st;
+      st.download_path = t.download_path;
+      st.total_bytes = t.total;
+      st.etag = t.req.etag;
+      st.last_modified = t.req.last_modified;
+      st.from_bytes = t.on_disk;
+      observer_->on_started(t.req.job_id, t.req.attempt, st);
+    }
     if (ok) return true;
+    if (t.resumed_segments && response.code >= 200 && response.code < 300) {
+      // The file changed since the map was made (a 200 to If-Range, another Content-Range):
+      // nothing of the .part may be kept.
+      t.failure = Failure{.type = "FileChanged",
+                          .message = fetcher_.where(id) + " answered a segment's range with HTTP " +
+                                     std::to_string(response.code) + " '" +
+                                     response.header("content-range") +
+                                     "': the file changed; starting over",
+                          .retryable = true,
+                          .retry_after_ms = 0,
+                          .restart_from_zero = true};
+      return false;
+    }
     if (response.code != 206 && (response.code < 200 || response.code >= 300)) {
       // A passing refusal (too many connections, 503) fails the attempt; the retry resumes.
       Failure f;
@@ -487,6 +543,40 @@ class Engine::Impl final : public FetchClient {
     if (t.failure) {
       finish(std::move(tp));
       return;
+    }
+    if (!t.req.segments.empty() && resume_segments(t)) {
+      if (t.prefix() == t.total) {  // every byte was synced before the stop: nothing to ask
+        Started st;
+        st.download_path = t.download_path;
+        st.total_bytes = t.total;
+        st.etag = t.req.etag;
+        st.last_modified = t.req.last_modified;
+        st.from_bytes = t.total;
+        observer_->on_started(t.req.job_id, t.req.attempt, st);
+        finish(std::move(tp));
+        return;
+      }
+      int64_t id = t.req.job_id;
+      transfers_[id] = std::move(tp);
+      start_segments(*transfers_[id]);
+      return;
+    }
+    if (!t.req.segments.empty() && t.file && t.offset > 0) {
+      // The map cannot be used: keep its gap-free prefix only, as a plain resume.
+      int64_t prefix = 0;
+      for (const auto& s : t.req.segments) {
+        if (s.start != prefix) break;
+        prefix = s.start + s.done;
+        if (s.start + s.done < s.end) break;
+      }
+      prefix = std::min(prefix, t.offset);
+      if (env_.ftruncate(t.file->fd(), prefix) != 0 || env_.lseek(t.file->fd(), prefix, SEEK_SET) < 0) {
+        fail_disk(t, "truncate", t.file->part_path(), errno);
+        finish(std::move(tp));
+        return;
+      }
+      t.offset = prefix;
+      t.on_disk = prefix;
     }
     FetchRequest fr;
     fr.url = t.req.url;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fetchq/job.h"
 
@@ -47,6 +48,11 @@ struct Request {
   bool legacy_part = false;
   // Connections this file may use at once (1..16); nullopt: EngineOptions::connections.
   std::optional<int> connections;
+  // The segment map of the last checkpoint (done: bytes synced). Non-empty: `offset` is the
+  // file's whole size, so the preallocated .part is kept as it is, and each segment resumes
+  // from its own durable offset; when that cannot be (another .part, no validator), the
+  // transfer resumes from the map's gap-free prefix instead.
+  std::vector<SegmentSpan> segments;
   // confined: the job must stay beneath `root` (a download root, "" when none holds the path):
   // its folders are opened from the root down, never through a symbolic link, at every attempt.
   bool confined = false;

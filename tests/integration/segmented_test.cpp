@@ -170,39 +170,82 @@ TEST_F(Segmented, AFullDiskFailsAtTheStartWhenTheFileIsPreallocated) {
   EXPECT_LT(server_.total_body_bytes_sent(), kBig);
 }
 
-TEST_F(Segmented, KilledWithSigkillMidDownloadTheSegmentMapIsDurableAndTheRunAgainIsRight) {
-  Resource r = big(69, 2 << 20);  // 4 connections at 2 MiB/s: about 3 s in all
-  server_.add("/kill.bin", r);
-  const std::string state = dir_ / "state.db";
-  std::vector<std::string> argv{bin_path("fetchq"), "get", server_.url("/kill.bin"), "-o",
-                                dir_ / "kill.bin", "--state", state, "--quiet"};
-  auto durable_rows = [&] {
-    if (!std::filesystem::exists(state)) return int64_t{0};
+// Starts `fetchq get` of `path` into dir/name and kills it with SIGKILL once the segment map
+// in the state file holds synced bytes of at least two segments; returns those bytes.
+class SegmentedKill : public Segmented {
+ protected:
+  std::string state() { return dir_ / "state.db"; }
+  std::vector<std::string> argv(const std::string& path, const std::string& name) {
+    return {bin_path("fetchq"), "get", server_.url(path), "-o", dir_ / name, "--state", state(), "--quiet"};
+  }
+  int64_t query(const std::string& sql) {
+    if (!std::filesystem::exists(state())) return 0;
     try {
-      SQLite::Database db(state, SQLite::OPEN_READONLY);
-      return db.execAndGet("SELECT COUNT(*) FROM segments WHERE durable > 0").getInt64();
+      SQLite::Database db(state(), SQLite::OPEN_READONLY);
+      return db.execAndGet(sql).getInt64();
     } catch (const std::exception&) {
-      return int64_t{0};
+      return 0;
     }
-  };
-  {
-    Process p(argv);
+  }
+  int64_t durable_rows() { return query("SELECT COUNT(*) FROM segments WHERE durable > 0"); }
+  int64_t kill_midway(const std::string& path, const std::string& name) {
+    Process p(argv(path, name));
     // The first checkpoint (about 2 s in) records what each segment has synced.
-    ASSERT_TRUE(wait_until([&] { return durable_rows() >= 2; }, std::chrono::seconds(30),
+    EXPECT_TRUE(wait_until([&] { return durable_rows() >= 2; }, std::chrono::seconds(30),
                            std::chrono::milliseconds(50)));
     p.signal(SIGKILL);
     EXPECT_EQ(p.wait(), 128 + SIGKILL);
+    return query("SELECT COALESCE(SUM(durable), 0) FROM segments");
   }
+};
+
+TEST_F(SegmentedKill, KilledWithSigkillEachSegmentResumesFromItsDurableOffset) {
+  Resource r = big(69, 2 << 20);  // 4 connections at 2 MiB/s: about 3 s in all
+  server_.add("/kill.bin", r);
+  const int64_t durable = kill_midway("/kill.bin", "kill.bin");
   EXPECT_FALSE(std::filesystem::exists(dir_ / "kill.bin"));
-  EXPECT_GE(durable_rows(), 2);
+  ASSERT_GE(durable_rows(), 2);
   r.rate_bytes_per_s = 0;  // the same file (and ETag), now quick
   server_.add("/kill.bin", r);
+  server_.reset_log();
   {
-    Process p(argv);
+    Process p(argv("/kill.bin", "kill.bin"));
     EXPECT_EQ(p.wait(std::chrono::seconds(60)), 0);
   }
-  // Resumed from what the checkpoint proved, never a mixed file: byte for byte the server's.
+  // Byte for byte the server's file, never a mixed one.
   EXPECT_EQ(sha256_file(dir_ / "kill.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(durable_rows(), 0);
+  // Every segment went on from its own synced offset with If-Range: what was durable was not
+  // asked again.
+  auto reqs = server_.requests_for("/kill.bin");
+  int past_zero = 0;
+  std::string seen;
+  for (const auto& rq : reqs) {
+    seen += "[" + rq.range + "]";
+    EXPECT_FALSE(rq.range.empty()) << seen;
+    EXPECT_FALSE(rq.if_range.empty()) << seen;
+    past_zero += rq.range.rfind("bytes=0-", 0) != 0;
+  }
+  EXPECT_GE(past_zero, 2) << seen;
+  EXPECT_LE(static_cast<int64_t>(server_.total_body_bytes_sent()),
+            static_cast<int64_t>(kBig) - durable + (1 << 20)) << seen << " durable " << durable;
+  EXPECT_GE(query("SELECT COUNT(*) FROM events WHERE type = 'download_resumed'"), 1);
+}
+
+TEST_F(SegmentedKill, AFileThatChangedWhileDownIsStartedOverOnceAndComesRight) {
+  Resource r = big(70, 2 << 20);
+  server_.add("/moved.bin", r);
+  kill_midway("/moved.bin", "moved.bin");
+  ASSERT_GE(durable_rows(), 2);
+  Resource changed = big(71);  // other bytes, so another ETag: If-Range answers 200
+  changed.rate_bytes_per_s = 0;
+  server_.add("/moved.bin", changed);
+  {
+    Process p(argv("/moved.bin", "moved.bin"));
+    EXPECT_EQ(p.wait(std::chrono::seconds(60)), 0);
+  }
+  EXPECT_EQ(sha256_file(dir_ / "moved.bin"), sha256_hex_of(changed.body));
+  EXPECT_EQ(query("SELECT COUNT(*) FROM events WHERE type = 'download_restarted'"), 1);
   EXPECT_EQ(durable_rows(), 0);
 }
 
