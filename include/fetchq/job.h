@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -58,6 +59,15 @@ struct QueueStats : StatusCounts {
   double uptime_seconds = 0;
 };
 
+// One segment of a file fetched over several connections: bytes [start, end), of which `bytes`
+// (from start) were synced at the last checkpoint.
+struct JobSegment {
+  int64_t start = 0;
+  int64_t end = 0;
+  int64_t bytes = 0;
+  bool operator==(const JobSegment&) const = default;
+};
+
 struct Job {
   int64_t id = 0;
   std::string source;
@@ -75,6 +85,9 @@ struct Job {
   int attempts = 0;
   bool has_access_token = false;
   std::string created_at;
+  // While the file is fetched in segments (get_job / show only; lists leave it empty). In JSON
+  // only when non-empty.
+  std::vector<JobSegment> segments;
 };
 
 // The SPEC's JSON object for a job; never carries the token.

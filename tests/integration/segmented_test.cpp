@@ -205,6 +205,22 @@ TEST_F(SegmentedKill, KilledWithSigkillEachSegmentResumesFromItsDurableOffset) {
   const int64_t durable = kill_midway("/kill.bin", "kill.bin");
   EXPECT_FALSE(std::filesystem::exists(dir_ / "kill.bin"));
   ASSERT_GE(durable_rows(), 2);
+  {
+    // `show --json` lists the segments while the job is segmented.
+    auto shown = run_capture({bin_path("fetchq"), "show", "1", "--db", state(), "--json"},
+                             dir_ / "show.out", dir_ / "show.err", std::chrono::seconds(30));
+    ASSERT_EQ(shown.rc, 0) << shown.err;
+    auto js = nlohmann::json::parse(shown.out);
+    ASSERT_TRUE(js["segments"].is_array()) << shown.out;
+    ASSERT_GE(js["segments"].size(), 2u) << shown.out;
+    int64_t sum = 0;
+    for (const auto& s : js["segments"]) {
+      EXPECT_LT(s["start"].get<int64_t>(), s["end"].get<int64_t>());
+      sum += s["bytes"].get<int64_t>();
+    }
+    EXPECT_EQ(sum, durable);
+    EXPECT_EQ(js["segments"].back()["end"].get<int64_t>(), static_cast<int64_t>(kBig));
+  }
   r.rate_bytes_per_s = 0;  // the same file (and ETag), now quick
   server_.add("/kill.bin", r);
   server_.reset_log();

@@ -434,7 +434,10 @@ class SqliteStore final : public Store {
     Lent q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
     q->bind(1, static_cast<int64_t>(id));
     if (!q->executeStep()) return std::nullopt;
-    return read_job(*q);
+    Job j = read_job(*q);
+    q->reset();
+    for (const auto& s : segments_of(id)) j.segments.push_back(JobSegment{s.start, s.end, s.durable});
+    return j;
   }
 
   std::vector<Job> list_jobs(const ListFilter& f) override {
