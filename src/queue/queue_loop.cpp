@@ -292,8 +292,13 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
     // Pause or shutdown: keep the .part and promise what is in it.
     bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
-    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
-      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+    std::vector<store::Segment> map;
+    for (const auto& s : r.segments) map.push_back(store::Segment{s.start, s.end, s.done});
+    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map)] {
+      // Every segment's bytes, synced just now: a resume asks for none of them again.
+      if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
+        store_->save_segments(id, attempt, map);
+      }
       if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
     });
     after.push_back(release);

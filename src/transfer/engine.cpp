@@ -819,6 +819,7 @@ class Engine::Impl final : public FetchClient {
     // Segmented: a stopped or failed attempt promises its gap-free prefix only (the segment
     // map of the last checkpoint holds the rest).
     res.bytes = t.segmented() ? t.prefix() : t.on_disk;
+    if (t.segmented()) res.segments = spans(t);
     res.total_bytes = t.total;
     res.path_held = t.path_held;
     if (t.forced_outcome == Outcome::kStopped) {

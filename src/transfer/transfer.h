@@ -149,6 +149,9 @@ struct Result {
   std::shared_ptr<PartFile> file;  // null when nothing was opened
   Failure failure;
   bool path_held = false;   // download_path is claimed in the PathRegistry; the caller releases it
+  // A segmented transfer's map as it ended (done: written, not synced); empty otherwise. With
+  // `bytes` (the gap-free prefix), what a stop may promise once the .part is synced.
+  std::vector<SegmentSpan> segments;
 };
 
 // Reason phrase of a status code from the standard table (never the server's).
