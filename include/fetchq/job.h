@@ -28,6 +28,9 @@ struct DownloadOptions {
   std::optional<std::string> access_token;   // sent as a Bearer token to the original host only
   std::optional<std::string> sha256;         // lower-case hex; checked before the file is renamed into place
   IfExists if_exists = IfExists::kError;
+  // Connections for one file (1..16): a big file on a server that takes ranges is fetched in
+  // that many segments at once. nullopt: the daemon's default (setting `connections`).
+  std::optional<int> connections;
 };
 
 // One submission: a URL and where it goes.
@@ -67,6 +70,15 @@ struct QueueStats : StatusCounts {
   std::vector<JobRate> job_rates;  // the jobs in the engine, by id
 };
 
+// One segment of a file fetched over several connections: bytes [start, end), of which `bytes`
+// (from start) were synced at the last checkpoint.
+struct JobSegment {
+  int64_t start = 0;
+  int64_t end = 0;
+  int64_t bytes = 0;
+  bool operator==(const JobSegment&) const = default;
+};
+
 struct Job {
   int64_t id = 0;
   std::string source;
@@ -87,6 +99,9 @@ struct Job {
   // Only in the answer to a submission that matched a live job (DownloadRequest::allow_duplicate):
   // that job's id. Not stored; shown as "duplicate_of" when set.
   std::optional<int64_t> duplicate_of;
+  // While the file is fetched in segments (get_job / show only; lists leave it empty). In JSON
+  // only when non-empty.
+  std::vector<JobSegment> segments;
 };
 
 // The SPEC's JSON object for a job; never carries the token.

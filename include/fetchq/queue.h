@@ -49,6 +49,13 @@ struct QueueOptions {
   std::chrono::milliseconds give_up_after{3600 * 1000};  // failing this long without progress: error
   std::chrono::milliseconds retry_base_delay{1000};
   std::chrono::milliseconds retry_max_delay{60000};
+  // Segmented downloads: a file of at least segment_threshold bytes, from a server that takes
+  // ranges and names a validator (strong ETag or Last-Modified), is fetched over `connections`
+  // connections at once (a job's own DownloadOptions::connections wins; 1: one connection), in
+  // segments no smaller than segment_min_size.
+  int connections = 4;
+  int64_t segment_threshold = int64_t{16} << 20;
+  int64_t segment_min_size = int64_t{1} << 20;
   // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state file).
   std::optional<std::vector<int64_t>> only_jobs;
   // When non-empty, destinations must lie under one of these folders (symbolic links resolved).

@@ -126,6 +126,7 @@ int run_add(AddArgs& a) {
   base["dest"] = req->dest;
   if (a.d.priority) base["priority"] = *a.d.priority;
   if (req->options.sha256) base["sha256"] = *req->options.sha256;
+  if (req->options.connections) base["connections"] = *req->options.connections;
   if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
   if (a.allow_duplicate) base["allow_duplicate"] = true;
   if (const auto& tok = req->options.access_token) {

@@ -14,6 +14,9 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
   cmd->add_option("--sha256", a.sha256, "expected sha256 of the file, checked before it is kept");
   cmd->add_option("--token-env", a.token_env, "environment variable holding a Bearer token");
   cmd->add_option("--if-exists", a.if_exists, "error (default), skip, overwrite or rename");
+  cmd->add_option("--connections", a.connections,
+                  "connections for one big file, 1 to 16 (default: the daemon's, 4; 1: one connection)")
+      ->check(CLI::Range(1, 16));
 }
 
 Status check_dir_and_output(const DownloadArgs& a) {
@@ -27,6 +30,7 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
   DownloadRequest r;
   r.options.priority = a.priority.value_or(10);
   if (!a.sha256.empty()) r.options.sha256 = a.sha256;
+  r.options.connections = a.connections;
   if (!a.token_env.empty()) {
     const char* tok = std::getenv(a.token_env.c_str());
     if (!tok || !*tok) {

@@ -15,9 +15,10 @@ namespace fetchq::cli {
 struct DownloadArgs {
   std::string dir, output, sha256, token_env, if_exists;
   std::optional<int> priority;
+  std::optional<int> connections;
 };
 
-// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists.
+// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections.
 void add_download_options(CLI::App* cmd, DownloadArgs& args);
 
 // "-d and -o cannot be used together", or Ok.

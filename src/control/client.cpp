@@ -141,6 +141,7 @@ json request_json(const DownloadRequest& r) {
   if (r.options.access_token) j["access_token"] = *r.options.access_token;
   if (r.options.sha256) j["sha256"] = *r.options.sha256;
   if (r.allow_duplicate) j["allow_duplicate"] = true;
+  if (r.options.connections) j["connections"] = *r.options.connections;
   return j;
 }
 

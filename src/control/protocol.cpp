@@ -66,6 +66,10 @@ DownloadRequest read_download(const json& p) {
     }
   }
   r.options.sha256 = opt_string(p, "sha256");
+  if (auto conns = opt_int(p, "connections")) {
+    if (*conns < 1 || *conns > 16) throw BadParams{"'connections' must be 1 to 16"};
+    r.options.connections = static_cast<int>(*conns);
+  }
   if (auto ie = opt_string(p, "if_exists")) {
     auto policy = parse_if_exists(*ie);
     if (!policy) throw BadParams{"'if_exists' must be error, skip, overwrite or rename"};

@@ -143,6 +143,9 @@ int run(int argc, char** argv) {
   qo.give_up_after = std::chrono::seconds(s.give_up_after_s);
   qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
   qo.event_retention = s.event_retention;
+  qo.connections = s.connections;
+  qo.segment_threshold = s.segment_threshold;
+  qo.segment_min_size = s.segment_min_size;
   qo.block_private_addresses = s.block_private_addresses != 0;
   auto rules = load_token_rules(s.token_rules);
   if (!rules) {

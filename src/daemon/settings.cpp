@@ -77,6 +77,12 @@ const std::vector<SettingInfo>& setting_table() {
        "seconds of failing without progress before a job ends in error"},
       {"checkpoint-interval-ms", &S::checkpoint_interval_ms, "2000", 100, 600000,
        "how often running jobs are synced and recorded"},
+      {"connections", &S::connections, "4", 1, 16,
+       "connections one big file may use at once (a job's --connections wins; 1: one)"},
+      {"segment-threshold", &S::segment_threshold, "16777216", 1, 1L << 50,
+       "bytes from which a file is fetched in segments over several connections"},
+      {"segment-min-size", &S::segment_min_size, "1048576", 65536, 1L << 40,
+       "smallest segment a split (work stealing) may leave"},
       {"event-retention", &S::event_retention, "1000000", 0, 1000000000,
        "events kept in the log (the newest N; a follower asking for older ones is told where "
        "the log starts); 0 keeps all"},

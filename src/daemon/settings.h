@@ -26,6 +26,9 @@ struct Settings {
   int max_attempts;
   int give_up_after_s;
   int checkpoint_interval_ms;
+  int connections;
+  long segment_threshold;
+  long segment_min_size;
   int block_private_addresses;
   long event_retention;
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"

@@ -73,6 +73,10 @@ void to_json(nlohmann::json& out, const Job& j) {
       {"created_at", j.created_at},
   };
   if (j.duplicate_of) out["duplicate_of"] = *j.duplicate_of;
+  if (!j.segments.empty()) {
+    auto& a = out["segments"] = nlohmann::json::array();
+    for (const auto& s : j.segments) a.push_back({{"start", s.start}, {"end", s.end}, {"bytes", s.bytes}});
+  }
 }
 
 namespace {
@@ -135,6 +139,16 @@ void append_json(std::string& out, const Job& j) {
   append_optional(out, j.job_started);
   out += ",\"priority\":";
   out += std::to_string(j.priority);
+  if (!j.segments.empty()) {
+    out += ",\"segments\":[";
+    for (size_t i = 0; i < j.segments.size(); ++i) {
+      const auto& s = j.segments[i];
+      if (i > 0) out += ',';
+      out += "{\"bytes\":" + std::to_string(s.bytes) + ",\"end\":" + std::to_string(s.end) +
+             ",\"start\":" + std::to_string(s.start) + "}";
+    }
+    out += ']';
+  }
   out += ",\"source\":";
   append_string(out, j.source);
   out += ",\"status\":";
@@ -197,6 +211,16 @@ void from_json(const nlohmann::json& in, Job& j) {
   read(in, "has_access_token", j.has_access_token);
   read(in, "created_at", j.created_at);
   if (auto it = in.find("duplicate_of"); it != in.end() && !it->is_null()) j.duplicate_of = it->get<int64_t>();
+  j.segments.clear();
+  if (auto it = in.find("segments"); it != in.end() && it->is_array()) {
+    for (const auto& s : *it) {
+      JobSegment seg;
+      read(s, "start", seg.start);
+      read(s, "end", seg.end);
+      read(s, "bytes", seg.bytes);
+      j.segments.push_back(seg);
+    }
+  }
 }
 
 void from_json(const nlohmann::json& in, Event& e) {

@@ -30,6 +30,7 @@ struct CheckpointMsg {
   int attempt;
   std::shared_ptr<transfer::PartFile> file;
   int64_t bytes;
+  std::vector<transfer::SegmentSpan> segments;  // a segmented download's map; empty otherwise
 };
 struct FinishedMsg {
   int64_t id;

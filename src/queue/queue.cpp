@@ -33,6 +33,9 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   eo.progress_interval = opts_.progress_interval;
   eo.checkpoint_interval = opts_.checkpoint_interval;
   eo.block_private_addresses = opts_.block_private_addresses;
+  eo.connections = opts_.connections;
+  eo.segment_threshold = opts_.segment_threshold;
+  eo.segment_min_size = opts_.segment_min_size;
   eo.env = &env_;
   engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
   started_at_ = Clock::now();

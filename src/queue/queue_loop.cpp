@@ -38,8 +38,8 @@ void QueueImpl::on_progress(int64_t id, int attempt, int64_t bytes, int64_t tota
   inbox_.post(ProgressMsg{id, attempt, bytes, total});
 }
 void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
-                              int64_t bytes) {
-  inbox_.post(CheckpointMsg{id, attempt, std::move(file), bytes});
+                              int64_t bytes, std::vector<transfer::SegmentSpan> segments) {
+  inbox_.post(CheckpointMsg{id, attempt, std::move(file), bytes, std::move(segments)});
 }
 void QueueImpl::on_finished(int64_t id, int attempt, transfer::Result r) {
   inbox_.post(FinishedMsg{id, attempt, std::move(r)});
@@ -242,7 +242,11 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
     store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
                           m.s.from_bytes};
     if (!store_->set_started(m.id, m.attempt, info)) return;
-    if (m.s.restarted) store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+    if (m.s.restarted) {
+      // The whole file from zero, on one connection: no segment survives.
+      store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
+      store_->forget_segments(m.id);
+    }
     append_event(m.id, started_event(source, m.s.download_path));
     if (m.s.from_bytes > 0) append_event(m.id, resumed_event(source, m.s.from_bytes));
     if (m.s.restarted) append_event(m.id, restarted_event(source, m.s.restart_reason));
@@ -268,8 +272,12 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
     spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
     return;
   }
-  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes] {
-    store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+  std::vector<store::Segment> map;
+  for (const auto& s : m.segments) map.push_back(store::Segment{s.start, s.end, s.done});
+  // The prefix and the map in one transaction (the batch's), both fenced by the attempt.
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, map = std::move(map)] {
+    if (!store_->set_checkpoint(id, attempt, bytes, util::boot_id())) return;
+    if (!map.empty()) store_->save_segments(id, attempt, map);
   });
 }
 
@@ -304,8 +312,13 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
     // Pause or shutdown: keep the .part and promise what is in it.
     bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
-    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop] {
-      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+    std::vector<store::Segment> map;
+    for (const auto& s : r.segments) map.push_back(store::Segment{s.start, s.end, s.done});
+    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map)] {
+      // Every segment's bytes, synced just now: a resume asks for none of them again.
+      if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
+        store_->save_segments(id, attempt, map);
+      }
       if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
     });
     after.push_back(release);

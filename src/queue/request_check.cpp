@@ -315,6 +315,9 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   if (request.options.access_token) {
     if (auto st = check_access_token(*request.options.access_token); !st) return st.error();
   }
+  if (request.options.connections && (*request.options.connections < 1 || *request.options.connections > 16)) {
+    return make_error(ErrorCode::kInvalidArgument, "connections must be 1 to 16");
+  }
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};
   if (cache && cached != cache->end()) {

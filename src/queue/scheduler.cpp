@@ -46,6 +46,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.last_modified = c.last_modified;
   req.access_token = c.access_token;
   req.expected_total = c.job.total_bytes;
+  req.connections = c.connections;
   if (!download_roots.empty()) {
     req.confined = true;
     // A folder destination may be a root itself: its files are beneath it.
@@ -60,6 +61,15 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
     // bytes appended while fetchq was down are not the server's.
     const bool same_boot = c.checkpoint_boot_id == util::boot_id();
     req.offset = same_boot ? std::max(c.checkpoint_bytes, c.job.bytes) : c.checkpoint_bytes;
+    // A segmented attempt's progress counts bytes all over the file, not a prefix: only the
+    // checkpoint (the synced contiguous prefix) may be kept.
+    if (!c.segments.empty()) req.offset = c.checkpoint_bytes;
+    if (!c.segments.empty() && c.part_identity && c.job.total_bytes > 0 &&
+        c.segments.back().end == c.job.total_bytes) {
+      // Each segment resumes from its own durable bytes: the preallocated .part is kept whole.
+      req.offset = c.job.total_bytes;
+      for (const auto& s : c.segments) req.segments.push_back(transfer::SegmentSpan{s.start, s.end, s.durable});
+    }
     if (c.part_identity) {
       req.part_identity = transfer::PartIdentity{c.part_identity->dev, c.part_identity->ino,
                                                  c.part_identity->birth_ns};

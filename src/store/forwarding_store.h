@@ -33,6 +33,9 @@ enum class StoreOp {
   kSeal,
   kRecordPart,
   kResetResumeState,
+  kSaveSegments,
+  kLoadSegments,
+  kForgetSegments,
   kChangeStatus,
   kGetJob,
   kListJobs,
@@ -106,6 +109,15 @@ class ForwardingStore : public Store {
   }
   void reset_resume_state(int64_t id) override {
     call(StoreOp::kResetResumeState, [&] { inner_->reset_resume_state(id); });
+  }
+  bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) override {
+    return call(StoreOp::kSaveSegments, [&] { return inner_->save_segments(id, attempt, segments); });
+  }
+  std::vector<Segment> load_segments(int64_t id) override {
+    return call(StoreOp::kLoadSegments, [&] { return inner_->load_segments(id); });
+  }
+  void forget_segments(int64_t id) override {
+    call(StoreOp::kForgetSegments, [&] { inner_->forget_segments(id); });
   }
   bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                      const std::string& now) override {

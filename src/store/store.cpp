@@ -84,6 +84,12 @@ std::string_view to_string(StoreOp op) {
       return "record_part";
     case StoreOp::kResetResumeState:
       return "reset_resume_state";
+    case StoreOp::kSaveSegments:
+      return "save_segments";
+    case StoreOp::kLoadSegments:
+      return "load_segments";
+    case StoreOp::kForgetSegments:
+      return "forget_segments";
     case StoreOp::kChangeStatus:
       return "change_status";
     case StoreOp::kGetJob:

@@ -69,6 +69,15 @@ struct NewJob {
   std::optional<std::string> url_password;   // split out of the URL; kept apart like a token
 };
 
+// One range of a segmented download: bytes [start, end) of the file, of which the first
+// `durable` were fdatasync'd before the row holding them was committed.
+struct Segment {
+  int64_t start = 0;
+  int64_t end = 0;
+  int64_t durable = 0;
+  bool operator==(const Segment&) const = default;
+};
+
 // A job handed to a transfer, with what is needed to resume it.
 struct ClaimedJob {
   Job job;
@@ -93,6 +102,8 @@ struct ClaimedJob {
     int64_t birth_ns = 0;  // creation time in ns; 0 when the file system keeps none
   };
   std::optional<PartRecord> part_identity;
+  std::optional<int> connections;  // the job's own limit; nullopt: the daemon's default
+  std::vector<Segment> segments;   // the durable segment map; empty when not segmented
 };
 
 // What a transfer learnt from the response headers.
@@ -158,8 +169,15 @@ class Store {
   // it holds nothing yet. Durable against a crash of the process when it returns true.
   virtual bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
                            uint64_t ino, int64_t birth_ns) = 0;
-  // Forgets the resume state (the file is started again from zero).
+  // Forgets the resume state (the file is started again from zero), the segment map with it.
   virtual void reset_resume_state(int64_t id) = 0;
+  // Replaces the job's segment map (ordered by start). Conditional on the attempt like
+  // set_checkpoint; call it in the checkpoint's transaction, after the .part was synced.
+  virtual bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) = 0;
+  // The job's segment map by start; empty when it has none.
+  virtual std::vector<Segment> load_segments(int64_t id) = 0;
+  // Drops the job's segment map (completed, cancelled, restarted whole or on one connection).
+  virtual void forget_segments(int64_t id) = 0;
 
   // User decisions. Each returns true when the job was in one of `from` and now is in `to`.
   virtual bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,

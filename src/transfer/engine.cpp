@@ -55,6 +55,36 @@ struct Transfer : Placement {
   SteadyClock::time_point last_checkpoint{};
   int64_t reported_bytes = -1;
   int64_t checkpointed = -1;
+
+  // Segmented: non-empty once the file is split; each range has its own fetch and writes with
+  // pwrite at its own offset. Segment 0 is the first fetch (t.fetch), which asked for the whole
+  // file and is cut at its segment's end. A segment whose fetch is 0 and that is not done waits
+  // for tick() to start it (no fetch is started or cancelled from inside a libcurl callback).
+  struct Seg {
+    int64_t start = 0, end = 0, pos = 0;
+    FetchId fetch = 0;
+    bool answered = false;  // its response head was checked
+    bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
+  };
+  std::vector<Seg> segs;
+  std::string validator;     // If-Range of every segment
+  std::vector<FetchId> to_cancel;
+  bool resumed_segments = false;  // segments taken up from a checkpoint's map
+  bool started_reported = true;   // on_started was called (false until a resumed segment answers)
+  bool segmented() const { return !segs.empty(); }
+  // Bytes from 0 written without a gap: what a checkpoint may promise as a plain offset.
+  int64_t prefix() const {
+    std::vector<const Seg*> live;
+    for (const auto& s : segs) if (!s.dropped) live.push_back(&s);
+    std::sort(live.begin(), live.end(), [](auto* a, auto* b) { return a->start < b->start; });
+    int64_t p = 0;
+    for (auto* s : live) {
+      if (s->start != p) break;
+      p = s->pos;
+      if (s->pos < s->end) break;
+    }
+    return p;
+  }
 };
 
 }  // namespace
@@ -162,6 +192,7 @@ class Engine::Impl final : public FetchClient {
     for (auto& [id, tp] : transfers_) {
       Transfer& t = *tp;
       if (!t.decided || t.failure) continue;
+      if (t.segmented()) start_segments(t);
       // Progress counts written bytes only: after a crash in this boot, the recorded progress
       // bounds what of the .part may be kept, and buffered bytes never reached the file.
       if (now - t.last_progress >= options_.progress_interval && !t.buf.empty() && !flush(t)) continue;
@@ -175,7 +206,11 @@ class Engine::Impl final : public FetchClient {
         t.last_checkpoint = now;
         if (!flush(t)) continue;
         t.checkpointed = t.on_disk;
-        observer_->on_checkpoint(id, t.req.attempt, t.file, t.on_disk);
+        if (t.segmented()) {
+          observer_->on_checkpoint(id, t.req.attempt, t.file, t.prefix(), spans(t));
+        } else {
+          observer_->on_checkpoint(id, t.req.attempt, t.file, t.on_disk, {});
+        }
       }
     }
   }
@@ -189,12 +224,260 @@ class Engine::Impl final : public FetchClient {
 
   bool on_response(FetchId id, const FetchResponse& response) override {
     Transfer* t = of(id);
+    if (t && t->segmented()) return segment_response(*t, id, response);
     return t && decide(*t, response);
+  }
+
+  Transfer::Seg* seg_of(Transfer& t, FetchId id) {
+    for (auto& s : t.segs) {
+      if (s.fetch == id && !s.dropped) return &s;
+    }
+    return nullptr;
+  }
+
+  // Splits the file into segments when it is worth it: a fresh download of a big file from a
+  // server that takes ranges and names a validator. False: a disk failure (preallocation).
+  bool maybe_segment(Transfer& t, const FetchResponse& response) {
+    const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    if (conns < 2 || t.offset != 0 || t.total < options_.segment_threshold || t.total <= 0) return true;
+    if (response.code == 200 && lower(response.header("accept-ranges")).find("bytes") == std::string::npos) {
+      return true;
+    }
+    std::string etag = response.header("etag");
+    std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : response.header("last-modified");
+    if (validator.empty()) return true;  // no If-Range: a changed file could be spliced
+    const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
+    const int n = static_cast<int>(std::min<int64_t>(conns, t.total / min));
+    if (n < 2) return true;
+    // The whole file's room at once: a full disk fails now, not at 90%.
+    if (env_.fallocate(t.file->fd(), 0, t.total) != 0) {
+      fail_disk(t, "preallocate", t.file->part_path(), errno);
+      return false;
+    }
+    t.validator = validator;
+    const int64_t step = t.total / n;
+    for (int i = 0; i < n; ++i) {
+      Transfer::Seg s;
+      s.start = step * i;
+      s.end = i == n - 1 ? t.total : step * (i + 1);
+      s.pos = s.start;
+      if (i == 0) {
+        s.fetch = t.fetch;
+        s.answered = true;
+      }
+      t.segs.push_back(s);
+    }
+    spdlog::debug("job {}: {} bytes in {} segments", t.req.job_id, t.total, n);
+    // The map is recorded before any byte is promised by progress (which then counts bytes
+    // all over the file, not a prefix).
+    observer_->on_checkpoint(t.req.job_id, t.req.attempt, t.file, 0, spans(t));
+    return true;
+  }
+
+  static std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+
+  std::vector<SegmentSpan> spans(const Transfer& t) const {
+    std::vector<SegmentSpan> out;
+    for (const auto& s : t.segs) {
+      if (!s.dropped) out.push_back(SegmentSpan{s.start, s.end, s.pos - s.start});
+    }
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.start < b.start; });
+    return out;
+  }
+
+  // Takes up the segments of the last checkpoint: true when each resumes from its own durable
+  // offset (the .part is the job's, whole size, and a validator guards every range).
+  bool resume_segments(Transfer& t) {
+    const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    const std::string& etag = t.req.etag;
+    std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
+    const int64_t total = t.req.expected_total;
+    if (conns < 2 || validator.empty() || !t.file || total <= 0 || t.offset != total ||
+        !t.part_replaced.empty()) {
+      return false;
+    }
+    t.validator = validator;
+    t.total = total;
+    t.resumed_segments = true;
+    t.started_reported = false;
+    t.decided = true;
+    t.on_disk = 0;
+    for (const auto& sp : t.req.segments) {
+      Transfer::Seg s;
+      s.start = sp.start;
+      s.end = sp.end;
+      s.pos = sp.start + std::clamp<int64_t>(sp.done, 0, sp.end - sp.start);
+      t.on_disk += s.pos - s.start;
+      t.segs.push_back(s);
+    }
+    auto now = SteadyClock::now();
+    t.last_progress = now;
+    t.last_checkpoint = now;
+    return true;
+  }
+
+  // Starts the fetches of segments that have none (tick(), outside libcurl's callbacks).
+  void start_segments(Transfer& t) {
+    for (FetchId id : t.to_cancel) {
+      fetcher_.cancel(id);
+      by_fetch_.erase(id);
+    }
+    t.to_cancel.clear();
+    for (auto& s : t.segs) {
+      if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
+      FetchRequest fr;
+      fr.url = t.req.url;
+      fr.range = ByteRange{.start = s.pos, .end = s.end};
+      fr.headers.push_back("If-Range: " + t.validator);
+      fr.access_token = t.req.access_token;
+      fr.username = t.req.username;
+      fr.password = t.req.password;
+      fr.http1 = true;
+      s.answered = false;
+      s.fetch = fetcher_.start(std::move(fr));
+      by_fetch_[s.fetch] = t.req.job_id;
+    }
+  }
+
+  // A segment's response head: only a 206 for exactly the bytes asked, of the same file.
+  bool segment_response(Transfer& t, FetchId id, const FetchResponse& response) {
+    Transfer::Seg* s = seg_of(t, id);
+    if (!s) return false;
+    if (s->answered) return true;  // segment 0: decided already
+    s->answered = true;
+    int64_t start = -1, end = -1, total = -1;
+    const bool ok = response.code == 206 &&
+                    parse_content_range(response.header("content-range"), &start, &end, &total) &&
+                    start == s->pos && end >= s->end - 1 && total == t.total;
+    if (ok && !t.started_reported) {
+      t.started_reported = true;
+      Started st;
+      st.download_path = t.download_path;
+      st.total_bytes = t.total;
+      st.etag = t.req.etag;
+      st.last_modified = t.req.last_modified;
+      st.from_bytes = t.on_disk;
+      observer_->on_started(t.req.job_id, t.req.attempt, st);
+    }
+    if (ok) return true;
+    if (t.resumed_segments && response.code >= 200 && response.code < 300) {
+      // The file changed since the map was made (a 200 to If-Range, another Content-Range):
+      // nothing of the .part may be kept.
+      t.failure = Failure{.type = "FileChanged",
+                          .message = fetcher_.where(id) + " answered a segment's range with HTTP " +
+                                     std::to_string(response.code) + " '" +
+                                     response.header("content-range") +
+                                     "': the file changed; starting over",
+                          .retryable = true,
+                          .retry_after_ms = 0,
+                          .restart_from_zero = true};
+      return false;
+    }
+    if (response.code != 206 && (response.code < 200 || response.code >= 300)) {
+      // A passing refusal (too many connections, 503) fails the attempt; the retry resumes.
+      Failure f;
+      f.type = "HTTPError(" + std::to_string(response.code) + " " +
+               std::string(reason_phrase(response.code)) + ")";
+      f.message = fetcher_.where(id) + " returned HTTP " + std::to_string(response.code) +
+                  " for a segment";
+      f.retryable = is_retryable_status(response.code);
+      t.failure = std::move(f);
+      return false;
+    }
+    // A 200 to a range, a changed validator or a Content-Range that does not match: never a
+    // mixed file. The first fetch, still reading the whole body, takes over the rest alone.
+    spdlog::info("job {}: {} answered a segment with HTTP {} '{}'; going on over one connection",
+                 t.req.job_id, fetcher_.where(id), response.code, response.header("content-range"));
+    Transfer::Seg& first = t.segs.front();
+    if (first.dropped || first.fetch == 0 || first.start != 0 || first.pos >= first.end) {
+      t.failure = Failure{.type = "RangeMismatch",
+                          .message = fetcher_.where(id) + " did not serve the range asked (HTTP " +
+                                     std::to_string(response.code) + "); starting over",
+                          .retryable = true,
+                          .retry_after_ms = 0,
+                          .restart_from_zero = true};
+      return false;
+    }
+    for (size_t i = 1; i < t.segs.size(); ++i) {
+      auto& o = t.segs[i];
+      o.dropped = true;
+      if (o.fetch != 0 && o.fetch != id) t.to_cancel.push_back(o.fetch);
+    }
+    first.end = t.total;
+    // What other segments wrote is written again by the first fetch before it counts.
+    t.on_disk = first.pos;
+    return false;
+  }
+
+  bool segment_data(Transfer& t, FetchId id, const char* data, size_t len) {
+    Transfer::Seg* s = seg_of(t, id);
+    if (!s) return false;
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(len), s->end - s->pos);
+    int64_t off = 0;
+    while (off < n) {
+      ssize_t w = env_.pwrite(t.file->fd(), data + off, static_cast<size_t>(n - off), s->pos);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        t.failure = disk_failure("write", t.file->part_path(), errno);
+        return false;
+      }
+      off += w;
+      s->pos += w;
+      t.on_disk += w;
+    }
+    return s->pos < s->end;  // at its end: stop this fetch (it may have asked for more)
+  }
+
+  // A segment's fetch ended: finished, it takes half of the largest segment left (work
+  // stealing); short of its end, the attempt fails and the retry resumes.
+  void segment_done(Transfer& t, FetchId fid, std::optional<Failure> failure) {
+    by_fetch_.erase(fid);
+    if (fid == t.fetch) t.fetch = 0;
+    Transfer::Seg* s = seg_of(t, fid);
+    if (s) s->fetch = 0;
+    if (!t.failure && s && s->pos < s->end) {
+      t.failure = failure ? std::move(*failure)
+                          : Failure{.type = "IncompleteBody",
+                                    .message = "GET " + t.req.url + ": a segment ended at byte " +
+                                               std::to_string(s->pos) + " of " + std::to_string(s->end),
+                                    .retryable = true};
+    }
+    if (!t.failure && s) steal(t);
+    bool all_done = true;
+    for (const auto& o : t.segs) {
+      if (!o.dropped && o.pos < o.end) all_done = false;
+    }
+    if (!t.failure && !all_done) return;
+    auto it = transfers_.find(t.req.job_id);
+    auto tp = std::move(it->second);
+    transfers_.erase(it);
+    finish(std::move(tp));
+  }
+
+  void steal(Transfer& t) {
+    const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
+    Transfer::Seg* big = nullptr;
+    for (auto& o : t.segs) {
+      if (o.dropped || o.pos >= o.end) continue;
+      if (!big || o.end - o.pos > big->end - big->pos) big = &o;
+    }
+    if (!big || big->end - big->pos < 2 * min) return;
+    Transfer::Seg half;
+    half.start = big->pos + (big->end - big->pos) / 2;
+    half.end = big->end;
+    half.pos = half.start;
+    big->end = half.start;  // its fetch is cut there
+    t.segs.push_back(half);  // started by the next tick
+    fetcher_.wakeup();
   }
 
   bool on_data(FetchId id, const char* data, size_t len) override {
     Transfer* t = of(id);
     if (!t || t->failure || t->complete_now || t->forced_outcome) return false;
+    if (t->segmented()) return segment_data(*t, id, data, len);
     t->received += static_cast<int64_t>(len);
     if (t->total > 0 && t->offset + t->received > t->total) {
       t->failure = Failure{.type = "IncompleteBody",
@@ -260,6 +543,40 @@ class Engine::Impl final : public FetchClient {
     if (t.failure) {
       finish(std::move(tp));
       return;
+    }
+    if (!t.req.segments.empty() && resume_segments(t)) {
+      if (t.prefix() == t.total) {  // every byte was synced before the stop: nothing to ask
+        Started st;
+        st.download_path = t.download_path;
+        st.total_bytes = t.total;
+        st.etag = t.req.etag;
+        st.last_modified = t.req.last_modified;
+        st.from_bytes = t.total;
+        observer_->on_started(t.req.job_id, t.req.attempt, st);
+        finish(std::move(tp));
+        return;
+      }
+      int64_t id = t.req.job_id;
+      transfers_[id] = std::move(tp);
+      start_segments(*transfers_[id]);
+      return;
+    }
+    if (!t.req.segments.empty() && t.file && t.offset > 0) {
+      // The map cannot be used: keep its gap-free prefix only, as a plain resume.
+      int64_t prefix = 0;
+      for (const auto& s : t.req.segments) {
+        if (s.start != prefix) break;
+        prefix = s.start + s.done;
+        if (s.start + s.done < s.end) break;
+      }
+      prefix = std::min(prefix, t.offset);
+      if (env_.ftruncate(t.file->fd(), prefix) != 0 || env_.lseek(t.file->fd(), prefix, SEEK_SET) < 0) {
+        fail_disk(t, "truncate", t.file->part_path(), errno);
+        finish(std::move(tp));
+        return;
+      }
+      t.offset = prefix;
+      t.on_disk = prefix;
     }
     FetchRequest fr;
     fr.url = t.req.url;
@@ -408,7 +725,7 @@ class Engine::Impl final : public FetchClient {
     s.etag = header("etag");
     s.last_modified = header("last-modified");
     observer_->on_started(t.req.job_id, t.req.attempt, s);
-    return true;
+    return maybe_segment(t, response);
   }
 
   // Free space for the rest of this file, counting what the other running downloads on the
@@ -444,6 +761,10 @@ class Engine::Impl final : public FetchClient {
     auto it = transfers_.find(f->second);
     if (it == transfers_.end()) return;
     Transfer& t = *it->second;
+    if (t.segmented()) {
+      segment_done(t, fid, std::move(failure));
+      return;
+    }
     if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
@@ -482,10 +803,23 @@ class Engine::Impl final : public FetchClient {
       fetcher_.cancel(t.fetch);
       by_fetch_.erase(t.fetch);
     }
+    for (auto& s : t.segs) {
+      if (s.fetch) {
+        fetcher_.cancel(s.fetch);
+        by_fetch_.erase(s.fetch);
+      }
+    }
+    for (FetchId id : t.to_cancel) {
+      fetcher_.cancel(id);
+      by_fetch_.erase(id);
+    }
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;
-    res.bytes = t.on_disk;
+    // Segmented: a stopped or failed attempt promises its gap-free prefix only (the segment
+    // map of the last checkpoint holds the rest).
+    res.bytes = t.segmented() ? t.prefix() : t.on_disk;
+    if (t.segmented()) res.segments = spans(t);
     res.total_bytes = t.total;
     res.path_held = t.path_held;
     if (t.forced_outcome == Outcome::kStopped) {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -29,9 +30,10 @@ class Observer {
   virtual ~Observer() = default;
   virtual void on_started(int64_t job_id, int attempt, const Started& started) = 0;
   virtual void on_progress(int64_t job_id, int attempt, int64_t bytes, int64_t total) = 0;
-  // The first `bytes` bytes of file have been written (not synced).
+  // The first `bytes` bytes of file have been written (not synced). A segmented download also
+  // gives its segments (what each has written); empty otherwise.
   virtual void on_checkpoint(int64_t job_id, int attempt, std::shared_ptr<PartFile> file,
-                             int64_t bytes) = 0;
+                             int64_t bytes, std::vector<SegmentSpan> segments) = 0;
   virtual void on_finished(int64_t job_id, int attempt, Result result) = 0;
   // A fresh .part was created for the job at final_path + ".part". Called before a byte is
   // written to it; the identity must be durable when this returns true (a later run takes the
@@ -53,6 +55,12 @@ struct EngineOptions {
   // Refuse loopback, private, link-local (cloud metadata included) and other non-public
   // addresses, checked on every address a transfer connects to, after DNS and redirects.
   bool block_private_addresses = false;
+  // Segmented downloads: a fresh file of at least segment_threshold bytes, from a server that
+  // takes ranges and gives a validator, is fetched over up to `connections` connections at once
+  // (a job's own Request::connections wins), in segments of at least segment_min_size.
+  int connections = 4;
+  int64_t segment_threshold = int64_t{16} << 20;
+  int64_t segment_min_size = int64_t{1} << 20;
   // Every file-system call of the engine goes through it; null: util::Env::posix().
   util::Env* env = nullptr;
 };

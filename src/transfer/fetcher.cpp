@@ -264,6 +264,7 @@ FetchId Fetcher::start(FetchRequest request) {
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Fetcher::open_socket_cb);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &f);
   }
+  if (f.req.http1) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(options_.max_redirects));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

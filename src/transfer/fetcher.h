@@ -38,6 +38,9 @@ struct FetchRequest {
   std::optional<std::string> access_token{};  // Bearer, to the original host only
   std::string username{};                     // with password: basic auth, original host only
   std::optional<std::string> password{};
+  // HTTP/1.1 only: segments of one file must each have a connection of their own, which HTTP/2
+  // would multiplex onto one.
+  bool http1 = false;
 };
 
 // The head of the final response (after redirects), as the body is about to come.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fetchq/job.h"
 
@@ -20,6 +21,14 @@ struct PartIdentity {
   uint64_t dev = 0;
   uint64_t ino = 0;
   int64_t birth_ns = 0;
+};
+
+// One byte range of a segmented download as a checkpoint records it: [start, end) of the file,
+// the first `done` bytes of it written to the .part.
+struct SegmentSpan {
+  int64_t start = 0;
+  int64_t end = 0;
+  int64_t done = 0;
 };
 
 // What a transfer needs to run one attempt of a job.
@@ -37,6 +46,13 @@ struct Request {
   // checkpoint promised bytes in it (then it is trusted when it is a single-link regular file).
   std::optional<PartIdentity> part_identity;
   bool legacy_part = false;
+  // Connections this file may use at once (1..16); nullopt: EngineOptions::connections.
+  std::optional<int> connections;
+  // The segment map of the last checkpoint (done: bytes synced). Non-empty: `offset` is the
+  // file's whole size, so the preallocated .part is kept as it is, and each segment resumes
+  // from its own durable offset; when that cannot be (another .part, no validator), the
+  // transfer resumes from the map's gap-free prefix instead.
+  std::vector<SegmentSpan> segments;
   // confined: the job must stay beneath `root` (a download root, "" when none holds the path):
   // its folders are opened from the root down, never through a symbolic link, at every attempt.
   bool confined = false;
@@ -133,6 +149,9 @@ struct Result {
   std::shared_ptr<PartFile> file;  // null when nothing was opened
   Failure failure;
   bool path_held = false;   // download_path is claimed in the PathRegistry; the caller releases it
+  // A segmented transfer's map as it ended (done: written, not synced); empty otherwise. With
+  // `bytes` (the gap-free prefix), what a stop may promise once the .part is synced.
+  std::vector<SegmentSpan> segments;
 };
 
 // Reason phrase of a status code from the standard table (never the server's).

@@ -19,6 +19,12 @@ class PosixEnv final : public Env {
   }
   int close(int fd) override { return ::close(fd); }
   ssize_t write(int fd, const void* data, size_t len) override { return ::write(fd, data, len); }
+  int fallocate(int fd, off_t offset, off_t len) override {
+    const int err = ::posix_fallocate(fd, offset, len);
+    if (err == 0) return 0;
+    errno = err;
+    return -1;
+  }
   ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override {
     return ::pwrite(fd, data, len, offset);
   }

@@ -31,6 +31,8 @@ class Env {
   virtual ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) = 0;
   virtual off_t lseek(int fd, off_t offset, int whence) = 0;
   virtual int ftruncate(int fd, off_t length) = 0;
+  // posix_fallocate, with the usual convention: -1 and errno (ENOSPC: the disk is full).
+  virtual int fallocate(int fd, off_t offset, off_t len) = 0;
   virtual int fdatasync(int fd) = 0;
   virtual int fsync(int fd) = 0;
   virtual int syncfs(int fd) = 0;
@@ -72,6 +74,7 @@ class EnvWrapper : public Env {
     return target_.lseek(fd, offset, whence);
   }
   int ftruncate(int fd, off_t length) override { return target_.ftruncate(fd, length); }
+  int fallocate(int fd, off_t offset, off_t len) override { return target_.fallocate(fd, offset, len); }
   int fdatasync(int fd) override { return target_.fdatasync(fd); }
   int fsync(int fd) override { return target_.fsync(fd); }
   int syncfs(int fd) override { return target_.syncfs(fd); }

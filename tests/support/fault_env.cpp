@@ -126,6 +126,9 @@ ssize_t FaultEnv::pwrite(int fd, const void* data, size_t len, off_t offset) {
 int FaultEnv::ftruncate(int fd, off_t length) {
   FETCHQ_FAULT_FD(FsOp::kTruncate, EnvWrapper::ftruncate(fd, length));
 }
+int FaultEnv::fallocate(int fd, off_t offset, off_t len) {
+  FETCHQ_FAULT_FD(FsOp::kFallocate, EnvWrapper::fallocate(fd, offset, len));
+}
 int FaultEnv::fdatasync(int fd) { FETCHQ_FAULT_FD(FsOp::kFdatasync, EnvWrapper::fdatasync(fd)); }
 int FaultEnv::fsync(int fd) { FETCHQ_FAULT_FD(FsOp::kFsync, EnvWrapper::fsync(fd)); }
 int FaultEnv::syncfs(int fd) { FETCHQ_FAULT_FD(FsOp::kSyncfs, EnvWrapper::syncfs(fd)); }

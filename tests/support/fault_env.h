@@ -30,6 +30,7 @@ enum class FsOp {
   kUnlink,
   kStatvfs,  // fstatvfs
   kLock,     // flock
+  kFallocate,  // posix_fallocate (preallocation of a segmented download)
 };
 
 struct FaultRule {
@@ -58,6 +59,7 @@ class FaultEnv final : public util::EnvWrapper {
   ssize_t write(int fd, const void* data, size_t len) override;
   ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override;
   int ftruncate(int fd, off_t length) override;
+  int fallocate(int fd, off_t offset, off_t len) override;
   int fdatasync(int fd) override;
   int fsync(int fd) override;
   int syncfs(int fd) override;

@@ -351,6 +351,8 @@ struct TestServer::Impl {
   // shared_ptr so reset_log() cannot invalidate an entry a handler still fills.
   std::vector<std::shared_ptr<RequestLog>> log_;
   uint64_t total_body_bytes_ = 0;  // guarded by mu_
+  int bodies_now_ = 0;             // guarded by mu_: bodies being sent at this moment
+  int peak_bodies_ = 0;            // guarded by mu_: the most at once since reset_log
 
   // Open connection sockets, so stop can shutdown() them to wake blocked I/O.
   std::set<int> open_fds_;
@@ -713,7 +715,8 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
 
   uint64_t sent = 0;
   const BodyEnd end =
-      send_body(fd, whole.substr(offset, length), chunked, limit, r.rate_bytes_per_s, status, log, sent);
+      send_body(fd, whole.substr(offset, length), chunked, limit,
+                status == 206 && r.range_rate ? r.range_rate(offset) : r.rate_bytes_per_s, status, log, sent);
   if (end == BodyEnd::kCut && cut == Cut::kStall) hold_until_stop_or_close(fd);
   finish(log, status, sent);
   if (end != BodyEnd::kComplete) return After::kAbort;
@@ -729,6 +732,17 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
 TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view body, bool chunked,
                                                       uint64_t limit, uint64_t rate, int status,
                                                       RequestLog& log, uint64_t& sent_out) {
+  {
+    std::lock_guard lock(mu_);
+    peak_bodies_ = std::max(peak_bodies_, ++bodies_now_);
+  }
+  struct Leave {
+    Impl* impl;
+    ~Leave() {
+      std::lock_guard lock(impl->mu_);
+      --impl->bodies_now_;
+    }
+  } leave{this};
   const auto start = Clock::now();
   const bool completes = limit == body.size();
   uint64_t sent = 0;
@@ -892,6 +906,12 @@ void TestServer::reset_log() {
   std::lock_guard lock(impl_->mu_);
   impl_->log_.clear();
   impl_->total_body_bytes_ = 0;
+  impl_->peak_bodies_ = impl_->bodies_now_;
+}
+
+int TestServer::peak_concurrent_bodies() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->peak_bodies_;
 }
 
 // ---------------------------------------------------------------- helpers

@@ -97,6 +97,9 @@ struct Resource {
   // > 0: throttle the body to about this rate. Stops promptly on server stop
   // or client disconnect.
   uint64_t rate_bytes_per_s = 0;
+  // Set: a 206 answer is throttled to range_rate(first byte) instead (0: not at all), so one
+  // connection of a segmented download can be made slower than the others.
+  std::function<uint64_t(uint64_t first)> range_rate;
   // Non-empty: answer 302 (or `status` if it is 3xx) with Location: this value
   // and an empty body.
   std::string redirect_to;
@@ -141,7 +144,9 @@ class TestServer {
   // before its send, corrected if the send fails); excludes headers and chunk
   // framing.
   uint64_t total_body_bytes_sent() const;
-  void reset_log();  // clears requests() and total_body_bytes_sent()
+  void reset_log();  // clears requests(), total_body_bytes_sent() and peak_concurrent_bodies()
+  // The most response bodies being sent at the same moment (over separate connections).
+  int peak_concurrent_bodies() const;
 
  private:
   struct Impl;

@@ -121,6 +121,18 @@ class WatchedStore final : public store::Store {
     enter("reset_resume_state");
     inner_->reset_resume_state(id);
   }
+  bool save_segments(int64_t id, int attempt, const std::vector<store::Segment>& segments) override {
+    enter("save_segments");
+    return inner_->save_segments(id, attempt, segments);
+  }
+  std::vector<store::Segment> load_segments(int64_t id) override {
+    enter("load_segments");
+    return inner_->load_segments(id);
+  }
+  void forget_segments(int64_t id) override {
+    enter("forget_segments");
+    inner_->forget_segments(id);
+  }
   bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                      const std::string& now) override {
     enter("change_status");

@@ -163,6 +163,18 @@ TEST_F(DispatcherTest, UnknownMethodAndBadParamsAreErrors) {
   EXPECT_EQ(missing["error"]["message"], "no job with id 424242");
 }
 
+TEST_F(DispatcherTest, ConnectionsAreOneToSixteen) {
+  for (int bad : {0, 17, -1}) {
+    json r = ask("download", {{"source", "http://127.0.0.1:9/c.bin"}, {"dest", dir_ / "dl/"},
+                              {"connections", bad}});
+    EXPECT_EQ(r["error"]["code"], kInvalidParams) << bad;
+    EXPECT_EQ(r["error"]["message"], "invalid params: 'connections' must be 1 to 16") << bad;
+  }
+  json ok = ask("download", {{"source", "http://127.0.0.1:9/c.bin"}, {"dest", dir_ / "dl/"},
+                             {"connections", 16}});
+  EXPECT_FALSE(ok.contains("error")) << ok.dump();
+}
+
 TEST_F(DispatcherTest, JoinOfUnknownIdIsErrorTwo) {
   int64_t a = add_job("a.bin");
   json r = ask("join", {{"ids", {a, 777, 778}}, {"timeout", 0}});

@@ -52,6 +52,19 @@ TEST(JobJson, EveryFieldSetMatchesNlohmann) {
   }
 }
 
+TEST(JobJson, SegmentsShowOnlyWhileSegmentedAndMatchNlohmann) {
+  Job j;
+  j.id = 3;
+  j.created_at = "t";
+  EXPECT_FALSE(nlohmann::json(j).contains("segments"));
+  j.segments = {{0, 8, 8}, {8, 16, 3}};
+  EXPECT_EQ(direct(j), via_nlohmann(j));
+  auto js = nlohmann::json(j);
+  ASSERT_TRUE(js["segments"].is_array());
+  EXPECT_EQ(js["segments"][1], (nlohmann::json{{"start", 8}, {"end", 16}, {"bytes", 3}}));
+  EXPECT_EQ(js.get<Job>().segments, j.segments);
+}
+
 TEST(JobJson, StringsThatNeedEscapingMatchNlohmann) {
   Job j;
   j.source = "http://h/\"quoted\"\\back\tslash\n";

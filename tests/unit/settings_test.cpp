@@ -79,7 +79,15 @@ TEST(Settings, NamesAreUniqueAndHaveHelp) {
     EXPECT_NE(std::string(info.help), "") << info.name;
     EXPECT_EQ(find_setting(info.name), &info);
   }
-  EXPECT_EQ(seen.size(), 13u);
+  EXPECT_EQ(seen.size(), 16u);
+}
+
+TEST(Settings, SegmentedDownloadDefaults) {
+  Settings s;
+  EXPECT_EQ(s.connections, 4);
+  EXPECT_EQ(s.segment_threshold, 16L << 20);
+  EXPECT_EQ(s.segment_min_size, 1L << 20);
+  EXPECT_EQ(find_setting("connections")->max, 16);
 }
 
 // A table entry pointing at the wrong field would show here: each setting changes its own

@@ -608,5 +608,92 @@ TEST(StoreErrorTest, SqliteCodesMapToKinds) {
   EXPECT_EQ(to_string(StoreErrorKind::kFull), "full");
 }
 
+TEST(SegmentStoreTest, TheSegmentMapIsSavedAndLoadedByStartAndComesWithTheClaim) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto nj = job("http://h/a");
+  nj.request.options.connections = 6;
+  auto id = s->insert_jobs({nj, job("http://h/b")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(c.connections.value_or(0), 6);
+  EXPECT_TRUE(c.segments.empty());
+  std::vector<Segment> map{{8, 16, 3}, {0, 8, 8}};
+  ASSERT_TRUE(s->save_segments(id, c.attempt, map));
+  std::vector<Segment> sorted{{0, 8, 8}, {8, 16, 3}};
+  EXPECT_EQ(s->load_segments(id), sorted);
+  // A second save replaces the map (a segment split in two by work stealing).
+  std::vector<Segment> split{{0, 8, 8}, {8, 12, 4}, {12, 16, 1}};
+  ASSERT_TRUE(s->save_segments(id, c.attempt, split));
+  EXPECT_EQ(s->load_segments(id), split);
+  // A crash: the next attempt is handed the map with the job.
+  s.reset();
+  s = open_store(dir / "q.db");
+  s->recover_running();
+  auto again = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].segments, split);
+  EXPECT_EQ(again[0].connections.value_or(0), 6);
+  EXPECT_TRUE(again[1].segments.empty());
+  EXPECT_FALSE(again[1].connections.has_value());
+}
+
+TEST(SegmentStoreTest, AStaleAttemptCannotWriteTheSegmentMap) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto first = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->save_segments(id, first.attempt, {{0, 10, 5}}));
+  ASSERT_TRUE(s->requeue(id, first.attempt, 0, 1, std::nullopt, std::nullopt, std::nullopt));
+  auto second = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_FALSE(s->save_segments(id, first.attempt, {{0, 10, 9}}));
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 5}}));
+  EXPECT_TRUE(s->save_segments(id, second.attempt, {{0, 10, 7}}));
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 7}}));
+}
+
+TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto jobs = s->insert_jobs({job("http://h/a"), job("http://h/b"), job("http://h/c"), job("http://h/d")}, "t");
+  auto c = s->claim(4, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 4u);
+  for (auto& cj : c) ASSERT_TRUE(s->save_segments(cj.job.id, cj.attempt, {{0, 4, 2}, {4, 8, 1}}));
+  Finish done;
+  ASSERT_TRUE(s->finish(c[0].job.id, c[0].attempt, done, "t"));
+  EXPECT_TRUE(s->load_segments(c[0].job.id).empty());
+  s->reset_resume_state(c[1].job.id);
+  EXPECT_TRUE(s->load_segments(c[1].job.id).empty());
+  ASSERT_TRUE(s->change_status(c[2].job.id, {JobStatus::kRunning}, JobStatus::kCancelled, "t"));
+  EXPECT_TRUE(s->load_segments(c[2].job.id).empty());
+  // A failed job keeps its map (a retry resumes it) until it is pruned.
+  Finish failed;
+  failed.status = JobStatus::kError;
+  ASSERT_TRUE(s->finish(c[3].job.id, c[3].attempt, failed, "t"));
+  EXPECT_EQ(s->load_segments(c[3].job.id).size(), 2u);
+  s->forget_segments(c[3].job.id);
+  EXPECT_TRUE(s->load_segments(c[3].job.id).empty());
+  ASSERT_TRUE(s->save_segments(c[3].job.id, c[3].attempt, {{0, 4, 2}}));
+  s->prune("t");
+  s.reset();
+  SQLite::Database db(dir / "q.db");
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM segments").getInt(), 0);
+}
+
+TEST(SegmentStoreTest, TheSchemaRefusesBadRangesAndConnections) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_THROW(s->save_segments(id, c.attempt, {{10, 5, 0}}), StoreError);
+  EXPECT_THROW(s->save_segments(id, c.attempt, {{0, 5, 6}}), StoreError);
+  // The failed save left the map as it was (one transaction).
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 5, 1}}));
+  EXPECT_THROW(s->save_segments(id, c.attempt, {{0, 2, 0}, {2, 1, 0}}), StoreError);
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 5, 1}}));
+  auto nj = job("http://h/b");
+  nj.request.options.connections = 17;
+  EXPECT_THROW(s->insert_jobs({nj}, "t"), StoreError);
+}
+
 }  // namespace
 }  // namespace fetchq::store

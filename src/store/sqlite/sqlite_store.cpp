@@ -154,7 +154,7 @@ class SqliteStore final : public Store {
     transaction([&] {
       Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
-          "dest_is_dir, if_exists, sha256) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?)");
+          "dest_is_dir, if_exists, sha256, connections) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
       for (const auto& nj : jobs) {
@@ -163,7 +163,7 @@ class SqliteStore final : public Store {
         ins->clearBindings();
         bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
                  nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
-                 r.options.sha256);
+                 r.options.sha256, r.options.connections);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -204,7 +204,7 @@ class SqliteStore final : public Store {
                         "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
                         "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino, "
-                        "part_birth_ns FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
+                        "part_birth_ns, connections FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
       // of ids, parsed again for every claim, cost more than the downloads of small files.
@@ -234,9 +234,11 @@ class SqliteStore final : public Store {
               static_cast<uint64_t>(q->getColumn(30).getInt64()),
               q->getColumn(31).isNull() ? 0 : q->getColumn(31).getInt64()};
         }
+        if (!q->getColumn(32).isNull()) c.connections = q->getColumn(32).getInt();
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
+      for (auto& c : out) c.segments = segments_of(c.job.id);
       Lent up = stmt(
           "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
           "job_started = COALESCE(job_started, ?), error_type = NULL, error = NULL "
@@ -304,7 +306,11 @@ class SqliteStore final : public Store {
         "WHERE id = ? AND attempts = ? AND status = 'running'");
     bind_row(*q, std::string(to_string(f.status)), f.bytes, f.total_bytes, f.total_bytes,
              f.error_type, f.error, now, id, attempt);
-    return q->exec() > 0;
+    const bool done = q->exec() > 0;
+    if (done && (f.status == JobStatus::kCompleted || f.status == JobStatus::kCancelled)) {
+      forget_segments_locked(id);
+    }
+    return done;
   }
 
   bool requeue(int64_t id, int attempt, int64_t not_before_ms, int failures,
@@ -366,6 +372,39 @@ class SqliteStore final : public Store {
         "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
     q->bind(1, static_cast<int64_t>(id));
     q->exec();
+    forget_segments_locked(id);
+  }
+
+  bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) override {
+    bool saved = false;
+    transaction([&] {
+      // Fenced like set_checkpoint: a late write of an attempt that moved on changes nothing.
+      Lent q = stmt(
+          "SELECT 1 FROM jobs WHERE id = ? AND attempts = ? AND status IN ('running', 'paused', "
+          "'waiting', 'error')");
+      SQLite::bind(*q, id, attempt);
+      if (!q->executeStep()) return;
+      q->reset();
+      forget_segments_locked(id);
+      Lent ins = stmt("INSERT INTO segments (job_id, start_byte, end_byte, durable) VALUES (?, ?, ?, ?)");
+      for (const auto& sg : segments) {
+        ins->reset();
+        SQLite::bind(*ins, id, sg.start, sg.end, sg.durable);
+        ins->exec();
+      }
+      saved = true;
+    });
+    return saved;
+  }
+
+  std::vector<Segment> load_segments(int64_t id) override {
+    std::lock_guard lk(mu_);
+    return segments_of(id);
+  }
+
+  void forget_segments(int64_t id) override {
+    std::lock_guard lk(mu_);
+    forget_segments_locked(id);
   }
 
   bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
@@ -385,7 +424,9 @@ class SqliteStore final : public Store {
     q.bind(i++, std::string(to_string(to)));
     if (to == JobStatus::kCancelled) q.bind(i++, now);
     q.bind(i++, static_cast<int64_t>(id));
-    return q.exec() > 0;
+    const bool changed = q.exec() > 0;
+    if (changed && to == JobStatus::kCancelled) forget_segments_locked(id);
+    return changed;
   }
 
   std::optional<Job> get_job(int64_t id) override {
@@ -393,7 +434,10 @@ class SqliteStore final : public Store {
     Lent q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
     q->bind(1, static_cast<int64_t>(id));
     if (!q->executeStep()) return std::nullopt;
-    return read_job(*q);
+    Job j = read_job(*q);
+    q->reset();
+    for (const auto& s : segments_of(id)) j.segments.push_back(JobSegment{s.start, s.end, s.durable});
+    return j;
   }
 
   std::vector<Job> list_jobs(const ListFilter& f) override {
@@ -541,6 +585,24 @@ class SqliteStore final : public Store {
 
  private:
   // The seq AUTOINCREMENT gave last, which stays when the newest events are removed; the caller
+  // holds mu_.
+  std::vector<Segment> segments_of(int64_t id) {
+    Lent q = stmt("SELECT start_byte, end_byte, durable FROM segments WHERE job_id = ? ORDER BY start_byte");
+    q->bind(1, static_cast<int64_t>(id));
+    std::vector<Segment> out;
+    while (q->executeStep()) {
+      out.push_back(Segment{q->getColumn(0).getInt64(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64()});
+    }
+    return out;
+  }
+
+  // holds mu_.
+  void forget_segments_locked(int64_t id) {
+    Lent q = stmt("DELETE FROM segments WHERE job_id = ?");
+    q->bind(1, static_cast<int64_t>(id));
+    q->exec();
+  }
+
   // holds mu_.
   int64_t last_seq_locked() {
     Lent q = stmt("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)");

@@ -1,0 +1,308 @@
+// Segmented downloads: one big file over several connections at once, each segment written at
+// its own offset into the one .part. The real queue, engine and SQLite store against the
+// in-process HTTP server, which counts the bodies it sends at the same moment.
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <filesystem>
+
+#include "integration/helpers.h"
+#include "queue/open_with_env.h"
+#include "support/fault_env.h"
+#include "support/process.h"
+
+namespace fetchq::testing {
+namespace {
+
+constexpr size_t kBig = 24 << 20;  // over the 16 MiB threshold
+
+class Segmented : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer server_;
+
+  QueueOptions options() {
+    QueueOptions o = fast_options(dir_);
+    o.connections = 4;
+    return o;
+  }
+
+  // A file the server throttles per response, so connections at once show.
+  Resource big(uint32_t seed, uint64_t rate = 24 << 20) {
+    Resource r;
+    r.body = make_body(kBig, seed);
+    r.rate_bytes_per_s = rate;
+    return r;
+  }
+
+  // Body bytes of the requests logged since the last reset_log (answers to connections dropped
+  // before it, still draining on the server's side, are not counted).
+  int64_t sent_since_reset(const std::string& path) {
+    int64_t n = 0;
+    for (const auto& rq : server_.requests_for(path)) n += static_cast<int64_t>(rq.body_bytes_sent);
+    return n;
+  }
+
+  static int ranged(const std::vector<RequestLog>& reqs) {
+    int n = 0;
+    for (const auto& r : reqs) n += !r.range.empty();
+    return n;
+  }
+
+  int64_t segment_rows() {
+    SQLite::Database db(dir_ / "queue.db", SQLite::OPEN_READONLY);
+    return db.execAndGet("SELECT COUNT(*) FROM segments").getInt64();
+  }
+
+  Job run(DownloadQueue& q, const std::string& path, const std::string& name, DownloadOptions o = {}) {
+    auto job = submit(q, server_.url(path), dir_ / name, o);
+    EXPECT_TRUE(q.join(std::chrono::seconds(60)));
+    auto j = q.id_to_job(job.id);
+    EXPECT_TRUE(j.has_value());
+    return j.value_or(Job{});
+  }
+};
+
+TEST_F(Segmented, ABigFileComesOverSeveralConnectionsAtOnceAndIsWhole) {
+  Resource r = big(61);
+  server_.add("/big.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/big.bin", "big.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "big.bin"), sha256_hex_of(r.body));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "big.bin.part"));
+  auto reqs = server_.requests_for("/big.bin");
+  EXPECT_GE(server_.peak_concurrent_bodies(), 3);
+  EXPECT_GE(ranged(reqs), 3);
+  for (const auto& rq : reqs) {
+    if (!rq.range.empty()) {
+      EXPECT_FALSE(rq.if_range.empty()) << rq.range;  // never spliced blind
+    }
+  }
+  // The first fetch is cut at its segment's end: little is sent twice.
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig + (kBig / 4));
+  EXPECT_EQ(segment_rows(), 0);  // forgotten once complete
+}
+
+TEST_F(Segmented, AFinishedSegmentTakesHalfOfTheLargestOneLeft) {
+  Resource r = big(62);
+  // The last of the four segments (from 18 MiB) crawls; any other range is quick.
+  constexpr uint64_t kLast = 3 * (kBig / 4);
+  r.range_rate = [](uint64_t first) -> uint64_t { return first == kLast ? (1 << 20) : (48 << 20); };
+  server_.add("/steal.bin", r);
+  QueueOptions o = options();
+  o.segment_min_size = 256 << 10;
+  auto q = open_queue(o);
+  Job j = run(*q, "/steal.bin", "steal.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "steal.bin"), sha256_hex_of(r.body));
+  // The slow segment was split: its second half was asked for on another connection, so
+  // nothing waited for the slowest one (6 MiB at 1 MiB/s would take 6 s alone).
+  std::string seen;
+  int inside_last = 0;
+  for (const auto& rq : server_.requests_for("/steal.bin")) {
+    seen += "[" + rq.range + " " + std::to_string(rq.body_bytes_sent) + "]";
+    const auto eq = rq.range.find('=');
+    if (eq == std::string::npos) continue;
+    const uint64_t first = std::stoull(rq.range.substr(eq + 1));
+    inside_last += first > kLast;
+  }
+  EXPECT_GE(inside_last, 1) << seen;
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig + (kBig / 4)) << seen;
+}
+
+TEST_F(Segmented, SmallFilesFilesWithoutAValidatorAndOneConnectionJobsUseOneConnection) {
+  Resource small = big(63);
+  small.body.resize(4 << 20);
+  server_.add("/small.bin", small);
+  Resource blind = big(64);
+  blind.etag = "";  // no ETag, no Last-Modified: If-Range could not protect the segments
+  server_.add("/blind.bin", blind);
+  Resource one = big(65);
+  server_.add("/one.bin", one);
+  Resource control = big(66);
+  server_.add("/control.bin", control);
+  auto q = open_queue(options());
+  DownloadOptions single;
+  single.connections = 1;
+  for (auto [path, opts] : {std::pair{"/small.bin", DownloadOptions{}}, std::pair{"/blind.bin", DownloadOptions{}},
+                            std::pair{"/one.bin", single}}) {
+    server_.reset_log();
+    Job j = run(*q, path, std::string(path).substr(1), opts);
+    ASSERT_EQ(j.status, JobStatus::kCompleted) << path << ": " << j.error.value_or("");
+    EXPECT_EQ(server_.requests_for(path).size(), 1u) << path;
+    EXPECT_EQ(server_.peak_concurrent_bodies(), 1) << path;
+  }
+  EXPECT_EQ(sha256_file(dir_ / "small.bin"), sha256_hex_of(small.body));
+  EXPECT_EQ(sha256_file(dir_ / "blind.bin"), sha256_hex_of(blind.body));
+  EXPECT_EQ(sha256_file(dir_ / "one.bin"), sha256_hex_of(one.body));
+  // The same big file with a validator and no limit does split.
+  server_.reset_log();
+  Job c = run(*q, "/control.bin", "control.bin");
+  ASSERT_EQ(c.status, JobStatus::kCompleted) << c.error.value_or("");
+  EXPECT_GT(server_.requests_for("/control.bin").size(), 1u);
+}
+
+TEST_F(Segmented, AServerThatAnswersARangeWithTheWholeFileLeavesOneConnectionAndARightFile) {
+  Resource r = big(67);
+  r.honour_range = false;  // every answer is 200 with the whole body...
+  r.extra_headers = {{"Accept-Ranges", "bytes"}};  // ...though it claims to take ranges
+  server_.add("/liar.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/liar.bin", "liar.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "liar.bin"), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/liar.bin");
+  EXPECT_GE(ranged(reqs), 1);  // segments were asked for, and given up
+  int whole = 0;
+  for (const auto& rq : reqs) whole += rq.status == 200 && rq.body_bytes_sent == kBig;
+  EXPECT_EQ(whole, 1);  // only the first fetch sent the whole file
+}
+
+TEST_F(Segmented, AFullDiskFailsAtTheStartWhenTheFileIsPreallocated) {
+  FaultEnv env;
+  env.add(FaultRule{.op = FsOp::kFallocate, .path_contains = "full.bin", .err = ENOSPC});
+  Resource r = big(68);
+  server_.add("/full.bin", r);
+  auto q = queue::open_with_env(options(), env);
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  auto job = submit(*q.value(), server_.url("/full.bin"), dir_ / "full.bin");
+  ASSERT_TRUE(q.value()->join(std::chrono::seconds(30)));
+  auto j = q.value()->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kError) << j->error.value_or("");
+  EXPECT_EQ(j->error_type.value_or(""), "DiskFull");
+  EXPECT_NE(j->error.value_or("").find("preallocate"), std::string::npos) << *j->error;
+  EXPECT_NE(j->error.value_or("").find("full.bin.part"), std::string::npos) << *j->error;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "full.bin"));
+  EXPECT_GE(env.calls(FsOp::kFallocate, "full.bin"), 1);
+  // Nowhere near the whole file came before the failure.
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig);
+}
+
+TEST_F(Segmented, APauseSyncsAndRecordsEverySegmentSoTheResumeAsksForNoneOfItAgain) {
+  Resource r = big(72, 2 << 20);
+  server_.add("/pause.bin", r);
+  QueueOptions o = options();
+  o.checkpoint_interval = std::chrono::seconds(600);  // only the pause itself records the map
+  auto q = open_queue(o);
+  auto job = submit(*q, server_.url("/pause.bin"), dir_ / "pause.bin");
+  ASSERT_TRUE(wait_until([&] {
+    auto j = q->id_to_job(job.id);
+    return j && j->bytes > (4 << 20);
+  }));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  // The status changes at once; the stopped transfer's sync and map follow.
+  int64_t synced = 0;
+  EXPECT_TRUE(wait_until([&] {
+    synced = 0;
+    for (const auto& s : q->id_to_job(job.id)->segments) synced += s.bytes;
+    return synced > (4 << 20);
+  })) << synced;
+  r.rate_bytes_per_s = 0;
+  server_.add("/pause.bin", r);
+  server_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  auto j = q->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "pause.bin"), sha256_hex_of(r.body));
+  EXPECT_LE(sent_since_reset("/pause.bin"), static_cast<int64_t>(kBig) - synced + (1 << 20));
+}
+
+// Starts `fetchq get` of `path` into dir/name and kills it with SIGKILL once the segment map
+// in the state file holds synced bytes of at least two segments; returns those bytes.
+class SegmentedKill : public Segmented {
+ protected:
+  std::string state() { return dir_ / "state.db"; }
+  std::vector<std::string> argv(const std::string& path, const std::string& name) {
+    return {bin_path("fetchq"), "get", server_.url(path), "-o", dir_ / name, "--state", state(), "--quiet"};
+  }
+  int64_t query(const std::string& sql) {
+    if (!std::filesystem::exists(state())) return 0;
+    try {
+      SQLite::Database db(state(), SQLite::OPEN_READONLY);
+      return db.execAndGet(sql).getInt64();
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  int64_t durable_rows() { return query("SELECT COUNT(*) FROM segments WHERE durable > 0"); }
+  int64_t kill_midway(const std::string& path, const std::string& name) {
+    Process p(argv(path, name));
+    // The first checkpoint (about 2 s in) records what each segment has synced.
+    EXPECT_TRUE(wait_until([&] { return durable_rows() >= 2; }, std::chrono::seconds(30),
+                           std::chrono::milliseconds(50)));
+    p.signal(SIGKILL);
+    EXPECT_EQ(p.wait(), 128 + SIGKILL);
+    return query("SELECT COALESCE(SUM(durable), 0) FROM segments");
+  }
+};
+
+TEST_F(SegmentedKill, KilledWithSigkillEachSegmentResumesFromItsDurableOffset) {
+  Resource r = big(69, 2 << 20);  // 4 connections at 2 MiB/s: about 3 s in all
+  server_.add("/kill.bin", r);
+  const int64_t durable = kill_midway("/kill.bin", "kill.bin");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "kill.bin"));
+  ASSERT_GE(durable_rows(), 2);
+  {
+    // `show --json` lists the segments while the job is segmented.
+    auto shown = run_capture({bin_path("fetchq"), "show", "1", "--db", state(), "--json"},
+                             dir_ / "show.out", dir_ / "show.err", std::chrono::seconds(30));
+    ASSERT_EQ(shown.rc, 0) << shown.err;
+    auto js = nlohmann::json::parse(shown.out);
+    ASSERT_TRUE(js["segments"].is_array()) << shown.out;
+    ASSERT_GE(js["segments"].size(), 2u) << shown.out;
+    int64_t sum = 0;
+    for (const auto& s : js["segments"]) {
+      EXPECT_LT(s["start"].get<int64_t>(), s["end"].get<int64_t>());
+      sum += s["bytes"].get<int64_t>();
+    }
+    EXPECT_EQ(sum, durable);
+    EXPECT_EQ(js["segments"].back()["end"].get<int64_t>(), static_cast<int64_t>(kBig));
+  }
+  r.rate_bytes_per_s = 0;  // the same file (and ETag), now quick
+  server_.add("/kill.bin", r);
+  server_.reset_log();
+  {
+    Process p(argv("/kill.bin", "kill.bin"));
+    EXPECT_EQ(p.wait(std::chrono::seconds(60)), 0);
+  }
+  // Byte for byte the server's file, never a mixed one.
+  EXPECT_EQ(sha256_file(dir_ / "kill.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(durable_rows(), 0);
+  // Every segment went on from its own synced offset with If-Range: what was durable was not
+  // asked again.
+  auto reqs = server_.requests_for("/kill.bin");
+  int past_zero = 0;
+  std::string seen;
+  for (const auto& rq : reqs) {
+    seen += "[" + rq.range + "]";
+    EXPECT_FALSE(rq.range.empty()) << seen;
+    EXPECT_FALSE(rq.if_range.empty()) << seen;
+    past_zero += rq.range.rfind("bytes=0-", 0) != 0;
+  }
+  EXPECT_GE(past_zero, 2) << seen;
+  EXPECT_LE(sent_since_reset("/kill.bin"), static_cast<int64_t>(kBig) - durable + (1 << 20))
+      << seen << " durable " << durable;
+  EXPECT_GE(query("SELECT COUNT(*) FROM events WHERE type = 'download_resumed'"), 1);
+}
+
+TEST_F(SegmentedKill, AFileThatChangedWhileDownIsStartedOverOnceAndComesRight) {
+  Resource r = big(70, 2 << 20);
+  server_.add("/moved.bin", r);
+  kill_midway("/moved.bin", "moved.bin");
+  ASSERT_GE(durable_rows(), 2);
+  Resource changed = big(71);  // other bytes, so another ETag: If-Range answers 200
+  changed.rate_bytes_per_s = 0;
+  server_.add("/moved.bin", changed);
+  {
+    Process p(argv("/moved.bin", "moved.bin"));
+    EXPECT_EQ(p.wait(std::chrono::seconds(60)), 0);
+  }
+  EXPECT_EQ(sha256_file(dir_ / "moved.bin"), sha256_hex_of(changed.body));
+  EXPECT_EQ(query("SELECT COUNT(*) FROM events WHERE type = 'download_restarted'"), 1);
+  EXPECT_EQ(durable_rows(), 0);
+}
+
+}  // namespace
+}  // namespace fetchq::testing
