@@ -1179,8 +1179,8 @@ http {{
             L.append(f"At {cap} MiB/s per connection one connection needs {one:.1f} s ({cap * MiB / 1e6:.1f} MB/s); "
                      f"4 connections {one / 4:.1f} s, 16 connections {one / 16:.1f} s, if the client and the "
                      "machine keep up. Connections and requests are what nginx logged for the file (medians). "
-                     f"curl ran {data['curl_runs']} time(s): its one connection takes the same time whatever "
-                     "the load. Every file is checked by sha256.")
+                     f"curl ran {'once' if data['curl_runs'] == 1 else str(data['curl_runs']) + ' times'}: "
+                     "its one connection takes the same time whatever the load. Every file is checked by sha256.")
             if not data["connections_option"]:
                 L.append("")
                 L.append("The `fetchq get --connections 16` and `--connections 4` rows were skipped: "
@@ -1273,7 +1273,7 @@ http {{
         L.append("- For `fetchqd add+wait` the daemon is started (fresh database) before the clock starts and "
                  "stopped after it stops; its CPU time is read from /proc.")
         L.append("- Every fetchq run is checked afterwards, outside the timing: every file's sha256 against the "
-                 "source. The other tools' files are checked for count and size (S6: sha256 for every tool).")
+                 "source. The other tools' files are checked for count and size (S6, S8: sha256 for every tool).")
         L.append("- Everything runs on one machine over loopback: nginx (one worker) and the client share the "
                  "CPUs, so other processes (see the load lines) move the numbers, CPU seconds included.")
         L.append("- `dd ... conv=fsync` writes everything, then flushes once; a client that flushes as it goes "
