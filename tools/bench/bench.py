@@ -184,6 +184,7 @@ class Bench:
         self.env = {}
         self.daemons = []
         self.load = {}          # scenario -> (load average at its start, machine CPU busy fraction during it)
+        self.only = list(SCENARIOS)
 
     # ------------------------------------------------------------------ setup
     def environment(self):
@@ -251,7 +252,8 @@ class Bench:
     def check_disk(self):
         c = self.cfg
         other = 2 * (c["s1_count"] * c["s1_size"] + c["s2_count"] * c["s2_size"]) + (GiB if not self.args.quick else 256 * MiB)
-        other += 2 * c["s8_size"]
+        if "S8" in self.only:
+            other += 2 * c["s8_size"]
         need = other + 2 * c["s3_size"] + 64 * MiB
         free = shutil.disk_usage(self.work).free
         log(f"free space in {self.work}: {free / GiB:.1f} GiB, needed about {need / GiB:.1f} GiB")
@@ -292,18 +294,19 @@ class Bench:
                 h.update(b)
                 left -= n
         self.expected["big"] = {"big.bin": (c["s3_size"], h.hexdigest())}
-        d = os.path.join(self.www, "s8")
-        os.makedirs(d, exist_ok=True)
-        h = hashlib.sha256()
-        left = c["s8_size"]
-        with open(os.path.join(d, "capped.bin"), "wb") as f:
-            while left > 0:
-                n = min(left, 4 * MiB)
-                b = os.urandom(n)
-                f.write(b)
-                h.update(b)
-                left -= n
-        self.expected["S8"] = {"capped.bin": (c["s8_size"], h.hexdigest())}
+        if "S8" in self.only:   # only S8 uses it: other runs do not write its file
+            d = os.path.join(self.www, "s8")
+            os.makedirs(d, exist_ok=True)
+            h = hashlib.sha256()
+            left = c["s8_size"]
+            with open(os.path.join(d, "capped.bin"), "wb") as f:
+                while left > 0:
+                    n = min(left, 4 * MiB)
+                    b = os.urandom(n)
+                    f.write(b)
+                    h.update(b)
+                    left -= n
+            self.expected["S8"] = {"capped.bin": (c["s8_size"], h.hexdigest())}
         d = os.path.join(self.www, "s4")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "one.bin"), "wb") as f:
@@ -1309,6 +1312,7 @@ http {{
         for s in only:
             if s not in SCENARIOS:
                 raise SystemExit(f"bench: unknown scenario {s} (known: {', '.join(SCENARIOS)})")
+        self.only = only
         for b in (self.fetchq, self.fetchqd):
             if not os.access(b, os.X_OK):
                 raise SystemExit(f"bench: {b} is missing; build fetchq first (tools/bench/run.sh does)")
