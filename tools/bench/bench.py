@@ -37,6 +37,8 @@ FULL = {
     "s6_rate_mb": 200,   # nginx limit_rate in MiB/s for S6
     "s4_count": 100000,
     "s5_count": 1000, "s5_rate_kb": 16, "s5_window_s": 10,
+    "s8_size": 128 * MiB, "s8_rate_mb": 8,   # S8: one file, nginx limit_rate in MiB/s per connection
+    "s8_curl_runs": 1,   # curl's one connection takes size / rate (16 s) whatever the machine does
     "timeout": 900,
 }
 QUICK = {
@@ -48,9 +50,11 @@ QUICK = {
     "s6_rate_mb": 32,
     "s4_count": 5000,
     "s5_count": 200, "s5_rate_kb": 16, "s5_window_s": 4,
+    "s8_size": 64 * MiB, "s8_rate_mb": 8,
+    "s8_curl_runs": 1,
     "timeout": 120,
 }
-SCENARIOS = ["S1", "S2", "S3", "S6", "S4", "S5"]
+SCENARIOS = ["S1", "S2", "S3", "S6", "S8", "S4", "S5"]
 
 
 def log(msg):
@@ -180,6 +184,7 @@ class Bench:
         self.env = {}
         self.daemons = []
         self.load = {}          # scenario -> (load average at its start, machine CPU busy fraction during it)
+        self.only = list(SCENARIOS)
 
     # ------------------------------------------------------------------ setup
     def environment(self):
@@ -209,6 +214,7 @@ class Bench:
         e["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         e["fetchq"] = first_line([self.fetchq, "--version"])
         e["fetchqd"] = first_line([self.fetchqd, "--version"])
+        e["fetchq get --connections"] = "yes" if self.has_connections() else "no (S8 skips its rows)"
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         e["fetchq binaries"] = self.bin_dir
         e["source tree of this script"] = first_line(["git", "-C", repo, "describe", "--always", "--dirty"])
@@ -217,6 +223,17 @@ class Bench:
         e["wget2"] = first_line(["wget2", "--version"])
         e["nginx"] = first_line([self.nginx_bin, "-v"])
         e["python"] = platform.python_version()
+
+    def has_connections(self):
+        """Whether `fetchq get` takes --connections N (segmented downloads), from its --help."""
+        if not hasattr(self, "_connections"):
+            try:
+                p = subprocess.run([self.fetchq, "get", "--help"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, timeout=20)
+                self._connections = "--connections" in p.stdout
+            except (OSError, subprocess.SubprocessError):
+                self._connections = False
+        return self._connections
 
     @staticmethod
     def fs_of(path):
@@ -235,6 +252,8 @@ class Bench:
     def check_disk(self):
         c = self.cfg
         other = 2 * (c["s1_count"] * c["s1_size"] + c["s2_count"] * c["s2_size"]) + (GiB if not self.args.quick else 256 * MiB)
+        if "S8" in self.only:
+            other += 2 * c["s8_size"]
         need = other + 2 * c["s3_size"] + 64 * MiB
         free = shutil.disk_usage(self.work).free
         log(f"free space in {self.work}: {free / GiB:.1f} GiB, needed about {need / GiB:.1f} GiB")
@@ -275,6 +294,19 @@ class Bench:
                 h.update(b)
                 left -= n
         self.expected["big"] = {"big.bin": (c["s3_size"], h.hexdigest())}
+        if "S8" in self.only:   # only S8 uses it: other runs do not write its file
+            d = os.path.join(self.www, "s8")
+            os.makedirs(d, exist_ok=True)
+            h = hashlib.sha256()
+            left = c["s8_size"]
+            with open(os.path.join(d, "capped.bin"), "wb") as f:
+                while left > 0:
+                    n = min(left, 4 * MiB)
+                    b = os.urandom(n)
+                    f.write(b)
+                    h.update(b)
+                    left -= n
+            self.expected["S8"] = {"capped.bin": (c["s8_size"], h.hexdigest())}
         d = os.path.join(self.www, "s4")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "one.bin"), "wb") as f:
@@ -316,6 +348,7 @@ http {{
   default_type application/octet-stream;
 {temp_lines}
   log_format fqbytes '$msec $status $bytes_sent $body_bytes_sent "$http_range" "$request_uri"';
+  log_format fqconn '$connection $status $request_method $bytes_sent "$http_range"';
   server {{
     listen 127.0.0.1:{self.port};
     server_name localhost;
@@ -327,6 +360,13 @@ http {{
       alias {self.www}/big/;
       limit_rate {self.cfg['s6_rate_mb']}m;
       access_log {self.ngx}/slow.log fqbytes;
+    }}
+    # S8: one file from a server that caps each connection (limit_rate is per request, so per
+    # connection); the log tells how many requests and connections each client used
+    location /capped/ {{
+      alias {self.www}/s8/;
+      limit_rate {self.cfg['s8_rate_mb']}m;
+      access_log {self.ngx}/capped.log fqconn;
     }}
     # S4: any name serves one 1 MiB file at 1 KiB/s, so nothing finishes
     location /crawl/ {{
@@ -731,6 +771,83 @@ http {{
                           "waste": sent / size if size else None, "rerun_s": rerun_s})
         return run
 
+    # ---------------------------------------- S8: one big file, each connection capped
+    def capped_log_lines(self):
+        try:
+            with open(os.path.join(self.ngx, "capped.log")) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def capped(self):
+        c = self.cfg
+        size = c["s8_size"]
+        expected = self.expected["S8"]
+        url = f"{self.base}/capped/capped.bin"
+        tools = ["curl", "aria2c -x16 -s16 -k1M", "aria2c -x4 -s4 -k1M", "fetchq get"]
+        if self.has_connections():
+            tools += ["fetchq get --connections 16", "fetchq get --connections 4"]
+        tools.append("fetchqd add+wait")
+        # curl's single connection takes size / cap whatever the load, so it runs fewer times
+        curl_runs = min(c["runs"], c["s8_curl_runs"])
+        runs = {t: [] for t in tools}
+        for r in range(c["runs"]):
+            for tool in tools:
+                if tool == "curl" and r >= curl_runs:
+                    continue
+                self.clean_out()
+                d = self.fresh_dir("S8")
+                f = os.path.join(d, "capped.bin")
+                before = len(self.capped_log_lines())
+                if tool.startswith("fetchq get"):
+                    db = self.fresh_state("s8.db")
+                    argv = [self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]
+                    if "--connections" in tool:
+                        argv[2:2] = ["--connections", tool.split()[-1]]
+                    run = self.timed([argv])
+                elif tool == "fetchqd add+wait":
+                    try:
+                        p, db, sock = self.start_daemon("s8", 16)
+                    except RuntimeError as e:
+                        run = Run(None, None, False, str(e))
+                    else:
+                        try:
+                            run = self.timed([[self.fetchq, "add", "-d", d, "--socket", sock, url],
+                                              [self.fetchq, "wait", "--socket", sock]],
+                                             extra_cpu=lambda: proc_cpu(p.pid))
+                        finally:
+                            self.stop_daemon(p)
+                elif tool == "curl":
+                    run = self.timed([["curl", "-sS", "--fail", "-o", f, url]])
+                else:
+                    n = tool.split()[1][2:]
+                    run = self.timed([["aria2c", "-x", n, "-s", n, "-k", "1M", "-d", d, "-o", "capped.bin",
+                                       "--allow-overwrite=true", "--auto-file-renaming=false",
+                                       "--console-log-level=warn", "--summary-interval=0", url]])
+                run = self.verify(run, d, expected, sha=True)
+                # what nginx saw: requests for the file and distinct connections they came on (nginx
+                # logs a request when it ends; one cut short by the client may be logged a moment later)
+                lines = self.capped_log_lines()[before:]
+                settle = time.monotonic() + 2
+                while time.monotonic() < settle:
+                    time.sleep(0.2)
+                    again = self.capped_log_lines()[before:]
+                    if len(again) == len(lines):
+                        break
+                    lines = again
+                run.extra["requests"] = len(lines)
+                run.extra["connections"] = len({l.split()[0] for l in lines if l.split()})
+                if run.ok and run.wall:
+                    run.extra["mb_per_s"] = size / run.wall / 1e6
+                runs[tool].append(run)
+                self.record_failure("S8", f"{tool} run {r + 1}", run)
+                log(f"S8 run {r + 1} {tool}: {fmt(run.wall, 3)} s, cpu {fmt(run.cpu, 3)} s, "
+                    f"{run.extra['requests']} requests on {run.extra['connections']} connections"
+                    + ("" if run.ok else "  FAILED " + run.note))
+        self.clean_out()
+        self.results["S8"] = {"size": size, "rate_mib_s": c["s8_rate_mb"], "runs": runs,
+                              "connections_option": self.has_connections(), "curl_runs": curl_runs}
+
     # ------------------------------------------------------------ S4: queue scale
     def queue_scale(self):
         c = self.cfg
@@ -1038,6 +1155,44 @@ http {{
             L.append(self.load_line("S6"))
             L.append("")
 
+        if "S8" in self.results:
+            data = self.results["S8"]
+            size, cap = data["size"], data["rate_mib_s"]
+            L.append(f"## S8: one big file ({size / MiB:,.0f} MiB) from a server that caps each connection "
+                     f"at {cap} MiB/s")
+            L.append("")
+            fqs = ["fetchq get"] + (["fetchq get --connections 16"] if data["connections_option"] else []) + \
+                ["fetchqd add+wait"]
+            L.append("| tool | median s | MB/s | CPU s | connections (requests) | "
+                     + " | ".join(f"{fq.replace(' add+wait', '')} ÷ tool" for fq in fqs) + " | runs ok |")
+            L.append("| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in fqs) + " | ---: |")
+            med = {t: median_or_none([r.extra.get("mb_per_s") for r in rs if r.ok]) for t, rs in data["runs"].items()}
+            for tool, rs in data["runs"].items():
+                ok = [r for r in rs if r.ok]
+                conns = median_or_none([r.extra.get("connections") for r in ok])
+                reqs = median_or_none([r.extra.get("requests") for r in ok])
+                cols = []
+                for fq in fqs:
+                    cols.append(fmt(ratio(med.get(fq), med[tool])) if not tool.startswith("fetchq") else "—")
+                L.append(f"| {tool} | {fmt(median_or_none([r.wall for r in ok]), 3)} | "
+                         f"{fmt(med[tool], 1) if med[tool] else 'FAIL'} | {fmt(median_or_none([r.cpu for r in ok]), 3)} | "
+                         f"{fmt(conns, 0)} ({fmt(reqs, 0)}) | {' | '.join(cols)} | {len(ok)}/{len(rs)} |")
+            L.append("")
+            one = size / (cap * MiB)
+            L.append(f"At {cap} MiB/s per connection one connection needs {one:.1f} s ({cap * MiB / 1e6:.1f} MB/s); "
+                     f"4 connections {one / 4:.1f} s, 16 connections {one / 16:.1f} s, if the client and the "
+                     "machine keep up. Connections and requests are what nginx logged for the file (medians). "
+                     f"curl ran {'once' if data['curl_runs'] == 1 else str(data['curl_runs']) + ' times'}: "
+                     "its one connection takes the same time whatever the load. Every file is checked by sha256.")
+            if not data["connections_option"]:
+                L.append("")
+                L.append("The `fetchq get --connections 16` and `--connections 4` rows were skipped: "
+                         "`fetchq get --help` of these binaries has no `--connections` (no segmented downloads); "
+                         "`fetchq get` and `fetchqd add+wait` then use one connection.")
+            L.append("")
+            L.append(self.load_line("S8"))
+            L.append("")
+
         if "S4" in self.results:
             data = self.results["S4"]
             n = data["count"]
@@ -1121,7 +1276,7 @@ http {{
         L.append("- For `fetchqd add+wait` the daemon is started (fresh database) before the clock starts and "
                  "stopped after it stops; its CPU time is read from /proc.")
         L.append("- Every fetchq run is checked afterwards, outside the timing: every file's sha256 against the "
-                 "source. The other tools' files are checked for count and size (S6: sha256 for every tool).")
+                 "source. The other tools' files are checked for count and size (S6, S8: sha256 for every tool).")
         L.append("- Everything runs on one machine over loopback: nginx (one worker) and the client share the "
                  "CPUs, so other processes (see the load lines) move the numbers, CPU seconds included.")
         L.append("- `dd ... conv=fsync` writes everything, then flushes once; a client that flushes as it goes "
@@ -1157,6 +1312,7 @@ http {{
         for s in only:
             if s not in SCENARIOS:
                 raise SystemExit(f"bench: unknown scenario {s} (known: {', '.join(SCENARIOS)})")
+        self.only = only
         for b in (self.fetchq, self.fetchqd):
             if not os.access(b, os.X_OK):
                 raise SystemExit(f"bench: {b} is missing; build fetchq first (tools/bench/run.sh does)")
@@ -1173,7 +1329,7 @@ http {{
         try:
             self.start_nginx()
             steps = {"S1": lambda: self.many_files("S1"), "S2": lambda: self.many_files("S2"),
-                     "S3": self.big_file, "S6": self.crash_waste, "S4": self.queue_scale,
+                     "S3": self.big_file, "S6": self.crash_waste, "S8": self.capped, "S4": self.queue_scale,
                      "S5": self.many_at_once}
             for s in SCENARIOS:
                 if s in only:
@@ -1205,7 +1361,7 @@ def main():
     ap = argparse.ArgumentParser(description="fetchq benchmarks against curl, wget2 and aria2c over loopback")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 run each (CI smoke run, < 2 min)")
     ap.add_argument("--runs", type=int, default=0, help="runs per tool (default 3, quick 1)")
-    ap.add_argument("--only", default="", help="comma-separated scenarios: S1,S2,S3,S6,S4")
+    ap.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     ap.add_argument("--bin-dir", required=True, help="folder with the fetchq and fetchqd binaries")
     ap.add_argument("--workdir", required=True, help="scratch folder (data, nginx, downloads)")
     ap.add_argument("--markdown-out", default="", help="also write the Markdown report here")
