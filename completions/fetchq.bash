@@ -8,7 +8,7 @@ _fetchq_commands="get add list show cancel pause resume retry prune wait events 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
-  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists"
+  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections"
   case $1 in
     get) echo "$download -j --parallel --state --json -q --quiet -c --continue -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
@@ -22,7 +22,7 @@ _fetchq_options() {
   esac
 }
 
-_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists -j --parallel
+_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -j --parallel
   --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type "
 
 _fetchq() {
@@ -80,11 +80,11 @@ _fetchqd() {
     --log-level) COMPREPLY=($(compgen -W "trace debug info warn error off" -- "$cur")); return 0 ;;
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
-      --checkpoint-interval-ms | --event-retention | --token-rule) return 0 ;;
+      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --block-private-addresses --token-rule --version -h --help" -- "$cur"))
+    --event-retention --connections --segment-threshold --segment-min-size --block-private-addresses --token-rule --version -h --help" -- "$cur"))
   return 0
 }
 
