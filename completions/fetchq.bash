@@ -10,7 +10,7 @@ _fetchq_options() {
   local common="--socket --json -h --help"
   local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections"
   case $1 in
-    get) echo "$download -j --parallel --state --json -q --quiet -c --continue -h --help" ;;
+    get) echo "-i --input $download -j --parallel --state --json -q --quiet -c --continue -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
     list) echo "--status --sort --limit --offset --errors --db $common" ;;
     show) echo "--db $common" ;;

@@ -60,3 +60,4 @@ complete -c fetchq -n "__fish_seen_subcommand_from events" -s f -l follow -d 'ke
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l since -x -d 'only events after this seq'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l job -x -d 'only events of this job'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying' -d 'only events of these types'
+complete -c fetchq -n "__fish_seen_subcommand_from get" -s i -l input -r -F -d 'file with one URL a line (- for standard input)'

@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -26,6 +27,7 @@ namespace {
 
 struct GetArgs {
   std::vector<std::string> urls;
+  std::string input;  // -i: a file of URLs, one a line ('-': standard input)
   DownloadArgs d;
   int parallel = 5;
   std::string state;
@@ -198,11 +200,36 @@ int run_get(const GetArgs& a) {
     return kExitUsage;
   }
   const std::string state = util::absolute_path(where.value().path);
+  std::vector<std::string> urls = a.urls;
+  if (!a.input.empty()) {
+    std::ifstream in(a.input == "-" ? "/dev/stdin" : a.input);
+    if (!in) {
+      print_error("cannot read " + a.input);
+      return kExitUsage;
+    }
+    int lineno = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++lineno;
+      auto start = line.find_first_not_of(" \t\r");
+      if (start == std::string::npos || line[start] == '#') continue;
+      line = line.substr(start, line.find_last_not_of(" \t\r") - start + 1);
+      if (line[0] == '{') {
+        print_error(a.input + ":" + std::to_string(lineno) +
+                    ": get -i takes one URL a line (JSON jobs are for fetchq add -i)");
+        return kExitUsage;
+      }
+      urls.push_back(line);
+    }
+  }
+  if (urls.empty()) {
+    print_error("give URLs, or -i FILE");
+    return kExitUsage;
+  }
   if (auto st = check_dir_and_output(a.d); !st) {
     print_error(st.error().message);
     return kExitUsage;
   }
-  if (!a.d.output.empty() && a.urls.size() > 1) {
+  if (!a.d.output.empty() && urls.size() > 1) {
     print_error("-o names one file: give one URL, or use -d DIR for several");
     return kExitUsage;
   }
@@ -232,7 +259,7 @@ int run_get(const GetArgs& a) {
   }
   std::vector<DownloadRequest> requests;
   std::set<std::string> seen;  // the same URL twice is one download, not two racing for a name
-  for (const auto& u : a.urls) {
+  for (const auto& u : urls) {
     if (!seen.insert(u).second) continue;
     requests.push_back(base.value());
     requests.back().source = u;
@@ -346,7 +373,8 @@ void print_error(const std::string& message) { std::cerr << "fetchq: " << messag
 void add_get_command(CLI::App& app, std::function<int()>* run) {
   auto args = std::make_shared<GetArgs>();
   auto* cmd = app.add_subcommand("get", "Download URLs now, without a daemon; run again to resume");
-  cmd->add_option("urls", args->urls, "URLs to download (http or https)")->required();
+  cmd->add_option("urls", args->urls, "URLs to download (http or https)");
+  cmd->add_option("-i,--input", args->input, "file with one URL a line ('-' for standard input)");
   add_download_options(cmd, args->d);
   cmd->add_option("-j,--parallel", args->parallel, "downloads at once (default 5)");
   cmd->add_option("--state", args->state, "state database, PATH or sqlite:PATH (default $XDG_STATE_HOME/fetchq/get.db)");

@@ -136,5 +136,39 @@ TEST(CliGet, MessagesNameTheCommandAndItsHelp) {
   EXPECT_EQ(read_file(dir / "dl/ok.txt"), "hello");
 }
 
+// get -i FILE reads URLs one a line (blank and # lines skipped), '-' from standard input, and
+// takes them with the ones on the command line; a JSON line is for add -i and is refused.
+TEST(CliGet, InputFileAndStandardInput) {
+  TempDir dir;
+  TestServer server;
+  for (const char* name : {"/a.txt", "/b.txt", "/c.txt"}) {
+    Resource r;
+    r.body = std::string("body of ") + name;
+    server.add(name, r);
+  }
+  write_file(dir / "urls.txt", "# the list\n" + server.url("/a.txt") + "\n\n  " + server.url("/b.txt") + "  \n");
+  Process p(get_argv(dir, {server.url("/c.txt")}, {"-i", dir / "urls.txt", "-q"}), dir / "p.out", dir / "p.err");
+  EXPECT_EQ(p.wait(), 0) << read_file(dir / "p.err");
+  EXPECT_EQ(read_file(dir / "dl/a.txt"), "body of /a.txt");
+  EXPECT_EQ(read_file(dir / "dl/b.txt"), "body of /b.txt");
+  EXPECT_EQ(read_file(dir / "dl/c.txt"), "body of /c.txt");
+
+  // Standard input, through a shell so the list can be piped in.
+  auto piped = run_capture({"/bin/sh", "-c",
+                            "printf '%s\\n' \"$0\" | \"$1\" get -i - -q -d \"$2\" --state \"$3\"",
+                            server.url("/a.txt"), bin_path("fetchq"), dir / "dl2", dir / "s2.db"},
+                           dir / "s.out", dir / "s.err", std::chrono::seconds(30));
+  EXPECT_EQ(piped.rc, 0) << piped.err;
+  EXPECT_EQ(read_file(dir / "dl2/a.txt"), "body of /a.txt");
+
+  write_file(dir / "json.txt", "{\"source\": \"" + server.url("/a.txt") + "\"}\n");
+  Process j(get_argv(dir, {}, {"-i", dir / "json.txt"}), dir / "j.out", dir / "j.err");
+  EXPECT_EQ(j.wait(), 2);
+  EXPECT_NE(read_file(dir / "j.err").find("json.txt:1"), std::string::npos) << read_file(dir / "j.err");
+  Process none({bin_path("fetchq"), "get", "--state", dir / "s3.db"}, dir / "n.out", dir / "n.err");
+  EXPECT_EQ(none.wait(), 2);
+  EXPECT_NE(read_file(dir / "n.err").find("-i FILE"), std::string::npos) << read_file(dir / "n.err");
+}
+
 }  // namespace
 }  // namespace fetchq::testing
