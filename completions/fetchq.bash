@@ -16,14 +16,15 @@ _fetchq_options() {
     show) echo "--db $common" ;;
     cancel) echo "--all $common" ;;
     pause | resume | retry) echo "--all --status $common" ;;
-    prune | stats) echo "$common" ;;
+    prune) echo "--status --older-than $common" ;;
+    stats) echo "$common" ;;
     wait) echo "--timeout --progress $common" ;;
     events) echo "-f --follow --since --job --type --db $common" ;;
   esac
 }
 
 _fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -j --parallel
-  --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type "
+  --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than "
 
 _fetchq() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}

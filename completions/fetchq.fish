@@ -61,3 +61,5 @@ complete -c fetchq -n "__fish_seen_subcommand_from events" -l since -x -d 'only 
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l job -x -d 'only events of this job'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying' -d 'only events of these types'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s i -l input -r -F -d 'file with one URL a line (- for standard input)'
+complete -c fetchq -n "__fish_seen_subcommand_from prune" -l status -x -a 'completed cancelled error' -d 'only jobs that ended so'
+complete -c fetchq -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'only jobs that ended longer ago than this (7d)'

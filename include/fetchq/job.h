@@ -52,6 +52,13 @@ struct ListFilter {
   int64_t limit = -1;  // -1: all
 };
 
+// Which ended jobs prune_jobs removes: those in `statuses` (every ended status when empty) that
+// ended before `ended_before` (ISO 8601 UTC, as job_ended is written; any time when unset).
+struct PruneFilter {
+  std::vector<JobStatus> statuses;
+  std::optional<std::string> ended_before;
+};
+
 // How many jobs are in each status, as the store counts them.
 struct StatusCounts {
   int64_t waiting = 0, running = 0, paused = 0, completed = 0, cancelled = 0, error = 0;

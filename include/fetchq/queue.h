@@ -107,7 +107,8 @@ class DownloadQueue {
   virtual Result<Job> resume_job(int64_t id) = 0;
   virtual Result<Job> retry_job(int64_t id) = 0;
   virtual int64_t cancel_all_jobs() = 0;
-  virtual int64_t prune_jobs() = 0;
+  // Removes ended jobs (those the filter names) with their events; returns how many.
+  virtual int64_t prune_jobs(const PruneFilter& filter = {}) = 0;
   // Waits until none of `ids` (all jobs when empty) is waiting or running. False on timeout.
   virtual bool join(std::optional<std::chrono::milliseconds> timeout = std::nullopt,
                     const std::vector<int64_t>& ids = {}) = 0;

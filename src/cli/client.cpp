@@ -22,6 +22,7 @@
 #include "control/client.h"
 #include "queue/request_check.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/fs.h"
 #include "util/signals.h"
 
@@ -496,10 +497,53 @@ int run_act(ActArgs& a, const std::string& method) {
   return rc;
 }
 
-int run_prune(Common& c) {
+struct PruneArgs {
+  Common c;
+  std::string status;      // --status: ended statuses, comma-separated
+  std::string older_than;  // --older-than: 90s, 30m, 12h, 7d or 2w
+};
+
+// "7d" as seconds; nullopt when it is not a count with one of s, m, h, d, w.
+std::optional<int64_t> parse_age(const std::string& text) {
+  if (text.size() < 2 || text.size() > 12) return std::nullopt;
+  const std::string digits = text.substr(0, text.size() - 1);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const int64_t n = std::stoll(digits);
+  switch (text.back()) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    case 'w': return n * 7 * 86400;
+    default: return std::nullopt;
+  }
+}
+
+int run_prune(PruneArgs& a) {
+  PruneFilter f;
+  for (size_t from = 0; from < a.status.size();) {
+    size_t comma = std::min(a.status.find(',', from), a.status.size());
+    std::string name = a.status.substr(from, comma - from);
+    from = comma + 1;
+    auto st = parse_job_status(name);
+    if (!st || (*st != JobStatus::kCompleted && *st != JobStatus::kCancelled && *st != JobStatus::kError)) {
+      print_error("--status '" + name + "': prune removes ended jobs only: completed, cancelled or error");
+      return kExitUsage;
+    }
+    f.statuses.push_back(*st);
+  }
+  if (!a.older_than.empty()) {
+    auto age = parse_age(a.older_than);
+    if (!age) {
+      print_error("--older-than '" + a.older_than + "': give a count and a unit, such as 90s, 30m, 12h, 7d or 2w");
+      return kExitUsage;
+    }
+    f.ended_before = util::iso8601(std::chrono::system_clock::now() - std::chrono::seconds(*age));
+  }
+  Common& c = a.c;
   auto client = connect(c);
   if (!client) return kExitNoDaemon;
-  auto r = client->prune_jobs();
+  auto r = client->prune_jobs(f);
   if (!r) return fail(r.error());
   if (c.json) {
     std::cout << json{{"removed", r.value()}}.dump() << "\n";
@@ -784,9 +828,11 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     cmd->callback([a, run, m] { *run = [a, m] { return run_act(*a, m); }; });
   }
   {
-    auto c = std::make_shared<Common>();
+    auto c = std::make_shared<PruneArgs>();
     auto* cmd = app.add_subcommand("prune", "Remove jobs that ended (and the .part of failed ones)");
-    add_common(cmd, *c, false);
+    cmd->add_option("--status", c->status, "only jobs that ended so: completed, cancelled, error (comma-separated)");
+    cmd->add_option("--older-than", c->older_than, "only jobs that ended longer ago than this: 90s, 30m, 12h, 7d, 2w");
+    add_common(cmd, c->c, false);
     cmd->callback([c, run] { *run = [c] { return run_prune(*c); }; });
   }
   {

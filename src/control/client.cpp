@@ -210,7 +210,16 @@ Result<int64_t> Client::cancel_all_jobs() {
   return typed<int64_t>("cancel_all_jobs", call("cancel_all_jobs", json::object()));
 }
 
-Result<int64_t> Client::prune_jobs() { return typed<int64_t>("prune_jobs", call("prune_jobs", json::object())); }
+Result<int64_t> Client::prune_jobs(const PruneFilter& filter) {
+  json p = json::object();
+  if (!filter.statuses.empty()) {
+    json names = json::array();
+    for (auto st : filter.statuses) names.push_back(std::string(to_string(st)));
+    p["status"] = std::move(names);
+  }
+  if (filter.ended_before) p["ended_before"] = *filter.ended_before;
+  return typed<int64_t>("prune_jobs", call("prune_jobs", std::move(p)));
+}
 
 Result<bool> Client::join(const std::vector<int64_t>& ids, std::optional<double> timeout_s) {
   json p = json::object();

@@ -75,7 +75,7 @@ class Client {
   Result<Job> resume_job(int64_t id);
   Result<Job> retry_job(int64_t id);
   Result<int64_t> cancel_all_jobs();
-  Result<int64_t> prune_jobs();
+  Result<int64_t> prune_jobs(const PruneFilter& filter = {});
   // True when every job of `ids` (all when empty) ended; false when `timeout_s` passed first.
   Result<bool> join(const std::vector<int64_t>& ids, std::optional<double> timeout_s);
   Result<DaemonStats> stats();

@@ -156,8 +156,11 @@ std::string Dispatcher::answer(const RpcRequest& req, const std::string& peer) {
     spdlog::info("{}: cancel_all_jobs", peer);
     out = rpc_result(req.id, q.cancel_all_jobs());
   } else if (m == "prune_jobs") {
+    std::string why;
+    auto f = parse_prune_jobs(p, &why);
+    if (!f) throw BadParams{why};
     spdlog::info("{}: prune_jobs", peer);
-    out = rpc_result(req.id, q.prune_jobs());
+    out = rpc_result(req.id, q.prune_jobs(*f));
   } else {  // stats: the table holds no other name
     out = rpc_result(req.id, stats_json(q.stats()));
   }

@@ -185,6 +185,34 @@ std::optional<ListFilter> parse_list_jobs(const json& p, std::string* error) {
   }
 }
 
+std::optional<PruneFilter> parse_prune_jobs(const json& p, std::string* error) {
+  PruneFilter f;
+  if (!p.is_object()) {
+    if (p.is_null() || (p.is_array() && p.empty())) return f;
+    *error = "params must be an object";
+    return std::nullopt;
+  }
+  if (auto it = p.find("status"); it != p.end() && !it->is_null()) {
+    std::vector<json> names = it->is_array() ? it->get<std::vector<json>>() : std::vector<json>{*it};
+    for (const auto& n : names) {
+      auto st = n.is_string() ? parse_job_status(n.get<std::string>()) : std::nullopt;
+      if (!st || (*st != JobStatus::kCompleted && *st != JobStatus::kCancelled && *st != JobStatus::kError)) {
+        *error = "'status' must name ended statuses: completed, cancelled or error";
+        return std::nullopt;
+      }
+      f.statuses.push_back(*st);
+    }
+  }
+  if (auto it = p.find("ended_before"); it != p.end() && !it->is_null()) {
+    if (!it->is_string() || it->get<std::string>().size() < 10 || it->get<std::string>().size() > 40) {
+      *error = "'ended_before' must be an ISO 8601 UTC time such as 2026-12-01T00:00:00.000Z";
+      return std::nullopt;
+    }
+    f.ended_before = it->get<std::string>();
+  }
+  return f;
+}
+
 std::string job_list_head(const json& id) {
   return "{\"id\":" + answer_line(id) + ",\"jsonrpc\":\"2.0\",\"result\":[";
 }

@@ -47,6 +47,9 @@ std::optional<JoinParams> parse_join(const json& params, std::string* error);
 std::optional<int64_t> parse_subscribe(const json& params, std::string* error);
 // list_jobs: status, after_id, limit (-1, the default, for no limit).
 std::optional<ListFilter> parse_list_jobs(const json& params, std::string* error);
+// prune_jobs' params: optional `status` (an ended status, or a list of them) and `ended_before`
+// (ISO 8601 UTC); nullopt with *error for anything else.
+std::optional<PruneFilter> parse_prune_jobs(const json& params, std::string* error);
 // The opening of a list_jobs answer, up to and including '[': the jobs follow, comma-separated,
 // then "]}".
 std::string job_list_head(const json& id);

@@ -263,8 +263,8 @@ int64_t QueueImpl::cancel_all_jobs() {
 
 // Needs no ordering with the loop: prune removes ended jobs only, and the engine's path
 // registry says whether a transfer still holds the .part.
-int64_t QueueImpl::prune_jobs() {
-  auto pruned = store_->prune(util::now_iso8601());
+int64_t QueueImpl::prune_jobs(const PruneFilter& filter) {
+  auto pruned = store_->prune(filter, util::now_iso8601());
   for (const auto& p : pruned) {
     // An error job keeps its .part for retry; once pruned nobody will resume it.
     if (p.status == JobStatus::kError && p.download_path && !paths_.held(*p.download_path)) {

@@ -69,7 +69,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   Result<Job> resume_job(int64_t id) override;
   Result<Job> retry_job(int64_t id) override;
   int64_t cancel_all_jobs() override;
-  int64_t prune_jobs() override;
+  int64_t prune_jobs(const PruneFilter& filter) override;
   bool join(std::optional<std::chrono::milliseconds> timeout,
             const std::vector<int64_t>& wanted) override;
   QueueStats stats() override;

@@ -138,8 +138,8 @@ class ForwardingStore : public Store {
   std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
     return call(StoreOp::kIdsIn, [&] { return inner_->ids_in(statuses); });
   }
-  std::vector<PrunedJob> prune(const std::string& now) override {
-    return call(StoreOp::kPrune, [&] { return inner_->prune(now); });
+  std::vector<PrunedJob> prune(const PruneFilter& filter, const std::string& now) override {
+    return call(StoreOp::kPrune, [&] { return inner_->prune(filter, now); });
   }
   int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                        const std::string& ts) override {

@@ -189,8 +189,8 @@ class Store {
   // Whether any job among ids (all when empty) is waiting or running.
   virtual bool any_unfinished(const std::vector<int64_t>& ids) = 0;
   virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
-  // Removes the jobs that ended, with their tokens and their events.
-  virtual std::vector<PrunedJob> prune(const std::string& now) = 0;
+  // Removes the jobs that ended (those the filter names), with their tokens and their events.
+  virtual std::vector<PrunedJob> prune(const PruneFilter& filter, const std::string& now) = 0;
 
   virtual int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                                const std::string& ts) = 0;

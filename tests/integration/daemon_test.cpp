@@ -673,6 +673,54 @@ TEST(Daemon, AddingALiveJobsUrlAndDestinationAgainReturnsThatJob) {
   d.cli({"cancel", "--all"});
 }
 
+// prune takes only the ended statuses named, and only jobs that ended longer ago than
+// --older-than; a running job or a bad age is a usage error.
+TEST(Daemon, PruneByStatusAndAge) {
+  TempDir dir;
+  TestServer server;
+  std::string dl = make_dl(dir);
+  Resource ok;
+  ok.body = "fine";
+  server.add("/ok.txt", ok);
+  Resource missing;
+  missing.status = 404;
+  server.add("/missing.bin", missing);
+  Resource slow;
+  slow.body = make_body(1 << 20, 4);
+  slow.stall_after = 1000;
+  server.add("/slow.bin", slow);
+  Daemon d(dir);
+  ASSERT_TRUE(d.start()) << d.log();
+  int64_t done = d.add(server.url("/ok.txt"), dl);
+  int64_t failed = d.add(server.url("/missing.bin"), dl);
+  d.cli({"wait", std::to_string(done), std::to_string(failed), "--timeout", "20"});
+  int64_t cancelled = d.add(server.url("/slow.bin"), dl);
+  ASSERT_EQ(d.cli({"cancel", std::to_string(cancelled)}).rc, 0);
+  int64_t running = d.add(server.url("/slow.bin"), dl + "/still/");
+
+  auto by_status = d.cli({"prune", "--status", "error", "--json"});
+  ASSERT_EQ(by_status.rc, 0) << by_status.err;
+  EXPECT_EQ(json::parse(by_status.out)["removed"], 1) << by_status.out;
+  EXPECT_EQ(d.status_of(failed), "") << "pruned: show finds no such job";
+  EXPECT_EQ(d.status_of(done), "completed");
+
+  auto young = d.cli({"prune", "--older-than", "1h", "--json"});
+  ASSERT_EQ(young.rc, 0) << young.err;
+  EXPECT_EQ(json::parse(young.out)["removed"], 0) << "they ended seconds ago";
+
+  auto rest = d.cli({"prune", "--older-than", "0s", "--json"});
+  ASSERT_EQ(rest.rc, 0) << rest.err;
+  EXPECT_EQ(json::parse(rest.out)["removed"], 2) << rest.out;
+  auto left = json::parse(d.cli({"list", "--json"}).out);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0]["id"], running);
+
+  EXPECT_EQ(d.cli({"prune", "--status", "running"}).rc, 2);
+  EXPECT_EQ(d.cli({"prune", "--older-than", "7x"}).rc, 2);
+  EXPECT_EQ(d.cli({"prune", "--older-than", "d"}).rc, 2);
+  d.cli({"cancel", "--all"});
+}
+
 TEST(Daemon, KillNineMidDownloadThenRestartResumesWithRange) {
   TempDir dir;
   TestServer server;

@@ -158,9 +158,9 @@ class WatchedStore final : public store::Store {
     enter("ids_in");
     return inner_->ids_in(statuses);
   }
-  std::vector<store::PrunedJob> prune(const std::string& now) override {
+  std::vector<store::PrunedJob> prune(const PruneFilter& filter, const std::string& now) override {
     enter("prune");
-    return inner_->prune(now);
+    return inner_->prune(filter, now);
   }
   int64_t append_event(int64_t job_id, const std::string& type, const std::string& payload,
                        const std::string& ts) override {

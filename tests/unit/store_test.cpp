@@ -76,7 +76,7 @@ TEST(StoreTest, IdsAreNeverReusedAfterPrune) {
     Finish f;
     ASSERT_TRUE(s->finish(cj.job.id, cj.attempt, f, "t"));
   }
-  EXPECT_EQ(s->prune("t").size(), 2u);
+  EXPECT_EQ(s->prune({}, "t").size(), 2u);
   auto b = s->insert_jobs({job("http://h/c")}, "t");
   EXPECT_GT(b[0].id, a[1].id);
 }
@@ -445,7 +445,7 @@ TEST(StoreTest, PruneRemovesTheEventsOfThePrunedJobsOnly) {
   s->append_event(jobs[0].id, "job_added", "{}", "t");
   s->append_event(jobs[1].id, "job_added", "{}", "t");
   ASSERT_TRUE(s->change_status(jobs[0].id, {JobStatus::kWaiting}, JobStatus::kCancelled, "t"));
-  ASSERT_EQ(s->prune("t").size(), 1u);
+  ASSERT_EQ(s->prune({}, "t").size(), 1u);
   auto ev = s->events_since(0, 10, std::nullopt);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(ev[0].job_id, jobs[1].id);
@@ -673,7 +673,7 @@ TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {
   s->forget_segments(c[3].job.id);
   EXPECT_TRUE(s->load_segments(c[3].job.id).empty());
   ASSERT_TRUE(s->save_segments(c[3].job.id, c[3].attempt, {{0, 4, 2}}));
-  s->prune("t");
+  s->prune({}, "t");
   s.reset();
   SQLite::Database db(dir / "q.db");
   EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM segments").getInt(), 0);

@@ -499,12 +499,30 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  std::vector<PrunedJob> prune(const std::string&) override {
+  std::vector<PrunedJob> prune(const PruneFilter& filter, const std::string&) override {
+    // The jobs to remove, by id, into a temporary table the deletes below take them from.
+    std::string where = "status IN ('completed', 'cancelled', 'error')";
+    if (!filter.statuses.empty()) {
+      where = "status IN (";
+      bool first = true;
+      for (auto st : filter.statuses) {
+        if (st != JobStatus::kCompleted && st != JobStatus::kCancelled && st != JobStatus::kError) continue;
+        where += std::string(first ? "'" : ", '") + std::string(to_string(st)) + "'";
+        first = false;
+      }
+      if (first) return {};  // no ended status named: nothing to remove
+      where += ")";
+    }
+    if (filter.ended_before) where += " AND job_ended IS NOT NULL AND job_ended < ?";
     std::vector<PrunedJob> out;
     transaction([&] {
+      db_->exec("CREATE TEMP TABLE IF NOT EXISTS pruning (id INTEGER PRIMARY KEY)");
+      db_->exec("DELETE FROM temp.pruning");
+      SQLite::Statement pick(*db_, "INSERT INTO temp.pruning (id) SELECT id FROM jobs WHERE " + where);
+      if (filter.ended_before) pick.bind(1, *filter.ended_before);
+      pick.exec();
       SQLite::Statement q(*db_,
-                          "SELECT id, status, download_path FROM jobs WHERE status IN "
-                          "('completed', 'cancelled', 'error')");
+                          "SELECT id, status, download_path FROM jobs WHERE id IN (SELECT id FROM temp.pruning)");
       while (q.executeStep()) {
         PrunedJob p;
         p.id = q.getColumn(0).getInt64();
@@ -512,14 +530,13 @@ class SqliteStore final : public Store {
         p.download_path = opt_text(q.getColumn(2));
         out.push_back(std::move(p));
       }
-      db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
-                "('completed', 'cancelled', 'error'))");
-      db_->exec("DELETE FROM url_credentials WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
-                "('completed', 'cancelled', 'error'))");
+      db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM temp.pruning)");
+      db_->exec("DELETE FROM url_credentials WHERE job_id IN (SELECT id FROM temp.pruning)");
+      db_->exec("DELETE FROM segments WHERE job_id IN (SELECT id FROM temp.pruning)");
       // Nobody can ask about a pruned job again: its events would only fill the file.
-      db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE status IN "
-                "('completed', 'cancelled', 'error'))");
-      db_->exec("DELETE FROM jobs WHERE status IN ('completed', 'cancelled', 'error')");
+      db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM temp.pruning)");
+      db_->exec("DELETE FROM jobs WHERE id IN (SELECT id FROM temp.pruning)");
+      db_->exec("DELETE FROM temp.pruning");
     });
     return out;
   }
