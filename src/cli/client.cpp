@@ -253,6 +253,17 @@ int run_add(AddArgs& a) {
   return kExitOk;
 }
 
+// "running,waiting" as its names; empty names (",," or a trailing comma) are left out.
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> out;
+  for (size_t from = 0; from <= list.size();) {
+    size_t comma = std::min(list.find(',', from), list.size());
+    if (comma > from) out.push_back(list.substr(from, comma - from));
+    from = comma + 1;
+  }
+  return out;
+}
+
 // ---- list / show
 // Every job (with a given status), in pages small enough for one answer line each.
 Result<std::vector<Job>> list_from(control::Client& client, std::optional<JobStatus> status) {
@@ -302,11 +313,7 @@ int run_list(ListArgs& a) {
   // Several statuses are one listing each, merged in id order.
   std::vector<std::optional<JobStatus>> statuses;
   if (a.status.empty()) statuses.push_back(std::nullopt);
-  for (size_t from = 0; from < a.status.size();) {
-    size_t comma = std::min(a.status.find(',', from), a.status.size());
-    std::string name = a.status.substr(from, comma - from);
-    from = comma + 1;
-    if (name.empty()) continue;
+  for (const auto& name : split_commas(a.status)) {
     auto st = parse_job_status(name);
     if (!st) {
       print_error("unknown status '" + name +
@@ -441,10 +448,7 @@ int run_act(ActArgs& a, const std::string& method) {
     std::vector<JobStatus> statuses = acts_on(method);
     if (!a.status.empty()) {
       std::vector<JobStatus> asked;
-      for (size_t from = 0; from < a.status.size();) {
-        size_t comma = std::min(a.status.find(',', from), a.status.size());
-        std::string name = a.status.substr(from, comma - from);
-        from = comma + 1;
+      for (const auto& name : split_commas(a.status)) {
         auto st = parse_job_status(name);
         if (!st || std::find(statuses.begin(), statuses.end(), *st) == statuses.end()) {
           std::string allowed;
@@ -453,6 +457,10 @@ int run_act(ActArgs& a, const std::string& method) {
           return kExitUsage;
         }
         asked.push_back(*st);
+      }
+      if (asked.empty()) {
+        print_error("--status names no status");
+        return kExitUsage;
       }
       statuses = asked;
     }
@@ -521,16 +529,17 @@ std::optional<int64_t> parse_age(const std::string& text) {
 
 int run_prune(PruneArgs& a) {
   PruneFilter f;
-  for (size_t from = 0; from < a.status.size();) {
-    size_t comma = std::min(a.status.find(',', from), a.status.size());
-    std::string name = a.status.substr(from, comma - from);
-    from = comma + 1;
+  for (const auto& name : split_commas(a.status)) {
     auto st = parse_job_status(name);
     if (!st || (*st != JobStatus::kCompleted && *st != JobStatus::kCancelled && *st != JobStatus::kError)) {
       print_error("--status '" + name + "': prune removes ended jobs only: completed, cancelled or error");
       return kExitUsage;
     }
     f.statuses.push_back(*st);
+  }
+  if (!a.status.empty() && f.statuses.empty()) {  // "--status ," must not mean every status
+    print_error("--status names no status");
+    return kExitUsage;
   }
   if (!a.older_than.empty()) {
     auto age = parse_age(a.older_than);

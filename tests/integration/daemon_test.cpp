@@ -716,6 +716,7 @@ TEST(Daemon, PruneByStatusAndAge) {
   EXPECT_EQ(left[0]["id"], running);
 
   EXPECT_EQ(d.cli({"prune", "--status", "running"}).rc, 2);
+  EXPECT_EQ(d.cli({"prune", "--status", ","}).rc, 2);  // never "every status"
   EXPECT_EQ(d.cli({"prune", "--older-than", "7x"}).rc, 2);
   EXPECT_EQ(d.cli({"prune", "--older-than", "d"}).rc, 2);
   d.cli({"cancel", "--all"});
