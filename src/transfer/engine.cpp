@@ -319,6 +319,17 @@ class Engine::Impl final : public FetchClient {
     return true;
   }
 
+  // Tells the observer a segmented job took up its map again, with `from` bytes on disk.
+  void report_resumed_start(const Transfer& t, int64_t from) {
+    Started st;
+    st.download_path = t.download_path;
+    st.total_bytes = t.total;
+    st.etag = t.req.etag;
+    st.last_modified = t.req.last_modified;
+    st.from_bytes = from;
+    observer_->on_started(t.req.job_id, t.req.attempt, st);
+  }
+
   // Starts the fetches of segments that have none (tick(), outside libcurl's callbacks).
   void start_segments(Transfer& t) {
     for (FetchId id : t.to_cancel) {
@@ -354,13 +365,7 @@ class Engine::Impl final : public FetchClient {
                     start == s->pos && end >= s->end - 1 && total == t.total;
     if (ok && !t.started_reported) {
       t.started_reported = true;
-      Started st;
-      st.download_path = t.download_path;
-      st.total_bytes = t.total;
-      st.etag = t.req.etag;
-      st.last_modified = t.req.last_modified;
-      st.from_bytes = t.on_disk;
-      observer_->on_started(t.req.job_id, t.req.attempt, st);
+      report_resumed_start(t, t.on_disk);
     }
     if (ok) return true;
     if (t.resumed_segments && response.code >= 200 && response.code < 300) {
@@ -546,13 +551,7 @@ class Engine::Impl final : public FetchClient {
     }
     if (!t.req.segments.empty() && resume_segments(t)) {
       if (t.prefix() == t.total) {  // every byte was synced before the stop: nothing to ask
-        Started st;
-        st.download_path = t.download_path;
-        st.total_bytes = t.total;
-        st.etag = t.req.etag;
-        st.last_modified = t.req.last_modified;
-        st.from_bytes = t.total;
-        observer_->on_started(t.req.job_id, t.req.attempt, st);
+        report_resumed_start(t, t.total);
         finish(std::move(tp));
         return;
       }
