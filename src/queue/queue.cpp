@@ -87,11 +87,10 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
   const bool check = std::any_of(requests.begin(), requests.end(), [](const auto& r) { return !r.allow_duplicate; });
   try {
     if (check) {
-      for (auto st : {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}) {
-        ListFilter f;
-        f.status = st;
-        for (const auto& j : store_->list_jobs(f)) live.emplace(Key{j.source, j.dest}, j.id);
-      }
+      std::vector<std::string> sources;
+      sources.reserve(news.size());
+      for (const auto& n : news) sources.push_back(n.request.source);
+      for (auto& t : store_->live_targets(sources)) live.emplace(Key{std::move(t.source), std::move(t.dest)}, t.id);
     }
   } catch (const StorageError& e) {  // kBusy stays kBusy: the caller may tell it apart
     return make_error(e.error().code, "cannot read the queue: " + e.error().message);

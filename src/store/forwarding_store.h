@@ -42,6 +42,7 @@ enum class StoreOp {
   kCounts,
   kAnyUnfinished,
   kIdsIn,
+  kLiveTargets,
   kPrune,
   kAppendEvent,
   kEventsSince,
@@ -137,6 +138,9 @@ class ForwardingStore : public Store {
   }
   std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
     return call(StoreOp::kIdsIn, [&] { return inner_->ids_in(statuses); });
+  }
+  std::vector<LiveTarget> live_targets(const std::vector<std::string>& sources) override {
+    return call(StoreOp::kLiveTargets, [&] { return inner_->live_targets(sources); });
   }
   std::vector<PrunedJob> prune(const PruneFilter& filter, const std::string& now) override {
     return call(StoreOp::kPrune, [&] { return inner_->prune(filter, now); });

@@ -102,6 +102,8 @@ std::string_view to_string(StoreOp op) {
       return "any_unfinished";
     case StoreOp::kIdsIn:
       return "ids_in";
+    case StoreOp::kLiveTargets:
+      return "live_targets";
     case StoreOp::kPrune:
       return "prune";
     case StoreOp::kAppendEvent:

@@ -189,6 +189,13 @@ class Store {
   // Whether any job among ids (all when empty) is waiting or running.
   virtual bool any_unfinished(const std::vector<int64_t>& ids) = 0;
   virtual std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) = 0;
+  // The waiting, running or paused jobs whose source is one of `sources`: their id, source and
+  // dest (what a new submission is compared with), in one pass over the live jobs.
+  struct LiveTarget {
+    int64_t id = 0;
+    std::string source, dest;
+  };
+  virtual std::vector<LiveTarget> live_targets(const std::vector<std::string>& sources) = 0;
   // Removes the jobs that ended (those the filter names), with their tokens and their events.
   virtual std::vector<PrunedJob> prune(const PruneFilter& filter, const std::string& now) = 0;
 

@@ -158,6 +158,10 @@ class WatchedStore final : public store::Store {
     enter("ids_in");
     return inner_->ids_in(statuses);
   }
+  std::vector<LiveTarget> live_targets(const std::vector<std::string>& sources) override {
+    enter("live_targets");
+    return inner_->live_targets(sources);
+  }
   std::vector<store::PrunedJob> prune(const PruneFilter& filter, const std::string& now) override {
     enter("prune");
     return inner_->prune(filter, now);

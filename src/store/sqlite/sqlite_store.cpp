@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "store/forwarding_store.h"
 #include "store/sqlite/schema_files.h"
@@ -488,6 +489,21 @@ class SqliteStore final : public Store {
                               "'running') AND id IN (" + id_list(ids) + "))");
     q.executeStep();
     return q.getColumn(0).getInt() != 0;
+  }
+
+  std::vector<LiveTarget> live_targets(const std::vector<std::string>& sources) override {
+    std::lock_guard lk(mu_);
+    // The sources go in as one JSON array: SQLite makes a lookup table of them and passes over
+    // the live jobs once, returning only the matches.
+    SQLite::Statement q(*db_,
+                        "SELECT id, source, dest FROM jobs WHERE status IN ('waiting', 'running', 'paused') "
+                        "AND source IN (SELECT value FROM json_each(?))");
+    q.bind(1, nlohmann::json(sources).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    std::vector<LiveTarget> out;
+    while (q.executeStep()) {
+      out.push_back(LiveTarget{q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString()});
+    }
+    return out;
   }
 
   std::vector<int64_t> ids_in(const std::vector<JobStatus>& statuses) override {
