@@ -151,6 +151,21 @@ class Daemon {
   std::unique_ptr<Process> proc_;
 };
 
+// A resource whose transfer starts and then stalls, so its job stays running.
+Resource stalling() {
+  Resource r;
+  r.body = make_body(1 << 20, 4);
+  r.stall_after = 1000;
+  return r;
+}
+
+// A resource answered with `status` (404, 410, ...).
+Resource answering(int status) {
+  Resource r;
+  r.status = status;
+  return r;
+}
+
 std::string make_dl(const TempDir& dir) {
   fs::create_directories(dir / "dl");
   return dir / "dl";
@@ -209,8 +224,7 @@ TEST(Daemon, SubmitListShowPruneAndWaitExitStatus) {
   Resource b;
   b.body = make_body(200000, 7);
   server.add("/b.bin", b);
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/missing.bin", missing);
   std::string dl = make_dl(dir);
   Daemon d(dir);
@@ -281,8 +295,7 @@ TEST(Daemon, SubmitListShowPruneAndWaitExitStatus) {
 TEST(Daemon, JoinSeesAJobThatWasRetriedWhileItWaited) {
   TempDir dir;
   TestServer server;
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/late.bin", missing);
   Resource slow;
   slow.body = make_body(75000, 3);
@@ -467,8 +480,7 @@ TEST(Daemon, EventsForPeopleAreShortAndFilteredByType) {
   Resource ok;
   ok.body = make_body(300000, 3);
   server.add("/a-rather-long-name-for-a-file-0001-of-0128.bin", ok);
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/missing.bin", missing);
   Daemon d(dir);
   ASSERT_TRUE(d.start()) << d.log();
@@ -527,11 +539,9 @@ TEST(Daemon, ListShowsRatesSeveralStatusesAndCountsFailures) {
   slow.body = make_body(4 << 20, 9);
   slow.rate_bytes_per_s = 256 << 10;
   server.add("/slow.bin", slow);
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/missing.bin", missing);
-  Resource gone;
-  gone.status = 410;
+  Resource gone = answering(410);
   server.add("/gone.bin", gone);
   Daemon d(dir);
   ASSERT_TRUE(d.start()) << d.log();
@@ -583,12 +593,9 @@ TEST(Daemon, PauseResumeAndRetryAll) {
   TempDir dir;
   TestServer server;
   std::string dl = make_dl(dir);
-  Resource slow;
-  slow.body = make_body(1 << 20, 4);
-  slow.stall_after = 1000;
+  Resource slow = stalling();
   server.add("/slow.bin", slow);
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/missing.bin", missing);
   Daemon d(dir);
   ASSERT_TRUE(d.start()) << d.log();
@@ -628,9 +635,7 @@ TEST(Daemon, AddingALiveJobsUrlAndDestinationAgainReturnsThatJob) {
   TempDir dir;
   TestServer server;
   std::string dl = make_dl(dir);
-  Resource slow;
-  slow.body = make_body(1 << 20, 4);
-  slow.stall_after = 1000;
+  Resource slow = stalling();
   server.add("/a.bin", slow);
   server.add("/b.bin", slow);
   Daemon d(dir);
@@ -682,12 +687,9 @@ TEST(Daemon, PruneByStatusAndAge) {
   Resource ok;
   ok.body = "fine";
   server.add("/ok.txt", ok);
-  Resource missing;
-  missing.status = 404;
+  Resource missing = answering(404);
   server.add("/missing.bin", missing);
-  Resource slow;
-  slow.body = make_body(1 << 20, 4);
-  slow.stall_after = 1000;
+  Resource slow = stalling();
   server.add("/slow.bin", slow);
   Daemon d(dir);
   ASSERT_TRUE(d.start()) << d.log();
