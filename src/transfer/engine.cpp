@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -36,6 +37,10 @@ namespace {
 // than kFillSlow gives memory back. So a thousand slow downloads hold 16 KiB each, not 1 MiB.
 constexpr size_t kMinWriteBuffer = 16 << 10;
 constexpr auto kFillFast = std::chrono::milliseconds(200);
+// A fetch's rate is measured once it has run kRateAfter; work stealing splits a range only
+// when its own connection would need at least kStealWorth more to finish it.
+constexpr std::chrono::duration<double> kRateAfter{0.2};
+constexpr std::chrono::duration<double> kStealWorth{1.0};
 constexpr auto kFillSlow = std::chrono::seconds(2);
 
 // One attempt of a job: where it goes (Placement) and how its body arrives.
@@ -63,6 +68,8 @@ struct Transfer : Placement {
   struct Seg {
     int64_t start = 0, end = 0, pos = 0;
     FetchId fetch = 0;
+    SteadyClock::time_point since{};  // when its fetch started, at byte `from`
+    int64_t from = 0;
     bool answered = false;  // its response head was checked
     bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
   };
@@ -261,6 +268,7 @@ class Engine::Impl final : public FetchClient {
       s.start = step * i;
       s.end = i == n - 1 ? t.total : step * (i + 1);
       s.pos = s.start;
+      s.since = SteadyClock::now();
       if (i == 0) {
         s.fetch = t.fetch;
         s.answered = true;
@@ -348,6 +356,8 @@ class Engine::Impl final : public FetchClient {
       fr.password = t.req.password;
       fr.http1 = true;
       s.answered = false;
+      s.since = SteadyClock::now();
+      s.from = s.pos;
       s.fetch = fetcher_.start(std::move(fr));
       by_fetch_[s.fetch] = t.req.job_id;
     }
@@ -450,7 +460,7 @@ class Engine::Impl final : public FetchClient {
                                                std::to_string(s->pos) + " of " + std::to_string(s->end),
                                     .retryable = true};
     }
-    if (!t.failure && s) steal(t);
+    if (!t.failure && s) steal(t, *s);
     bool all_done = true;
     for (const auto& o : t.segs) {
       if (!o.dropped && o.pos < o.end) all_done = false;
@@ -462,14 +472,36 @@ class Engine::Impl final : public FetchClient {
     finish(std::move(tp));
   }
 
-  void steal(Transfer& t) {
+  // The bytes per second a segment's fetch has made, or 0 before there is a measure.
+  static double seg_rate(const Transfer::Seg& s, SteadyClock::time_point now) {
+    const double secs = std::chrono::duration<double>(now - s.since).count();
+    if (secs < kRateAfter.count() || s.pos <= s.from) return 0;
+    return static_cast<double>(s.pos - s.from) / secs;
+  }
+
+  // `done` just finished its range. It takes the second half of the segment that would take
+  // longest to finish, when that is worth a new connection: a fetch cut short has its socket
+  // buffers full of bytes past its new end (wasted), so a range that its own connection ends
+  // within kStealWorth is left to it.
+  void steal(Transfer& t, const Transfer::Seg& done) {
     const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
+    const auto now = SteadyClock::now();
+    // A segment without a measure yet is judged at the rate the finished one made.
+    const double fallback = seg_rate(done, now);
     Transfer::Seg* big = nullptr;
+    double big_eta = 0;
     for (auto& o : t.segs) {
-      if (o.dropped || o.pos >= o.end) continue;
-      if (!big || o.end - o.pos > big->end - big->pos) big = &o;
+      const int64_t left = o.end - o.pos;
+      if (o.dropped || left < 2 * min) continue;
+      double rate = o.fetch != 0 ? seg_rate(o, now) : 0;
+      if (rate <= 0 && o.fetch != 0 && now - o.since < kRateAfter) rate = fallback;
+      const double eta = rate > 0 ? static_cast<double>(left) / rate : HUGE_VAL;
+      if (!big || eta > big_eta) {
+        big = &o;
+        big_eta = eta;
+      }
     }
-    if (!big || big->end - big->pos < 2 * min) return;
+    if (!big || big_eta < kStealWorth.count()) return;
     Transfer::Seg half;
     half.start = big->pos + (big->end - big->pos) / 2;
     half.end = big->end;
