@@ -74,7 +74,9 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string("fetchqd ") + kVersion);
   std::vector<std::pair<std::string, std::string>> given;  // flags, applied after the config file
   std::string config;
-  app.add_option("--config", config, "config file of 'name = value' lines");
+  app.add_option("--config", config,
+                 "config file of 'name = value' lines (default, read when it exists: " +
+                     default_config_path() + ")");
   for (const auto& info : setting_table()) {
     std::string flag = std::string("--") + info.name;
     app.add_option_function<std::vector<std::string>>(
@@ -98,11 +100,13 @@ int run(int argc, char** argv) {
   }
   util::raise_open_file_limit();
   Settings s;
-  if (!config.empty()) {
-    if (auto st = load_config_file(s, config); !st) {
-      std::cerr << "fetchqd: " << st.error().message << "\n";
-      return 2;
-    }
+  // A --config that cannot be read is an error; the default file may be absent.
+  const bool config_given = !config.empty();
+  if (!config_given) config = default_config_path();
+  bool config_found = false;
+  if (auto st = load_config_file(s, config, !config_given, &config_found); !st) {
+    std::cerr << "fetchqd: " << st.error().message << "\n";
+    return 2;
   }
   for (const auto& [name, value] : given) {
     if (auto st = apply_setting(s, name, value); !st) {
@@ -179,8 +183,10 @@ int run(int argc, char** argv) {
   server_ptr = server.get();
   server_for_changes = server_ptr;
   server->start();
-  spdlog::info("fetchqd {} ready: database {}, socket {}, {} at once{}", kVersion, s.db, s.socket,
-               s.max_parallel, s.download_roots.empty() ? ", no download roots (any folder)" : "");
+  spdlog::info("fetchqd {} ready: database {}, socket {}, {} at once{}, config {}", kVersion, s.db,
+               s.socket, s.max_parallel,
+               s.download_roots.empty() ? ", no download roots (any folder)" : "",
+               config_found ? config : "none (" + config + " does not exist)");
   Notifier notify;
   notify.ready();
 

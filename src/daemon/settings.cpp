@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "queue/request_check.h"
+#include "util/config_file.h"
 #include "util/fs.h"
 #include "util/strings.h"
 
@@ -126,34 +127,27 @@ Status apply_setting(Settings& s, const std::string& name, const std::string& va
   return assign(s, *info, value);
 }
 
-Status load_config_file(Settings& s, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return make_error(ErrorCode::kIo, "cannot read the config file " + path);
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    std::string t(util::trim(line));
-    if (t.empty() || t[0] == '#') continue;
-    auto eq = t.find('=');
-    if (eq == std::string::npos) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        path + ":" + std::to_string(lineno) + ": expected 'name = value'");
-    }
-    std::string value(util::trim(t.substr(eq + 1)));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
-      value = value.substr(1, value.size() - 2);
-    auto st = apply_setting(s, std::string(util::trim(t.substr(0, eq))), value);
-    if (!st)
-      return make_error(st.error().code,
-                        path + ":" + std::to_string(lineno) + ": " + st.error().message);
-  }
-  return Ok{};
+Status load_config_file(Settings& s, const std::string& path, bool missing_ok, bool* found) {
+  return util::read_config_file(
+      path,
+      [&s](const std::string& name, const std::string& value, int) {
+        return apply_setting(s, name, value);
+      },
+      missing_ok, found);
 }
 
 static std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
+}
+
+std::string default_config_path() {
+  if (auto d = env("CONFIGURATION_DIRECTORY"); !d.empty()) {
+    return d.substr(0, d.find(':')) + "/fetchqd.conf";
+  }
+  if (::geteuid() == 0) return "/etc/fetchq/fetchqd.conf";
+  if (auto x = env("XDG_CONFIG_HOME"); !x.empty()) return x + "/fetchq/fetchqd.conf";
+  return env("HOME") + "/.config/fetchq/fetchqd.conf";
 }
 
 void fill_defaults(Settings& s) {

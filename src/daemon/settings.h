@@ -56,8 +56,15 @@ const SettingInfo* find_setting(std::string_view name);
 
 // Applies `name = value` (from a flag or a config file line). Lists append.
 Status apply_setting(Settings& s, const std::string& name, const std::string& value);
-// Reads a config file: `name = value` lines, '#' comments, blank lines.
-Status load_config_file(Settings& s, const std::string& path);
+// Reads a config file: `name = value` lines, '#' comments, blank lines. When `missing_ok`, a
+// file that does not exist is no error (*found says whether there was one).
+Status load_config_file(Settings& s, const std::string& path, bool missing_ok = false,
+                        bool* found = nullptr);
+// The file read when --config is not given (read only if it exists):
+// $CONFIGURATION_DIRECTORY/fetchqd.conf under systemd (ConfigurationDirectory=fetchq), else
+// /etc/fetchq/fetchqd.conf for root, else $XDG_CONFIG_HOME/fetchq/fetchqd.conf (by default
+// ~/.config/fetchq/fetchqd.conf).
+std::string default_config_path();
 // Fills the defaults that depend on the environment (systemd directories, XDG, root).
 void fill_defaults(Settings& s);
 // Checks the relations between settings once all are applied.

@@ -199,7 +199,16 @@ TEST(Settings, ConfigFileErrorsNameTheFileAndLine) {
   st = load_config_file(s, dir / "missing.conf");
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, ErrorCode::kIo);
-  EXPECT_EQ(st.error().message, "cannot read the config file " + (dir / "missing.conf"));
+  EXPECT_EQ(st.error().message,
+            "cannot read the config file " + (dir / "missing.conf") + ": No such file or directory");
+  // The default file may be missing; one that is there is read.
+  bool found = true;
+  EXPECT_TRUE(load_config_file(s, dir / "missing.conf", /*missing_ok=*/true, &found).ok());
+  EXPECT_FALSE(found);
+  write_file(dir / "there.conf", "max-parallel = 7\n");
+  ASSERT_TRUE(load_config_file(s, dir / "there.conf", /*missing_ok=*/true, &found).ok());
+  EXPECT_TRUE(found);
+  EXPECT_EQ(s.max_parallel, 7);
 }
 
 TEST(Strings, TrimAndLower) {
