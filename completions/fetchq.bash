@@ -3,14 +3,14 @@
 # Keep the option lists in step with `fetchq SUB --help` and `fetchqd --help`
 # (tools/check-docs.sh checks that every option offered here exists).
 
-_fetchq_commands="get add list show cancel pause resume retry prune wait events stats"
+_fetchq_commands="get add list show cancel pause resume retry prune wait events stats config"
 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
   local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections"
   case $1 in
-    get) echo "-i --input $download -j --parallel --state --json -q --quiet -c --continue -h --help" ;;
+    get) echo "-i --input $download -j --parallel --state --json -q --quiet -c --continue --retention -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
     list) echo "--status --sort --limit --offset --errors --db $common" ;;
     show) echo "--db $common" ;;
@@ -18,13 +18,14 @@ _fetchq_options() {
     pause | resume | retry) echo "--all --status $common" ;;
     prune) echo "--status --older-than $common" ;;
     stats) echo "$common" ;;
+    config) echo "--json -h --help" ;;
     wait) echo "--timeout --progress $common" ;;
     events) echo "-f --follow --since --job --type --db $common" ;;
   esac
 }
 
 _fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -j --parallel
-  --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than "
+  --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
 
 _fetchq() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}

@@ -1,7 +1,7 @@
 # fish completion for fetchq. Installed as share/fish/vendor_completions.d/fetchq.fish.
 # Keep the option lists in step with `fetchq SUB --help`.
 
-set -l commands get add list show cancel pause resume retry prune wait events stats
+set -l commands get add list show cancel pause resume retry prune wait events stats config
 complete -c fetchq -f
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l help -s h -d 'print the commands'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
@@ -17,6 +17,7 @@ complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a prune -d 'r
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a wait -d 'wait for jobs to end'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a events -d 'print events'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a stats -d 'counts by status, rate, uptime'
+complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a config -d 'settings in effect and where each comes from'
 
 # Every command
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -s h -l help -d 'print the options'
@@ -37,6 +38,8 @@ complete -c fetchq -n "__fish_seen_subcommand_from get" -s j -l parallel -x -d '
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l state -r -F -d 'state database'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s q -l quiet -d 'no progress output'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s c -l continue -d 'accepted: resuming is automatic'
+complete -c fetchq -n "__fish_seen_subcommand_from get" -l retention -x -d 'forget completed jobs of earlier runs older than this (30d)'
+complete -c fetchq -n "__fish_seen_subcommand_from config" -l json -d 'JSON output'
 complete -c fetchq -n "__fish_seen_subcommand_from add" -s i -l input -r -F -d 'file with one URL or JSON job a line'
 complete -c fetchq -n "__fish_seen_subcommand_from add" -l allow-duplicate -d 'add even when a live job fetches the same'
 

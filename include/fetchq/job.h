@@ -57,6 +57,7 @@ struct ListFilter {
 struct PruneFilter {
   std::vector<JobStatus> statuses;
   std::optional<std::string> ended_before;
+  std::vector<int64_t> keep;  // ids never removed, whatever their status and age
 };
 
 // How many jobs are in each status, as the store counts them.

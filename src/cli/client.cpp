@@ -511,22 +511,6 @@ struct PruneArgs {
   std::string older_than;  // --older-than: 90s, 30m, 12h, 7d or 2w
 };
 
-// "7d" as seconds; nullopt when it is not a count with one of s, m, h, d, w.
-std::optional<int64_t> parse_age(const std::string& text) {
-  if (text.size() < 2 || text.size() > 12) return std::nullopt;
-  const std::string digits = text.substr(0, text.size() - 1);
-  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  const int64_t n = std::stoll(digits);
-  switch (text.back()) {
-    case 's': return n;
-    case 'm': return n * 60;
-    case 'h': return n * 3600;
-    case 'd': return n * 86400;
-    case 'w': return n * 7 * 86400;
-    default: return std::nullopt;
-  }
-}
-
 int run_prune(PruneArgs& a) {
   PruneFilter f;
   for (const auto& name : split_commas(a.status)) {
@@ -786,6 +770,21 @@ int run_stats(Common& c) {
 }
 
 }  // namespace
+
+std::optional<int64_t> parse_age(const std::string& text) {
+  if (text.size() < 2 || text.size() > 12) return std::nullopt;
+  const std::string digits = text.substr(0, text.size() - 1);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  const int64_t n = std::stoll(digits);
+  switch (text.back()) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    case 'w': return n * 7 * 86400;
+    default: return std::nullopt;
+  }
+}
 
 void add_client_commands(CLI::App& app, std::function<int()>* run) {
   {

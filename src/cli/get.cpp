@@ -34,13 +34,8 @@ struct GetArgs {
   bool json = false;
   bool quiet = false;
   bool resume_flag = false;  // -c/--continue, as wget and curl users type it
+  std::string retention = "30d";  // completed jobs that ended longer ago are forgotten
 };
-
-std::string default_state_path() {
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/fetchq/get.db";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/fetchq/get.db";
-  return util::absolute_path(".fetchq-get.db");
-}
 
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
 // The queue runs none of its jobs (it was opened with an empty only_jobs).
@@ -236,6 +231,12 @@ int run_get(const GetArgs& a) {
   if (a.resume_flag && !a.quiet) {
     std::cerr << "fetchq: -c is not needed: fetchq get always resumes what it fetched before\n";
   }
+  std::optional<int64_t> retention = a.retention == "0" ? 0 : parse_age(a.retention);
+  if (!retention) {
+    print_error("--retention '" + a.retention +
+                "': give a count and a unit, such as 12h, 30d or 8w, or 0 to keep every job");
+    return kExitUsage;
+  }
   if (a.parallel < 1 || a.parallel > 1000) {
     print_error("-j must be between 1 and 1000");
     return kExitUsage;
@@ -298,6 +299,20 @@ int run_get(const GetArgs& a) {
       if (is_storage_code(ids.error().code)) return state_failure(state, ids.error());
       print_error(ids.error().message);
       return kExitFailure;
+    }
+    // The state file keeps what a later run needs to resume, not every file ever fetched:
+    // completed jobs of earlier runs that ended before the retention are forgotten.
+    if (*retention > 0) {
+      PruneFilter old;
+      old.statuses = {JobStatus::kCompleted};
+      old.ended_before =
+          util::iso8601(std::chrono::system_clock::now() - std::chrono::seconds(*retention));
+      old.keep = ids.value();
+      try {
+        setup.value()->prune_jobs(old);
+      } catch (const StorageError& e) {
+        return state_failure(state, e.error());
+      }
     }
   }
 
@@ -368,6 +383,12 @@ int run_get(const GetArgs& a) {
 
 }  // namespace
 
+std::string default_state_path() {
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/fetchq/get.db";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.local/state/fetchq/get.db";
+  return util::absolute_path(".fetchq-get.db");
+}
+
 void print_error(const std::string& message) { std::cerr << "fetchq: " << message << "\n"; }
 
 void add_get_command(CLI::App& app, std::function<int()>* run) {
@@ -381,6 +402,8 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
   cmd->add_flag("-c,--continue", args->resume_flag, "accepted for wget/curl habits: resuming is automatic");
+  cmd->add_option("--retention", args->retention,
+                  "forget completed jobs of earlier runs that ended longer ago: 12h, 30d, 8w; 0 keeps all (default 30d)");
   cmd->callback([args, run] { *run = [args] { return run_get(*args); }; });
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/user_config.h"
 #include "fetchq/version.h"
 
 namespace {
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   std::function<int()> run;
   fetchq::cli::add_get_command(app, &run);
   fetchq::cli::add_client_commands(app, &run);
+  fetchq::cli::add_config_command(app, &run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -88,6 +90,18 @@ int main(int argc, char** argv) {
     std::cerr << "fetchq: " << e.what() << " (see fetchq " << (sub ? sub->get_name() + " " : "")
               << "--help)\n";
     return fetchq::cli::kExitUsage;
+  }
+  // The config file fills what the command line left unset.
+  auto config = fetchq::cli::load_user_config(fetchq::cli::user_config_path());
+  if (!config) {
+    fetchq::cli::print_error(config.error().message);
+    return fetchq::cli::kExitUsage;
+  }
+  for (CLI::App* sub : app.get_subcommands()) {
+    if (auto st = fetchq::cli::apply_user_config(config.value(), *sub); !st) {
+      fetchq::cli::print_error(st.error().message);
+      return fetchq::cli::kExitUsage;
+    }
   }
   if (!run) {
     std::cerr << "fetchq: nothing to do (see fetchq --help)\n";

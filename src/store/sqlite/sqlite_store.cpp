@@ -537,6 +537,14 @@ class SqliteStore final : public Store {
       SQLite::Statement pick(*db_, "INSERT INTO temp.pruning (id) SELECT id FROM jobs WHERE " + where);
       if (filter.ended_before) pick.bind(1, *filter.ended_before);
       pick.exec();
+      if (!filter.keep.empty()) {
+        SQLite::Statement spare(*db_, "DELETE FROM temp.pruning WHERE id = ?");
+        for (int64_t id : filter.keep) {
+          spare.bind(1, id);
+          spare.exec();
+          spare.reset();
+        }
+      }
       SQLite::Statement q(*db_,
                           "SELECT id, status, download_path FROM jobs WHERE id IN (SELECT id FROM temp.pruning)");
       while (q.executeStep()) {
