@@ -85,6 +85,9 @@ int run(int argc, char** argv) {
           for (const auto& v : values) given.emplace_back(name, v);
         },
         info.help)
+        // One value each time; a flag may come again (lists add, others take the last).
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
         ->type_name(takes_integer(info) ? "INT" : "TEXT")
         ->default_str(info.default_value);  // --help shows "=5"; nothing is applied from it
   }

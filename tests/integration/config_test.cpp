@@ -162,6 +162,37 @@ TEST(DaemonConfig, WithoutConfigFetchqdReadsItsDefaultFileWhenThereIsOne) {
   EXPECT_NE(r.err.find("cannot read the config file " + (dir / "absent.conf")), std::string::npos) << r.err;
 }
 
+TEST(DaemonConfig, HelpShowsEachSettingOnceWithItsTypeAndDefaultAndFlagsMayRepeat) {
+  TempDir dir;
+  auto help = run_capture({bin_path("fetchqd"), "--help"}, dir / "h.out", dir / "h.err",
+                          std::chrono::seconds(30));
+  ASSERT_EQ(help.rc, 0) << help.err;
+  EXPECT_NE(help.out.find("--max-parallel INT=5 "), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--log-level TEXT=info "), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("..."), std::string::npos) << help.out;
+  // A list setting given twice keeps both; another takes its last value.
+  std::filesystem::create_directories(dir / "r1");
+  std::filesystem::create_directories(dir / "r2");
+  const std::string sock = dir / "d.sock";
+  Process d({bin_path("fetchqd"), "--db", dir / "q.db", "--socket", sock, "--download-root", dir / "r1",
+             "--download-root", dir / "r2", "--max-parallel", "3", "--max-parallel", "2"},
+            "", dir / "d.log");
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(sock); })) << read_file(dir / "d.log");
+  EXPECT_NE(read_file(dir / "d.log").find("2 at once"), std::string::npos) << read_file(dir / "d.log");
+  TestServer server;
+  Resource r;
+  r.body = make_body(1000, 83);
+  server.add("/x.bin", r);
+  for (const char* root : {"r1", "r2"}) {
+    auto add = run_capture({bin_path("fetchq"), "add", server.url("/x.bin"), "-d", dir / root, "--socket", sock},
+                           dir / "a.out", dir / "a.err", std::chrono::seconds(30));
+    EXPECT_EQ(add.rc, 0) << root << ": " << add.err;
+  }
+  auto outside = run_capture({bin_path("fetchq"), "add", server.url("/x.bin"), "-d", dir.path(), "--socket", sock},
+                             dir / "a.out", dir / "a.err", std::chrono::seconds(30));
+  EXPECT_EQ(outside.rc, 4) << outside.err;
+}
+
 // Makes every completed job of the state file look as if it ended `days` ago.
 void age_completed(const std::string& state, int days) {
   SQLite::Database db(state, SQLite::OPEN_READWRITE);
