@@ -110,17 +110,30 @@ std::vector<std::string> progress_lines(const std::vector<Job>& jobs, const std:
     }
   }
   const Totals t = totals_of(jobs, rates);
-  std::string all = std::to_string(t.completed) + "/" + std::to_string(t.jobs) + " files, " +
-                    human_bytes(static_cast<double>(t.bytes)) + "/" + human_bytes(static_cast<double>(t.total_bytes)) +
-                    (t.all_sizes_known ? "" : "+");
-  if (t.running > 0) all += ", " + human_bytes(t.rate) + "/s";
+  // The parts in the order shown, each with its rank: on a narrow terminal the least needed
+  // (highest rank) go first, so what is left is whole ("0/3 files, 3.8/17 MiB, 19s left").
+  std::vector<std::pair<std::string, int>> parts;
+  parts.emplace_back(std::to_string(t.completed) + "/" + std::to_string(t.jobs) + " files", 0);
+  parts.emplace_back(human_bytes(static_cast<double>(t.bytes)) + "/" +
+                         human_bytes(static_cast<double>(t.total_bytes)) + (t.all_sizes_known ? "" : "+"),
+                     1);
+  if (t.running > 0) parts.emplace_back(human_bytes(t.rate) + "/s", 4);
   if (t.rate > 0 && t.all_sizes_known && t.total_bytes > t.bytes) {
-    all += ", " + human_duration(static_cast<double>(t.total_bytes - t.bytes) / t.rate) + " left";
+    parts.emplace_back(human_duration(static_cast<double>(t.total_bytes - t.bytes) / t.rate) + " left", 2);
   }
-  if (t.running > 0) all += ", " + std::to_string(t.running) + " running";
-  if (t.waiting > 0) all += ", " + std::to_string(t.waiting) + " waiting";
-  if (t.failed > 0) all += ", " + std::to_string(t.failed) + " failed";
-  out.push_back(shorten_middle(all, static_cast<size_t>(std::max(width, 10))));
+  if (t.running > 0) parts.emplace_back(std::to_string(t.running) + " running", 5);
+  if (t.waiting > 0) parts.emplace_back(std::to_string(t.waiting) + " waiting", 6);
+  if (t.failed > 0) parts.emplace_back(std::to_string(t.failed) + " failed", 3);
+  const size_t w = static_cast<size_t>(std::max(width, 10));
+  std::string all;
+  for (;;) {
+    all.clear();
+    for (const auto& [text, rank] : parts) all += (all.empty() ? "" : ", ") + text;
+    if (utf8_width(all) <= w || parts.size() <= 2) break;
+    parts.erase(std::max_element(parts.begin(), parts.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; }));
+  }
+  out.push_back(shorten_middle(all, w));
   return out;
 }
 

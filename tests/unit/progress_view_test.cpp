@@ -45,6 +45,22 @@ TEST(ProgressView, NoLineIsWiderThanTheTerminalAndSimilarNamesStayApart) {
   EXPECT_NE(all.find("2 running, 3 waiting"), std::string::npos) << all;
 }
 
+TEST(ProgressView, ANarrowOverallLineDropsWholePartsLeastNeededFirst) {
+  const auto jobs = shards(6);
+  const std::vector<JobRate> rates{{1, 50.0 * (1 << 20)}, {2, 25.0 * (1 << 20)}};
+  const auto at40 = progress_lines(jobs, rates, 40).back();
+  EXPECT_LE(utf8_width(at40), 40u) << at40;
+  EXPECT_EQ(at40.find("\u2026"), std::string::npos) << at40;  // nothing cut in the middle
+  EXPECT_EQ(at40.rfind("1/6 files, ", 0), 0u) << at40;
+  EXPECT_NE(at40.find("/6.0 GiB"), std::string::npos) << at40;
+  EXPECT_NE(at40.find(" left"), std::string::npos) << at40;
+  EXPECT_EQ(at40.find("waiting"), std::string::npos) << at40;
+  // Wide enough, every part is there, in its place.
+  const auto at200 = progress_lines(jobs, rates, 200).back();
+  EXPECT_LT(at200.find("MiB/s"), at200.find(" left")) << at200;
+  EXPECT_LT(at200.find(" left"), at200.find("2 running, 3 waiting")) << at200;
+}
+
 TEST(ProgressView, ManyJobsShowTheRunningOnesOnly) {
   auto lines = progress_lines(shards(9), {}, 80, 4);
   EXPECT_EQ(lines.size(), 3u);  // the two running ones and the overall line
