@@ -133,6 +133,14 @@ std::string shorten_keeping(const std::string& name, size_t width, size_t keep) 
   return name.substr(0, utf8_offset(name, head)) + "\xE2\x80\xA6" + name.substr(utf8_offset(name, n - tail));
 }
 
+std::string short_error_type(const std::string& type) {
+  constexpr std::string_view kHttp = "HTTPError(";
+  if (type.rfind(kHttp, 0) == 0 && type.size() >= kHttp.size() + 3) {
+    return "HTTP " + type.substr(kHttp.size(), 3);
+  }
+  return type;
+}
+
 std::string jobs_table(const std::vector<Job>& jobs, const std::vector<JobRate>& rates, int width) {
   auto rate_of = [&](int64_t id) -> double {
     for (const auto& r : rates) {
@@ -152,8 +160,8 @@ std::string jobs_table(const std::vector<Job>& jobs, const std::vector<JobRate>&
     std::vector<std::string> cells;
   };
   std::vector<Column> cols{{"ID", 6, false, 0, {}},      {"STATUS", 9, true, 0, {}},   {"PRIO", 4, false, 1, {}},
-                           {"DONE", 4, false, 0, {}},    {"SIZE", 21, false, 2, {}},   {"RATE", 11, false, 5, {}},
-                           {"LEFT", 6, false, 3, {}},    {"ERROR", 0, true, 4, {}}};
+                           {"DONE", 4, false, 0, {}},    {"SIZE", 21, false, 2, {}},   {"RATE", 11, false, 4, {}},
+                           {"LEFT", 6, false, 3, {}},    {"ERROR", 0, true, 5, {}}};
   Column total_only{"SIZE", 9, false, 6, {}};
   int64_t done_bytes = 0, total_bytes = 0;
   double total_rate = 0;
@@ -168,12 +176,15 @@ std::string jobs_table(const std::vector<Job>& jobs, const std::vector<JobRate>&
     std::string left = rate > 0 && j.total_bytes > j.bytes
                            ? human_duration(static_cast<double>(j.total_bytes - j.bytes) / rate)
                            : "-";
-    std::string err = j.status == JobStatus::kError ? j.error_type.value_or("-") : "";
+    // On a terminal the error type is short ("HTTP 404"); a pipe gets it whole, as names.
+    std::string err = j.status != JobStatus::kError ? ""
+                      : width > 0                   ? short_error_type(j.error_type.value_or("-"))
+                                                    : j.error_type.value_or("-");
     const std::string cells[] = {std::to_string(j.id), std::string(to_string(j.status)), std::to_string(j.priority),
                                  pct, size, rate >= 0 ? human_bytes(rate) + "/s" : "-", left, err};
     for (size_t c = 0; c < cols.size(); ++c) cols[c].cells.push_back(cells[c]);
     total_only.cells.push_back(human_bytes(static_cast<double>(j.total_bytes > 0 ? j.total_bytes : j.bytes)));
-    cols[7].width = std::max(cols[7].width, std::min<size_t>(26, err.size()));
+    cols[7].width = std::max(cols[7].width, width > 0 ? std::min<size_t>(20, err.size()) : err.size());
     names.push_back(job_name(j));
     if (rate > 0) total_rate += rate;
     done_bytes += j.bytes;

@@ -9,6 +9,9 @@
 
 namespace fetchq::cli {
 
+// An error type as a table cell: "HTTPError(404 Not Found)" is "HTTP 404"; others as they are.
+std::string short_error_type(const std::string& type);
+
 std::string human_bytes(double bytes);  // "1.5 MiB"
 std::string human_duration(double seconds);  // "1m05s"
 // One progress line: name, percent, size, rate, time left; fits `width` columns. A negative

@@ -44,6 +44,7 @@ TEST(JobsTable, RowsFitTheWidthAndNamesKeepTheirEnds) {
     EXPECT_NE(r[1].find("25%"), std::string::npos) << r[1];
     if (width >= 80) {
       EXPECT_NE(r[1].find("100.0 MiB/s"), std::string::npos) << r[1];
+      EXPECT_NE(r[2].find("HTTP 403"), std::string::npos) << width << ": " << r[2];
     }
     if (width >= 200) {
       EXPECT_NE(r[1].find("model-00001-of-00003.safetensors"), std::string::npos) << r[1];
@@ -60,7 +61,7 @@ TEST(JobsTable, RateTimeLeftErrorAndSum) {
   EXPECT_NE(r[0].find("ERROR"), std::string::npos) << r[0];
   EXPECT_NE(r[1].find("100.0 MiB/s"), std::string::npos) << r[1];
   EXPECT_NE(r[1].find("31s"), std::string::npos) << r[1];  // 3 GiB left at 100 MiB/s: 30.7 s
-  EXPECT_NE(r[2].find("HTTPError(403 Forbidden)"), std::string::npos) << r[2];
+  EXPECT_NE(r[2].find("HTTPError(403 Forbidden)"), std::string::npos) << r[2];  // not a terminal: whole
   EXPECT_EQ(r[3].find("HTTPError"), std::string::npos) << r[3];
   EXPECT_EQ(r[4], "Sum: 3 jobs, 5.0 GiB of 12.0 GiB, 100.0 MiB/s");
   // Without failures there is no error column.
@@ -68,6 +69,18 @@ TEST(JobsTable, RateTimeLeftErrorAndSum) {
   ok.erase(ok.begin() + 1);
   EXPECT_EQ(rows(jobs_table(ok, {}, 0))[0].find("ERROR"), std::string::npos);
   EXPECT_EQ(rows(jobs_table(ok, {}, 0)).back(), "Sum: 2 jobs, 5.0 GiB of 8.0 GiB");
+}
+
+TEST(JobsTable, ErrorTypesAreShortInTheTable) {
+  EXPECT_EQ(short_error_type("HTTPError(404 Not Found)"), "HTTP 404");
+  EXPECT_EQ(short_error_type("HTTPError(503 Service Unavailable)"), "HTTP 503");
+  EXPECT_EQ(short_error_type("DestinationExists"), "DestinationExists");
+  EXPECT_EQ(short_error_type("HTTPError("), "HTTPError(");
+  // Narrow, with a failure and a running job: the reason stays before the rate does.
+  auto jobs = shards();
+  jobs[1].error_type = "ConnectionRefused";
+  auto r = rows(jobs_table(jobs, {{1, 100.0 * (1 << 20)}}, 72));
+  EXPECT_NE(r[2].find("ConnectionRefused"), std::string::npos) << r[0] << "\n" << r[2];
 }
 
 }  // namespace
