@@ -41,6 +41,25 @@ constexpr auto kFillFast = std::chrono::milliseconds(200);
 // when its own connection would need at least kStealWorth more to finish it.
 constexpr std::chrono::duration<double> kRateAfter{0.2};
 constexpr std::chrono::duration<double> kStealWorth{1.0};
+// A host that refused an extra connection (429, 503) gets no more than it took for this long.
+constexpr auto kHostCapFor = std::chrono::minutes(10);
+// The longest a Retry-After holds back a job's other segments (the rest go on meanwhile).
+constexpr auto kMaxSegmentHold = std::chrono::minutes(5);
+
+// "scheme://host:port" of a URL, the key of what a server told us about its connections.
+std::string origin_of(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), &curl_url_cleanup);
+  if (!h || curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return url;
+  std::string out;
+  for (CURLUPart part : {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT}) {
+    char* v = nullptr;
+    const CURLUcode rc = curl_url_get(h.get(), part, &v, part == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0);
+    out += (part == CURLUPART_SCHEME ? "" : part == CURLUPART_HOST ? "://" : ":") +
+           std::string(rc == CURLUE_OK && v ? v : "");
+    curl_free(v);
+  }
+  return out;
+}
 constexpr auto kFillSlow = std::chrono::seconds(2);
 
 // One attempt of a job: where it goes (Placement) and how its body arrives.
@@ -76,6 +95,8 @@ struct Transfer : Placement {
   std::vector<Seg> segs;
   std::string validator;     // If-Range of every segment
   std::vector<FetchId> to_cancel;
+  int conn_cap = 16;                      // fetches at once; lowered when the server refuses one
+  SteadyClock::time_point hold_until{};   // no new segment fetch before this (Retry-After)
   bool resumed_segments = false;  // segments taken up from a checkpoint's map
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   bool segmented() const { return !segs.empty(); }
@@ -245,7 +266,7 @@ class Engine::Impl final : public FetchClient {
   // Splits the file into segments when it is worth it: a fresh download of a big file from a
   // server that takes ranges and names a validator. False: a disk failure (preallocation).
   bool maybe_segment(Transfer& t, const FetchResponse& response) {
-    const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    const int conns = t.conn_cap = allowed_connections(t);
     if (conns < 2 || t.offset != 0 || t.total < options_.segment_threshold || t.total <= 0) return true;
     if (response.code == 200 && lower(response.header("accept-ranges")).find("bytes") == std::string::npos) {
       return true;
@@ -298,8 +319,24 @@ class Engine::Impl final : public FetchClient {
 
   // Takes up the segments of the last checkpoint: true when each resumes from its own durable
   // offset (the .part is the job's, whole size, and a validator guards every range).
+  // Connections a job may use at once: its own setting or the engine's, no more than its
+  // server accepted lately.
+  int allowed_connections(const Transfer& t) {
+    int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    if (auto it = host_caps_.find(origin_of(t.req.url)); it != host_caps_.end()) {
+      if (SteadyClock::now() < it->second.until) {
+        conns = std::min(conns, it->second.cap);
+      } else {
+        host_caps_.erase(it);
+      }
+    }
+    return conns;
+  }
+
   bool resume_segments(Transfer& t) {
+    // A map of more segments than connections (work stealing) is fetched so many at a time.
     const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    t.conn_cap = std::max(1, allowed_connections(t));
     const std::string& etag = t.req.etag;
     std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
     const int64_t total = t.req.expected_total;
@@ -345,8 +382,13 @@ class Engine::Impl final : public FetchClient {
       by_fetch_.erase(id);
     }
     t.to_cancel.clear();
+    int active = 0;
+    for (const auto& s : t.segs) active += !s.dropped && s.fetch != 0;
+    if (SteadyClock::now() < t.hold_until) return;
     for (auto& s : t.segs) {
       if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
+      if (active >= t.conn_cap) break;
+      ++active;
       FetchRequest fr;
       fr.url = t.req.url;
       fr.range = ByteRange{.start = s.pos, .end = s.end};
@@ -391,8 +433,9 @@ class Engine::Impl final : public FetchClient {
                           .restart_from_zero = true};
       return false;
     }
+    if ((response.code == 429 || response.code == 503) && back_off(t, *s, id, response)) return false;
     if (response.code != 206 && (response.code < 200 || response.code >= 300)) {
-      // A passing refusal (too many connections, 503) fails the attempt; the retry resumes.
+      // A passing refusal with no other connection left fails the attempt; the retry resumes.
       Failure f;
       f.type = "HTTPError(" + std::to_string(response.code) + " " +
                std::string(reason_phrase(response.code)) + ")";
@@ -425,6 +468,30 @@ class Engine::Impl final : public FetchClient {
     // What other segments wrote is written again by the first fetch before it counts.
     t.on_disk = first.pos;
     return false;
+  }
+
+  // The server refused one more connection (429, 503) while others of the job are running:
+  // the job goes on with those, its refused range waits for one of them to be free, and the
+  // host gets no more connections than that for a while; a Retry-After holds back new
+  // fetches of the job until then. False when no other connection runs (the attempt fails).
+  bool back_off(Transfer& t, Transfer::Seg& s, FetchId id, const FetchResponse& response) {
+    int others = 0;
+    for (const auto& o : t.segs) others += !o.dropped && o.fetch != 0 && o.fetch != id;
+    if (others == 0) return false;
+    const auto now = SteadyClock::now();
+    t.conn_cap = std::min(t.conn_cap, others);
+    auto& host = host_caps_[origin_of(t.req.url)];
+    host.cap = host.until > now ? std::min(host.cap, others) : others;
+    host.until = now + kHostCapFor;
+    if (auto ms = parse_retry_after(response.header("retry-after"), util::now_unix_ms())) {
+      t.hold_until = now + std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(*ms),
+                                                                          kMaxSegmentHold);
+    }
+    spdlog::info("job {}: {} refused one more connection (HTTP {}); going on with {}", t.req.job_id,
+                 fetcher_.where(id), response.code, t.conn_cap);
+    s.fetch = 0;  // its range is taken up again by the next free connection
+    s.answered = false;
+    return true;
   }
 
   bool segment_data(Transfer& t, FetchId id, const char* data, size_t len) {
@@ -486,6 +553,9 @@ class Engine::Impl final : public FetchClient {
   void steal(Transfer& t, const Transfer::Seg& done) {
     const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
     const auto now = SteadyClock::now();
+    for (const auto& o : t.segs) {
+      if (!o.dropped && o.fetch == 0 && o.pos < o.end) return;  // a range waits for a connection
+    }
     // A segment without a measure yet is judged at the rate the finished one made.
     const double fallback = seg_rate(done, now);
     Transfer::Seg* big = nullptr;
@@ -877,6 +947,11 @@ class Engine::Impl final : public FetchClient {
   Placer placer_;
   std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
   std::map<FetchId, int64_t> by_fetch_;                     // fetcher thread only: to job ids
+  struct HostCap {
+    int cap = 16;
+    SteadyClock::time_point until{};
+  };
+  std::map<std::string, HostCap> host_caps_;  // fetcher thread only: by origin_of()
 
   std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -111,6 +111,46 @@ TEST_F(Segmented, AFinishedSegmentTakesHalfOfTheLargestOneLeft) {
   EXPECT_LT(server_.total_body_bytes_sent(), kBig + (kBig / 4)) << seen;
 }
 
+TEST_F(Segmented, AServerThatRefusesTheFifthConnectionGetsFourAndTheJobGoesOn) {
+  // At most four answers at once; the fifth connection gets 503 with Retry-After.
+  Resource r = big(72, 8 << 20);
+  r.max_in_flight = 4;
+  r.retry_after = "1";
+  server_.add("/capped.bin", r);
+  Resource next = big(73, 8 << 20);
+  next.max_in_flight = 4;
+  server_.add("/next.bin", next);
+  QueueOptions o = options();
+  o.connections = 8;
+  auto q = open_queue(o);
+  Job j = run(*q, "/capped.bin", "capped.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "capped.bin"), sha256_hex_of(r.body));
+  // No attempt failed: the refused ranges waited for a free connection.
+  EXPECT_EQ(j.attempts, 1);
+  EXPECT_EQ(count_type(job_events(*q, j.id), "download_retrying"), 0u);
+  std::string seen;
+  int refused = 0, served = 0;
+  for (const auto& rq : server_.requests_for("/capped.bin")) {
+    seen += "[" + rq.range + " " + std::to_string(rq.status) + "]";
+    refused += rq.status == 503;
+    served += rq.status == 206 || rq.status == 200;
+  }
+  EXPECT_GE(refused, 1) << seen;  // it did ask for more than four
+  EXPECT_LE(refused, 8) << seen;  // and did not keep asking
+  EXPECT_GE(served, 4) << seen;
+  // The host's answer is remembered: the next file there starts with no more than it took.
+  Job k = run(*q, "/next.bin", "next.bin");
+  ASSERT_EQ(k.status, JobStatus::kCompleted) << k.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "next.bin"), sha256_hex_of(next.body));
+  seen.clear();
+  for (const auto& rq : server_.requests_for("/next.bin")) {
+    seen += "[" + rq.range + " " + std::to_string(rq.status) + "]";
+    EXPECT_NE(rq.status, 503) << seen;
+  }
+  EXPECT_GE(ranged(server_.requests_for("/next.bin")), 2) << seen;  // still segmented
+}
+
 TEST_F(Segmented, SmallFilesFilesWithoutAValidatorAndOneConnectionJobsUseOneConnection) {
   Resource small = big(63);
   small.body.resize(4 << 20);

@@ -315,6 +315,7 @@ struct TestServer::Impl {
     std::string base_etag;        // "auto" resolved once, not per request
     std::atomic<int> requests{0};  // drives etag_changes
     std::atomic<int> drops{0};     // drives drop_times
+    std::atomic<int> in_flight{0};  // GETs being answered, for max_in_flight
   };
 
   // How a connection ends after a response.
@@ -624,6 +625,21 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
     std::string head = status_line(r.status);
     if (!r.retry_after.empty()) add_header(head, "Retry-After", r.retry_after);
     return simple(r.status, std::move(head), "error\n");
+  }
+  // A server that takes only so many connections at once refuses the next one with 503.
+  struct InFlight {
+    std::atomic<int>* n = nullptr;
+    ~InFlight() {
+      if (n) n->fetch_sub(1);
+    }
+  } in_flight;
+  if (r.max_in_flight > 0 && !is_head) {
+    in_flight.n = &entry.in_flight;
+    if (entry.in_flight.fetch_add(1) >= r.max_in_flight) {
+      std::string head = status_line(503);
+      if (!r.retry_after.empty()) add_header(head, "Retry-After", r.retry_after);
+      return simple(503, std::move(head), "too many connections\n");
+    }
   }
 
   const std::string_view whole = r.body;

@@ -66,6 +66,9 @@ struct Resource {
   // Content-Length; Range and the body-shaping knobs below are then unused.
   int status = 200;
   std::string retry_after;  // Retry-After header if non-empty (for 429/503)
+  // > 0: a GET that arrives while this many GETs of the path are being answered gets 503
+  // (with retry_after), as servers that cap connections per client do.
+  int max_in_flight = 0;
   // false: Range is ignored, always 200 with the whole body, no Accept-Ranges.
   bool honour_range = true;
   // No Content-Length: body is delimited by closing the connection
