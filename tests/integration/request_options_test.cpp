@@ -146,6 +146,28 @@ TEST(RequestOptions, SecretHeadersAreShownAsSecretAndKeptOutOfJobsAndEvents) {
   EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM header_secrets").getInt(), 2);
 }
 
+TEST(RequestOptions, SecretHeadersAreNotSentAfterARedirectToAnotherHost) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = "data";
+  server.add("/there", r);
+  Resource hop;
+  hop.redirect_to = "http://localhost:" + std::to_string(server.port()) + "/there";
+  server.add("/hop", hop);
+  auto q = open_queue(fast_options(dir));
+  auto job = submit(*q, server.url("/hop"), dir / "x.bin", with_headers());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  ASSERT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  expect_options_on_each(server.requests_for("/hop"));
+  auto there = server.requests_for("/there");
+  ASSERT_EQ(there.size(), 1u);
+  EXPECT_EQ(there[0].authorization, "");
+  EXPECT_EQ(header_of(there[0], "cookie"), "");
+  EXPECT_EQ(header_of(there[0], "x-trace"), "trace-1");  // the others go on
+  EXPECT_EQ(there[0].user_agent, "agent/7 (test)");
+}
+
 TEST(RequestOptions, FetchqdKeepsSecretHeadersOutOfListShowEventsAndItsLog) {
   TempDir dir;
   TestServer server;
@@ -275,6 +297,30 @@ TEST(RequestOptions, APrivateCaIsTrustedWithCaCertAndAnUntrustedCertificateIsATl
   EXPECT_EQ(untrusted.rc, 1) << untrusted.err;
   EXPECT_NE(untrusted.out.find("TLSError"), std::string::npos) << untrusted.out;
   EXPECT_FALSE(std::filesystem::exists(dir / "missing.bin"));
+  // fetchqd: the ca-cert setting, and a missing file stops it at start.
+  const std::string sock = dir / "d.sock";
+  auto daemon = [&](const std::string& ca) {
+    return std::vector<std::string>{bin_path("fetchqd"), "--db", dir / "d.db", "--socket", sock, "--ca-cert", ca};
+  };
+  {
+    Process bad(daemon(dir / "no-such-ca.pem"), "", dir / "bad.log");
+    EXPECT_EQ(bad.wait(std::chrono::seconds(20)), 2);
+    EXPECT_NE(whole_file(dir / "bad.log").find("no-such-ca.pem"), std::string::npos) << whole_file(dir / "bad.log");
+  }
+  Process d(daemon(pki.ca_cert), "", dir / "d.log");
+  auto add = [&]() {
+    return run_capture({bin_path("fetchq"), "add", front.url("/tls.bin"), "-o", dir / "daemon.bin", "--socket", sock},
+                       dir / "out.txt", dir / "err.txt", std::chrono::seconds(20));
+  };
+  ASSERT_TRUE(wait_until([&] { return add().rc == 0; }, std::chrono::seconds(10), std::chrono::milliseconds(100)))
+      << whole_file(dir / "d.log");
+  EXPECT_EQ(run_capture({bin_path("fetchq"), "wait", "--socket", sock}, dir / "out.txt", dir / "err.txt",
+                        std::chrono::seconds(30))
+                .rc,
+            0);
+  EXPECT_EQ(sha256_file(dir / "daemon.bin"), sha256_hex_of(r.body));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(std::chrono::seconds(20)), 0);
 }
 
 // A forward proxy: the second server answers requests for `path` by asking the origin itself,
