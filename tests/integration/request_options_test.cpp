@@ -401,6 +401,32 @@ TEST(RequestOptions, AProxyCarriesTheRequestsFromTheSettingOrTheEnvironment) {
   ASSERT_EQ(proxy.requests().size(), 1u);
   EXPECT_EQ(proxy.requests()[0].target, origin.url("/p.bin"));
   EXPECT_EQ(sha256_file(dir / "env.bin"), sha256_hex_of(r.body));
+  // fetchqd: the proxy setting of a config file, with credentials its log never shows.
+  proxy.reset_log();
+  {
+    std::ofstream cfg(dir / "fetchqd.conf");
+    cfg << "proxy = http://duser:daemon-proxy-secret@127.0.0.1:" << proxy.port() << "\n";
+  }
+  const std::string sock = dir / "d.sock";
+  Process d({bin_path("fetchqd"), "--config", dir / "fetchqd.conf", "--db", dir / "d.db", "--socket", sock,
+             "--log-level", "trace"},
+            "", dir / "d.log", no_env_proxy);
+  auto add = [&]() {
+    return run_capture({bin_path("fetchq"), "add", origin.url("/p.bin"), "-o", dir / "daemon.bin", "--socket", sock},
+                       dir / "out.txt", dir / "err.txt", std::chrono::seconds(20));
+  };
+  ASSERT_TRUE(wait_until([&] { return add().rc == 0; }, std::chrono::seconds(10), std::chrono::milliseconds(100)))
+      << whole_file(dir / "d.log");
+  EXPECT_EQ(run_capture({bin_path("fetchq"), "wait", "--socket", sock}, dir / "out.txt", dir / "err.txt",
+                        std::chrono::seconds(30))
+                .rc,
+            0);
+  ASSERT_EQ(proxy.requests().size(), 1u);
+  EXPECT_EQ(proxy.requests()[0].target, origin.url("/p.bin"));
+  EXPECT_EQ(sha256_file(dir / "daemon.bin"), sha256_hex_of(r.body));
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(std::chrono::seconds(20)), 0);
+  EXPECT_EQ(whole_file(dir / "d.log").find("daemon-proxy-secret"), std::string::npos) << whole_file(dir / "d.log");
   auto bad = run_capture({bin_path("fetchq"), "get", origin.url("/p.bin"), "-o", dir / "x.bin", "--state",
                           dir / "get.db", "--proxy", "gopher://u:pw-secret@127.0.0.1:1"},
                          dir / "out.txt", dir / "err.txt", std::chrono::seconds(20));
