@@ -8,9 +8,9 @@ _fetchq_commands="get add list show cancel pause resume retry prune wait events 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
-  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections"
+  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header --user-agent"
   case $1 in
-    get) echo "-i --input $download -j --parallel --state --json -q --quiet -c --continue --retention -h --help" ;;
+    get) echo "-i --input $download -j --parallel --state --ca-cert --proxy --json -q --quiet -c --continue --retention -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
     list) echo "--status --sort --limit --offset --errors --db $common" ;;
     show) echo "--db $common" ;;
@@ -24,8 +24,8 @@ _fetchq_options() {
   esac
 }
 
-_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -j --parallel
-  --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
+_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header
+  --user-agent -j --parallel --proxy --state --ca-cert -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
 
 _fetchq() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -62,7 +62,7 @@ _fetchq() {
       compopt -o nospace 2>/dev/null
       return 0 ;;
     -d | --dir) COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
-    -o | --output | -i | --input | --state | --db | --socket)
+    -o | --output | -i | --input | --state | --db | --socket | --ca-cert)
       COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
     --token-env) COMPREPLY=($(compgen -v -- "$cur")); return 0 ;;
   esac
@@ -77,16 +77,17 @@ _fetchqd() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   COMPREPLY=()
   case $prev in
-    --config | --db | --socket) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+    --config | --db | --socket | --ca-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
     --download-root) COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
     --log-level) COMPREPLY=($(compgen -W "trace debug info warn error off" -- "$cur")); return 0 ;;
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
-      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size) return 0 ;;
+      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | \
+      --proxy) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --connections --segment-threshold --segment-min-size --block-private-addresses --token-rule --version -h --help" -- "$cur"))
+    --event-retention --connections --segment-threshold --segment-min-size --block-private-addresses --token-rule --ca-cert --proxy --version -h --help" -- "$cur"))
   return 0
 }
 

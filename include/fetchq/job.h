@@ -23,6 +23,19 @@ enum class IfExists { kError, kSkip, kOverwrite, kRename };
 std::string_view to_string(IfExists policy);
 std::optional<IfExists> parse_if_exists(std::string_view text);
 
+// A request header a job sends with every request of its transfer: `name: value`.
+struct RequestHeader {
+  std::string name;
+  std::string value;
+  bool operator==(const RequestHeader&) const = default;
+};
+
+// Authorization, Proxy-Authorization and Cookie (in any case): their values are secrets, kept
+// apart like an access token and never listed, shown, logged or put in events.
+bool is_secret_header(std::string_view name);
+// What a job shows of a header: "Name: value", or "Name: <secret>" for a secret one.
+std::string shown_header(const RequestHeader& header);
+
 struct DownloadOptions {
   int priority = 10;                         // lower runs first
   std::optional<std::string> access_token;   // sent as a Bearer token to the original host only
@@ -31,6 +44,10 @@ struct DownloadOptions {
   // Connections for one file (1..16): a big file on a server that takes ranges is fetched in
   // that many segments at once. nullopt: the daemon's default (setting `connections`).
   std::optional<int> connections;
+  // Sent with every request of the job (the probe, each segment, each resume). Checked by
+  // queue::check_header: the engine's own headers (Range, If-Range, ...) cannot be set.
+  std::vector<RequestHeader> headers;
+  std::optional<std::string> user_agent;  // nullopt: fetchq's own ("fetchq/VERSION")
 };
 
 // One submission: a URL and where it goes.
@@ -110,6 +127,10 @@ struct Job {
   // While the file is fetched in segments (get_job / show only; lists leave it empty). In JSON
   // only when non-empty.
   std::vector<JobSegment> segments;
+  // The job's request headers as shown_header gives them (secret values are "<secret>"), and its
+  // own User-Agent (null: fetchq's).
+  std::vector<std::string> headers;
+  std::optional<std::string> user_agent;
 };
 
 // The SPEC's JSON object for a job; never carries the token.

@@ -64,6 +64,14 @@ struct QueueOptions {
   // checked on every address actually connected to, so redirects and DNS cannot get round it.
   bool block_private_addresses = false;
   std::vector<TokenRule> token_rules;
+  // A PEM file of CA certificates to trust instead of the system's, for a private CA. Certificate
+  // and host name checks stay on: there is no way to turn them off. Empty: the system's CAs.
+  // A missing or unreadable file makes open() fail.
+  std::string ca_cert;
+  // A proxy for every transfer ("http://[user:password@]host:port", "socks5h://...", as libcurl
+  // takes it). Empty: libcurl reads http_proxy, https_proxy, ALL_PROXY and no_proxy from the
+  // environment. It may hold a password and is never logged.
+  std::string proxy;
   // When at least this many finished files on one filesystem are settled together, one syncfs()
   // writes them all out (one journal commit, one cache flush) and the fdatasync of each file
   // that follows finds nothing left to write but still reports that file's own errors. Fewer

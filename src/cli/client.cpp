@@ -130,6 +130,11 @@ int run_add(AddArgs& a) {
   if (req->options.connections) base["connections"] = *req->options.connections;
   if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
   if (a.allow_duplicate) base["allow_duplicate"] = true;
+  if (!req->options.headers.empty()) {
+    auto& hs = base["headers"] = json::array();
+    for (const auto& h : req->options.headers) hs.push_back(h.name + ": " + h.value);
+  }
+  if (req->options.user_agent) base["user_agent"] = *req->options.user_agent;
   if (const auto& tok = req->options.access_token) {
     if (auto st = queue::check_access_token(*tok); !st) {
       print_error("--token-env " + a.d.token_env + ": " + st.error().message);

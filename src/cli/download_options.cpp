@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "queue/request_check.h"
 #include "util/fs.h"
 
 namespace fetchq::cli {
@@ -17,6 +18,10 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
   cmd->add_option("--connections", a.connections,
                   "connections for one big file, 1 to 16 (default: the daemon's, 4; 1: one connection)")
       ->check(CLI::Range(1, 16));
+  cmd->add_option("-H,--header", a.headers,
+                  "request header 'Name: value', repeatable; Authorization and Cookie values are kept secret")
+      ->allow_extra_args(false);
+  cmd->add_option("--user-agent", a.user_agent, "User-Agent to send (default: fetchq/VERSION)");
 }
 
 Status check_dir_and_output(const DownloadArgs& a) {
@@ -38,6 +43,21 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
                         "--token-env " + a.token_env + ": that variable is not set or empty");
     }
     r.options.access_token = tok;
+  }
+  for (const auto& line : a.headers) {
+    auto h = queue::parse_header(line);
+    if (!h) return make_error(ErrorCode::kInvalidArgument, "--header: " + h.error().message);
+    r.options.headers.push_back(std::move(h.value()));
+  }
+  if (r.options.headers.size() > queue::kMaxHeaders) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--header: at most " + std::to_string(queue::kMaxHeaders) + " headers per job");
+  }
+  if (a.user_agent) {
+    if (auto st = queue::check_user_agent(*a.user_agent); !st) {
+      return make_error(ErrorCode::kInvalidArgument, "--user-agent: " + st.error().message);
+    }
+    r.options.user_agent = a.user_agent;
   }
   if (!a.output.empty()) {
     r.dest = util::absolute_path(a.output);

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fetchq/job.h"
 #include "fetchq/result.h"
@@ -16,9 +17,12 @@ struct DownloadArgs {
   std::string dir, output, sha256, token_env, if_exists;
   std::optional<int> priority;
   std::optional<int> connections;
+  std::vector<std::string> headers;  // --header, as written ("Name: value")
+  std::optional<std::string> user_agent;
 };
 
-// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections.
+// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections,
+// --header (repeatable), --user-agent.
 void add_download_options(CLI::App* cmd, DownloadArgs& args);
 
 // "-d and -o cannot be used together", or Ok.
@@ -26,7 +30,9 @@ Status check_dir_and_output(const DownloadArgs& args);
 
 // The request every URL of the command gets, source left empty: dest (absolute; a folder ends
 // in '/'), priority (default 10), sha256, and the token read from --token-env (an error, a
-// usage error for the caller, when that variable is unset or empty). if_exists is left to the
+// usage error for the caller, when that variable is unset or empty), the headers and the user
+// agent (a malformed or refused header is an error too, naming the header but never its value).
+// if_exists is left to the
 // caller: `add` lets fetchqd check it, `get` checks it before anything else.
 Result<DownloadRequest> request_template(const DownloadArgs& args);
 

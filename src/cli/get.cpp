@@ -35,6 +35,8 @@ struct GetArgs {
   bool quiet = false;
   bool resume_flag = false;  // -c/--continue, as wget and curl users type it
   std::string retention = "30d";  // completed jobs that ended longer ago are forgotten
+  std::string ca_cert;       // a PEM file of CAs trusted instead of the system's
+  std::string proxy;         // empty: libcurl's *_proxy environment variables
 };
 
 // Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
@@ -252,6 +254,18 @@ int run_get(const GetArgs& a) {
     return kExitUsage;
   }
   base->options.if_exists = *policy;
+  if (!a.ca_cert.empty()) {
+    if (auto st = queue::check_ca_cert(a.ca_cert); !st) {
+      print_error("--" + st.error().message);
+      return kExitUsage;
+    }
+  }
+  if (!a.proxy.empty()) {
+    if (auto st = queue::check_proxy(a.proxy); !st) {
+      print_error("--" + st.error().message);
+      return kExitUsage;
+    }
+  }
   if (a.d.output.empty()) {
     if (auto st = util::make_parent_dirs(base->dest + "x"); !st) {
       print_error(st.error().message);
@@ -279,6 +293,8 @@ int run_get(const GetArgs& a) {
   QueueOptions qo;
   qo.db_path = state;
   qo.max_parallel = a.parallel;
+  qo.ca_cert = a.ca_cert.empty() ? "" : util::absolute_path(a.ca_cert);
+  qo.proxy = a.proxy;
   Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
   {
     // A first queue that runs nothing (an empty only_jobs) finds or adds this command's jobs;
@@ -401,6 +417,8 @@ void add_get_command(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--state", args->state, "state database, PATH or sqlite:PATH (default $XDG_STATE_HOME/fetchq/get.db)");
   cmd->add_flag("--json", args->json, "print the final jobs as a JSON array");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress output");
+  cmd->add_option("--ca-cert", args->ca_cert, "trust the CA certificates of this PEM file (a private CA)");
+  cmd->add_option("--proxy", args->proxy, "proxy URL (default: $https_proxy, $http_proxy, $ALL_PROXY)");
   cmd->add_flag("-c,--continue", args->resume_flag, "accepted for wget/curl habits: resuming is automatic");
   cmd->add_option("--retention", args->retention,
                   "forget completed jobs of earlier runs that ended longer ago: 12h, 30d, 8w; 0 keeps all (default 30d)");

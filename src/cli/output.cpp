@@ -255,6 +255,8 @@ void print_job_details(const Job& j) {
   std::printf("started:       %s\n", opt(j.job_started).c_str());
   std::printf("ended:         %s\n", opt(j.job_ended).c_str());
   std::printf("access token:  %s\n", j.has_access_token ? "yes" : "no");
+  for (const auto& h : j.headers) std::printf("header:        %s\n", h.c_str());
+  if (j.user_agent) std::printf("user agent:    %s\n", j.user_agent->c_str());
   if (j.error_type) std::printf("error:         %s: %s\n", j.error_type->c_str(), opt(j.error).c_str());
 }
 

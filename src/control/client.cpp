@@ -142,6 +142,11 @@ json request_json(const DownloadRequest& r) {
   if (r.options.sha256) j["sha256"] = *r.options.sha256;
   if (r.allow_duplicate) j["allow_duplicate"] = true;
   if (r.options.connections) j["connections"] = *r.options.connections;
+  if (!r.options.headers.empty()) {
+    auto& hs = j["headers"] = json::array();
+    for (const auto& h : r.options.headers) hs.push_back(h.name + ": " + h.value);
+  }
+  if (r.options.user_agent) j["user_agent"] = *r.options.user_agent;
   return j;
 }
 

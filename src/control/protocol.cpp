@@ -70,6 +70,24 @@ DownloadRequest read_download(const json& p) {
     if (*conns < 1 || *conns > 16) throw BadParams{"'connections' must be 1 to 16"};
     r.options.connections = static_cast<int>(*conns);
   }
+  if (const json& hs = field(p, "headers"); !hs.is_null()) {
+    if (!hs.is_array()) throw BadParams{"'headers' must be an array of \"Name: value\" strings"};
+    if (hs.size() > queue::kMaxHeaders) {
+      throw BadParams{"'headers': at most " + std::to_string(queue::kMaxHeaders) + " headers per job"};
+    }
+    for (const auto& h : hs) {
+      if (!h.is_string()) throw BadParams{"'headers' must be an array of \"Name: value\" strings"};
+      auto header = queue::parse_header(h.get<std::string>());
+      if (!header) throw BadParams{"'headers': " + header.error().message};
+      r.options.headers.push_back(std::move(header.value()));
+    }
+  }
+  r.options.user_agent = opt_string(p, "user_agent");
+  if (r.options.user_agent) {
+    if (auto st = queue::check_user_agent(*r.options.user_agent); !st) {
+      throw BadParams{"'user_agent': " + st.error().message};
+    }
+  }
   if (auto ie = opt_string(p, "if_exists")) {
     auto policy = parse_if_exists(*ie);
     if (!policy) throw BadParams{"'if_exists' must be error, skip, overwrite or rename"};

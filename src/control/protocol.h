@@ -61,7 +61,7 @@ struct BadParams {
 // params' "id", an integer (get_job, cancel_job, ...).
 int64_t read_id(const json& params);
 // One job of download or download_batch: source, dest, priority, access_token, sha256,
-// if_exists, checked.
+// if_exists, connections, headers (["Name: value", ...]), user_agent, checked.
 DownloadRequest read_download(const json& job);
 
 // One answer as its line of text (without the newline). Invalid UTF-8 in strings becomes U+FFFD.

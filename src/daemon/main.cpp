@@ -154,6 +154,8 @@ int run(int argc, char** argv) {
   qo.segment_threshold = s.segment_threshold;
   qo.segment_min_size = s.segment_min_size;
   qo.block_private_addresses = s.block_private_addresses != 0;
+  qo.ca_cert = s.ca_cert.empty() ? "" : util::absolute_path(s.ca_cert);
+  qo.proxy = s.proxy;
   auto rules = load_token_rules(s.token_rules);
   if (!rules) {
     spdlog::error("{}", rules.error().message);

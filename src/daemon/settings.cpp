@@ -92,6 +92,10 @@ const std::vector<SettingInfo>& setting_table() {
       {"token-rule", &S::token_rules, "", 0, 0,
        "'PATTERN env:VAR' or 'PATTERN file:PATH': a Bearer token for https jobs to PATTERN "
        "(host, *.suffix, https://host:port; http://host:port for plain http)"},
+      {"ca-cert", &S::ca_cert, "", 0, 0,
+       "PEM file of CA certificates to trust instead of the system's (verification stays on)"},
+      {"proxy", &S::proxy, "", 0, 0,
+       "proxy URL for every transfer (default: $https_proxy, $http_proxy, $ALL_PROXY, $no_proxy)"},
   };
   // clang-format on
   return table;
@@ -190,6 +194,12 @@ Status validate(const Settings& s) {
     if (!util::is_directory(r)) {
       return make_error(ErrorCode::kInvalidArgument, "download-root is not a folder: " + r);
     }
+  }
+  if (!s.ca_cert.empty()) {
+    if (auto st = queue::check_ca_cert(s.ca_cert); !st) return st;
+  }
+  if (!s.proxy.empty()) {
+    if (auto st = queue::check_proxy(s.proxy); !st) return st;
   }
   return Ok{};
 }

@@ -32,6 +32,8 @@ struct Settings {
   int block_private_addresses;
   long event_retention;
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
+  std::string ca_cert;                   // PEM file of CAs; empty: the system's
+  std::string proxy;                     // empty: libcurl's *_proxy environment variables
 };
 
 // One setting: how it is named in flags and files, the field its value goes to (the field's type

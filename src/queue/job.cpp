@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 
 namespace fetchq {
 
@@ -49,6 +50,20 @@ std::optional<IfExists> parse_if_exists(std::string_view text) {
   return std::nullopt;
 }
 
+bool is_secret_header(std::string_view name) {
+  auto same = [name](std::string_view other) {
+    return name.size() == other.size() &&
+           std::equal(name.begin(), name.end(), other.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  return same("authorization") || same("proxy-authorization") || same("cookie");
+}
+
+std::string shown_header(const RequestHeader& h) {
+  return h.name + ": " + (is_secret_header(h.name) ? std::string("<secret>") : h.value);
+}
+
 static nlohmann::json opt(const std::optional<std::string>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
@@ -77,6 +92,8 @@ void to_json(nlohmann::json& out, const Job& j) {
     auto& a = out["segments"] = nlohmann::json::array();
     for (const auto& s : j.segments) a.push_back({{"start", s.start}, {"end", s.end}, {"bytes", s.bytes}});
   }
+  out["headers"] = j.headers;
+  out["user_agent"] = opt(j.user_agent);
 }
 
 namespace {
@@ -131,6 +148,12 @@ void append_json(std::string& out, const Job& j) {
   append_optional(out, j.error_type);
   out += ",\"has_access_token\":";
   out += j.has_access_token ? "true" : "false";
+  out += ",\"headers\":[";
+  for (size_t i = 0; i < j.headers.size(); ++i) {
+    if (i > 0) out += ',';
+    append_string(out, j.headers[i]);
+  }
+  out += ']';
   out += ",\"id\":";
   out += std::to_string(j.id);
   out += ",\"job_ended\":";
@@ -155,6 +178,8 @@ void append_json(std::string& out, const Job& j) {
   append_string(out, to_string(j.status));
   out += ",\"total_bytes\":";
   out += std::to_string(j.total_bytes);
+  out += ",\"user_agent\":";
+  append_optional(out, j.user_agent);
   out += '}';
 }
 
@@ -221,6 +246,11 @@ void from_json(const nlohmann::json& in, Job& j) {
       j.segments.push_back(seg);
     }
   }
+  j.headers.clear();
+  if (auto it = in.find("headers"); it != in.end() && it->is_array()) {
+    for (const auto& h : *it) j.headers.push_back(h.get<std::string>());
+  }
+  read_optional(in, "user_agent", j.user_agent);
 }
 
 void from_json(const nlohmann::json& in, Event& e) {

@@ -14,6 +14,7 @@
 #include "queue/request_check.h"
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/strings.h"
 #include "util/thread_name.h"
 
 namespace fetchq {
@@ -36,6 +37,8 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   eo.connections = opts_.connections;
   eo.segment_threshold = opts_.segment_threshold;
   eo.segment_min_size = opts_.segment_min_size;
+  eo.ca_cert = opts_.ca_cert;
+  eo.proxy = opts_.proxy;
   eo.env = &env_;
   engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
   started_at_ = Clock::now();
@@ -68,7 +71,11 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
       return e;
     }
     auto& opt = nj.value().request.options;
-    if (!opt.access_token) {
+    // A job that brings its own Authorization header gets no rule token on top of it.
+    const bool own_auth = std::any_of(opt.headers.begin(), opt.headers.end(), [](const RequestHeader& h) {
+      return util::lower(h.name) == "authorization";
+    });
+    if (!opt.access_token && !own_auth) {
       for (const auto& rule : opts_.token_rules) {
         if (token_rule_applies(rule.host_pattern, nj.value().request.source)) {
           opt.access_token = rule.token;
@@ -429,9 +436,25 @@ std::unique_ptr<DownloadQueue> make_queue(QueueOptions options, std::unique_ptr<
 
 }  // namespace queue
 
+namespace {
+
+// Options a transfer would only fail on later, checked when the queue opens.
+Status check_options(const QueueOptions& options) {
+  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  if (!options.ca_cert.empty()) {
+    if (auto st = queue::check_ca_cert(options.ca_cert); !st) return st;
+  }
+  if (!options.proxy.empty()) {
+    if (auto st = queue::check_proxy(options.proxy); !st) return st;
+  }
+  return Ok{};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions options,
                                                               std::unique_ptr<store::Store> store) {
-  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  if (auto st = check_options(options); !st) return st.error();
   try {
     return make_queue(std::move(options), std::move(store));
   } catch (const StorageError& e) {  // the recovery at start could not write
@@ -440,7 +463,7 @@ Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions optio
 }
 
 Result<std::unique_ptr<DownloadQueue>> queue::open_with_env(QueueOptions options, util::Env& env) {
-  if (options.max_parallel < 1) return make_error(ErrorCode::kInvalidArgument, "max_parallel must be >= 1");
+  if (auto st = check_options(options); !st) return st.error();
   auto store = store::open(options.db_path);
   if (!store) return store.error();
   try {

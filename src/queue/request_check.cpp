@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "util/fs.h"
@@ -204,6 +207,97 @@ Status check_access_token(const std::string& token) {
   return Ok{};
 }
 
+namespace {
+
+// RFC 9110 token characters, what a field name is made of.
+bool is_token_char(unsigned char c) {
+  return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+bool has_control(std::string_view s) {
+  // Tab is allowed inside a field value; CR, LF, NUL and the other controls are not.
+  return std::any_of(s.begin(), s.end(), [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
+}
+
+}  // namespace
+
+Result<RequestHeader> parse_header(std::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) {
+    // The text is not repeated: it may be a secret written without its colon.
+    return make_error(ErrorCode::kInvalidArgument, "a header must be written 'Name: value' (no colon found)");
+  }
+  RequestHeader h{std::string(line.substr(0, colon)), std::string(line.substr(colon + 1))};
+  // Checked before the spaces around the value are dropped, so a trailing CR or LF is refused
+  // too rather than quietly cut off.
+  if (auto st = check_header(h); !st) return st.error();
+  h.value = std::string(util::trim(h.value));
+  if (auto st = check_header(h); !st) return st.error();
+  return h;
+}
+
+Status check_header(const RequestHeader& h) {
+  auto bad = [](const std::string& why) { return make_error(ErrorCode::kInvalidArgument, why); };
+  if (h.name.empty()) return bad("a header needs a name before its colon");
+  if (!std::all_of(h.name.begin(), h.name.end(), [](unsigned char c) { return is_token_char(c); })) {
+    return bad("header names are letters, digits and !#$%&'*+-.^_`|~ only (no spaces, CR or LF)");
+  }
+  if (h.name.size() > 256) return bad("header name too long (over 256 bytes)");
+  // Never the value in a message: it may be a secret.
+  if (has_control(h.value)) return bad("header '" + h.name + "': its value holds CR, LF or other control characters");
+  if (h.value.size() > kMaxHeaderValue) {
+    return bad("header '" + h.name + "': its value is over " + std::to_string(kMaxHeaderValue) + " bytes");
+  }
+  const std::string name = lower(h.name);
+  // Set by the engine for resuming and segments, or by libcurl for the connection: a value of
+  // the user's would splice the wrong bytes into the file or break the framing.
+  for (const char* own : {"range", "if-range", "accept-encoding", "content-length", "transfer-encoding",
+                          "host", "connection", "te", "upgrade"}) {
+    if (name == own) return bad("header '" + h.name + "' is set by fetchq itself and cannot be given");
+  }
+  if (name == "user-agent") return bad("give the User-Agent with --user-agent, not as a header");
+  return Ok{};
+}
+
+Status check_user_agent(const std::string& ua) {
+  if (ua.empty() || has_control(ua) || ua.find('\t') != std::string::npos) {
+    return make_error(ErrorCode::kInvalidArgument, "the user agent is empty or holds control characters");
+  }
+  if (ua.size() > 1024) return make_error(ErrorCode::kInvalidArgument, "the user agent is over 1024 bytes");
+  return Ok{};
+}
+
+Status check_ca_cert(const std::string& path) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "ca-cert " + path + ": " + why);
+  };
+  std::ifstream in(path);
+  if (!in || util::is_directory(path)) {
+    return bad(util::is_directory(path) ? "is a folder, not a file" : std::string("cannot be read (") + std::strerror(errno) + ")");
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return bad("holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+  }
+  return Ok{};
+}
+
+Status check_proxy(const std::string& proxy) {
+  auto bad = [](const std::string& why) { return make_error(ErrorCode::kInvalidArgument, "proxy: " + why); };
+  if (std::any_of(proxy.begin(), proxy.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; })) {
+    return bad("the URL holds spaces or control characters");
+  }
+  const size_t sep = proxy.find("://");
+  if (sep != std::string::npos) {
+    const std::string scheme = lower(proxy.substr(0, sep));
+    for (const char* known : {"http", "https", "socks4", "socks4a", "socks5", "socks5h"}) {
+      if (scheme == known) return Ok{};
+    }
+    return bad("unknown scheme '" + scheme + "' (http, https, socks4, socks4a, socks5 or socks5h)");
+  }
+  return Ok{};
+}
+
 Status check_token_rule_pattern(const std::string& pattern) {
   auto bad = [&](const std::string& why) {
     return make_error(ErrorCode::kInvalidArgument, "token-rule '" + pattern + "': " + why);
@@ -317,6 +411,15 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   }
   if (request.options.connections && (*request.options.connections < 1 || *request.options.connections > 16)) {
     return make_error(ErrorCode::kInvalidArgument, "connections must be 1 to 16");
+  }
+  if (request.options.headers.size() > kMaxHeaders) {
+    return make_error(ErrorCode::kInvalidArgument, "at most " + std::to_string(kMaxHeaders) + " headers per job");
+  }
+  for (const auto& h : request.options.headers) {
+    if (auto st = check_header(h); !st) return st.error();
+  }
+  if (request.options.user_agent) {
+    if (auto st = check_user_agent(*request.options.user_agent); !st) return st.error();
   }
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fetchq/job.h"
@@ -23,6 +24,26 @@ bool host_matches(const std::string& host, const std::string& pattern);
 // A Bearer token as sent in a header: non-empty, without CR, LF or other control characters
 // (which would end the Authorization header and start one of the sender's choosing).
 Status check_access_token(const std::string& token);
+
+// Request headers of a job (DownloadOptions::headers). check_header refuses an empty or
+// malformed name, CR, LF and other control characters in the value, values over
+// kMaxHeaderValue bytes, and the headers fetchq sets itself (Range, If-Range, Accept-Encoding,
+// Host, Content-Length, Transfer-Encoding, Connection, TE, Upgrade; User-Agent has an option
+// of its own). Messages name the header, never its value (which may be a secret).
+constexpr size_t kMaxHeaders = 64;
+constexpr size_t kMaxHeaderValue = 8192;
+Status check_header(const RequestHeader& header);
+// "Name: value" (spaces around the value dropped), checked as above.
+Result<RequestHeader> parse_header(std::string_view line);
+// Non-empty, at most 1024 bytes, without control characters.
+Status check_user_agent(const std::string& user_agent);
+
+// A CA file (QueueOptions::ca_cert): a readable regular file holding at least one PEM
+// certificate. The message names the path and what is wrong.
+Status check_ca_cert(const std::string& path);
+// A proxy URL (QueueOptions::proxy): no spaces or control characters, and a scheme libcurl
+// knows when one is written. The message never repeats the URL, which may hold a password.
+Status check_proxy(const std::string& proxy);
 
 // Token rules. A pattern is "host", "*.suffix" or "https://host[:port]": it applies to https
 // URLs only, so a rule token never travels in clear text. "http://host:port" (the port written

@@ -45,6 +45,8 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.etag = c.etag;
   req.last_modified = c.last_modified;
   req.access_token = c.access_token;
+  req.headers = c.headers;
+  req.user_agent = c.job.user_agent;
   req.expected_total = c.job.total_bytes;
   req.connections = c.connections;
   if (!download_roots.empty()) {

@@ -104,6 +104,8 @@ struct ClaimedJob {
   std::optional<PartRecord> part_identity;
   std::optional<int> connections;  // the job's own limit; nullopt: the daemon's default
   std::vector<Segment> segments;   // the durable segment map; empty when not segmented
+  // The request headers to send, secret values included (job.headers shows them redacted).
+  std::vector<RequestHeader> headers;
 };
 
 // What a transfer learnt from the response headers.

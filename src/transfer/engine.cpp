@@ -115,6 +115,15 @@ struct Transfer : Placement {
   }
 };
 
+// The job's headers as libcurl takes them: "Name;" sends a header with an empty value, which
+// "Name:" would remove instead.
+std::vector<std::string> header_lines(const std::vector<RequestHeader>& headers) {
+  std::vector<std::string> out;
+  out.reserve(headers.size());
+  for (const auto& h : headers) out.push_back(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
+  return out;
+}
+
 }  // namespace
 
 class Engine::Impl final : public FetchClient {
@@ -127,7 +136,9 @@ class Engine::Impl final : public FetchClient {
         fetcher_(FetcherOptions{.connect_timeout = options.connect_timeout,
                                 .stall_timeout = options.stall_timeout,
                                 .max_redirects = options.max_redirects,
-                                .block_private_addresses = options.block_private_addresses},
+                                .block_private_addresses = options.block_private_addresses,
+                                .ca_cert = options.ca_cert,
+                                .proxy = options.proxy},
                  this) {
     fetcher_.start_thread();
   }
@@ -392,6 +403,8 @@ class Engine::Impl final : public FetchClient {
       FetchRequest fr;
       fr.url = t.req.url;
       fr.range = ByteRange{.start = s.pos, .end = s.end};
+      fr.headers = header_lines(t.req.headers);
+      fr.user_agent = t.req.user_agent;
       fr.headers.push_back("If-Range: " + t.validator);
       fr.access_token = t.req.access_token;
       fr.username = t.req.username;
@@ -681,6 +694,8 @@ class Engine::Impl final : public FetchClient {
     }
     FetchRequest fr;
     fr.url = t.req.url;
+    fr.headers = header_lines(t.req.headers);
+    fr.user_agent = t.req.user_agent;
     if (t.offset > 0) {
       fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.

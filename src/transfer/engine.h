@@ -61,6 +61,9 @@ struct EngineOptions {
   int connections = 4;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
+  // TLS and proxy settings of every fetch (FetcherOptions::ca_cert, proxy).
+  std::string ca_cert{};
+  std::string proxy{};
   // Every file-system call of the engine goes through it; null: util::Env::posix().
   util::Env* env = nullptr;
 };

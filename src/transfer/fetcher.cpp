@@ -277,7 +277,9 @@ FetchId Fetcher::start(FetchRequest request) {
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f.curl_error);
   static const std::string ua = std::string("fetchq/") + kVersion;
-  curl_easy_setopt(e, CURLOPT_USERAGENT, ua.c_str());
+  curl_easy_setopt(e, CURLOPT_USERAGENT, f.req.user_agent ? f.req.user_agent->c_str() : ua.c_str());
+  if (!options_.ca_cert.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_cert.c_str());
+  if (!options_.proxy.empty()) curl_easy_setopt(e, CURLOPT_PROXY, options_.proxy.c_str());
   f.headers = curl_slist_append(f.headers, "Accept-Encoding: identity");
   if (f.req.range) {
     std::string range = "Range: bytes=" + std::to_string(f.req.range->start) + "-";

@@ -34,6 +34,7 @@ struct ByteRange {
 struct FetchRequest {
   std::string url;                            // without user info (see username/password)
   std::vector<std::string> headers{};         // extra request header lines, e.g. "If-Range: x"
+  std::optional<std::string> user_agent{};    // nullopt: "fetchq/VERSION"
   std::optional<ByteRange> range{};           // sent as Range
   std::optional<std::string> access_token{};  // Bearer, to the original host only
   std::string username{};                     // with password: basic auth, original host only
@@ -59,6 +60,12 @@ struct FetcherOptions {
   std::chrono::milliseconds stall_timeout{30000};
   int max_redirects = 10;
   bool block_private_addresses = false;
+  // A PEM file of CA certificates trusted instead of the system's (CURLOPT_CAINFO). Peer and
+  // host verification stay on whatever it holds.
+  std::string ca_cert{};
+  // Proxy for every fetch (CURLOPT_PROXY); empty: libcurl's own choice from http_proxy,
+  // https_proxy, ALL_PROXY and no_proxy. May hold credentials: never put in a message.
+  std::string proxy{};
 };
 
 // True for addresses block_private_addresses refuses.

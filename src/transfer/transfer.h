@@ -65,6 +65,9 @@ struct Request {
   // message built from the URL carries the password.
   std::string username;
   std::optional<std::string> password;
+  // The job's own request headers and User-Agent, sent with every fetch of the transfer.
+  std::vector<RequestHeader> headers;
+  std::optional<std::string> user_agent;
 };
 
 // An open folder descriptor: every open, rename and fsync of a download happens relative to

@@ -540,6 +540,7 @@ TestServer::Impl::After TestServer::Impl::handle(int fd, const Request& req) {
   log->user_agent = req.header("user-agent");
   log->accept_encoding = req.header("accept-encoding");
   log->host = req.header("host");
+  log->headers.assign(req.headers.begin(), req.headers.end());
 
   RawHandler raw;
   std::shared_ptr<Entry> entry;
@@ -931,6 +932,13 @@ int TestServer::peak_concurrent_bodies() const {
 }
 
 // ---------------------------------------------------------------- helpers
+
+std::string header_of(const RequestLog& req, std::string_view lower_name) {
+  for (const auto& [name, value] : req.headers) {
+    if (name == lower_name) return value;
+  }
+  return "";
+}
 
 std::string make_body(size_t n, uint32_t seed) {
   // splitmix64: fast, deterministic and well mixed, so bodies of different

@@ -44,6 +44,8 @@ struct RequestLog {
   std::string user_agent;
   std::string accept_encoding;
   std::string host;
+  // Every request header as received, names lower-cased, in order.
+  std::vector<std::pair<std::string, std::string>> headers;
   // 0 while the response is in flight (including during a stall) and for
   // set_handler() paths. Set just before the bytes that complete the response
   // are sent (or before the socket is dropped), so a client that has seen the
@@ -112,6 +114,9 @@ struct Resource {
   std::string content_encoding;  // Content-Encoding header; body sent as is
   std::vector<std::pair<std::string, std::string>> extra_headers;
 };
+
+// The value of the first header called lower_name in req.headers; "" when absent.
+std::string header_of(const RequestLog& req, std::string_view lower_name);
 
 // Serves on 127.0.0.1 with a kernel-chosen port, one thread per connection.
 // Paths are matched byte-exactly (no percent-decoding), ignoring the query.

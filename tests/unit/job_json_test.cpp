@@ -65,6 +65,22 @@ TEST(JobJson, SegmentsShowOnlyWhileSegmentedAndMatchNlohmann) {
   EXPECT_EQ(js.get<Job>().segments, j.segments);
 }
 
+TEST(JobJson, HeadersAndUserAgentAreAlwaysPresentAndMatchNlohmann) {
+  Job j;
+  j.id = 4;
+  j.created_at = "t";
+  auto bare = nlohmann::json(j);
+  EXPECT_EQ(bare["headers"], nlohmann::json::array());
+  EXPECT_TRUE(bare["user_agent"].is_null());
+  EXPECT_EQ(direct(j), via_nlohmann(j));
+  j.headers = {"X-A: 1", "Authorization: <secret>", "X-Quote: \"q\""};
+  j.user_agent = "agent/1 (\u00e9)";
+  EXPECT_EQ(direct(j), via_nlohmann(j));
+  auto back = nlohmann::json(j).get<Job>();
+  EXPECT_EQ(back.headers, j.headers);
+  EXPECT_EQ(back.user_agent, j.user_agent);
+}
+
 TEST(JobJson, StringsThatNeedEscapingMatchNlohmann) {
   Job j;
   j.source = "http://h/\"quoted\"\\back\tslash\n";

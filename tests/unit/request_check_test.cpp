@@ -250,3 +250,90 @@ TEST(FuzzRegressions, UrlsNeedSchemeSlashSlashHost) {
 
 }  // namespace
 }  // namespace fetchq::queue
+
+namespace fetchq::queue {
+namespace {
+
+TEST(RequestHeaders, ParsedAsNameAndTrimmedValue) {
+  auto h = parse_header("X-Trace:   abc def  ");
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_EQ(h.value(), (RequestHeader{"X-Trace", "abc def"}));
+  auto empty = parse_header("X-Empty:");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty.value().value, "");
+  auto colon_in_value = parse_header("Cookie: a=b:c");
+  ASSERT_TRUE(colon_in_value.ok());
+  EXPECT_EQ(colon_in_value.value().value, "a=b:c");
+}
+
+TEST(RequestHeaders, MalformedOnesAreRefusedWithoutTheirValue) {
+  for (const std::string& line :
+       std::vector<std::string>{"Authorization Bearer s3cret", ": s3cret", " X: s3cret", "X Y: s3cret",
+                                "X\r\nY: s3cret", "X: s3cret\r\nInjected: 1", "X: s3cret\n",
+                                std::string("X: s3cret\0", 10), "X: s3cret\x7f"}) {
+    auto h = parse_header(line);
+    ASSERT_FALSE(h.ok()) << line;
+    EXPECT_EQ(h.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(h.error().message.find("s3cret"), std::string::npos) << h.error().message;
+  }
+  EXPECT_FALSE(check_header({"X-Long", std::string(kMaxHeaderValue + 1, 'a')}).ok());
+  EXPECT_TRUE(check_header({"X-Tab", "a\tb"}).ok());
+}
+
+TEST(RequestHeaders, TheEnginesOwnHeadersCannotBeGiven) {
+  for (const char* name : {"Range", "range", "If-Range", "IF-RANGE", "Accept-Encoding", "Host", "Content-Length",
+                           "Transfer-Encoding", "Connection", "TE", "Upgrade", "User-Agent"}) {
+    auto st = check_header({name, "x"});
+    ASSERT_FALSE(st.ok()) << name;
+    EXPECT_NE(st.error().message.find(name), std::string::npos) << st.error().message;
+  }
+  EXPECT_TRUE(check_header({"If-None-Match", "x"}).ok());
+  EXPECT_TRUE(check_header({"Accept", "application/octet-stream"}).ok());
+}
+
+TEST(RequestHeaders, SecretOnesAreShownRedacted) {
+  EXPECT_TRUE(is_secret_header("authorization"));
+  EXPECT_TRUE(is_secret_header("Proxy-Authorization"));
+  EXPECT_TRUE(is_secret_header("COOKIE"));
+  EXPECT_FALSE(is_secret_header("Set-Cookie2"));
+  EXPECT_FALSE(is_secret_header("X-Authorization-Hint"));
+  EXPECT_EQ(shown_header({"Cookie", "sid=1"}), "Cookie: <secret>");
+  EXPECT_EQ(shown_header({"Accept", "*/*"}), "Accept: */*");
+}
+
+TEST(RequestHeaders, CheckRequestTakesHeadersAndUserAgentOrRefusesThem) {
+  DownloadRequest r{"http://h/a", "/tmp/x", {}};
+  r.options.headers = {{"X-A", "1"}};
+  r.options.user_agent = "agent/1";
+  EXPECT_TRUE(check_request(r, {}).ok());
+  r.options.headers.push_back({"Range", "bytes=0-"});
+  EXPECT_FALSE(check_request(r, {}).ok());
+  r.options.headers.pop_back();
+  r.options.user_agent = "agent\r\nX-Injected: 1";
+  EXPECT_FALSE(check_request(r, {}).ok());
+  r.options.user_agent = "";
+  EXPECT_FALSE(check_request(r, {}).ok());
+  r.options.user_agent.reset();
+  r.options.headers.assign(kMaxHeaders + 1, RequestHeader{"X-A", "1"});
+  EXPECT_FALSE(check_request(r, {}).ok());
+}
+
+TEST(CaCertAndProxy, AMissingOrEmptyCaFileAndAnUnknownProxySchemeAreRefused) {
+  TempDir dir;
+  EXPECT_NE(check_ca_cert(dir / "none.pem").error().message.find("none.pem"), std::string::npos);
+  fetchq::testing::write_file(dir / "empty.pem", "not a certificate\n");
+  EXPECT_FALSE(check_ca_cert(dir / "empty.pem").ok());
+  EXPECT_FALSE(check_ca_cert(dir.path()).ok());
+  fetchq::testing::write_file(dir / "ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  EXPECT_TRUE(check_ca_cert(dir / "ca.pem").ok());
+  EXPECT_TRUE(check_proxy("http://u:p@proxy:3128").ok());
+  EXPECT_TRUE(check_proxy("socks5h://proxy:1080").ok());
+  EXPECT_TRUE(check_proxy("proxy:3128").ok());
+  auto bad = check_proxy("gopher://u:pw-secret@proxy:70");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message.find("pw-secret"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(check_proxy("http://proxy :3128").ok());
+}
+
+}  // namespace
+}  // namespace fetchq::queue

@@ -79,7 +79,7 @@ TEST(Settings, NamesAreUniqueAndHaveHelp) {
     EXPECT_NE(std::string(info.help), "") << info.name;
     EXPECT_EQ(find_setting(info.name), &info);
   }
-  EXPECT_EQ(seen.size(), 16u);
+  EXPECT_EQ(seen.size(), 18u);
 }
 
 TEST(Settings, SegmentedDownloadDefaults) {

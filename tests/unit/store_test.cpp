@@ -259,6 +259,39 @@ TEST(StoreTest, TokensAreKeptApartFromJobs) {
   }
 }
 
+TEST(StoreTest, HeadersComeBackWholeWithTheClaimAndRedactedEverywhereElse) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  NewJob nj = job("http://h/a");
+  nj.request.options.headers = {{"Cookie", "sid=c00kie"}, {"X-A", "1"}, {"Authorization", "Basic s3cret"},
+                                {"X-Empty", ""}};
+  nj.request.options.user_agent = "agent/2";
+  NewJob plain = job("http://h/b");
+  auto jobs = s->insert_jobs({nj, plain}, "t");
+  const std::vector<std::string> shown = {"Cookie: <secret>", "X-A: 1", "Authorization: <secret>", "X-Empty: "};
+  EXPECT_EQ(jobs[0].headers, shown);
+  EXPECT_EQ(s->get_job(jobs[0].id)->headers, shown);
+  EXPECT_EQ(s->list_jobs({}).at(0).headers, shown);
+  EXPECT_EQ(s->get_job(jobs[0].id)->user_agent, "agent/2");
+  EXPECT_TRUE(s->get_job(jobs[1].id)->headers.empty());
+  EXPECT_FALSE(s->get_job(jobs[1].id)->user_agent);
+  auto claimed = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(claimed.size(), 2u);
+  EXPECT_EQ(claimed[0].headers, nj.request.options.headers);  // in order, secrets in place
+  EXPECT_EQ(claimed[0].job.user_agent, "agent/2");
+  EXPECT_TRUE(claimed[1].headers.empty());
+  s.reset();
+  SQLite::Database db(dir / "q.db");
+  SQLite::Statement q(db, "SELECT * FROM jobs");
+  while (q.executeStep()) {
+    for (int i = 0; i < q.getColumnCount(); ++i) {
+      if (q.getColumn(i).isNull()) continue;
+      EXPECT_EQ(q.getColumn(i).getString().find("s3cret"), std::string::npos);
+      EXPECT_EQ(q.getColumn(i).getString().find("c00kie"), std::string::npos);
+    }
+  }
+}
+
 TEST(StoreTest, ASecondWriterIsRefusedButReadersAreWelcome) {
   TempDir dir;
   auto s = open_store(dir / "q.db");

@@ -22,7 +22,39 @@ constexpr int64_t kJournalSizeLimit = 16 << 20;
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
-    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at";
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent";
+constexpr int kJobColumnCount = 18;
+
+// Header lines are stored joined by line feeds, which no header can hold (queue::check_header).
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) {
+    if (!out.empty()) out += '\n';
+    out += l;
+  }
+  return out;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// "Name: value" back into its parts (names hold no colon).
+RequestHeader header_of(const std::string& line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string::npos) return RequestHeader{line, ""};
+  size_t v = colon + 1;
+  while (v < line.size() && line[v] == ' ') ++v;
+  return RequestHeader{line.substr(0, colon), line.substr(v)};
+}
 
 std::optional<std::string> opt_text(const SQLite::Column& c) {
   if (c.isNull()) return std::nullopt;
@@ -47,7 +79,27 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   j.attempts = q.getColumn(base + 13).getInt();
   j.has_access_token = q.getColumn(base + 14).getInt() != 0;
   j.created_at = q.getColumn(base + 15).getString();
+  if (!q.getColumn(base + 16).isNull()) j.headers = split_lines(q.getColumn(base + 16).getString());
+  j.user_agent = opt_text(q.getColumn(base + 17));
   return j;
+}
+
+// The headers a transfer sends: the shown lines, each <secret> one replaced by the next of the
+// job's secret lines.
+std::vector<RequestHeader> request_headers(const std::vector<std::string>& shown,
+                                           const std::optional<std::string>& secrets) {
+  std::vector<std::string> secret = secrets ? split_lines(*secrets) : std::vector<std::string>{};
+  size_t next = 0;
+  std::vector<RequestHeader> out;
+  for (const auto& line : shown) {
+    RequestHeader h = header_of(line);
+    if (is_secret_header(h.name)) {
+      if (next >= secret.size()) continue;  // its secret is gone: send nothing rather than "<secret>"
+      h = header_of(secret[next++]);
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
 }
 
 // Binds args to ?1, ?2, ... in order, as SQLite::bind (VariadicBind.h) does, with an empty
@@ -155,16 +207,25 @@ class SqliteStore final : public Store {
     transaction([&] {
       Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
-          "dest_is_dir, if_exists, sha256, connections) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?)");
+          "dest_is_dir, if_exists, sha256, connections, headers, user_agent) "
+          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
+      Lent hs = stmt("INSERT INTO header_secrets (job_id, headers) VALUES (?, ?)");
       for (const auto& nj : jobs) {
         const auto& r = nj.request;
+        std::vector<std::string> shown, secret;
+        for (const auto& h : r.options.headers) {
+          shown.push_back(shown_header(h));
+          if (is_secret_header(h.name)) secret.push_back(h.name + ": " + h.value);
+        }
         ins->reset();
         ins->clearBindings();
         bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
                  nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
-                 r.options.sha256, r.options.connections);
+                 r.options.sha256, r.options.connections,
+                 shown.empty() ? std::nullopt : std::optional<std::string>(join_lines(shown)),
+                 r.options.user_agent);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -184,6 +245,13 @@ class SqliteStore final : public Store {
           SQLite::bind(*pw, j.id, *nj.url_password);
           pw->exec();
         }
+        if (!secret.empty()) {
+          hs->reset();
+          SQLite::bind(*hs, j.id, join_lines(secret));
+          hs->exec();
+        }
+        j.headers = std::move(shown);
+        j.user_agent = r.options.user_agent;
         out.push_back(std::move(j));
       }
     });
@@ -205,7 +273,9 @@ class SqliteStore final : public Store {
                         "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
                         "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
                         "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino, "
-                        "part_birth_ns, connections FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
+                        "part_birth_ns, connections, "
+                        "(SELECT headers FROM header_secrets h WHERE h.job_id = jobs.id) "
+                        "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
                         "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
       // of ids, parsed again for every claim, cost more than the downloads of small files.
@@ -216,26 +286,27 @@ class SqliteStore final : public Store {
         if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64())) continue;
         ClaimedJob c;
         c.job = read_job(*q);
-        c.dest_is_dir = q->getColumn(16).getInt() != 0;
-        c.if_exists = parse_if_exists(q->getColumn(17).getString()).value_or(IfExists::kError);
-        c.sha256 = opt_text(q->getColumn(18));
-        c.checkpoint_bytes = q->getColumn(19).getInt64();
-        c.checkpoint_boot_id = q->getColumn(20).isNull() ? "" : q->getColumn(20).getString();
-        c.etag = q->getColumn(21).isNull() ? "" : q->getColumn(21).getString();
-        c.last_modified = q->getColumn(22).isNull() ? "" : q->getColumn(22).getString();
-        c.failures = q->getColumn(23).getInt();
-        c.best_bytes = q->getColumn(24).getInt64();
-        if (!q->getColumn(25).isNull()) c.sealed_bytes = q->getColumn(25).getInt64();
-        if (!q->getColumn(26).isNull()) c.failing_since_ms = q->getColumn(26).getInt64();
-        c.access_token = opt_text(q->getColumn(27));
-        c.url_password = opt_text(q->getColumn(28));
-        if (!q->getColumn(29).isNull() && !q->getColumn(30).isNull()) {
+        c.dest_is_dir = q->getColumn(kJobColumnCount + 0).getInt() != 0;
+        c.if_exists = parse_if_exists(q->getColumn(kJobColumnCount + 1).getString()).value_or(IfExists::kError);
+        c.sha256 = opt_text(q->getColumn(kJobColumnCount + 2));
+        c.checkpoint_bytes = q->getColumn(kJobColumnCount + 3).getInt64();
+        c.checkpoint_boot_id = q->getColumn(kJobColumnCount + 4).isNull() ? "" : q->getColumn(kJobColumnCount + 4).getString();
+        c.etag = q->getColumn(kJobColumnCount + 5).isNull() ? "" : q->getColumn(kJobColumnCount + 5).getString();
+        c.last_modified = q->getColumn(kJobColumnCount + 6).isNull() ? "" : q->getColumn(kJobColumnCount + 6).getString();
+        c.failures = q->getColumn(kJobColumnCount + 7).getInt();
+        c.best_bytes = q->getColumn(kJobColumnCount + 8).getInt64();
+        if (!q->getColumn(kJobColumnCount + 9).isNull()) c.sealed_bytes = q->getColumn(kJobColumnCount + 9).getInt64();
+        if (!q->getColumn(kJobColumnCount + 10).isNull()) c.failing_since_ms = q->getColumn(kJobColumnCount + 10).getInt64();
+        c.access_token = opt_text(q->getColumn(kJobColumnCount + 11));
+        c.url_password = opt_text(q->getColumn(kJobColumnCount + 12));
+        if (!q->getColumn(kJobColumnCount + 13).isNull() && !q->getColumn(kJobColumnCount + 14).isNull()) {
           c.part_identity = ClaimedJob::PartRecord{
-              static_cast<uint64_t>(q->getColumn(29).getInt64()),
-              static_cast<uint64_t>(q->getColumn(30).getInt64()),
-              q->getColumn(31).isNull() ? 0 : q->getColumn(31).getInt64()};
+              static_cast<uint64_t>(q->getColumn(kJobColumnCount + 13).getInt64()),
+              static_cast<uint64_t>(q->getColumn(kJobColumnCount + 14).getInt64()),
+              q->getColumn(kJobColumnCount + 15).isNull() ? 0 : q->getColumn(kJobColumnCount + 15).getInt64()};
         }
-        if (!q->getColumn(32).isNull()) c.connections = q->getColumn(32).getInt();
+        if (!q->getColumn(kJobColumnCount + 16).isNull()) c.connections = q->getColumn(kJobColumnCount + 16).getInt();
+        c.headers = request_headers(c.job.headers, opt_text(q->getColumn(kJobColumnCount + 17)));
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -556,6 +627,7 @@ class SqliteStore final : public Store {
       }
       db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM temp.pruning)");
       db_->exec("DELETE FROM url_credentials WHERE job_id IN (SELECT id FROM temp.pruning)");
+      db_->exec("DELETE FROM header_secrets WHERE job_id IN (SELECT id FROM temp.pruning)");
       db_->exec("DELETE FROM segments WHERE job_id IN (SELECT id FROM temp.pruning)");
       // Nobody can ask about a pruned job again: its events would only fill the file.
       db_->exec("DELETE FROM events WHERE job_id IN (SELECT id FROM temp.pruning)");
