@@ -3,7 +3,7 @@
 # Keep the option lists in step with `fetchq SUB --help` and `fetchqd --help`
 # (tools/check-docs.sh checks that every option offered here exists).
 
-_fetchq_commands="get add list show cancel pause resume retry prune wait events stats config"
+_fetchq_commands="get add list show cancel pause resume retry set-url prune wait events stats config"
 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
@@ -14,6 +14,7 @@ _fetchq_options() {
     add) echo "-i --input $download --allow-duplicate $common" ;;
     list) echo "--status --sort --limit --offset --errors --db $common" ;;
     show) echo "--db $common" ;;
+    set-url) echo "$common" ;;
     cancel) echo "--all $common" ;;
     pause | resume | retry) echo "--all --status $common" ;;
     prune) echo "--status --older-than $common" ;;

@@ -1,7 +1,7 @@
 # fish completion for fetchq. Installed as share/fish/vendor_completions.d/fetchq.fish.
 # Keep the option lists in step with `fetchq SUB --help`.
 
-set -l commands get add list show cancel pause resume retry prune wait events stats config
+set -l commands get add list show cancel pause resume retry set-url prune wait events stats config
 complete -c fetchq -f
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l help -s h -d 'print the commands'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
@@ -13,6 +13,7 @@ complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a cancel -d '
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a pause -d 'pause jobs'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a resume -d 'resume paused jobs'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a retry -d 'put failed jobs back to waiting'
+complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a set-url -d 'give a job another URL'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a prune -d 'remove jobs that ended'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a wait -d 'wait for jobs to end'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a events -d 'print events'
@@ -22,7 +23,7 @@ complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a config -d '
 # Every command
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -s h -l help -d 'print the options'
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -l json -d 'JSON output'
-complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry prune wait events stats" -l socket -r -F -d 'control socket of fetchqd'
+complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry set-url prune wait events stats" -l socket -r -F -d 'control socket of fetchqd'
 complete -c fetchq -n "__fish_seen_subcommand_from list show events" -l db -r -F -d 'read this database directly'
 
 # get and add

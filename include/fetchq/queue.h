@@ -114,6 +114,12 @@ class DownloadQueue {
   virtual Result<Job> pause_job(int64_t id) = 0;
   virtual Result<Job> resume_job(int64_t id) = 0;
   virtual Result<Job> retry_job(int64_t id) = 0;
+  // Points a waiting, paused or failed job at another URL (a signed link that expired, a
+  // mirror). Its next attempt asks the new URL for the rest with If-Range, so the bytes so far
+  // are kept only when the new server has the same file (same size and validator); else the
+  // job starts over, with a download_restarted event saying why. A job holding a token or
+  // secret headers keeps its scheme, host and port (kInvalidArgument otherwise).
+  virtual Result<Job> set_url(int64_t id, const std::string& url) = 0;
   virtual int64_t cancel_all_jobs() = 0;
   // Removes ended jobs (those the filter names) with their events; returns how many.
   virtual int64_t prune_jobs(const PruneFilter& filter = {}) = 0;

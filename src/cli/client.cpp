@@ -393,6 +393,30 @@ struct ShowArgs {
   int64_t id = 0;
 };
 
+struct SetUrlArgs {
+  Common c;
+  int64_t id = 0;
+  std::string url;
+};
+
+int run_set_url(SetUrlArgs& a) {
+  if (auto st = queue::check_source_url(a.url); !st) {
+    print_error(st.error().message);
+    return kExitUsage;
+  }
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  auto r = client->set_url(a.id, a.url);
+  if (!r) return fail(r.error());
+  if (a.c.json) {
+    print_job_json(r.value());
+  } else {
+    std::cout << "job " << a.id << " (" << std::string(to_string(r->status)) << ") now fetches "
+              << r->source << "\n";
+  }
+  return kExitOk;
+}
+
 int run_show(ShowArgs& a) {
   std::optional<Job> job;
   if (!a.c.db.empty()) {
@@ -820,6 +844,15 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("id", a->id, "job id")->required();
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_show(*a); }; });
+  }
+  {
+    auto a = std::make_shared<SetUrlArgs>();
+    auto* cmd = app.add_subcommand(
+        "set-url", "Give a waiting, paused or failed job another URL; its bytes stay if the file is the same");
+    cmd->add_option("id", a->id, "job id")->required();
+    cmd->add_option("url", a->url, "the new URL")->required();
+    add_common(cmd, a->c, false);
+    cmd->callback([a, run] { *run = [a] { return run_set_url(*a); }; });
   }
   for (auto [name, method, help] : {std::tuple{"cancel", "cancel_job", "Cancel jobs (their .part files are removed)"},
                                     std::tuple{"pause", "pause_job", "Pause jobs (they keep their .part)"},

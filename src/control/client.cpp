@@ -210,6 +210,9 @@ Result<Job> Client::cancel_job(int64_t id) { return typed<Job>("cancel_job", cal
 Result<Job> Client::pause_job(int64_t id) { return typed<Job>("pause_job", call("pause_job", json{{"id", id}})); }
 Result<Job> Client::resume_job(int64_t id) { return typed<Job>("resume_job", call("resume_job", json{{"id", id}})); }
 Result<Job> Client::retry_job(int64_t id) { return typed<Job>("retry_job", call("retry_job", json{{"id", id}})); }
+Result<Job> Client::set_url(int64_t id, const std::string& url) {
+  return typed<Job>("set_url", call("set_url", json{{"id", id}, {"url", url}}));
+}
 
 Result<int64_t> Client::cancel_all_jobs() {
   return typed<int64_t>("cancel_all_jobs", call("cancel_all_jobs", json::object()));

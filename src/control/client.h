@@ -74,6 +74,7 @@ class Client {
   Result<Job> pause_job(int64_t id);
   Result<Job> resume_job(int64_t id);
   Result<Job> retry_job(int64_t id);
+  Result<Job> set_url(int64_t id, const std::string& url);
   Result<int64_t> cancel_all_jobs();
   Result<int64_t> prune_jobs(const PruneFilter& filter = {});
   // True when every job of `ids` (all when empty) ended; false when `timeout_s` passed first.

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 
+#include "control/protocol.h"
 #include "queue/join_walk.h"
+#include "queue/request_check.h"
 #include "util/thread_name.h"
 
 namespace fetchq::control {
@@ -37,7 +39,7 @@ std::string job_list_line(const json& id, const std::vector<Job>& jobs) {
 Dispatcher::Dispatcher(DownloadQueue* queue) : q_(queue) {
   const Handler now{false, &Dispatcher::immediate};
   for (const char* m : {"download", "download_batch", "list_jobs", "get_job", "cancel_job", "pause_job",
-                        "resume_job", "retry_job", "cancel_all_jobs", "prune_jobs", "stats"}) {
+                        "resume_job", "retry_job", "set_url", "cancel_all_jobs", "prune_jobs", "stats"}) {
     table_[m] = now;
   }
   table_["join"] = Handler{true, &Dispatcher::join};
@@ -152,6 +154,11 @@ std::string Dispatcher::answer(const RpcRequest& req, const std::string& peer) {
     } else {
       out = job_result(req.id, q.retry_job(id));
     }
+  } else if (m == "set_url") {
+    int64_t id = read_id(p);
+    const std::string url = read_url(p);
+    spdlog::info("{}: set_url {} {}", peer, id, queue::redact_url(url));
+    out = job_result(req.id, q.set_url(id, url));
   } else if (m == "cancel_all_jobs") {
     spdlog::info("{}: cancel_all_jobs", peer);
     out = rpc_result(req.id, q.cancel_all_jobs());

@@ -50,6 +50,12 @@ int64_t read_id(const json& params) {
   return *id;
 }
 
+std::string read_url(const json& params) {
+  auto url = opt_string(params, "url");
+  if (!url) throw BadParams{"'url' (a string) is required"};
+  return *url;
+}
+
 DownloadRequest read_download(const json& p) {
   if (!p.is_object()) throw BadParams{"each job must be an object"};
   DownloadRequest r;

@@ -60,6 +60,8 @@ struct BadParams {
 };
 // params' "id", an integer (get_job, cancel_job, ...).
 int64_t read_id(const json& params);
+// set_url: {"id": N, "url": "..."}.
+std::string read_url(const json& params);
 // One job of download or download_batch: source, dest, priority, access_token, sha256,
 // if_exists, connections, headers (["Name: value", ...]), user_agent, checked.
 DownloadRequest read_download(const json& job);

@@ -186,6 +186,51 @@ Result<Job> QueueImpl::retry_job(int64_t id) {
   });
 }
 
+Result<Job> QueueImpl::set_url(int64_t id, const std::string& url) {
+  return without_throwing([&]() -> Result<Job> {
+    if (auto st = on_loop([&] { return set_url_on_loop(id, url); }); !st) return st.error();
+    notify_changed();
+    return after_change(id, nullptr);
+  });
+}
+
+// Loop thread, so no claim comes between the check of the status and the change.
+Status QueueImpl::set_url_on_loop(int64_t id, const std::string& url) {
+  auto job = store_->get_job(id);
+  if (!job) return not_found(id);
+  if (auto st = check_source_url(url); !st) return st;
+  const std::vector<JobStatus> from{JobStatus::kWaiting, JobStatus::kPaused, JobStatus::kError};
+  auto wrong_state = [&] {
+    return make_error(ErrorCode::kWrongState,
+                      "job " + std::to_string(id) + " is " + std::string(to_string(job->status)) +
+                          (job->status == JobStatus::kRunning ? ": pause it first; " : ": ") +
+                          "the URL of waiting, paused or failed jobs can be changed");
+  };
+  if (std::find(from.begin(), from.end(), job->status) == from.end()) return wrong_state();
+  auto split = split_url_password(url);
+  const std::string shown = split ? split->shown : url;
+  const std::string was = url_origin(job->source), now = url_origin(shown);
+  if (was != now && store_->has_secrets(id)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "job " + std::to_string(id) + " holds a token or secret headers for " + was +
+                          ", which are never sent elsewhere: give a URL on " + was +
+                          ", or add a new job for " + now);
+  }
+  auto change = store::Store::SourceChange::kNotInStatus;
+  store_->transaction([&] {
+    change = store_->set_source(id, from, shown,
+                                split ? std::optional<std::string>(split->password) : std::nullopt);
+    if (change == store::Store::SourceChange::kFromZero && job->bytes > 0) {
+      append_event(id, restarted_event(shown, "the URL changed and no ETag or Last-Modified was "
+                                              "recorded to check the new file against"));
+    }
+  });
+  if (change == store::Store::SourceChange::kNotInStatus) return wrong_state();
+  spdlog::info("job {}: URL changed to {}", id, redact_url(shown));
+  inbox_.wake();
+  return Ok{};
+}
+
 Result<Job> QueueImpl::cancel(int64_t id) {
   auto r = on_loop([&] { return cancel_on_loop(id); });
   if (!r) return r.error();

@@ -68,6 +68,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   Result<Job> pause_job(int64_t id) override;
   Result<Job> resume_job(int64_t id) override;
   Result<Job> retry_job(int64_t id) override;
+  Result<Job> set_url(int64_t id, const std::string& url) override;
   int64_t cancel_all_jobs() override;
   int64_t prune_jobs(const PruneFilter& filter) override;
   bool join(std::optional<std::chrono::milliseconds> timeout,
@@ -111,6 +112,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // A value holding a job: nothing changed, answer with it.
   Result<std::optional<Job>> cancel_on_loop(int64_t id);
   Result<std::optional<Job>> pause_on_loop(int64_t id);
+  Status set_url_on_loop(int64_t id, const std::string& url);
   Result<Job> back_to_waiting(int64_t id, JobStatus from, const char* rule);
   Result<Job> after_change(int64_t id, const std::function<void(const Job&)>& cb);
   static Error not_found(int64_t id);

@@ -18,6 +18,9 @@ Status check_source_url(const std::string& url);
 
 // The URL's host, lower-case, as libcurl parses it; nullopt when there is none.
 std::optional<std::string> url_host(const std::string& url);
+// "scheme://host:port" of a URL (lower case, the port written out), "" when it is not a URL:
+// where a job's secrets may be sent.
+std::string url_origin(const std::string& url);
 // Host-name match of a TokenRule pattern: exact, or "*.suffix" for subdomains of suffix.
 bool host_matches(const std::string& host, const std::string& pattern);
 

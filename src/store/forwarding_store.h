@@ -37,6 +37,8 @@ enum class StoreOp {
   kLoadSegments,
   kForgetSegments,
   kChangeStatus,
+  kSetSource,
+  kHasSecrets,
   kGetJob,
   kListJobs,
   kCounts,
@@ -123,6 +125,13 @@ class ForwardingStore : public Store {
   bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                      const std::string& now) override {
     return call(StoreOp::kChangeStatus, [&] { return inner_->change_status(id, from, to, now); });
+  }
+  SourceChange set_source(int64_t id, const std::vector<JobStatus>& from, const std::string& source,
+                          const std::optional<std::string>& url_password) override {
+    return call(StoreOp::kSetSource, [&] { return inner_->set_source(id, from, source, url_password); });
+  }
+  bool has_secrets(int64_t id) override {
+    return call(StoreOp::kHasSecrets, [&] { return inner_->has_secrets(id); });
   }
   std::optional<Job> get_job(int64_t id) override {
     return call(StoreOp::kGetJob, [&] { return inner_->get_job(id); });

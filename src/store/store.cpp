@@ -92,6 +92,10 @@ std::string_view to_string(StoreOp op) {
       return "forget_segments";
     case StoreOp::kChangeStatus:
       return "change_status";
+    case StoreOp::kSetSource:
+      return "set_source";
+    case StoreOp::kHasSecrets:
+      return "has_secrets";
     case StoreOp::kGetJob:
       return "get_job";
     case StoreOp::kListJobs:

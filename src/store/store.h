@@ -184,6 +184,17 @@ class Store {
   // User decisions. Each returns true when the job was in one of `from` and now is in `to`.
   virtual bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                              const std::string& now) = 0;
+  // Points the job at another source when its status is one of `from`: the shown URL, and its
+  // password kept apart as at insert (none: the old one is dropped). The bytes so far stay for
+  // the next attempt to check with If-Range when the job has a validator (ETag or
+  // Last-Modified); without one its resume state is reset, as nothing could tell the new
+  // source's file from the old.
+  enum class SourceChange { kNotInStatus, kBytesKept, kFromZero };
+  virtual SourceChange set_source(int64_t id, const std::vector<JobStatus>& from,
+                                  const std::string& source,
+                                  const std::optional<std::string>& url_password) = 0;
+  // Whether a token or secret headers are kept for the job.
+  virtual bool has_secrets(int64_t id) = 0;
 
   virtual std::optional<Job> get_job(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;

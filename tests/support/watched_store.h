@@ -138,6 +138,15 @@ class WatchedStore final : public store::Store {
     enter("change_status");
     return inner_->change_status(id, from, to, now);
   }
+  SourceChange set_source(int64_t id, const std::vector<JobStatus>& from, const std::string& source,
+                          const std::optional<std::string>& url_password) override {
+    enter("set_source");
+    return inner_->set_source(id, from, source, url_password);
+  }
+  bool has_secrets(int64_t id) override {
+    enter("has_secrets");
+    return inner_->has_secrets(id);
+  }
   std::optional<Job> get_job(int64_t id) override {
     enter("get_job");
     return inner_->get_job(id);

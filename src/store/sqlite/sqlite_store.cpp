@@ -501,6 +501,47 @@ class SqliteStore final : public Store {
     return changed;
   }
 
+  SourceChange set_source(int64_t id, const std::vector<JobStatus>& from, const std::string& source,
+                          const std::optional<std::string>& url_password) override {
+    SourceChange out = SourceChange::kNotInStatus;
+    transaction([&] {
+      SQLite::Statement q(*db_, "UPDATE jobs SET source = ? WHERE id = ? AND status IN (" +
+                                    status_list(from) + ")");
+      SQLite::bind(q, source, id);
+      if (q.exec() == 0) return;
+      out = SourceChange::kBytesKept;
+      SQLite::Statement v(*db_, "SELECT COALESCE(etag, '') = '' AND COALESCE(last_modified, '') = '' FROM jobs WHERE id = ?");
+      v.bind(1, id);
+      if (v.executeStep() && v.getColumn(0).getInt() != 0) {
+        out = SourceChange::kFromZero;
+        SQLite::Statement reset(*db_,
+                                "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, bytes = 0, "
+                                "total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
+        reset.bind(1, id);
+        reset.exec();
+        forget_segments_locked(id);
+      }
+      Lent del = stmt("DELETE FROM url_credentials WHERE job_id = ?");
+      del->bind(1, id);
+      del->exec();
+      if (url_password) {
+        Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
+        SQLite::bind(*pw, id, *url_password);
+        pw->exec();
+      }
+    });
+    return out;
+  }
+
+  bool has_secrets(int64_t id) override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt(
+        "SELECT EXISTS (SELECT 1 FROM tokens WHERE job_id = ?1) OR "
+        "EXISTS (SELECT 1 FROM header_secrets WHERE job_id = ?1)");
+    q->bind(1, id);
+    return q->executeStep() && q->getColumn(0).getInt() != 0;
+  }
+
   std::optional<Job> get_job(int64_t id) override {
     std::lock_guard lk(mu_);
     Lent q = stmt(std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id = ?");
