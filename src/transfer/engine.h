@@ -61,6 +61,9 @@ struct EngineOptions {
   int connections = 4;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
+  // Bytes per second over every transfer together (0: no limit); Request::rate_limit adds a
+  // job's own, and the tighter of the two holds for that job.
+  int64_t rate_limit = 0;
   // Every file-system call of the engine goes through it; null: util::Env::posix().
   util::Env* env = nullptr;
 };
@@ -79,6 +82,10 @@ class Engine {
   // The transfer ends with kStopped after its buffer is written out. Unknown ids are ignored.
   void stop(int64_t job_id);
   void stop_all();
+  // Rate limits, from any thread, in bytes per second (0 lifts): over every transfer, and over
+  // one job's running transfer (its next attempt takes Request::rate_limit instead).
+  void set_rate_limit(int64_t bytes_per_second);
+  void set_job_rate_limit(int64_t job_id, int64_t bytes_per_second);
   // Blocks until every transfer has been reported finished.
   void wait_idle();
 
