@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/strings.h"
 
 namespace fetchq::queue {
@@ -317,6 +318,9 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   }
   if (request.options.connections && (*request.options.connections < 1 || *request.options.connections > 16)) {
     return make_error(ErrorCode::kInvalidArgument, "connections must be 1 to 16");
+  }
+  if (request.options.limit_rate < 0 || request.options.limit_rate > util::kMaxRate) {
+    return make_error(ErrorCode::kInvalidArgument, "limit_rate must be 0 to 2^40 bytes per second");
   }
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};

@@ -183,6 +183,8 @@ class Store {
   virtual bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                              const std::string& now) = 0;
 
+  // The job's own bandwidth limit (0: none). False when there is no such job.
+  virtual bool set_limit_rate(int64_t id, int64_t bytes_per_second) = 0;
   virtual std::optional<Job> get_job(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
   virtual StatusCounts counts() = 0;

@@ -22,7 +22,9 @@ constexpr int64_t kJournalSizeLimit = 16 << 20;
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
-    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at";
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, limit_rate";
+// Columns read_job reads; a query's own columns follow them.
+constexpr int kJobColumnCount = 17;
 
 std::optional<std::string> opt_text(const SQLite::Column& c) {
   if (c.isNull()) return std::nullopt;
@@ -47,6 +49,7 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   j.attempts = q.getColumn(base + 13).getInt();
   j.has_access_token = q.getColumn(base + 14).getInt() != 0;
   j.created_at = q.getColumn(base + 15).getString();
+  j.limit_rate = q.getColumn(base + 16).isNull() ? 0 : q.getColumn(base + 16).getInt64();
   return j;
 }
 
@@ -155,7 +158,8 @@ class SqliteStore final : public Store {
     transaction([&] {
       Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
-          "dest_is_dir, if_exists, sha256, connections) VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?)");
+          "dest_is_dir, if_exists, sha256, connections, limit_rate) "
+          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
       for (const auto& nj : jobs) {
@@ -164,7 +168,8 @@ class SqliteStore final : public Store {
         ins->clearBindings();
         bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
                  nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
-                 r.options.sha256, r.options.connections);
+                 r.options.sha256, r.options.connections,
+                 r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate) : std::nullopt);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -216,26 +221,28 @@ class SqliteStore final : public Store {
         if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64())) continue;
         ClaimedJob c;
         c.job = read_job(*q);
-        c.dest_is_dir = q->getColumn(16).getInt() != 0;
-        c.if_exists = parse_if_exists(q->getColumn(17).getString()).value_or(IfExists::kError);
-        c.sha256 = opt_text(q->getColumn(18));
-        c.checkpoint_bytes = q->getColumn(19).getInt64();
-        c.checkpoint_boot_id = q->getColumn(20).isNull() ? "" : q->getColumn(20).getString();
-        c.etag = q->getColumn(21).isNull() ? "" : q->getColumn(21).getString();
-        c.last_modified = q->getColumn(22).isNull() ? "" : q->getColumn(22).getString();
-        c.failures = q->getColumn(23).getInt();
-        c.best_bytes = q->getColumn(24).getInt64();
-        if (!q->getColumn(25).isNull()) c.sealed_bytes = q->getColumn(25).getInt64();
-        if (!q->getColumn(26).isNull()) c.failing_since_ms = q->getColumn(26).getInt64();
-        c.access_token = opt_text(q->getColumn(27));
-        c.url_password = opt_text(q->getColumn(28));
-        if (!q->getColumn(29).isNull() && !q->getColumn(30).isNull()) {
+        // The claim's own columns, after the job's.
+        auto col = [&](int k) { return q->getColumn(kJobColumnCount + k); };
+        c.dest_is_dir = col(0).getInt() != 0;
+        c.if_exists = parse_if_exists(col(1).getString()).value_or(IfExists::kError);
+        c.sha256 = opt_text(col(2));
+        c.checkpoint_bytes = col(3).getInt64();
+        c.checkpoint_boot_id = col(4).isNull() ? "" : col(4).getString();
+        c.etag = col(5).isNull() ? "" : col(5).getString();
+        c.last_modified = col(6).isNull() ? "" : col(6).getString();
+        c.failures = col(7).getInt();
+        c.best_bytes = col(8).getInt64();
+        if (!col(9).isNull()) c.sealed_bytes = col(9).getInt64();
+        if (!col(10).isNull()) c.failing_since_ms = col(10).getInt64();
+        c.access_token = opt_text(col(11));
+        c.url_password = opt_text(col(12));
+        if (!col(13).isNull() && !col(14).isNull()) {
           c.part_identity = ClaimedJob::PartRecord{
-              static_cast<uint64_t>(q->getColumn(29).getInt64()),
-              static_cast<uint64_t>(q->getColumn(30).getInt64()),
-              q->getColumn(31).isNull() ? 0 : q->getColumn(31).getInt64()};
+              static_cast<uint64_t>(col(13).getInt64()),
+              static_cast<uint64_t>(col(14).getInt64()),
+              col(15).isNull() ? 0 : col(15).getInt64()};
         }
-        if (!q->getColumn(32).isNull()) c.connections = q->getColumn(32).getInt();
+        if (!col(16).isNull()) c.connections = col(16).getInt();
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -428,6 +435,13 @@ class SqliteStore final : public Store {
     const bool changed = q.exec() > 0;
     if (changed && to == JobStatus::kCancelled) forget_segments_locked(id);
     return changed;
+  }
+
+  bool set_limit_rate(int64_t id, int64_t bytes_per_second) override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt("UPDATE jobs SET limit_rate = ? WHERE id = ?");
+    bind_row(*q, bytes_per_second > 0 ? std::optional<int64_t>(bytes_per_second) : std::nullopt, id);
+    return q->exec() > 0;
   }
 
   std::optional<Job> get_job(int64_t id) override {
