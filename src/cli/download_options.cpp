@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "util/fs.h"
+#include "util/rate.h"
 
 namespace fetchq::cli {
 
@@ -17,6 +18,9 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
   cmd->add_option("--connections", a.connections,
                   "connections for one big file, 1 to 16 (default: the daemon's, 4; 1: one connection)")
       ->check(CLI::Range(1, 16));
+  cmd->add_option("--limit-rate", a.limit_rate,
+                  "bytes per second at most, over all connections: 500k, 5M, 1.5M (0: no limit)")
+      ->type_name("RATE");
 }
 
 Status check_dir_and_output(const DownloadArgs& a) {
@@ -31,6 +35,12 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
   r.options.priority = a.priority.value_or(10);
   if (!a.sha256.empty()) r.options.sha256 = a.sha256;
   r.options.connections = a.connections;
+  if (!a.limit_rate.empty()) {
+    std::string why;
+    auto rate = util::parse_rate(a.limit_rate, &why);
+    if (!rate) return make_error(ErrorCode::kInvalidArgument, "--limit-rate: " + why);
+    r.options.limit_rate = *rate;
+  }
   if (!a.token_env.empty()) {
     const char* tok = std::getenv(a.token_env.c_str());
     if (!tok || !*tok) {

@@ -13,12 +13,13 @@
 namespace fetchq::cli {
 
 struct DownloadArgs {
-  std::string dir, output, sha256, token_env, if_exists;
+  std::string dir, output, sha256, token_env, if_exists, limit_rate;
   std::optional<int> priority;
   std::optional<int> connections;
 };
 
-// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections.
+// -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections,
+// --limit-rate.
 void add_download_options(CLI::App* cmd, DownloadArgs& args);
 
 // "-d and -o cannot be used together", or Ok.
@@ -27,7 +28,9 @@ Status check_dir_and_output(const DownloadArgs& args);
 // The request every URL of the command gets, source left empty: dest (absolute; a folder ends
 // in '/'), priority (default 10), sha256, and the token read from --token-env (an error, a
 // usage error for the caller, when that variable is unset or empty). if_exists is left to the
-// caller: `add` lets fetchqd check it, `get` checks it before anything else.
+// caller: `add` lets fetchqd check it, `get` checks it before anything else. --limit-rate goes
+// to options.limit_rate (an error, a usage error, when it is not a rate); `get` makes it the
+// limit of its whole run instead.
 Result<DownloadRequest> request_template(const DownloadArgs& args);
 
 }  // namespace fetchq::cli

@@ -142,6 +142,7 @@ json request_json(const DownloadRequest& r) {
   if (r.options.sha256) j["sha256"] = *r.options.sha256;
   if (r.allow_duplicate) j["allow_duplicate"] = true;
   if (r.options.connections) j["connections"] = *r.options.connections;
+  if (r.options.limit_rate > 0) j["limit_rate"] = r.options.limit_rate;
   return j;
 }
 

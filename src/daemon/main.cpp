@@ -18,6 +18,7 @@
 #include "fetchq/version.h"
 #include "store/store.h"
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/signals.h"
 
 namespace fetchq::daemon {
@@ -147,6 +148,7 @@ int run(int argc, char** argv) {
   qo.segment_threshold = s.segment_threshold;
   qo.segment_min_size = s.segment_min_size;
   qo.block_private_addresses = s.block_private_addresses != 0;
+  qo.rate_limit = util::parse_rate(s.limit_rate, nullptr).value_or(0);  // validate() checked it
   auto rules = load_token_rules(s.token_rules);
   if (!rules) {
     spdlog::error("{}", rules.error().message);

@@ -12,6 +12,7 @@
 
 #include "queue/request_check.h"
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/strings.h"
 
 namespace fetchq::daemon {
@@ -86,6 +87,9 @@ const std::vector<SettingInfo>& setting_table() {
       {"event-retention", &S::event_retention, "1000000", 0, 1000000000,
        "events kept in the log (the newest N; a follower asking for older ones is told where "
        "the log starts); 0 keeps all"},
+      {"limit-rate", &S::limit_rate, "0", 0, 0,
+       "bytes per second over all downloads at once: 500k, 5M, 1.5M (0: no limit; "
+       "`fetchq limit` changes it while fetchqd runs)"},
       {"block-private-addresses", &S::block_private_addresses, "0", 0, 1,
        "1: refuse loopback, private and link-local addresses"},
       {"token-rule", &S::token_rules, "", 0, 0,
@@ -188,6 +192,9 @@ Status validate(const Settings& s) {
   if (!ok)
     return make_error(ErrorCode::kInvalidArgument,
                       "log-level must be trace, debug, info, warn, error or off");
+  if (std::string why; !util::parse_rate(s.limit_rate, &why)) {
+    return make_error(ErrorCode::kInvalidArgument, "limit-rate: " + why);
+  }
   for (const auto& r : s.download_roots) {
     if (r.empty() || r[0] != '/') {
       return make_error(ErrorCode::kInvalidArgument,

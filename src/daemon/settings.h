@@ -31,6 +31,7 @@ struct Settings {
   long segment_min_size;
   int block_private_addresses;
   long event_retention;
+  std::string limit_rate;  // "5M", "500k", "0" (util::parse_rate), checked by validate()
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
 };
 
