@@ -3,12 +3,12 @@
 # Keep the option lists in step with `fetchq SUB --help` and `fetchqd --help`
 # (tools/check-docs.sh checks that every option offered here exists).
 
-_fetchq_commands="get add list show cancel pause resume retry prune wait events stats"
+_fetchq_commands="get add list show cancel pause resume retry prune wait events limit stats"
 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
-  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections"
+  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections --limit-rate"
   case $1 in
     get) echo "-i --input $download -j --parallel --state --json -q --quiet -c --continue -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
@@ -17,13 +17,13 @@ _fetchq_options() {
     cancel) echo "--all $common" ;;
     pause | resume | retry) echo "--all --status $common" ;;
     prune) echo "--status --older-than $common" ;;
-    stats) echo "$common" ;;
+    stats | limit) echo "$common" ;;
     wait) echo "--timeout --progress $common" ;;
     events) echo "-f --follow --since --job --type --db $common" ;;
   esac
 }
 
-_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -j --parallel
+_fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections --limit-rate -j --parallel
   --state -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than "
 
 _fetchq() {
@@ -57,7 +57,7 @@ _fetchq() {
     --type)
       local head="" last=$cur
       [[ $cur == *,* ]] && head=${cur%,*}, last=${cur##*,}
-      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying" -- "$last"))
+      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying limit_changed" -- "$last"))
       compopt -o nospace 2>/dev/null
       return 0 ;;
     -d | --dir) COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
@@ -81,11 +81,11 @@ _fetchqd() {
     --log-level) COMPREPLY=($(compgen -W "trace debug info warn error off" -- "$cur")); return 0 ;;
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
-      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size) return 0 ;;
+      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | --limit-rate) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --connections --segment-threshold --segment-min-size --block-private-addresses --token-rule --version -h --help" -- "$cur"))
+    --event-retention --connections --segment-threshold --segment-min-size --limit-rate --block-private-addresses --token-rule --version -h --help" -- "$cur"))
   return 0
 }
 

@@ -1,7 +1,7 @@
 # fish completion for fetchq. Installed as share/fish/vendor_completions.d/fetchq.fish.
 # Keep the option lists in step with `fetchq SUB --help`.
 
-set -l commands get add list show cancel pause resume retry prune wait events stats
+set -l commands get add list show cancel pause resume retry prune wait events limit stats
 complete -c fetchq -f
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l help -s h -d 'print the commands'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
@@ -16,12 +16,13 @@ complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a retry -d 'p
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a prune -d 'remove jobs that ended'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a wait -d 'wait for jobs to end'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a events -d 'print events'
+complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a limit -d 'show or change bandwidth limits'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a stats -d 'counts by status, rate, uptime'
 
 # Every command
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -s h -l help -d 'print the options'
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -l json -d 'JSON output'
-complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry prune wait events stats" -l socket -r -F -d 'control socket of fetchqd'
+complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry prune wait events limit stats" -l socket -r -F -d 'control socket of fetchqd'
 complete -c fetchq -n "__fish_seen_subcommand_from list show events" -l db -r -F -d 'read this database directly'
 
 # get and add
@@ -33,6 +34,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l sha256 -x -d 'expecte
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l token-env -x -a '(set -xn)' -d 'variable holding a Bearer token'
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l if-exists -x -a 'error skip overwrite rename' -d 'what to do with an existing file'
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l connections -x -d 'connections one big file may use at once (1 to 16)'
+complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l limit-rate -x -d 'bytes per second at most (500k, 5M; 0: none)'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s j -l parallel -x -d 'downloads at once'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l state -r -F -d 'state database'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s q -l quiet -d 'no progress output'
@@ -59,7 +61,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from wait" -l progress -d 'progres
 complete -c fetchq -n "__fish_seen_subcommand_from events" -s f -l follow -d 'keep printing new events'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l since -x -d 'only events after this seq'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l job -x -d 'only events of this job'
-complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying' -d 'only events of these types'
+complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying limit_changed' -d 'only events of these types'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s i -l input -r -F -d 'file with one URL a line (- for standard input)'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l status -x -a 'completed cancelled error' -d 'only jobs that ended so'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'only jobs that ended longer ago than this (7d)'
