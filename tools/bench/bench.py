@@ -313,11 +313,14 @@ class Bench:
             d = os.path.join(self.www, "s9")
             os.makedirs(d, exist_ok=True)
             size = c["s9_rate"] * c["s9_seconds"]
-            with open(os.path.join(d, "one.bin"), "wb") as f:
-                f.write(os.urandom(size))
-            for i in range(c["s9_jobs"]):
-                with open(os.path.join(d, f"j{i:02d}.bin"), "wb") as f:
-                    f.write(os.urandom(size // c["s9_jobs"]))
+            exp = {}
+            for name, n in [("one.bin", size)] + [(f"j{i:02d}.bin", size // c["s9_jobs"])
+                                                  for i in range(c["s9_jobs"])]:
+                data = os.urandom(n)
+                with open(os.path.join(d, name), "wb") as f:
+                    f.write(data)
+                exp[name] = (n, hashlib.sha256(data).hexdigest())
+            self.expected["S9"] = exp
         d = os.path.join(self.www, "s4")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "one.bin"), "wb") as f:
@@ -880,12 +883,11 @@ http {{
                 argv = [self.fetchq, "get", "--quiet", "--state", db, "-d", d, "--limit-rate",
                         str(rate)] + opts + urls
                 run = self.timed([argv])
-                if run.ok:
-                    got = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
-                    run.extra["bytes"] = got
-                    run.extra["ratio"] = got / run.wall / rate if run.wall else None
-                    if got != total:
-                        run.ok, run.note = False, f"{got} bytes written of {total}"
+                names = [u.rsplit("/", 1)[1] for u in urls]
+                run = self.verify(run, d, {k: self.expected["S9"][k] for k in names}, sha=True)
+                if run.ok and run.wall:
+                    run.extra["bytes"] = total
+                    run.extra["ratio"] = total / run.wall / rate
                 runs[label].append(run)
                 self.record_failure("S9", f"{label} run {r + 1}", run)
                 log(f"S9 run {r + 1} {label}: {fmt(run.wall, 3)} s, measured/limit "
