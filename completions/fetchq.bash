@@ -81,11 +81,11 @@ _fetchqd() {
     --log-level) COMPREPLY=($(compgen -W "trace debug info warn error off" -- "$cur")); return 0 ;;
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
-      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | --limit-rate) return 0 ;;
+      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | --limit-rate | --rate-schedule) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --connections --segment-threshold --segment-min-size --limit-rate --block-private-addresses --token-rule --version -h --help" -- "$cur"))
+    --event-retention --connections --segment-threshold --segment-min-size --limit-rate --rate-schedule --block-private-addresses --token-rule --version -h --help" -- "$cur"))
   return 0
 }
 

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <iostream>
 
@@ -170,6 +171,28 @@ int run(int argc, char** argv) {
     return opened.error().code == ErrorCode::kBusy ? 3 : 4;
   }
   auto queue = std::move(opened.value());
+  // rate-schedule: the limit of the window that holds the local time, else limit-rate. It is
+  // applied at start and whenever the time moves into another window (checked at every wake
+  // of the loop below, at least every 5 s); a `fetchq limit` in between holds until then.
+  std::vector<RateWindow> windows;
+  for (const auto& w : s.rate_schedule) windows.push_back(parse_rate_window(w).value());
+  std::optional<std::optional<int64_t>> scheduled;  // what the schedule asked last; none yet
+  auto follow_schedule = [&] {
+    if (windows.empty()) return;
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    ::localtime_r(&now, &local);
+    auto want = scheduled_limit(windows, local.tm_hour * 60 + local.tm_min);
+    if (scheduled && *scheduled == want) return;
+    scheduled = want;
+    const int64_t limit = want.value_or(qo.rate_limit);
+    if (auto st = queue->set_rate_limit(limit); !st) {
+      spdlog::warn("rate-schedule: {}", st.error().message);
+    }
+    spdlog::info("rate-schedule: limit {} bytes/s{}", limit,
+                 want ? "" : " (limit-rate: the time is outside every window)");
+  };
+  follow_schedule();
   control::ServerOptions so;
   so.socket_path = s.socket;
   auto listening = control::ControlServer::listen(so, queue.get());
@@ -199,6 +222,7 @@ int run(int argc, char** argv) {
       break;
     }
     if (sig == SIGHUP) spdlog::info("SIGHUP: nothing to reload; settings apply at start");
+    follow_schedule();
     notify.watchdog();
     auto st = queue->stats();
     notify.status(std::to_string(st.running) + " running, " + std::to_string(st.waiting) +

@@ -415,6 +415,22 @@ TEST(RateLimit, LimitCommandErrorsAndBadRates) {
   EXPECT_NE(proc.err.find("limit-rate: 'lots' is not a rate"), std::string::npos) << proc.err;
 }
 
+TEST(RateLimit, ARateScheduleSetsTheLimitOfTheWindowThatHoldsTheTime) {
+  TempDir dir;
+  // Two windows that cover the whole day, whatever the local time of the run.
+  Daemon d(dir, {"--limit-rate", "3M", "--rate-schedule", "00:00-12:00 1.5M", "--rate-schedule",
+                 "12:00-24:00 1.5M"});
+  ASSERT_TRUE(d.start());
+  auto listed = d.cli({"limit"});
+  ASSERT_EQ(listed.rc, 0) << listed.err;
+  EXPECT_EQ(listed.out, "queue: 1.5M/s\n");
+  auto bad = run_capture({bin_path("fetchqd"), "--rate-schedule", "9 to 5 1M", "--db", dir / "x.db",
+                          "--socket", dir / "x.sock"},
+                         dir / "bad.out", dir / "bad.err", 10s);
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_NE(bad.err.find("rate-schedule '9 to 5 1M'"), std::string::npos) << bad.err;
+}
+
 TEST(RateLimit, GetLimitsItsWholeRun) {
   TempDir dir;
   TestServer server;

@@ -74,5 +74,43 @@ TEST(Rate, TheDaemonSettingTakesARateAndRefusesOthers) {
       << st.error().message;
 }
 
+TEST(Rate, ScheduleWindowsParseAndTheLastThatHoldsTheTimeWins) {
+  auto w = daemon::parse_rate_window("08:00-18:00 2M");
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_EQ(w->start, 8 * 60);
+  EXPECT_EQ(w->end, 18 * 60);
+  EXPECT_EQ(w->limit_rate, 2 * 1024 * 1024);
+  auto night = daemon::parse_rate_window("22:30-06:00 0");
+  ASSERT_TRUE(night.ok());
+  auto lunch = daemon::parse_rate_window("12:00-13:00 500k");
+  ASSERT_TRUE(lunch.ok());
+  std::vector<daemon::RateWindow> s{*w, *night, *lunch};
+  EXPECT_EQ(daemon::scheduled_limit(s, 7 * 60 + 59), std::nullopt);
+  EXPECT_EQ(daemon::scheduled_limit(s, 8 * 60), 2 * 1024 * 1024);
+  EXPECT_EQ(daemon::scheduled_limit(s, 12 * 60 + 30), 500 * 1024);  // listed later: wins
+  EXPECT_EQ(daemon::scheduled_limit(s, 17 * 60 + 59), 2 * 1024 * 1024);
+  EXPECT_EQ(daemon::scheduled_limit(s, 18 * 60), std::nullopt);
+  EXPECT_EQ(daemon::scheduled_limit(s, 23 * 60), 0);  // past midnight
+  EXPECT_EQ(daemon::scheduled_limit(s, 5 * 60), 0);
+  auto day = daemon::parse_rate_window("00:00-24:00 1M");
+  ASSERT_TRUE(day.ok());
+  for (int m : {0, 600, 1439}) {
+    EXPECT_EQ(daemon::scheduled_limit({*day}, m), 1024 * 1024) << m;
+  }
+  for (const char* bad : {"", "08:00-18:00", "8:00-18:00 2M", "08:00-25:00 2M", "08:60-09:00 1M",
+                          "08:00 2M", "08:00-18:00 fast", "24:01-01:00 1M", "08:00_18:00 1M"}) {
+    auto r = daemon::parse_rate_window(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.error().message.find("rate-schedule"), std::string::npos) << bad;
+    }
+  }
+  daemon::Settings st;
+  ASSERT_TRUE(daemon::apply_setting(st, "rate-schedule", "08:00-18:00 2M").ok());
+  EXPECT_TRUE(daemon::validate(st).ok());
+  ASSERT_TRUE(daemon::apply_setting(st, "rate-schedule", "nine to five").ok());
+  EXPECT_FALSE(daemon::validate(st).ok());
+}
+
 }  // namespace
 }  // namespace fetchq::util

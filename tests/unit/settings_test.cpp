@@ -80,7 +80,7 @@ TEST(Settings, NamesAreUniqueAndHaveHelp) {
     EXPECT_NE(std::string(info.help), "") << info.name;
     EXPECT_EQ(find_setting(info.name), &info);
   }
-  EXPECT_EQ(seen.size(), 17u);
+  EXPECT_EQ(seen.size(), 18u);
 }
 
 TEST(Settings, SegmentedDownloadDefaults) {
