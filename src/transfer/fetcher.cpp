@@ -100,9 +100,9 @@ namespace {
 constexpr size_t kMaxHeaderBytes = 256 << 10;
 
 // What a rate-limit bucket may save up while its fetches are idle or paused: a tenth of a
-// second of its rate, at least 16 KiB. More would let a burst through above the limit.
+// second of its rate, at least 1 KiB. More would let a burst through above the limit.
 constexpr double kBurstSeconds = 0.1;
-constexpr double kMinBurst = 16 << 10;
+constexpr double kMinBurst = 1 << 10;
 
 }  // namespace
 
@@ -416,13 +416,13 @@ FetchId Fetcher::start(FetchRequest request) {
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   // Under a rate limit, smaller reads: each is let through whole, so a read of 256 KiB at a
-  // limit of 512 KiB/s would be half a second's worth at once.
+  // limit of 512 KiB/s would be half a second's worth at once. 1 KiB is libcurl's least.
   int64_t limit = global_.rate;
   if (auto g = groups_.find(f.req.rate_group); f.req.rate_group != 0 && g != groups_.end()) {
     limit = limit > 0 ? std::min(limit, g->second.rate) : g->second.rate;
   }
   const int64_t buffer =
-      limit > 0 ? std::clamp<int64_t>(limit / 32, 16 << 10, 256 << 10) : 256 << 10;
+      limit > 0 ? std::clamp<int64_t>(limit / 32, 1 << 10, 256 << 10) : 256 << 10;
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, static_cast<long>(buffer));
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f.curl_error);
   static const std::string ua = std::string("fetchq/") + kVersion;
