@@ -273,12 +273,17 @@ TEST(RateLimit, TwentyJobsShareTheQueueLimit) {
   std::vector<int64_t> ids;
   Daemon d(dir, {"--limit-rate", "2M", "--max-parallel", "20"});
   ASSERT_TRUE(d.start());
+  // One add of all 20, so they start together: a job that ran alone first would end early.
+  std::vector<std::string> add{"add", "-d", d.dl(), "--json"};
   for (int i = 0; i < 20; ++i) {
     const std::string path = "/f" + std::to_string(i) + ".bin";
-    server.add(path, big(3 * kMiB, static_cast<uint32_t>(10 + i)));  // ~30 s each at 1/20th
-    ids.push_back(d.add(server.url(path)));
-    ASSERT_GT(ids.back(), 0);
+    server.add(path, big(4 * kMiB, static_cast<uint32_t>(10 + i)));  // ~40 s each at 1/20th
+    add.push_back(server.url(path));
   }
+  auto added = d.cli(add);
+  ASSERT_EQ(added.rc, 0) << added.err;
+  for (const auto& j : json::parse(added.out)) ids.push_back(j.value("id", int64_t{0}));
+  ASSERT_EQ(ids.size(), 20u);
   Sampler sampler(d.socket());
   auto moving = all_moving(d, ids);
   ASSERT_TRUE(moving);
