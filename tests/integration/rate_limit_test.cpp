@@ -453,6 +453,52 @@ TEST(RateLimit, ARateScheduleSetsTheLimitOfTheWindowThatHoldsTheTime) {
   EXPECT_NE(bad.err.find("rate-schedule '9 to 5 1M'"), std::string::npos) << bad.err;
 }
 
+// The library's own calls, from two threads at once while transfers run (TSan runs it too).
+TEST(RateLimit, TheQueueChangesLimitsFromAnyThreadWhileTransfersRun) {
+  TempDir dir;
+  TestServer server;
+  server.add("/a.bin", big(2 * kMiB, 30));
+  server.add("/b.bin", big(2 * kMiB, 31));
+  QueueOptions o = fast_options(dir);
+  o.rate_limit = 256 * kKiB;
+  auto q = open_queue(o);
+  ASSERT_TRUE(q);
+  DownloadOptions own;
+  own.limit_rate = 128 * kKiB;
+  const Job a = submit(*q, server.url("/a.bin"), dir / "a.bin", own);
+  const Job b = submit(*q, server.url("/b.bin"), dir / "b.bin");
+  EXPECT_EQ(a.limit_rate, 128 * kKiB);
+  EXPECT_EQ(q->rate_limit(), 256 * kKiB);
+  ASSERT_TRUE(wait_until(
+      [&] { return q->id_to_job(a.id)->bytes > 0 && q->id_to_job(b.id)->bytes > 0; }));
+  std::thread other([&] {
+    for (int i = 0; i < 40; ++i) EXPECT_TRUE(q->set_rate_limit(i % 2 ? 512 * kKiB : kMiB).ok());
+  });
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_TRUE(q->set_job_rate_limit(a.id, i % 2 ? 64 * kKiB : 192 * kKiB).ok());
+  }
+  other.join();
+  ASSERT_TRUE(q->set_rate_limit(0).ok());
+  auto lifted = q->set_job_rate_limit(a.id, 0);
+  ASSERT_TRUE(lifted.ok()) << lifted.error().message;
+  EXPECT_EQ(lifted->limit_rate, 0);
+  EXPECT_TRUE(q->join(std::chrono::seconds(30)));
+  EXPECT_EQ(q->id_to_job(a.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(read_file(dir / "a.bin"), make_body(2 * kMiB, 30));
+  size_t queue_events = 0, job_events_seen = 0;
+  for (const auto& e : q->events_since(0, 100000, std::chrono::milliseconds(0))) {
+    if (e.type != "download_limit_changed") continue;
+    (e.job_id == 0 ? queue_events : job_events_seen) += 1;
+  }
+  EXPECT_EQ(queue_events, 41u);    // 40 changes, then 0
+  EXPECT_EQ(job_events_seen, 41u);
+  EXPECT_EQ(q->rate_limit(), 0);
+  EXPECT_FALSE(q->set_rate_limit(-1).ok());
+  EXPECT_EQ(q->set_job_rate_limit(a.id, kMiB).error().code, ErrorCode::kWrongState);
+  EXPECT_EQ(q->set_job_rate_limit(999, kMiB).error().code, ErrorCode::kNotFound);
+}
+
 TEST(RateLimit, GetLimitsItsWholeRun) {
   TempDir dir;
   TestServer server;

@@ -178,6 +178,7 @@ class SqliteStore final : public Store {
         j.priority = r.options.priority;
         j.download_path = nj.download_path;
         j.created_at = now;
+        j.limit_rate = r.options.limit_rate;
         j.has_access_token = r.options.access_token.has_value();
         if (r.options.access_token) {
           tok->reset();
