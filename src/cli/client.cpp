@@ -830,14 +830,16 @@ int run_limit(LimitArgs& a) {
   try {
     const json& v = r.value();
     const int64_t queue_limit = v.at("limit_rate").get<int64_t>();
-    std::cout << "queue: " << util::format_rate(queue_limit) << (queue_limit > 0 ? "/s" : "") << "\n";
+    std::cout << "queue: " << util::format_rate(queue_limit) << (queue_limit > 0 ? "/s" : "")
+              << "\n";
     for (const auto& j : v.at("jobs")) {
       std::cout << "job " << j.at("id").get<int64_t>() << ": "
                 << util::format_rate(j.at("limit_rate").get<int64_t>()) << "/s ("
                 << j.at("status").get<std::string>() << ")\n";
     }
   } catch (const json::exception& e) {
-    return fail(make_error(ErrorCode::kIo, std::string("fetchqd's answer to limit is not as expected: ") + e.what()));
+    return fail(make_error(ErrorCode::kIo,
+                           std::string("fetchqd's answer to limit is not as expected: ") + e.what()));
   }
   return kExitOk;
 }

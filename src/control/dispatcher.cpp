@@ -184,7 +184,8 @@ std::string Dispatcher::answer(const RpcRequest& req, const std::string& peer) {
         if (j.limit_rate > 0) limited.push_back(std::move(j));
       }
     }
-    std::sort(limited.begin(), limited.end(), [](const Job& a, const Job& b) { return a.id < b.id; });
+    std::sort(limited.begin(), limited.end(),
+              [](const Job& a, const Job& b) { return a.id < b.id; });
     out = rpc_result(req.id, limits_json(q.rate_limit(), limited));
   } else {  // stats: the table holds no other name
     out = rpc_result(req.id, stats_json(q.stats()));

@@ -55,7 +55,8 @@ int64_t read_rate(const json& v, const char* name) {
   if (!v.is_number_integer() || !fits_int64(v) || v.get<int64_t>() < 0 ||
       v.get<int64_t>() > util::kMaxRate) {
     throw BadParams{std::string("'") + name +
-                    "' must be bytes per second from 0 (no limit) to 2^40, or a rate such as \"5M\""};
+                    "' must be bytes per second from 0 (no limit) to 2^40, or a rate such as "
+                    "\"5M\""};
   }
   return v.get<int64_t>();
 }

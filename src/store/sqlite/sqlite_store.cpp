@@ -169,7 +169,8 @@ class SqliteStore final : public Store {
         bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
                  nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
                  r.options.sha256, r.options.connections,
-                 r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate) : std::nullopt);
+                 r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate)
+                                          : std::nullopt);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -441,7 +442,8 @@ class SqliteStore final : public Store {
   bool set_limit_rate(int64_t id, int64_t bytes_per_second) override {
     std::lock_guard lk(mu_);
     Lent q = stmt("UPDATE jobs SET limit_rate = ? WHERE id = ?");
-    bind_row(*q, bytes_per_second > 0 ? std::optional<int64_t>(bytes_per_second) : std::nullopt, id);
+    bind_row(*q, bytes_per_second > 0 ? std::optional<int64_t>(bytes_per_second) : std::nullopt,
+             id);
     return q->exec() > 0;
   }
 
