@@ -3,12 +3,12 @@
 # Keep the option lists in step with `fetchq SUB --help` and `fetchqd --help`
 # (tools/check-docs.sh checks that every option offered here exists).
 
-_fetchq_commands="get add list show cancel pause resume retry set-url prune wait events stats config"
+_fetchq_commands="get add list show cancel pause resume retry set-url prune wait events limit stats config"
 
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
-  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header --user-agent"
+  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header --user-agent --limit-rate"
   case $1 in
     get) echo "-i --input $download -j --parallel --state --ca-cert --proxy --json -q --quiet -c --continue --retention -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
@@ -18,7 +18,7 @@ _fetchq_options() {
     cancel) echo "--all $common" ;;
     pause | resume | retry) echo "--all --status $common" ;;
     prune) echo "--status --older-than $common" ;;
-    stats) echo "$common" ;;
+    stats | limit) echo "$common" ;;
     config) echo "--json -h --help" ;;
     wait) echo "--timeout --progress $common" ;;
     events) echo "-f --follow --since --job --type --db $common" ;;
@@ -26,7 +26,7 @@ _fetchq_options() {
 }
 
 _fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header
-  --user-agent -j --parallel --proxy --state --ca-cert -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
+  --user-agent --limit-rate -j --parallel --proxy --state --ca-cert -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
 
 _fetchq() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -59,7 +59,7 @@ _fetchq() {
     --type)
       local head="" last=$cur
       [[ $cur == *,* ]] && head=${cur%,*}, last=${cur##*,}
-      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying" -- "$last"))
+      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying limit_changed" -- "$last"))
       compopt -o nospace 2>/dev/null
       return 0 ;;
     -d | --dir) COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
@@ -84,11 +84,11 @@ _fetchqd() {
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
       --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | \
-      --proxy) return 0 ;;
+      --proxy | --limit-rate | --rate-schedule) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --connections --segment-threshold --segment-min-size --block-private-addresses --token-rule --ca-cert --proxy --version -h --help" -- "$cur"))
+    --event-retention --connections --segment-threshold --segment-min-size --limit-rate --rate-schedule --block-private-addresses --token-rule --ca-cert --proxy --version -h --help" -- "$cur"))
   return 0
 }
 

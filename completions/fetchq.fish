@@ -1,7 +1,7 @@
 # fish completion for fetchq. Installed as share/fish/vendor_completions.d/fetchq.fish.
 # Keep the option lists in step with `fetchq SUB --help`.
 
-set -l commands get add list show cancel pause resume retry set-url prune wait events stats config
+set -l commands get add list show cancel pause resume retry set-url prune wait events limit stats config
 complete -c fetchq -f
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l help -s h -d 'print the commands'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -l version -d 'print the version'
@@ -17,13 +17,14 @@ complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a set-url -d 
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a prune -d 'remove jobs that ended'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a wait -d 'wait for jobs to end'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a events -d 'print events'
+complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a limit -d 'show or change bandwidth limits'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a stats -d 'counts by status, rate, uptime'
 complete -c fetchq -n "not __fish_seen_subcommand_from $commands" -a config -d 'settings in effect and where each comes from'
 
 # Every command
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -s h -l help -d 'print the options'
 complete -c fetchq -n "__fish_seen_subcommand_from $commands" -l json -d 'JSON output'
-complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry set-url prune wait events stats" -l socket -r -F -d 'control socket of fetchqd'
+complete -c fetchq -n "__fish_seen_subcommand_from add list show cancel pause resume retry set-url prune wait events limit stats" -l socket -r -F -d 'control socket of fetchqd'
 complete -c fetchq -n "__fish_seen_subcommand_from list show events" -l db -r -F -d 'read this database directly'
 
 # get and add
@@ -39,6 +40,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from $dl" -s H -l header -x -d 're
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l user-agent -x -d 'User-Agent to send'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l ca-cert -r -F -d 'PEM file of CA certificates to trust'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l proxy -x -d 'proxy URL'
+complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l limit-rate -x -d 'bytes per second at most (500k, 5M; 0: none)'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s j -l parallel -x -d 'downloads at once'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l state -r -F -d 'state database'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s q -l quiet -d 'no progress output'
@@ -67,7 +69,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from wait" -l progress -d 'progres
 complete -c fetchq -n "__fish_seen_subcommand_from events" -s f -l follow -d 'keep printing new events'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l since -x -d 'only events after this seq'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l job -x -d 'only events of this job'
-complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying' -d 'only events of these types'
+complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying limit_changed' -d 'only events of these types'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s i -l input -r -F -d 'file with one URL a line (- for standard input)'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l status -x -a 'completed cancelled error' -d 'only jobs that ended so'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'only jobs that ended longer ago than this (7d)'

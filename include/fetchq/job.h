@@ -48,6 +48,9 @@ struct DownloadOptions {
   // queue::check_header: the engine's own headers (Range, If-Range, ...) cannot be set.
   std::vector<RequestHeader> headers;
   std::optional<std::string> user_agent;  // nullopt: fetchq's own ("fetchq/VERSION")
+  // The job's own bandwidth limit in bytes per second, over all its connections; 0: none (the
+  // daemon's limit for the whole queue applies either way; the tighter holds).
+  int64_t limit_rate = 0;
 };
 
 // One submission: a URL and where it goes.
@@ -121,6 +124,8 @@ struct Job {
   int attempts = 0;
   bool has_access_token = false;
   std::string created_at;
+  // The job's own bandwidth limit (DownloadOptions::limit_rate); in JSON only when set.
+  int64_t limit_rate = 0;
   // Only in the answer to a submission that matched a live job (DownloadRequest::allow_duplicate):
   // that job's id. Not stored; shown as "duplicate_of" when set.
   std::optional<int64_t> duplicate_of;

@@ -56,6 +56,10 @@ struct QueueOptions {
   int connections = 4;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
+  // Bytes per second over every transfer of the queue together, all connections of all jobs
+  // (0: no limit); set_rate_limit changes it while the queue runs. A job's own limit
+  // (DownloadOptions::limit_rate) applies as well: the tighter holds for that job.
+  int64_t rate_limit = 0;
   // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state file).
   std::optional<std::vector<int64_t>> only_jobs;
   // When non-empty, destinations must lie under one of these folders (symbolic links resolved).
@@ -127,6 +131,14 @@ class DownloadQueue {
   virtual bool join(std::optional<std::chrono::milliseconds> timeout = std::nullopt,
                     const std::vector<int64_t>& ids = {}) = 0;
   virtual QueueStats stats() = 0;
+  // Bandwidth limits, in bytes per second; 0 lifts one. The queue's own (over every transfer)
+  // takes effect at once and lasts until the queue closes (QueueOptions::rate_limit is the
+  // next start's). A job's own is stored with it and reaches its running transfer at once;
+  // kNotFound for no such job, kWrongState for one that ended. A change appends a
+  // download_limit_changed event (job_id 0 for the queue's own).
+  virtual Status set_rate_limit(int64_t bytes_per_second) = 0;
+  virtual int64_t rate_limit() = 0;
+  virtual Result<Job> set_job_rate_limit(int64_t id, int64_t bytes_per_second) = 0;
   // Events with seq > since, oldest first, waiting up to `wait` for the first one.
   virtual std::vector<Event> events_since(int64_t since, int64_t limit,
                                           std::chrono::milliseconds wait) = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +25,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/signals.h"
 
 namespace fetchq::cli {
@@ -128,6 +130,7 @@ int run_add(AddArgs& a) {
   if (a.d.priority) base["priority"] = *a.d.priority;
   if (req->options.sha256) base["sha256"] = *req->options.sha256;
   if (req->options.connections) base["connections"] = *req->options.connections;
+  if (req->options.limit_rate > 0) base["limit_rate"] = req->options.limit_rate;
   if (!a.d.if_exists.empty()) base["if_exists"] = a.d.if_exists;
   if (a.allow_duplicate) base["allow_duplicate"] = true;
   if (!req->options.headers.empty()) {
@@ -798,6 +801,62 @@ int run_stats(Common& c) {
   return kExitOk;
 }
 
+// ---- limit
+struct LimitArgs {
+  Common c;
+  std::vector<std::string> args;  // [], [RATE] or [ID, RATE]
+};
+
+int run_limit(LimitArgs& a) {
+  if (a.args.size() > 2) {
+    print_error("give RATE (the queue's limit), ID RATE (one job's), or nothing to see the limits");
+    return kExitUsage;
+  }
+  json params = json::object();
+  if (!a.args.empty()) {
+    std::string why;
+    auto rate = util::parse_rate(a.args.back(), &why);
+    if (!rate) {
+      print_error(why);
+      return kExitUsage;
+    }
+    params["limit_rate"] = *rate;
+    if (a.args.size() == 2) {
+      const std::string& id = a.args.front();
+      int64_t n = 0;
+      auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+      if (ec != std::errc() || p != id.data() + id.size() || n < 1) {
+        print_error("'" + id + "' is not a job id");
+        return kExitUsage;
+      }
+      params["id"] = n;
+    }
+  }
+  auto client = connect(a.c);
+  if (!client) return kExitNoDaemon;
+  auto r = client->call(a.args.empty() ? "get_limits" : "set_limits", params);
+  if (!r) return fail(r.error());
+  if (a.c.json) {
+    std::cout << r.value().dump(2) << "\n";
+    return kExitOk;
+  }
+  try {
+    const json& v = r.value();
+    const int64_t queue_limit = v.at("limit_rate").get<int64_t>();
+    std::cout << "queue: " << util::format_rate(queue_limit) << (queue_limit > 0 ? "/s" : "")
+              << "\n";
+    for (const auto& j : v.at("jobs")) {
+      std::cout << "job " << j.at("id").get<int64_t>() << ": "
+                << util::format_rate(j.at("limit_rate").get<int64_t>()) << "/s ("
+                << j.at("status").get<std::string>() << ")\n";
+    }
+  } catch (const json::exception& e) {
+    return fail(make_error(ErrorCode::kIo,
+                           std::string("fetchqd's answer to limit is not as expected: ") + e.what()));
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 std::optional<int64_t> parse_age(const std::string& text) {
@@ -901,6 +960,15 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
                     "only events of these types, comma-separated (progress,error,... or download_progress,...)");
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_events(*a); }; });
+  }
+  {
+    auto a = std::make_shared<LimitArgs>();
+    auto* cmd = app.add_subcommand(
+        "limit", "Show or change bandwidth limits: RATE (all jobs), ID RATE (one job); 0 lifts");
+    cmd->add_option("args", a->args, "[ID] RATE, e.g. 5M, 500k, 1.5M; 0 for no limit")
+        ->expected(0, 2);
+    add_common(cmd, a->c, false);
+    cmd->callback([a, run] { *run = [a] { return run_limit(*a); }; });
   }
   {
     auto c = std::make_shared<Common>();

@@ -5,6 +5,7 @@
 
 #include "queue/request_check.h"
 #include "util/fs.h"
+#include "util/rate.h"
 
 namespace fetchq::cli {
 
@@ -22,6 +23,9 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
                   "request header 'Name: value', repeatable; Authorization and Cookie values are kept secret")
       ->allow_extra_args(false);
   cmd->add_option("--user-agent", a.user_agent, "User-Agent to send (default: fetchq/VERSION)");
+  cmd->add_option("--limit-rate", a.limit_rate,
+                  "bytes per second at most, over all connections: 500k, 5M, 1.5M (0: no limit)")
+      ->type_name("RATE");
 }
 
 Status check_dir_and_output(const DownloadArgs& a) {
@@ -36,6 +40,12 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
   r.options.priority = a.priority.value_or(10);
   if (!a.sha256.empty()) r.options.sha256 = a.sha256;
   r.options.connections = a.connections;
+  if (!a.limit_rate.empty()) {
+    std::string why;
+    auto rate = util::parse_rate(a.limit_rate, &why);
+    if (!rate) return make_error(ErrorCode::kInvalidArgument, "--limit-rate: " + why);
+    r.options.limit_rate = *rate;
+  }
   if (!a.token_env.empty()) {
     const char* tok = std::getenv(a.token_env.c_str());
     if (!tok || !*tok) {

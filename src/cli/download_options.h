@@ -14,7 +14,7 @@
 namespace fetchq::cli {
 
 struct DownloadArgs {
-  std::string dir, output, sha256, token_env, if_exists;
+  std::string dir, output, sha256, token_env, if_exists, limit_rate;
   std::optional<int> priority;
   std::optional<int> connections;
   std::vector<std::string> headers;  // --header, as written ("Name: value")
@@ -22,7 +22,7 @@ struct DownloadArgs {
 };
 
 // -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections,
-// --header (repeatable), --user-agent.
+// --header (repeatable), --user-agent, --limit-rate.
 void add_download_options(CLI::App* cmd, DownloadArgs& args);
 
 // "-d and -o cannot be used together", or Ok.
@@ -32,8 +32,9 @@ Status check_dir_and_output(const DownloadArgs& args);
 // in '/'), priority (default 10), sha256, and the token read from --token-env (an error, a
 // usage error for the caller, when that variable is unset or empty), the headers and the user
 // agent (a malformed or refused header is an error too, naming the header but never its value).
-// if_exists is left to the
-// caller: `add` lets fetchqd check it, `get` checks it before anything else.
+// if_exists is left to the caller: `add` lets fetchqd check it, `get` checks it before anything
+// else. --limit-rate goes to options.limit_rate (an error, a usage error, when it is not a
+// rate); `get` makes it the limit of its whole run instead.
 Result<DownloadRequest> request_template(const DownloadArgs& args);
 
 }  // namespace fetchq::cli

@@ -17,6 +17,7 @@ constexpr const char* kTypes[] = {
     "download_started", "download_progress",  "download_complete",
     "download_error",   "download_cancelled", "download_paused",
     "download_resumed", "download_restarted", "download_retrying",
+    "download_limit_changed",
 };
 constexpr std::string_view kPrefix = "download_";
 constexpr size_t kNameWidth = 32;
@@ -128,6 +129,9 @@ std::optional<std::string> EventLines::line(const Event& e) {
       detail = shorten_middle(str(p, "error_type") + ": " + str(p, "error"), kErrorWidth);
     } else if (type == "resumed") {
       detail = "from " + human_bytes(static_cast<double>(num(p, "from_bytes")));
+    } else if (type == "limit_changed") {
+      const int64_t limit = num(p, "limit_rate");
+      detail = limit > 0 ? "limit " + human_bytes(static_cast<double>(limit)) + "/s" : "no limit";
     } else if (type == "restarted") {
       detail = str(p, "reason");
     } else if (type == "retrying") {

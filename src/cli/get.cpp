@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include "cli/commands.h"
 #include "cli/download_options.h"
@@ -266,6 +267,9 @@ int run_get(const GetArgs& a) {
       return kExitUsage;
     }
   }
+  // --limit-rate holds for the whole run (every connection of every job), and is not stored
+  // with the jobs: the next run has its own.
+  const int64_t run_limit = std::exchange(base->options.limit_rate, 0);
   if (a.d.output.empty()) {
     if (auto st = util::make_parent_dirs(base->dest + "x"); !st) {
       print_error(st.error().message);
@@ -295,6 +299,7 @@ int run_get(const GetArgs& a) {
   qo.max_parallel = a.parallel;
   qo.ca_cert = a.ca_cert.empty() ? "" : util::absolute_path(a.ca_cert);
   qo.proxy = a.proxy;
+  qo.rate_limit = run_limit;
   Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
   {
     // A first queue that runs nothing (an empty only_jobs) finds or adds this command's jobs;

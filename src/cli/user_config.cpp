@@ -32,6 +32,7 @@ const std::vector<Name>& names() {
       {"if-exists", nullptr, "what to do when the file exists"},
       {"state", nullptr, "state database of fetchq get"},
       {"retention", nullptr, "age after which fetchq get forgets its completed jobs"},
+      {"limit-rate", nullptr, "bandwidth limit of fetchq get's runs and of new jobs"},
       {"user-agent", nullptr, "User-Agent of new jobs"},
       {"proxy", nullptr, "proxy of fetchq get"},
       {"ca-cert", nullptr, "CA certificates fetchq get trusts"},
@@ -59,6 +60,7 @@ std::string default_of(const std::string& name) {
   if (name == "if-exists") return "error";
   if (name == "state") return default_state_path();
   if (name == "retention") return "30d";
+  if (name == "limit-rate") return "0 (none)";
   if (name == "user-agent") return "fetchq's own";
   if (name == "proxy") return "from $https_proxy, $http_proxy, $ALL_PROXY";
   if (name == "ca-cert") return "the system's";

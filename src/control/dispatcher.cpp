@@ -39,7 +39,8 @@ std::string job_list_line(const json& id, const std::vector<Job>& jobs) {
 Dispatcher::Dispatcher(DownloadQueue* queue) : q_(queue) {
   const Handler now{false, &Dispatcher::immediate};
   for (const char* m : {"download", "download_batch", "list_jobs", "get_job", "cancel_job", "pause_job",
-                        "resume_job", "retry_job", "set_url", "cancel_all_jobs", "prune_jobs", "stats"}) {
+                        "resume_job", "retry_job", "set_url", "cancel_all_jobs", "prune_jobs", "stats",
+                        "get_limits", "set_limits"}) {
     table_[m] = now;
   }
   table_["join"] = Handler{true, &Dispatcher::join};
@@ -168,6 +169,31 @@ std::string Dispatcher::answer(const RpcRequest& req, const std::string& peer) {
     if (!f) throw BadParams{why};
     spdlog::info("{}: prune_jobs", peer);
     out = rpc_result(req.id, q.prune_jobs(*f));
+  } else if (m == "get_limits" || m == "set_limits") {
+    if (m == "set_limits") {
+      std::string why;
+      auto sp = parse_set_limits(p, &why);
+      if (!sp) throw BadParams{why};
+      if (sp->id) {
+        auto r = q.set_job_rate_limit(*sp->id, sp->limit_rate);
+        if (!r) return answer_line(rpc_error(req.id, r.error()));
+        spdlog::info("{}: set_limits job {}: {} bytes/s", peer, *sp->id, sp->limit_rate);
+      } else {
+        if (auto st = q.set_rate_limit(sp->limit_rate); !st) {
+          return answer_line(rpc_error(req.id, st.error()));
+        }
+        spdlog::info("{}: set_limits: {} bytes/s", peer, sp->limit_rate);
+      }
+    }
+    std::vector<Job> limited;
+    for (auto status : {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}) {
+      for (auto& j : q.list_jobs(ListFilter{.status = status})) {
+        if (j.limit_rate > 0) limited.push_back(std::move(j));
+      }
+    }
+    std::sort(limited.begin(), limited.end(),
+              [](const Job& a, const Job& b) { return a.id < b.id; });
+    out = rpc_result(req.id, limits_json(q.rate_limit(), limited));
   } else {  // stats: the table holds no other name
     out = rpc_result(req.id, stats_json(q.stats()));
   }

@@ -5,6 +5,7 @@
 
 #include "fetchq/version.h"
 #include "queue/request_check.h"
+#include "util/rate.h"
 
 namespace fetchq::control {
 namespace {
@@ -43,6 +44,22 @@ std::optional<int64_t> opt_int(const json& params, const char* name) {
 }
 
 }  // namespace
+
+int64_t read_rate(const json& v, const char* name) {
+  if (v.is_string()) {
+    std::string why;
+    auto rate = util::parse_rate(v.get<std::string>(), &why);
+    if (!rate) throw BadParams{std::string("'") + name + "': " + why};
+    return *rate;
+  }
+  if (!v.is_number_integer() || !fits_int64(v) || v.get<int64_t>() < 0 ||
+      v.get<int64_t>() > util::kMaxRate) {
+    throw BadParams{std::string("'") + name +
+                    "' must be bytes per second from 0 (no limit) to 2^40, or a rate such as "
+                    "\"5M\""};
+  }
+  return v.get<int64_t>();
+}
 
 int64_t read_id(const json& params) {
   auto id = opt_int(params, "id");
@@ -93,6 +110,9 @@ DownloadRequest read_download(const json& p) {
     if (auto st = queue::check_user_agent(*r.options.user_agent); !st) {
       throw BadParams{"'user_agent': " + st.error().message};
     }
+  }
+  if (const json& rate = field(p, "limit_rate"); !rate.is_null()) {
+    r.options.limit_rate = read_rate(rate, "limit_rate");
   }
   if (auto ie = opt_string(p, "if_exists")) {
     auto policy = parse_if_exists(*ie);
@@ -251,6 +271,31 @@ json stats_json(const QueueStats& s) {
               {"uptime_seconds", s.uptime_seconds},
               {"job_rates", std::move(rates)},
               {"version", kVersion}};
+}
+
+std::optional<SetLimitsParams> parse_set_limits(const json& params, std::string* error) {
+  try {
+    SetLimitsParams out;
+    const json& rate = field(params, "limit_rate");
+    if (rate.is_null()) throw BadParams{"'limit_rate' (bytes per second, 0 for none) is required"};
+    out.limit_rate = read_rate(rate, "limit_rate");
+    out.id = opt_int(params, "id");
+    for (const auto& [key, value] : params.items()) {
+      if (key != "limit_rate" && key != "id") throw BadParams{"unknown parameter '" + key + "'"};
+    }
+    return out;
+  } catch (const BadParams& e) {
+    *error = e.message;
+    return std::nullopt;
+  }
+}
+
+json limits_json(int64_t queue_limit, const std::vector<Job>& limited_jobs) {
+  json jobs = json::array();
+  for (const auto& j : limited_jobs) {
+    jobs.push_back({{"id", j.id}, {"limit_rate", j.limit_rate}, {"status", to_string(j.status)}});
+  }
+  return json{{"limit_rate", queue_limit}, {"jobs", std::move(jobs)}};
 }
 
 std::string answer_line(const json& message) {

@@ -50,6 +50,16 @@ std::optional<ListFilter> parse_list_jobs(const json& params, std::string* error
 // prune_jobs' params: optional `status` (an ended status, or a list of them) and `ended_before`
 // (ISO 8601 UTC); nullopt with *error for anything else.
 std::optional<PruneFilter> parse_prune_jobs(const json& params, std::string* error);
+// set_limits' params: `limit_rate` (bytes per second, an integer, or a string such as "5M";
+// 0 lifts the limit) and optional `id` (a job: its own limit; none: the queue's).
+struct SetLimitsParams {
+  std::optional<int64_t> id;
+  int64_t limit_rate = 0;
+};
+std::optional<SetLimitsParams> parse_set_limits(const json& params, std::string* error);
+// The answer of get_limits and set_limits: {"limit_rate": N, "jobs": [{"id", "limit_rate",
+// "status"}]}, the jobs being those not ended that have a limit of their own.
+json limits_json(int64_t queue_limit, const std::vector<Job>& limited_jobs);
 // The opening of a list_jobs answer, up to and including '[': the jobs follow, comma-separated,
 // then "]}".
 std::string job_list_head(const json& id);
@@ -58,6 +68,8 @@ std::string job_list_head(const json& id);
 struct BadParams {
   std::string message;
 };
+// A rate given as bytes per second (an integer) or as text ("500k", "5M"), checked.
+int64_t read_rate(const json& value, const char* name);
 // params' "id", an integer (get_job, cancel_job, ...).
 int64_t read_id(const json& params);
 // set_url: {"id": N, "url": "..."}.

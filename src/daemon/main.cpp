@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <iostream>
 
@@ -18,6 +19,7 @@
 #include "fetchq/version.h"
 #include "store/store.h"
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/signals.h"
 
 namespace fetchq::daemon {
@@ -156,6 +158,7 @@ int run(int argc, char** argv) {
   qo.block_private_addresses = s.block_private_addresses != 0;
   qo.ca_cert = s.ca_cert.empty() ? "" : util::absolute_path(s.ca_cert);
   qo.proxy = s.proxy;
+  qo.rate_limit = util::parse_rate(s.limit_rate, nullptr).value_or(0);  // validate() checked it
   auto rules = load_token_rules(s.token_rules);
   if (!rules) {
     spdlog::error("{}", rules.error().message);
@@ -177,6 +180,28 @@ int run(int argc, char** argv) {
     return opened.error().code == ErrorCode::kBusy ? 3 : 4;
   }
   auto queue = std::move(opened.value());
+  // rate-schedule: the limit of the window that holds the local time, else limit-rate. It is
+  // applied at start and whenever the time moves into another window (checked at every wake
+  // of the loop below, at least every 5 s); a `fetchq limit` in between holds until then.
+  std::vector<RateWindow> windows;
+  for (const auto& w : s.rate_schedule) windows.push_back(parse_rate_window(w).value());
+  std::optional<std::optional<int64_t>> scheduled;  // what the schedule asked last; none yet
+  auto follow_schedule = [&] {
+    if (windows.empty()) return;
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    ::localtime_r(&now, &local);
+    auto want = scheduled_limit(windows, local.tm_hour * 60 + local.tm_min);
+    if (scheduled && *scheduled == want) return;
+    scheduled = want;
+    const int64_t limit = want.value_or(qo.rate_limit);
+    if (auto st = queue->set_rate_limit(limit); !st) {
+      spdlog::warn("rate-schedule: {}", st.error().message);
+    }
+    spdlog::info("rate-schedule: limit {} bytes/s{}", limit,
+                 want ? "" : " (limit-rate: the time is outside every window)");
+  };
+  follow_schedule();
   control::ServerOptions so;
   so.socket_path = s.socket;
   auto listening = control::ControlServer::listen(so, queue.get());
@@ -208,6 +233,7 @@ int run(int argc, char** argv) {
       break;
     }
     if (sig == SIGHUP) spdlog::info("SIGHUP: nothing to reload; settings apply at start");
+    follow_schedule();
     notify.watchdog();
     auto st = queue->stats();
     notify.status(std::to_string(st.running) + " running, " + std::to_string(st.waiting) +

@@ -13,6 +13,7 @@
 #include "queue/request_check.h"
 #include "util/config_file.h"
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/strings.h"
 
 namespace fetchq::daemon {
@@ -87,6 +88,12 @@ const std::vector<SettingInfo>& setting_table() {
       {"event-retention", &S::event_retention, "1000000", 0, 1000000000,
        "events kept in the log (the newest N; a follower asking for older ones is told where "
        "the log starts); 0 keeps all"},
+      {"limit-rate", &S::limit_rate, "0", 0, 0,
+       "bytes per second over all downloads at once: 500k, 5M, 1.5M (0: no limit; "
+       "`fetchq limit` changes it while fetchqd runs)"},
+      {"rate-schedule", &S::rate_schedule, "", 0, 0,
+       "'HH:MM-HH:MM RATE': the limit-rate from one time of day to another, local time "
+       "(repeatable; the last window that holds the time wins; outside all, limit-rate)"},
       {"block-private-addresses", &S::block_private_addresses, "0", 0, 1,
        "1: refuse loopback, private and link-local addresses"},
       {"token-rule", &S::token_rules, "", 0, 0,
@@ -186,6 +193,12 @@ Status validate(const Settings& s) {
   if (!ok)
     return make_error(ErrorCode::kInvalidArgument,
                       "log-level must be trace, debug, info, warn, error or off");
+  if (std::string why; !util::parse_rate(s.limit_rate, &why)) {
+    return make_error(ErrorCode::kInvalidArgument, "limit-rate: " + why);
+  }
+  for (const auto& w : s.rate_schedule) {
+    if (auto r = parse_rate_window(w); !r) return r.error();
+  }
   for (const auto& r : s.download_roots) {
     if (r.empty() || r[0] != '/') {
       return make_error(ErrorCode::kInvalidArgument,
@@ -202,6 +215,47 @@ Status validate(const Settings& s) {
     if (auto st = queue::check_proxy(s.proxy); !st) return st;
   }
   return Ok{};
+}
+
+Result<RateWindow> parse_rate_window(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "rate-schedule '" + text + "': " + why);
+  };
+  std::string t(util::trim(text));
+  auto sp = t.find_first_of(" \t");
+  if (sp == std::string::npos) return bad("expected 'HH:MM-HH:MM RATE', e.g. '08:00-18:00 2M'");
+  const std::string span = t.substr(0, sp);
+  const std::string rate_text(util::trim(std::string_view(t).substr(sp)));
+  // HH:MM, hours 00 to 23 (24:00 for the end of the day), minutes 00 to 59.
+  auto minute_of = [](std::string_view hm) -> std::optional<int> {
+    if (hm.size() != 5 || hm[2] != ':') return std::nullopt;
+    for (size_t i : {0u, 1u, 3u, 4u}) {
+      if (hm[i] < '0' || hm[i] > '9') return std::nullopt;
+    }
+    int h = (hm[0] - '0') * 10 + (hm[1] - '0');
+    int m = (hm[3] - '0') * 10 + (hm[4] - '0');
+    if (m > 59 || h > 24 || (h == 24 && m != 0)) return std::nullopt;
+    return (h * 60 + m) % (24 * 60);
+  };
+  const auto dash = span.find('-');
+  if (dash == std::string::npos) return bad("the times must be HH:MM-HH:MM (00:00 to 24:00)");
+  auto from = minute_of(std::string_view(span).substr(0, dash));
+  auto to = minute_of(std::string_view(span).substr(dash + 1));
+  if (!from || !to) return bad("the times must be HH:MM-HH:MM (00:00 to 24:00)");
+  std::string why;
+  auto rate = util::parse_rate(rate_text, &why);
+  if (!rate) return bad(why);
+  return RateWindow{*from, *to, *rate};
+}
+
+std::optional<int64_t> scheduled_limit(const std::vector<RateWindow>& windows, int minute) {
+  std::optional<int64_t> out;
+  for (const auto& w : windows) {
+    bool in = w.start < w.end ? minute >= w.start && minute < w.end
+                              : minute >= w.start || minute < w.end;
+    if (in) out = w.limit_rate;
+  }
+  return out;
 }
 
 Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& rules) {

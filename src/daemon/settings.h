@@ -2,6 +2,8 @@
 // drives the flags, the config file, the defaults and --help.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -31,9 +33,11 @@ struct Settings {
   long segment_min_size;
   int block_private_addresses;
   long event_retention;
+  std::string limit_rate;  // "5M", "500k", "0" (util::parse_rate), checked by validate()
   std::vector<std::string> token_rules;  // "HOST env:VAR" or "HOST file:PATH"
   std::string ca_cert;                   // PEM file of CAs; empty: the system's
   std::string proxy;                     // empty: libcurl's *_proxy environment variables
+  std::vector<std::string> rate_schedule;  // "HH:MM-HH:MM RATE" (parse_rate_window)
 };
 
 // One setting: how it is named in flags and files, the field its value goes to (the field's type
@@ -71,6 +75,20 @@ std::string default_config_path();
 void fill_defaults(Settings& s);
 // Checks the relations between settings once all are applied.
 Status validate(const Settings& s);
+
+// One entry of rate-schedule: from `start` to `end`, in minutes after local midnight, the
+// queue's limit is `limit_rate` (0: none). A window whose end is not after its start runs past
+// midnight ("22:00-06:00"; "00:00-00:00" is the whole day).
+struct RateWindow {
+  int start = 0;
+  int end = 0;
+  int64_t limit_rate = 0;
+};
+// "HH:MM-HH:MM RATE" (RATE as util::parse_rate takes it), or an error naming the entry.
+Result<RateWindow> parse_rate_window(const std::string& text);
+// The limit the schedule sets at `minute` (0 to 1439 after local midnight): the last window
+// listed that holds it; nullopt outside every window (then the limit-rate setting holds).
+std::optional<int64_t> scheduled_limit(const std::vector<RateWindow>& windows, int minute);
 
 // Reads the tokens the rules name (from the environment or a file, never from the config text).
 Result<std::vector<TokenRule>> load_token_rules(const std::vector<std::string>& rules);

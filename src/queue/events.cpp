@@ -25,6 +25,8 @@ const char* event_name(EventType type) {
       return "download_restarted";
     case EventType::kRetrying:
       return "download_retrying";
+    case EventType::kLimitChanged:
+      return "download_limit_changed";
   }
   return "download_unknown";
 }
@@ -67,6 +69,14 @@ EventRecord resumed_event(const std::string& source, int64_t from_bytes) {
 
 EventRecord restarted_event(const std::string& source, const std::string& reason) {
   return {EventType::kRestarted, {{"source", source}, {"reason", reason}}};
+}
+
+EventRecord limit_changed_event(int64_t limit_rate) {
+  return {EventType::kLimitChanged, {{"limit_rate", limit_rate}}};
+}
+
+EventRecord limit_changed_event(const std::string& source, int64_t limit_rate) {
+  return {EventType::kLimitChanged, {{"limit_rate", limit_rate}, {"source", source}}};
 }
 
 EventRecord retrying_event(const std::string& source, int attempt, int64_t delay_ms,

@@ -22,12 +22,13 @@ enum class EventType {
   kResumed,
   kRestarted,
   kRetrying,
+  kLimitChanged,
 };
 
-inline constexpr std::array<EventType, 9> kAllEventTypes = {
-    EventType::kStarted, EventType::kProgress,  EventType::kComplete,
-    EventType::kError,   EventType::kCancelled, EventType::kPaused,
-    EventType::kResumed, EventType::kRestarted, EventType::kRetrying};
+inline constexpr std::array<EventType, 10> kAllEventTypes = {
+    EventType::kStarted,   EventType::kProgress,  EventType::kComplete, EventType::kError,
+    EventType::kCancelled, EventType::kPaused,    EventType::kResumed,  EventType::kRestarted,
+    EventType::kRetrying,  EventType::kLimitChanged};
 
 // The name stored in events.type, e.g. "download_started".
 const char* event_name(EventType type);
@@ -52,6 +53,10 @@ EventRecord paused_event(const std::string& source);
 EventRecord resumed_event(const std::string& source, int64_t from_bytes);
 EventRecord restarted_event(const std::string& source, const std::string& reason);
 // delay_ms is shown in seconds (delay_s); reason is "<error_type>: <error>".
+// A bandwidth limit changed (set_limits): the queue's (job_id 0, no source) or one job's, in
+// bytes per second; 0: lifted.
+EventRecord limit_changed_event(int64_t limit_rate);
+EventRecord limit_changed_event(const std::string& source, int64_t limit_rate);
 EventRecord retrying_event(const std::string& source, int attempt, int64_t delay_ms,
                            const std::string& reason);
 

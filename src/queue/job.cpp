@@ -88,6 +88,7 @@ void to_json(nlohmann::json& out, const Job& j) {
       {"created_at", j.created_at},
   };
   if (j.duplicate_of) out["duplicate_of"] = *j.duplicate_of;
+  if (j.limit_rate > 0) out["limit_rate"] = j.limit_rate;
   if (!j.segments.empty()) {
     auto& a = out["segments"] = nlohmann::json::array();
     for (const auto& s : j.segments) a.push_back({{"start", s.start}, {"end", s.end}, {"bytes", s.bytes}});
@@ -160,6 +161,10 @@ void append_json(std::string& out, const Job& j) {
   append_optional(out, j.job_ended);
   out += ",\"job_started\":";
   append_optional(out, j.job_started);
+  if (j.limit_rate > 0) {
+    out += ",\"limit_rate\":";
+    out += std::to_string(j.limit_rate);
+  }
   out += ",\"priority\":";
   out += std::to_string(j.priority);
   if (!j.segments.empty()) {
@@ -235,6 +240,7 @@ void from_json(const nlohmann::json& in, Job& j) {
   read(in, "attempts", j.attempts);
   read(in, "has_access_token", j.has_access_token);
   read(in, "created_at", j.created_at);
+  read(in, "limit_rate", j.limit_rate);
   if (auto it = in.find("duplicate_of"); it != in.end() && !it->is_null()) j.duplicate_of = it->get<int64_t>();
   j.segments.clear();
   if (auto it = in.find("segments"); it != in.end() && it->is_array()) {

@@ -39,6 +39,8 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   eo.segment_min_size = opts_.segment_min_size;
   eo.ca_cert = opts_.ca_cert;
   eo.proxy = opts_.proxy;
+  eo.rate_limit = std::max<int64_t>(0, opts_.rate_limit);
+  rate_limit_ = eo.rate_limit;
   eo.env = &env_;
   engine_ = std::make_unique<transfer::Engine>(eo, static_cast<transfer::Observer*>(this), &paths_);
   started_at_ = Clock::now();
@@ -301,6 +303,54 @@ Result<std::optional<Job>> QueueImpl::pause_on_loop(int64_t id) {
     engine_->stop(id);
   }
   return std::optional<Job>();
+}
+
+Status QueueImpl::set_rate_limit(int64_t bytes_per_second) {
+  if (bytes_per_second < 0) {
+    return make_error(ErrorCode::kInvalidArgument, "a rate limit cannot be negative");
+  }
+  // On the loop: changes and their events keep one order.
+  auto changed = without_throwing([&] {
+    return on_loop([&]() -> Result<bool> {
+      if (rate_limit_.exchange(bytes_per_second) == bytes_per_second) return false;
+      engine_->set_rate_limit(bytes_per_second);
+      append_event(0, limit_changed_event(bytes_per_second));  // may throw: the limit holds
+      return true;
+    });
+  });
+  if (!changed) return changed.error();
+  if (changed.value()) notify_changed();
+  return Ok{};
+}
+
+int64_t QueueImpl::rate_limit() { return rate_limit_.load(); }
+
+Result<Job> QueueImpl::set_job_rate_limit(int64_t id, int64_t bytes_per_second) {
+  if (bytes_per_second < 0) {
+    return make_error(ErrorCode::kInvalidArgument, "a rate limit cannot be negative");
+  }
+  return without_throwing([&]() -> Result<Job> {
+    // On the loop: a claim of the job comes wholly before (the engine is told) or after (the
+    // claim reads the stored limit).
+    auto changed = on_loop([&]() -> Result<bool> {
+      auto job = store_->get_job(id);
+      if (!job) return not_found(id);
+      if (is_terminal(job->status)) {
+        return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " already ended (" +
+                                                      std::string(to_string(job->status)) + ")");
+      }
+      if (job->limit_rate == bytes_per_second) return false;
+      store_->transaction([&] {
+        store_->set_limit_rate(id, bytes_per_second);
+        append_event(id, limit_changed_event(job->source, bytes_per_second));
+      });
+      if (active_.count(id)) engine_->set_job_rate_limit(id, bytes_per_second);
+      return true;
+    });
+    if (!changed) return changed.error();
+    if (changed.value()) notify_changed();
+    return after_change(id, nullptr);
+  });
 }
 
 int64_t QueueImpl::cancel_all_jobs() {

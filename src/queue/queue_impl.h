@@ -74,6 +74,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   bool join(std::optional<std::chrono::milliseconds> timeout,
             const std::vector<int64_t>& wanted) override;
   QueueStats stats() override;
+  Status set_rate_limit(int64_t bytes_per_second) override;
+  int64_t rate_limit() override;
+  Result<Job> set_job_rate_limit(int64_t id, int64_t bytes_per_second) override;
   std::vector<Event> events_since(int64_t since, int64_t limit,
                                   std::chrono::milliseconds wait) override;
   int64_t last_event_seq() override;
@@ -176,6 +179,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   int64_t change_count_ = 0;  // under changed_mu_
   int64_t last_seq_ = 0;      // under changed_mu_
   bool closed_ = false;       // under changed_mu_
+
+  std::atomic<int64_t> rate_limit_{0};  // the queue's bandwidth limit; set on the loop thread
 
   Clock::time_point started_at_;
   std::unique_ptr<Settler> settler_;

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "util/fs.h"
+#include "util/rate.h"
 #include "util/strings.h"
 
 namespace fetchq::queue {
@@ -435,6 +436,9 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   }
   if (request.options.user_agent) {
     if (auto st = check_user_agent(*request.options.user_agent); !st) return st.error();
+  }
+  if (request.options.limit_rate < 0 || request.options.limit_rate > util::kMaxRate) {
+    return make_error(ErrorCode::kInvalidArgument, "limit_rate must be 0 to 2^40 bytes per second");
   }
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};

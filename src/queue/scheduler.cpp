@@ -49,6 +49,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.user_agent = c.job.user_agent;
   req.expected_total = c.job.total_bytes;
   req.connections = c.connections;
+  req.rate_limit = c.job.limit_rate;
   if (!download_roots.empty()) {
     req.confined = true;
     // A folder destination may be a root itself: its files are beneath it.

@@ -51,6 +51,7 @@ enum class StoreOp {
   kLastEventSeq,
   kFirstEventSeq,
   kTrimEvents,
+  kSetLimitRate,
 };
 
 class ForwardingStore : public Store {
@@ -168,6 +169,10 @@ class ForwardingStore : public Store {
   }
   int64_t first_event_seq() override {
     return call(StoreOp::kFirstEventSeq, [&] { return inner_->first_event_seq(); });
+  }
+  bool set_limit_rate(int64_t id, int64_t bytes_per_second) override {
+    return call(StoreOp::kSetLimitRate,
+                [&] { return inner_->set_limit_rate(id, bytes_per_second); });
   }
   int64_t trim_events(int64_t keep, int64_t batch) override {
     return call(StoreOp::kTrimEvents, [&] { return inner_->trim_events(keep, batch); });

@@ -120,6 +120,8 @@ std::string_view to_string(StoreOp op) {
       return "first_event_seq";
     case StoreOp::kTrimEvents:
       return "trim_events";
+    case StoreOp::kSetLimitRate:
+      return "set_limit_rate";
   }
   return "store call";
 }

@@ -196,6 +196,8 @@ class Store {
   // Whether a token or secret headers are kept for the job.
   virtual bool has_secrets(int64_t id) = 0;
 
+  // The job's own bandwidth limit (0: none). False when there is no such job.
+  virtual bool set_limit_rate(int64_t id, int64_t bytes_per_second) = 0;
   virtual std::optional<Job> get_job(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
   virtual StatusCounts counts() = 0;

@@ -15,6 +15,8 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -140,6 +142,7 @@ class Engine::Impl final : public FetchClient {
                                 .ca_cert = options.ca_cert,
                                 .proxy = options.proxy},
                  this) {
+    fetcher_.set_rate_limit(options.rate_limit);
     fetcher_.start_thread();
   }
 
@@ -169,6 +172,22 @@ class Engine::Impl final : public FetchClient {
     fetcher_.wakeup();
   }
 
+  void set_rate_limit(int64_t bytes_per_second) {
+    {
+      std::lock_guard lk(mu_);
+      global_limit_ = bytes_per_second;
+    }
+    fetcher_.wakeup();
+  }
+
+  void set_job_rate_limit(int64_t job_id, int64_t bytes_per_second) {
+    {
+      std::lock_guard lk(mu_);
+      job_limits_.emplace_back(job_id, bytes_per_second);
+    }
+    fetcher_.wakeup();
+  }
+
   void stop_all() {
     {
       std::lock_guard lk(mu_);
@@ -187,16 +206,25 @@ class Engine::Impl final : public FetchClient {
   bool on_wake() override {
     std::deque<Request> pending;
     std::vector<int64_t> stops;
+    std::optional<int64_t> global_limit;
+    std::vector<std::pair<int64_t, int64_t>> job_limits;
     bool stop_all = false, quit = false;
     {
       std::lock_guard lk(mu_);
       pending.swap(pending_);
       stops.swap(stops_);
+      global_limit = std::exchange(global_limit_, std::nullopt);
+      job_limits.swap(job_limits_);
       stop_all = std::exchange(stop_all_, false);
       quit = quit_;
     }
     if (quit) stop_all = true;
     for (auto& r : pending) begin(std::move(r));
+    // After the new requests: a limit set while a job's request was on its way applies to it.
+    if (global_limit) fetcher_.set_rate_limit(*global_limit);
+    for (auto [job, limit] : job_limits) {
+      if (transfers_.count(job)) fetcher_.set_group_rate_limit(job, limit);
+    }
     if (stop_all) {
       std::vector<int64_t> ids;
       for (auto& [id, t] : transfers_) ids.push_back(id);
@@ -410,6 +438,7 @@ class Engine::Impl final : public FetchClient {
       fr.username = t.req.username;
       fr.password = t.req.password;
       fr.http1 = true;
+      fr.rate_group = t.req.job_id;
       s.answered = false;
       s.since = SteadyClock::now();
       s.from = s.pos;
@@ -659,6 +688,7 @@ class Engine::Impl final : public FetchClient {
     auto tp = std::make_unique<Transfer>();
     Transfer& t = *tp;
     t.req = std::move(r);
+    fetcher_.set_group_rate_limit(t.req.job_id, t.req.rate_limit);
     placer_.place(t);
     if (t.failure) {
       finish(std::move(tp));
@@ -710,6 +740,7 @@ class Engine::Impl final : public FetchClient {
     fr.access_token = t.req.access_token;
     fr.username = t.req.username;
     fr.password = t.req.password;
+    fr.rate_group = t.req.job_id;
     auto now = SteadyClock::now();
     t.last_progress = now;
     t.last_checkpoint = now;
@@ -915,6 +946,7 @@ class Engine::Impl final : public FetchClient {
 
   void finish(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
+    fetcher_.set_group_rate_limit(t.req.job_id, 0);
     if (t.fetch) {
       fetcher_.cancel(t.fetch);
       by_fetch_.erase(t.fetch);
@@ -972,6 +1004,8 @@ class Engine::Impl final : public FetchClient {
   std::condition_variable idle_cv_;
   std::deque<Request> pending_;
   std::vector<int64_t> stops_;
+  std::optional<int64_t> global_limit_;                   // set since the last on_wake
+  std::vector<std::pair<int64_t, int64_t>> job_limits_;  // (job, bytes/s) since the last on_wake
   bool stop_all_ = false;
   bool quit_ = false;
   int64_t outstanding_ = 0;
@@ -984,6 +1018,10 @@ Engine::~Engine() = default;
 void Engine::submit(Request request) { impl_->submit(std::move(request)); }
 void Engine::stop(int64_t job_id) { impl_->stop(job_id); }
 void Engine::stop_all() { impl_->stop_all(); }
+void Engine::set_rate_limit(int64_t bytes_per_second) { impl_->set_rate_limit(bytes_per_second); }
+void Engine::set_job_rate_limit(int64_t job_id, int64_t bytes_per_second) {
+  impl_->set_job_rate_limit(job_id, bytes_per_second);
+}
 void Engine::wait_idle() { impl_->wait_idle(); }
 
 }  // namespace fetchq::transfer

@@ -64,6 +64,9 @@ struct EngineOptions {
   // TLS and proxy settings of every fetch (FetcherOptions::ca_cert, proxy).
   std::string ca_cert{};
   std::string proxy{};
+  // Bytes per second over every transfer together (0: no limit); Request::rate_limit adds a
+  // job's own, and the tighter of the two holds for that job.
+  int64_t rate_limit = 0;
   // Every file-system call of the engine goes through it; null: util::Env::posix().
   util::Env* env = nullptr;
 };
@@ -82,6 +85,10 @@ class Engine {
   // The transfer ends with kStopped after its buffer is written out. Unknown ids are ignored.
   void stop(int64_t job_id);
   void stop_all();
+  // Rate limits, from any thread, in bytes per second (0 lifts): over every transfer, and over
+  // one job's running transfer (its next attempt takes Request::rate_limit instead).
+  void set_rate_limit(int64_t bytes_per_second);
+  void set_job_rate_limit(int64_t job_id, int64_t bytes_per_second);
   // Blocks until every transfer has been reported finished.
   void wait_idle();
 

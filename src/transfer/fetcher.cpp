@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 
@@ -98,6 +99,11 @@ namespace {
 // Largest response header block accepted (libcurl's own limit is 300 KB).
 constexpr size_t kMaxHeaderBytes = 256 << 10;
 
+// What a rate-limit bucket may save up while its fetches are idle or paused: a tenth of a
+// second of its rate, at least 1 KiB. More would let a burst through above the limit.
+constexpr double kBurstSeconds = 0.1;
+constexpr double kMinBurst = 1 << 10;
+
 }  // namespace
 
 struct Fetcher::Fetch {
@@ -111,6 +117,7 @@ struct Fetcher::Fetch {
   size_t header_bytes = 0;                          // of the last response, status line included
   bool https_only = false;                          // redirects may not leave https (a token)
   bool responded = false;                           // on_response was called
+  bool paused = false;                              // out of tokens: receiving is paused
   std::optional<Failure> failure;                   // the fetch's own, from a callback
 };
 
@@ -150,6 +157,7 @@ void Fetcher::join() {
 void Fetcher::run() {
   for (;;) {
     if (!client_->on_wake()) return;
+    const int resume_in = resume_paused();
     int running = 0;
     curl_multi_perform(multi_, &running);
     int left = 0;
@@ -161,6 +169,7 @@ void Fetcher::run() {
     }
     client_->on_tick();
     int timeout_ms = fetches_.empty() ? 1000 : 100;
+    if (resume_in >= 0) timeout_ms = std::min(timeout_ms, resume_in);
     curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
   }
 }
@@ -228,8 +237,140 @@ size_t Fetcher::write_cb(char* data, size_t size, size_t n, void* ud) noexcept {
         .code = code, .content_length = static_cast<int64_t>(clen), .headers = &f->resp_headers};
     if (!client->on_response(id, r)) return CURL_WRITEFUNC_ERROR;
   }
+  // Out of tokens: libcurl keeps the bytes and hands them over again once resume_paused()
+  // lets the fetch go on; meanwhile it reads nothing more from this connection.
+  if (!f->fetcher->may_receive(*f, std::chrono::steady_clock::now())) {
+    f->paused = true;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  f->fetcher->take(*f, len);
   if (!client->on_data(id, data, len)) return CURL_WRITEFUNC_ERROR;
   return len;
+}
+
+void Fetcher::Bucket::refill(std::chrono::steady_clock::time_point now) {
+  if (rate <= 0) return;
+  const double burst = std::max(kMinBurst, static_cast<double>(rate) * kBurstSeconds);
+  const double dt = std::chrono::duration<double>(now - at).count();
+  if (dt > 0) tokens = std::min(burst, tokens + dt * static_cast<double>(rate));
+  at = now;
+}
+
+void Fetcher::Bucket::set(int64_t bytes_per_second, std::chrono::steady_clock::time_point now) {
+  refill(now);
+  if (bytes_per_second > 0 && rate <= 0) tokens = 0;  // a new limit starts with nothing saved
+  rate = std::max<int64_t>(0, bytes_per_second);
+  at = now;
+}
+
+void Fetcher::set_rate_limit(int64_t bytes_per_second) {
+  global_.set(bytes_per_second, std::chrono::steady_clock::now());
+}
+
+void Fetcher::set_group_rate_limit(int64_t group, int64_t bytes_per_second) {
+  if (bytes_per_second <= 0) {
+    groups_.erase(group);
+    return;
+  }
+  groups_[group].set(bytes_per_second, std::chrono::steady_clock::now());
+}
+
+bool Fetcher::may_receive(Fetch& f, std::chrono::steady_clock::time_point now) {
+  bool ok = true;
+  if (global_.rate > 0) {
+    global_.refill(now);
+    ok = global_.tokens > 0;
+  }
+  if (f.req.rate_group != 0) {
+    if (auto it = groups_.find(f.req.rate_group); it != groups_.end()) {
+      it->second.refill(now);
+      ok = ok && it->second.tokens > 0;
+    }
+  }
+  return ok;
+}
+
+int64_t Fetcher::share_key(const Fetch& f) {
+  return f.req.rate_group != 0 ? f.req.rate_group : -static_cast<int64_t>(f.id);
+}
+
+void Fetcher::take(Fetch& f, size_t len) {
+  if (global_.rate > 0) {
+    global_.tokens -= static_cast<double>(len);
+    if (auto it = served_.find(share_key(f)); it != served_.end()) {
+      it->second += static_cast<double>(len);
+    }
+  }
+  if (f.req.rate_group != 0) {
+    if (auto it = groups_.find(f.req.rate_group); it != groups_.end()) {
+      it->second.tokens -= static_cast<double>(len);
+    }
+  }
+}
+
+int Fetcher::resume_paused() {
+  std::vector<FetchId> paused;
+  std::map<int64_t, double> served;  // of the groups that have fetches now
+  for (auto& [id, f] : fetches_) {
+    if (f->paused) paused.push_back(id);
+    served.emplace(share_key(*f), -1);
+  }
+  if (paused.empty()) {
+    served_.clear();
+    return -1;
+  }
+  // A group keeps its count while it has fetches; a new one starts level with the least served,
+  // so it neither waits for the others nor takes the whole limit until it has caught up.
+  double least = -1;
+  for (auto& [key, bytes] : served) {
+    if (auto it = served_.find(key); it != served_.end()) {
+      bytes = it->second;
+      least = least < 0 ? bytes : std::min(least, bytes);
+    }
+  }
+  for (auto& [key, bytes] : served) {
+    if (bytes < 0) bytes = std::max(0.0, least);
+  }
+  served_ = std::move(served);
+  // Turns: the least served group first; among equals (the segments of one job), the first
+  // fetch after the one resumed last.
+  auto first = std::upper_bound(paused.begin(), paused.end(), resume_after_);
+  std::rotate(paused.begin(), first, paused.end());
+  std::stable_sort(paused.begin(), paused.end(), [&](FetchId a, FetchId b) {
+    return served_[share_key(*fetches_[a])] < served_[share_key(*fetches_[b])];
+  });
+  const auto now = std::chrono::steady_clock::now();
+  for (FetchId id : paused) {
+    auto it = fetches_.find(id);
+    if (it == fetches_.end() || !it->second->paused) continue;
+    Fetch& f = *it->second;
+    if (!may_receive(f, now)) continue;
+    f.paused = false;
+    resume_after_ = id;
+    // libcurl hands over the bytes it kept from inside this call; write_cb may pause it again.
+    curl_easy_pause(f.easy, CURLPAUSE_CONT);
+  }
+  // How long until the emptiest bucket a paused fetch waits on has tokens again.
+  double wait_s = -1;
+  auto need = [&](const Bucket& b) {
+    if (b.rate > 0 && b.tokens <= 0) {
+      wait_s = std::max(wait_s, (1 - b.tokens) / static_cast<double>(b.rate));
+    }
+  };
+  bool any = false;
+  double soonest = -1;
+  for (auto& [id, f] : fetches_) {
+    if (!f->paused) continue;
+    any = true;
+    wait_s = 0;
+    need(global_);
+    if (f->req.rate_group != 0) {
+      if (auto g = groups_.find(f->req.rate_group); g != groups_.end()) need(g->second);
+    }
+    soonest = soonest < 0 ? wait_s : std::min(soonest, wait_s);
+  }
+  if (!any) return -1;
+  return std::max(1, static_cast<int>(std::ceil(soonest * 1000)));
 }
 
 std::string Fetcher::where(FetchId id) const {
@@ -274,7 +415,15 @@ FetchId Fetcher::start(FetchRequest request) {
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+  // Under a rate limit, smaller reads: each is let through whole, so a read of 256 KiB at a
+  // limit of 512 KiB/s would be half a second's worth at once. 1 KiB is libcurl's least.
+  int64_t limit = global_.rate;
+  if (auto g = groups_.find(f.req.rate_group); f.req.rate_group != 0 && g != groups_.end()) {
+    limit = limit > 0 ? std::min(limit, g->second.rate) : g->second.rate;
+  }
+  const int64_t buffer =
+      limit > 0 ? std::clamp<int64_t>(limit / 32, 1 << 10, 256 << 10) : 256 << 10;
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, static_cast<long>(buffer));
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f.curl_error);
   static const std::string ua = std::string("fetchq/") + kVersion;
   curl_easy_setopt(e, CURLOPT_USERAGENT, f.req.user_agent ? f.req.user_agent->c_str() : ua.c_str());

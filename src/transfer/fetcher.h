@@ -42,6 +42,9 @@ struct FetchRequest {
   // HTTP/1.1 only: segments of one file must each have a connection of their own, which HTTP/2
   // would multiplex onto one.
   bool http1 = false;
+  // Fetches of one group (the segments of one job) share the group's rate limit
+  // (set_group_rate_limit); 0: no group.
+  int64_t rate_group = 0;
 };
 
 // The head of the final response (after redirects), as the body is about to come.
@@ -111,8 +114,32 @@ class Fetcher {
   // "GET <url>", plus where redirects led, for messages (never holds a password).
   std::string where(FetchId id) const;
 
+  // Bandwidth, fetcher thread only (or before start_thread): bytes per second over every fetch
+  // together, and over the fetches of one group; 0 lifts a limit. Both apply to a fetch of a
+  // limited group. A fetch out of tokens is paused (never the thread) until they refill.
+  void set_rate_limit(int64_t bytes_per_second);
+  void set_group_rate_limit(int64_t group, int64_t bytes_per_second);
+
  private:
   struct Fetch;
+  // A token bucket: `tokens` bytes may be received now. Receiving is allowed while tokens are
+  // above zero and may overdraw them by one chunk, which later refills pay back, so over any
+  // long window the bytes received are the rate times the window (plus one burst).
+  struct Bucket {
+    int64_t rate = 0;  // bytes per second; 0: unlimited
+    double tokens = 0;
+    std::chrono::steady_clock::time_point at{};  // when tokens were last refilled
+    void refill(std::chrono::steady_clock::time_point now);
+    void set(int64_t bytes_per_second, std::chrono::steady_clock::time_point now);
+  };
+  // The buckets a fetch draws from, and whether all have tokens.
+  bool may_receive(Fetch& f, std::chrono::steady_clock::time_point now);
+  void take(Fetch& f, size_t len);
+  // Resumes paused fetches whose buckets refilled, the least served group first; the
+  // milliseconds until the next paused fetch could resume (-1: none paused).
+  int resume_paused();
+  // The group a fetch is counted in for fairness: its rate group, or the fetch alone.
+  static int64_t share_key(const Fetch& f);
   void run();
   void done(FetchId id, CURLcode code);
 
@@ -125,6 +152,13 @@ class Fetcher {
   CURLM* multi_ = nullptr;
   FetchId next_id_ = 1;
   std::map<FetchId, std::unique_ptr<Fetch>> fetches_;  // fetcher thread only
+  Bucket global_;                                      // fetcher thread only, as below
+  std::map<int64_t, Bucket> groups_;                   // limited groups only
+  FetchId resume_after_ = 0;                           // the fetch resume_paused resumed last
+  // Bytes each group with fetches has received (share_key): the group that had least goes first
+  // when tokens come back, so a shared limit is split evenly between jobs, not connections, and
+  // a job held below its share by its own limit leaves the rest to the others.
+  std::map<int64_t, double> served_;
   std::thread thread_;
 };
 

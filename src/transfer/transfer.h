@@ -48,6 +48,8 @@ struct Request {
   bool legacy_part = false;
   // Connections this file may use at once (1..16); nullopt: EngineOptions::connections.
   std::optional<int> connections;
+  // The job's own limit in bytes per second over all its connections; 0: none.
+  int64_t rate_limit = 0;
   // The segment map of the last checkpoint (done: bytes synced). Non-empty: `offset` is the
   // file's whole size, so the preallocated .part is kept as it is, and each segment resumes
   // from its own durable offset; when that cannot be (another .part, no validator), the

@@ -147,6 +147,10 @@ class WatchedStore final : public store::Store {
     enter("has_secrets");
     return inner_->has_secrets(id);
   }
+  bool set_limit_rate(int64_t id, int64_t bytes_per_second) override {
+    enter("set_limit_rate");
+    return inner_->set_limit_rate(id, bytes_per_second);
+  }
   std::optional<Job> get_job(int64_t id) override {
     enter("get_job");
     return inner_->get_job(id);

@@ -54,6 +54,7 @@ TEST(Settings, DefaultsAreTheDocumentedValues) {
   EXPECT_EQ(s.checkpoint_interval_ms, 2000);
   EXPECT_EQ(s.block_private_addresses, 0);
   EXPECT_EQ(s.event_retention, 1000000);
+  EXPECT_EQ(s.limit_rate, "0");
   EXPECT_TRUE(s.token_rules.empty());
 }
 
@@ -79,7 +80,7 @@ TEST(Settings, NamesAreUniqueAndHaveHelp) {
     EXPECT_NE(std::string(info.help), "") << info.name;
     EXPECT_EQ(find_setting(info.name), &info);
   }
-  EXPECT_EQ(seen.size(), 18u);
+  EXPECT_EQ(seen.size(), 20u);
 }
 
 TEST(Settings, SegmentedDownloadDefaults) {

@@ -22,8 +22,9 @@ constexpr int64_t kJournalSizeLimit = 16 << 20;
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
-    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent";
-constexpr int kJobColumnCount = 18;
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent, limit_rate";
+// Columns read_job reads; a query's own columns follow them.
+constexpr int kJobColumnCount = 19;
 
 // Header lines are stored joined by line feeds, which no header can hold (queue::check_header).
 std::string join_lines(const std::vector<std::string>& lines) {
@@ -81,6 +82,7 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   j.created_at = q.getColumn(base + 15).getString();
   if (!q.getColumn(base + 16).isNull()) j.headers = split_lines(q.getColumn(base + 16).getString());
   j.user_agent = opt_text(q.getColumn(base + 17));
+  j.limit_rate = q.getColumn(base + 18).isNull() ? 0 : q.getColumn(base + 18).getInt64();
   return j;
 }
 
@@ -207,8 +209,8 @@ class SqliteStore final : public Store {
     transaction([&] {
       Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
-          "dest_is_dir, if_exists, sha256, connections, headers, user_agent) "
-          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)");
+          "dest_is_dir, if_exists, sha256, connections, headers, user_agent, limit_rate) "
+          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
       Lent hs = stmt("INSERT INTO header_secrets (job_id, headers) VALUES (?, ?)");
@@ -225,7 +227,9 @@ class SqliteStore final : public Store {
                  nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
                  r.options.sha256, r.options.connections,
                  shown.empty() ? std::nullopt : std::optional<std::string>(join_lines(shown)),
-                 r.options.user_agent);
+                 r.options.user_agent,
+                 r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate)
+                                          : std::nullopt);
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -234,6 +238,7 @@ class SqliteStore final : public Store {
         j.priority = r.options.priority;
         j.download_path = nj.download_path;
         j.created_at = now;
+        j.limit_rate = r.options.limit_rate;
         j.has_access_token = r.options.access_token.has_value();
         if (r.options.access_token) {
           tok->reset();
@@ -286,27 +291,29 @@ class SqliteStore final : public Store {
         if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64())) continue;
         ClaimedJob c;
         c.job = read_job(*q);
-        c.dest_is_dir = q->getColumn(kJobColumnCount + 0).getInt() != 0;
-        c.if_exists = parse_if_exists(q->getColumn(kJobColumnCount + 1).getString()).value_or(IfExists::kError);
-        c.sha256 = opt_text(q->getColumn(kJobColumnCount + 2));
-        c.checkpoint_bytes = q->getColumn(kJobColumnCount + 3).getInt64();
-        c.checkpoint_boot_id = q->getColumn(kJobColumnCount + 4).isNull() ? "" : q->getColumn(kJobColumnCount + 4).getString();
-        c.etag = q->getColumn(kJobColumnCount + 5).isNull() ? "" : q->getColumn(kJobColumnCount + 5).getString();
-        c.last_modified = q->getColumn(kJobColumnCount + 6).isNull() ? "" : q->getColumn(kJobColumnCount + 6).getString();
-        c.failures = q->getColumn(kJobColumnCount + 7).getInt();
-        c.best_bytes = q->getColumn(kJobColumnCount + 8).getInt64();
-        if (!q->getColumn(kJobColumnCount + 9).isNull()) c.sealed_bytes = q->getColumn(kJobColumnCount + 9).getInt64();
-        if (!q->getColumn(kJobColumnCount + 10).isNull()) c.failing_since_ms = q->getColumn(kJobColumnCount + 10).getInt64();
-        c.access_token = opt_text(q->getColumn(kJobColumnCount + 11));
-        c.url_password = opt_text(q->getColumn(kJobColumnCount + 12));
-        if (!q->getColumn(kJobColumnCount + 13).isNull() && !q->getColumn(kJobColumnCount + 14).isNull()) {
+        // The claim's own columns, after the job's.
+        auto col = [&](int k) { return q->getColumn(kJobColumnCount + k); };
+        c.dest_is_dir = col(0).getInt() != 0;
+        c.if_exists = parse_if_exists(col(1).getString()).value_or(IfExists::kError);
+        c.sha256 = opt_text(col(2));
+        c.checkpoint_bytes = col(3).getInt64();
+        c.checkpoint_boot_id = col(4).isNull() ? "" : col(4).getString();
+        c.etag = col(5).isNull() ? "" : col(5).getString();
+        c.last_modified = col(6).isNull() ? "" : col(6).getString();
+        c.failures = col(7).getInt();
+        c.best_bytes = col(8).getInt64();
+        if (!col(9).isNull()) c.sealed_bytes = col(9).getInt64();
+        if (!col(10).isNull()) c.failing_since_ms = col(10).getInt64();
+        c.access_token = opt_text(col(11));
+        c.url_password = opt_text(col(12));
+        if (!col(13).isNull() && !col(14).isNull()) {
           c.part_identity = ClaimedJob::PartRecord{
-              static_cast<uint64_t>(q->getColumn(kJobColumnCount + 13).getInt64()),
-              static_cast<uint64_t>(q->getColumn(kJobColumnCount + 14).getInt64()),
-              q->getColumn(kJobColumnCount + 15).isNull() ? 0 : q->getColumn(kJobColumnCount + 15).getInt64()};
+              static_cast<uint64_t>(col(13).getInt64()),
+              static_cast<uint64_t>(col(14).getInt64()),
+              col(15).isNull() ? 0 : col(15).getInt64()};
         }
-        if (!q->getColumn(kJobColumnCount + 16).isNull()) c.connections = q->getColumn(kJobColumnCount + 16).getInt();
-        c.headers = request_headers(c.job.headers, opt_text(q->getColumn(kJobColumnCount + 17)));
+        if (!col(16).isNull()) c.connections = col(16).getInt();
+        c.headers = request_headers(c.job.headers, opt_text(col(17)));
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -540,6 +547,14 @@ class SqliteStore final : public Store {
         "EXISTS (SELECT 1 FROM header_secrets WHERE job_id = ?1)");
     q->bind(1, id);
     return q->executeStep() && q->getColumn(0).getInt() != 0;
+  }
+
+  bool set_limit_rate(int64_t id, int64_t bytes_per_second) override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt("UPDATE jobs SET limit_rate = ? WHERE id = ?");
+    bind_row(*q, bytes_per_second > 0 ? std::optional<int64_t>(bytes_per_second) : std::nullopt,
+             id);
+    return q->exec() > 0;
   }
 
   std::optional<Job> get_job(int64_t id) override {
