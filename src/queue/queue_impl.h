@@ -134,6 +134,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // opts_.on_store_error is set, handed to it (and logged at debug level only).
   void store_failed(const std::exception& e, const std::string& what) noexcept;
   void launch(Launch& l);
+  void launch_deferred(int64_t id);
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
@@ -155,6 +156,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
 
   // Loop thread only.
   std::map<int64_t, Active> active_;
+  // Claimed while the job's last attempt was still letting go of its files (a pause, then a
+  // resume at once): launched once that attempt has ended. Loop thread only.
+  std::map<int64_t, Launch> deferred_;
   Clock::time_point next_wake_ = Clock::now();
   bool stopping_ = false;  // shutdown began: claim nothing more
   std::mt19937_64 rng_;

@@ -197,7 +197,12 @@ void QueueImpl::hand_to_settler(std::vector<Msg>& batch) {
 void QueueImpl::schedule() {
   next_wake_ = Clock::now() + std::chrono::seconds(5);
   if (stopping_ || shutting_down_) return;
-  int free = opts_.max_parallel;
+  std::vector<int64_t> ready;
+  for (const auto& [id, l] : deferred_) {
+    if (!active_.count(id)) ready.push_back(id);
+  }
+  for (int64_t id : ready) launch_deferred(id);
+  int free = opts_.max_parallel - static_cast<int>(deferred_.size());
   for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
   if (free > 0) {
     std::vector<Launch> launches;
@@ -222,6 +227,12 @@ void QueueImpl::schedule() {
 }
 
 void QueueImpl::launch(Launch& l) {
+  if (active_.count(l.job_id)) {
+    // The last attempt still holds the .part and its name: two attempts must never write one
+    // file, so this one waits for it (see launch_deferred).
+    deferred_[l.job_id] = std::move(l);
+    return;
+  }
   active_[l.job_id] = std::move(l.active);
   if (l.recovered) {
     inbox_.post(std::move(*l.recovered));
@@ -229,6 +240,25 @@ void QueueImpl::launch(Launch& l) {
     return;
   }
   engine_->submit(std::move(*l.request));
+}
+
+// The job's last attempt has ended: the attempt claimed meanwhile starts now, unless the job
+// moved on since (cancelled, paused again: its row no longer says running at that attempt).
+void QueueImpl::launch_deferred(int64_t id) {
+  auto d = deferred_.find(id);
+  if (d == deferred_.end()) return;
+  Launch l = std::move(d->second);
+  deferred_.erase(d);
+  try {
+    auto job = store_->get_job(id);
+    if (!job || job->status != JobStatus::kRunning || job->attempts != l.active.attempt) return;
+  } catch (const std::exception& e) {
+    store_failed(e, "job " + std::to_string(id) + ": cannot read it to start it");
+    deferred_[id] = std::move(l);  // tried again by the next schedule()
+    next_wake_ = std::min(next_wake_, Clock::now() + kStoreRetryDelay);
+    return;
+  }
+  launch(l);
 }
 
 void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
@@ -298,6 +328,9 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     if (held) paths_.release(path);
     active_.erase(id);
     rate_.forget(id);
+    // An attempt claimed meanwhile starts at the next schedule(), once this batch (and the
+    // lock its .part still holds through the message) is gone.
+    if (deferred_.count(id)) next_wake_ = Clock::now();
   };
   if (m.renamed) {  // whole and in place: a pause or shutdown asked meanwhile comes too late
     complete(m, a, db, after);

@@ -151,6 +151,35 @@ TEST_F(Segmented, AServerThatRefusesTheFifthConnectionGetsFourAndTheJobGoesOn) {
   EXPECT_GE(ranged(server_.requests_for("/next.bin")), 2) << seen;  // still segmented
 }
 
+TEST_F(Segmented, APauseAndAResumeAtOnceGoOnWithoutAFailure) {
+  // The resume comes while the paused attempt still holds its .part: the next attempt waits
+  // for it instead of failing on its own file.
+  Resource r = big(74, 16 << 20);
+  server_.add("/again.bin", r);
+  Resource small = big(75, 4 << 20);
+  small.body.resize(4 << 20);
+  server_.add("/small.bin", small);
+  auto q = open_queue(options());
+  Job a = submit(*q, server_.url("/again.bin"), dir_ / "again.bin");
+  Job b = submit(*q, server_.url("/small.bin"), dir_ / "small.bin");
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(wait_until([&] { return q->id_to_job(a.id)->bytes > (round + 1) * (2 << 20); }));
+    for (const Job& j : {a, b}) {
+      auto st = q->id_to_job(j.id)->status;
+      if (st == JobStatus::kCompleted) continue;
+      ASSERT_TRUE(q->pause_job(j.id).ok()) << round;
+      ASSERT_TRUE(q->resume_job(j.id).ok()) << round;
+    }
+  }
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  for (const auto& [j, body, name] : {std::tuple{a, &r.body, "again.bin"}, std::tuple{b, &small.body, "small.bin"}}) {
+    auto done = q->id_to_job(j.id);
+    ASSERT_EQ(done->status, JobStatus::kCompleted) << name << ": " << done->error_type.value_or("") << " "
+                                                   << done->error.value_or("");
+    EXPECT_EQ(sha256_file(dir_ / name), sha256_hex_of(*body)) << name;
+  }
+}
+
 TEST_F(Segmented, SmallFilesFilesWithoutAValidatorAndOneConnectionJobsUseOneConnection) {
   Resource small = big(63);
   small.body.resize(4 << 20);
