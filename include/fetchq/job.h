@@ -136,6 +136,10 @@ struct Job {
   // own User-Agent (null: fetchq's).
   std::vector<std::string> headers;
   std::optional<std::string> user_agent;
+  // The sha256 the file is checked against before it is kept, and where it came from: null for
+  // the user's --sha256, else the server's header ("Repr-Digest", "Digest", "X-Linked-Etag").
+  std::optional<std::string> sha256;
+  std::optional<std::string> sha256_from;
 };
 
 // The SPEC's JSON object for a job; never carries the token.

@@ -257,6 +257,11 @@ void print_job_details(const Job& j) {
   std::printf("access token:  %s\n", j.has_access_token ? "yes" : "no");
   for (const auto& h : j.headers) std::printf("header:        %s\n", h.c_str());
   if (j.user_agent) std::printf("user agent:    %s\n", j.user_agent->c_str());
+  if (j.sha256) {
+    std::printf("sha256:        %s (%s%s)\n", j.sha256->c_str(),
+                j.sha256_from ? "stated by the server's " : "given with --sha256",
+                j.sha256_from ? j.sha256_from->c_str() : "");
+  }
   if (j.error_type) std::printf("error:         %s: %s\n", j.error_type->c_str(), opt(j.error).c_str());
 }
 

@@ -95,6 +95,8 @@ void to_json(nlohmann::json& out, const Job& j) {
   }
   out["headers"] = j.headers;
   out["user_agent"] = opt(j.user_agent);
+  out["sha256"] = opt(j.sha256);
+  out["sha256_from"] = opt(j.sha256_from);
 }
 
 namespace {
@@ -177,6 +179,10 @@ void append_json(std::string& out, const Job& j) {
     }
     out += ']';
   }
+  out += ",\"sha256\":";
+  append_optional(out, j.sha256);
+  out += ",\"sha256_from\":";
+  append_optional(out, j.sha256_from);
   out += ",\"source\":";
   append_string(out, j.source);
   out += ",\"status\":";
@@ -257,6 +263,8 @@ void from_json(const nlohmann::json& in, Job& j) {
     for (const auto& h : *it) j.headers.push_back(h.get<std::string>());
   }
   read_optional(in, "user_agent", j.user_agent);
+  read_optional(in, "sha256", j.sha256);
+  read_optional(in, "sha256_from", j.sha256_from);
 }
 
 void from_json(const nlohmann::json& in, Event& e) {

@@ -57,8 +57,23 @@ struct Active {
   std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
   std::optional<std::string> sha256;
+  std::string sha256_from;  // "": the user's --sha256 (or none); else the server's header
   IfExists if_exists = IfExists::kError;
 };
+
+// What a response head said of the file's sha256, as set_started stores it: the server's digest
+// replaces one the server gave before, never the user's; a body from byte 0 without one drops a
+// digest that may have been of another file.
+inline void take_server_digest(Active& a, const transfer::Started& s) {
+  if (a.sha256 && a.sha256_from.empty()) return;
+  if (!s.server_sha256.empty()) {
+    a.sha256 = s.server_sha256;
+    a.sha256_from = s.server_sha256_from;
+  } else if (s.from_bytes == 0) {
+    a.sha256.reset();
+    a.sha256_from.clear();
+  }
+}
 
 // A completed download on its way through the settle thread.
 struct Settling {

@@ -173,6 +173,7 @@ void QueueImpl::hand_to_settler(std::vector<Msg>& batch) {
       if (it != active_.end() && it->second.attempt == s->attempt) {
         it->second.download_path = s->s.download_path;
         it->second.resumed = s->s.from_bytes > 0;
+        take_server_digest(it->second, s->s);
       }
     }
     auto* f = std::get_if<FinishedMsg>(&m);
@@ -266,11 +267,12 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
   if (it == active_.end() || it->second.attempt != m.attempt) return;
   it->second.download_path = m.s.download_path;
   it->second.resumed = m.s.from_bytes > 0;
+  take_server_digest(it->second, m.s);
   rate_.begin(m.id, m.s.from_bytes);  // resumed bytes are not this attempt's speed
   std::string source = it->second.source;
   db.push_back([this, m, source] {
     store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
-                          m.s.from_bytes};
+                          m.s.from_bytes, m.s.server_sha256, m.s.server_sha256_from};
     if (!store_->set_started(m.id, m.attempt, info)) return;
     if (m.s.restarted) {
       // The whole file from zero, on one connection: no segment survives.
@@ -409,7 +411,7 @@ void QueueImpl::already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& aft
     store::Finish f;
     f.bytes = bytes;
     f.total_bytes = bytes;
-    store::StartInfo info{path, bytes, "", "", bytes};
+    store::StartInfo info{path, bytes, "", "", bytes, "", ""};
     store_->set_started(id, attempt, info);
     if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
     append_event(id, complete_event(source, path, bytes));

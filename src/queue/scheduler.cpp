@@ -20,6 +20,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
     a.source = c.job.source;
     a.download_path = *c.job.download_path;
     a.sha256 = c.sha256;
+  a.sha256_from = c.job.sha256_from.value_or("");
     a.if_exists = c.if_exists;
     l.active = std::move(a);
     FinishedMsg f{c.job.id, c.attempt, {}};
@@ -90,6 +91,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   a.failing_since_ms = c.failing_since_ms;
   a.best_bytes = c.best_bytes;
   a.sha256 = c.sha256;
+  a.sha256_from = c.job.sha256_from.value_or("");
   a.if_exists = c.if_exists;
   l.active = std::move(a);
   l.request = std::move(req);

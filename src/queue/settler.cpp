@@ -107,7 +107,8 @@ void Settler::settle(std::vector<Settling>& items) {
       } else if (*sum != *item.a.sha256) {
         // A resumed file may hide a bad splice: one more try, from zero. A fresh one is wrong.
         item.failure = transfer::Failure{"ChecksumMismatch",
-                                         "sha256 of " + part + " is " + *sum + ", expected " + *item.a.sha256,
+                                         "sha256 of " + part + " is " + *sum + ", expected " + *item.a.sha256 +
+                                             (item.a.sha256_from.empty() ? "" : " (the server's " + item.a.sha256_from + ")"),
                                          item.a.resumed, std::nullopt, item.a.resumed, false};
       }
     });

@@ -115,6 +115,10 @@ struct StartInfo {
   std::string etag;
   std::string last_modified;
   int64_t bytes = 0;  // bytes on disk when the body started
+  // The sha256 the server stated and the header it came from ("" when none); the job checks it
+  // when the user gave none (see set_started).
+  std::string server_sha256;
+  std::string server_sha256_from;
 };
 
 struct Finish {

@@ -871,6 +871,12 @@ class Engine::Impl final : public FetchClient {
     s.total_bytes = t.total;
     s.etag = header("etag");
     s.last_modified = header("last-modified");
+    if (response.headers) {
+      if (auto d = server_digest(*response.headers, t.total)) {
+        s.server_sha256 = d->sha256;
+        s.server_sha256_from = d->from;
+      }
+    }
     observer_->on_started(t.req.job_id, t.req.attempt, s);
     return maybe_segment(t, response);
   }

@@ -198,7 +198,14 @@ size_t Fetcher::header_cb(char* data, size_t size, size_t n, void* ud) noexcept 
   size_t len = size * n;
   std::string_view line(data, len);
   if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
-    f->resp_headers.clear();  // a new response (after a redirect or a 100)
+    // A new response (after a redirect or a 100). What a redirecting server said of the file it
+    // sends to (Hugging Face's X-Linked-Etag and X-Linked-Size) stays unless the next one says
+    // otherwise.
+    std::map<std::string, std::string> linked;
+    for (const char* name : {"x-linked-etag", "x-linked-size"}) {
+      if (auto it = f->resp_headers.find(name); it != f->resp_headers.end()) linked.insert(*it);
+    }
+    f->resp_headers = std::move(linked);
     f->header_bytes = 0;
   }
   // Our own limit, below libcurl's 300 KB, so that a huge header block is named as such (and

@@ -10,6 +10,106 @@
 
 namespace fetchq::transfer {
 
+namespace {
+
+// Standard base64 (padding optional); nullopt for any other character.
+std::optional<std::string> base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+// 32 bytes as 64 lower-case hex digits; "" for any other length.
+std::string sha256_hex(const std::optional<std::string>& raw) {
+  if (!raw || raw->size() != 32) return "";
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : *raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+std::string_view trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The value of `algorithm` in a comma-separated list of `name=value` members (names compared
+// without case), or "".
+std::string member(std::string_view list, std::string_view algorithm) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string_view item = trimmed(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    const size_t eq = item.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string name(trimmed(item.substr(0, eq)));
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == algorithm) return std::string(trimmed(item.substr(eq + 1)));
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<ServerDigest> server_digest(const std::map<std::string, std::string>& headers,
+                                          int64_t total) {
+  auto header = [&](const char* name) -> std::string_view {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string_view{} : std::string_view(it->second);
+  };
+  if (auto v = member(header("repr-digest"), "sha-256"); v.size() >= 2 && v.front() == ':' && v.back() == ':') {
+    if (auto hex = sha256_hex(base64_decode(std::string_view(v).substr(1, v.size() - 2))); !hex.empty()) {
+      return ServerDigest{hex, "Repr-Digest"};
+    }
+  }
+  if (auto hex = sha256_hex(base64_decode(member(header("digest"), "sha-256"))); !hex.empty()) {
+    return ServerDigest{hex, "Digest"};
+  }
+  std::string_view linked = trimmed(header("x-linked-etag"));
+  if (linked.rfind("W/", 0) == 0) return std::nullopt;  // a weak tag names no bytes
+  if (linked.size() >= 2 && linked.front() == '"' && linked.back() == '"') {
+    linked = linked.substr(1, linked.size() - 2);
+  }
+  if (linked.size() == 64 && linked.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos) {
+    const std::string_view size = trimmed(header("x-linked-size"));
+    int64_t n = -1;
+    if (!size.empty()) {
+      auto [p, ec] = std::from_chars(size.data(), size.data() + size.size(), n);
+      if (ec != std::errc() || p != size.data() + size.size()) return std::nullopt;
+    }
+    if (size.empty() || total <= 0 || n == total) {
+      std::string hex(linked);
+      for (auto& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return ServerDigest{hex, "X-Linked-Etag"};
+    }
+  }
+  return std::nullopt;
+}
+
 std::string_view reason_phrase(long code) {
   switch (code) {
     case 200: return "OK";

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -122,6 +123,10 @@ struct Started {
   std::string etag;
   std::string last_modified;
   int64_t from_bytes = 0;  // resumed from here (206), 0 when the body starts from the beginning
+  // The file's sha256 (hex) as the response stated it (server_digest), and the header it came
+  // from; empty when it stated none.
+  std::string server_sha256;
+  std::string server_sha256_from;
   bool restarted = false;  // asked for a range, got the whole body: the .part was truncated
   std::string restart_reason;
 };
@@ -158,6 +163,17 @@ struct Result {
   // `bytes` (the gap-free prefix), what a stop may promise once the .part is synced.
   std::vector<SegmentSpan> segments;
 };
+
+// The sha256 of the whole file a server states, as lower-case hex, and the header that says it:
+// `Repr-Digest: sha-256=:BASE64:` (RFC 9530), `Digest: SHA-256=BASE64` (RFC 3230), or Hugging
+// Face's `X-Linked-Etag: "HEX"` (64 hex digits: an LFS file's sha256; 40 are a git blob id and
+// say nothing) when its `X-Linked-Size` is absent or equals `total`. Headers by lower-case name.
+struct ServerDigest {
+  std::string sha256;
+  std::string from;
+};
+std::optional<ServerDigest> server_digest(const std::map<std::string, std::string>& headers,
+                                          int64_t total);
 
 // Reason phrase of a status code from the standard table (never the server's).
 std::string_view reason_phrase(long code);

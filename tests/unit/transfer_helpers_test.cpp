@@ -1,6 +1,9 @@
 // Content-Range, Retry-After and status classes used by the transfer engine.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <vector>
+
 #include "transfer/transfer.h"
 
 namespace fetchq::transfer {
@@ -68,6 +71,46 @@ TEST(FuzzRegressions, HugeRetryAfterIsCappedAndSignsAreNotLengths) {
   int64_t start = 0, total = 0;
   EXPECT_FALSE(parse_content_range("bytes 0-9/-0", &start, &total));
   EXPECT_FALSE(parse_content_range("bytes -0-9/10", &start, &total));
+}
+
+TEST(ServerDigest, EachHeaderFormIsReadAndAnythingElseIgnored) {
+  // sha256("fetchq")
+  const std::string hex = "1c0c873b5f33452c720818478cc8a9fa7682209b78718397ce19c242091a0101";
+  const std::string b64 = "HAyHO18zRSxyCBhHjMip+naCIJt4cYOXzhnCQgkaAQE=";
+  using H = std::map<std::string, std::string>;
+  auto d = server_digest(H{{"repr-digest", "sha-512=:AAAA:, sha-256=:" + b64 + ":"}}, 6);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sha256, hex);
+  EXPECT_EQ(d->from, "Repr-Digest");
+  d = server_digest(H{{"digest", "MD5=abc, SHA-256=" + b64}}, 6);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sha256, hex);
+  EXPECT_EQ(d->from, "Digest");
+  // Repr-Digest wins over the older Digest.
+  d = server_digest(H{{"digest", "SHA-256=" + std::string(43, 'A') + "="}, {"repr-digest", "sha-256=:" + b64 + ":"}}, 6);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->from, "Repr-Digest");
+  d = server_digest(H{{"x-linked-etag", "\"" + hex + "\""}, {"x-linked-size", "6"}}, 6);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sha256, hex);
+  EXPECT_EQ(d->from, "X-Linked-Etag");
+  EXPECT_TRUE(server_digest(H{{"x-linked-etag", hex}}, 0));  // no size to compare: taken
+  // Not a sha256, or not this file: nothing.
+  for (const H& h : std::vector<H>{
+           H{},
+           H{{"repr-digest", "sha-256=" + b64}},              // not a byte sequence (no colons)
+           H{{"repr-digest", "sha-256=:" + b64.substr(4) + ":"}},  // too short
+           H{{"repr-digest", "sha-256=:not*base64:"}},
+           H{{"repr-digest", "sha-512=:" + b64 + ":"}},
+           H{{"digest", "MD5=" + b64}},
+           H{{"x-linked-etag", "\"3d37e8d7d3a4fb5c34dec5661d96ae1909943d87\""}},       // a git blob id
+           H{{"x-linked-etag", "W/\"" + hex + "\""}},
+           H{{"x-linked-etag", hex}, {"x-linked-size", "7"}},  // another size than the file's
+           H{{"x-linked-etag", hex}, {"x-linked-size", "6x"}},
+           H{{"etag", "\"" + hex + "\""}},           // a plain ETag says nothing
+       }) {
+    EXPECT_FALSE(server_digest(h, 6)) << (h.empty() ? "" : h.begin()->first + ": " + h.begin()->second);
+  }
 }
 
 }  // namespace

@@ -22,9 +22,9 @@ constexpr int64_t kJournalSizeLimit = 16 << 20;
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
-    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent, limit_rate";
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent, limit_rate, sha256, sha256_from";
 // Columns read_job reads; a query's own columns follow them.
-constexpr int kJobColumnCount = 19;
+constexpr int kJobColumnCount = 21;
 
 // Header lines are stored joined by line feeds, which no header can hold (queue::check_header).
 std::string join_lines(const std::vector<std::string>& lines) {
@@ -83,6 +83,8 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   if (!q.getColumn(base + 16).isNull()) j.headers = split_lines(q.getColumn(base + 16).getString());
   j.user_agent = opt_text(q.getColumn(base + 17));
   j.limit_rate = q.getColumn(base + 18).isNull() ? 0 : q.getColumn(base + 18).getInt64();
+  j.sha256 = opt_text(q.getColumn(base + 19));
+  j.sha256_from = opt_text(q.getColumn(base + 20));
   return j;
 }
 
@@ -359,12 +361,19 @@ class SqliteStore final : public Store {
 
   bool set_started(int64_t id, int attempt, const StartInfo& info) override {
     std::lock_guard lk(mu_);
+    // A digest the server states replaces one it stated before (never the user's --sha256); a
+    // body from byte 0 without one drops the old one, which may be of another file.
     Lent q = stmt(
-        "UPDATE jobs SET download_path = ?, total_bytes = ?, etag = ?, last_modified = ?, "
-        "bytes = ?, checkpoint_boot_id = ? WHERE id = ? AND attempts = ? AND status = 'running'");
+        "UPDATE jobs SET download_path = ?1, total_bytes = ?2, etag = ?3, last_modified = ?4, "
+        "bytes = ?5, checkpoint_boot_id = ?6, "
+        "sha256 = CASE WHEN sha256 IS NOT NULL AND sha256_from IS NULL THEN sha256 "
+        "WHEN ?9 <> '' THEN ?9 WHEN ?5 = 0 THEN NULL ELSE sha256 END, "
+        "sha256_from = CASE WHEN sha256 IS NOT NULL AND sha256_from IS NULL THEN NULL "
+        "WHEN ?9 <> '' THEN ?10 WHEN ?5 = 0 THEN NULL ELSE sha256_from END "
+        "WHERE id = ?7 AND attempts = ?8 AND status = 'running'");
     // boot_id: the boot whose page cache holds what this attempt writes.
     SQLite::bind(*q, info.download_path, info.total_bytes, info.etag, info.last_modified,
-                 info.bytes, util::boot_id(), id, attempt);
+                 info.bytes, util::boot_id(), id, attempt, info.server_sha256, info.server_sha256_from);
     return q->exec() > 0;
   }
 
@@ -448,7 +457,8 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     Lent q = stmt(
         "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
-        "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
+        "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL, "
+        "sha256 = CASE WHEN sha256_from IS NULL THEN sha256 END, sha256_from = NULL WHERE id = ?");
     q->bind(1, static_cast<int64_t>(id));
     q->exec();
     forget_segments_locked(id);
@@ -523,7 +533,9 @@ class SqliteStore final : public Store {
         out = SourceChange::kFromZero;
         SQLite::Statement reset(*db_,
                                 "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, bytes = 0, "
-                                "total_bytes = 0, sealed_bytes = NULL WHERE id = ?");
+                                "total_bytes = 0, sealed_bytes = NULL, "
+                                "sha256 = CASE WHEN sha256_from IS NULL THEN sha256 END, sha256_from = NULL "
+                                "WHERE id = ?");
         reset.bind(1, id);
         reset.exec();
         forget_segments_locked(id);
