@@ -39,7 +39,7 @@ FULL = {
     "s5_count": 1000, "s5_rate_kb": 16, "s5_window_s": 10,
     "s8_size": 128 * MiB, "s8_rate_mb": 8,   # S8: one file, nginx limit_rate in MiB/s per connection
     "s8_curl_runs": 1,   # curl's one connection takes size / rate (16 s) whatever the machine does
-    "s9_rate": 5 * MiB, "s9_seconds": 12, "s9_jobs": 20,   # S9: fetchq's own --limit-rate
+    "rl_rate": 5 * MiB, "rl_seconds": 12, "rl_jobs": 20,   # RL: fetchq's own --limit-rate
     "timeout": 900,
 }
 QUICK = {
@@ -53,10 +53,10 @@ QUICK = {
     "s5_count": 200, "s5_rate_kb": 16, "s5_window_s": 4,
     "s8_size": 64 * MiB, "s8_rate_mb": 8,
     "s8_curl_runs": 1,
-    "s9_rate": 5 * MiB, "s9_seconds": 6, "s9_jobs": 20,
+    "rl_rate": 5 * MiB, "rl_seconds": 6, "rl_jobs": 20,
     "timeout": 120,
 }
-SCENARIOS = ["S1", "S2", "S3", "S6", "S8", "S4", "S5", "S9"]
+SCENARIOS = ["S1", "S2", "S3", "S6", "S8", "S4", "S5", "RL"]
 
 
 def log(msg):
@@ -309,18 +309,18 @@ class Bench:
                     h.update(b)
                     left -= n
             self.expected["S8"] = {"capped.bin": (c["s8_size"], h.hexdigest())}
-        if "S9" in self.only:   # one file for 8 connections, and s9_jobs files that add up to it
-            d = os.path.join(self.www, "s9")
+        if "RL" in self.only:   # one file for 8 connections, and rl_jobs files that add up to it
+            d = os.path.join(self.www, "rl")
             os.makedirs(d, exist_ok=True)
-            size = c["s9_rate"] * c["s9_seconds"]
+            size = c["rl_rate"] * c["rl_seconds"]
             exp = {}
-            for name, n in [("one.bin", size)] + [(f"j{i:02d}.bin", size // c["s9_jobs"])
-                                                  for i in range(c["s9_jobs"])]:
+            for name, n in [("one.bin", size)] + [(f"j{i:02d}.bin", size // c["rl_jobs"])
+                                                  for i in range(c["rl_jobs"])]:
                 data = os.urandom(n)
                 with open(os.path.join(d, name), "wb") as f:
                     f.write(data)
                 exp[name] = (n, hashlib.sha256(data).hexdigest())
-            self.expected["S9"] = exp
+            self.expected["RL"] = exp
         d = os.path.join(self.www, "s4")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "one.bin"), "wb") as f:
@@ -862,38 +862,38 @@ http {{
         self.results["S8"] = {"size": size, "rate_mib_s": c["s8_rate_mb"], "runs": runs,
                               "connections_option": self.has_connections(), "curl_runs": curl_runs}
 
-    # ---------------------------------------- S9: fetchq's own rate limit
+    # ---------------------------------------- RL: fetchq's own rate limit
     def rate_limit(self):
         """fetchq get --limit-rate: bytes over wall time against the limit, for one file over 8
-        connections and for s9_jobs files at once. The wall time includes start-up and the last
+        connections and for rl_jobs files at once. The wall time includes start-up and the last
         file's rename, so a ratio a little under 1 is the limiter keeping to its budget."""
         c = self.cfg
-        rate, size, n = c["s9_rate"], c["s9_rate"] * c["s9_seconds"], c["s9_jobs"]
+        rate, size, n = c["rl_rate"], c["rl_rate"] * c["rl_seconds"], c["rl_jobs"]
         cases = {
-            "1 job, --connections 8": ([f"{self.base}/s9/one.bin"], ["--connections", "8"], size),
-            f"{n} jobs": ([f"{self.base}/s9/j{i:02d}.bin" for i in range(n)], ["-j", str(n)],
+            "1 job, --connections 8": ([f"{self.base}/rl/one.bin"], ["--connections", "8"], size),
+            f"{n} jobs": ([f"{self.base}/rl/j{i:02d}.bin" for i in range(n)], ["-j", str(n)],
                           n * (size // n)),
         }
         runs = {k: [] for k in cases}
         for r in range(c["runs"]):
             for label, (urls, opts, total) in cases.items():
                 self.clean_out()
-                d = self.fresh_dir("S9")
-                db = self.fresh_state("s9.db")
+                d = self.fresh_dir("RL")
+                db = self.fresh_state("rl.db")
                 argv = [self.fetchq, "get", "--quiet", "--state", db, "-d", d, "--limit-rate",
                         str(rate)] + opts + urls
                 run = self.timed([argv])
                 names = [u.rsplit("/", 1)[1] for u in urls]
-                run = self.verify(run, d, {k: self.expected["S9"][k] for k in names}, sha=True)
+                run = self.verify(run, d, {k: self.expected["RL"][k] for k in names}, sha=True)
                 if run.ok and run.wall:
                     run.extra["bytes"] = total
                     run.extra["ratio"] = total / run.wall / rate
                 runs[label].append(run)
-                self.record_failure("S9", f"{label} run {r + 1}", run)
-                log(f"S9 run {r + 1} {label}: {fmt(run.wall, 3)} s, measured/limit "
+                self.record_failure("RL", f"{label} run {r + 1}", run)
+                log(f"RL run {r + 1} {label}: {fmt(run.wall, 3)} s, measured/limit "
                     f"{fmt(run.extra.get('ratio'), 4)}" + ("" if run.ok else "  FAILED " + run.note))
         self.clean_out()
-        self.results["S9"] = {"rate": rate, "size": size, "jobs": n, "runs": runs}
+        self.results["RL"] = {"rate": rate, "size": size, "jobs": n, "runs": runs}
 
     # ------------------------------------------------------------ S4: queue scale
     def queue_scale(self):
@@ -1240,9 +1240,9 @@ http {{
             L.append(self.load_line("S8"))
             L.append("")
 
-        if "S9" in self.results:
-            data = self.results["S9"]
-            L.append(f"## S9: rate limit accuracy (`fetchq get --limit-rate {data['rate'] // MiB}M`, "
+        if "RL" in self.results:
+            data = self.results["RL"]
+            L.append(f"## RL: rate limit accuracy (`fetchq get --limit-rate {data['rate'] // MiB}M`, "
                      f"{data['size'] / MiB:,.0f} MiB in all)")
             L.append("")
             L.append("| case | median s | measured/limit (median) | worst | runs ok |")
@@ -1257,7 +1257,7 @@ http {{
             L.append("Measured: the bytes written over the wall time of the whole `fetchq get` run (start-up "
                      "and the final rename included), divided by the limit.")
             L.append("")
-            L.append(self.load_line("S9"))
+            L.append(self.load_line("RL"))
             L.append("")
 
         if "S4" in self.results:
@@ -1397,7 +1397,7 @@ http {{
             self.start_nginx()
             steps = {"S1": lambda: self.many_files("S1"), "S2": lambda: self.many_files("S2"),
                      "S3": self.big_file, "S6": self.crash_waste, "S8": self.capped, "S4": self.queue_scale,
-                     "S5": self.many_at_once, "S9": self.rate_limit}
+                     "S5": self.many_at_once, "RL": self.rate_limit}
             for s in SCENARIOS:
                 if s in only:
                     log(f"--- {s}")
