@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -1017,6 +1018,18 @@ http {{
             pass
         log(f"S9 link removed (netns {link['ns']}, veth {link['host']})")
 
+    def link_drops(self):
+        """Packets the shaped link's tbf qdisc has dropped so far (None when unshaped): drops at the
+        bottleneck mean TCP retransmissions, which is what many connections on one link risk."""
+        if not self.link:
+            return None
+        try:
+            out = self.ip("tc", "-s", "qdisc", "show", "dev", self.link["peer"], ns=self.link["ns"])
+            m = re.search(r"dropped (\d+)", out)
+            return int(m.group(1)) if m else None
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            return None
+
     @staticmethod
     def log_lines(path):
         try:
@@ -1061,6 +1074,7 @@ http {{
                     d = self.fresh_dir("S9")
                     f = os.path.join(d, "link.bin")
                     before = len(self.log_lines(logpath))
+                    drops0 = self.link_drops()
                     if tool.startswith("fetchq get"):
                         db = self.fresh_state("s9.db")
                         argv = [self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]
@@ -1074,6 +1088,9 @@ http {{
                         run = self.timed([["aria2c", "-x", n, "-s", n, "-k", "1M", "-d", d, "-o", "link.bin",
                                            "--allow-overwrite=true", "--auto-file-renaming=false",
                                            "--console-log-level=warn", "--summary-interval=0", url]])
+                    drops1 = self.link_drops()
+                    if drops0 is not None and drops1 is not None:
+                        run.extra["drops"] = drops1 - drops0
                     run = self.verify(run, d, expected, sha=True)
                     lines = self.log_lines(logpath)[before:]
                     settle = time.monotonic() + 2
@@ -1091,7 +1108,8 @@ http {{
                     self.record_failure("S9", f"{tool} run {r + 1}", run)
                     log(f"S9 run {r + 1} {tool}: {fmt(run.wall, 3)} s, {fmt(run.extra.get('mb_per_s'), 1)} MB/s, "
                         f"cpu {fmt(run.cpu, 3)} s, {run.extra['requests']} requests on "
-                        f"{run.extra['connections']} connections" + ("" if run.ok else "  FAILED " + run.note))
+                        f"{run.extra['connections']} connections, {run.extra.get('drops', '—')} packets dropped "
+                        "at the link" + ("" if run.ok else "  FAILED " + run.note))
             self.clean_out()
             self.results["S9"] = {"size": size, "link": link, "shaped": why_not is None, "ceiling_b_s": ceiling,
                                   "runs": runs, "connections_option": self.has_connections()}
@@ -1486,27 +1504,29 @@ http {{
             L.append("")
             fqs = [t for t in ("fetchq get --connections 1", "fetchq get", "fetchq get --connections 16")
                    if t in data["runs"]]
-            L.append("| tool | median s | MB/s | CPU s | connections (requests) | "
+            L.append("| tool | median s | MB/s | CPU s | connections (requests) | drops at link | "
                      + " | ".join(f"{fq} ÷ tool" for fq in fqs) + " | runs ok |")
-            L.append("| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in fqs) + " | ---: |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in fqs) + " | ---: |")
             med = {t: median_or_none([r.extra.get("mb_per_s") for r in rs if r.ok]) for t, rs in data["runs"].items()}
             for tool, rs in data["runs"].items():
                 ok = [r for r in rs if r.ok]
                 conns = median_or_none([r.extra.get("connections") for r in ok])
                 reqs = median_or_none([r.extra.get("requests") for r in ok])
                 cols = [fmt(ratio(med.get(fq), med[tool])) if not tool.startswith("fetchq") else "—" for fq in fqs]
+                drops = median_or_none([r.extra.get("drops") for r in ok])
                 L.append(f"| {tool} | {fmt(median_or_none([r.wall for r in ok]), 3)} | "
                          f"{fmt(med[tool], 1) if med[tool] else 'FAIL'} | {fmt(median_or_none([r.cpu for r in ok]), 3)} | "
-                         f"{fmt(conns, 0)} ({fmt(reqs, 0)}) | {' | '.join(cols)} | {len(ok)}/{len(rs)} |")
+                         f"{fmt(conns, 0)} ({fmt(reqs, 0)}) | {fmt(drops, 0)} | {' | '.join(cols)} | "
+                         f"{len(ok)}/{len(rs)} |")
             L.append("")
             single = med.get("fetchq get --connections 1")
             if data["connections_option"]:
                 for seg in ("fetchq get", "fetchq get --connections 16"):
                     x = ratio(med.get(seg), single)
                     verdict = "—" if x is None else ("met" if x >= 0.95 else "NOT met")
-                    what = "default connections" if seg == "fetchq get" else "--connections 16"
+                    what = " (default connections)" if seg == "fetchq get" else ""
                     L.append(f"- segmented ÷ single-connection fetchq: {fmt(x)} (target ≥ 0.95): "
-                             f"`{seg}` ({what}) ÷ `fetchq get --connections 1`, MB/s medians; {verdict}")
+                             f"`{seg}`{what} ÷ `fetchq get --connections 1`, MB/s medians; {verdict}")
             else:
                 L.append("- segmented ÷ single-connection fetchq: — (target ≥ 0.95): `fetchq get --help` of these "
                          "binaries has no `--connections`, so there is no segmented fetchq to compare")
@@ -1517,7 +1537,9 @@ http {{
             L.append("")
             L.append("With no cap per connection more connections cannot go faster than the link; they only add "
                      "requests, and a segmented client must not lose much to them. Connections and requests are "
-                     "what nginx logged for the file (medians). Every file is checked by sha256.")
+                     "what nginx logged for the file (medians); drops at link are the packets the tbf qdisc dropped "
+                     "during the run (`tc -s qdisc`, median; — when unshaped), each a TCP retransmission. "
+                     "Every file is checked by sha256.")
             L.append("")
             L.append(self.load_line("S9"))
             L.append("")
