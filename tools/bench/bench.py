@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -39,7 +40,8 @@ FULL = {
     "s5_count": 1000, "s5_rate_kb": 16, "s5_window_s": 10,
     "s8_size": 128 * MiB, "s8_rate_mb": 8,   # S8: one file, nginx limit_rate in MiB/s per connection
     "s8_curl_runs": 1,   # curl's one connection takes size / rate (16 s) whatever the machine does
-    "s9_rate": 5 * MiB, "s9_seconds": 12, "s9_jobs": 20,   # S9: fetchq's own --limit-rate
+    "s9_size": 256 * MiB, "s9_rate_mbit": 400,   # S9: one file over a link shaped to this rate
+    "rl_rate": 5 * MiB, "rl_seconds": 12, "rl_jobs": 20,   # RL: fetchq's own --limit-rate
     "timeout": 900,
 }
 QUICK = {
@@ -53,10 +55,11 @@ QUICK = {
     "s5_count": 200, "s5_rate_kb": 16, "s5_window_s": 4,
     "s8_size": 64 * MiB, "s8_rate_mb": 8,
     "s8_curl_runs": 1,
-    "s9_rate": 5 * MiB, "s9_seconds": 6, "s9_jobs": 20,
+    "s9_size": 96 * MiB, "s9_rate_mbit": 400,
+    "rl_rate": 5 * MiB, "rl_seconds": 6, "rl_jobs": 20,
     "timeout": 120,
 }
-SCENARIOS = ["S1", "S2", "S3", "S6", "S8", "S4", "S5", "S9"]
+SCENARIOS = ["S1", "S2", "S3", "S6", "S8", "S9", "S4", "S5", "RL"]
 
 
 def log(msg):
@@ -187,6 +190,7 @@ class Bench:
         self.daemons = []
         self.load = {}          # scenario -> (load average at its start, machine CPU busy fraction during it)
         self.only = list(SCENARIOS)
+        self.link = None        # S9's shaped link while it exists: names, addresses, its nginx
 
     # ------------------------------------------------------------------ setup
     def environment(self):
@@ -216,7 +220,7 @@ class Bench:
         e["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         e["fetchq"] = first_line([self.fetchq, "--version"])
         e["fetchqd"] = first_line([self.fetchqd, "--version"])
-        e["fetchq get --connections"] = "yes" if self.has_connections() else "no (S8 skips its rows)"
+        e["fetchq get --connections"] = "yes" if self.has_connections() else "no (S8 and S9 skip their rows)"
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         e["fetchq binaries"] = self.bin_dir
         e["source tree of this script"] = first_line(["git", "-C", repo, "describe", "--always", "--dirty"])
@@ -256,6 +260,8 @@ class Bench:
         other = 2 * (c["s1_count"] * c["s1_size"] + c["s2_count"] * c["s2_size"]) + (GiB if not self.args.quick else 256 * MiB)
         if "S8" in self.only:
             other += 2 * c["s8_size"]
+        if "S9" in self.only:
+            other += 2 * c["s9_size"]
         need = other + 2 * c["s3_size"] + 64 * MiB
         free = shutil.disk_usage(self.work).free
         log(f"free space in {self.work}: {free / GiB:.1f} GiB, needed about {need / GiB:.1f} GiB")
@@ -309,18 +315,31 @@ class Bench:
                     h.update(b)
                     left -= n
             self.expected["S8"] = {"capped.bin": (c["s8_size"], h.hexdigest())}
-        if "S9" in self.only:   # one file for 8 connections, and s9_jobs files that add up to it
+        if "S9" in self.only:   # S9's one big file, served over the shaped link
             d = os.path.join(self.www, "s9")
             os.makedirs(d, exist_ok=True)
-            size = c["s9_rate"] * c["s9_seconds"]
+            h = hashlib.sha256()
+            left = c["s9_size"]
+            with open(os.path.join(d, "link.bin"), "wb") as f:
+                while left > 0:
+                    n = min(left, 4 * MiB)
+                    b = os.urandom(n)
+                    f.write(b)
+                    h.update(b)
+                    left -= n
+            self.expected["S9"] = {"link.bin": (c["s9_size"], h.hexdigest())}
+        if "RL" in self.only:   # one file for 8 connections, and rl_jobs files that add up to it
+            d = os.path.join(self.www, "rl")
+            os.makedirs(d, exist_ok=True)
+            size = c["rl_rate"] * c["rl_seconds"]
             exp = {}
-            for name, n in [("one.bin", size)] + [(f"j{i:02d}.bin", size // c["s9_jobs"])
-                                                  for i in range(c["s9_jobs"])]:
+            for name, n in [("one.bin", size)] + [(f"j{i:02d}.bin", size // c["rl_jobs"])
+                                                  for i in range(c["rl_jobs"])]:
                 data = os.urandom(n)
                 with open(os.path.join(d, name), "wb") as f:
                     f.write(data)
                 exp[name] = (n, hashlib.sha256(data).hexdigest())
-            self.expected["S9"] = exp
+            self.expected["RL"] = exp
         d = os.path.join(self.www, "s4")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "one.bin"), "wb") as f:
@@ -333,19 +352,23 @@ class Bench:
         os.chmod(self.work, 0o755)
         os.sync()
 
-    def start_nginx(self):
-        os.makedirs(os.path.join(self.ngx, "tmp"), exist_ok=True)
-        os.chmod(self.ngx, 0o755)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+    def nginx_temp_lines(self, prefix):
+        """nginx's temp paths inside prefix, for the modules this nginx was built with."""
         v = subprocess.run([self.nginx_bin, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True).stdout
         temps = []
         for flag, directive in (("client-body", "client_body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
                                 ("uwsgi", "uwsgi"), ("scgi", "scgi")):
             if f"--http-{flag}-temp-path" in v or directive == "client_body":
-                temps.append(f"  {directive}_temp_path {self.ngx}/tmp/{directive};")
-        temp_lines = "\n".join(temps)
+                temps.append(f"  {directive}_temp_path {prefix}/tmp/{directive};")
+        return "\n".join(temps)
+
+    def start_nginx(self):
+        os.makedirs(os.path.join(self.ngx, "tmp"), exist_ok=True)
+        os.chmod(self.ngx, 0o755)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        temp_lines = self.nginx_temp_lines(self.ngx)
         conf = f"""# fetchq bench: a throwaway nginx on 127.0.0.1, started with -c/-p by bench.py
 daemon off;
 worker_processes 1;
@@ -382,6 +405,11 @@ http {{
       limit_rate {self.cfg['s8_rate_mb']}m;
       access_log {self.ngx}/capped.log fqconn;
     }}
+    # S9 when the link cannot be shaped: the same file with no cap at all (loopback is the limit)
+    location /link/ {{
+      alias {self.www}/s9/;
+      access_log {self.ngx}/link.log fqconn;
+    }}
     # S4: any name serves one 1 MiB file at 1 KiB/s, so nothing finishes
     location /crawl/ {{
       limit_rate 1k;
@@ -417,8 +445,8 @@ http {{
             time.sleep(0.05)
         log(f"nginx {self.nginx_proc.pid} serves {self.www} on {self.base}")
 
-    def stop_nginx(self):
-        p = self.nginx_proc
+    def stop_nginx(self, p=None):
+        p = p or self.nginx_proc
         if p is None or p.poll() is not None:
             return
         p.send_signal(signal.SIGQUIT)   # graceful stop
@@ -862,38 +890,264 @@ http {{
         self.results["S8"] = {"size": size, "rate_mib_s": c["s8_rate_mb"], "runs": runs,
                               "connections_option": self.has_connections(), "curl_runs": curl_runs}
 
-    # ---------------------------------------- S9: fetchq's own rate limit
+    # ---------------------------------------- S9: one big file, the link is the bottleneck
+    def ip(self, *argv, ns=None):
+        """Runs an iproute2 command (in network namespace ns when given); raises on failure."""
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=20)
+        if p.returncode != 0:
+            raise RuntimeError(f"`{' '.join(cmd)}` failed: {p.stdout.strip()[:200]}")
+        return p.stdout
+
+    def shape_link(self):
+        """Makes S9's link: a network namespace joined to this one by a veth pair, a tbf qdisc at
+        s9_rate_mbit on the namespace's end (the server -> client direction) and an nginx of its own
+        listening in the namespace. Returns None when it is ready, else why not (everything made is
+        removed again). The names go to WORK/s9-link too, for run.sh's cleanup if this process dies."""
+        if os.geteuid() != 0:
+            return "not root: network namespaces and tc need root"
+        for t in ("ip", "tc"):
+            if not shutil.which(t):
+                return f"`{t}` is not installed (iproute2)"
+        pid = os.getpid()
+        ns, host, peer = f"fqbench{pid}", f"fqb{pid}h", f"fqb{pid}n"
+        rate = self.cfg["s9_rate_mbit"]
+        prefix = os.path.join(self.work, "nginx-s9")
+        self.link = {"ns": ns, "host": host, "peer": peer, "proc": None, "prefix": prefix,
+                     "log": os.path.join(prefix, "link.log")}
+        with open(os.path.join(self.work, "s9-link"), "w") as f:
+            f.write(f"{ns} {host}\n")
+        try:
+            used = self.ip("ip", "-4", "-o", "addr", "show")
+            third = pid % 250
+            for _ in range(250):   # a /30 in 10.213.0.0/16 that no interface here uses
+                if f" 10.213.{third}." not in used:
+                    break
+                third = (third + 1) % 250
+            host_ip, ns_ip = f"10.213.{third}.1", f"10.213.{third}.2"
+            self.ip("ip", "netns", "add", ns)
+            self.ip("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+            self.ip("ip", "link", "set", peer, "netns", ns)
+            self.ip("ip", "addr", "add", f"{host_ip}/30", "dev", host)
+            self.ip("ip", "link", "set", host, "up")
+            self.ip("ip", "addr", "add", f"{ns_ip}/30", "dev", peer, ns=ns)
+            self.ip("ip", "link", "set", peer, "up", ns=ns)
+            self.ip("ip", "link", "set", "lo", "up", ns=ns)
+            self.ip("tc", "qdisc", "add", "dev", peer, "root", "tbf", "rate", f"{rate}mbit", "burst", "256kb",
+                    "latency", "50ms", ns=ns)
+            qdisc = self.ip("tc", "qdisc", "show", "dev", peer, ns=ns).strip().splitlines()
+            self.link.update({"host_ip": host_ip, "ns_ip": ns_ip, "port": 8080,
+                              "qdisc": qdisc[0] if qdisc else "?"})
+            os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
+            conf = f"""# fetchq bench S9: a throwaway nginx in network namespace {ns}, behind a shaped veth
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  default_type application/octet-stream;
+{self.nginx_temp_lines(prefix)}
+  log_format fqconn '$connection $status $request_method $bytes_sent "$http_range"';
+  server {{
+    listen {ns_ip}:8080;
+    server_name localhost;
+    root {self.www};
+    location = /ping {{ return 200 "ok\\n"; }}
+    location /link/ {{
+      alias {self.www}/s9/;
+      access_log {prefix}/link.log fqconn;
+    }}
+  }}
+}}
+"""
+            path = os.path.join(prefix, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(conf)
+            errlog = open(os.path.join(prefix, "stderr.log"), "ab")
+            # `ip netns exec` execs nginx in the namespace, so the pid is nginx's
+            self.link["proc"] = subprocess.Popen(
+                ["ip", "netns", "exec", ns, self.nginx_bin, "-c", path, "-p", prefix + "/",
+                 "-e", os.path.join(prefix, "error.log")],
+                stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, start_new_session=True)
+            errlog.close()
+            base = f"http://{ns_ip}:8080"
+            deadline = time.monotonic() + 10
+            while True:
+                if self.link["proc"].poll() is not None:
+                    raise RuntimeError("nginx in the namespace did not start: " +
+                                       self.tail(os.path.join(prefix, "error.log"), 5))
+                try:
+                    with urllib.request.urlopen(base + "/ping", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("nginx in the namespace did not answer on " + base)
+                time.sleep(0.05)
+            self.link["base"] = base
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            self.unshape_link()
+            return str(e)
+        log(f"S9 link: {host} {host_ip} <-> {peer} {ns_ip} in netns {ns}; {self.link['qdisc']}")
+        return None
+
+    def unshape_link(self):
+        """Removes S9's link: its nginx, the veth pair (with its qdisc) and the namespace."""
+        link, self.link = self.link, None
+        if not link:
+            return
+        if link.get("proc") is not None:
+            self.stop_nginx(link["proc"])
+        try:   # in case `ip netns exec` forked rather than exec'd: the pid nginx wrote
+            with open(os.path.join(link["prefix"], "nginx.pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        for argv in (["ip", "link", "del", link["host"]], ["ip", "netns", "del", link["ns"]]):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            os.unlink(os.path.join(self.work, "s9-link"))
+        except OSError:
+            pass
+        log(f"S9 link removed (netns {link['ns']}, veth {link['host']})")
+
+    def link_drops(self):
+        """Packets the shaped link's tbf qdisc has dropped so far (None when unshaped): drops at the
+        bottleneck mean TCP retransmissions, which is what many connections on one link risk."""
+        if not self.link:
+            return None
+        try:
+            out = self.ip("tc", "-s", "qdisc", "show", "dev", self.link["peer"], ns=self.link["ns"])
+            m = re.search(r"dropped (\d+)", out)
+            return int(m.group(1)) if m else None
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            return None
+
+    @staticmethod
+    def log_lines(path):
+        try:
+            with open(path) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def link_capped(self):
+        """S9: one big file with no per-connection cap: the link is the bottleneck, so splitting
+        the file over connections cannot win, and must not lose: segmented fetchq against fetchq
+        --connections 1, with aria2c -x16, aria2c -x1 and curl alongside."""
+        c = self.cfg
+        size = c["s9_size"]
+        expected = self.expected["S9"]
+        why_not = self.shape_link()
+        try:
+            if why_not is None:
+                base, logpath = self.link["base"], self.link["log"]
+                rate = c["s9_rate_mbit"]
+                link = (f"shaped: veth pair into network namespace {self.link['ns']} (nginx there, clients here), "
+                        f"`tc qdisc add dev {self.link['peer']} root tbf rate {rate}mbit burst 256kb latency 50ms` "
+                        f"on the namespace's end ({rate} Mbit/s = {rate / 8:.0f} MB/s, Ethernet/IP/TCP headers "
+                        "included)")
+                ceiling = rate * 1e6 / 8
+            else:
+                base, logpath = self.base, os.path.join(self.ngx, "link.log")
+                link = f"loopback, unshaped (shaping was not possible: {why_not})"
+                ceiling = None
+                self.notes.append(f"S9 link: {link}")
+            log(f"S9 link: {link}")
+            url = f"{base}/link/link.bin"
+            tools = ["curl", "aria2c -x1", "aria2c -x16 -s16 -k1M"]
+            if self.has_connections():
+                tools += ["fetchq get --connections 1", "fetchq get", "fetchq get --connections 16"]
+            else:
+                tools += ["fetchq get"]
+            runs = {t: [] for t in tools}
+            for r in range(c["runs"]):
+                for tool in tools:
+                    self.clean_out()
+                    d = self.fresh_dir("S9")
+                    f = os.path.join(d, "link.bin")
+                    before = len(self.log_lines(logpath))
+                    drops0 = self.link_drops()
+                    if tool.startswith("fetchq get"):
+                        db = self.fresh_state("s9.db")
+                        argv = [self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]
+                        if "--connections" in tool:
+                            argv[2:2] = ["--connections", tool.split()[-1]]
+                        run = self.timed([argv])
+                    elif tool == "curl":
+                        run = self.timed([["curl", "-sS", "--fail", "-o", f, url]])
+                    else:
+                        n = tool.split()[1][2:]
+                        run = self.timed([["aria2c", "-x", n, "-s", n, "-k", "1M", "-d", d, "-o", "link.bin",
+                                           "--allow-overwrite=true", "--auto-file-renaming=false",
+                                           "--console-log-level=warn", "--summary-interval=0", url]])
+                    drops1 = self.link_drops()
+                    if drops0 is not None and drops1 is not None:
+                        run.extra["drops"] = drops1 - drops0
+                    run = self.verify(run, d, expected, sha=True)
+                    lines = self.log_lines(logpath)[before:]
+                    settle = time.monotonic() + 2
+                    while time.monotonic() < settle:
+                        time.sleep(0.2)
+                        again = self.log_lines(logpath)[before:]
+                        if len(again) == len(lines):
+                            break
+                        lines = again
+                    run.extra["requests"] = len(lines)
+                    run.extra["connections"] = len({l.split()[0] for l in lines if l.split()})
+                    if run.ok and run.wall:
+                        run.extra["mb_per_s"] = size / run.wall / 1e6
+                    runs[tool].append(run)
+                    self.record_failure("S9", f"{tool} run {r + 1}", run)
+                    log(f"S9 run {r + 1} {tool}: {fmt(run.wall, 3)} s, {fmt(run.extra.get('mb_per_s'), 1)} MB/s, "
+                        f"cpu {fmt(run.cpu, 3)} s, {run.extra['requests']} requests on "
+                        f"{run.extra['connections']} connections, {run.extra.get('drops', '—')} packets dropped "
+                        "at the link" + ("" if run.ok else "  FAILED " + run.note))
+            self.clean_out()
+            self.results["S9"] = {"size": size, "link": link, "shaped": why_not is None, "ceiling_b_s": ceiling,
+                                  "runs": runs, "connections_option": self.has_connections()}
+        finally:
+            self.unshape_link()
+
+    # ---------------------------------------- RL: fetchq's own rate limit
     def rate_limit(self):
         """fetchq get --limit-rate: bytes over wall time against the limit, for one file over 8
-        connections and for s9_jobs files at once. The wall time includes start-up and the last
+        connections and for rl_jobs files at once. The wall time includes start-up and the last
         file's rename, so a ratio a little under 1 is the limiter keeping to its budget."""
         c = self.cfg
-        rate, size, n = c["s9_rate"], c["s9_rate"] * c["s9_seconds"], c["s9_jobs"]
+        rate, size, n = c["rl_rate"], c["rl_rate"] * c["rl_seconds"], c["rl_jobs"]
         cases = {
-            "1 job, --connections 8": ([f"{self.base}/s9/one.bin"], ["--connections", "8"], size),
-            f"{n} jobs": ([f"{self.base}/s9/j{i:02d}.bin" for i in range(n)], ["-j", str(n)],
+            "1 job, --connections 8": ([f"{self.base}/rl/one.bin"], ["--connections", "8"], size),
+            f"{n} jobs": ([f"{self.base}/rl/j{i:02d}.bin" for i in range(n)], ["-j", str(n)],
                           n * (size // n)),
         }
         runs = {k: [] for k in cases}
         for r in range(c["runs"]):
             for label, (urls, opts, total) in cases.items():
                 self.clean_out()
-                d = self.fresh_dir("S9")
-                db = self.fresh_state("s9.db")
+                d = self.fresh_dir("RL")
+                db = self.fresh_state("rl.db")
                 argv = [self.fetchq, "get", "--quiet", "--state", db, "-d", d, "--limit-rate",
                         str(rate)] + opts + urls
                 run = self.timed([argv])
                 names = [u.rsplit("/", 1)[1] for u in urls]
-                run = self.verify(run, d, {k: self.expected["S9"][k] for k in names}, sha=True)
+                run = self.verify(run, d, {k: self.expected["RL"][k] for k in names}, sha=True)
                 if run.ok and run.wall:
                     run.extra["bytes"] = total
                     run.extra["ratio"] = total / run.wall / rate
                 runs[label].append(run)
-                self.record_failure("S9", f"{label} run {r + 1}", run)
-                log(f"S9 run {r + 1} {label}: {fmt(run.wall, 3)} s, measured/limit "
+                self.record_failure("RL", f"{label} run {r + 1}", run)
+                log(f"RL run {r + 1} {label}: {fmt(run.wall, 3)} s, measured/limit "
                     f"{fmt(run.extra.get('ratio'), 4)}" + ("" if run.ok else "  FAILED " + run.note))
         self.clean_out()
-        self.results["S9"] = {"rate": rate, "size": size, "jobs": n, "runs": runs}
+        self.results["RL"] = {"rate": rate, "size": size, "jobs": n, "runs": runs}
 
     # ------------------------------------------------------------ S4: queue scale
     def queue_scale(self):
@@ -1242,7 +1496,57 @@ http {{
 
         if "S9" in self.results:
             data = self.results["S9"]
-            L.append(f"## S9: rate limit accuracy (`fetchq get --limit-rate {data['rate'] // MiB}M`, "
+            size = data["size"]
+            L.append(f"## S9: one big file ({size / MiB:,.0f} MiB), no cap per connection: the link is the "
+                     "bottleneck")
+            L.append("")
+            L.append(f"Link: {data['link']}.")
+            L.append("")
+            fqs = [t for t in ("fetchq get --connections 1", "fetchq get", "fetchq get --connections 16")
+                   if t in data["runs"]]
+            L.append("| tool | median s | MB/s | CPU s | connections (requests) | drops at link | "
+                     + " | ".join(f"{fq} ÷ tool" for fq in fqs) + " | runs ok |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in fqs) + " | ---: |")
+            med = {t: median_or_none([r.extra.get("mb_per_s") for r in rs if r.ok]) for t, rs in data["runs"].items()}
+            for tool, rs in data["runs"].items():
+                ok = [r for r in rs if r.ok]
+                conns = median_or_none([r.extra.get("connections") for r in ok])
+                reqs = median_or_none([r.extra.get("requests") for r in ok])
+                cols = [fmt(ratio(med.get(fq), med[tool])) if not tool.startswith("fetchq") else "—" for fq in fqs]
+                drops = median_or_none([r.extra.get("drops") for r in ok])
+                L.append(f"| {tool} | {fmt(median_or_none([r.wall for r in ok]), 3)} | "
+                         f"{fmt(med[tool], 1) if med[tool] else 'FAIL'} | {fmt(median_or_none([r.cpu for r in ok]), 3)} | "
+                         f"{fmt(conns, 0)} ({fmt(reqs, 0)}) | {fmt(drops, 0)} | {' | '.join(cols)} | "
+                         f"{len(ok)}/{len(rs)} |")
+            L.append("")
+            single = med.get("fetchq get --connections 1")
+            if data["connections_option"]:
+                for seg in ("fetchq get", "fetchq get --connections 16"):
+                    x = ratio(med.get(seg), single)
+                    verdict = "—" if x is None else ("met" if x >= 0.95 else "NOT met")
+                    what = " (default connections)" if seg == "fetchq get" else ""
+                    L.append(f"- segmented ÷ single-connection fetchq: {fmt(x)} (target ≥ 0.95): "
+                             f"`{seg}`{what} ÷ `fetchq get --connections 1`, MB/s medians; {verdict}")
+            else:
+                L.append("- segmented ÷ single-connection fetchq: — (target ≥ 0.95): `fetchq get --help` of these "
+                         "binaries has no `--connections`, so there is no segmented fetchq to compare")
+            if data.get("ceiling_b_s"):
+                L.append(f"- the link's rate is {data['ceiling_b_s'] / 1e6:.1f} MB/s with headers; "
+                         f"single-connection fetchq reached {fmt(single and single * 1e6 / data['ceiling_b_s'])} "
+                         "of it")
+            L.append("")
+            L.append("With no cap per connection more connections cannot go faster than the link; they only add "
+                     "requests, and a segmented client must not lose much to them. Connections and requests are "
+                     "what nginx logged for the file (medians); drops at link are the packets the tbf qdisc dropped "
+                     "during the run (`tc -s qdisc`, median; — when unshaped), each a TCP retransmission. "
+                     "Every file is checked by sha256.")
+            L.append("")
+            L.append(self.load_line("S9"))
+            L.append("")
+
+        if "RL" in self.results:
+            data = self.results["RL"]
+            L.append(f"## RL: rate limit accuracy (`fetchq get --limit-rate {data['rate'] // MiB}M`, "
                      f"{data['size'] / MiB:,.0f} MiB in all)")
             L.append("")
             L.append("| case | median s | measured/limit (median) | worst | runs ok |")
@@ -1257,7 +1561,7 @@ http {{
             L.append("Measured: the bytes written over the wall time of the whole `fetchq get` run (start-up "
                      "and the final rename included), divided by the limit.")
             L.append("")
-            L.append(self.load_line("S9"))
+            L.append(self.load_line("RL"))
             L.append("")
 
         if "S4" in self.results:
@@ -1343,7 +1647,7 @@ http {{
         L.append("- For `fetchqd add+wait` the daemon is started (fresh database) before the clock starts and "
                  "stopped after it stops; its CPU time is read from /proc.")
         L.append("- Every fetchq run is checked afterwards, outside the timing: every file's sha256 against the "
-                 "source. The other tools' files are checked for count and size (S6, S8: sha256 for every tool).")
+                 "source. The other tools' files are checked for count and size (S6, S8, S9: sha256 for every tool).")
         L.append("- Everything runs on one machine over loopback: nginx (one worker) and the client share the "
                  "CPUs, so other processes (see the load lines) move the numbers, CPU seconds included.")
         L.append("- `dd ... conv=fsync` writes everything, then flushes once; a client that flushes as it goes "
@@ -1396,8 +1700,9 @@ http {{
         try:
             self.start_nginx()
             steps = {"S1": lambda: self.many_files("S1"), "S2": lambda: self.many_files("S2"),
-                     "S3": self.big_file, "S6": self.crash_waste, "S8": self.capped, "S4": self.queue_scale,
-                     "S5": self.many_at_once, "S9": self.rate_limit}
+                     "S3": self.big_file, "S6": self.crash_waste, "S8": self.capped, "S9": self.link_capped,
+                     "S4": self.queue_scale,
+                     "S5": self.many_at_once, "RL": self.rate_limit}
             for s in SCENARIOS:
                 if s in only:
                     log(f"--- {s}")
@@ -1410,6 +1715,7 @@ http {{
         finally:
             for p, pidfile in list(self.daemons):
                 self.stop_daemon(p)
+            self.unshape_link()
             self.stop_nginx()
         total = time.monotonic() - t_start
         text = self.report(total)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks fetchq against curl, wget2 and aria2c (and dd) over loopback against a throwaway nginx.
 #
-#   tools/bench/run.sh [--quick] [--runs N] [--only S1,S2,S3,S6,S8,S4,S5,S9] [--markdown-out FILE] [--json-out FILE]
+#   tools/bench/run.sh [--quick] [--runs N] [--only S1,S2,S3,S6,S8,S9,S4,S5,RL] [--markdown-out FILE] [--json-out FILE]
 #
 # Installs the Debian packages it needs, builds build-release/ (unless FETCHQ_BIN_DIR names a folder
 # with ready fetchq and fetchqd binaries), makes a scratch folder under /tmp (or $FETCHQ_BENCH_TMP),
 # and runs tools/bench/bench.py, which prints a Markdown report on standard output (progress goes to
-# standard error). Whatever is left running (nginx, fetchqd, aria2c) is stopped at exit and the
-# scratch folder removed. See tools/bench/README.md.
+# standard error). Whatever is left running (nginx, fetchqd, aria2c) is stopped at exit, S9's network
+# namespace and veth pair removed, and the scratch folder removed. See tools/bench/README.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -29,6 +29,13 @@ if ! have_all; then
   fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
+# S9 shapes a link with iproute2 (ip netns, veth, tc); without it (or without root) S9 runs over
+# unshaped loopback and says so
+if [[ $EUID -eq 0 ]] && ! { command -v ip >/dev/null && command -v tc >/dev/null; }; then
+  note "installing iproute2 (for S9's shaped link)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >&2 ||
+    note "iproute2 could not be installed; S9 will run over unshaped loopback"
+fi
 py=/usr/bin/python3
 [[ -x $py ]] || py=python3
 
@@ -53,9 +60,18 @@ tmp_base="${FETCHQ_BENCH_TMP:-/tmp}"
 work=$(mktemp -d "$tmp_base/fetchq-bench.XXXXXX")
 cleanup() {
   local pid f
-  if [[ -f "$work/nginx/nginx.pid" ]]; then
-    pid=$(cat "$work/nginx/nginx.pid" 2>/dev/null || true)
+  for f in "$work/nginx/nginx.pid" "$work/nginx-s9/nginx.pid"; do
+    [[ -f "$f" ]] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
     [[ -n "$pid" ]] && kill -QUIT "$pid" 2>/dev/null && sleep 1 || true
+  done
+  # S9's shaped link, if bench.py could not remove it: the veth pair (its qdisc goes with it)
+  # and the network namespace, by the names bench.py wrote down
+  if [[ -f "$work/s9-link" ]]; then
+    local ns veth
+    read -r ns veth <"$work/s9-link" || true
+    [[ -n "$veth" ]] && ip link del "$veth" 2>/dev/null || true
+    [[ -n "$ns" ]] && ip netns del "$ns" 2>/dev/null || true
   fi
   for f in "$work"/fetchqd-*.pid "$work"/aria2c-*.pid; do
     [[ -f "$f" ]] || continue
