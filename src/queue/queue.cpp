@@ -209,12 +209,20 @@ Status QueueImpl::set_url_on_loop(int64_t id, const std::string& url) {
                           "the URL of waiting, paused or failed jobs can be changed");
   };
   if (std::find(from.begin(), from.end(), job->status) == from.end()) return wrong_state();
+  if (active_.count(id)) {
+    // A paused attempt still stopping would record its checkpoint of the old file after the
+    // change, and the next attempt would go on from it with the new URL's bytes.
+    return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) +
+                                                  " is still letting go of its transfer; try again in a moment");
+  }
   auto split = split_url_password(url);
   const std::string shown = split ? split->shown : url;
   const std::string was = url_origin(job->source), now = url_origin(shown);
-  if (was != now && store_->has_secrets(id)) {
+  // Any request header may carry a credential (PRIVATE-TOKEN, X-Api-Key, ...), not only the
+  // ones kept secret: none of them goes to another host than the one it was given for.
+  if (was != now && (store_->has_secrets(id) || !job->headers.empty())) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "job " + std::to_string(id) + " holds a token or secret headers for " + was +
+                      "job " + std::to_string(id) + " holds a token or request headers for " + was +
                           ", which are never sent elsewhere: give a URL on " + was +
                           ", or add a new job for " + now);
   }

@@ -189,10 +189,10 @@ class Store {
   virtual bool change_status(int64_t id, const std::vector<JobStatus>& from, JobStatus to,
                              const std::string& now) = 0;
   // Points the job at another source when its status is one of `from`: the shown URL, and its
-  // password kept apart as at insert (none: the old one is dropped). The bytes so far stay for
-  // the next attempt to check with If-Range when the job has a validator (ETag or
-  // Last-Modified); without one its resume state is reset, as nothing could tell the new
-  // source's file from the old.
+  // password kept apart as at insert (none: the old one is dropped), its failures and back-off
+  // cleared. The bytes so far stay for the next attempt to check with If-Range when the job has
+  // a validator the engine sends (a strong ETag or Last-Modified); without one its resume state
+  // is reset, as nothing could tell the new source's file from the old.
   enum class SourceChange { kNotInStatus, kBytesKept, kFromZero };
   virtual SourceChange set_source(int64_t id, const std::vector<JobStatus>& from,
                                   const std::string& source,

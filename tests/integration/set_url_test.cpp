@@ -13,6 +13,16 @@ class SetUrl : public ::testing::Test {
   TempDir dir_;
   TestServer server_;
 
+  // set_url once the paused attempt has let go (until then it answers "try again").
+  static Result<Job> set_url_settled(DownloadQueue& q, int64_t id, const std::string& url) {
+    Result<Job> r = make_error(ErrorCode::kInternal, "not tried");
+    wait_until([&] {
+      r = q.set_url(id, url);
+      return r.ok() || r.error().message.find("try again") == std::string::npos;
+    }, std::chrono::seconds(10), std::chrono::milliseconds(5));
+    return r;
+  }
+
   // Starts a throttled download of `body` from /old.bin and pauses it with over 1 MiB synced.
   Job paused_midway(DownloadQueue& q, const std::string& body, DownloadOptions o = {}) {
     Resource r;
@@ -34,7 +44,7 @@ TEST_F(SetUrl, TheSameFileElsewhereKeepsTheBytesSoFar) {
   Resource moved;
   moved.body = body;  // the same bytes, so the same ETag
   server_.add("/new.bin", moved);
-  auto r = q->set_url(j.id, server_.url("/new.bin"));
+  auto r = set_url_settled(*q, j.id, server_.url("/new.bin"));
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->source, server_.url("/new.bin"));
   EXPECT_EQ(r->status, JobStatus::kPaused);
@@ -58,7 +68,7 @@ TEST_F(SetUrl, AnotherFileThereStartsOverAndSaysWhy) {
   Resource other;
   other.body = make_body(3 << 20, 103);  // other bytes and size: another ETag
   server_.add("/other.bin", other);
-  ASSERT_TRUE(q->set_url(j.id, server_.url("/other.bin")).ok());
+  ASSERT_TRUE(set_url_settled(*q, j.id, server_.url("/other.bin")).ok());
   ASSERT_TRUE(q->resume_job(j.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   auto done = q->id_to_job(j.id);
@@ -81,7 +91,7 @@ TEST_F(SetUrl, WithoutAValidatorTheBytesAreDroppedAtOnce) {
   Resource same = r;
   same.rate_bytes_per_s = 0;
   server_.add("/blind2.bin", same);
-  auto changed = q->set_url(j.id, server_.url("/blind2.bin"));
+  auto changed = set_url_settled(*q, j.id, server_.url("/blind2.bin"));
   ASSERT_TRUE(changed.ok()) << changed.error().message;
   EXPECT_EQ(changed->bytes, 0);
   auto events = job_events(*q, j.id);
@@ -93,6 +103,41 @@ TEST_F(SetUrl, WithoutAValidatorTheBytesAreDroppedAtOnce) {
   auto reqs = server_.requests_for("/blind2.bin");
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_TRUE(reqs[0].range.empty() || reqs[0].range == "bytes=0-") << reqs[0].range;
+}
+
+TEST_F(SetUrl, AWeakEtagIsNoValidatorAndAStoppingAttemptIsWaitedFor) {
+  auto q = open_queue(fast_options(dir_));
+  Resource r;
+  r.body = make_body(4 << 20, 108);
+  r.etag = "W/\"weak\"";  // If-Range cannot use it: the resume would be unchecked
+  r.rate_bytes_per_s = 2 << 20;
+  server_.add("/weak.bin", r);
+  Resource other;
+  other.body = make_body(4 << 20, 109);
+  other.etag = "W/\"weak\"";
+  server_.add("/other.bin", other);
+  Job j = submit(*q, server_.url("/weak.bin"), dir_ / "w.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(j.id)->bytes > (1 << 20); }));
+  ASSERT_TRUE(q->pause_job(j.id).ok());
+  // At once: the paused attempt may still be stopping, and then the change must wait for it
+  // (its last checkpoint of the old file would land after the reset otherwise).
+  Result<Job> changed = make_error(ErrorCode::kInternal, "not tried");
+  int refused = 0;
+  ASSERT_TRUE(wait_until([&] {
+    changed = q->set_url(j.id, server_.url("/other.bin"));
+    if (!changed.ok()) {
+      EXPECT_EQ(changed.error().code, ErrorCode::kWrongState) << changed.error().message;
+      EXPECT_NE(changed.error().message.find("try again"), std::string::npos) << changed.error().message;
+      ++refused;
+    }
+    return changed.ok();
+  }, std::chrono::seconds(10), std::chrono::milliseconds(5)));
+  EXPECT_EQ(changed->bytes, 0) << "refused " << refused << " times first";
+  EXPECT_EQ(count_type(job_events(*q, j.id), "download_restarted"), 1u);
+  ASSERT_TRUE(q->resume_job(j.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  ASSERT_EQ(q->id_to_job(j.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(sha256_file(dir_ / "w.bin"), sha256_hex_of(other.body));  // never a mixed file
 }
 
 TEST_F(SetUrl, RunningCompletedUnknownAndBadUrlsAreRefused) {
@@ -131,16 +176,33 @@ TEST_F(SetUrl, AJobWithSecretsKeepsItsHost) {
   // localhost is another host than 127.0.0.1 as far as a secret is concerned.
   std::string other = server_.url("/new.bin");
   other.replace(other.find("127.0.0.1"), 9, "localhost");
-  auto r = q->set_url(j.id, other);
+  auto r = set_url_settled(*q, j.id, other);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.error().message.find("never sent elsewhere"), std::string::npos) << r.error().message;
   EXPECT_EQ(r.error().message.find("s3cr3t"), std::string::npos);
+  // Any header may be a credential (an API key in a header of its own): it stays on its host.
+  DownloadOptions k;
+  k.headers = {{"X-Api-Key", "k3y-value"}};
+  Resource keyed;
+  keyed.body = make_body(4 << 20, 110);
+  keyed.rate_bytes_per_s = 1 << 20;
+  server_.add("/keyed.bin", keyed);
+  Job kp = submit(*q, server_.url("/keyed.bin"), dir_ / "k.bin", k);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(kp.id)->bytes > 0; }));
+  ASSERT_TRUE(q->pause_job(kp.id).ok());
+  Result<Job> refused = make_error(ErrorCode::kInternal, "not tried");
+  ASSERT_TRUE(wait_until([&] {  // past "still letting go" while the pause stops the transfer
+    refused = q->set_url(kp.id, other);
+    return !refused.ok() && refused.error().code != ErrorCode::kWrongState;
+  }));
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument) << refused.error().message;
+  EXPECT_EQ(refused.error().message.find("k3y-value"), std::string::npos);
   // The same scheme, host and port: fine, and the header goes along.
   Resource same;
   same.body = make_body(4 << 20, 106);
   server_.add("/new.bin", same);
-  ASSERT_TRUE(q->set_url(j.id, server_.url("/new.bin")).ok());
+  ASSERT_TRUE(set_url_settled(*q, j.id, server_.url("/new.bin")).ok());
   ASSERT_TRUE(q->resume_job(j.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   EXPECT_EQ(q->id_to_job(j.id)->status, JobStatus::kCompleted);

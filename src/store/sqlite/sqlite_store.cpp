@@ -522,12 +522,15 @@ class SqliteStore final : public Store {
                           const std::optional<std::string>& url_password) override {
     SourceChange out = SourceChange::kNotInStatus;
     transaction([&] {
-      SQLite::Statement q(*db_, "UPDATE jobs SET source = ? WHERE id = ? AND status IN (" +
+      // A new source starts with a clean slate of failures: its back-off was the old one's.
+      SQLite::Statement q(*db_, "UPDATE jobs SET source = ?, not_before_ms = 0, failures = 0, "
+                                "failing_since_ms = NULL WHERE id = ? AND status IN (" +
                                     status_list(from) + ")");
       SQLite::bind(q, source, id);
       if (q.exec() == 0) return;
       out = SourceChange::kBytesKept;
-      SQLite::Statement v(*db_, "SELECT COALESCE(etag, '') = '' AND COALESCE(last_modified, '') = '' FROM jobs WHERE id = ?");
+      SQLite::Statement v(*db_, "SELECT (COALESCE(etag, '') = '' OR etag LIKE 'W/%') AND COALESCE(last_modified, '') = '' "
+                               "FROM jobs WHERE id = ?");
       v.bind(1, id);
       if (v.executeStep() && v.getColumn(0).getInt() != 0) {
         out = SourceChange::kFromZero;
