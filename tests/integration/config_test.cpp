@@ -151,8 +151,10 @@ TEST(DaemonConfig, WithoutConfigFetchqdReadsItsDefaultFileWhenThereIsOne) {
                        dir / "s.err", std::chrono::seconds(30));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(file_exists(dir / "q.db"));
-  EXPECT_NE(read_file(dir / "d.log").find("config " + (dir / "etc/fetchqd.conf")), std::string::npos)
-      << read_file(dir / "d.log");
+  // The ready line comes just after the socket listens.
+  EXPECT_TRUE(wait_until([&] {
+    return read_file(dir / "d.log").find("config " + (dir / "etc/fetchqd.conf")) != std::string::npos;
+  })) << read_file(dir / "d.log");
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait(), 0);
   // An explicit --config must exist; the default file may not.
@@ -178,7 +180,9 @@ TEST(DaemonConfig, HelpShowsEachSettingOnceWithItsTypeAndDefaultAndFlagsMayRepea
              "--download-root", dir / "r2", "--max-parallel", "3", "--max-parallel", "2"},
             "", dir / "d.log");
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(sock); })) << read_file(dir / "d.log");
-  EXPECT_NE(read_file(dir / "d.log").find("2 at once"), std::string::npos) << read_file(dir / "d.log");
+  // The ready line comes just after the socket listens.
+  EXPECT_TRUE(wait_until([&] { return read_file(dir / "d.log").find("2 at once") != std::string::npos; }))
+      << read_file(dir / "d.log");
   TestServer server;
   Resource r;
   r.body = make_body(1000, 83);
