@@ -24,8 +24,12 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "fetchq/queue.h"
@@ -97,16 +101,44 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
 
   // Runs fn on the loop thread, ordered with its batches, and returns what fn returns (or
   // rethrows what it threw). Runs fn on the calling thread once the loop has ended.
+  // What fn threw comes back as a value and is thrown anew on the calling thread: an exception
+  // object shared by two threads is freed through libstdc++'s own reference count, which
+  // ThreadSanitizer cannot see (it reported the free as a race).
   template <class F>
   auto on_loop(F fn) -> decltype(fn()) {
     using R = decltype(fn());
-    auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+    struct Outcome {
+      std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> value;
+      std::optional<Error> storage;
+      std::optional<std::string> other;
+    };
+    auto task = std::make_shared<std::packaged_task<Outcome()>>([fn = std::move(fn)]() mutable {
+      Outcome o;
+      try {
+        if constexpr (std::is_void_v<R>) {
+          fn();
+          o.value.emplace(true);
+        } else {
+          o.value.emplace(fn());
+        }
+      } catch (const StorageError& e) {
+        o.storage.emplace(e.error());
+      } catch (const std::exception& e) {
+        o.other.emplace(e.what());
+      } catch (...) {
+        o.other.emplace("unknown exception");
+      }
+      return o;
+    });
     auto result = task->get_future();
     if (std::this_thread::get_id() == loop_id_.load() ||
         !inbox_.post_command([task] { (*task)(); })) {
       (*task)();
     }
-    return result.get();
+    Outcome o = result.get();
+    if (o.storage) throw StorageError(std::move(*o.storage));
+    if (o.other) throw std::runtime_error(*o.other);
+    if constexpr (!std::is_void_v<R>) return std::move(*o.value);
   }
 
   // queue.cpp: API helpers, which may throw StorageError (the public calls catch it).
