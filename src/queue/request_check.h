@@ -10,6 +10,7 @@
 #include "fetchq/job.h"
 #include "fetchq/result.h"
 #include "store/store.h"
+#include "transfer/transfer.h"
 
 namespace fetchq::queue {
 
@@ -18,9 +19,8 @@ Status check_source_url(const std::string& url);
 
 // The URL's host, lower-case, as libcurl parses it; nullopt when there is none.
 std::optional<std::string> url_host(const std::string& url);
-// "scheme://host:port" of a URL (lower case, the port written out), "" when it is not a URL:
-// where a job's secrets may be sent.
-std::string url_origin(const std::string& url);
+// "scheme://host:port" of a URL: transfer::url_origin (transfer/transfer.h).
+using transfer::url_origin;
 // Host-name match of a TokenRule pattern: exact, or "*.suffix" for subdomains of suffix.
 bool host_matches(const std::string& host, const std::string& pattern);
 

@@ -48,20 +48,6 @@ constexpr auto kHostCapFor = std::chrono::minutes(10);
 // The longest a Retry-After holds back a job's other segments (the rest go on meanwhile).
 constexpr auto kMaxSegmentHold = std::chrono::minutes(5);
 
-// "scheme://host:port" of a URL, the key of what a server told us about its connections.
-std::string origin_of(const std::string& url) {
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), &curl_url_cleanup);
-  if (!h || curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return url;
-  std::string out;
-  for (CURLUPart part : {CURLUPART_SCHEME, CURLUPART_HOST, CURLUPART_PORT}) {
-    char* v = nullptr;
-    const CURLUcode rc = curl_url_get(h.get(), part, &v, part == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0);
-    out += (part == CURLUPART_SCHEME ? "" : part == CURLUPART_HOST ? "://" : ":") +
-           std::string(rc == CURLUE_OK && v ? v : "");
-    curl_free(v);
-  }
-  return out;
-}
 constexpr auto kFillSlow = std::chrono::seconds(2);
 
 // One attempt of a job: where it goes (Placement) and how its body arrives.
@@ -362,7 +348,7 @@ class Engine::Impl final : public FetchClient {
   // server accepted lately.
   int allowed_connections(const Transfer& t) {
     int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
-    if (auto it = host_caps_.find(origin_of(t.req.url)); it != host_caps_.end()) {
+    if (auto it = host_caps_.find(url_origin(t.req.url)); it != host_caps_.end()) {
       if (SteadyClock::now() < it->second.until) {
         conns = std::min(conns, it->second.cap);
       } else {
@@ -522,7 +508,7 @@ class Engine::Impl final : public FetchClient {
     if (others == 0) return false;
     const auto now = SteadyClock::now();
     t.conn_cap = std::min(t.conn_cap, others);
-    auto& host = host_caps_[origin_of(t.req.url)];
+    auto& host = host_caps_[url_origin(t.req.url)];
     host.cap = host.until > now ? std::min(host.cap, others) : others;
     host.until = now + kHostCapFor;
     if (auto ms = parse_retry_after(response.header("retry-after"), util::now_unix_ms())) {
@@ -1007,7 +993,7 @@ class Engine::Impl final : public FetchClient {
     int cap = 16;
     SteadyClock::time_point until{};
   };
-  std::map<std::string, HostCap> host_caps_;  // fetcher thread only: by origin_of()
+  std::map<std::string, HostCap> host_caps_;  // fetcher thread only: by url_origin()
 
   std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -7,6 +7,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
+
+#include "util/strings.h"
 
 namespace fetchq::transfer {
 
@@ -74,6 +77,21 @@ std::string member(std::string_view list, std::string_view algorithm) {
 }
 
 }  // namespace
+
+std::string url_origin(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> h(curl_url(), curl_url_cleanup);
+  if (curl_url_set(h.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
+  auto part = [&](CURLUPart p, unsigned flags) {
+    char* v = nullptr;
+    std::string out;
+    if (curl_url_get(h.get(), p, &v, flags) == CURLUE_OK && v) out = util::lower(v);
+    curl_free(v);
+    return out;
+  };
+  std::string host = part(CURLUPART_HOST, 0);
+  while (!host.empty() && host.back() == '.') host.pop_back();
+  return part(CURLUPART_SCHEME, 0) + "://" + host + ":" + part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
+}
 
 std::optional<ServerDigest> server_digest(const std::map<std::string, std::string>& headers,
                                           int64_t total) {

@@ -164,6 +164,10 @@ struct Result {
   std::vector<SegmentSpan> segments;
 };
 
+// "scheme://host:port" of a URL (lower case, the port written out), "" when it is not a URL:
+// the host a job's secrets may be sent to, and what a server's connection limit is kept by.
+std::string url_origin(const std::string& url);
+
 // The sha256 of the whole file a server states, as lower-case hex, and the header that says it:
 // `Repr-Digest: sha-256=:BASE64:` (RFC 9530), `Digest: SHA-256=BASE64` (RFC 3230), or Hugging
 // Face's `X-Linked-Etag: "HEX"` (64 hex digits: an LFS file's sha256; 40 are a git blob id and
