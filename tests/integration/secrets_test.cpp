@@ -1,9 +1,7 @@
 // Secrets stay secret: tokens and URL passwords go where they should, and nowhere else (not to
 // plain http, not into listings, events, errors or the log); misleading errors are named.
 //
-// The test server is plain HTTP: the https cases (a token refused on an https -> http redirect,
-// a rule token given to an https URL) cannot be exercised here and are covered by unit tests of
-// the rule matching only.
+// https comes from a TLS front (support/tls_front.h) before the plain test server.
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,9 +13,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "integration/helpers.h"
 #include "support/process.h"
+#include "support/tls_front.h"
 
 namespace fetchq::testing {
 namespace {
@@ -174,6 +174,70 @@ TEST(Secrets, AUrlPasswordIsNotSentAfterARedirectToAnotherHost) {
   EXPECT_EQ(server.requests_for("/hop").at(0).authorization, "Basic " + base64("bob:pw123"));
   ASSERT_EQ(server.requests_for("/there").size(), 1u);
   EXPECT_EQ(server.requests_for("/there").at(0).authorization, "");
+}
+
+// A job that started on https and is redirected to plain http (same host, another port): a job
+// token is never sent in clear; the redirect is refused and named (not libcurl's "Protocol not
+// supported"). A secret header or a URL password is left off the plain request by libcurl, as
+// for another host, and the download goes on.
+TEST(Secrets, AnHttpsToHttpRedirectNeverCarriesASecretInClearText) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(50000, 7);
+  server.add("/plain.bin", r);
+  Resource hop;
+  hop.redirect_to = server.url("/plain.bin");
+  server.add("/hop", hop);
+  TestPki pki = make_test_pki(dir.path());
+  TlsFront front(pki.server_cert, pki.server_key, server.port());
+  const std::string secure_hop = front.url("/hop");
+  ASSERT_EQ(secure_hop.rfind("https://127.0.0.1:", 0), 0u) << secure_hop;
+  QueueOptions o = fast_options(dir);
+  o.ca_cert = pki.ca_cert;
+  auto q = open_queue(o);
+
+  DownloadOptions with_token;
+  with_token.access_token = "tok-https-only";
+  auto token_job = submit(*q, secure_hop, dir / "token.bin", with_token);
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->id_to_job(token_job.id);
+  ASSERT_TRUE(j && j->error);
+  EXPECT_EQ(j->status, JobStatus::kError);
+  EXPECT_EQ(j->error_type, "InsecureRedirect") << *j->error;
+  EXPECT_NE(j->error->find(server.url("/plain.bin")), std::string::npos) << *j->error;
+  EXPECT_NE(j->error->find("plain http"), std::string::npos) << *j->error;
+  EXPECT_EQ(j->error->find("tok-https-only"), std::string::npos) << *j->error;
+  EXPECT_EQ(j->attempts, 1) << "the same redirect would come again";
+  EXPECT_TRUE(server.requests_for("/plain.bin").empty()) << "nothing was asked over plain http";
+  ASSERT_FALSE(server.requests_for("/hop").empty());
+  EXPECT_EQ(server.requests_for("/hop").at(0).authorization, "Bearer tok-https-only");
+  EXPECT_FALSE(std::filesystem::exists(dir / "token.bin"));
+
+  DownloadOptions with_header;
+  with_header.headers = {{"Authorization", "Bearer hdr-https-only"}};
+  auto header_job = submit(*q, secure_hop, dir / "header.bin", with_header);
+  auto password_job =
+      submit(*q, "https://dave:pw-https-only@" + secure_hop.substr(std::string("https://").size()),
+             dir / "password.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  for (int64_t id : {header_job.id, password_job.id}) {
+    auto done = q->id_to_job(id);
+    ASSERT_TRUE(done);
+    EXPECT_EQ(done->status, JobStatus::kCompleted) << done->error.value_or("");
+  }
+  EXPECT_EQ(sha256_file(dir / "header.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(sha256_file(dir / "password.bin"), sha256_hex_of(r.body));
+  auto hops = server.requests_for("/hop");
+  ASSERT_EQ(hops.size(), 3u);
+  std::multiset<std::string> secure_auth;  // the two jobs run at once: in either order
+  for (size_t i = 1; i < hops.size(); ++i) secure_auth.insert(hops[i].authorization);
+  EXPECT_EQ(secure_auth, (std::multiset<std::string>{"Basic " + base64("dave:pw-https-only"),
+                                                    "Bearer hdr-https-only"}))
+      << "both secrets went to the https URL";
+  auto plain = server.requests_for("/plain.bin");
+  ASSERT_EQ(plain.size(), 2u);
+  for (const auto& rq : plain) EXPECT_EQ(rq.authorization, "") << "a secret went over plain http";
 }
 
 TEST(Secrets, FetchqGetNeverPrintsTheUrlPassword) {
