@@ -17,7 +17,7 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
   cmd->add_option("--token-env", a.token_env, "environment variable holding a Bearer token");
   cmd->add_option("--if-exists", a.if_exists, "error (default), skip, overwrite or rename");
   cmd->add_option("--connections", a.connections,
-                  "connections for one big file, 1 to 16 (default: the daemon's, 4; 1: one connection)")
+                  "connections for one big file, 1 to 16 (default: the daemon's, adaptive; 1: one connection)")
       ->check(CLI::Range(1, 16));
   cmd->add_option("-H,--header", a.headers,
                   "request header 'Name: value', repeatable; Authorization and Cookie values are kept secret")

@@ -54,7 +54,7 @@ const char* env_of(const std::string& name) {
 std::string default_of(const std::string& name) {
   if (name == "socket") return control::default_socket_path();
   if (name == "dir") return util::absolute_path(".");
-  if (name == "connections") return "fetchqd's setting for add (4 unless set), 4 for get";
+  if (name == "connections") return "fetchqd's setting for add (adaptive unless set), adaptive for get";
   if (name == "parallel") return "5";
   if (name == "priority") return "10";
   if (name == "if-exists") return "error";

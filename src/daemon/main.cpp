@@ -153,6 +153,7 @@ int run(int argc, char** argv) {
   qo.checkpoint_interval = std::chrono::milliseconds(s.checkpoint_interval_ms);
   qo.event_retention = s.event_retention;
   qo.connections = s.connections;
+  qo.max_connections_per_host = s.max_connections_per_host;
   qo.segment_threshold = s.segment_threshold;
   qo.segment_min_size = s.segment_min_size;
   qo.block_private_addresses = s.block_private_addresses != 0;

@@ -79,8 +79,11 @@ const std::vector<SettingInfo>& setting_table() {
        "seconds of failing without progress before a job ends in error"},
       {"checkpoint-interval-ms", &S::checkpoint_interval_ms, "2000", 100, 600000,
        "how often running jobs are synced and recorded"},
-      {"connections", &S::connections, "4", 1, 16,
-       "connections one big file may use at once (a job's --connections wins; 1: one)"},
+      {"connections", &S::connections, "0", 0, 16,
+       "connections one big file may use at once (a job's --connections wins; 1: one; 0: "
+       "adaptive, one unless more connections bring a clearly higher rate)"},
+      {"max-connections-per-host", &S::max_connections_per_host, "16", 1, 16,
+       "most connections one file may use, adaptive or asked for"},
       {"segment-threshold", &S::segment_threshold, "16777216", 1, 1L << 50,
        "bytes from which a file is fetched in segments over several connections"},
       {"segment-min-size", &S::segment_min_size, "1048576", 65536, 1L << 40,

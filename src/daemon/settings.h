@@ -29,6 +29,7 @@ struct Settings {
   int give_up_after_s;
   int checkpoint_interval_ms;
   int connections;
+  int max_connections_per_host;
   long segment_threshold;
   long segment_min_size;
   int block_private_addresses;

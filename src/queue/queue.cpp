@@ -35,6 +35,7 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   eo.checkpoint_interval = opts_.checkpoint_interval;
   eo.block_private_addresses = opts_.block_private_addresses;
   eo.connections = opts_.connections;
+  eo.max_connections_per_host = opts_.max_connections_per_host;
   eo.segment_threshold = opts_.segment_threshold;
   eo.segment_min_size = opts_.segment_min_size;
   eo.ca_cert = opts_.ca_cert;

@@ -86,6 +86,14 @@ struct Transfer : Placement {
   int conn_cap = 16;                      // fetches at once; lowered when the server refuses one
   SteadyClock::time_point hold_until{};   // no new segment fetch before this (Retry-After)
   bool resumed_segments = false;  // segments taken up from a checkpoint's map
+  // Adaptive connection count (EngineOptions::connections 0): kAlone measures one connection
+  // over a window, kWidening waits for the wider set to answer, kWide measures it; then the
+  // choice is made once (kSettled). kOff: a fixed count.
+  enum class Probe { kOff, kAlone, kWidening, kWide, kSettled };
+  Probe probe = Probe::kOff;
+  SteadyClock::time_point probe_at{};  // start of the current window; unset until an answer
+  int64_t probe_bytes = 0;             // on_disk at probe_at
+  double alone_rate = 0;               // bytes per second over one connection
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   bool segmented() const { return !segs.empty(); }
   // Bytes from 0 written without a gap: what a checkpoint may promise as a plain offset.
@@ -245,7 +253,10 @@ class Engine::Impl final : public FetchClient {
     for (auto& [id, tp] : transfers_) {
       Transfer& t = *tp;
       if (!t.decided || t.failure) continue;
-      if (t.segmented()) start_segments(t);
+      if (t.segmented()) {
+        adapt(t, now);
+        start_segments(t);
+      }
       // Progress counts written bytes only: after a crash in this boot, the recorded progress
       // bounds what of the .part may be kept, and buffered bytes never reached the file.
       if (now - t.last_progress >= options_.progress_interval && !t.buf.empty() && !flush(t)) continue;
@@ -293,6 +304,7 @@ class Engine::Impl final : public FetchClient {
   bool maybe_segment(Transfer& t, const FetchResponse& response) {
     const int conns = t.conn_cap = allowed_connections(t);
     if (conns < 2 || t.offset != 0 || t.total < options_.segment_threshold || t.total <= 0) return true;
+    const bool probing = adaptive(t);
     if (response.code == 200 && lower(response.header("accept-ranges")).find("bytes") == std::string::npos) {
       return true;
     }
@@ -300,8 +312,9 @@ class Engine::Impl final : public FetchClient {
     std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : response.header("last-modified");
     if (validator.empty()) return true;  // no If-Range: a changed file could be spliced
     const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
-    const int n = static_cast<int>(std::min<int64_t>(conns, t.total / min));
-    if (n < 2) return true;
+    if (t.total / min < 2) return true;
+    // Adaptive: one segment for now, over the first connection; adapt() splits it.
+    const int n = probing ? 1 : static_cast<int>(std::min<int64_t>(conns, t.total / min));
     // The whole file's room at once: a full disk fails now, not at 90%.
     if (env_.fallocate(t.file->fd(), 0, t.total) != 0) {
       fail_disk(t, "preallocate", t.file->part_path(), errno);
@@ -320,6 +333,12 @@ class Engine::Impl final : public FetchClient {
         s.answered = true;
       }
       t.segs.push_back(s);
+    }
+    if (probing) {
+      t.conn_cap = 1;
+      t.probe = Transfer::Probe::kAlone;
+      t.probe_at = SteadyClock::now();
+      t.probe_bytes = 0;
     }
     spdlog::debug("job {}: {} bytes in {} segments", t.req.job_id, t.total, n);
     // The map is recorded before any byte is promised by progress (which then counts bytes
@@ -347,7 +366,8 @@ class Engine::Impl final : public FetchClient {
   // Connections a job may use at once: its own setting or the engine's, no more than its
   // server accepted lately.
   int allowed_connections(const Transfer& t) {
-    int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    const int wanted = t.req.connections.value_or(options_.connections);
+    int conns = std::clamp(wanted == 0 ? 16 : wanted, 1, std::clamp(options_.max_connections_per_host, 1, 16));
     if (auto it = host_caps_.find(url_origin(t.req.url)); it != host_caps_.end()) {
       if (SteadyClock::now() < it->second.until) {
         conns = std::min(conns, it->second.cap);
@@ -360,7 +380,8 @@ class Engine::Impl final : public FetchClient {
 
   bool resume_segments(Transfer& t) {
     // A map of more segments than connections (work stealing) is fetched so many at a time.
-    const int conns = std::clamp(t.req.connections.value_or(options_.connections), 1, 16);
+    const int wanted = t.req.connections.value_or(options_.connections);
+    const int conns = wanted == 0 ? 16 : std::clamp(wanted, 1, 16);
     t.conn_cap = std::max(1, allowed_connections(t));
     const std::string& etag = t.req.etag;
     std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
@@ -372,6 +393,10 @@ class Engine::Impl final : public FetchClient {
     t.validator = validator;
     t.total = total;
     t.resumed_segments = true;
+    if (adaptive(t)) {  // the link may have changed since: measured again, from one connection
+      t.conn_cap = 1;
+      t.probe = Transfer::Probe::kAlone;
+    }
     t.started_reported = false;
     t.decided = true;
     t.on_disk = 0;
@@ -400,6 +425,95 @@ class Engine::Impl final : public FetchClient {
     observer_->on_started(t.req.job_id, t.req.attempt, st);
   }
 
+  bool adaptive(const Transfer& t) const { return t.req.connections.value_or(options_.connections) == 0; }
+
+  // The adaptive connection count of a segmented transfer (tick()). One connection runs for a
+  // window; then the file is split for as many connections as the host may get and those run
+  // for a window. They stay when they made clearly more (adaptive_gain) than the one: each
+  // connection is capped (a server's limit per connection, a long link's window). Otherwise the
+  // link is the limit, and extra connections only compete on it: back to one, whose turn takes
+  // up the other ranges one after another.
+  void adapt(Transfer& t, SteadyClock::time_point now) {
+    using Probe = Transfer::Probe;
+    if (t.probe == Probe::kOff || t.probe == Probe::kSettled) return;
+    if (t.probe_at == SteadyClock::time_point{}) return;  // no answer yet
+    const double secs = std::chrono::duration<double>(now - t.probe_at).count();
+    if (t.probe == Probe::kWidening) {
+      // The window opens once every new connection has answered (or a second has passed).
+      bool answered = true;
+      for (const auto& s : t.segs) answered = answered && (s.dropped || s.fetch == 0 || s.answered);
+      if (!answered && secs < 1.0) return;
+      t.probe = Probe::kWide;
+      t.probe_at = now;
+      t.probe_bytes = t.on_disk;
+      return;
+    }
+    if (secs < std::chrono::duration<double>(options_.probe_window).count()) return;
+    const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
+    if (t.probe == Probe::kAlone) {
+      t.alone_rate = rate;
+      const int wide = allowed_connections(t);
+      widen(t, wide);
+      int open = 0;
+      for (const auto& s : t.segs) open += !s.dropped && s.pos < s.end;
+      if (open < 2) {
+        t.probe = Probe::kSettled;
+        return;
+      }
+      t.conn_cap = std::min(wide, open);
+      t.probe = Probe::kWidening;
+      t.probe_at = now;
+      return;
+    }
+    t.probe = Probe::kSettled;
+    const int wide = t.conn_cap;
+    if (rate >= t.alone_rate * (1 + options_.adaptive_gain)) {
+      spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: keeping them",
+                    t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
+      return;
+    }
+    spdlog::info("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: going on with one",
+                 t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
+    t.conn_cap = 1;
+    // The running range nearest the start goes on; the others wait for it (start_segments).
+    Transfer::Seg* keep = nullptr;
+    for (auto& s : t.segs) {
+      if (!s.dropped && s.fetch != 0 && (!keep || s.start < keep->start)) keep = &s;
+    }
+    for (auto& s : t.segs) {
+      if (&s == keep || s.dropped || s.fetch == 0) continue;
+      t.to_cancel.push_back(s.fetch);
+      if (s.fetch == t.fetch) t.fetch = 0;
+      s.fetch = 0;
+      s.answered = false;
+    }
+  }
+
+  // Splits the ranges with the most bytes left in two until `n` ranges are open (none smaller
+  // than segment_min_size); the new halves wait for start_segments.
+  void widen(Transfer& t, int n) {
+    const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
+    for (;;) {
+      int open = 0;
+      size_t big = t.segs.size();
+      for (size_t i = 0; i < t.segs.size(); ++i) {
+        const auto& s = t.segs[i];
+        if (s.dropped || s.pos >= s.end) continue;
+        ++open;
+        if (s.end - s.pos >= 2 * min && (big == t.segs.size() || s.end - s.pos > t.segs[big].end - t.segs[big].pos)) {
+          big = i;
+        }
+      }
+      if (open >= n || big == t.segs.size()) return;
+      Transfer::Seg half;
+      half.start = t.segs[big].pos + (t.segs[big].end - t.segs[big].pos) / 2;
+      half.end = t.segs[big].end;
+      half.pos = half.start;
+      t.segs[big].end = half.start;  // its fetch, if any, is cut there
+      t.segs.push_back(half);
+    }
+  }
+
   // Starts the fetches of segments that have none (tick(), outside libcurl's callbacks).
   void start_segments(Transfer& t) {
     for (FetchId id : t.to_cancel) {
@@ -410,7 +524,12 @@ class Engine::Impl final : public FetchClient {
     int active = 0;
     for (const auto& s : t.segs) active += !s.dropped && s.fetch != 0;
     if (SteadyClock::now() < t.hold_until) return;
-    for (auto& s : t.segs) {
+    // Lowest offset first, so the gap-free prefix (what a plain checkpoint promises) grows.
+    std::vector<size_t> order(t.segs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t.segs[a].start < t.segs[b].start; });
+    for (size_t i : order) {
+      auto& s = t.segs[i];
       if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
       if (active >= t.conn_cap) break;
       ++active;
@@ -446,6 +565,10 @@ class Engine::Impl final : public FetchClient {
     if (ok && !t.started_reported) {
       t.started_reported = true;
       report_resumed_start(t, t.on_disk);
+    }
+    if (ok && t.probe == Transfer::Probe::kAlone && t.probe_at == SteadyClock::time_point{}) {
+      t.probe_at = SteadyClock::now();  // a resumed map: the window opens at the first answer
+      t.probe_bytes = t.on_disk;
     }
     if (ok) return true;
     if (t.resumed_segments && response.code >= 200 && response.code < 300) {

@@ -58,7 +58,14 @@ struct EngineOptions {
   // Segmented downloads: a fresh file of at least segment_threshold bytes, from a server that
   // takes ranges and gives a validator, is fetched over up to `connections` connections at once
   // (a job's own Request::connections wins), in segments of at least segment_min_size.
-  int connections = 4;
+  // 0: adaptive. The file starts over one connection; after probe_window its rate is compared
+  // with that of max_connections_per_host connections over the next window, and the file keeps
+  // them only when they brought at least adaptive_gain more (a cap per connection); otherwise
+  // (the link is the limit) it goes back to one.
+  int connections = 0;
+  int max_connections_per_host = 16;
+  std::chrono::milliseconds probe_window{250};
+  double adaptive_gain = 0.05;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
   // TLS and proxy settings of every fetch (FetcherOptions::ca_cert, proxy).

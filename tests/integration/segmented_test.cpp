@@ -84,6 +84,56 @@ TEST_F(Segmented, ABigFileComesOverSeveralConnectionsAtOnceAndIsWhole) {
   EXPECT_EQ(segment_rows(), 0);  // forgotten once complete
 }
 
+// Adaptive (connections 0, the default): one connection, then 16 for a window. When the server
+// caps each connection, the 16 make far more and stay; the file is whole.
+TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCapped) {
+  Resource r = big(91, 1 << 20);  // 1 MiB/s per connection
+  server_.add("/capped.bin", r);
+  QueueOptions o = options();
+  o.connections = 0;
+  auto q = open_queue(o);
+  Job job = submit(*q, server_.url("/capped.bin"), dir_ / "capped.bin");
+  // Past the probe (a quarter of a second alone, then a quarter of a second with 16).
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (6 << 20); }, std::chrono::seconds(30)));
+  server_.reset_log();
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "capped.bin"), sha256_hex_of(r.body));
+  EXPECT_GE(server_.peak_concurrent_bodies(), 8) << "the wider set did not stay";
+  EXPECT_EQ(j.attempts, 1);
+}
+
+// Adaptive on a link that is the bottleneck (every body shares 4 MiB/s): 16 connections make no
+// more than one, so the file goes back to one connection, and the ranges the others had are
+// fetched after it, one at a time. Never a mixed file, no failed attempt.
+TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
+  server_.set_link_rate(4 << 20);
+  Resource r;
+  r.body = make_body(10 << 20, 92);
+  server_.add("/link.bin", r);
+  QueueOptions o = options();
+  o.connections = 0;
+  o.segment_threshold = 4 << 20;
+  o.segment_min_size = 256 << 10;
+  auto q = open_queue(o);
+  Job job = submit(*q, server_.url("/link.bin"), dir_ / "link.bin");
+  ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
+      << "16 connections were never tried";
+  // Past the probe: from here on one body at a time.
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (5 << 20); }, std::chrono::seconds(30)));
+  server_.reset_log();
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "link.bin"), sha256_hex_of(r.body));
+  // One connection; the server may still be sending the first answer (asked for the whole
+  // file, cut at its segment's end) for a moment after the next range started.
+  EXPECT_LE(server_.peak_concurrent_bodies(), 2) << "connections past the probe";
+  EXPECT_GE(ranged(server_.requests_for("/link.bin")), 2) << "the other ranges came one after another";
+  EXPECT_EQ(j.attempts, 1);
+}
+
 TEST_F(Segmented, AFinishedSegmentTakesHalfOfTheLargestOneLeft) {
   Resource r = big(62);
   // The last of the four segments (from 18 MiB) crawls; any other range is quick.
@@ -300,7 +350,10 @@ class SegmentedKill : public Segmented {
  protected:
   std::string state() { return dir_ / "state.db"; }
   std::vector<std::string> argv(const std::string& path, const std::string& name) {
-    return {bin_path("fetchq"), "get", server_.url(path), "-o", dir_ / name, "--state", state(), "--quiet"};
+    // Four connections at 2 MiB/s each: checkpoints come before the end (adaptive would take
+    // 16 and be done before the first).
+    return {bin_path("fetchq"), "get", server_.url(path), "-o", dir_ / name, "--state", state(), "--quiet",
+            "--connections", "4"};
   }
   int64_t query(const std::string& sql) {
     if (!std::filesystem::exists(state())) return 0;

@@ -354,6 +354,10 @@ struct TestServer::Impl {
   uint64_t total_body_bytes_ = 0;  // guarded by mu_
   int bodies_now_ = 0;             // guarded by mu_: bodies being sent at this moment
   int peak_bodies_ = 0;            // guarded by mu_: the most at once since reset_log
+  // set_link_rate: every body shares this many bytes per second (0: no shared limit); each
+  // piece books its time on the link from link_free_ on.
+  uint64_t link_rate_ = 0;            // guarded by mu_
+  Clock::time_point link_free_{};     // guarded by mu_
 
   // Open connection sockets, so stop can shutdown() them to wake blocked I/O.
   std::set<int> open_fds_;
@@ -771,9 +775,27 @@ TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view b
     // Small pieces at low rates keep each sleep short, so a client that went
     // away is noticed (by a failing send) within a fraction of a second.
     if (rate > 0) piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, rate / 10)));
+    uint64_t link_rate = 0;
+    {
+      std::lock_guard lock(mu_);
+      link_rate = link_rate_;
+    }
+    if (link_rate > 0) piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, link_rate / 100)));
     piece = static_cast<size_t>(std::min<uint64_t>(piece, body.size() - sent));
     const size_t data_len = static_cast<size_t>(std::min<uint64_t>(piece, limit - sent));
     const std::string_view data = body.substr(sent, data_len);
+    if (link_rate > 0) {
+      // The piece waits for its turn on the shared link, booked after every piece before it,
+      // so no number of connections gets more than the link's rate.
+      Clock::time_point turn;
+      {
+        std::lock_guard lock(mu_);
+        turn = std::max(link_free_, Clock::now());
+        link_free_ = turn + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                                static_cast<double>(data_len) / static_cast<double>(link_rate)));
+      }
+      if (!sleep_until(turn)) return BodyEnd::kFailed;
+    }
     const int status_now = completes && !chunked && sent + data_len == limit ? status : 0;
 
     size_t body_bytes = 0;
@@ -924,6 +946,11 @@ void TestServer::reset_log() {
   impl_->log_.clear();
   impl_->total_body_bytes_ = 0;
   impl_->peak_bodies_ = impl_->bodies_now_;
+}
+
+void TestServer::set_link_rate(uint64_t bytes_per_s) {
+  std::lock_guard lock(impl_->mu_);
+  impl_->link_rate_ = bytes_per_s;
 }
 
 int TestServer::peak_concurrent_bodies() const {
