@@ -53,12 +53,16 @@ struct QueueOptions {
   // ranges and names a validator (strong ETag or Last-Modified), is fetched over `connections`
   // connections at once (a job's own DownloadOptions::connections wins; 1: one connection), in
   // segments no smaller than segment_min_size.
-  // 0, the default: adaptive. The file starts over one connection; after a quarter of a second
+  // 0, the default: adaptive. The file starts over one connection; after 150 ms
   // max_connections_per_host connections are tried for as long, and they stay only when they
   // made at least 5% more than the one (the server caps each connection); otherwise (the link is
   // the limit) the file goes on over one.
   int connections = 0;
   int max_connections_per_host = 16;
+  // Connections of every transfer together; 0: no limit. Past it, or past
+  // max_connections_per_host to one host across all jobs, extra connections of a segmented
+  // file wait for room (every running job keeps its first).
+  int max_connections = 0;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
   // Bytes per second over every transfer of the queue together, all connections of all jobs

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_st("fetchq"));
   spdlog::set_level(spdlog::level::err);
   spdlog::set_pattern("fetchq: %v");
+  // FETCHQ_LOG_LEVEL=debug (info, warn, ...) shows what the engine decides, on standard error.
+  if (const char* level = std::getenv("FETCHQ_LOG_LEVEL"); level && *level) {
+    spdlog::set_level(spdlog::level::from_str(level));
+  }
 
   CLI::App app{"fetchq: a persistent, restartable download queue"};
   app.set_version_flag("--version", std::string("fetchq ") + fetchq::kVersion);

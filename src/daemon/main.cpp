@@ -154,6 +154,7 @@ int run(int argc, char** argv) {
   qo.event_retention = s.event_retention;
   qo.connections = s.connections;
   qo.max_connections_per_host = s.max_connections_per_host;
+  qo.max_connections = s.max_connections;
   qo.segment_threshold = s.segment_threshold;
   qo.segment_min_size = s.segment_min_size;
   qo.block_private_addresses = s.block_private_addresses != 0;

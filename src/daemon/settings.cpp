@@ -83,7 +83,11 @@ const std::vector<SettingInfo>& setting_table() {
        "connections one big file may use at once (a job's --connections wins; 1: one; 0: "
        "adaptive, one unless more connections bring a clearly higher rate)"},
       {"max-connections-per-host", &S::max_connections_per_host, "16", 1, 16,
-       "most connections one file may use, adaptive or asked for"},
+       "most connections to one host, all jobs together; extra connections of a big file wait "
+       "past it"},
+      {"max-connections", &S::max_connections, "0", 0, 100000,
+       "most connections of all jobs together (0: no limit); extra connections of a big file "
+       "wait past it"},
       {"segment-threshold", &S::segment_threshold, "16777216", 1, 1L << 50,
        "bytes from which a file is fetched in segments over several connections"},
       {"segment-min-size", &S::segment_min_size, "1048576", 65536, 1L << 40,

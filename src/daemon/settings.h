@@ -30,6 +30,7 @@ struct Settings {
   int checkpoint_interval_ms;
   int connections;
   int max_connections_per_host;
+  int max_connections;
   long segment_threshold;
   long segment_min_size;
   int block_private_addresses;

@@ -36,6 +36,7 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   eo.block_private_addresses = opts_.block_private_addresses;
   eo.connections = opts_.connections;
   eo.max_connections_per_host = opts_.max_connections_per_host;
+  eo.max_connections = opts_.max_connections;
   eo.segment_threshold = opts_.segment_threshold;
   eo.segment_min_size = opts_.segment_min_size;
   eo.ca_cert = opts_.ca_cert;

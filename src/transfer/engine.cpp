@@ -83,6 +83,7 @@ struct Transfer : Placement {
   std::vector<Seg> segs;
   std::string validator;     // If-Range of every segment
   std::vector<FetchId> to_cancel;
+  std::string origin;                     // url_origin(req.url): the host's share of connections
   int conn_cap = 16;                      // fetches at once; lowered when the server refuses one
   SteadyClock::time_point hold_until{};   // no new segment fetch before this (Retry-After)
   bool resumed_segments = false;  // segments taken up from a checkpoint's map
@@ -368,7 +369,7 @@ class Engine::Impl final : public FetchClient {
   int allowed_connections(const Transfer& t) {
     const int wanted = t.req.connections.value_or(options_.connections);
     int conns = std::clamp(wanted == 0 ? 16 : wanted, 1, std::clamp(options_.max_connections_per_host, 1, 16));
-    if (auto it = host_caps_.find(url_origin(t.req.url)); it != host_caps_.end()) {
+    if (auto it = host_caps_.find(t.origin); it != host_caps_.end()) {
       if (SteadyClock::now() < it->second.until) {
         conns = std::min(conns, it->second.cap);
       } else {
@@ -427,6 +428,27 @@ class Engine::Impl final : public FetchClient {
 
   bool adaptive(const Transfer& t) const { return t.req.connections.value_or(options_.connections) == 0; }
 
+  // Fetches running now, in all and to one origin, against max_connections and
+  // max_connections_per_host.
+  struct Budget {
+    int all = 0, host = 0, max_all = 0, max_host = 16;
+    int room() const {
+      int r = max_host - host;
+      if (max_all > 0) r = std::min(r, max_all - all);
+      return r;
+    }
+  };
+  Budget budget(const std::string& origin) const {
+    Budget b{.max_all = options_.max_connections, .max_host = std::clamp(options_.max_connections_per_host, 1, 16)};
+    for (const auto& [fid, job] : by_fetch_) {
+      auto it = transfers_.find(job);
+      if (it == transfers_.end()) continue;
+      ++b.all;
+      b.host += it->second->origin == origin;
+    }
+    return b;
+  }
+
   // The adaptive connection count of a segmented transfer (tick()). One connection runs for a
   // window; then the file is split for as many connections as the host may get and those run
   // for a window. They stay when they made clearly more (adaptive_gain) than the one: each
@@ -452,7 +474,9 @@ class Engine::Impl final : public FetchClient {
     const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
     if (t.probe == Probe::kAlone) {
       t.alone_rate = rate;
-      const int wide = allowed_connections(t);
+      int mine = 0;
+      for (const auto& s : t.segs) mine += !s.dropped && s.fetch != 0;
+      const int wide = std::min(allowed_connections(t), mine + std::max(0, budget(t.origin).room()));
       widen(t, wide);
       int open = 0;
       for (const auto& s : t.segs) open += !s.dropped && s.pos < s.end;
@@ -528,11 +552,16 @@ class Engine::Impl final : public FetchClient {
     std::vector<size_t> order(t.segs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t.segs[a].start < t.segs[b].start; });
+    Budget b = budget(t.origin);
     for (size_t i : order) {
       auto& s = t.segs[i];
       if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
       if (active >= t.conn_cap) break;
+      // Past the host's or the engine's share, extra connections wait; one always runs.
+      if (active > 0 && b.room() <= 0) break;
       ++active;
+      ++b.all;
+      ++b.host;
       FetchRequest fr;
       fr.url = t.req.url;
       fr.range = ByteRange{.start = s.pos, .end = s.end};
@@ -631,7 +660,7 @@ class Engine::Impl final : public FetchClient {
     if (others == 0) return false;
     const auto now = SteadyClock::now();
     t.conn_cap = std::min(t.conn_cap, others);
-    auto& host = host_caps_[url_origin(t.req.url)];
+    auto& host = host_caps_[t.origin];
     host.cap = host.until > now ? std::min(host.cap, others) : others;
     host.until = now + kHostCapFor;
     if (auto ms = parse_retry_after(response.header("retry-after"), util::now_unix_ms())) {
@@ -797,6 +826,7 @@ class Engine::Impl final : public FetchClient {
     auto tp = std::make_unique<Transfer>();
     Transfer& t = *tp;
     t.req = std::move(r);
+    t.origin = url_origin(t.req.url);
     fetcher_.set_group_rate_limit(t.req.job_id, t.req.rate_limit);
     placer_.place(t);
     if (t.failure) {

@@ -64,7 +64,11 @@ struct EngineOptions {
   // (the link is the limit) it goes back to one.
   int connections = 0;
   int max_connections_per_host = 16;
-  std::chrono::milliseconds probe_window{250};
+  // Connections of all transfers together (0: no limit). Past it, or past
+  // max_connections_per_host to one host (scheme, host and port) across all transfers, extra
+  // connections of a segmented file wait; each transfer always has its first.
+  int max_connections = 0;
+  std::chrono::milliseconds probe_window{150};
   double adaptive_gain = 0.05;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;

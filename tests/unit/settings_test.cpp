@@ -80,13 +80,14 @@ TEST(Settings, NamesAreUniqueAndHaveHelp) {
     EXPECT_NE(std::string(info.help), "") << info.name;
     EXPECT_EQ(find_setting(info.name), &info);
   }
-  EXPECT_EQ(seen.size(), 21u);
+  EXPECT_EQ(seen.size(), 22u);
 }
 
 TEST(Settings, SegmentedDownloadDefaults) {
   Settings s;
   EXPECT_EQ(s.connections, 0);  // adaptive
   EXPECT_EQ(s.max_connections_per_host, 16);
+  EXPECT_EQ(s.max_connections, 0);  // no limit
   EXPECT_EQ(s.segment_threshold, 16L << 20);
   EXPECT_EQ(s.segment_min_size, 1L << 20);
   EXPECT_EQ(find_setting("connections")->max, 16);
