@@ -39,7 +39,8 @@ _KIND_CALLBACK = {
     "cancelled": "on_cancelled",
 }
 _TERMINAL_KINDS = frozenset({"complete", "error", "cancelled"})
-# How long join() waits, after the queue says the jobs ended, for their last callbacks to run.
+# After the queue says the jobs ended, join() waits for their last callbacks as long as the
+# callback thread keeps delivering; this long without a delivery, it gives up with a warning.
 _CALLBACK_GRACE = 10.0
 
 
@@ -126,6 +127,7 @@ class DownloadQueueService:
         self._callbacks: Dict[int, Dict[str, Optional[DownloadEventHandler]]] = {}
         self._awaiting: Set[int] = set()  # jobs whose last callback has yet to run
         self._last_progress: Dict[int, int] = {}  # bytes of the last progress callback
+        self._delivered = 0  # events delivered so far; guarded by _lock
         self._queue: Optional[_fetchq.Queue] = None
         self._dispatcher: Optional[threading.Thread] = None
         self.start()
@@ -350,7 +352,11 @@ class DownloadQueueService:
             ended &= set(ids)
         grace = time.monotonic() + _CALLBACK_GRACE
         with self._cv:
+            delivered = self._delivered
             while self._awaiting & ended and not queue.events_done():
+                if self._delivered != delivered:  # a slow callback is not a stuck one
+                    delivered = self._delivered
+                    grace = time.monotonic() + _CALLBACK_GRACE
                 left = grace - time.monotonic()
                 if left <= 0:
                     logger.warning("fetchq: callbacks of jobs %s still pending after join", sorted(self._awaiting & ended))
@@ -388,8 +394,9 @@ class DownloadQueueService:
             else:
                 self._call(callbacks.get(name), job, name)
             self._emit(kind, job)
-        if kind in _TERMINAL_KINDS:
-            with self._cv:
+        with self._cv:
+            self._delivered += 1
+            if kind in _TERMINAL_KINDS:
                 self._awaiting.discard(job_id)
                 self._cv.notify_all()
 
