@@ -90,9 +90,15 @@ class DownloadQueueService:
     threads. Callbacks and the event bus run on one Python thread of the service, each in a
     ``try``: one that raises is logged and the download goes on.
 
-    ``requests_session`` is accepted for compatibility and ignored. ``socket`` (a running
-    fetchqd) is not available yet. ``progress_interval`` is the shortest time, in seconds,
-    between two progress callbacks of one job.
+    With ``socket`` (or, when neither ``state`` nor ``socket`` is given, ``$FETCHQ_SOCKET``) the
+    service is a client of the fetchqd listening there instead: the same methods and job
+    objects, the daemon's state, callbacks driven by its event log. ``max_parallel_dl`` and
+    ``progress_interval`` are then the daemon's settings, and stopping the service leaves the
+    daemon's downloads running. ``list_jobs``, ``cancel_all_jobs`` and ``prune_jobs`` act on
+    every job of the daemon, and the event bus hears of all of them.
+
+    ``requests_session`` is accepted for compatibility and ignored. ``progress_interval`` is the
+    shortest time, in seconds, between two progress callbacks of one job.
 
     The queue starts at once; ``stop()`` (or leaving a ``with`` block) stops every transfer with
     its bytes kept for the next start.
@@ -110,17 +116,20 @@ class DownloadQueueService:
     ) -> None:
         if requests_session is not None:
             warnings.warn("fetchq does its own HTTP; requests_session is ignored", stacklevel=2)
-        if socket is not None:
-            raise NotImplementedError("fetchq: socket= (a client of fetchqd) is not available yet")
+        if socket is None and state is None:
+            socket = os.environ.get("FETCHQ_SOCKET") or None
+        if socket is not None and state is not None:
+            raise ValueError("state= and socket= exclude each other: fetchqd keeps its own state")
+        self._socket = os.fspath(socket) if socket is not None else None
         self._max_parallel = int(max_parallel_dl)
         self._event_bus = event_bus
         self._progress_interval = float(progress_interval)
         self._tmpdir: Optional[str] = None
-        if state is None:
+        if state is None and self._socket is None:
             self._tmpdir = tempfile.mkdtemp(prefix="fetchq-state-")
             state = os.path.join(self._tmpdir, "state.db")
             weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-        self._state = os.fspath(state)
+        self._state = os.fspath(state) if state is not None else None
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._jobs: Dict[int, DownloadJob] = {}  # one live object per job; guarded by _lock
@@ -139,7 +148,10 @@ class DownloadQueueService:
         if self._queue is not None and not self._queue.closed:
             return
         try:
-            queue = _fetchq.Queue(self._state, self._max_parallel, self._progress_interval)
+            if self._socket is not None:
+                queue = _fetchq.Queue.connect(self._socket)
+            else:
+                queue = _fetchq.Queue.open(self._state, self._max_parallel, self._progress_interval)
         except _fetchq.Error as e:
             _raise_for(e)
         self._queue = queue

@@ -1,4 +1,4 @@
-// _fetchq: the Python binding of fetchq::DownloadQueue, under the `fetchq` package.
+// _fetchq: the Python binding of fetchq's queue (in-process or fetchqd's), under `fetchq`.
 //
 // A thin layer: jobs cross as dicts, failures as _fetchq.Error(code, message), and the package
 // (python/fetchq/) builds the InvokeAI-style API on top. Every call that may block (SQLite, a
@@ -18,8 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "event_channel.h"
-#include "fetchq/queue.h"
+#include "backend.h"
 #include "fetchq/version.h"
 
 namespace py = pybind11;
@@ -77,54 +76,53 @@ std::chrono::milliseconds to_ms(double seconds) {
 
 class Queue {
   // Helpers first: the methods below need call()'s deduced return type.
-  // Runs fn on the queue with the GIL released. The shared_ptr copy keeps the queue alive should
-  // another thread close() meanwhile (the call then answers from a shut queue).
+  // Runs fn on the backend with the GIL released. The shared_ptr copy keeps the backend alive
+  // should another thread close() meanwhile (the call then answers from a stopped queue).
   template <typename Fn>
   auto call(Fn&& fn) {
-    std::shared_ptr<DownloadQueue> q = queue_;
-    if (!q) throw QueueFailure{make_error(ErrorCode::kWrongState, "the queue is stopped")};
-    try {
+    std::shared_ptr<Backend> b = backend_;
+    if (!b) throw QueueFailure{make_error(ErrorCode::kWrongState, "the queue is stopped")};
+    auto r = [&] {
       py::gil_scoped_release nogil;
-      return fn(*q);
-    } catch (const StorageError& e) {
-      throw QueueFailure{e.error()};
-    }
-  }
-
-  static Job unwrap(Result<Job> r) {
+      return fn(*b);
+    }();
     if (!r) throw QueueFailure{r.error()};
     return std::move(r.value());
   }
 
  public:
-  Queue(const std::string& db_path, int max_parallel, double progress_interval)
-      : channel_(std::make_shared<EventChannel>()) {
+  // The queue in this process, on the SQLite file db_path.
+  static std::unique_ptr<Queue> open(const std::string& db_path, int max_parallel, double progress_interval) {
+    auto q = std::unique_ptr<Queue>(new Queue);
     QueueOptions options;
     options.db_path = db_path;
     options.max_parallel = max_parallel;
     options.progress_interval = to_ms(progress_interval);
-    // Runs on the queue's callback thread: a mutex and a notify, never the GIL.
-    auto to = [ch = channel_](const char* kind) {
-      return [ch, kind](const Job& job) { ch->push(kind, job); };
-    };
-    options.callbacks.on_start = to("started");
-    options.callbacks.on_progress = to("progress");
-    options.callbacks.on_complete = to("complete");
-    options.callbacks.on_error = to("error");
-    options.callbacks.on_cancelled = to("cancelled");
-    options.callbacks.on_paused = to("paused");
     auto opened = [&] {
       py::gil_scoped_release nogil;
-      return DownloadQueue::open(std::move(options));
+      return open_local(std::move(options), q->channel_);
     }();
     if (!opened) throw QueueFailure{opened.error()};
-    queue_ = std::shared_ptr<DownloadQueue>(std::move(opened.value()));
+    q->backend_ = std::move(opened.value());
+    return q;
+  }
+
+  // A client of the fetchqd behind socket_path.
+  static std::unique_ptr<Queue> connect(const std::string& socket_path) {
+    auto q = std::unique_ptr<Queue>(new Queue);
+    auto connected = [&] {
+      py::gil_scoped_release nogil;
+      return connect_remote(socket_path, q->channel_);
+    }();
+    if (!connected) throw QueueFailure{connected.error()};
+    q->backend_ = std::move(connected.value());
+    return q;
   }
 
   ~Queue() {
-    // Reached with the GIL held (Python's garbage collector). shutdown() waits for transfers to
-    // checkpoint and for the callback thread, which only pushes into the channel: no deadlock.
-    if (queue_) queue_->shutdown();
+    // Reached with the GIL held (Python's garbage collector). shutdown() waits for the backend's
+    // threads, which only push into the channel and never take the GIL: no deadlock.
+    if (backend_) backend_->shutdown();
     channel_->close();
   }
 
@@ -135,32 +133,32 @@ class Queue {
     request.dest = dest;
     request.options.priority = priority;
     request.options.access_token = std::move(access_token);
-    return to_dict(unwrap(call([&](DownloadQueue& q) { return q.download(request); })));
+    return to_dict(call([&](Backend& b) { return b.download(request); }));
   }
 
   py::list list_jobs() {
-    auto jobs = call([](DownloadQueue& q) { return q.list_jobs(); });
+    auto jobs = call([](Backend& b) { return b.list_jobs(); });
     py::list out;
     for (const auto& j : jobs) out.append(to_dict(j));
     return out;
   }
 
   py::object id_to_job(int64_t id) {
-    auto job = call([id](DownloadQueue& q) { return q.id_to_job(id); });
+    auto job = call([id](Backend& b) { return b.id_to_job(id); });
     return job ? py::object(to_dict(*job)) : py::object(py::none());
   }
 
-  py::dict cancel_job(int64_t id) { return to_dict(unwrap(call([id](DownloadQueue& q) { return q.cancel_job(id); }))); }
-  py::dict pause_job(int64_t id) { return to_dict(unwrap(call([id](DownloadQueue& q) { return q.pause_job(id); }))); }
-  py::dict resume_job(int64_t id) { return to_dict(unwrap(call([id](DownloadQueue& q) { return q.resume_job(id); }))); }
-  py::dict retry_job(int64_t id) { return to_dict(unwrap(call([id](DownloadQueue& q) { return q.retry_job(id); }))); }
-  int64_t cancel_all_jobs() { return call([](DownloadQueue& q) { return q.cancel_all_jobs(); }); }
-  int64_t prune_jobs() { return call([](DownloadQueue& q) { return q.prune_jobs(); }); }
+  py::dict cancel_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.cancel_job(id); })); }
+  py::dict pause_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.pause_job(id); })); }
+  py::dict resume_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.resume_job(id); })); }
+  py::dict retry_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.retry_job(id); })); }
+  int64_t cancel_all_jobs() { return call([](Backend& b) { return b.cancel_all_jobs(); }); }
+  int64_t prune_jobs() { return call([](Backend& b) { return b.prune_jobs(); }); }
 
   bool join(std::optional<double> timeout, const std::vector<int64_t>& ids) {
     std::optional<std::chrono::milliseconds> wait;
     if (timeout) wait = to_ms(*timeout);
-    return call([&](DownloadQueue& q) { return q.join(wait, ids); });
+    return call([&](Backend& b) { return b.join(wait, ids); });
   }
 
   // (kind, job) or None after `timeout` seconds, or at once when closed and drained.
@@ -176,22 +174,24 @@ class Queue {
 
   bool events_done() { return channel_->closed_and_empty(); }
 
-  // Stops every transfer with its bytes checkpointed; the jobs wait for the next open. Events
-  // already queued can still be taken with next_event(). Idempotent.
+  // Stops delivering events (a local queue also stops every transfer, checkpointed, until the
+  // next open). Events already queued can still be taken with next_event(). Idempotent.
   void close() {
-    std::shared_ptr<DownloadQueue> q = std::move(queue_);
-    if (q) {
+    std::shared_ptr<Backend> b = std::move(backend_);
+    if (b) {
       py::gil_scoped_release nogil;
-      q->shutdown();
+      b->shutdown();
     }
     channel_->close();
   }
 
-  bool closed() const { return !queue_; }
+  bool closed() const { return !backend_; }
 
  private:
-  std::shared_ptr<EventChannel> channel_;
-  std::shared_ptr<DownloadQueue> queue_;  // guarded by the GIL; null once closed
+  Queue() = default;
+
+  std::shared_ptr<EventChannel> channel_ = std::make_shared<EventChannel>();
+  std::shared_ptr<Backend> backend_;  // guarded by the GIL; null once closed
 };
 
 }  // namespace
@@ -221,9 +221,10 @@ PYBIND11_MODULE(_fetchq, m) {
     }
   });
 
-  py::class_<Queue>(m, "Queue", "A fetchq DownloadQueue on one SQLite state file.")
-      .def(py::init<const std::string&, int, double>(), py::arg("db_path"), py::arg("max_parallel") = 5,
-           py::arg("progress_interval") = 1.0)
+  py::class_<Queue>(m, "Queue", "A fetchq queue: in this process (open) or fetchqd's (connect).")
+      .def_static("open", &Queue::open, py::arg("db_path"), py::arg("max_parallel") = 5,
+                  py::arg("progress_interval") = 1.0, "The queue in this process, on an SQLite file.")
+      .def_static("connect", &Queue::connect, py::arg("socket_path"), "A client of the fetchqd behind a socket.")
       .def("download", &Queue::download, py::arg("source"), py::arg("dest"), py::arg("priority") = 10,
            py::arg("access_token") = py::none())
       .def("list_jobs", &Queue::list_jobs)

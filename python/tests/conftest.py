@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 import time
@@ -131,10 +132,51 @@ def downloads(tmp_path):
 
 
 @pytest.fixture
-def service(tmp_path):
+def fetchqd(tmp_path):
+    """A fetchqd of the build tree on its own database; yields its socket path."""
+    import socket as socketlib
+    import subprocess
+
+    bin_dir = os.environ.get("FETCHQ_BIN_DIR")
+    if not bin_dir:
+        pytest.skip("FETCHQ_BIN_DIR (the build's src/ folder, holding fetchqd) is not set")
+    sock = tmp_path / "fetchqd.sock"
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "no-config"))
+    env.pop("FETCHQ_SOCKET", None)
+    proc = subprocess.Popen([os.path.join(bin_dir, "fetchqd"), "--db", str(tmp_path / "fetchqd.db"),
+                             "--socket", str(sock), "--log-level", "warn"], env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "fetchqd exited"
+            assert time.monotonic() < deadline, "fetchqd did not open its socket"
+            if sock.exists():
+                with socketlib.socket(socketlib.AF_UNIX) as s:
+                    try:
+                        s.connect(str(sock))
+                        break
+                    except OSError:
+                        pass
+            time.sleep(0.05)
+        yield sock
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=["embedded", "socket"])
+def service(request, tmp_path):
+    """The service in both modes: the queue in this process, and a client of fetchqd."""
     from fetchq import DownloadQueueService
 
-    svc = DownloadQueueService(state=tmp_path / "state.db", progress_interval=0.05)
+    if request.param == "socket":
+        svc = DownloadQueueService(socket=request.getfixturevalue("fetchqd"))
+    else:
+        svc = DownloadQueueService(state=tmp_path / "state.db", progress_interval=0.05)
     try:
         yield svc
     finally:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import payload
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +27,12 @@ def parse_objects(text: str):
         out.append(obj)
 
 
-def test_seed_example_prints_the_seeds_json(server, downloads):
+@pytest.mark.parametrize("mode", ["embedded", "socket"])
+def test_seed_example_prints_the_seeds_json(server, downloads, mode, request):
+    env = os.environ.copy()
+    env.pop("FETCHQ_SOCKET", None)
+    if mode == "socket":  # the example unchanged: $FETCHQ_SOCKET makes it a client of fetchqd
+        env["FETCHQ_SOCKET"] = str(request.getfixturevalue("fetchqd"))
     fire = payload(666_734, 1)
     bird = payload(774_949, 2)
     model = payload(300_000, 3)
@@ -36,7 +43,7 @@ def test_seed_example_prints_the_seeds_json(server, downloads):
 
     run = subprocess.run(
         [sys.executable, str(HERE / "seed_example.py"), base, str(downloads)],
-        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+        capture_output=True, text=True, timeout=120, env=env,
     )
     assert run.returncode == 0, run.stderr
     jobs = parse_objects(run.stdout)

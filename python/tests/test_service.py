@@ -242,7 +242,7 @@ def test_prune(service, server, downloads):
 
 def test_pause_resume_and_retry(service, server, downloads):
     body = payload(1_500_000)
-    url = server.add("/files/pr.bin", body, chunk=16_384, delay=0.01)
+    url = server.add("/files/pr.bin", body, chunk=16_384, delay=0.02)
     job = service.download(url, downloads)
     assert wait_until(lambda: service.id_to_job(job.id).bytes > 100_000)
     service.pause_job(job)
