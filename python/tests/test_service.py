@@ -298,3 +298,21 @@ def test_requests_session_is_ignored_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="requests_session"):
         q = DownloadQueueService(requests_session=object(), state=tmp_path / "w.db")
     q.stop()
+
+
+def test_tqdm_progress_draws_one_bar_per_job_to_the_end(service, server, downloads):
+    import io
+
+    from fetchq import TqdmProgress
+
+    out = io.StringIO()
+    bars = TqdmProgress(file=out, mininterval=0)
+    sizes = {"one.bin": 150_000, "two.bin": 90_000}
+    jobs = [service.download(server.add(f"/files/{n}", payload(size, size), chunk=10_000, delay=0.01), downloads,
+                             on_progress=bars.update) for n, size in sizes.items()]
+    assert service.join(timeout=30)
+    assert all(j.complete for j in jobs)
+    text = out.getvalue()
+    for name in sizes:
+        assert f"{name}: 100%" in text, text
+    assert bars._bars == {}  # each bar closed at its total
