@@ -316,3 +316,13 @@ def test_tqdm_progress_draws_one_bar_per_job_to_the_end(service, server, downloa
     for name in sizes:
         assert f"{name}: 100%" in text, text
     assert bars._bars == {}  # each bar closed at its total
+
+
+def test_wait_for_job(service, server, downloads):
+    quick = service.download(server.add("/files/quick.bin", payload(1000)), downloads)
+    assert service.wait_for_job(quick, timeout=30) is quick and quick.complete
+    slow = service.download(server.add("/files/slow.bin", payload(2_000_000), chunk=8192, delay=0.05), downloads)
+    with pytest.raises(TimeoutError):
+        service.wait_for_job(slow, timeout=0.3)
+    service.cancel_job(slow)
+    assert service.wait_for_job(slow.id, timeout=30).status == DownloadJobStatus.CANCELLED
