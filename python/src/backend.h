@@ -32,7 +32,8 @@ class Backend {
   virtual Result<int64_t> cancel_all_jobs() = 0;
   virtual Result<int64_t> prune_jobs() = 0;
   // True once none of `ids` (all jobs when empty) is waiting or running; false on timeout.
-  virtual Result<bool> join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& ids) = 0;
+  virtual Result<bool> join(std::optional<std::chrono::milliseconds> timeout,
+                            const std::vector<int64_t>& ids) = 0;
   // Stops delivering events. A local queue also stops its transfers, checkpointed; fetchqd's go
   // on. Idempotent.
   virtual void shutdown() = 0;
@@ -40,11 +41,13 @@ class Backend {
 
 // The queue in this process, on the SQLite file options.db_path; its callbacks are replaced by
 // pushes into `events`.
-Result<std::unique_ptr<Backend>> open_local(QueueOptions options, std::shared_ptr<EventChannel> events);
+Result<std::unique_ptr<Backend>> open_local(QueueOptions options,
+                                            std::shared_ptr<EventChannel> events);
 
 // A client of the fetchqd listening on `socket_path`: one connection for the calls and one
 // subscribed to the event log, whose download events reach `events` with the job as fetchqd
 // has it. Subscribed before this returns, so no event of a job submitted afterwards is missed.
-Result<std::unique_ptr<Backend>> connect_remote(const std::string& socket_path, std::shared_ptr<EventChannel> events);
+Result<std::unique_ptr<Backend>> connect_remote(const std::string& socket_path,
+                                                std::shared_ptr<EventChannel> events);
 
 }  // namespace fetchq::python

@@ -28,7 +28,8 @@ class LocalBackend final : public Backend {
   Result<int64_t> prune_jobs() override {
     return guarded([&] { return q_->prune_jobs(); });
   }
-  Result<bool> join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& ids) override {
+  Result<bool> join(std::optional<std::chrono::milliseconds> timeout,
+                    const std::vector<int64_t>& ids) override {
     return guarded([&] { return q_->join(timeout, ids); });
   }
   void shutdown() override { q_->shutdown(); }
@@ -49,7 +50,8 @@ class LocalBackend final : public Backend {
 
 }  // namespace
 
-Result<std::unique_ptr<Backend>> open_local(QueueOptions options, std::shared_ptr<EventChannel> events) {
+Result<std::unique_ptr<Backend>> open_local(QueueOptions options,
+                                            std::shared_ptr<EventChannel> events) {
   // Runs on the queue's callback thread: a mutex and a notify, never the GIL.
   auto to = [&events](const char* kind) {
     return [ch = events, kind](const Job& job) { ch->push(kind, job); };

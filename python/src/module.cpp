@@ -6,7 +6,6 @@
 // push into an EventChannel, so no fetchq thread ever waits for the GIL.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -28,15 +27,24 @@ namespace {
 
 const char* code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kSchemeNotAllowed: return "scheme_not_allowed";
-    case ErrorCode::kOutsideRoots: return "outside_roots";
-    case ErrorCode::kWrongState: return "wrong_state";
-    case ErrorCode::kStorage: return "storage";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kBusy: return "busy";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kSchemeNotAllowed:
+      return "scheme_not_allowed";
+    case ErrorCode::kOutsideRoots:
+      return "outside_roots";
+    case ErrorCode::kWrongState:
+      return "wrong_state";
+    case ErrorCode::kStorage:
+      return "storage";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "internal";
 }
@@ -46,7 +54,9 @@ struct QueueFailure {
   Error error;
 };
 
-py::object opt(const std::optional<std::string>& v) { return v ? py::object(py::str(*v)) : py::object(py::none()); }
+py::object opt(const std::optional<std::string>& v) {
+  return v ? py::object(py::str(*v)) : py::object(py::none());
+}
 
 // The fields the package reads; the token is never among them (Job does not hold it).
 py::dict to_dict(const Job& j) {
@@ -92,7 +102,8 @@ class Queue {
 
  public:
   // The queue in this process, on the SQLite file db_path.
-  static std::unique_ptr<Queue> open(const std::string& db_path, int max_parallel, double progress_interval) {
+  static std::unique_ptr<Queue> open(const std::string& db_path, int max_parallel,
+                                     double progress_interval) {
     auto q = std::unique_ptr<Queue>(new Queue);
     QueueOptions options;
     options.db_path = db_path;
@@ -148,12 +159,24 @@ class Queue {
     return job ? py::object(to_dict(*job)) : py::object(py::none());
   }
 
-  py::dict cancel_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.cancel_job(id); })); }
-  py::dict pause_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.pause_job(id); })); }
-  py::dict resume_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.resume_job(id); })); }
-  py::dict retry_job(int64_t id) { return to_dict(call([id](Backend& b) { return b.retry_job(id); })); }
-  int64_t cancel_all_jobs() { return call([](Backend& b) { return b.cancel_all_jobs(); }); }
-  int64_t prune_jobs() { return call([](Backend& b) { return b.prune_jobs(); }); }
+  py::dict cancel_job(int64_t id) {
+    return to_dict(call([id](Backend& b) { return b.cancel_job(id); }));
+  }
+  py::dict pause_job(int64_t id) {
+    return to_dict(call([id](Backend& b) { return b.pause_job(id); }));
+  }
+  py::dict resume_job(int64_t id) {
+    return to_dict(call([id](Backend& b) { return b.resume_job(id); }));
+  }
+  py::dict retry_job(int64_t id) {
+    return to_dict(call([id](Backend& b) { return b.retry_job(id); }));
+  }
+  int64_t cancel_all_jobs() {
+    return call([](Backend& b) { return b.cancel_all_jobs(); });
+  }
+  int64_t prune_jobs() {
+    return call([](Backend& b) { return b.prune_jobs(); });
+  }
 
   bool join(std::optional<double> timeout, const std::vector<int64_t>& ids) {
     std::optional<std::chrono::milliseconds> wait;
@@ -207,11 +230,15 @@ PYBIND11_MODULE(_fetchq, m) {
   auto logger = spdlog::stderr_color_mt("fetchq");
   logger->set_level(spdlog::level::warn);
   spdlog::set_default_logger(logger);
-  m.def("set_log_level", [](const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); },
-        py::arg("level"), "Sets how much fetchq logs to stderr: trace, debug, info, warn, err, critical, off.");
+  m.def(
+      "set_log_level",
+      [](const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); },
+      py::arg("level"),
+      "Sets how much fetchq logs to stderr: trace, debug, info, warn, err, critical, off.");
 
   static py::exception<fetchq::python::QueueFailure> error(m, "Error");
-  error.doc() = "A failure of the queue: args are (code, message), code as 'not_found', 'busy', ...";
+  error.doc() =
+      "A failure of the queue: args are (code, message), code as 'not_found', 'busy', ...";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -223,10 +250,12 @@ PYBIND11_MODULE(_fetchq, m) {
 
   py::class_<Queue>(m, "Queue", "A fetchq queue: in this process (open) or fetchqd's (connect).")
       .def_static("open", &Queue::open, py::arg("db_path"), py::arg("max_parallel") = 5,
-                  py::arg("progress_interval") = 1.0, "The queue in this process, on an SQLite file.")
-      .def_static("connect", &Queue::connect, py::arg("socket_path"), "A client of the fetchqd behind a socket.")
-      .def("download", &Queue::download, py::arg("source"), py::arg("dest"), py::arg("priority") = 10,
-           py::arg("access_token") = py::none())
+                  py::arg("progress_interval") = 1.0,
+                  "The queue in this process, on an SQLite file.")
+      .def_static("connect", &Queue::connect, py::arg("socket_path"),
+                  "A client of the fetchqd behind a socket.")
+      .def("download", &Queue::download, py::arg("source"), py::arg("dest"),
+           py::arg("priority") = 10, py::arg("access_token") = py::none())
       .def("list_jobs", &Queue::list_jobs)
       .def("id_to_job", &Queue::id_to_job, py::arg("id"))
       .def("cancel_job", &Queue::cancel_job, py::arg("id"))
@@ -235,7 +264,8 @@ PYBIND11_MODULE(_fetchq, m) {
       .def("retry_job", &Queue::retry_job, py::arg("id"))
       .def("cancel_all_jobs", &Queue::cancel_all_jobs)
       .def("prune_jobs", &Queue::prune_jobs)
-      .def("join", &Queue::join, py::arg("timeout") = py::none(), py::arg("ids") = std::vector<int64_t>{})
+      .def("join", &Queue::join, py::arg("timeout") = py::none(),
+           py::arg("ids") = std::vector<int64_t>{})
       .def("next_event", &Queue::next_event, py::arg("timeout"))
       .def("events_done", &Queue::events_done)
       .def("close", &Queue::close)

@@ -31,13 +31,14 @@ class RemoteBackend final : public Backend {
  public:
   RemoteBackend(Client calls, Client events, Client lookups, std::shared_ptr<EventChannel> channel)
       : calls_(std::move(calls)), channel_(std::move(channel)) {
-    thread_ = std::thread([this, ev = std::move(events), lk = std::move(lookups)]() mutable {
-      follow(ev, lk);
-    });
+    thread_ = std::thread(
+        [this, ev = std::move(events), lk = std::move(lookups)]() mutable { follow(ev, lk); });
   }
   ~RemoteBackend() override { shutdown(); }
 
-  Result<Job> download(const DownloadRequest& r) override { return locked([&] { return calls_.download(r); }); }
+  Result<Job> download(const DownloadRequest& r) override {
+    return locked([&] { return calls_.download(r); });
+  }
   Result<std::vector<Job>> list_jobs() override {
     return locked([&] { return calls_.list_jobs(ListFilter{}); });
   }
@@ -47,13 +48,26 @@ class RemoteBackend final : public Backend {
     if (r.error().code == ErrorCode::kNotFound) return std::optional<Job>();
     return r.error();
   }
-  Result<Job> cancel_job(int64_t id) override { return locked([&] { return calls_.cancel_job(id); }); }
-  Result<Job> pause_job(int64_t id) override { return locked([&] { return calls_.pause_job(id); }); }
-  Result<Job> resume_job(int64_t id) override { return locked([&] { return calls_.resume_job(id); }); }
-  Result<Job> retry_job(int64_t id) override { return locked([&] { return calls_.retry_job(id); }); }
-  Result<int64_t> cancel_all_jobs() override { return locked([&] { return calls_.cancel_all_jobs(); }); }
-  Result<int64_t> prune_jobs() override { return locked([&] { return calls_.prune_jobs(); }); }
-  Result<bool> join(std::optional<std::chrono::milliseconds> timeout, const std::vector<int64_t>& ids) override {
+  Result<Job> cancel_job(int64_t id) override {
+    return locked([&] { return calls_.cancel_job(id); });
+  }
+  Result<Job> pause_job(int64_t id) override {
+    return locked([&] { return calls_.pause_job(id); });
+  }
+  Result<Job> resume_job(int64_t id) override {
+    return locked([&] { return calls_.resume_job(id); });
+  }
+  Result<Job> retry_job(int64_t id) override {
+    return locked([&] { return calls_.retry_job(id); });
+  }
+  Result<int64_t> cancel_all_jobs() override {
+    return locked([&] { return calls_.cancel_all_jobs(); });
+  }
+  Result<int64_t> prune_jobs() override {
+    return locked([&] { return calls_.prune_jobs(); });
+  }
+  Result<bool> join(std::optional<std::chrono::milliseconds> timeout,
+                    const std::vector<int64_t>& ids) override {
     std::optional<double> seconds;
     if (timeout) seconds = static_cast<double>(timeout->count()) / 1000.0;
     return locked([&] { return calls_.join(ids, seconds); });
@@ -115,7 +129,8 @@ class RemoteBackend final : public Backend {
 
 }  // namespace
 
-Result<std::unique_ptr<Backend>> connect_remote(const std::string& socket_path, std::shared_ptr<EventChannel> events) {
+Result<std::unique_ptr<Backend>> connect_remote(const std::string& socket_path,
+                                                std::shared_ptr<EventChannel> events) {
   auto calls = Client::connect(socket_path);
   if (!calls) return calls.error();
   auto follower = Client::connect(socket_path);
@@ -127,8 +142,9 @@ Result<std::unique_ptr<Backend>> connect_remote(const std::string& socket_path, 
   auto answer = follower->next_event();
   if (!answer) return answer.error();
   if (!answer->subscribed) return make_error(ErrorCode::kIo, "fetchqd did not answer subscribe");
-  return std::unique_ptr<Backend>(std::make_unique<RemoteBackend>(std::move(calls.value()), std::move(follower.value()),
-                                                                  std::move(lookups.value()), std::move(events)));
+  return std::unique_ptr<Backend>(
+      std::make_unique<RemoteBackend>(std::move(calls.value()), std::move(follower.value()),
+                                      std::move(lookups.value()), std::move(events)));
 }
 
 }  // namespace fetchq::python
