@@ -156,8 +156,18 @@ def test_event_bus_gets_the_events_in_order(tmp_path, server, downloads):
         assert error["source"] == server.url("/missing")
         assert error["error_type"] == "HTTPError(404 Not Found)" and error["error"]
 
+        bus.events.clear()
+        slow = server.add("/files/cancelled.bin", payload(2_000_000), chunk=8192, delay=0.05)
+        started = threading.Event()
+        job = q.download(slow, downloads, on_start=lambda j: started.set())
+        assert started.wait(20)
+        q.cancel_job(job)
+        assert q.join(timeout=30)
+        assert [n for n, _ in bus.events][0] == "download_started"
+        assert bus.events[-1] == ("download_cancelled", {"source": slow})
 
-def test_event_bus_methods_taking_the_job(service, server, downloads, tmp_path):
+
+def test_event_bus_methods_taking_the_job(server, downloads, tmp_path):
     seen = []
 
     class JobBus:
