@@ -160,7 +160,7 @@ class DownloadQueueService:
         )
         self._dispatcher = thread
         thread.start()
-        weakref.finalize(self, queue.close)
+        weakref.finalize(self, _close, queue, thread)
 
     def stop(self, *args: Any, **kwargs: Any) -> None:
         """Stops every transfer with its bytes checkpointed, runs the callbacks still due and
@@ -450,6 +450,15 @@ class DownloadQueueService:
             _bus_call(bus, method, job, payload)
         except Exception:
             logger.exception("fetchq: event bus %s for job %d raised; the download goes on", method, job.id)
+
+
+def _close(queue: "_fetchq.Queue", thread: threading.Thread) -> None:
+    """Closes the queue of a service that is collected, or still open at exit, and waits for its
+    callback thread. That thread is a daemon; left running into the interpreter's finalization,
+    it would be ended while it waits for the GIL in C++ code, which aborts the process."""
+    queue.close()
+    if thread is not threading.current_thread():
+        thread.join(timeout=60)
 
 
 def _dispatch(queue: "_fetchq.Queue", service_ref: "weakref.ref[DownloadQueueService]") -> None:

@@ -187,10 +187,17 @@ class Queue {
   // (kind, job) or None after `timeout` seconds, or at once when closed and drained.
   py::object next_event(double timeout) {
     std::optional<JobEvent> event;
-    {
-      py::gil_scoped_release nogil;
+    // The GIL is taken back by a plain call, not by gil_scoped_release's destructor: should the
+    // interpreter be finalizing, Python ends this (daemon) thread there by unwinding its stack,
+    // and unwinding out of a destructor, which is noexcept, would abort the process.
+    PyThreadState* state = PyEval_SaveThread();
+    try {
       event = channel_->next(to_ms(timeout));
+    } catch (...) {
+      PyEval_RestoreThread(state);
+      throw;
     }
+    PyEval_RestoreThread(state);
     if (!event) return py::none();
     return py::make_tuple(event->kind, to_dict(event->job));
   }
