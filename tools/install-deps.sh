@@ -5,7 +5,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3 curl sqlite3
   libsqlitecpp-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev systemd
-  groff-base tmux openssl
+  groff-base tmux openssl pybind11-dev python3-dev python3-pytest python3-tqdm
 )
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 missing=()
