@@ -476,7 +476,14 @@ class Engine::Impl final : public FetchClient {
       t.alone_rate = rate;
       int mine = 0;
       for (const auto& s : t.segs) mine += !s.dropped && s.fetch != 0;
-      const int wide = std::min(allowed_connections(t), mine + std::max(0, budget(t.origin).room()));
+      const int allowed = allowed_connections(t);
+      const int wide = std::min(allowed, mine + std::max(0, budget(t.origin).room()));
+      if (wide < 2 && allowed >= 2) {
+        // Other jobs hold the host's share now: measure again later rather than settle on one.
+        t.probe_at = now;
+        t.probe_bytes = t.on_disk;
+        return;
+      }
       widen(t, wide);
       int open = 0;
       for (const auto& s : t.segs) open += !s.dropped && s.pos < s.end;
@@ -552,16 +559,19 @@ class Engine::Impl final : public FetchClient {
     std::vector<size_t> order(t.segs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t.segs[a].start < t.segs[b].start; });
-    Budget b = budget(t.origin);
+    std::optional<Budget> b;  // counted only when an extra connection is wanted
     for (size_t i : order) {
       auto& s = t.segs[i];
       if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
       if (active >= t.conn_cap) break;
       // Past the host's or the engine's share, extra connections wait; one always runs.
-      if (active > 0 && b.room() <= 0) break;
+      if (active > 0) {
+        if (!b) b = budget(t.origin);
+        if (b->room() <= 0) break;
+        ++b->all;
+        ++b->host;
+      }
       ++active;
-      ++b.all;
-      ++b.host;
       FetchRequest fr;
       fr.url = t.req.url;
       fr.range = ByteRange{.start = s.pos, .end = s.end};

@@ -780,7 +780,7 @@ TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view b
       std::lock_guard lock(mu_);
       link_rate = link_rate_;
     }
-    if (link_rate > 0) piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, link_rate / 100)));
+    if (link_rate > 0) piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, link_rate / 400)));
     piece = static_cast<size_t>(std::min<uint64_t>(piece, body.size() - sent));
     const size_t data_len = static_cast<size_t>(std::min<uint64_t>(piece, limit - sent));
     const std::string_view data = body.substr(sent, data_len);
