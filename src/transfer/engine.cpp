@@ -95,6 +95,7 @@ struct Transfer : Placement {
   SteadyClock::time_point probe_at{};  // start of the current window; unset until an answer
   int64_t probe_bytes = 0;             // on_disk at probe_at
   double alone_rate = 0;               // bytes per second over one connection
+  int wide_misses = 0;                 // wide windows that made no clear gain so far
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   bool segmented() const { return !segs.empty(); }
   // Bytes from 0 written without a gap: what a checkpoint may promise as a plain offset.
@@ -496,13 +497,21 @@ class Engine::Impl final : public FetchClient {
       t.probe_at = now;
       return;
     }
-    t.probe = Probe::kSettled;
     const int wide = t.conn_cap;
     if (rate >= t.alone_rate * (1 + options_.adaptive_gain)) {
+      t.probe = Probe::kSettled;
       spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: keeping them",
                     t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
       return;
     }
+    if (++t.wide_misses < 2) {
+      // One window can catch a stall (a busy disk, a server's pause): measure once more before
+      // giving up connections that may well be worth it.
+      t.probe_at = now;
+      t.probe_bytes = t.on_disk;
+      return;
+    }
+    t.probe = Probe::kSettled;
     spdlog::info("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: going on with one",
                  t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
     t.conn_cap = 1;

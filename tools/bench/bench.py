@@ -18,6 +18,7 @@ import re
 import resource
 import shutil
 import signal
+import sqlite3
 import socket
 import statistics
 import subprocess
@@ -725,7 +726,9 @@ http {{
                     db = self.fresh_state("s6.db")
                     first = [self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]
                     again = first
-                    watch = f + ".part"
+                    # A segmented .part is preallocated at its full size: its length says nothing
+                    # of progress, the job's recorded bytes do.
+                    watch = self.recorded_bytes(db)
                 elif tool == "curl -C -":
                     first = ["curl", "-sS", "--fail", "-o", f, url]
                     again = ["curl", "-sS", "--fail", "-C", "-", "-o", f, url]
@@ -746,7 +749,31 @@ http {{
         self.clean_out()
         self.results["S6"] = {"size": size, "rate_mib_s": c["s6_rate_mb"], "runs": runs}
 
+    @staticmethod
+    def recorded_bytes(db):
+        """How many bytes fetchq's state file DB says its job holds (0 before there is one)."""
+        def read():
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
+                try:
+                    row = con.execute("SELECT bytes FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
+                finally:
+                    con.close()
+                return int(row[0]) if row and row[0] is not None else 0
+            except sqlite3.Error:
+                return 0
+        return read
+
     def one_crash(self, first, again, watch, size):
+        """Kills `first` once `watch` (a file's path, or a function giving the bytes so far)
+        holds half of `size`, then runs `again`."""
+        def grown_now():
+            if callable(watch):
+                return watch()
+            try:
+                return os.path.getsize(watch)
+            except OSError:
+                return 0
         os.sync()
         before = len(self.slow_log_lines())
         half = size // 2
@@ -757,10 +784,7 @@ http {{
         deadline = time.monotonic() + max(30, 4 * expected_s)
         grown = 0
         while p.poll() is None and time.monotonic() < deadline:
-            try:
-                grown = os.path.getsize(watch)
-            except OSError:
-                grown = 0
+            grown = grown_now()
             if grown >= half:
                 break
             time.sleep(0.01)
@@ -770,10 +794,7 @@ http {{
                                           f"could be killed at half: {err}")
         p.send_signal(signal.SIGKILL)
         p.wait()
-        try:
-            killed_at = os.path.getsize(watch)
-        except OSError:
-            killed_at = 0
+        killed_at = grown_now()
         t0 = time.monotonic()
         try:
             q = subprocess.run(again, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -1449,7 +1470,7 @@ http {{
             L.append("")
             L.append("sent ÷ size is every byte nginx sent for the file (`$bytes_sent`, both runs, headers "
                      "included) over its size: 1.00 means nothing was sent twice. \"killed at\" is the file's "
-                     "size (fetchq: the .part's) right after `kill -9`; \"resumed from\" is the start of the "
+                     "size (fetchq: the bytes its state file records; a segmented .part is preallocated) right after `kill -9`; \"resumed from\" is the start of the "
                      "rerun's `Range` (0: no Range, started over). aria2c runs with "
                      "`--file-allocation=none` here so its file grows as it downloads.")
             L.append("")
