@@ -55,7 +55,7 @@ struct QueueOptions {
   // segments no smaller than segment_min_size.
   // 0, the default: adaptive. The file starts over one connection; after 150 ms
   // max_connections_per_host connections are tried for as long, and they stay only when they
-  // made at least 5% more than the one (the server caps each connection); otherwise (the link is
+  // made at least 25% more than the one (the server caps each connection); otherwise (the link is
   // the limit) the file goes on over one.
   int connections = 0;
   int max_connections_per_host = 16;

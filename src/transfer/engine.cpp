@@ -77,6 +77,7 @@ struct Transfer : Placement {
     FetchId fetch = 0;
     SteadyClock::time_point since{};  // when its fetch started, at byte `from`
     int64_t from = 0;
+    int64_t written_back = 0;  // bytes from `start` whose writeback was started
     bool answered = false;  // its response head was checked
     bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
   };
@@ -708,6 +709,15 @@ class Engine::Impl final : public FetchClient {
       off += w;
       s->pos += w;
       t.on_disk += w;
+    }
+    // Start the writeback of each MiB as it is written, without waiting for it, as a single
+    // connection does: the disk works while the download goes on, and the fsync before the
+    // rename finds little left to do.
+    constexpr int64_t kWritebackStep = 1 << 20;
+    const int64_t from = std::max(s->start, s->start + s->written_back);
+    if (s->pos - from >= kWritebackStep || (s->pos >= s->end && s->pos > from)) {
+      env_.sync_file_range(t.file->fd(), from, s->pos - from, SYNC_FILE_RANGE_WRITE);
+      s->written_back = s->pos - s->start;
     }
     return s->pos < s->end;  // at its end: stop this fetch (it may have asked for more)
   }

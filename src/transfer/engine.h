@@ -60,7 +60,8 @@ struct EngineOptions {
   // (a job's own Request::connections wins), in segments of at least segment_min_size.
   // 0: adaptive. The file starts over one connection; after probe_window its rate is compared
   // with that of max_connections_per_host connections over the next window, and the file keeps
-  // them only when they brought at least adaptive_gain more (a cap per connection); otherwise
+  // them only when they brought at least adaptive_gain more (a cap per connection: many times
+  // more; a smaller gain is often the page cache taking writes the disk will be slow for); otherwise
   // (the link is the limit) it goes back to one.
   int connections = 0;
   int max_connections_per_host = 16;
@@ -69,7 +70,7 @@ struct EngineOptions {
   // connections of a segmented file wait; each transfer always has its first.
   int max_connections = 0;
   std::chrono::milliseconds probe_window{150};
-  double adaptive_gain = 0.05;
+  double adaptive_gain = 0.25;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
   // TLS and proxy settings of every fetch (FetcherOptions::ca_cert, proxy).
