@@ -33,8 +33,6 @@ def run(tmp_path, server, downloads, name, on_progress):
 
 
 def test_slow_callbacks_do_not_slow_the_transfers(tmp_path, server, downloads):
-    baseline = run(tmp_path, server, downloads, "plain", None)
-
     calls = 0
     lock = threading.Lock()
 
@@ -44,7 +42,15 @@ def test_slow_callbacks_do_not_slow_the_transfers(tmp_path, server, downloads):
             calls += 1
         time.sleep(0.01)
 
-    with_callbacks = run(tmp_path, server, downloads, "slow", slow)
+    # A second round, in turn, only when the first is over the bound; the quicker of each pair
+    # counts, so a moment of load elsewhere on the machine does not count against either.
+    baseline = with_callbacks = float("inf")
+    for round_no in range(2):
+        baseline = min(baseline, run(tmp_path, server, downloads, f"plain{round_no}", None))
+        calls = 0
+        with_callbacks = min(with_callbacks, run(tmp_path, server, downloads, f"slow{round_no}", slow))
+        if with_callbacks <= baseline * 1.2 + 0.3:
+            break
     assert calls >= 1000
     # The callbacks alone take 10 s or more; the downloads must not wait for them.
     assert calls * 0.01 > 3 * with_callbacks

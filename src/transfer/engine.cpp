@@ -140,6 +140,7 @@ class Engine::Impl final : public FetchClient {
                                 .proxy = options.proxy},
                  this) {
     fetcher_.set_rate_limit(options.rate_limit);
+    rate_limit_now_ = options.rate_limit;
     fetcher_.start_thread();
   }
 
@@ -218,9 +219,15 @@ class Engine::Impl final : public FetchClient {
     if (quit) stop_all = true;
     for (auto& r : pending) begin(std::move(r));
     // After the new requests: a limit set while a job's request was on its way applies to it.
-    if (global_limit) fetcher_.set_rate_limit(*global_limit);
+    if (global_limit) {
+      fetcher_.set_rate_limit(*global_limit);
+      rate_limit_now_ = *global_limit;
+    }
     for (auto [job, limit] : job_limits) {
-      if (transfers_.count(job)) fetcher_.set_group_rate_limit(job, limit);
+      if (auto it = transfers_.find(job); it != transfers_.end()) {
+        fetcher_.set_group_rate_limit(job, limit);
+        it->second->req.rate_limit = limit;
+      }
     }
     if (stop_all) {
       std::vector<int64_t> ids;
@@ -476,6 +483,16 @@ class Engine::Impl final : public FetchClient {
     const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
     if (t.probe == Probe::kAlone) {
       t.alone_rate = rate;
+      // One connection already near a bandwidth limit (the queue's or the job's): more
+      // connections could not bring the gain asked for, only share the same budget.
+      int64_t limit = rate_limit_now_;
+      if (t.req.rate_limit > 0 && (limit <= 0 || t.req.rate_limit < limit)) limit = t.req.rate_limit;
+      if (limit > 0 && rate * (1 + options_.adaptive_gain) > static_cast<double>(limit)) {
+        t.probe = Probe::kSettled;
+        spdlog::debug("job {}: one connection made {:.1f} MB/s under a limit of {:.1f} MB/s: keeping one",
+                      t.req.job_id, rate / 1e6, static_cast<double>(limit) / 1e6);
+        return;
+      }
       int mine = 0;
       for (const auto& s : t.segs) mine += !s.dropped && s.fetch != 0;
       const int allowed = allowed_connections(t);
@@ -1182,6 +1199,7 @@ class Engine::Impl final : public FetchClient {
   std::deque<Request> pending_;
   std::vector<int64_t> stops_;
   std::optional<int64_t> global_limit_;                   // set since the last on_wake
+  int64_t rate_limit_now_ = 0;  // fetcher thread only: the queue's limit in force (0: none)
   std::vector<std::pair<int64_t, int64_t>> job_limits_;  // (job, bytes/s) since the last on_wake
   bool stop_all_ = false;
   bool quit_ = false;
