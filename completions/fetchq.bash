@@ -83,12 +83,13 @@ _fetchqd() {
     --log-level) COMPREPLY=($(compgen -W "trace debug info warn error off" -- "$cur")); return 0 ;;
     --block-private-addresses) COMPREPLY=($(compgen -W "0 1" -- "$cur")); return 0 ;;
     --max-parallel | --connect-timeout | --stall-timeout | --max-attempts | --give-up-after | \
-      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --segment-threshold | --segment-min-size | \
+      --checkpoint-interval-ms | --event-retention | --token-rule | --connections | --max-connections-per-host | \
+      --max-connections | --segment-threshold | --segment-min-size | \
       --proxy | --limit-rate | --rate-schedule) return 0 ;;
   esac
   COMPREPLY=($(compgen -W "--config --db --socket --max-parallel --download-root --log-level
     --connect-timeout --stall-timeout --max-attempts --give-up-after --checkpoint-interval-ms
-    --event-retention --connections --segment-threshold --segment-min-size --limit-rate --rate-schedule --block-private-addresses --token-rule --ca-cert --proxy --version -h --help" -- "$cur"))
+    --event-retention --connections --max-connections-per-host --max-connections --segment-threshold --segment-min-size --limit-rate --rate-schedule --block-private-addresses --token-rule --ca-cert --proxy --version -h --help" -- "$cur"))
   return 0
 }
 
