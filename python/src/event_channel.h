@@ -26,10 +26,27 @@ struct JobEvent {
 
 class EventChannel {
  public:
+  // Events waiting before progress reports start to replace each other.
+  static constexpr size_t kCoalesceFrom = 1000;
+
+  // Past kCoalesceFrom events waiting, a progress event replaces the job's previous one while
+  // that is still the job's latest event waiting: a slow callback then sees the newest
+  // progress, and what waits stays bounded (kCoalesceFrom, plus the jobs and their other
+  // events), however many progress reports come in meanwhile.
   void push(std::string kind, const Job& job) {
     {
       std::lock_guard lk(mu_);
       if (closed_) return;
+      if (kind == "progress" && events_.size() >= kCoalesceFrom) {
+        for (auto it = events_.rbegin(); it != events_.rend(); ++it) {
+          if (it->job.id != job.id) continue;
+          if (it->kind == "progress") {
+            it->job = job;
+            return;
+          }
+          break;  // a later event of another kind: the order of the job's events is kept
+        }
+      }
       events_.push_back({std::move(kind), job});
     }
     cv_.notify_one();
