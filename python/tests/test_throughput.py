@@ -61,7 +61,6 @@ def test_a_backlog_of_progress_stays_bounded_and_ends_on_the_newest(tmp_path, se
     """While the callback thread is held up, progress reports pile up only to a bound (1,000
     waiting); past it each job's newest report replaces its last one. The callbacks then end
     on each job's whole size."""
-    urls = [server.add(f"/backlog/f{i}.bin", payload(SIZE, 100 + i), chunk=4096, delay=0.02) for i in range(JOBS)]
     seen = {}
     calls = 0
     lock = threading.Lock()
@@ -75,10 +74,8 @@ def test_a_backlog_of_progress_stays_bounded_and_ends_on_the_newest(tmp_path, se
         if first:
             time.sleep(3)  # every download runs and ends meanwhile
 
-    with DownloadQueueService(max_parallel_dl=JOBS, state=tmp_path / "backlog.db", progress_interval=0.02) as q:
-        jobs = [q.download(u, downloads / "backlog" / f"f{i}.bin", on_progress=held_up) for i, u in enumerate(urls)]
-        assert q.join(timeout=120)
+    run(tmp_path, server, downloads, "backlog", held_up)
     # About 50 reports a job (1 s at one each 20 ms), 2,500 in all, came during the 3 s: the
     # first 1,000 waiting are kept as they came, then one per job (and its other events).
     assert 900 <= calls <= 1000 + 3 * JOBS + 10, calls
-    assert all(seen.get(j.id) == SIZE for j in jobs), {j.id: seen.get(j.id) for j in jobs}
+    assert len(seen) == JOBS and all(b == SIZE for b in seen.values()), seen

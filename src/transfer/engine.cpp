@@ -375,9 +375,14 @@ class Engine::Impl final : public FetchClient {
   // offset (the .part is the job's, whole size, and a validator guards every range).
   // Connections a job may use at once: its own setting or the engine's, no more than its
   // server accepted lately.
-  int allowed_connections(const Transfer& t) {
+  // Connections the job asks for: its own or the engine's setting, 16 when adaptive.
+  int asked_connections(const Transfer& t) const {
     const int wanted = t.req.connections.value_or(options_.connections);
-    int conns = std::clamp(wanted == 0 ? 16 : wanted, 1, std::clamp(options_.max_connections_per_host, 1, 16));
+    return wanted == 0 ? 16 : std::clamp(wanted, 1, 16);
+  }
+
+  int allowed_connections(const Transfer& t) {
+    int conns = std::min(asked_connections(t), std::clamp(options_.max_connections_per_host, 1, 16));
     if (auto it = host_caps_.find(t.origin); it != host_caps_.end()) {
       if (SteadyClock::now() < it->second.until) {
         conns = std::min(conns, it->second.cap);
@@ -390,8 +395,7 @@ class Engine::Impl final : public FetchClient {
 
   bool resume_segments(Transfer& t) {
     // A map of more segments than connections (work stealing) is fetched so many at a time.
-    const int wanted = t.req.connections.value_or(options_.connections);
-    const int conns = wanted == 0 ? 16 : std::clamp(wanted, 1, 16);
+    const int conns = asked_connections(t);
     t.conn_cap = std::max(1, allowed_connections(t));
     const std::string& etag = t.req.etag;
     std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
