@@ -24,6 +24,7 @@ struct ProgressMsg {
   int64_t id;
   int attempt;
   int64_t bytes, total;
+  std::vector<transfer::SegmentSpan> segments;  // what each segment wrote; empty: one connection
 };
 struct CheckpointMsg {
   int64_t id;

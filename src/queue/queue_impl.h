@@ -92,7 +92,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
 
   // transfer::Observer, on the transfer thread (queue_loop.cpp)
   void on_started(int64_t id, int attempt, const transfer::Started& s) override;
-  void on_progress(int64_t id, int attempt, int64_t bytes, int64_t total) override;
+  void on_progress(int64_t id, int attempt, int64_t bytes, int64_t total,
+                   std::vector<transfer::SegmentSpan> segments) override;
   void on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
                      int64_t bytes, std::vector<transfer::SegmentSpan> segments) override;
   void on_finished(int64_t id, int attempt, transfer::Result r) override;

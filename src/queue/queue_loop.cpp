@@ -34,8 +34,9 @@ constexpr auto kStoreRetryDelay = std::chrono::seconds(1);
 void QueueImpl::on_started(int64_t id, int attempt, const transfer::Started& s) {
   inbox_.post(StartedMsg{id, attempt, s});
 }
-void QueueImpl::on_progress(int64_t id, int attempt, int64_t bytes, int64_t total) {
-  inbox_.post(ProgressMsg{id, attempt, bytes, total});
+void QueueImpl::on_progress(int64_t id, int attempt, int64_t bytes, int64_t total,
+                            std::vector<transfer::SegmentSpan> segments) {
+  inbox_.post(ProgressMsg{id, attempt, bytes, total, std::move(segments)});
 }
 void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
                               int64_t bytes, std::vector<transfer::SegmentSpan> segments) {
@@ -291,9 +292,16 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
   if (it == active_.end() || it->second.attempt != m.attempt) return;
   std::string source = it->second.source, path = it->second.download_path;
   rate_.note(m.id, m.bytes);
-  db.push_back([this, m, source, path] {
-    if (!store_->set_progress(m.id, m.attempt, m.bytes, m.total)) return;
-    append_event(m.id, progress_event(source, path, m.bytes, m.total));
+  std::vector<store::Segment> written;
+  for (const auto& s : m.segments)
+    written.push_back(store::Segment{.start = s.start, .end = s.end, .written = s.done});
+  db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, total = m.total, source,
+                path, written = std::move(written)] {
+    if (!store_->set_progress(id, attempt, bytes, total)) return;
+    // A rerun in this boot resumes each segment from what it wrote, as one connection does
+    // from `bytes`.
+    if (!written.empty()) store_->note_segments_written(id, attempt, written);
+    append_event(id, progress_event(source, path, bytes, total));
   });
   after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
 }

@@ -70,9 +70,13 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
     if (!c.segments.empty()) req.offset = c.checkpoint_bytes;
     if (!c.segments.empty() && c.part_identity && c.job.total_bytes > 0 &&
         c.segments.back().end == c.job.total_bytes) {
-      // Each segment resumes from its own durable bytes: the preallocated .part is kept whole.
+      // Each segment resumes from its own bytes: the preallocated .part is kept whole. In the
+      // same boot those it wrote by the last progress report, else the durable ones.
       req.offset = c.job.total_bytes;
-      for (const auto& s : c.segments) req.segments.push_back(transfer::SegmentSpan{s.start, s.end, s.durable});
+      for (const auto& s : c.segments) {
+        req.segments.push_back(transfer::SegmentSpan{
+            s.start, s.end, same_boot ? std::max(s.durable, s.written) : s.durable});
+      }
     }
     if (c.part_identity) {
       req.part_identity = transfer::PartIdentity{c.part_identity->dev, c.part_identity->ino,

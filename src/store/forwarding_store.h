@@ -34,6 +34,7 @@ enum class StoreOp {
   kRecordPart,
   kResetResumeState,
   kSaveSegments,
+  kNoteSegmentsWritten,
   kLoadSegments,
   kForgetSegments,
   kChangeStatus,
@@ -116,6 +117,11 @@ class ForwardingStore : public Store {
   }
   bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) override {
     return call(StoreOp::kSaveSegments, [&] { return inner_->save_segments(id, attempt, segments); });
+  }
+  bool note_segments_written(int64_t id, int attempt,
+                             const std::vector<Segment>& segments) override {
+    return call(StoreOp::kNoteSegmentsWritten,
+                [&] { return inner_->note_segments_written(id, attempt, segments); });
   }
   std::vector<Segment> load_segments(int64_t id) override {
     return call(StoreOp::kLoadSegments, [&] { return inner_->load_segments(id); });

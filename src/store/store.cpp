@@ -86,6 +86,8 @@ std::string_view to_string(StoreOp op) {
       return "reset_resume_state";
     case StoreOp::kSaveSegments:
       return "save_segments";
+    case StoreOp::kNoteSegmentsWritten:
+      return "note_segments_written";
     case StoreOp::kLoadSegments:
       return "load_segments";
     case StoreOp::kForgetSegments:

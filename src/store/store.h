@@ -70,11 +70,13 @@ struct NewJob {
 };
 
 // One range of a segmented download: bytes [start, end) of the file, of which the first
-// `durable` were fdatasync'd before the row holding them was committed.
+// `durable` were fdatasync'd before the row holding them was committed, and the first `written`
+// were written (not synced) by the job's last progress report; written >= durable.
 struct Segment {
   int64_t start = 0;
   int64_t end = 0;
   int64_t durable = 0;
+  int64_t written = 0;
   bool operator==(const Segment&) const = default;
 };
 
@@ -103,7 +105,7 @@ struct ClaimedJob {
   };
   std::optional<PartRecord> part_identity;
   std::optional<int> connections;  // the job's own limit; nullopt: the daemon's default
-  std::vector<Segment> segments;   // the durable segment map; empty when not segmented
+  std::vector<Segment> segments;   // the segment map; empty when not segmented
   // The request headers to send, secret values included (job.headers shows them redacted).
   std::vector<RequestHeader> headers;
 };
@@ -180,6 +182,11 @@ class Store {
   // Replaces the job's segment map (ordered by start). Conditional on the attempt like
   // set_checkpoint; call it in the checkpoint's transaction, after the .part was synced.
   virtual bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) = 0;
+  // Records what each segment has written by a progress report (`written` of each; `durable` is
+  // ignored). The map takes the given ranges, each keeping the durable bytes of the last
+  // checkpoint that fall in it. Conditional on the attempt and status running; false otherwise.
+  virtual bool note_segments_written(int64_t id, int attempt,
+                                     const std::vector<Segment>& segments) = 0;
   // The job's segment map by start; empty when it has none.
   virtual std::vector<Segment> load_segments(int64_t id) = 0;
   // Drops the job's segment map (completed, cancelled, restarted whole or on one connection).

@@ -274,7 +274,8 @@ class Engine::Impl final : public FetchClient {
       if (now - t.last_progress >= options_.progress_interval && bytes != t.reported_bytes) {
         t.last_progress = now;
         t.reported_bytes = bytes;
-        observer_->on_progress(id, t.req.attempt, bytes, t.total);
+        observer_->on_progress(id, t.req.attempt, bytes, t.total,
+                               t.segmented() ? spans(t) : std::vector<SegmentSpan>{});
       }
       if (now - t.last_checkpoint >= options_.checkpoint_interval && bytes != t.checkpointed) {
         t.last_checkpoint = now;

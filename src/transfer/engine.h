@@ -29,7 +29,10 @@ class Observer {
  public:
   virtual ~Observer() = default;
   virtual void on_started(int64_t job_id, int attempt, const Started& started) = 0;
-  virtual void on_progress(int64_t job_id, int attempt, int64_t bytes, int64_t total) = 0;
+  // `bytes` have been written to the file (not synced). A segmented download also gives what
+  // each of its segments has written; empty otherwise.
+  virtual void on_progress(int64_t job_id, int attempt, int64_t bytes, int64_t total,
+                           std::vector<SegmentSpan> segments) = 0;
   // The first `bytes` bytes of file have been written (not synced). A segmented download also
   // gives its segments (what each has written); empty otherwise.
   virtual void on_checkpoint(int64_t job_id, int attempt, std::shared_ptr<PartFile> file,

@@ -125,6 +125,11 @@ class WatchedStore final : public store::Store {
     enter("save_segments");
     return inner_->save_segments(id, attempt, segments);
   }
+  bool note_segments_written(int64_t id, int attempt,
+                             const std::vector<store::Segment>& segments) override {
+    enter("note_segments_written");
+    return inner_->note_segments_written(id, attempt, segments);
+  }
   std::vector<store::Segment> load_segments(int64_t id) override {
     enter("load_segments");
     return inner_->load_segments(id);

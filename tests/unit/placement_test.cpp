@@ -22,7 +22,7 @@ using transfer::Placement;
 class RecordingObserver final : public transfer::Observer {
  public:
   void on_started(int64_t, int, const transfer::Started&) override {}
-  void on_progress(int64_t, int, int64_t, int64_t) override {}
+  void on_progress(int64_t, int, int64_t, int64_t, std::vector<transfer::SegmentSpan>) override {}
   void on_checkpoint(int64_t, int, std::shared_ptr<transfer::PartFile>, int64_t,
                      std::vector<transfer::SegmentSpan>) override {}
   void on_finished(int64_t, int, transfer::Result) override {}

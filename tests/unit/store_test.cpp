@@ -650,12 +650,12 @@ TEST(SegmentStoreTest, TheSegmentMapIsSavedAndLoadedByStartAndComesWithTheClaim)
   auto c = s->claim(1, 0, std::nullopt, "t").at(0);
   EXPECT_EQ(c.connections.value_or(0), 6);
   EXPECT_TRUE(c.segments.empty());
-  std::vector<Segment> map{{8, 16, 3}, {0, 8, 8}};
+  std::vector<Segment> map{{8, 16, 3}, {0, 8, 8}};  // written: as much as durable
   ASSERT_TRUE(s->save_segments(id, c.attempt, map));
-  std::vector<Segment> sorted{{0, 8, 8}, {8, 16, 3}};
+  std::vector<Segment> sorted{{0, 8, 8, 8}, {8, 16, 3, 3}};
   EXPECT_EQ(s->load_segments(id), sorted);
   // A second save replaces the map (a segment split in two by work stealing).
-  std::vector<Segment> split{{0, 8, 8}, {8, 12, 4}, {12, 16, 1}};
+  std::vector<Segment> split{{0, 8, 8, 8}, {8, 12, 4, 4}, {12, 16, 1, 1}};
   ASSERT_TRUE(s->save_segments(id, c.attempt, split));
   EXPECT_EQ(s->load_segments(id), split);
   // A crash: the next attempt is handed the map with the job.
@@ -679,9 +679,49 @@ TEST(SegmentStoreTest, AStaleAttemptCannotWriteTheSegmentMap) {
   ASSERT_TRUE(s->requeue(id, first.attempt, 0, 1, std::nullopt, std::nullopt, std::nullopt));
   auto second = s->claim(1, 0, std::nullopt, "t").at(0);
   EXPECT_FALSE(s->save_segments(id, first.attempt, {{0, 10, 9}}));
-  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 5}}));
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 5, 5}}));
   EXPECT_TRUE(s->save_segments(id, second.attempt, {{0, 10, 7}}));
-  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 7}}));
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 10, 7, 7}}));
+}
+
+// Progress records what each segment wrote; the durable bytes stay those of the last checkpoint,
+// carried into ranges cut since.
+TEST(SegmentStoreTest, ProgressRecordsWrittenBytesAndKeepsTheCheckpointsDurableOnes) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 100, 30}, {100, 200, 10}}));
+  // The second range was cut at 150 (work stealing); the map takes the new ranges. The durable
+  // value given is ignored, a written value below durable is raised to it, one past the end cut.
+  std::vector<Segment> progress{{.start = 0, .end = 100, .durable = 99, .written = 20},
+                                {.start = 100, .end = 150, .written = 40},
+                                {.start = 150, .end = 200, .written = 500}};
+  ASSERT_TRUE(s->note_segments_written(id, c.attempt, progress));
+  EXPECT_EQ(s->load_segments(id),
+            (std::vector<Segment>{{0, 100, 30, 30}, {100, 150, 10, 40}, {150, 200, 0, 50}}));
+  // The next checkpoint makes what was written durable.
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 100, 60}, {100, 150, 40}, {150, 200, 5}}));
+  EXPECT_EQ(s->load_segments(id),
+            (std::vector<Segment>{{0, 100, 60, 60}, {100, 150, 40, 40}, {150, 200, 5, 5}}));
+  // Paused: progress of the attempt no longer counts (the pause recorded its own checkpoint).
+  ASSERT_TRUE(s->change_status(id, {JobStatus::kRunning}, JobStatus::kPaused, "t"));
+  EXPECT_FALSE(s->note_segments_written(id, c.attempt, {{.start = 0, .end = 200, .written = 200}}));
+  EXPECT_EQ(s->load_segments(id).size(), 3u);
+  // A crash and a new attempt: the claim hands over written and durable bytes alike; a late
+  // report of the old attempt changes nothing.
+  ASSERT_TRUE(s->change_status(id, {JobStatus::kPaused}, JobStatus::kWaiting, "t"));
+  auto next = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(next.segments,
+            (std::vector<Segment>{{0, 100, 60, 60}, {100, 150, 40, 40}, {150, 200, 5, 5}}));
+  EXPECT_FALSE(s->note_segments_written(id, c.attempt, {{.start = 0, .end = 200, .written = 200}}));
+  ASSERT_TRUE(s->note_segments_written(id, next.attempt,
+                                       {{.start = 0, .end = 100, .written = 70},
+                                        {.start = 100, .end = 150, .written = 45},
+                                        {.start = 150, .end = 200, .written = 9}}));
+  EXPECT_EQ(s->claim(1, 0, std::nullopt, "t").size(), 0u);
+  EXPECT_EQ(s->load_segments(id),
+            (std::vector<Segment>{{0, 100, 60, 70}, {100, 150, 40, 45}, {150, 200, 5, 9}}));
 }
 
 TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {
@@ -722,7 +762,11 @@ TEST(SegmentStoreTest, TheSchemaRefusesBadRangesAndConnections) {
   // The failed save left the map as it was (one transaction).
   ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 5, 1}}));
   EXPECT_THROW(s->save_segments(id, c.attempt, {{0, 2, 0}, {2, 1, 0}}), StoreError);
-  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 5, 1}}));
+  EXPECT_EQ(s->load_segments(id), (std::vector<Segment>{{0, 5, 1, 1}}));
+  // Written bytes past the range's end are refused by the schema as well.
+  EXPECT_THROW(
+      s->save_segments(id, c.attempt, {{.start = 0, .end = 5, .durable = 1, .written = 6}}),
+      StoreError);
   auto nj = job("http://h/b");
   nj.request.options.connections = 17;
   EXPECT_THROW(s->insert_jobs({nj}, "t"), StoreError);

@@ -475,12 +475,40 @@ class SqliteStore final : public Store {
       if (!q->executeStep()) return;
       q->reset();
       forget_segments_locked(id);
-      Lent ins = stmt("INSERT INTO segments (job_id, start_byte, end_byte, durable) VALUES (?, ?, ?, ?)");
+      insert_segments(id, segments);
+      saved = true;
+    });
+    return saved;
+  }
+
+  bool note_segments_written(int64_t id, int attempt,
+                             const std::vector<Segment>& segments) override {
+    bool saved = false;
+    transaction([&] {
+      Lent q = stmt("SELECT 1 FROM jobs WHERE id = ? AND attempts = ? AND status = 'running'");
+      SQLite::bind(*q, id, attempt);
+      if (!q->executeStep()) return;
+      q->reset();
+      // The ranges may have changed since the checkpoint (a range cut in two, one taken over):
+      // each new range keeps the durable bytes of the old one it starts in, up to its own end.
+      // A cut falls past what the old range had written, so the new right half has none.
+      const std::vector<Segment> old = segments_of(id);
+      std::vector<Segment> rows;
+      rows.reserve(segments.size());
       for (const auto& sg : segments) {
-        ins->reset();
-        SQLite::bind(*ins, id, sg.start, sg.end, sg.durable);
-        ins->exec();
+        Segment row = sg;
+        row.durable = 0;
+        for (const auto& o : old) {
+          if (o.start <= sg.start && sg.start < o.end) {
+            row.durable = std::clamp<int64_t>(o.start + o.durable - sg.start, 0, sg.end - sg.start);
+            break;
+          }
+        }
+        row.written = std::clamp<int64_t>(sg.written, row.durable, sg.end - sg.start);
+        rows.push_back(row);
       }
+      forget_segments_locked(id);
+      insert_segments(id, rows);
       saved = true;
     });
     return saved;
@@ -771,13 +799,30 @@ class SqliteStore final : public Store {
   // The seq AUTOINCREMENT gave last, which stays when the newest events are removed; the caller
   // holds mu_.
   std::vector<Segment> segments_of(int64_t id) {
-    Lent q = stmt("SELECT start_byte, end_byte, durable FROM segments WHERE job_id = ? ORDER BY start_byte");
+    Lent q = stmt(
+        "SELECT start_byte, end_byte, durable, written FROM segments WHERE job_id = ? "
+        "ORDER BY start_byte");
     q->bind(1, static_cast<int64_t>(id));
     std::vector<Segment> out;
     while (q->executeStep()) {
-      out.push_back(Segment{q->getColumn(0).getInt64(), q->getColumn(1).getInt64(), q->getColumn(2).getInt64()});
+      out.push_back(Segment{q->getColumn(0).getInt64(), q->getColumn(1).getInt64(),
+                            q->getColumn(2).getInt64(), q->getColumn(3).getInt64()});
     }
     return out;
+  }
+
+  // Inserts the rows of a map whose rows were just removed. A row has written at least what is
+  // durable (a checkpoint's bytes were written before they were synced). The caller holds mu_,
+  // in a transaction.
+  void insert_segments(int64_t id, const std::vector<Segment>& segments) {
+    Lent ins = stmt(
+        "INSERT INTO segments (job_id, start_byte, end_byte, durable, written) "
+        "VALUES (?, ?, ?, ?, ?)");
+    for (const auto& sg : segments) {
+      ins->reset();
+      SQLite::bind(*ins, id, sg.start, sg.end, sg.durable, std::max(sg.durable, sg.written));
+      ins->exec();
+    }
   }
 
   // holds mu_.
