@@ -51,6 +51,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.expected_total = c.job.total_bytes;
   req.connections = c.connections;
   req.rate_limit = c.job.limit_rate;
+  req.verify_sha256 = c.sha256.has_value();
   if (!download_roots.empty()) {
     req.confined = true;
     // A folder destination may be a root itself: its files are beneath it.

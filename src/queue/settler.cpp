@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "transfer/prefix_hash.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/thread_name.h"
@@ -101,7 +102,12 @@ void Settler::settle(std::vector<Settling>& items) {
         return;
       }
       if (!item.a.sha256) return;
-      auto sum = util::sha256_file(part);
+      // What the download hashed as it went, and the rest read now; else the whole file.
+      auto sum = r.prefix_hash ? r.prefix_hash->finish() : util::sha256_file(part);
+      if (sum && r.prefix_hash) {
+        spdlog::debug("job {}: sha256 of {}: {} bytes hashed while it downloaded, the rest now", item.f.id,
+                      part, r.prefix_hash->hashed());
+      }
       if (!sum) {
         item.failure = transfer::Failure{"DiskError", sum.error().message, false, std::nullopt, false, true};
       } else if (*sum != *item.a.sha256) {

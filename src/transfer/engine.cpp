@@ -24,6 +24,7 @@
 #include "files/file_name.h"
 #include "transfer/fetcher.h"
 #include "transfer/placement.h"
+#include "transfer/prefix_hash.h"
 #include "util/clock.h"
 #include "util/env.h"
 #include "util/fs.h"
@@ -98,6 +99,11 @@ struct Transfer : Placement {
   double alone_rate = 0;               // bytes per second over one connection
   int wide_misses = 0;                 // wide windows that made no clear gain so far
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
+  // The sha256 taken as the gap-free prefix grows: a sha256 is to be checked (the job's, or
+  // one the server stated) and the file is big enough for it to matter.
+  std::shared_ptr<PrefixHash> hash;
+  bool server_digest = false;
+  int64_t hash_given = 0;  // bytes handed to the hash so far
   bool segmented() const { return !segs.empty(); }
   // Bytes from 0 written without a gap: what a checkpoint may promise as a plain offset.
   int64_t prefix() const {
@@ -277,6 +283,7 @@ class Engine::Impl final : public FetchClient {
         observer_->on_progress(id, t.req.attempt, bytes, t.total,
                                t.segmented() ? spans(t) : std::vector<SegmentSpan>{});
       }
+      hash_prefix(t);
       if (now - t.last_checkpoint >= options_.checkpoint_interval && bytes != t.checkpointed) {
         t.last_checkpoint = now;
         if (!flush(t)) continue;
@@ -288,6 +295,19 @@ class Engine::Impl final : public FetchClient {
         }
       }
     }
+  }
+
+  // Hands the bytes written from the file's start without a gap to its hash, which takes them
+  // on its own thread.
+  void hash_prefix(Transfer& t) {
+    constexpr int64_t kHashWhileWritingFrom = 8 << 20;  // smaller files: read once at the end
+    if (!(t.req.verify_sha256 || t.server_digest) || !t.file) return;
+    if (t.total > 0 && t.total < kHashWhileWritingFrom) return;
+    const int64_t end = t.segmented() ? t.prefix() : t.on_disk;
+    if (end <= t.hash_given) return;
+    if (!t.hash) t.hash = hasher_.start(t.file);
+    t.hash_given = end;
+    hasher_.advance(t.hash, end);
   }
 
   Transfer* of(FetchId id) {
@@ -1068,6 +1088,7 @@ class Engine::Impl final : public FetchClient {
       if (d) {
         s.server_sha256 = d->sha256;
         s.server_sha256_from = d->from;
+        t.server_digest = true;
       }
     }
     observer_->on_started(t.req.job_id, t.req.attempt, s);
@@ -1167,6 +1188,7 @@ class Engine::Impl final : public FetchClient {
     // map of the last checkpoint holds the rest).
     res.bytes = t.segmented() ? t.prefix() : t.on_disk;
     if (t.segmented()) res.segments = spans(t);
+    res.prefix_hash = t.hash;
     res.total_bytes = t.total;
     res.path_held = t.path_held;
     if (t.forced_outcome == Outcome::kStopped) {
@@ -1191,6 +1213,7 @@ class Engine::Impl final : public FetchClient {
   util::Env& env_;
   Observer* observer_;
   Placer placer_;
+  PrefixHasher hasher_{env_};
   std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
   std::map<FetchId, int64_t> by_fetch_;                     // fetcher thread only: to job ids
   struct HostCap {

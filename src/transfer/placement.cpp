@@ -97,7 +97,7 @@ Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   int fd = env_.open_unnamed(dfd, name.c_str(), 0644);
   const bool unnamed = fd >= 0;
   if (!unnamed && errno == EOPNOTSUPP) {
-    fd = env_.openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+    fd = env_.openat(dfd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      0644);
   }
   if (fd < 0) {
@@ -187,13 +187,18 @@ Placer::Reuse Placer::open_own_part(Placement& t, const std::string& path, int64
     return Reuse::kForeign;
   }
   // O_NONBLOCK: if a FIFO is swapped in after the lstat, the open does not hang the thread.
-  int fd = env_.openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  // Read and write: the file's sha256 is taken from it while it downloads.
+  int fd = env_.openat(dfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ELOOP || errno == ENXIO) return replaced("swapped while it was opened");
     fail_disk(t, "open", part, errno);
     return Reuse::kFailed;
   }
   struct stat sb {};
+  if (env_.fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode)) {  // opened for reading too, so no ENXIO
+    env_.close(fd);
+    return replaced("swapped while it was opened");
+  }
   if (env_.fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 ||
       !same(sb, util::birth_time_ns(fd, "")) || sb.st_dev != ls.st_dev || sb.st_ino != ls.st_ino) {
     env_.close(fd);

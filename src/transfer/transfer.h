@@ -51,6 +51,9 @@ struct Request {
   std::optional<int> connections;
   // The job's own limit in bytes per second over all its connections; 0: none.
   int64_t rate_limit = 0;
+  // A sha256 is checked before the file is kept: the file is hashed as it is written (see
+  // PrefixHash), so the check reads only the rest. A digest the server states does the same.
+  bool verify_sha256 = false;
   // The segment map of the last checkpoint (done: bytes synced). Non-empty: `offset` is the
   // file's whole size, so the preallocated .part is kept as it is, and each segment resumes
   // from its own durable offset; when that cannot be (another .part, no validator), the
@@ -93,6 +96,8 @@ class Folder {
 
 // The open .part file; shared with the durability thread, which syncs it while the transfer
 // goes on. The descriptor closes when the last owner lets go.
+class PrefixHash;
+
 class PartFile {
  public:
   PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder)
@@ -162,6 +167,8 @@ struct Result {
   // A segmented transfer's map as it ended (done: written, not synced); empty otherwise. With
   // `bytes` (the gap-free prefix), what a stop may promise once the .part is synced.
   std::vector<SegmentSpan> segments;
+  // The file's hash as far as it was taken while it downloaded; null when none was taken.
+  std::shared_ptr<PrefixHash> prefix_hash;
 };
 
 // "scheme://host:port" of a URL (lower case, the port written out), "" when it is not a URL:

@@ -25,6 +25,9 @@ class PosixEnv final : public Env {
     errno = err;
     return -1;
   }
+  ssize_t pread(int fd, void* data, size_t len, off_t offset) override {
+    return ::pread(fd, data, len, offset);
+  }
   ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override {
     return ::pwrite(fd, data, len, offset);
   }
@@ -60,7 +63,7 @@ class PosixEnv final : public Env {
       errno = EOPNOTSUPP;
       return -1;
     }
-    int fd = ::openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+    int fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
     if (fd < 0 && (errno == EISDIR || errno == EINVAL)) errno = EOPNOTSUPP;  // no O_TMPFILE
     return fd;
   }

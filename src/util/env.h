@@ -29,6 +29,7 @@ class Env {
   virtual int close(int fd) = 0;
   virtual ssize_t write(int fd, const void* data, size_t len) = 0;
   virtual ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) = 0;
+  virtual ssize_t pread(int fd, void* data, size_t len, off_t offset) = 0;
   virtual off_t lseek(int fd, off_t offset, int whence) = 0;
   virtual int ftruncate(int fd, off_t length) = 0;
   // posix_fallocate, with the usual convention: -1 and errno (ENOSPC: the disk is full).
@@ -66,6 +67,9 @@ class EnvWrapper : public Env {
   int close(int fd) override { return target_.close(fd); }
   ssize_t write(int fd, const void* data, size_t len) override {
     return target_.write(fd, data, len);
+  }
+  ssize_t pread(int fd, void* data, size_t len, off_t offset) override {
+    return target_.pread(fd, data, len, offset);
   }
   ssize_t pwrite(int fd, const void* data, size_t len, off_t offset) override {
     return target_.pwrite(fd, data, len, offset);

@@ -3,6 +3,7 @@
 // in-process HTTP server, which counts the bodies it sends at the same moment.
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
@@ -406,6 +407,48 @@ TEST_F(Segmented, APauseSyncsAndRecordsEverySegmentSoTheResumeAsksForNoneOfItAga
   }
   // What was sent: the rest, and what ranges shortened by work stealing had in flight.
   EXPECT_LE(sent_since_reset("/pause.bin"), static_cast<int64_t>(kBig) - synced + static_cast<int64_t>(kBig / 4));
+}
+
+// Counts the bytes read through the file system: what the sha256 taken during the download read.
+class ReadCountingEnv final : public util::EnvWrapper {
+ public:
+  ReadCountingEnv() : util::EnvWrapper(util::Env::posix()) {}
+  ssize_t pread(int fd, void* data, size_t len, off_t offset) override {
+    ssize_t n = util::EnvWrapper::pread(fd, data, len, offset);
+    if (n > 0) read_bytes += n;
+    return n;
+  }
+  std::atomic<int64_t> read_bytes{0};
+};
+
+// A big file's sha256 is taken while it downloads, over one connection and over several; the
+// check before it is kept still tells a right file from a wrong one.
+TEST_F(Segmented, TheSha256OfABigFileIsTakenWhileItDownloadsAndStillChecked) {
+  Resource r = big(76);
+  server_.add("/sum.bin", r);
+  const std::string right = sha256_hex_of(r.body);
+  ReadCountingEnv env;
+  auto q = queue::open_with_env(options(), env);
+  ASSERT_TRUE(q.ok()) << q.error().message;
+  int n = 0;
+  for (int connections : {4, 1}) {
+    SCOPED_TRACE("connections " + std::to_string(connections));
+    DownloadOptions good;
+    good.sha256 = right;
+    good.connections = connections;
+    DownloadOptions bad = good;
+    bad.sha256 = std::string(64, 'a');
+    const int64_t read_before = env.read_bytes;
+    Job ok = run(**q, "/sum.bin", "ok" + std::to_string(++n) + ".bin", good);
+    ASSERT_EQ(ok.status, JobStatus::kCompleted) << ok.error.value_or("");
+    EXPECT_EQ(sha256_file(dir_ / ("ok" + std::to_string(n) + ".bin")), right);
+    // Every byte was hashed once, through the file system the queue was given.
+    EXPECT_EQ(env.read_bytes - read_before, static_cast<int64_t>(kBig));
+    Job wrong = run(**q, "/sum.bin", "bad" + std::to_string(n) + ".bin", bad);
+    EXPECT_EQ(wrong.status, JobStatus::kError);
+    EXPECT_EQ(wrong.error_type.value_or(""), "ChecksumMismatch") << wrong.error.value_or("");
+    EXPECT_FALSE(std::filesystem::exists(dir_ / ("bad" + std::to_string(n) + ".bin")));
+  }
 }
 
 // Starts `fetchq get` of `path` into dir/name and kills it with SIGKILL once the segment map
