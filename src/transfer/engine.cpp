@@ -79,6 +79,13 @@ struct Transfer : Placement {
     SteadyClock::time_point since{};  // when its fetch started, at byte `from`
     int64_t from = 0;
     int64_t written_back = 0;  // bytes from `start` whose writeback was started
+    // Bytes received after `pos`, not yet written (pos counts written bytes only): libcurl
+    // hands over at most 16 KiB a call, and a pwrite of each cost a 2 GiB download over a
+    // second of CPU in the page cache. Grows and shrinks as a single fetch's buffer does, only
+    // while its fetch runs (a segment whose fetch ends or is cancelled writes or drops it).
+    std::vector<char> buf;
+    size_t buf_cap = kMinWriteBuffer;
+    SteadyClock::time_point buf_since{};
     bool answered = false;  // its response head was checked
     bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
   };
@@ -499,12 +506,14 @@ class Engine::Impl final : public FetchClient {
       bool answered = true;
       for (const auto& s : t.segs) answered = answered && (s.dropped || s.fetch == 0 || s.answered);
       if (!answered && secs < 1.0) return;
+      if (!flush(t)) return;  // a window counts every byte received, buffered ones too
       t.probe = Probe::kWide;
       t.probe_at = now;
       t.probe_bytes = t.on_disk;
       return;
     }
     if (secs < std::chrono::duration<double>(options_.probe_window).count()) return;
+    if (!flush(t)) return;
     const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
     if (t.probe == Probe::kAlone) {
       t.alone_rate = rate;
@@ -565,6 +574,7 @@ class Engine::Impl final : public FetchClient {
     }
     for (auto& s : t.segs) {
       if (&s == keep || s.dropped || s.fetch == 0) continue;
+      if (!write_segment(t, s)) return;  // what it received is kept
       t.to_cancel.push_back(s.fetch);
       if (s.fetch == t.fetch) t.fetch = 0;
       s.fetch = 0;
@@ -704,6 +714,7 @@ class Engine::Impl final : public FetchClient {
     for (size_t i = 1; i < t.segs.size(); ++i) {
       auto& o = t.segs[i];
       o.dropped = true;
+      o.buf.clear();
       if (o.fetch != 0 && o.fetch != id) t.to_cancel.push_back(o.fetch);
     }
     first.end = t.total;
@@ -732,6 +743,7 @@ class Engine::Impl final : public FetchClient {
     spdlog::info("job {}: {} refused one more connection (HTTP {}); going on with {}", t.req.job_id,
                  fetcher_.where(id), response.code, t.conn_cap);
     s.fetch = 0;  // its range is taken up again by the next free connection
+    s.buf.clear();
     s.answered = false;
     return true;
   }
@@ -739,29 +751,67 @@ class Engine::Impl final : public FetchClient {
   bool segment_data(Transfer& t, FetchId id, const char* data, size_t len) {
     Transfer::Seg* s = seg_of(t, id);
     if (!s) return false;
-    const int64_t n = std::min<int64_t>(static_cast<int64_t>(len), s->end - s->pos);
-    int64_t off = 0;
-    while (off < n) {
-      ssize_t w = env_.pwrite(t.file->fd(), data + off, static_cast<size_t>(n - off), s->pos);
+    const int64_t at = s->pos + static_cast<int64_t>(s->buf.size());  // received so far
+    const int64_t n = std::clamp<int64_t>(s->end - at, 0, static_cast<int64_t>(len));
+    if (s->buf.empty()) s->buf_since = SteadyClock::now();
+    if (s->buf.capacity() < s->buf_cap) s->buf.reserve(s->buf_cap);
+    s->buf.insert(s->buf.end(), data, data + n);
+    if (s->buf.size() >= s->buf_cap || at + n >= s->end) {
+      const auto now = SteadyClock::now();
+      const bool full = s->buf.size() >= s->buf_cap;
+      const auto took = now - s->buf_since;
+      if (!write_segment(t, *s)) return false;
+      if (full && took < kFillFast) {
+        s->buf_cap = std::min(s->buf_cap * 2, segment_buffer_cap(t));
+        if (s->buf.capacity() > s->buf_cap) s->buf.shrink_to_fit();
+      } else if (full && took > kFillSlow && s->buf_cap > kMinWriteBuffer) {
+        s->buf_cap = std::max(s->buf_cap / 2, kMinWriteBuffer);
+        s->buf.shrink_to_fit();
+      }
+    }
+    // At its end: stop this fetch (it may have asked for more).
+    return s->pos + static_cast<int64_t>(s->buf.size()) < s->end;
+  }
+
+  // The most a segment's buffer grows to: max_write_buffer shared by the job's running
+  // fetches, though no less than 256 KiB each (smaller writes cost the page cache more CPU).
+  size_t segment_buffer_cap(const Transfer& t) const {
+    size_t running = 0;
+    for (const auto& s : t.segs) running += !s.dropped && s.fetch != 0;
+    const size_t share = options_.max_write_buffer / std::max<size_t>(1, running);
+    return std::min(options_.max_write_buffer, std::max<size_t>(share, 256 << 10));
+  }
+
+  // Writes a segment's buffer at its offset. On failure records a disk failure, false.
+  bool write_segment(Transfer& t, Transfer::Seg& s) {
+    // A range cut short since (widen, steal): the bytes past its new end belong to another.
+    if (s.pos + static_cast<int64_t>(s.buf.size()) > s.end) {
+      s.buf.resize(static_cast<size_t>(std::max<int64_t>(0, s.end - s.pos)));
+    }
+    size_t off = 0;
+    while (off < s.buf.size()) {
+      ssize_t w = env_.pwrite(t.file->fd(), s.buf.data() + off, s.buf.size() - off, s.pos);
       if (w < 0) {
         if (errno == EINTR) continue;
         t.failure = disk_failure("write", t.file->part_path(), errno);
+        s.buf.clear();
         return false;
       }
-      off += w;
-      s->pos += w;
+      off += static_cast<size_t>(w);
+      s.pos += w;
       t.on_disk += w;
     }
+    s.buf.clear();
     // Start the writeback of each MiB as it is written, without waiting for it, as a single
     // connection does: the disk works while the download goes on, and the fsync before the
     // rename finds little left to do.
     constexpr int64_t kWritebackStep = 1 << 20;
-    const int64_t from = std::max(s->start, s->start + s->written_back);
-    if (s->pos - from >= kWritebackStep || (s->pos >= s->end && s->pos > from)) {
-      env_.sync_file_range(t.file->fd(), from, s->pos - from, SYNC_FILE_RANGE_WRITE);
-      s->written_back = s->pos - s->start;
+    const int64_t from = s.start + s.written_back;
+    if (s.pos - from >= kWritebackStep || (s.pos >= s.end && s.pos > from)) {
+      env_.sync_file_range(t.file->fd(), from, s.pos - from, SYNC_FILE_RANGE_WRITE);
+      s.written_back = s.pos - s.start;
     }
-    return s->pos < s->end;  // at its end: stop this fetch (it may have asked for more)
+    return true;
   }
 
   // A segment's fetch ended: finished, it takes half of the largest segment left (work
@@ -770,7 +820,12 @@ class Engine::Impl final : public FetchClient {
     by_fetch_.erase(fid);
     if (fid == t.fetch) t.fetch = 0;
     Transfer::Seg* s = seg_of(t, fid);
-    if (s) s->fetch = 0;
+    if (s) {
+      s->fetch = 0;
+      // What arrived is kept, also from a fetch that failed: the retry resumes after it.
+      if (!t.failure) write_segment(t, *s);
+      s->buf.clear();
+    }
     if (!t.failure && s && s->pos < s->end) {
       t.failure = failure ? std::move(*failure)
                           : Failure{.type = "IncompleteBody",
@@ -784,6 +839,13 @@ class Engine::Impl final : public FetchClient {
       if (!o.dropped && o.pos < o.end) all_done = false;
     }
     if (!t.failure && !all_done) return;
+    if (t.failure && !t.failure->disk && !t.failure->restart_from_zero) {
+      // The other ranges keep what they received too.
+      auto failed = std::move(t.failure);
+      t.failure.reset();
+      flush(t);
+      if (!t.failure) t.failure = std::move(failed);
+    }
     auto it = transfers_.find(t.req.job_id);
     auto tp = std::move(it->second);
     transfers_.erase(it);
@@ -862,8 +924,12 @@ class Engine::Impl final : public FetchClient {
     return true;
   }
 
-  // Writes the buffer out. On failure records a disk failure and returns false.
+  // Writes the buffer out (a segmented transfer's: every segment's). On failure records a
+  // disk failure and returns false.
   bool flush(Transfer& t) {
+    for (auto& s : t.segs) {
+      if (!s.dropped && !s.buf.empty() && !write_segment(t, s)) return false;
+    }
     size_t off = 0;
     while (off < t.buf.size()) {
       ssize_t w = env_.write(t.file->fd(), t.buf.data() + off, t.buf.size() - off);
