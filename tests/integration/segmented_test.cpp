@@ -626,10 +626,12 @@ TEST_F(SegmentedKillAfterProgress, InTheSameBootEachSegmentResumesFromWhatItHadW
           << ", " << w.start + w.written << ")";
     }
   }
+  // Sent beyond the missing bytes: what a range cut by work stealing had on its way (the rerun
+  // is unthrottled, and loopback socket buffers hold more than a MiB), 2 MiB for each.
   const int64_t cuts = std::max<int64_t>(
       0, static_cast<int64_t>(reqs.size()) - static_cast<int64_t>(at_kill.size()));
   EXPECT_LE(sent_since_reset("/w.bin"),
-            static_cast<int64_t>(kBig) - written + (1 << 20) * (1 + cuts));
+            static_cast<int64_t>(kBig) - written + (2 << 20) * (1 + cuts));
 }
 
 TEST_F(SegmentedKillAfterProgress, AfterARebootOnlyTheSyncedBytesOfEachSegmentAreKept) {
