@@ -435,13 +435,26 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
                                        util::now_unix_ms(), jitter());
   const int failures = d.failures;
   const int64_t since = d.failing_since_ms;
-  bool synced = r.file && r.bytes > 0 && !f.restart_from_zero && env_.fdatasync(r.file->fd()) == 0;
-  if (r.file && r.bytes == 0 && !a.resumed) unlink_part(env_, *r.file);
+  // A segmented attempt may hold bytes past its gap-free prefix: its map says where.
+  std::vector<store::Segment> map;
+  bool holds_bytes = r.bytes > 0;
+  for (const auto& s : r.segments) {
+    map.push_back(store::Segment{s.start, s.end, s.done});
+    holds_bytes = holds_bytes || s.done > 0;
+  }
+  bool synced = r.file && holds_bytes && !f.restart_from_zero && env_.fdatasync(r.file->fd()) == 0;
+  if (r.file && !holds_bytes && !a.resumed) unlink_part(env_, *r.file);
+  // The synced prefix, and every segment's synced bytes: the retry asks for none of them again.
+  auto promise = [this, synced, bytes = r.bytes, map = std::move(map)](int64_t id, int attempt) {
+    if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
+      store_->save_segments(id, attempt, map);
+    }
+  };
   if (d.retry()) {
     const int64_t delay = d.delay_ms;
-    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, synced, bytes = r.bytes,
+    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, promise, bytes = r.bytes,
                   source = a.source, since] {
-      if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+      promise(id, attempt);
       store_->note_best_bytes(id, bytes);
       if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, since, f.type, f.message)) {
         return;
@@ -458,8 +471,8 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     });
     return;
   }
-  db.push_back([this, id = m.id, attempt = m.attempt, f, synced, bytes = r.bytes, source = a.source] {
-    if (synced) store_->set_checkpoint(id, attempt, bytes, util::boot_id());
+  db.push_back([this, id = m.id, attempt = m.attempt, f, promise, bytes = r.bytes, source = a.source] {
+    promise(id, attempt);
     if (f.restart_from_zero) store_->reset_resume_state(id);
     store::Finish fin;
     fin.status = JobStatus::kError;

@@ -575,6 +575,7 @@ class Engine::Impl final : public FetchClient {
     for (auto& s : t.segs) {
       if (&s == keep || s.dropped || s.fetch == 0) continue;
       if (!write_segment(t, s)) return;  // what it received is kept
+      std::vector<char>().swap(s.buf);
       t.to_cancel.push_back(s.fetch);
       if (s.fetch == t.fetch) t.fetch = 0;
       s.fetch = 0;
@@ -714,7 +715,7 @@ class Engine::Impl final : public FetchClient {
     for (size_t i = 1; i < t.segs.size(); ++i) {
       auto& o = t.segs[i];
       o.dropped = true;
-      o.buf.clear();
+      std::vector<char>().swap(o.buf);
       if (o.fetch != 0 && o.fetch != id) t.to_cancel.push_back(o.fetch);
     }
     first.end = t.total;
@@ -743,7 +744,7 @@ class Engine::Impl final : public FetchClient {
     spdlog::info("job {}: {} refused one more connection (HTTP {}); going on with {}", t.req.job_id,
                  fetcher_.where(id), response.code, t.conn_cap);
     s.fetch = 0;  // its range is taken up again by the next free connection
-    s.buf.clear();
+    std::vector<char>().swap(s.buf);
     s.answered = false;
     return true;
   }
@@ -824,7 +825,7 @@ class Engine::Impl final : public FetchClient {
       s->fetch = 0;
       // What arrived is kept, also from a fetch that failed: the retry resumes after it.
       if (!t.failure) write_segment(t, *s);
-      s->buf.clear();
+      std::vector<char>().swap(s->buf);  // its memory too: the segment may wait a long time
     }
     if (!t.failure && s && s->pos < s->end) {
       t.failure = failure ? std::move(*failure)
@@ -1254,7 +1255,6 @@ class Engine::Impl final : public FetchClient {
     // map of the last checkpoint holds the rest).
     res.bytes = t.segmented() ? t.prefix() : t.on_disk;
     if (t.segmented()) res.segments = spans(t);
-    res.prefix_hash = t.hash;
     res.total_bytes = t.total;
     res.path_held = t.path_held;
     if (t.forced_outcome == Outcome::kStopped) {
@@ -1270,6 +1270,9 @@ class Engine::Impl final : public FetchClient {
     } else {
       res.outcome = Outcome::kCompleted;
     }
+    // The sum goes with a finished file only; any other end lets go of it (and its .part).
+    if (res.outcome == Outcome::kCompleted) res.prefix_hash = t.hash;
+    t.hash.reset();
     observer_->on_finished(t.req.job_id, t.req.attempt, std::move(res));
     std::lock_guard lk(mu_);
     if (--outstanding_ == 0) idle_cv_.notify_all();

@@ -27,8 +27,9 @@ PrefixHash::PrefixHash(util::Env& env, std::shared_ptr<PartFile> file)
 PrefixHash::~PrefixHash() { EVP_MD_CTX_free(ctx_); }
 
 void PrefixHash::advance_to(int64_t end) {
-  std::lock_guard lk(mu_);
-  target_ = std::max(target_, end);
+  int64_t now = target_.load();
+  while (now < end && !target_.compare_exchange_weak(now, end)) {
+  }
 }
 
 int64_t PrefixHash::hashed() const {
@@ -60,10 +61,11 @@ bool PrefixHash::read_into_hash(int64_t end, std::string* error) {
 
 int64_t PrefixHash::step(int64_t budget) {
   std::lock_guard lk(mu_);
-  if (done_ || broken_ || hashed_ >= target_) return 0;
+  const int64_t target = target_.load();
+  if (done_ || broken_ || hashed_ >= target) return 0;
   const int64_t from = hashed_;
   std::string error;
-  if (!read_into_hash(std::min(target_, hashed_ + budget), &error)) broken_ = true;
+  if (!read_into_hash(std::min(target, hashed_ + budget), &error)) broken_ = true;
   return hashed_ - from;
 }
 
@@ -126,18 +128,16 @@ void PrefixHasher::run() {
   util::name_this_thread("fetchq-hash");
   std::unique_lock lk(mu_);
   while (!quit_) {
-    std::vector<std::shared_ptr<PrefixHash>> live;
-    std::erase_if(hashes_, [&](const std::weak_ptr<PrefixHash>& w) {
-      auto h = w.lock();
-      if (!h) return true;
-      live.push_back(std::move(h));
-      return false;
-    });
+    std::erase_if(hashes_, [](const std::weak_ptr<PrefixHash>& w) { return w.expired(); });
+    const std::vector<std::weak_ptr<PrefixHash>> round = hashes_;
     pending_ = false;
     lk.unlock();
     bool worked = false;
-    for (auto& h : live) worked = h->step(kStep) > 0 || worked;
-    live.clear();  // a hash its transfer let go of ends here, not in the list
+    for (const auto& w : round) {
+      // Held for one step only: a hash (and the .part it keeps open) its owner let go of is
+      // not kept alive by the others' turns.
+      if (auto h = w.lock()) worked = h->step(kStep) > 0 || worked;
+    }
     lk.lock();
     if (!worked) cv_.wait(lk, [this] { return quit_ || pending_; });
   }

@@ -4,6 +4,7 @@
 // read of the whole file.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -50,7 +51,7 @@ class PrefixHash {
   mutable std::mutex mu_;
   evp_md_ctx_st* ctx_ = nullptr;
   int64_t hashed_ = 0;
-  int64_t target_ = 0;
+  std::atomic<int64_t> target_{0};  // advance_to never waits for a step
   int64_t hashed_before_finish_ = 0;
   bool broken_ = false;  // a read failed: finish() reads the file again from its start
   bool done_ = false;

@@ -118,8 +118,15 @@ TEST_F(PrefixHashTest, AFailedReadOnTheHashersThreadMeansTheWholeFileIsReadAtThe
   env_.fail_reads = 1;
   auto h = hasher.start(file_);
   hasher.advance(h, 5 << 20);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(h->hashed(), 0);  // the failed read stopped it; no later step goes on from a gap
+  // The hasher's first read fails; afterwards it takes no step (none goes on from a gap).
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (env_.fail_reads > 0 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(env_.fail_reads, 0);
+  hasher.advance(h, 5 << 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(h->hashed(), 0);
   auto sum = h->finish();
   ASSERT_TRUE(sum.ok()) << sum.error().message;
   EXPECT_EQ(*sum, whole());

@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "store/sqlite/schema_files.h"
+#include "util/fs.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/store.h"
 #include "support/temp_dir.h"
@@ -722,6 +723,43 @@ TEST(SegmentStoreTest, ProgressRecordsWrittenBytesAndKeepsTheCheckpointsDurableO
   EXPECT_EQ(s->claim(1, 0, std::nullopt, "t").size(), 0u);
   EXPECT_EQ(s->load_segments(id),
             (std::vector<Segment>{{0, 100, 60, 70}, {100, 150, 40, 45}, {150, 200, 5, 9}}));
+}
+
+// Written bytes live in one boot's page cache. A claim in another boot forgets them for good, so
+// a later stamp of the new boot (a start, a failed attempt's checkpoint) cannot bring them back.
+TEST(SegmentStoreTest, AClaimInAnotherBootForgetsTheWrittenBytesForGood) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->set_checkpoint(id, c.attempt, 0, "an earlier boot"));
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 100, 10}, {100, 200, 5}}));
+  ASSERT_TRUE(s->note_segments_written(id, c.attempt, {{.start = 0, .end = 100, .written = 60},
+                                                       {.start = 100, .end = 200, .written = 50}}));
+  s.reset();  // a power cut
+  s = open_store(dir / "q.db");
+  s->recover_running();
+  auto next = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(next.segments, (std::vector<Segment>{{0, 100, 10, 10}, {100, 200, 5, 5}}));
+  // This boot stamps the job (the attempt fails at once and promises its synced prefix).
+  ASSERT_TRUE(s->set_checkpoint(id, next.attempt, 0, util::boot_id()));
+  ASSERT_TRUE(s->requeue(id, next.attempt, 0, 1, std::nullopt, std::nullopt, std::nullopt));
+  auto again = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(again.checkpoint_boot_id, util::boot_id());
+  EXPECT_EQ(again.segments, (std::vector<Segment>{{0, 100, 10, 10}, {100, 200, 5, 5}}));
+}
+
+// A new .part holds none of the bytes the old map promises: recording it drops the map.
+TEST(SegmentStoreTest, RecordingANewPartDropsTheOldMap) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 100, 10}, {100, 200, 5}}));
+  EXPECT_FALSE(s->record_part(id, c.attempt + 1, dir / "f", 1, 2, 3));  // a stale attempt: kept
+  EXPECT_EQ(s->load_segments(id).size(), 2u);
+  ASSERT_TRUE(s->record_part(id, c.attempt, dir / "f", 1, 2, 3));
+  EXPECT_TRUE(s->load_segments(id).empty());
 }
 
 TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {

@@ -319,7 +319,17 @@ class SqliteStore final : public Store {
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
-      for (auto& c : out) c.segments = segments_of(c.job.id);
+      Lent unwritten = stmt("UPDATE segments SET written = durable WHERE job_id = ?");
+      for (auto& c : out) {
+        if (c.checkpoint_boot_id != util::boot_id()) {
+          // Written bytes were in the page cache of another boot: only the durable ones are
+          // there. Forgotten now, before this boot stamps the job as its own.
+          unwritten->reset();
+          unwritten->bind(1, static_cast<int64_t>(c.job.id));
+          unwritten->exec();
+        }
+        c.segments = segments_of(c.job.id);
+      }
       Lent up = stmt(
           "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
           "job_started = COALESCE(job_started, ?), error_type = NULL, error = NULL "
@@ -445,6 +455,13 @@ class SqliteStore final : public Store {
     // survives a crash of the process without waiting for the disk. After a power cut the
     // record may be lost, and then the .part is left alone as not the job's.
     RelaxedSync relaxed(*db_, depth_ == 0);
+    // A new file holds none of the bytes an old segment map promises: the map goes first, so no
+    // crash leaves it beside the new file's identity.
+    Lent fq = stmt(
+        "DELETE FROM segments WHERE job_id = ? AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND "
+        "attempts = ? AND status = 'running')");
+    SQLite::bind(*fq, id, id, attempt);
+    fq->exec();
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, part_birth_ns = ?, "
         "checkpoint_bytes = 0, bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
