@@ -171,6 +171,8 @@ class Bench:
         self.cfg = dict(QUICK if args.quick else FULL)
         if args.runs:
             self.cfg["runs"] = args.runs
+        if args.s8_mib:
+            self.cfg["s8_size"] = args.s8_mib * MiB
         self.work = os.path.abspath(args.workdir)
         self.www = os.path.join(self.work, "www")
         self.out = os.path.join(self.work, "out")
@@ -1755,6 +1757,8 @@ def main():
     ap = argparse.ArgumentParser(description="fetchq benchmarks against curl, wget2 and aria2c over loopback")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 run each (CI smoke run, < 2 min)")
     ap.add_argument("--runs", type=int, default=0, help="runs per tool (default 3, quick 1)")
+    ap.add_argument("--s8-mib", type=int, default=0,
+                    help="S8's file size in MiB (default 128; the issue's second size is 1024)")
     ap.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     ap.add_argument("--bin-dir", required=True, help="folder with the fetchq and fetchqd binaries")
     ap.add_argument("--workdir", required=True, help="scratch folder (data, nginx, downloads)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks fetchq against curl, wget2 and aria2c (and dd) over loopback against a throwaway nginx.
 #
-#   tools/bench/run.sh [--quick] [--runs N] [--only S1,S2,S3,S6,S8,S9,S4,S5,RL] [--markdown-out FILE] [--json-out FILE]
+#   tools/bench/run.sh [--quick] [--runs N] [--only S1,S2,S3,S6,S8,S9,S4,S5,RL] [--s8-mib N] [--markdown-out FILE] [--json-out FILE]
 #
 # Installs the Debian packages it needs, builds build-release/ (unless FETCHQ_BIN_DIR names a folder
 # with ready fetchq and fetchqd binaries), makes a scratch folder under /tmp (or $FETCHQ_BENCH_TMP),
