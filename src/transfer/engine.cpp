@@ -282,7 +282,9 @@ class Engine::Impl final : public FetchClient {
       }
       // Progress counts written bytes only: after a crash in this boot, the recorded progress
       // bounds what of the .part may be kept, and buffered bytes never reached the file.
-      if (now - t.last_progress >= options_.progress_interval && !t.buf.empty() && !flush(t)) continue;
+      // Segments' buffers too: progress (and what a rerun keeps of each segment) then moves once
+      // a report, however slowly a buffer fills.
+      if (now - t.last_progress >= options_.progress_interval && buffered(t) && !flush(t)) continue;
       int64_t bytes = t.on_disk;
       if (now - t.last_progress >= options_.progress_interval && bytes != t.reported_bytes) {
         t.last_progress = now;
@@ -927,6 +929,14 @@ class Engine::Impl final : public FetchClient {
 
   // Writes the buffer out (a segmented transfer's: every segment's). On failure records a
   // disk failure and returns false.
+  static bool buffered(const Transfer& t) {
+    if (!t.buf.empty()) return true;
+    for (const auto& s : t.segs) {
+      if (!s.dropped && !s.buf.empty()) return true;
+    }
+    return false;
+  }
+
   bool flush(Transfer& t) {
     for (auto& s : t.segs) {
       if (!s.dropped && !s.buf.empty() && !write_segment(t, s)) return false;
