@@ -37,6 +37,10 @@ struct Request {
   int64_t job_id = 0;
   int attempt = 0;
   std::string url;
+  // Other sources of the same file (no user info; on url's origin when the job holds secrets).
+  // A segmented transfer spreads its ranges over those that pass a check (see Engine); the
+  // first request goes to the next one when `url` fails before a byte arrives.
+  std::vector<std::string> mirrors;
   std::string dest;
   bool dest_is_dir = false;
   IfExists if_exists = IfExists::kError;
