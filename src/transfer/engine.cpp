@@ -50,6 +50,9 @@ constexpr auto kHostCapFor = std::chrono::minutes(10);
 constexpr auto kMaxSegmentHold = std::chrono::minutes(5);
 
 constexpr auto kFillSlow = std::chrono::seconds(2);
+// A mirror serves ranges of a segmented file only once it sent this many bytes that the file
+// already holds, equal to them, with the file's size and a validator of its own.
+constexpr int64_t kMirrorSample = 64 << 10;
 
 // One attempt of a job: where it goes (Placement) and how its body arrives.
 struct Transfer : Placement {
@@ -88,11 +91,28 @@ struct Transfer : Placement {
     SteadyClock::time_point buf_since{};
     bool answered = false;  // its response head was checked
     bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
+    size_t src = 0;         // the source (Transfer::sources) its fetch asks
   };
+  // Where the file's bytes may come from: the job's URL first, then its mirrors. A mirror is
+  // checked before it serves a range (kMirrorSample); one that fails or disagrees is dropped
+  // for the attempt, as long as another source is left.
+  struct Source {
+    std::string url;
+    std::string origin;       // url_origin(url): its host's share of connections
+    std::string validator{};  // If-Range of its ranges: its own ETag or Last-Modified
+    enum class State { kUnchecked, kChecking, kGood, kDropped };
+    State state = State::kUnchecked;
+    FetchId check = 0;     // the check's fetch
+    int64_t check_at = 0;  // first byte of the sample it was asked for
+    std::string sample{};  // what it sent of the sample
+  };
+  std::vector<Source> sources;
+  size_t lead = 0;           // the source the attempt's first request went to
+  bool head_failed = false;  // the first request's answer was an HTTP error
   std::vector<Seg> segs;
   std::string validator;     // If-Range of every segment
   std::vector<FetchId> to_cancel;
-  std::string origin;                     // url_origin(req.url): the host's share of connections
+  std::string origin;                     // url_origin(req.url): where the job's secrets may go
   int conn_cap = 16;                      // fetches at once; lowered when the server refuses one
   SteadyClock::time_point hold_until{};   // no new segment fetch before this (Retry-After)
   bool resumed_segments = false;  // segments taken up from a checkpoint's map
@@ -128,11 +148,14 @@ struct Transfer : Placement {
 };
 
 // The job's headers as libcurl takes them: "Name;" sends a header with an empty value, which
-// "Name:" would remove instead.
-std::vector<std::string> header_lines(const std::vector<RequestHeader>& headers) {
+// "Name:" would remove instead. Without `secrets`, Authorization, Cookie and the like stay out.
+std::vector<std::string> header_lines(const std::vector<RequestHeader>& headers, bool secrets) {
   std::vector<std::string> out;
   out.reserve(headers.size());
-  for (const auto& h : headers) out.push_back(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
+  for (const auto& h : headers) {
+    if (secrets || !is_secret_header(h.name))
+      out.push_back(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
+  }
   return out;
 }
 
@@ -322,12 +345,14 @@ class Engine::Impl final : public FetchClient {
   Transfer* of(FetchId id) {
     auto it = by_fetch_.find(id);
     if (it == by_fetch_.end()) return nullptr;
-    auto t = transfers_.find(it->second);
+    auto t = transfers_.find(it->second.job);
     return t == transfers_.end() ? nullptr : t->second.get();
   }
 
   bool on_response(FetchId id, const FetchResponse& response) override {
     Transfer* t = of(id);
+    if (!t) return false;
+    if (auto* src = check_of(*t, id)) return check_response(*t, *src, response);
     if (t && t->segmented()) return segment_response(*t, id, response);
     return t && decide(*t, response);
   }
@@ -361,6 +386,7 @@ class Engine::Impl final : public FetchClient {
       return false;
     }
     t.validator = validator;
+    t.sources[t.lead].validator = validator;
     const int64_t step = t.total / n;
     for (int i = 0; i < n; ++i) {
       Transfer::Seg s;
@@ -371,6 +397,7 @@ class Engine::Impl final : public FetchClient {
       if (i == 0) {
         s.fetch = t.fetch;
         s.answered = true;
+        s.src = t.lead;
       }
       t.segs.push_back(s);
     }
@@ -411,16 +438,44 @@ class Engine::Impl final : public FetchClient {
     return wanted == 0 ? 16 : std::clamp(wanted, 1, 16);
   }
 
+  // Each host of a good source adds its share (max_connections_per_host, or less lately).
   int allowed_connections(const Transfer& t) {
-    int conns = std::min(asked_connections(t), std::clamp(options_.max_connections_per_host, 1, 16));
-    if (auto it = host_caps_.find(t.origin); it != host_caps_.end()) {
-      if (SteadyClock::now() < it->second.until) {
-        conns = std::min(conns, it->second.cap);
-      } else {
-        host_caps_.erase(it);
+    const int per_host = std::clamp(options_.max_connections_per_host, 1, 16);
+    std::vector<std::string> seen;
+    int conns = 0;
+    for (const auto& src : t.sources) {
+      if (src.state != Transfer::Source::State::kGood) continue;
+      if (std::find(seen.begin(), seen.end(), src.origin) != seen.end()) continue;
+      seen.push_back(src.origin);
+      int share = per_host;
+      if (auto it = host_caps_.find(src.origin); it != host_caps_.end()) {
+        if (SteadyClock::now() < it->second.until) {
+          share = std::min(share, it->second.cap);
+        } else {
+          host_caps_.erase(it);
+        }
       }
+      conns += share;
     }
-    return conns;
+    return std::clamp(conns, 1, asked_connections(t));
+  }
+
+  // Connections the job could open now: the room on each good source's host, within the
+  // engine's total.
+  int room_for(const Transfer& t) const {
+    std::vector<std::string> seen;
+    int room = 0;
+    std::optional<Budget> any;
+    for (const auto& src : t.sources) {
+      if (src.state != Transfer::Source::State::kGood) continue;
+      if (std::find(seen.begin(), seen.end(), src.origin) != seen.end()) continue;
+      seen.push_back(src.origin);
+      Budget b = budget(src.origin);
+      room += std::max(0, b.max_host - b.host);
+      any = b;
+    }
+    if (any && any->max_all > 0) room = std::min(room, any->max_all - any->all);
+    return room;
   }
 
   bool resume_segments(Transfer& t) {
@@ -435,6 +490,7 @@ class Engine::Impl final : public FetchClient {
       return false;
     }
     t.validator = validator;
+    t.sources[t.lead].validator = validator;
     t.total = total;
     t.resumed_segments = true;
     if (adaptive(t)) {  // the link may have changed since: measured again, from one connection
@@ -483,11 +539,10 @@ class Engine::Impl final : public FetchClient {
   };
   Budget budget(const std::string& origin) const {
     Budget b{.max_all = options_.max_connections, .max_host = std::clamp(options_.max_connections_per_host, 1, 16)};
-    for (const auto& [fid, job] : by_fetch_) {
-      auto it = transfers_.find(job);
-      if (it == transfers_.end()) continue;
+    for (const auto& [fid, owner] : by_fetch_) {
+      if (!transfers_.count(owner.job)) continue;
       ++b.all;
-      b.host += it->second->origin == origin;
+      b.host += owner.origin == origin;
     }
     return b;
   }
@@ -532,7 +587,7 @@ class Engine::Impl final : public FetchClient {
       int mine = 0;
       for (const auto& s : t.segs) mine += !s.dropped && s.fetch != 0;
       const int allowed = allowed_connections(t);
-      const int wide = std::min(allowed, mine + std::max(0, budget(t.origin).room()));
+      const int wide = std::min(allowed, mine + std::max(0, room_for(t)));
       if (wide < 2 && allowed >= 2) {
         // Other jobs hold the host's share now: measure again later rather than settle on one.
         t.probe_at = now;
@@ -617,43 +672,191 @@ class Engine::Impl final : public FetchClient {
       by_fetch_.erase(id);
     }
     t.to_cancel.clear();
+    check_mirrors(t);
     int active = 0;
     for (const auto& s : t.segs) active += !s.dropped && s.fetch != 0;
     if (SteadyClock::now() < t.hold_until) return;
     // Lowest offset first, so the gap-free prefix (what a plain checkpoint promises) grows.
     std::vector<size_t> order(t.segs.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return t.segs[a].start < t.segs[b].start; });
-    std::optional<Budget> b;  // counted only when an extra connection is wanted
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return t.segs[a].start < t.segs[b].start; });
     for (size_t i : order) {
       auto& s = t.segs[i];
       if (s.dropped || s.fetch != 0 || s.pos >= s.end) continue;
       if (active >= t.conn_cap) break;
-      // Past the host's or the engine's share, extra connections wait; one always runs.
-      if (active > 0) {
-        if (!b) b = budget(t.origin);
-        if (b->room() <= 0) break;
-        ++b->all;
-        ++b->host;
-      }
+      auto src = pick_source(t, active == 0);
+      if (!src) break;
       ++active;
-      FetchRequest fr;
-      fr.url = t.req.url;
+      FetchRequest fr = request_to(t, *src);
       fr.range = ByteRange{.start = s.pos, .end = s.end};
-      fr.headers = header_lines(t.req.headers);
-      fr.user_agent = t.req.user_agent;
-      fr.headers.push_back("If-Range: " + t.validator);
-      fr.access_token = t.req.access_token;
-      fr.username = t.req.username;
-      fr.password = t.req.password;
+      fr.headers.push_back("If-Range: " + t.sources[*src].validator);
       fr.http1 = true;
-      fr.rate_group = t.req.job_id;
+      s.src = *src;
       s.answered = false;
       s.since = SteadyClock::now();
       s.from = s.pos;
       s.fetch = fetcher_.start(std::move(fr));
-      by_fetch_[s.fetch] = t.req.job_id;
+      by_fetch_[s.fetch] = Owner{t.req.job_id, t.sources[*src].origin};
     }
+  }
+
+  // The source a segment's next fetch asks: of the good ones whose host has room (past the
+  // host's or the engine's share, extra connections wait), the one with the fewest of the
+  // job's fetches running. The transfer's only connection always runs, from the lead when it
+  // is still good. nullopt: none may take one now.
+  std::optional<size_t> pick_source(const Transfer& t, bool only) {
+    using State = Transfer::Source::State;
+    if (only && t.sources[t.lead].state == State::kGood) return t.lead;
+    std::optional<size_t> best;
+    int best_running = 0;
+    for (size_t i = 0; i < t.sources.size(); ++i) {
+      if (t.sources[i].state != State::kGood) continue;
+      if (!only && budget(t.sources[i].origin).room() <= 0) continue;
+      int running = 0;
+      for (const auto& s : t.segs) running += !s.dropped && s.fetch != 0 && s.src == i;
+      if (!best || running < best_running) {
+        best = i;
+        best_running = running;
+      }
+    }
+    return best;
+  }
+
+  // Starts the check of each mirror not checked yet, once the file holds a sample to compare
+  // with: the mirror is asked for the kMirrorSample bytes that end the gap-free prefix, and
+  // serves ranges only when its answer is a 206 of the file's size, with a validator of its
+  // own, and the same bytes (check_done).
+  void check_mirrors(Transfer& t) {
+    using State = Transfer::Source::State;
+    if (t.sources.size() < 2 || t.total < 2 * kMirrorSample) return;
+    const int64_t p = t.prefix();
+    if (p < kMirrorSample) return;
+    for (size_t i = 0; i < t.sources.size(); ++i) {
+      auto& src = t.sources[i];
+      if (src.state != State::kUnchecked || budget(src.origin).room() <= 0) continue;
+      FetchRequest fr = request_to(t, i);
+      src.check_at = p - kMirrorSample;
+      fr.range = ByteRange{.start = src.check_at, .end = p};
+      fr.http1 = true;
+      src.state = State::kChecking;
+      src.sample.clear();
+      src.check = fetcher_.start(std::move(fr));
+      by_fetch_[src.check] = Owner{t.req.job_id, src.origin};
+    }
+  }
+
+  Transfer::Source* check_of(Transfer& t, FetchId id) {
+    for (auto& src : t.sources) {
+      if (src.check == id && id != 0) return &src;
+    }
+    return nullptr;
+  }
+
+  void drop_source(Transfer& t, Transfer::Source& src, const std::string& why) {
+    if (src.state == Transfer::Source::State::kDropped) return;
+    src.state = Transfer::Source::State::kDropped;
+    spdlog::info("job {}: {} {} is no longer used for this attempt: {}", t.req.job_id,
+                 &src == &t.sources.front() ? "source" : "mirror", src.url, why);
+  }
+
+  static std::string validator_of(const FetchResponse& response) {
+    std::string etag = response.header("etag");
+    return !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : response.header("last-modified");
+  }
+
+  bool check_response(Transfer& t, Transfer::Source& src, const FetchResponse& response) {
+    int64_t start = -1, end = -1, total = -1;
+    const std::string range = response.header("content-range");
+    const bool ok = response.code == 206 && parse_content_range(range, &start, &end, &total) &&
+                    start == src.check_at && end == src.check_at + kMirrorSample - 1 &&
+                    total == t.total;
+    if (!ok) {
+      drop_source(t, src,
+                  "it answered bytes " + std::to_string(src.check_at) + "- of a " +
+                      std::to_string(t.total) + "-byte file with HTTP " +
+                      std::to_string(response.code) + " '" + range + "'");
+      return false;
+    }
+    src.validator = validator_of(response);
+    if (src.validator.empty()) {
+      drop_source(t, src,
+                  "it names no ETag or Last-Modified, so a change of its file could not be told");
+      return false;
+    }
+    return true;
+  }
+
+  bool check_data(Transfer::Source& src, const char* data, size_t len) {
+    if (src.state != Transfer::Source::State::kChecking) return false;
+    if (src.sample.size() + len > static_cast<size_t>(kMirrorSample)) return false;
+    src.sample.append(data, len);
+    return true;
+  }
+
+  // A mirror's check ended: it is good when it sent the sample whole and equal to the file's.
+  void check_done(Transfer& t, Transfer::Source& src, FetchId fid,
+                  const std::optional<Failure>& failure) {
+    using State = Transfer::Source::State;
+    by_fetch_.erase(fid);
+    src.check = 0;
+    std::string sample = std::move(src.sample);
+    src.sample = {};
+    if (src.state != State::kChecking) return;
+    if (failure || sample.size() != static_cast<size_t>(kMirrorSample)) {
+      drop_source(t, src, failure ? failure->message : "its answer to the check was cut short");
+      return;
+    }
+    std::string have(sample.size(), '\0');
+    size_t got = 0;
+    while (got < have.size()) {
+      ssize_t n = env_.pread(t.file->fd(), have.data() + got, have.size() - got,
+                             src.check_at + static_cast<int64_t>(got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    if (got != have.size()) {
+      drop_source(t, src, "the sample could not be read back from " + t.file->part_path());
+      return;
+    }
+    if (have != sample) {
+      drop_source(t, src,
+                  "it serves other bytes than the source at " + std::to_string(src.check_at));
+      return;
+    }
+    src.state = State::kGood;
+    spdlog::info("job {}: mirror {} serves the same file; its ranges join the download",
+                 t.req.job_id, src.url);
+    // A fixed count, or an adaptive one that kept many connections: the mirror's host adds
+    // its share.
+    if (t.probe == Transfer::Probe::kOff ||
+        (t.probe == Transfer::Probe::kSettled && t.conn_cap > 1)) {
+      const int cap = allowed_connections(t);
+      if (cap > t.conn_cap) {
+        t.conn_cap = cap;
+        widen(t, cap);
+      }
+    }
+  }
+
+  // A source's fetch of segment `s` failed or answered what it should not: when another good
+  // source is left, this one is dropped for the attempt and the range waits for another
+  // fetch. False when it was the last one (the caller fails the attempt as before).
+  bool give_up_source(Transfer& t, Transfer::Seg& s, const std::string& why) {
+    using State = Transfer::Source::State;
+    if (t.sources.size() < 2) return false;
+    int others = 0;
+    for (size_t i = 0; i < t.sources.size(); ++i)
+      others += i != s.src && t.sources[i].state == State::kGood;
+    if (others == 0) return false;
+    drop_source(t, t.sources[s.src], why);
+    if (s.fetch != 0 && s.fetch == t.fetch) t.fetch = 0;
+    s.fetch = 0;
+    s.answered = false;
+    std::vector<char>().swap(s.buf);
+    fetcher_.wakeup();
+    return true;
   }
 
   // A segment's response head: only a 206 for exactly the bytes asked, of the same file.
@@ -675,6 +878,16 @@ class Engine::Impl final : public FetchClient {
       t.probe_bytes = t.on_disk;
     }
     if (ok) return true;
+    if ((response.code == 429 || response.code == 503) && back_off(t, *s, id, response))
+      return false;
+    // A mirror that answers wrongly, or any source that refuses, leaves the range to the
+    // others; the lead's 2xx of the wrong bytes is handled below, as without mirrors.
+    if ((s->src != t.lead || response.code < 200 || response.code >= 300) &&
+        give_up_source(t, *s,
+                       "it answered a segment with HTTP " + std::to_string(response.code) + " '" +
+                           response.header("content-range") + "'")) {
+      return false;
+    }
     if (t.resumed_segments && response.code >= 200 && response.code < 300) {
       // The file changed since the map was made (a 200 to If-Range, another Content-Range):
       // nothing of the .part may be kept.
@@ -688,7 +901,6 @@ class Engine::Impl final : public FetchClient {
                           .restart_from_zero = true};
       return false;
     }
-    if ((response.code == 429 || response.code == 503) && back_off(t, *s, id, response)) return false;
     if (response.code != 206 && (response.code < 200 || response.code >= 300)) {
       // A passing refusal with no other connection left fails the attempt; the retry resumes.
       Failure f;
@@ -736,7 +948,7 @@ class Engine::Impl final : public FetchClient {
     if (others == 0) return false;
     const auto now = SteadyClock::now();
     t.conn_cap = std::min(t.conn_cap, others);
-    auto& host = host_caps_[t.origin];
+    auto& host = host_caps_[t.sources[s.src].origin];
     host.cap = host.until > now ? std::min(host.cap, others) : others;
     host.until = now + kHostCapFor;
     if (auto ms = parse_retry_after(response.header("retry-after"), util::now_unix_ms())) {
@@ -829,6 +1041,12 @@ class Engine::Impl final : public FetchClient {
       if (!t.failure) write_segment(t, *s);
       std::vector<char>().swap(s->buf);  // its memory too: the segment may wait a long time
     }
+    if (!t.failure && s && s->pos < s->end &&
+        give_up_source(
+            t, *s,
+            failure ? failure->message : "its answer ended at byte " + std::to_string(s->pos))) {
+      return;  // the range waits for another source's fetch
+    }
     if (!t.failure && s && s->pos < s->end) {
       t.failure = failure ? std::move(*failure)
                           : Failure{.type = "IncompleteBody",
@@ -900,6 +1118,7 @@ class Engine::Impl final : public FetchClient {
   bool on_data(FetchId id, const char* data, size_t len) override {
     Transfer* t = of(id);
     if (!t || t->failure || t->complete_now || t->forced_outcome) return false;
+    if (auto* src = check_of(*t, id)) return check_data(*src, data, len);
     if (t->segmented()) return segment_data(*t, id, data, len);
     t->received += static_cast<int64_t>(len);
     if (t->total > 0 && t->offset + t->received > t->total) {
@@ -975,6 +1194,11 @@ class Engine::Impl final : public FetchClient {
     Transfer& t = *tp;
     t.req = std::move(r);
     t.origin = url_origin(t.req.url);
+    t.sources.push_back(Transfer::Source{
+        .url = t.req.url, .origin = t.origin, .state = Transfer::Source::State::kGood});
+    for (const auto& m : t.req.mirrors) {
+      if (m != t.req.url) t.sources.push_back(Transfer::Source{.url = m, .origin = url_origin(m)});
+    }
     fetcher_.set_group_rate_limit(t.req.job_id, t.req.rate_limit);
     placer_.place(t);
     if (t.failure) {
@@ -1009,10 +1233,37 @@ class Engine::Impl final : public FetchClient {
       t.offset = prefix;
       t.on_disk = prefix;
     }
+    auto now = SteadyClock::now();
+    t.last_progress = now;
+    t.last_checkpoint = now;
+    t.buf_since = now;
+    int64_t id = t.req.job_id;
+    transfers_[id] = std::move(tp);
+    start_first(t);
+  }
+
+  // What every request to source `src` carries: the job's headers and User-Agent, and its
+  // secrets when the source is on the job's own origin (submission refuses mirrors elsewhere
+  // for a job that holds any; this keeps them home should one get through).
+  FetchRequest request_to(const Transfer& t, size_t src) const {
+    const Transfer::Source& source = t.sources[src];
+    const bool home = source.origin == t.origin;
     FetchRequest fr;
-    fr.url = t.req.url;
-    fr.headers = header_lines(t.req.headers);
+    fr.url = source.url;
+    fr.headers = header_lines(t.req.headers, home);
     fr.user_agent = t.req.user_agent;
+    if (home) {
+      fr.access_token = t.req.access_token;
+      fr.username = t.req.username;
+      fr.password = t.req.password;
+    }
+    fr.rate_group = t.req.job_id;
+    return fr;
+  }
+
+  // The attempt's first request, to its lead source: the whole file, or the rest of it.
+  void start_first(Transfer& t) {
+    FetchRequest fr = request_to(t, t.lead);
     if (t.offset > 0) {
       fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
@@ -1024,18 +1275,29 @@ class Engine::Impl final : public FetchClient {
       }
       if (!validator.empty()) fr.headers.push_back("If-Range: " + validator);
     }
-    fr.access_token = t.req.access_token;
-    fr.username = t.req.username;
-    fr.password = t.req.password;
-    fr.rate_group = t.req.job_id;
-    auto now = SteadyClock::now();
-    t.last_progress = now;
-    t.last_checkpoint = now;
-    t.buf_since = now;
-    int64_t id = t.req.job_id;
-    transfers_[id] = std::move(tp);
     t.fetch = fetcher_.start(std::move(fr));
-    by_fetch_[t.fetch] = id;
+    by_fetch_[t.fetch] = Owner{t.req.job_id, t.sources[t.lead].origin};
+  }
+
+  // The lead source failed before a byte of its answer arrived: the first request goes to the
+  // next mirror not tried yet, which leads the attempt from then on. False when none is left.
+  bool fail_over(Transfer& t, FetchId fid) {
+    size_t next = t.lead + 1;
+    while (next < t.sources.size() && t.sources[next].state != Transfer::Source::State::kUnchecked)
+      ++next;
+    if (next >= t.sources.size()) return false;
+    spdlog::info("job {}: {} ({}); trying mirror {}", t.req.job_id, t.failure->message,
+                 t.failure->type, t.sources[next].url);
+    by_fetch_.erase(fid);
+    t.sources[t.lead].state = Transfer::Source::State::kDropped;
+    t.lead = next;
+    t.sources[next].state = Transfer::Source::State::kGood;
+    t.failure.reset();
+    t.decided = false;
+    t.head_failed = false;
+    t.fetch = 0;
+    start_first(t);
+    return true;
   }
 
   // Decides, from the final response's headers, what to do with its body. False: abort.
@@ -1062,6 +1324,7 @@ class Engine::Impl final : public FetchClient {
       return false;
     }
     if (code < 200 || code >= 300) {
+      t.head_failed = true;
       Failure f;
       f.type = "HTTPError(" + std::to_string(code) + " " + std::string(reason_phrase(code)) + ")";
       f.message = where(t) + " returned HTTP " + std::to_string(code) + " " +
@@ -1202,14 +1465,23 @@ class Engine::Impl final : public FetchClient {
   void on_done(FetchId fid, std::optional<Failure> failure) override {
     auto f = by_fetch_.find(fid);
     if (f == by_fetch_.end()) return;
-    auto it = transfers_.find(f->second);
+    auto it = transfers_.find(f->second.job);
     if (it == transfers_.end()) return;
     Transfer& t = *it->second;
+    if (auto* src = check_of(t, fid)) {
+      check_done(t, *src, fid, failure);
+      return;
+    }
     if (t.segmented()) {
       segment_done(t, fid, std::move(failure));
       return;
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
+    // Nothing of the answer arrived: a mirror may have the file.
+    if (t.failure && !t.failure->disk && !t.failure->restart_from_zero &&
+        (!t.decided || t.head_failed) && t.received == 0 && fail_over(t, fid)) {
+      return;
+    }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.
       auto failure = std::move(t.failure);
@@ -1258,6 +1530,12 @@ class Engine::Impl final : public FetchClient {
       fetcher_.cancel(id);
       by_fetch_.erase(id);
     }
+    for (auto& src : t.sources) {
+      if (src.check) {
+        fetcher_.cancel(src.check);
+        by_fetch_.erase(src.check);
+      }
+    }
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;
@@ -1294,7 +1572,12 @@ class Engine::Impl final : public FetchClient {
   Placer placer_;
   PrefixHasher hasher_{env_};
   std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
-  std::map<FetchId, int64_t> by_fetch_;                     // fetcher thread only: to job ids
+  // Fetcher thread only: each fetch's job, and the origin it asks (a connection of that host).
+  struct Owner {
+    int64_t job = 0;
+    std::string origin;
+  };
+  std::map<FetchId, Owner> by_fetch_;
   struct HostCap {
     int cap = 16;
     SteadyClock::time_point until{};
