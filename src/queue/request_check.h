@@ -42,9 +42,9 @@ Result<RequestHeader> parse_header(std::string_view line);
 Status check_user_agent(const std::string& user_agent);
 
 // Mirrors of a job (DownloadOptions::mirrors). check_mirrors refuses more than kMaxMirrors, a
-// URL check_source_url refuses, user info (a user name or password: a mirror is given none of
-// the job's secrets, and one written into its URL would be stored and shown in the clear), and
-// a mirror equal to the source or to an earlier mirror. Messages show URLs through redact_url.
+// URL check_source_url refuses, user info (a user name or password: only the source's password
+// is split out and kept apart; one in a mirror would be stored and shown in the clear), and a
+// mirror equal to the source or to an earlier mirror. Messages show URLs through redact_url.
 constexpr size_t kMaxMirrors = 15;
 Status check_mirrors(const std::vector<std::string>& mirrors, const std::string& source);
 // For a job that holds a secret (an access token, given or from a rule, a password in its
