@@ -318,7 +318,7 @@ TEST(RequestHeaders, CheckRequestTakesHeadersAndUserAgentOrRefusesThem) {
   EXPECT_FALSE(check_request(r, {}).ok());
 }
 
-TEST(Mirrors, CheckRequestTakesUpToTheLimitAndKeepsTheirOrder) {
+TEST(MirrorChecks, CheckRequestTakesUpToTheLimitAndKeepsTheirOrder) {
   DownloadRequest r{"https://src.example/f.bin", "/tmp/x", {}};
   for (size_t i = 0; i < kMaxMirrors; ++i) {
     r.options.mirrors.push_back("https://m" + std::to_string(i) + ".example/f.bin");
@@ -334,7 +334,7 @@ TEST(Mirrors, CheckRequestTakesUpToTheLimitAndKeepsTheirOrder) {
       << over.error().message;
 }
 
-TEST(Mirrors, EachMustBeAnHttpUrl) {
+TEST(MirrorChecks, EachMustBeAnHttpUrl) {
   const std::string src = "https://src.example/f";
   EXPECT_TRUE(check_mirrors({"http://a.example/f", "https://b.example:8443/g?x=1"}, src).ok());
   for (const char* bad :
@@ -347,7 +347,7 @@ TEST(Mirrors, EachMustBeAnHttpUrl) {
   EXPECT_EQ(check_mirrors({"ftp://a.example/f"}, src).error().code, ErrorCode::kSchemeNotAllowed);
 }
 
-TEST(Mirrors, UserInfoIsRefusedAndItsPasswordNeverShown) {
+TEST(MirrorChecks, UserInfoIsRefusedAndItsPasswordNeverShown) {
   const std::string src = "https://src.example/f";
   for (const char* bad : {"https://user@m.example/f", "https://user:pw-secret@m.example/f",
                           "https://:pw-secret@m.example/f", "https://@m.example/f"}) {
@@ -370,7 +370,7 @@ TEST(Mirrors, UserInfoIsRefusedAndItsPasswordNeverShown) {
   EXPECT_EQ(nj.error().message.find("pw-secret"), std::string::npos) << nj.error().message;
 }
 
-TEST(Mirrors, TheSourceItselfOrTheSameMirrorTwiceIsRefused) {
+TEST(MirrorChecks, TheSourceItselfOrTheSameMirrorTwiceIsRefused) {
   const std::string src = "https://src.example/f";
   auto same = check_mirrors({"https://a.example/f", src}, src);
   ASSERT_FALSE(same.ok());
@@ -391,7 +391,7 @@ TEST(Mirrors, TheSourceItselfOrTheSameMirrorTwiceIsRefused) {
   EXPECT_TRUE(check_mirrors({"https://src.example/g", "https://src.example/f?alt=1"}, src).ok());
 }
 
-TEST(Mirrors, WithSecretsOnlyTheSourcesOriginIsAllowed) {
+TEST(MirrorChecks, WithSecretsOnlyTheSourcesOriginIsAllowed) {
   const std::string src = "https://src.example/f";
   EXPECT_TRUE(check_mirrors_on_origin({}, src).ok());
   EXPECT_TRUE(
