@@ -8,7 +8,7 @@ _fetchq_commands="get add list show cancel pause resume retry set-url prune wait
 # Options of each command; those that take a value are listed again in _fetchq_valued.
 _fetchq_options() {
   local common="--socket --json -h --help"
-  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header --user-agent --limit-rate"
+  local download="-d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header --user-agent --mirror --limit-rate"
   case $1 in
     get) echo "-i --input $download -j --parallel --state --ca-cert --proxy --json -q --quiet -c --continue --retention -h --help" ;;
     add) echo "-i --input $download --allow-duplicate $common" ;;
@@ -26,7 +26,7 @@ _fetchq_options() {
 }
 
 _fetchq_valued=" -d --dir -o --output -p --priority --sha256 --token-env --if-exists --connections -H --header
-  --user-agent --limit-rate -j --parallel --proxy --state --ca-cert -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
+  --user-agent --mirror --limit-rate -j --parallel --proxy --state --ca-cert -i --input --status --sort --limit --offset --db --socket --timeout --since --job --type --older-than --retention "
 
 _fetchq() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}

@@ -38,6 +38,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l if-exists -x -a 'erro
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l connections -x -d 'connections one big file may use at once (1 to 16)'
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -s H -l header -x -d 'request header Name: value (repeatable)'
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l user-agent -x -d 'User-Agent to send'
+complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l mirror -x -d 'another URL of the same file (repeatable)'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l ca-cert -r -F -d 'PEM file of CA certificates to trust'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -l proxy -x -d 'proxy URL'
 complete -c fetchq -n "__fish_seen_subcommand_from $dl" -l limit-rate -x -d 'bytes per second at most (500k, 5M; 0: none)'

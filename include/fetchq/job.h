@@ -51,6 +51,11 @@ struct DownloadOptions {
   // The job's own bandwidth limit in bytes per second, over all its connections; 0: none (the
   // daemon's limit for the whole queue applies either way; the tighter holds).
   int64_t limit_rate = 0;
+  // Other sources of the same file, tried besides `source`: URLs without user info, at most
+  // queue::kMaxMirrors, none equal to the source or to another. When the job holds a secret (an
+  // access token, a password in the source URL, any request header), only mirrors on the
+  // source's origin are taken, since secrets are never sent to another host.
+  std::vector<std::string> mirrors;
 };
 
 // One submission: a URL and where it goes.
@@ -136,6 +141,8 @@ struct Job {
   // own User-Agent (null: fetchq's).
   std::vector<std::string> headers;
   std::optional<std::string> user_agent;
+  // The job's mirrors (DownloadOptions::mirrors), in the order given.
+  std::vector<std::string> mirrors;
   // The sha256 the file is checked against before it is kept, and where it came from: null for
   // the user's --sha256, else the server's header ("Repr-Digest", "Digest", "X-Linked-Etag").
   std::optional<std::string> sha256;

@@ -118,6 +118,10 @@ int run_add(AddArgs& a) {
     print_error("-o names one file: give one URL, or use -d DIR");
     return kExitUsage;
   }
+  if (auto st = check_mirror_use(a.d, a.urls.size(), !a.input.empty()); !st) {
+    print_error(st.error().message);
+    return kExitUsage;
+  }
   auto req = request_template(a.d);
   if (!req) {
     print_error(req.error().message);
@@ -138,6 +142,7 @@ int run_add(AddArgs& a) {
     for (const auto& h : req->options.headers) hs.push_back(h.name + ": " + h.value);
   }
   if (req->options.user_agent) base["user_agent"] = *req->options.user_agent;
+  if (!req->options.mirrors.empty()) base["mirrors"] = req->options.mirrors;
   if (const auto& tok = req->options.access_token) {
     if (auto st = queue::check_access_token(*tok); !st) {
       print_error("--token-env " + a.d.token_env + ": " + st.error().message);

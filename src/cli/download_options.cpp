@@ -23,6 +23,11 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
                   "request header 'Name: value', repeatable; Authorization and Cookie values are kept secret")
       ->allow_extra_args(false);
   cmd->add_option("--user-agent", a.user_agent, "User-Agent to send (default: fetchq/VERSION)");
+  cmd->add_option("--mirror", a.mirrors,
+                  "another URL of the same file, repeatable (one URL only); segments are spread "
+                  "over the mirrors that match the source")
+      ->type_name("URL")
+      ->allow_extra_args(false);
   cmd->add_option("--limit-rate", a.limit_rate,
                   "bytes per second at most, over all connections: 500k, 5M, 1.5M (0: no limit)")
       ->type_name("RATE");
@@ -31,6 +36,14 @@ void add_download_options(CLI::App* cmd, DownloadArgs& a) {
 Status check_dir_and_output(const DownloadArgs& a) {
   if (!a.dir.empty() && !a.output.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "-d and -o cannot be used together");
+  }
+  return Ok{};
+}
+
+Status check_mirror_use(const DownloadArgs& a, size_t urls, bool input_file) {
+  if (!a.mirrors.empty() && (urls > 1 || input_file)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--mirror is for a single URL: give one URL with its mirrors");
   }
   return Ok{};
 }
@@ -69,6 +82,7 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
     }
     r.options.user_agent = a.user_agent;
   }
+  r.options.mirrors = a.mirrors;
   if (!a.output.empty()) {
     r.dest = util::absolute_path(a.output);
   } else {

@@ -19,19 +19,24 @@ struct DownloadArgs {
   std::optional<int> connections;
   std::vector<std::string> headers;  // --header, as written ("Name: value")
   std::optional<std::string> user_agent;
+  std::vector<std::string> mirrors;  // --mirror, as written
 };
 
 // -d/--dir, -o/--output, -p/--priority, --sha256, --token-env, --if-exists, --connections,
-// --header (repeatable), --user-agent, --limit-rate.
+// --header (repeatable), --user-agent, --limit-rate, --mirror (repeatable).
 void add_download_options(CLI::App* cmd, DownloadArgs& args);
 
 // "-d and -o cannot be used together", or Ok.
 Status check_dir_and_output(const DownloadArgs& args);
+// --mirror names other sources of one file: with several URLs (or -i FILE, which may hold
+// several) it could belong to any of them, and is refused. `urls`: the URLs given as arguments.
+Status check_mirror_use(const DownloadArgs& args, size_t urls, bool input_file);
 
 // The request every URL of the command gets, source left empty: dest (absolute; a folder ends
 // in '/'), priority (default 10), sha256, and the token read from --token-env (an error, a
 // usage error for the caller, when that variable is unset or empty), the headers and the user
-// agent (a malformed or refused header is an error too, naming the header but never its value).
+// agent (a malformed or refused header is an error too, naming the header but never its value),
+// and the mirrors as written (the queue checks them).
 // if_exists is left to the caller: `add` lets fetchqd check it, `get` checks it before anything
 // else. --limit-rate goes to options.limit_rate (an error, a usage error, when it is not a
 // rate); `get` makes it the limit of its whole run instead.

@@ -231,6 +231,10 @@ int run_get(const GetArgs& a) {
     print_error("-o names one file: give one URL, or use -d DIR for several");
     return kExitUsage;
   }
+  if (auto st = check_mirror_use(a.d, a.urls.size(), !a.input.empty()); !st) {
+    print_error(st.error().message);
+    return kExitUsage;
+  }
   if (a.resume_flag && !a.quiet) {
     std::cerr << "fetchq: -c is not needed: fetchq get always resumes what it fetched before\n";
   }
@@ -286,6 +290,11 @@ int run_get(const GetArgs& a) {
   for (const auto& r : requests) {
     if (auto st = queue::check_source_url(r.source); !st) {
       print_error(st.error().message);
+      return kExitUsage;
+    }
+    if (auto st = queue::check_mirrors(r.options.mirrors, r.source); !st) {
+      const std::string& why = st.error().message;
+      print_error(why.rfind("mirror: ", 0) == 0 ? "--" + why : "--mirror: " + why);
       return kExitUsage;
     }
   }

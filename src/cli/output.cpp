@@ -246,6 +246,7 @@ void print_job_details(const Job& j) {
   std::printf("id:            %lld\n", static_cast<long long>(j.id));
   std::printf("status:        %s\n", std::string(to_string(j.status)).c_str());
   std::printf("source:        %s\n", j.source.c_str());
+  for (const auto& m : j.mirrors) std::printf("mirror:        %s\n", m.c_str());
   std::printf("dest:          %s\n", j.dest.c_str());
   std::printf("download_path: %s\n", opt(j.download_path).c_str());
   std::printf("priority:      %d\n", j.priority);

@@ -147,6 +147,7 @@ json request_json(const DownloadRequest& r) {
     for (const auto& h : r.options.headers) hs.push_back(h.name + ": " + h.value);
   }
   if (r.options.user_agent) j["user_agent"] = *r.options.user_agent;
+  if (!r.options.mirrors.empty()) j["mirrors"] = r.options.mirrors;
   if (r.options.limit_rate > 0) j["limit_rate"] = r.options.limit_rate;
   return j;
 }

@@ -105,6 +105,17 @@ DownloadRequest read_download(const json& p) {
       r.options.headers.push_back(std::move(header.value()));
     }
   }
+  if (const json& ms = field(p, "mirrors"); !ms.is_null()) {
+    if (!ms.is_array()) throw BadParams{"'mirrors' must be an array of URL strings"};
+    if (ms.size() > queue::kMaxMirrors) {
+      throw BadParams{"'mirrors': at most " + std::to_string(queue::kMaxMirrors) +
+                      " mirrors per job"};
+    }
+    for (const auto& m : ms) {
+      if (!m.is_string()) throw BadParams{"'mirrors' must be an array of URL strings"};
+      r.options.mirrors.push_back(m.get<std::string>());
+    }
+  }
   r.options.user_agent = opt_string(p, "user_agent");
   if (r.options.user_agent) {
     if (auto st = queue::check_user_agent(*r.options.user_agent); !st) {

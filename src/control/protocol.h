@@ -75,7 +75,8 @@ int64_t read_id(const json& params);
 // set_url: {"id": N, "url": "..."}.
 std::string read_url(const json& params);
 // One job of download or download_batch: source, dest, priority, access_token, sha256,
-// if_exists, connections, headers (["Name: value", ...]), user_agent, checked.
+// if_exists, connections, headers (["Name: value", ...]), user_agent, mirrors (["URL", ...]),
+// checked.
 DownloadRequest read_download(const json& job);
 
 // One answer as its line of text (without the newline). Invalid UTF-8 in strings becomes U+FFFD.

@@ -95,6 +95,7 @@ void to_json(nlohmann::json& out, const Job& j) {
   }
   out["headers"] = j.headers;
   out["user_agent"] = opt(j.user_agent);
+  out["mirrors"] = j.mirrors;
   out["sha256"] = opt(j.sha256);
   out["sha256_from"] = opt(j.sha256_from);
 }
@@ -167,6 +168,12 @@ void append_json(std::string& out, const Job& j) {
     out += ",\"limit_rate\":";
     out += std::to_string(j.limit_rate);
   }
+  out += ",\"mirrors\":[";
+  for (size_t i = 0; i < j.mirrors.size(); ++i) {
+    if (i > 0) out += ',';
+    append_string(out, j.mirrors[i]);
+  }
+  out += ']';
   out += ",\"priority\":";
   out += std::to_string(j.priority);
   if (!j.segments.empty()) {
@@ -263,6 +270,10 @@ void from_json(const nlohmann::json& in, Job& j) {
     for (const auto& h : *it) j.headers.push_back(h.get<std::string>());
   }
   read_optional(in, "user_agent", j.user_agent);
+  j.mirrors.clear();
+  if (auto it = in.find("mirrors"); it != in.end() && it->is_array()) {
+    for (const auto& m : *it) j.mirrors.push_back(m.get<std::string>());
+  }
   read_optional(in, "sha256", j.sha256);
   read_optional(in, "sha256_from", j.sha256_from);
 }

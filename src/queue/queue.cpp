@@ -87,6 +87,14 @@ Result<std::vector<Job>> QueueImpl::download_batch(const std::vector<DownloadReq
         }
       }
     }
+    // Checked once the rule token is known: a mirror's requests carry the job's secrets too.
+    if (opt.access_token || nj.value().url_password || !opt.headers.empty()) {
+      if (auto st = check_mirrors_on_origin(opt.mirrors, nj.value().request.source); !st) {
+        auto e = st.error();
+        if (requests.size() > 1) e.message = "job " + std::to_string(i) + ": " + e.message;
+        return e;
+      }
+    }
     news.push_back(std::move(nj.value()));
   }
   // A request for what a live job (or an earlier request of this batch) already fetches gets

@@ -377,6 +377,82 @@ TransferUrl transfer_url(const std::string& source, const std::optional<std::str
   return out;
 }
 
+namespace {
+
+// Whether the authority of a URL holds user info: an '@' in it, or a user curl finds.
+bool has_user_info(const std::string& url) {
+  const size_t sep = url.find("://");
+  if (sep != std::string::npos) {
+    const size_t start = sep + 3;
+    const size_t end = url.find_first_of("/?#", start);
+    if (url.find('@', start) < end) return true;
+  }
+  auto h = parse_url(url);
+  return h && (url_part(h.get(), CURLUPART_USER) || url_part(h.get(), CURLUPART_PASSWORD));
+}
+
+// The URL as curl writes it back (scheme and host in lower case, a default port dropped),
+// without user info; the text itself when curl cannot parse it. Spellings of one URL that differ
+// in case or in a written default port compare equal.
+std::string normal_url(const std::string& url) {
+  auto h = parse_url(url);
+  if (!h) return url;
+  curl_url_set(h.get(), CURLUPART_USER, nullptr, 0);
+  curl_url_set(h.get(), CURLUPART_PASSWORD, nullptr, 0);
+  auto out = url_part(h.get(), CURLUPART_URL, CURLU_NO_DEFAULT_PORT);
+  if (!out) return url;
+  // curl keeps the host's case; origins compare it in lower case, and so does this.
+  if (auto host = url_part(h.get(), CURLUPART_HOST)) {
+    const size_t at = out->find(*host, out->find("://") + 3);
+    if (at != std::string::npos) out->replace(at, host->size(), lower(*host));
+  }
+  return *out;
+}
+
+}  // namespace
+
+Status check_mirrors(const std::vector<std::string>& mirrors, const std::string& source) {
+  if (mirrors.size() > kMaxMirrors) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "at most " + std::to_string(kMaxMirrors) + " mirrors per job");
+  }
+  const std::string same_as_source = normal_url(source);
+  std::vector<std::string> seen;
+  seen.reserve(mirrors.size());
+  for (const auto& m : mirrors) {
+    if (auto st = check_source_url(m); !st) {
+      return make_error(st.error().code, "mirror: " + st.error().message);
+    }
+    if (has_user_info(m)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "a mirror cannot hold a user name or password: " + redact_url(m));
+    }
+    std::string n = normal_url(m);
+    if (n == same_as_source) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "a mirror is the source itself: " + redact_url(m));
+    }
+    if (std::find(seen.begin(), seen.end(), n) != seen.end()) {
+      return make_error(ErrorCode::kInvalidArgument, "a mirror is listed twice: " + redact_url(m));
+    }
+    seen.push_back(std::move(n));
+  }
+  return Ok{};
+}
+
+Status check_mirrors_on_origin(const std::vector<std::string>& mirrors, const std::string& source) {
+  const std::string origin = url_origin(source);
+  for (const auto& m : mirrors) {
+    if (url_origin(m) != origin) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the job holds a token, a password or request headers for " + origin +
+                            ", which are never sent elsewhere: mirror " + redact_url(m) +
+                            " is not on " + origin);
+    }
+  }
+  return Ok{};
+}
+
 bool is_under_roots(const std::string& path, const std::vector<std::string>& roots) {
   auto p = resolve(path);
   if (!p) return false;
@@ -425,6 +501,7 @@ Result<store::NewJob> check_request(const DownloadRequest& request,
   if (request.options.limit_rate < 0 || request.options.limit_rate > util::kMaxRate) {
     return make_error(ErrorCode::kInvalidArgument, "limit_rate must be 0 to 2^40 bytes per second");
   }
+  if (auto st = check_mirrors(request.options.mirrors, request.source); !st) return st.error();
   DestFacts facts;
   auto cached = cache ? cache->find(dest) : DestCache::iterator{};
   if (cache && cached != cache->end()) {

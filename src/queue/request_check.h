@@ -41,6 +41,17 @@ Result<RequestHeader> parse_header(std::string_view line);
 // Non-empty, at most 1024 bytes, without control characters.
 Status check_user_agent(const std::string& user_agent);
 
+// Mirrors of a job (DownloadOptions::mirrors). check_mirrors refuses more than kMaxMirrors, a
+// URL check_source_url refuses, user info (a user name or password: only the source's password
+// is split out and kept apart; one in a mirror would be stored and shown in the clear), and a
+// mirror equal to the source or to an earlier mirror. Messages show URLs through redact_url.
+constexpr size_t kMaxMirrors = 15;
+Status check_mirrors(const std::vector<std::string>& mirrors, const std::string& source);
+// For a job that holds a secret (an access token, given or from a rule, a password in its
+// source URL, or any request header): every mirror must be on the source's origin, since those
+// secrets are sent with the mirror's requests and never to another host.
+Status check_mirrors_on_origin(const std::vector<std::string>& mirrors, const std::string& source);
+
 // A CA file (QueueOptions::ca_cert): a readable regular file holding at least one PEM
 // certificate. The message names the path and what is wrong.
 Status check_ca_cert(const std::string& path);

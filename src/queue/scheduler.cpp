@@ -39,6 +39,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.url = std::move(url.url);
   req.username = std::move(url.user);
   req.password = std::move(url.password);
+  req.mirrors = c.job.mirrors;
   req.dest = c.job.dest;
   req.dest_is_dir = c.dest_is_dir;
   req.if_exists = c.if_exists;

@@ -175,6 +175,68 @@ TEST_F(DispatcherTest, ConnectionsAreOneToSixteen) {
   EXPECT_FALSE(ok.contains("error")) << ok.dump();
 }
 
+TEST_F(DispatcherTest, MirrorsAreAnArrayOfUrlStringsKeptInOrder) {
+  const json mirrors = json::array({"http://127.0.0.2:9/m.bin", "http://127.0.0.3:9/m.bin"});
+  json ok =
+      ask("download",
+          {{"source", "http://127.0.0.1:9/m.bin"}, {"dest", dir_ / "dl/"}, {"mirrors", mirrors}});
+  ASSERT_TRUE(ok.contains("result")) << ok.dump();
+  EXPECT_EQ(ok["result"]["mirrors"], mirrors);
+  json got = ask("get_job", {{"id", ok["result"]["id"]}});
+  EXPECT_EQ(got["result"]["mirrors"], mirrors);
+  for (const json& bad :
+       {json("http://127.0.0.2:9/m.bin"), json{{"url", "http://127.0.0.2:9/m.bin"}},
+        json::array({"http://127.0.0.2:9/m.bin", 7}), json::array({nullptr})}) {
+    json r =
+        ask("download",
+            {{"source", "http://127.0.0.1:9/n.bin"}, {"dest", dir_ / "dl/"}, {"mirrors", bad}});
+    EXPECT_EQ(r["error"]["code"], kInvalidParams) << bad.dump();
+    EXPECT_EQ(r["error"]["message"], "invalid params: 'mirrors' must be an array of URL strings")
+        << bad.dump();
+  }
+  json none =
+      ask("download",
+          {{"source", "http://127.0.0.1:9/o.bin"}, {"dest", dir_ / "dl/"}, {"mirrors", nullptr}});
+  ASSERT_TRUE(none.contains("result")) << none.dump();
+  EXPECT_EQ(none["result"]["mirrors"], json::array());
+}
+
+TEST_F(DispatcherTest, AMirrorOnAnotherOriginIsRefusedWhenTheJobHoldsSecrets) {
+  const json other = json::array({"http://127.0.0.2:9/s.bin"});
+  const json same = json::array({"http://127.0.0.1:9/alt/s.bin"});
+  for (const json& secret :
+       {json{{"headers", json::array({"X-Api-Key: k"})}}, json{{"access_token", "t0ken"}}}) {
+    json params = {
+        {"source", "http://127.0.0.1:9/s.bin"}, {"dest", dir_ / "dl/"}, {"mirrors", other}};
+    params.update(secret);
+    json r = ask("download", params);
+    ASSERT_TRUE(r.contains("error")) << r.dump();
+    EXPECT_EQ(r["error"]["code"], static_cast<int>(ErrorCode::kInvalidArgument)) << r.dump();
+    const std::string message = r["error"]["message"];
+    EXPECT_NE(message.find("never sent elsewhere"), std::string::npos) << message;
+    EXPECT_EQ(message.find("t0ken"), std::string::npos) << message;
+    params["mirrors"] = same;
+    params["allow_duplicate"] = true;
+    json ok = ask("download", params);
+    EXPECT_TRUE(ok.contains("result")) << ok.dump();
+  }
+  // A password in the source URL is a secret too.
+  json pw = ask(
+      "download",
+      {{"source", "http://u:pw@127.0.0.1:9/p.bin"}, {"dest", dir_ / "dl/"}, {"mirrors", other}});
+  EXPECT_EQ(pw["error"]["code"], static_cast<int>(ErrorCode::kInvalidArgument)) << pw.dump();
+  // In a batch the message names the job.
+  json batch =
+      ask("download_batch", {{"jobs",
+                              {{{"source", "http://127.0.0.1:9/b1.bin"}, {"dest", dir_ / "dl/"}},
+                               {{"source", "http://127.0.0.1:9/b2.bin"},
+                                {"dest", dir_ / "dl/"},
+                                {"headers", json::array({"X-Api-Key: k"})},
+                                {"mirrors", other}}}}});
+  ASSERT_TRUE(batch.contains("error")) << batch.dump();
+  EXPECT_EQ(batch["error"]["message"].get<std::string>().rfind("job 1: ", 0), 0u) << batch.dump();
+}
+
 TEST_F(DispatcherTest, JoinOfUnknownIdIsErrorTwo) {
   int64_t a = add_job("a.bin");
   json r = ask("join", {{"ids", {a, 777, 778}}, {"timeout", 0}});

@@ -81,6 +81,30 @@ TEST(JobJson, HeadersAndUserAgentAreAlwaysPresentAndMatchNlohmann) {
   EXPECT_EQ(back.user_agent, j.user_agent);
 }
 
+TEST(JobJson, MirrorsAreAlwaysPresentInOrderAndMatchNlohmann) {
+  Job j;
+  j.id = 5;
+  j.created_at = "t";
+  j.limit_rate = 100;  // the keys around "mirrors" in sorted order: limit_rate, priority
+  auto bare = nlohmann::json(j);
+  ASSERT_TRUE(bare.contains("mirrors"));
+  EXPECT_EQ(bare["mirrors"], nlohmann::json::array());
+  EXPECT_EQ(direct(j), via_nlohmann(j));
+  j.mirrors = {"https://b.example/f", "http://c.example:8080/f?x=\"1\"", "https://a.example/f"};
+  EXPECT_EQ(direct(j), via_nlohmann(j));
+  auto js = nlohmann::json::parse(direct(j));
+  EXPECT_EQ(js["mirrors"], (nlohmann::json{"https://b.example/f", "http://c.example:8080/f?x=\"1\"",
+                                           "https://a.example/f"}));
+  EXPECT_EQ(js.get<Job>().mirrors, j.mirrors);
+  // A reply without the field (an older daemon) reads as no mirrors.
+  Job reused;
+  reused.mirrors = {"https://stale.example/f"};
+  nlohmann::json old = nlohmann::json(j);
+  old.erase("mirrors");
+  from_json(old, reused);
+  EXPECT_TRUE(reused.mirrors.empty());
+}
+
 TEST(JobJson, StringsThatNeedEscapingMatchNlohmann) {
   Job j;
   j.source = "http://h/\"quoted\"\\back\tslash\n";

@@ -318,6 +318,97 @@ TEST(RequestHeaders, CheckRequestTakesHeadersAndUserAgentOrRefusesThem) {
   EXPECT_FALSE(check_request(r, {}).ok());
 }
 
+TEST(MirrorChecks, CheckRequestTakesUpToTheLimitAndKeepsTheirOrder) {
+  DownloadRequest r{"https://src.example/f.bin", "/tmp/x", {}};
+  for (size_t i = 0; i < kMaxMirrors; ++i) {
+    r.options.mirrors.push_back("https://m" + std::to_string(i) + ".example/f.bin");
+  }
+  auto nj = check_request(r, {});
+  ASSERT_TRUE(nj.ok()) << nj.error().message;
+  EXPECT_EQ(nj->request.options.mirrors, r.options.mirrors);
+  r.options.mirrors.push_back("https://one-too-many.example/f.bin");
+  auto over = check_request(r, {});
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(over.error().message.find("at most 15 mirrors"), std::string::npos)
+      << over.error().message;
+}
+
+TEST(MirrorChecks, EachMustBeAnHttpUrl) {
+  const std::string src = "https://src.example/f";
+  EXPECT_TRUE(check_mirrors({"http://a.example/f", "https://b.example:8443/g?x=1"}, src).ok());
+  for (const char* bad :
+       {"", "not a url", "http://", "http://exa mple.org/", "http://a.example/\x01"}) {
+    auto st = check_mirrors({bad}, src);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument) << bad;
+    EXPECT_EQ(st.error().message.rfind("mirror: ", 0), 0u) << st.error().message;
+  }
+  EXPECT_EQ(check_mirrors({"ftp://a.example/f"}, src).error().code, ErrorCode::kSchemeNotAllowed);
+}
+
+TEST(MirrorChecks, UserInfoIsRefusedAndItsPasswordNeverShown) {
+  const std::string src = "https://src.example/f";
+  for (const char* bad : {"https://user@m.example/f", "https://user:pw-secret@m.example/f",
+                          "https://:pw-secret@m.example/f", "https://@m.example/f"}) {
+    auto st = check_mirrors({bad}, src);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(st.error().message.find("cannot hold a user name or password"), std::string::npos)
+        << st.error().message;
+    EXPECT_EQ(st.error().message.find("pw-secret"), std::string::npos) << st.error().message;
+  }
+  // An '@' in the path or query is no user info.
+  EXPECT_TRUE(check_mirrors({"https://m.example/a@b?c=d@e"}, src).ok());
+  // Through check_request too, and a password in the source itself is still allowed.
+  DownloadRequest r{"https://u:pw@src.example/f", "/tmp/x", {}};
+  r.options.mirrors = {"https://src.example/g"};
+  EXPECT_TRUE(check_request(r, {}).ok());
+  r.options.mirrors = {"https://u:pw-secret@src.example/g"};
+  auto nj = check_request(r, {});
+  ASSERT_FALSE(nj.ok());
+  EXPECT_EQ(nj.error().message.find("pw-secret"), std::string::npos) << nj.error().message;
+}
+
+TEST(MirrorChecks, TheSourceItselfOrTheSameMirrorTwiceIsRefused) {
+  const std::string src = "https://src.example/f";
+  auto same = check_mirrors({"https://a.example/f", src}, src);
+  ASSERT_FALSE(same.ok());
+  EXPECT_EQ(same.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(same.error().message.find("the source itself"), std::string::npos)
+      << same.error().message;
+  // Spelt differently, or with the source's user info left out, it is still the source.
+  EXPECT_FALSE(check_mirrors({"HTTPS://SRC.example/f"}, src).ok());
+  EXPECT_FALSE(check_mirrors({"https://src.example:443/f"}, src).ok());
+  EXPECT_FALSE(check_mirrors({"https://src.example/f"}, "https://u:pw@src.example/f").ok());
+  auto twice =
+      check_mirrors({"https://a.example/f", "https://b.example/f", "https://a.example/f"}, src);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(twice.error().message.find("listed twice"), std::string::npos) << twice.error().message;
+  EXPECT_FALSE(check_mirrors({"https://a.example/f", "https://A.EXAMPLE/f"}, src).ok());
+  // Another path on the same host is another file's URL, and allowed.
+  EXPECT_TRUE(check_mirrors({"https://src.example/g", "https://src.example/f?alt=1"}, src).ok());
+}
+
+TEST(MirrorChecks, WithSecretsOnlyTheSourcesOriginIsAllowed) {
+  const std::string src = "https://src.example/f";
+  EXPECT_TRUE(check_mirrors_on_origin({}, src).ok());
+  EXPECT_TRUE(
+      check_mirrors_on_origin({"https://src.example/g", "https://SRC.example:443/h"}, src).ok());
+  for (const char* other : {"https://other.example/f", "http://src.example/f",
+                            "https://src.example:8443/f", "https://sub.src.example/f"}) {
+    auto st = check_mirrors_on_origin({"https://src.example/g", other}, src);
+    ASSERT_FALSE(st.ok()) << other;
+    EXPECT_EQ(st.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(st.error().message.find("never sent elsewhere"), std::string::npos)
+        << st.error().message;
+    EXPECT_NE(st.error().message.find("https://src.example:443"), std::string::npos)
+        << st.error().message;
+    EXPECT_NE(st.error().message.find(other), std::string::npos) << st.error().message;
+  }
+}
+
 TEST(CaCertAndProxy, AMissingOrEmptyCaFileAndAnUnknownProxySchemeAreRefused) {
   TempDir dir;
   EXPECT_NE(check_ca_cert(dir / "none.pem").error().message.find("none.pem"), std::string::npos);

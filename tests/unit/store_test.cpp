@@ -293,6 +293,44 @@ TEST(StoreTest, HeadersComeBackWholeWithTheClaimAndRedactedEverywhereElse) {
   }
 }
 
+TEST(StoreTest, MirrorsSurviveInsertReadAndClaimInOrder) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  NewJob nj = job("https://h/a", 10, std::string("tok"));
+  nj.request.options.mirrors = {"https://h/b", "https://h/a?alt=1", "https://h/c"};
+  // Options the claim reads from its own columns, after the job's: they must not shift.
+  nj.request.options.connections = 7;
+  nj.request.options.headers = {{"Authorization", "Basic s3cret"}, {"X-A", "1"}};
+  NewJob plain = job("http://h/p");
+  auto jobs = s->insert_jobs({nj, plain}, "t");
+  EXPECT_EQ(jobs[0].mirrors, nj.request.options.mirrors);
+  EXPECT_TRUE(jobs[1].mirrors.empty());
+  EXPECT_EQ(s->get_job(jobs[0].id)->mirrors, nj.request.options.mirrors);
+  EXPECT_TRUE(s->get_job(jobs[1].id)->mirrors.empty());
+  auto listed = s->list_jobs({});
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].mirrors, nj.request.options.mirrors);
+  EXPECT_TRUE(listed[1].mirrors.empty());
+  auto claimed = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(claimed.size(), 2u);
+  EXPECT_EQ(claimed[0].job.mirrors, nj.request.options.mirrors);
+  EXPECT_EQ(claimed[0].connections, 7);
+  EXPECT_EQ(claimed[0].access_token.value_or(""), "tok");
+  EXPECT_EQ(claimed[0].headers, nj.request.options.headers);
+  EXPECT_EQ(claimed[0].if_exists, IfExists::kError);
+  EXPECT_TRUE(claimed[0].dest_is_dir);
+  EXPECT_TRUE(claimed[1].job.mirrors.empty());
+  s.reset();
+  // No mirrors is NULL, not an empty text that would read back as one empty URL.
+  SQLite::Database db(dir / "q.db");
+  EXPECT_TRUE(
+      db.execAndGet("SELECT mirrors IS NULL FROM jobs WHERE id = " + std::to_string(jobs[1].id))
+          .getInt());
+  EXPECT_EQ(db.execAndGet("SELECT mirrors FROM jobs WHERE id = " + std::to_string(jobs[0].id))
+                .getString(),
+            "https://h/b\nhttps://h/a?alt=1\nhttps://h/c");
+}
+
 TEST(StoreTest, ASecondWriterIsRefusedButReadersAreWelcome) {
   TempDir dir;
   auto s = open_store(dir / "q.db");

@@ -22,11 +22,13 @@ constexpr int64_t kJournalSizeLimit = 16 << 20;
 constexpr const char* kJobColumns =
     "id, source, dest, priority, status, download_path, job_started, job_ended, bytes, "
     "total_bytes, error_type, error, cancelled, attempts, "
-    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent, limit_rate, sha256, sha256_from";
+    "EXISTS(SELECT 1 FROM tokens t WHERE t.job_id = jobs.id), created_at, headers, user_agent, "
+    "limit_rate, sha256, sha256_from, mirrors";
 // Columns read_job reads; a query's own columns follow them.
-constexpr int kJobColumnCount = 21;
+constexpr int kJobColumnCount = 22;
 
-// Header lines are stored joined by line feeds, which no header can hold (queue::check_header).
+// Header lines and mirror URLs are stored joined by line feeds, which no header can hold
+// (queue::check_header) and no URL either (queue::check_source_url).
 std::string join_lines(const std::vector<std::string>& lines) {
   std::string out;
   for (const auto& l : lines) {
@@ -85,6 +87,7 @@ Job read_job(SQLite::Statement& q, int base = 0) {
   j.limit_rate = q.getColumn(base + 18).isNull() ? 0 : q.getColumn(base + 18).getInt64();
   j.sha256 = opt_text(q.getColumn(base + 19));
   j.sha256_from = opt_text(q.getColumn(base + 20));
+  if (!q.getColumn(base + 21).isNull()) j.mirrors = split_lines(q.getColumn(base + 21).getString());
   return j;
 }
 
@@ -211,8 +214,8 @@ class SqliteStore final : public Store {
     transaction([&] {
       Lent ins = stmt(
           "INSERT INTO jobs (source, dest, priority, status, download_path, created_at, "
-          "dest_is_dir, if_exists, sha256, connections, headers, user_agent, limit_rate) "
-          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+          "dest_is_dir, if_exists, sha256, connections, headers, user_agent, limit_rate, mirrors) "
+          "VALUES (?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       Lent tok = stmt("INSERT INTO tokens (job_id, token) VALUES (?, ?)");
       Lent pw = stmt("INSERT INTO url_credentials (job_id, password) VALUES (?, ?)");
       Lent hs = stmt("INSERT INTO header_secrets (job_id, headers) VALUES (?, ?)");
@@ -225,13 +228,15 @@ class SqliteStore final : public Store {
         }
         ins->reset();
         ins->clearBindings();
-        bind_row(*ins, r.source, r.dest, r.options.priority, nj.download_path, now,
-                 nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)),
-                 r.options.sha256, r.options.connections,
-                 shown.empty() ? std::nullopt : std::optional<std::string>(join_lines(shown)),
-                 r.options.user_agent,
-                 r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate)
-                                          : std::nullopt);
+        bind_row(
+            *ins, r.source, r.dest, r.options.priority, nj.download_path, now,
+            nj.dest_is_dir ? 1 : 0, std::string(to_string(r.options.if_exists)), r.options.sha256,
+            r.options.connections,
+            shown.empty() ? std::nullopt : std::optional<std::string>(join_lines(shown)),
+            r.options.user_agent,
+            r.options.limit_rate > 0 ? std::optional<int64_t>(r.options.limit_rate) : std::nullopt,
+            r.options.mirrors.empty() ? std::nullopt
+                                      : std::optional<std::string>(join_lines(r.options.mirrors)));
         ins->exec();
         Job j;
         j.id = db_->getLastInsertRowid();
@@ -259,6 +264,7 @@ class SqliteStore final : public Store {
         }
         j.headers = std::move(shown);
         j.user_agent = r.options.user_agent;
+        j.mirrors = r.options.mirrors;
         out.push_back(std::move(j));
       }
     });
