@@ -1,0 +1,207 @@
+// Mirrors: other sources of the same file. The real queue, engine and SQLite store against two
+// in-process HTTP servers (two origins): a segmented file takes ranges from each source that
+// passed the check, a mirror that disagrees or fails is dropped, and the first request goes to
+// a mirror when the source fails.
+#include <filesystem>
+
+#include "integration/helpers.h"
+
+namespace fetchq::testing {
+namespace {
+
+constexpr size_t kBig = 24 << 20;      // over the 16 MiB threshold: segmented
+constexpr int64_t kSample = 64 << 10;  // what a mirror's check asks for
+
+class Mirrors : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer source_;
+  TestServer mirror_;
+
+  // Four connections, two to each host at most: the file gets all four only with the mirror.
+  QueueOptions options() {
+    QueueOptions o = fast_options(dir_);
+    o.connections = 4;
+    o.max_connections_per_host = 2;
+    return o;
+  }
+
+  static Resource big(uint32_t seed, uint64_t rate = 4 << 20) {
+    Resource r;
+    r.body = make_body(kBig, seed);
+    r.rate_bytes_per_s = rate;
+    return r;
+  }
+
+  static int64_t body_bytes(const std::vector<RequestLog>& reqs) {
+    int64_t n = 0;
+    for (const auto& r : reqs) n += static_cast<int64_t>(r.body_bytes_sent);
+    return n;
+  }
+
+  // The requests that asked for a segment, not for the check's sample.
+  static std::vector<RequestLog> segment_requests(const std::vector<RequestLog>& reqs) {
+    std::vector<RequestLog> out;
+    for (const auto& r : reqs) {
+      if (r.range.empty()) continue;
+      auto dash = r.range.find('-');
+      const std::string end = r.range.substr(dash + 1);
+      const int64_t first = std::stoll(r.range.substr(r.range.find('=') + 1, dash));
+      if (!end.empty() && std::stoll(end) - first + 1 == kSample && r.if_range.empty()) continue;
+      out.push_back(r);
+    }
+    return out;
+  }
+
+  Job run(DownloadQueue& q, const std::string& path, const std::string& name,
+          std::vector<std::string> mirrors) {
+    DownloadOptions o;
+    o.mirrors = std::move(mirrors);
+    auto job = submit(q, source_.url(path), dir_ / name, o);
+    EXPECT_TRUE(q.join(std::chrono::seconds(60)));
+    return q.id_to_job(job.id).value_or(Job{});
+  }
+};
+
+TEST_F(Mirrors, SegmentsAreSpreadOverTheSourceAndAMirrorThatPassedItsCheck) {
+  Resource r = big(301);
+  source_.add("/model.bin", r);
+  Resource m = r;
+  m.etag = "\"mirror-etag\"";  // another host's own validator
+  mirror_.add("/copy/model.bin", m);
+  auto q = open_queue(options());
+  Job j = run(*q, "/model.bin", "model.bin", {mirror_.url("/copy/model.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "model.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1);
+  EXPECT_EQ(j.mirrors, std::vector<std::string>{mirror_.url("/copy/model.bin")});
+
+  auto from_mirror = mirror_.requests_for("/copy/model.bin");
+  ASSERT_FALSE(from_mirror.empty());
+  // First the check: the sample that ends what the file holds, asked without If-Range.
+  EXPECT_TRUE(from_mirror.front().if_range.empty()) << from_mirror.front().range;
+  auto mirror_segments = segment_requests(from_mirror);
+  ASSERT_FALSE(mirror_segments.empty()) << "the mirror served no range";
+  for (const auto& rq : mirror_segments) {
+    EXPECT_EQ(rq.if_range, "\"mirror-etag\"") << rq.range;  // its own validator, not the source's
+  }
+  for (const auto& rq : segment_requests(source_.requests_for("/model.bin"))) {
+    EXPECT_NE(rq.if_range, "\"mirror-etag\"") << rq.range;
+  }
+  const int64_t mirror_bytes = body_bytes(mirror_segments);
+  const int64_t source_bytes = body_bytes(source_.requests_for("/model.bin"));
+  EXPECT_GT(mirror_bytes, int64_t{2} << 20) << "the mirror carried almost nothing";
+  EXPECT_GT(source_bytes, int64_t{2} << 20);
+  // Each byte came about once: cut fetches cost a little, nothing like a second copy.
+  EXPECT_LT(mirror_bytes + source_bytes, static_cast<int64_t>(kBig + kBig / 4));
+}
+
+TEST_F(Mirrors, AMirrorThatServesOtherBytesOfTheSameSizeIsDropped) {
+  Resource r = big(311);
+  source_.add("/data.bin", r);
+  mirror_.add("/data.bin", big(312));  // same size, other content
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  auto from_mirror = mirror_.requests_for("/data.bin");
+  ASSERT_EQ(from_mirror.size(), 1u) << "the mirror was asked for more than its check";
+  EXPECT_EQ(body_bytes(from_mirror), kSample);
+}
+
+TEST_F(Mirrors, AMirrorOfAnotherSizeOrWithoutRangesIsDropped) {
+  Resource r = big(321);
+  source_.add("/data.bin", r);
+  Resource longer = r;
+  longer.body += "x";
+  mirror_.add("/longer.bin", longer);
+  Resource no_ranges = r;
+  no_ranges.honour_range = false;
+  no_ranges.rate_bytes_per_s = 1 << 20;  // its whole body would take long: it must be cut
+  mirror_.add("/whole.bin", no_ranges);
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/longer.bin"), mirror_.url("/whole.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(mirror_.requests_for("/longer.bin").size(), 1u);
+  EXPECT_EQ(mirror_.requests_for("/whole.bin").size(), 1u);
+  EXPECT_LT(body_bytes(mirror_.requests_for("/whole.bin")), int64_t{4} << 20);
+}
+
+TEST_F(Mirrors, AMirrorWhoseConnectionsDropIsDroppedAndTheSourceFinishes) {
+  Resource r = big(331);
+  source_.add("/data.bin", r);
+  Resource flaky = r;
+  flaky.drop_after = 512 << 10;  // the check's 64 KiB pass; every range breaks
+  flaky.drop_times = 1000;
+  mirror_.add("/data.bin", flaky);
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1) << "a mirror's failure failed the attempt";
+  auto from_mirror = mirror_.requests_for("/data.bin");
+  EXPECT_GE(from_mirror.size(), 2u) << "the mirror was never given a range";
+  // Dropped at its first failure: not asked again and again.
+  EXPECT_LE(segment_requests(from_mirror).size(), 2u);
+}
+
+TEST_F(Mirrors, WhenTheSourceFailsTheFirstRequestGoesToTheNextMirror) {
+  Resource gone;
+  gone.status = 404;
+  source_.add("/f.bin", gone);
+  Resource down;
+  down.status = 503;
+  mirror_.add("/down/f.bin", down);
+  Resource r;
+  r.body = make_body(300 << 10, 341);
+  mirror_.add("/up/f.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/f.bin", "f.bin", {mirror_.url("/down/f.bin"), mirror_.url("/up/f.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1);
+  EXPECT_EQ(source_.requests_for("/f.bin").size(), 1u);
+  EXPECT_EQ(mirror_.requests_for("/down/f.bin").size(), 1u);
+  EXPECT_EQ(mirror_.requests_for("/up/f.bin").size(), 1u);
+}
+
+TEST_F(Mirrors, TheJobFailsOnlyWhenEverySourceHas) {
+  Resource gone;
+  gone.status = 404;
+  source_.add("/f.bin", gone);
+  mirror_.add("/f.bin", gone);
+  auto q = open_queue(options());
+  Job j = run(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")});
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "HTTPError(404 Not Found)");
+  EXPECT_EQ(source_.requests_for("/f.bin").size(), 1u);
+  EXPECT_EQ(mirror_.requests_for("/f.bin").size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "f.bin"));
+}
+
+// A paused segmented job takes up its map again with the mirror: checked anew (its validator
+// is its own and is not stored), then given ranges again.
+TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
+  Resource r = big(351, 2 << 20);
+  source_.add("/data.bin", r);
+  mirror_.add("/data.bin", r);
+  auto q = open_queue(options());
+  DownloadOptions o;
+  o.mirrors = {mirror_.url("/data.bin")};
+  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (6 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty());
+}
+
+}  // namespace
+}  // namespace fetchq::testing
