@@ -712,7 +712,8 @@ class Engine::Impl final : public FetchClient {
     int best_running = 0;
     for (size_t i = 0; i < t.sources.size(); ++i) {
       if (t.sources[i].state != State::kGood) continue;
-      if (!only && budget(t.sources[i].origin).room() <= 0) continue;
+      if (!only && (budget(t.sources[i].origin).room() <= 0 || at_host_cap(t.sources[i].origin)))
+        continue;
       int running = 0;
       for (const auto& s : t.segs) running += !s.dropped && s.fetch != 0 && s.src == i;
       if (!best || running < best_running) {
@@ -744,6 +745,13 @@ class Engine::Impl final : public FetchClient {
       src.check = fetcher_.start(std::move(fr));
       by_fetch_[src.check] = Owner{t.req.job_id, src.origin};
     }
+  }
+
+  // True when fetches to `origin` already take what its server accepted lately (back_off).
+  bool at_host_cap(const std::string& origin) const {
+    auto it = host_caps_.find(origin);
+    if (it == host_caps_.end() || SteadyClock::now() >= it->second.until) return false;
+    return budget(origin).host >= it->second.cap;
   }
 
   Transfer::Source* check_of(Transfer& t, FetchId id) {

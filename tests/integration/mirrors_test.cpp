@@ -2,9 +2,13 @@
 // in-process HTTP servers (two origins): a segmented file takes ranges from each source that
 // passed the check, a mirror that disagrees or fails is dropped, and the first request goes to
 // a mirror when the source fails.
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <signal.h>
+
 #include <filesystem>
 
 #include "integration/helpers.h"
+#include "support/process.h"
 
 namespace fetchq::testing {
 namespace {
@@ -178,6 +182,83 @@ TEST_F(Mirrors, TheJobFailsOnlyWhenEverySourceHas) {
   EXPECT_EQ(source_.requests_for("/f.bin").size(), 1u);
   EXPECT_EQ(mirror_.requests_for("/f.bin").size(), 1u);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "f.bin"));
+}
+
+// A mirror whose file changes after its check (a new ETag on every answer): its ranges carry
+// If-Range with the validator of the check, so it answers 200 and is dropped; no byte of
+// another version is spliced in.
+TEST_F(Mirrors, AMirrorWhoseFileChangesAfterItsCheckIsDroppedNeverSpliced) {
+  Resource r = big(361);
+  source_.add("/data.bin", r);
+  Resource changing = r;
+  changing.etag_changes = true;
+  mirror_.add("/data.bin", changing);
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1);
+  auto ranges = segment_requests(mirror_.requests_for("/data.bin"));
+  ASSERT_FALSE(ranges.empty()) << "the mirror never passed its check";
+  EXPECT_LE(ranges.size(), 2u) << "a mirror that answered 200 was asked again";
+  for (const auto& rq : ranges) {
+    EXPECT_FALSE(rq.if_range.empty()) << rq.range;
+    EXPECT_NE(rq.status, 206) << rq.range;
+  }
+}
+
+// `kill -9` of `fetchq get` with a mirror, three times, then a run to the end: the file is the
+// source's, byte for byte, and no .part is left.
+TEST_F(Mirrors, RepeatedKillNineOfGetWithAMirrorEndsWithTheFileWhole) {
+  Resource r = big(371, 512 << 10);  // 4 connections: about 12 s in all
+  Resource capped = r;
+  capped.max_in_flight = 2;  // the source takes two connections: the mirror gets the others
+  source_.add("/data.bin", capped);
+  mirror_.add("/data.bin", r);
+  const std::string state = dir_ / "state.db";
+  const std::vector<std::string> argv{bin_path("fetchq"),
+                                      "get",
+                                      source_.url("/data.bin"),
+                                      "--mirror",
+                                      mirror_.url("/data.bin"),
+                                      "-o",
+                                      dir_ / "data.bin",
+                                      "--state",
+                                      state,
+                                      "--quiet",
+                                      "--connections",
+                                      "4"};
+  auto synced = [&]() -> int64_t {
+    if (!std::filesystem::exists(state)) return 0;
+    try {
+      SQLite::Database db(state, SQLite::OPEN_READONLY);
+      return db.execAndGet("SELECT COALESCE(SUM(durable), 0) FROM segments").getInt64();
+    } catch (const std::exception&) {
+      return 0;
+    }
+  };
+  int64_t last = 0;
+  for (int round = 0; round < 3; ++round) {
+    Process p(argv);
+    // Each round is killed once a checkpoint synced more than the round before.
+    ASSERT_TRUE(wait_until([&] { return synced() > last; }, std::chrono::seconds(30),
+                           std::chrono::milliseconds(50)))
+        << "round " << round
+        << (p.running() ? ", running" : ", exited " + std::to_string(p.wait()));
+    p.signal(SIGKILL);
+    ASSERT_EQ(p.wait(), 128 + SIGKILL);
+    last = synced();
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "data.bin")) << "round " << round;
+  }
+  EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty())
+      << "the mirror served no range before the kills";
+  r.rate_bytes_per_s = 0;
+  source_.add("/data.bin", r);
+  mirror_.add("/data.bin", r);
+  Process p(argv, "", dir_ / "last.err");
+  ASSERT_EQ(p.wait(std::chrono::seconds(60)), 0);
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "data.bin.part"));
 }
 
 // A paused segmented job takes up its map again with the mirror: checked anew (its validator
