@@ -874,9 +874,13 @@ class Engine::Impl final : public FetchClient {
     if (s->answered) return true;  // segment 0: decided already
     s->answered = true;
     int64_t start = -1, end = -1, total = -1;
+    // A mirror's answer must name the validator its check saw, when it names one: a server
+    // that ignores If-Range would otherwise splice in another version of its file.
+    const std::string named = validator_of(response);
     const bool ok = response.code == 206 &&
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
-                    start == s->pos && end >= s->end - 1 && total == t.total;
+                    start == s->pos && end >= s->end - 1 && total == t.total &&
+                    (s->src == t.lead || named.empty() || named == t.sources[s->src].validator);
     if (ok && !t.started_reported) {
       t.started_reported = true;
       report_resumed_start(t, t.on_disk);
@@ -894,6 +898,17 @@ class Engine::Impl final : public FetchClient {
         give_up_source(t, *s,
                        "it answered a segment with HTTP " + std::to_string(response.code) + " '" +
                            response.header("content-range") + "'")) {
+      return false;
+    }
+    if (s->src != t.lead && response.code >= 200 && response.code < 300) {
+      // The last good source is a mirror (the lead was dropped) and its file changed: that
+      // says nothing of the lead's file, whose bytes stay for the retry.
+      t.failure =
+          Failure{.type = "RangeMismatch",
+                  .message = fetcher_.where(id) + " answered a segment's range with HTTP " +
+                             std::to_string(response.code) + " '" +
+                             response.header("content-range") + "' and no other source is left",
+                  .retryable = true};
       return false;
     }
     if (t.resumed_segments && response.code >= 200 && response.code < 300) {
@@ -925,7 +940,8 @@ class Engine::Impl final : public FetchClient {
     spdlog::info("job {}: {} answered a segment with HTTP {} '{}'; going on over one connection",
                  t.req.job_id, fetcher_.where(id), response.code, response.header("content-range"));
     Transfer::Seg& first = t.segs.front();
-    if (first.dropped || first.fetch == 0 || first.start != 0 || first.pos >= first.end) {
+    if (&first == s || first.dropped || first.fetch == 0 || first.start != 0 ||
+        first.pos >= first.end) {
       t.failure = Failure{.type = "RangeMismatch",
                           .message = fetcher_.where(id) + " did not serve the range asked (HTTP " +
                                      std::to_string(response.code) + "); starting over",
@@ -951,13 +967,25 @@ class Engine::Impl final : public FetchClient {
   // host gets no more connections than that for a while; a Retry-After holds back new
   // fetches of the job until then. False when no other connection runs (the attempt fails).
   bool back_off(Transfer& t, Transfer::Seg& s, FetchId id, const FetchResponse& response) {
-    int others = 0;
-    for (const auto& o : t.segs) others += !o.dropped && o.fetch != 0 && o.fetch != id;
+    const std::string& origin = t.sources[s.src].origin;
+    int others = 0, on_host = 0;
+    for (const auto& o : t.segs) {
+      if (o.dropped || o.fetch == 0 || o.fetch == id) continue;
+      ++others;
+      on_host += t.sources[o.src].origin == origin;
+    }
     if (others == 0) return false;
     const auto now = SteadyClock::now();
-    t.conn_cap = std::min(t.conn_cap, others);
-    auto& host = host_caps_[t.sources[s.src].origin];
-    host.cap = host.until > now ? std::min(host.cap, others) : others;
+    // The host that refused keeps what it took; the job's own cap falls with it only when
+    // that host is all it has.
+    bool one_host = true;
+    for (const auto& src : t.sources) {
+      one_host = one_host && (src.state != Transfer::Source::State::kGood || src.origin == origin);
+    }
+    if (one_host) t.conn_cap = std::min(t.conn_cap, others);
+    const int took = std::max(1, on_host);
+    auto& host = host_caps_[origin];
+    host.cap = host.until > now ? std::min(host.cap, took) : took;
     host.until = now + kHostCapFor;
     if (auto ms = parse_retry_after(response.header("retry-after"), util::now_unix_ms())) {
       t.hold_until = now + std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(*ms),
@@ -1474,7 +1502,10 @@ class Engine::Impl final : public FetchClient {
     auto f = by_fetch_.find(fid);
     if (f == by_fetch_.end()) return;
     auto it = transfers_.find(f->second.job);
-    if (it == transfers_.end()) return;
+    if (it == transfers_.end()) {
+      by_fetch_.erase(f);  // aborted before its transfer ended: it holds no connection now
+      return;
+    }
     Transfer& t = *it->second;
     if (auto* src = check_of(t, fid)) {
       check_done(t, *src, fid, failure);
@@ -1485,9 +1516,11 @@ class Engine::Impl final : public FetchClient {
       return;
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
-    // Nothing of the answer arrived: a mirror may have the file.
+    // Nothing of the answer arrived and nothing is kept from before: a mirror may have the
+    // file. (A resume stays with the source: a mirror's bytes past the offset could only be
+    // trusted after a check against the .part, and its validator is not the source's.)
     if (t.failure && !t.failure->disk && !t.failure->restart_from_zero &&
-        (!t.decided || t.head_failed) && t.received == 0 && fail_over(t, fid)) {
+        (!t.decided || t.head_failed) && t.received == 0 && t.offset == 0 && fail_over(t, fid)) {
       return;
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {

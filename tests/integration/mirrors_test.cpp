@@ -261,6 +261,69 @@ TEST_F(Mirrors, RepeatedKillNineOfGetWithAMirrorEndsWithTheFileWhole) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "data.bin.part"));
 }
 
+// A mirror whose server ignores If-Range: its check saw one ETag, its ranges come back 206
+// with another ETag and other bytes. The named validator differs from the check's, so the
+// range is refused and the mirror dropped; none of its other version is spliced in.
+TEST_F(Mirrors, AMirrorThatIgnoresIfRangeAndServesANewVersionIsDropped) {
+  Resource r = big(381);
+  source_.add("/data.bin", r);
+  const std::string old_body = r.body, new_body = make_body(kBig, 382);
+  mirror_.set_handler("/data.bin", [old_body, new_body](const RequestLog& req, int fd) {
+    // "bytes=A-B": the check (no If-Range) gets the version the source has, ranges the new one.
+    const size_t eq = req.range.find('='), dash = req.range.find('-');
+    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
+    const size_t to = std::stoul(req.range.substr(dash + 1));
+    const bool check = req.if_range.empty();
+    const std::string& body = check ? old_body : new_body;
+    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
+                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
+                     "\r\nContent-Length: " + std::to_string(to - from + 1) + "\r\nETag: \"" +
+                     (check ? "v1" : "v2") + "\"\r\nConnection: close\r\n\r\n" +
+                     body.substr(from, to - from + 1));
+  });
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  auto reqs = mirror_.requests_for("/data.bin");
+  ASSERT_GE(reqs.size(), 2u) << "the mirror never got a range";
+  EXPECT_LE(reqs.size(), 3u) << "a mirror that named another version was asked again";
+}
+
+// A resumed attempt whose source fails stays with the source: a mirror's bytes past the
+// offset could not be told from another file's (here neither has a validator). The job fails
+// with the source's error, and the mirror is never asked.
+TEST_F(Mirrors, AResumeWhoseSourceFailsDoesNotTakeAMirrorsBytes) {
+  Resource r;
+  r.body = make_body(8 << 20, 391);
+  r.etag = "";
+  r.rate_bytes_per_s = 2 << 20;
+  source_.add("/f.bin", r);
+  Resource other;
+  other.body = make_body(8 << 20, 392);  // another file of the same size
+  other.etag = "";
+  mirror_.add("/f.bin", other);
+  auto q = open_queue(options());
+  DownloadOptions o;
+  o.mirrors = {mirror_.url("/f.bin")};
+  Job job = submit(*q, source_.url("/f.bin"), dir_ / "f.bin", o);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (3 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Resource gone;
+  gone.status = 404;
+  source_.add("/f.bin", gone);
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_EQ(j.error_type.value_or(""), "HTTPError(404 Not Found)");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "f.bin"));
+  EXPECT_TRUE(mirror_.requests_for("/f.bin").empty());
+}
+
 // A paused segmented job takes up its map again with the mirror: checked anew (its validator
 // is its own and is not stored), then given ranges again.
 TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
