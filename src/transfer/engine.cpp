@@ -108,6 +108,7 @@ struct Transfer : Placement {
   };
   std::vector<Source> sources;
   size_t lead = 0;           // the source the attempt's first request went to
+  std::string stranded;      // why the last good source was dropped while a check was pending
   bool head_failed = false;  // the first request's answer was an HTTP error
   std::vector<Seg> segs;
   std::string validator;     // If-Range of every segment
@@ -296,9 +297,14 @@ class Engine::Impl final : public FetchClient {
   // Progress and checkpoints are driven by time, per transfer.
   void tick() {
     auto now = SteadyClock::now();
+    std::vector<int64_t> stranded;
     for (auto& [id, tp] : transfers_) {
       Transfer& t = *tp;
       if (!t.decided || t.failure) continue;
+      if (t.segmented() && no_source_left(t)) {
+        stranded.push_back(id);
+        continue;
+      }
       if (t.segmented()) {
         adapt(t, now);
         start_segments(t);
@@ -327,6 +333,36 @@ class Engine::Impl final : public FetchClient {
         }
       }
     }
+    for (int64_t id : stranded) end_stranded(id);
+  }
+
+  // Every source was dropped and no mirror's check is left to run: ranges would wait forever.
+  // Once no fetch of the transfer runs, the attempt fails; its retry resumes from the source.
+  bool no_source_left(const Transfer& t) const {
+    for (const auto& src : t.sources) {
+      if (src.state == Transfer::Source::State::kGood) return false;
+    }
+    if (check_pending(t)) return false;
+    for (const auto& s : t.segs) {
+      if (!s.dropped && s.fetch != 0) return false;
+    }
+    return true;
+  }
+
+  void end_stranded(int64_t id) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) return;
+    auto tp = std::move(it->second);
+    transfers_.erase(it);
+    Transfer& t = *tp;
+    flush(t);  // what arrived is kept for the retry
+    if (!t.failure) {
+      t.failure = Failure{.type = "NoSourceLeft",
+                          .message = "GET " + t.req.url +
+                                     ": every source failed or disagreed; the last: " + t.stranded,
+                          .retryable = true};
+    }
+    finish(std::move(tp));
   }
 
   // Hands the bytes written from the file's start without a gap to its hash, which takes them
@@ -848,16 +884,29 @@ class Engine::Impl final : public FetchClient {
     }
   }
 
+  // A mirror not good yet that may still become so: its check runs, or can start now.
+  bool check_pending(const Transfer& t) const {
+    using State = Transfer::Source::State;
+    const bool checkable = t.total >= 2 * kMirrorSample && t.prefix() >= kMirrorSample;
+    for (const auto& src : t.sources) {
+      if (src.state == State::kChecking || (src.state == State::kUnchecked && checkable))
+        return true;
+    }
+    return false;
+  }
+
   // A source's fetch of segment `s` failed or answered what it should not: when another good
-  // source is left, this one is dropped for the attempt and the range waits for another
-  // fetch. False when it was the last one (the caller fails the attempt as before).
+  // source is left, or a mirror's check may still make one, this one is dropped for the
+  // attempt and the range waits for another fetch (tick() ends the attempt should none come).
+  // False when it was the last hope (the caller fails the attempt as before).
   bool give_up_source(Transfer& t, Transfer::Seg& s, const std::string& why) {
     using State = Transfer::Source::State;
     if (t.sources.size() < 2) return false;
     int others = 0;
     for (size_t i = 0; i < t.sources.size(); ++i)
       others += i != s.src && t.sources[i].state == State::kGood;
-    if (others == 0) return false;
+    if (others == 0 && !check_pending(t)) return false;
+    if (others == 0) t.stranded = why;
     drop_source(t, t.sources[s.src], why);
     if (s.fetch != 0 && s.fetch == t.fetch) t.fetch = 0;
     s.fetch = 0;

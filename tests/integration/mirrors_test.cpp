@@ -324,6 +324,70 @@ TEST_F(Mirrors, AResumeWhoseSourceFailsDoesNotTakeAMirrorsBytes) {
   EXPECT_TRUE(mirror_.requests_for("/f.bin").empty());
 }
 
+// A paused segmented job resumes while its source is gone (404): the source's ranges fail
+// before the mirror's check has run; they wait for it instead of failing the attempt, and the
+// mirror, once checked, serves the rest.
+TEST_F(Mirrors, AResumedSegmentedJobWhoseSourceIsGoneFinishesFromTheMirror) {
+  Resource r = big(401, 2 << 20);
+  source_.add("/data.bin", r);
+  Resource m = r;
+  m.rate_bytes_per_s = 0;
+  m.etag = "\"mirror\"";
+  auto q = open_queue(options());
+  DownloadOptions o;
+  o.mirrors = {mirror_.url("/data.bin")};
+  Resource gone_for_now;  // the mirror is down at first: the source serves alone
+  gone_for_now.status = 503;
+  mirror_.add("/data.bin", gone_for_now);
+  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Resource gone;
+  gone.status = 404;
+  source_.add("/data.bin", gone);
+  mirror_.add("/data.bin", m);
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 2);  // the first, paused; the resume, which did not fail
+  EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty());
+}
+
+// The same, but the mirror holds another file: its check fails, no source is left, and each
+// attempt ends (never waits forever) until the job fails.
+TEST_F(Mirrors, WhenNoSourceIsLeftTheAttemptEndsInsteadOfWaiting) {
+  Resource r = big(411, 2 << 20);
+  source_.add("/data.bin", r);
+  auto q = open_queue(options());
+  DownloadOptions o;
+  o.mirrors = {mirror_.url("/data.bin")};
+  Resource down;
+  down.status = 503;
+  mirror_.add("/data.bin", down);
+  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Resource gone;
+  gone.status = 404;
+  source_.add("/data.bin", gone);
+  mirror_.add("/data.bin", big(412));  // same size, other bytes
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60))) << "an attempt waited for a source forever";
+  Job j = *q->id_to_job(job.id);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "data.bin"));
+  for (const auto& rq : mirror_.requests_for("/data.bin")) {
+    EXPECT_TRUE(rq.if_range.empty()) << "the mirror got a range: " << rq.range;
+  }
+}
+
 // A paused segmented job takes up its map again with the mirror: checked anew (its validator
 // is its own and is not stored), then given ranges again.
 TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
