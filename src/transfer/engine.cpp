@@ -769,9 +769,15 @@ class Engine::Impl final : public FetchClient {
     if (t.sources.size() < 2 || t.total < 2 * kMirrorSample) return;
     const int64_t p = t.prefix();
     if (p < kMirrorSample) return;
+    bool starved = true;
+    for (const auto& src : t.sources) starved = starved && src.state != State::kGood;
+    for (const auto& s : t.segs) starved = starved && (s.dropped || s.fetch == 0);
     for (size_t i = 0; i < t.sources.size(); ++i) {
       auto& src = t.sources[i];
-      if (src.state != State::kUnchecked || budget(src.origin).room() <= 0) continue;
+      // A transfer left with no source and nothing running checks its mirrors whatever the
+      // budget says, as its only connection would run: waiting for room could take as long as
+      // other downloads run.
+      if (src.state != State::kUnchecked || (!starved && budget(src.origin).room() <= 0)) continue;
       FetchRequest fr = request_to(t, i);
       src.check_at = p - kMirrorSample;
       fr.range = ByteRange{.start = src.check_at, .end = p};
@@ -923,13 +929,13 @@ class Engine::Impl final : public FetchClient {
     if (s->answered) return true;  // segment 0: decided already
     s->answered = true;
     int64_t start = -1, end = -1, total = -1;
-    // A mirror's answer must name the validator its check saw, when it names one: a server
-    // that ignores If-Range would otherwise splice in another version of its file.
+    // A mirror's answer must name the validator its check saw: a server that ignores If-Range
+    // would otherwise splice in another version of its file.
     const std::string named = validator_of(response);
     const bool ok = response.code == 206 &&
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
                     start == s->pos && end >= s->end - 1 && total == t.total &&
-                    (s->src == t.lead || named.empty() || named == t.sources[s->src].validator);
+                    (s->src == t.lead || named == t.sources[s->src].validator);
     if (ok && !t.started_reported) {
       t.started_reported = true;
       report_resumed_start(t, t.on_disk);
@@ -980,7 +986,8 @@ class Engine::Impl final : public FetchClient {
                std::string(reason_phrase(response.code)) + ")";
       f.message = fetcher_.where(id) + " returned HTTP " + std::to_string(response.code) +
                   " for a segment";
-      f.retryable = is_retryable_status(response.code);
+      // A mirror's refusal says nothing of the source's file: the retry starts from the source.
+      f.retryable = is_retryable_status(response.code) || s->src != t.lead;
       t.failure = std::move(f);
       return false;
     }
@@ -1138,6 +1145,7 @@ class Engine::Impl final : public FetchClient {
                                     .message = "GET " + t.req.url + ": a segment ended at byte " +
                                                std::to_string(s->pos) + " of " + std::to_string(s->end),
                                     .retryable = true};
+      if (s->src != t.lead) t.failure->retryable = true;  // a mirror's failure, not the source's
     }
     if (!t.failure && s) steal(t, *s);
     bool all_done = true;
