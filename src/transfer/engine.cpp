@@ -111,7 +111,6 @@ struct Transfer : Placement {
   std::string stranded;      // why the last good source was dropped while a check was pending
   bool head_failed = false;  // the first request's answer was an HTTP error
   std::vector<Seg> segs;
-  std::string validator;     // If-Range of every segment
   std::vector<FetchId> to_cancel;
   std::string origin;                     // url_origin(req.url): where the job's secrets may go
   int conn_cap = 16;                      // fetches at once; lowered when the server refuses one
@@ -421,7 +420,6 @@ class Engine::Impl final : public FetchClient {
       fail_disk(t, "preallocate", t.file->part_path(), errno);
       return false;
     }
-    t.validator = validator;
     t.sources[t.lead].validator = validator;
     const int64_t step = t.total / n;
     for (int i = 0; i < n; ++i) {
@@ -525,7 +523,6 @@ class Engine::Impl final : public FetchClient {
         !t.part_replaced.empty()) {
       return false;
     }
-    t.validator = validator;
     t.sources[t.lead].validator = validator;
     t.total = total;
     t.resumed_segments = true;

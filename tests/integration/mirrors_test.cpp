@@ -57,6 +57,19 @@ class Mirrors : public ::testing::Test {
     return out;
   }
 
+  // Submits the source's `path` with `mirrors` and pauses the job once `bytes` are in.
+  Job start_then_pause(DownloadQueue& q, const std::string& path, const std::string& name,
+                       std::vector<std::string> mirrors, int64_t bytes) {
+    DownloadOptions o;
+    o.mirrors = std::move(mirrors);
+    Job job = submit(q, source_.url(path), dir_ / name, o);
+    EXPECT_TRUE(
+        wait_until([&] { return q.id_to_job(job.id)->bytes >= bytes; }, std::chrono::seconds(30)));
+    EXPECT_TRUE(q.pause_job(job.id).ok());
+    EXPECT_TRUE(wait_until([&] { return q.id_to_job(job.id)->status == JobStatus::kPaused; }));
+    return job;
+  }
+
   Job run(DownloadQueue& q, const std::string& path, const std::string& name,
           std::vector<std::string> mirrors) {
     DownloadOptions o;
@@ -304,13 +317,8 @@ TEST_F(Mirrors, AResumeWhoseSourceFailsDoesNotTakeAMirrorsBytes) {
   other.etag = "";
   mirror_.add("/f.bin", other);
   auto q = open_queue(options());
-  DownloadOptions o;
-  o.mirrors = {mirror_.url("/f.bin")};
-  Job job = submit(*q, source_.url("/f.bin"), dir_ / "f.bin", o);
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (3 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(q->pause_job(job.id).ok());
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  ASSERT_FALSE(HasFailure());
   Resource gone;
   gone.status = 404;
   source_.add("/f.bin", gone);
@@ -334,16 +342,12 @@ TEST_F(Mirrors, AResumedSegmentedJobWhoseSourceIsGoneFinishesFromTheMirror) {
   m.rate_bytes_per_s = 0;
   m.etag = "\"mirror\"";
   auto q = open_queue(options());
-  DownloadOptions o;
-  o.mirrors = {mirror_.url("/data.bin")};
   Resource gone_for_now;  // the mirror is down at first: the source serves alone
   gone_for_now.status = 503;
   mirror_.add("/data.bin", gone_for_now);
-  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(q->pause_job(job.id).ok());
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  ASSERT_FALSE(HasFailure());
   Resource gone;
   gone.status = 404;
   source_.add("/data.bin", gone);
@@ -364,16 +368,12 @@ TEST_F(Mirrors, WhenNoSourceIsLeftTheAttemptEndsInsteadOfWaiting) {
   Resource r = big(411, 2 << 20);
   source_.add("/data.bin", r);
   auto q = open_queue(options());
-  DownloadOptions o;
-  o.mirrors = {mirror_.url("/data.bin")};
   Resource down;
   down.status = 503;
   mirror_.add("/data.bin", down);
-  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(q->pause_job(job.id).ok());
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  ASSERT_FALSE(HasFailure());
   Resource gone;
   gone.status = 404;
   source_.add("/data.bin", gone);
@@ -395,13 +395,9 @@ TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
   source_.add("/data.bin", r);
   mirror_.add("/data.bin", r);
   auto q = open_queue(options());
-  DownloadOptions o;
-  o.mirrors = {mirror_.url("/data.bin")};
-  Job job = submit(*q, source_.url("/data.bin"), dir_ / "data.bin", o);
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (6 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(q->pause_job(job.id).ok());
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{6} << 20);
+  ASSERT_FALSE(HasFailure());
   mirror_.reset_log();
   ASSERT_TRUE(q->resume_job(job.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
