@@ -473,16 +473,24 @@ class Engine::Impl final : public FetchClient {
   }
 
   // Each host of a good source adds its share (max_connections_per_host, or less lately).
+  // The origins of the transfer's good sources, each once.
+  static std::vector<std::string> good_origins(const Transfer& t) {
+    std::vector<std::string> out;
+    for (const auto& src : t.sources) {
+      if (src.state == Transfer::Source::State::kGood &&
+          std::find(out.begin(), out.end(), src.origin) == out.end()) {
+        out.push_back(src.origin);
+      }
+    }
+    return out;
+  }
+
   int allowed_connections(const Transfer& t) {
     const int per_host = std::clamp(options_.max_connections_per_host, 1, 16);
-    std::vector<std::string> seen;
     int conns = 0;
-    for (const auto& src : t.sources) {
-      if (src.state != Transfer::Source::State::kGood) continue;
-      if (std::find(seen.begin(), seen.end(), src.origin) != seen.end()) continue;
-      seen.push_back(src.origin);
+    for (const auto& origin : good_origins(t)) {
       int share = per_host;
-      if (auto it = host_caps_.find(src.origin); it != host_caps_.end()) {
+      if (auto it = host_caps_.find(origin); it != host_caps_.end()) {
         if (SteadyClock::now() < it->second.until) {
           share = std::min(share, it->second.cap);
         } else {
@@ -497,14 +505,10 @@ class Engine::Impl final : public FetchClient {
   // Connections the job could open now: the room on each good source's host, within the
   // engine's total.
   int room_for(const Transfer& t) const {
-    std::vector<std::string> seen;
     int room = 0;
     std::optional<Budget> any;
-    for (const auto& src : t.sources) {
-      if (src.state != Transfer::Source::State::kGood) continue;
-      if (std::find(seen.begin(), seen.end(), src.origin) != seen.end()) continue;
-      seen.push_back(src.origin);
-      Budget b = budget(src.origin);
+    for (const auto& origin : good_origins(t)) {
+      Budget b = budget(origin);
       room += std::max(0, b.max_host - b.host);
       any = b;
     }

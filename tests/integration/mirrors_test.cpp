@@ -70,6 +70,22 @@ class Mirrors : public ::testing::Test {
     return job;
   }
 
+  // The mirror is down while the source serves the job's first part; the job is paused, the
+  // source's file goes (404), the mirror comes up with `mirror_then`, and the job resumes.
+  Job lose_the_source_after_pausing(DownloadQueue& q, Resource mirror_then) {
+    Resource down;
+    down.status = 503;
+    mirror_.add("/data.bin", down);
+    Job job =
+        start_then_pause(q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+    Resource gone;
+    gone.status = 404;
+    source_.add("/data.bin", gone);
+    mirror_.add("/data.bin", std::move(mirror_then));
+    EXPECT_TRUE(q.resume_job(job.id).ok());
+    return job;
+  }
+
   Job run(DownloadQueue& q, const std::string& path, const std::string& name,
           std::vector<std::string> mirrors) {
     DownloadOptions o;
@@ -342,17 +358,8 @@ TEST_F(Mirrors, AResumedSegmentedJobWhoseSourceIsGoneFinishesFromTheMirror) {
   m.rate_bytes_per_s = 0;
   m.etag = "\"mirror\"";
   auto q = open_queue(options());
-  Resource gone_for_now;  // the mirror is down at first: the source serves alone
-  gone_for_now.status = 503;
-  mirror_.add("/data.bin", gone_for_now);
-  Job job =
-      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  Job job = lose_the_source_after_pausing(*q, m);
   ASSERT_FALSE(HasFailure());
-  Resource gone;
-  gone.status = 404;
-  source_.add("/data.bin", gone);
-  mirror_.add("/data.bin", m);
-  ASSERT_TRUE(q->resume_job(job.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted)
@@ -368,17 +375,8 @@ TEST_F(Mirrors, WhenNoSourceIsLeftTheAttemptEndsInsteadOfWaiting) {
   Resource r = big(411, 2 << 20);
   source_.add("/data.bin", r);
   auto q = open_queue(options());
-  Resource down;
-  down.status = 503;
-  mirror_.add("/data.bin", down);
-  Job job =
-      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  Job job = lose_the_source_after_pausing(*q, big(412));  // same size, other bytes
   ASSERT_FALSE(HasFailure());
-  Resource gone;
-  gone.status = 404;
-  source_.add("/data.bin", gone);
-  mirror_.add("/data.bin", big(412));  // same size, other bytes
-  ASSERT_TRUE(q->resume_job(job.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60))) << "an attempt waited for a source forever";
   Job j = *q->id_to_job(job.id);
   EXPECT_EQ(j.status, JobStatus::kError);
