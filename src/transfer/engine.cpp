@@ -1040,7 +1040,9 @@ class Engine::Impl final : public FetchClient {
       one_host = one_host && (src.state != Transfer::Source::State::kGood || src.origin == origin);
     }
     if (one_host) t.conn_cap = std::min(t.conn_cap, others);
-    const int took = std::max(1, on_host);
+    // None of the job's fetches on that host: it gets none more for a while (the other hosts
+    // take the ranges; a transfer's only connection is never held back by this).
+    const int took = on_host;
     auto& host = host_caps_[origin];
     host.cap = host.until > now ? std::min(host.cap, took) : took;
     host.until = now + kHostCapFor;
@@ -1560,8 +1562,8 @@ class Engine::Impl final : public FetchClient {
     auto f = by_fetch_.find(fid);
     if (f == by_fetch_.end()) return;
     auto it = transfers_.find(f->second.job);
-    if (it == transfers_.end()) {
-      by_fetch_.erase(f);  // aborted before its transfer ended: it holds no connection now
+    if (it == transfers_.end()) {  // not so: finish() lets go of a job's every fetch
+      by_fetch_.erase(f);
       return;
     }
     Transfer& t = *it->second;
@@ -1615,26 +1617,13 @@ class Engine::Impl final : public FetchClient {
   void finish(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
     fetcher_.set_group_rate_limit(t.req.job_id, 0);
-    if (t.fetch) {
-      fetcher_.cancel(t.fetch);
-      by_fetch_.erase(t.fetch);
-    }
-    for (auto& s : t.segs) {
-      if (s.fetch) {
-        fetcher_.cancel(s.fetch);
-        by_fetch_.erase(s.fetch);
-      }
-    }
-    for (FetchId id : t.to_cancel) {
-      fetcher_.cancel(id);
-      by_fetch_.erase(id);
-    }
-    for (auto& src : t.sources) {
-      if (src.check) {
-        fetcher_.cancel(src.check);
-        by_fetch_.erase(src.check);
-      }
-    }
+    // Every fetch the job still has goes, also one a callback aborted whose end has not been
+    // reported yet: a retry that starts at once must not take that end as its own.
+    std::erase_if(by_fetch_, [&](const auto& entry) {
+      if (entry.second.job != t.req.job_id) return false;
+      fetcher_.cancel(entry.first);
+      return true;
+    });
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;

@@ -405,5 +405,40 @@ TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
   EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty());
 }
 
+// A mirror that passed its check refuses every range with 503 while the job has no other
+// connection to it: it gets no more of the job's connections for a while (the source takes
+// the ranges), instead of being asked again at every turn of the engine.
+TEST_F(Mirrors, AMirrorThatRefusesItsFirstRangeIsNotAskedAgainAtOnce) {
+  Resource r = big(411, 8 << 20);
+  source_.add("/data.bin", r);
+  const std::string body = r.body;
+  mirror_.set_handler("/data.bin", [body](const RequestLog& req, int fd) {
+    if (!req.if_range.empty()) {  // a range, not the check
+      send_all(
+          fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const size_t eq = req.range.find('='), dash = req.range.find('-');
+    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
+    const size_t to = std::stoul(req.range.substr(dash + 1));
+    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
+                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
+                     "\r\nContent-Length: " + std::to_string(to - from + 1) +
+                     "\r\nETag: \"m1\"\r\nConnection: close\r\n\r\n" +
+                     body.substr(from, to - from + 1));
+  });
+  auto q = open_queue(options());
+  Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1);
+  int ranges = 0;
+  for (const auto& rq : mirror_.requests_for("/data.bin")) ranges += !rq.if_range.empty();
+  // The ranges started together (the mirror's host takes two of the four connections) are
+  // all there may be.
+  EXPECT_GE(ranges, 1);
+  EXPECT_LE(ranges, 2) << "the mirror that refused was asked again while the source had room";
+}
+
 }  // namespace
 }  // namespace fetchq::testing
