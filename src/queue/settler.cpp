@@ -10,52 +10,26 @@
 #include "transfer/prefix_hash.h"
 #include "util/clock.h"
 #include "util/fs.h"
-#include "util/thread_name.h"
 
 namespace fetchq::queue {
 
 using Clock = util::SteadyClock;
 
 Settler::Settler(store::Store* store, util::Env& env, int syncfs_from, Done done)
-    : store_(store), env_(env), syncfs_from_(syncfs_from), done_(std::move(done)) {
-  thread_ = std::thread([this] {
-    util::name_this_thread("fetchq-settle");
-    run();
-  });
-}
+    : store_(store),
+      env_(env),
+      syncfs_from_(syncfs_from),
+      done_(std::move(done)),
+      worker_("fetchq-settle", [this](std::vector<Settling>& items) {
+        settle(items);
+        done_(items);
+      }) {}
 
 Settler::~Settler() { stop(); }
 
-void Settler::hand(std::vector<Settling> items) {
-  {
-    std::lock_guard lk(mu_);
-    for (auto& item : items) inbox_.push_back(std::move(item));
-  }
-  cv_.notify_one();
-}
+void Settler::hand(std::vector<Settling> items) { worker_.post_all(std::move(items)); }
 
-void Settler::stop() {
-  {
-    std::lock_guard lk(mu_);
-    quit_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Settler::run() {
-  for (;;) {
-    std::vector<Settling> items;
-    {
-      std::unique_lock lk(mu_);
-      cv_.wait(lk, [&] { return !inbox_.empty() || quit_; });
-      if (inbox_.empty()) return;
-      items.swap(inbox_);
-    }
-    settle(items);
-    done_(items);
-  }
-}
+void Settler::stop() { worker_.stop(); }
 
 // For each filesystem holding at least syncfs_from_ of the items, one syncfs(). Which items it
 // wrote out is returned; their own sync is then only a check. syncfs() also waits for other

@@ -10,15 +10,13 @@
 
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <functional>
 #include <map>
-#include <thread>
 #include <vector>
 
-#include "queue/checked_mutex.h"
 #include "queue/messages.h"
 #include "queue/sync_pool.h"
+#include "queue/worker.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/env.h"
@@ -44,7 +42,6 @@ class Settler {
   void settle(std::vector<Settling>& items);
 
  private:
-  void run();
   std::vector<bool> sync_filesystems(const std::vector<Settling>& items);
 
   store::Store* store_;
@@ -54,11 +51,7 @@ class Settler {
   SyncPool sync_pool_{3};  // with the settle thread: four fsyncs at a time
   std::map<dev_t, util::SteadyClock::time_point> syncfs_paused_until_;  // settle thread only
 
-  CheckedMutex mu_;
-  std::condition_variable_any cv_;
-  std::vector<Settling> inbox_;  // under mu_
-  bool quit_ = false;            // under mu_
-  std::thread thread_;
+  Worker<Settling> worker_;  // last: its thread starts once the members above are ready
 };
 
 // rename(2) of the .part to its final name, both relative to the folder the transfer opened
