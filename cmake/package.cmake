@@ -12,6 +12,26 @@ add_library(fetchq::fetchq ALIAS fetchq_core)
 
 install(TARGETS fetchq_core EXPORT fetchqTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+
+# FETCHQ_SHARED: the same objects also make libfetchq.so, known outside as fetchq::fetchq_shared.
+# Its dependencies stay inside it (SQLiteCpp, a static library, is linked into it), except
+# nlohmann_json, whose json_fwd.hpp the public headers include. 0.x: the soname carries
+# major.minor, as the package version's compatibility does.
+if(FETCHQ_SHARED)
+  set_target_properties(fetchq_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  add_library(fetchq_shared SHARED $<TARGET_OBJECTS:fetchq_core>)
+  add_library(fetchq::fetchq_shared ALIAS fetchq_shared)
+  set_target_properties(fetchq_shared PROPERTIES OUTPUT_NAME fetchq EXPORT_NAME fetchq_shared
+    VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+  target_include_directories(fetchq_shared PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_options(fetchq_shared PRIVATE -Wl,--no-undefined)  # every dependency is linked
+  target_link_libraries(fetchq_shared
+    PUBLIC nlohmann_json::nlohmann_json
+    PRIVATE SQLiteCpp sqlite3 CURL::libcurl spdlog::spdlog OpenSSL::Crypto Threads::Threads)
+  install(TARGETS fetchq_shared EXPORT fetchqTargets
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/fetchq DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")
 install(EXPORT fetchqTargets NAMESPACE fetchq:: DESTINATION ${FETCHQ_CMAKE_DIR})

@@ -59,6 +59,16 @@ done
 cmake -S examples -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" >/dev/null ||
   fail "examples/ does not configure against the installed package"
 cmake --build "$work/build" >/dev/null || fail "examples/ does not build against the installed package"
+# ...against the shared libfetchq too, when the build made one (-DFETCHQ_SHARED=ON).
+so=$(find "$prefix" -name 'libfetchq.so.*' -type f -print -quit)
+if [[ -n $so ]]; then
+  cmake -S examples -B "$work/build-so" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+    -DFETCHQ_TARGET=fetchq::fetchq_shared >/dev/null ||
+    fail "examples/ does not configure against the installed shared library"
+  cmake --build "$work/build-so" >/dev/null || fail "examples/ does not build against libfetchq.so"
+  readelf -d "$work/build-so/download" | grep -q "NEEDED.*\[libfetchq\.so" ||
+    fail "the shared build of examples/ does not load libfetchq.so"
+fi
 # ...and through pkg-config.
 flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs fetchq) || fail "pkg-config fetchq failed"
 "$cxx" -std=c++20 -Wall -Wextra -Werror examples/download.cpp -o "$work/download-pc" $flags ||
@@ -83,12 +93,19 @@ timeout 120 "$work/build/download" "$work/state.db" "$work/out" "$url/data.bin" 
   >"$work/run.out" || fail "the example failed: $(cat "$work/run.out")"
 cmp "$work/www/data.bin" "$work/out/data.bin" || fail "data.bin downloaded wrong"
 cmp "$work/www/hello.txt" "$work/out/hello.txt" || fail "hello.txt downloaded wrong"
+if [[ -n $so ]]; then
+  mkdir -p "$work/out-so"
+  timeout 120 "$work/build-so/download" "$work/state-so.db" "$work/out-so" "$url/data.bin" \
+    >"$work/run-so.out" || fail "the example on libfetchq.so failed: $(cat "$work/run-so.out")"
+  cmp "$work/www/data.bin" "$work/out-so/data.bin" || fail "data.bin (libfetchq.so) downloaded wrong"
+fi
 [[ $(grep -c ' completed ' "$work/run.out") == 2 ]] || fail "expected two completed jobs: $(cat "$work/run.out")"
 # The pkg-config build: a file the server lacks must end the job in error and the program in 1.
 rc=0
-timeout 120 "$work/download-pc" "$work/state-pc.db" "$work/out-pc" "$url/hello.txt" "$url/missing" \
+# (With libfetchq.so installed too, -lfetchq links it: the loader is told where it is.)
+LD_LIBRARY_PATH=$(dirname "$lib") timeout 120 "$work/download-pc" "$work/state-pc.db" "$work/out-pc" "$url/hello.txt" "$url/missing" \
   >"$work/run-pc.out" || rc=$?
 [[ $rc == 1 ]] || fail "expected exit 1 for a missing file, got $rc: $(cat "$work/run-pc.out")"
 cmp "$work/www/hello.txt" "$work/out-pc/hello.txt" || fail "hello.txt (pkg-config build) downloaded wrong"
 grep -q ' error ' "$work/run-pc.out" || fail "the missing file did not end in error: $(cat "$work/run-pc.out")"
-echo "example-check: ok (installed to a temporary prefix; CMake and pkg-config builds downloaded $url)"
+echo "example-check: ok (installed to a temporary prefix; CMake${so:+ (static and shared)} and pkg-config builds downloaded $url)"

@@ -11,7 +11,7 @@ run() {  # run NAME CMAKE-ARGS...
   cmake --build "$dir" -j "$jobs"
   (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300)
 }
-run debug -DCMAKE_BUILD_TYPE=Debug
+run debug -DCMAKE_BUILD_TYPE=Debug -DFETCHQ_SHARED=ON
 # libfetchq from outside: install the Debug build into a temporary prefix, then build examples/
 # against it (CMake package and pkg-config) and download through it.
 tools/example-check.sh build-debug
