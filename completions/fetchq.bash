@@ -59,7 +59,7 @@ _fetchq() {
     --type)
       local head="" last=$cur
       [[ $cur == *,* ]] && head=${cur%,*}, last=${cur##*,}
-      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying limit_changed" -- "$last"))
+      COMPREPLY=($(compgen -P "$head" -W "started progress complete error cancelled paused resumed restarted retrying limit_changed source_dropped" -- "$last"))
       compopt -o nospace 2>/dev/null
       return 0 ;;
     -d | --dir) COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;

@@ -70,7 +70,7 @@ complete -c fetchq -n "__fish_seen_subcommand_from wait" -l progress -d 'progres
 complete -c fetchq -n "__fish_seen_subcommand_from events" -s f -l follow -d 'keep printing new events'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l since -x -d 'only events after this seq'
 complete -c fetchq -n "__fish_seen_subcommand_from events" -l job -x -d 'only events of this job'
-complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying limit_changed' -d 'only events of these types'
+complete -c fetchq -n "__fish_seen_subcommand_from events" -l type -x -a 'started progress complete error cancelled paused resumed restarted retrying limit_changed source_dropped' -d 'only events of these types'
 complete -c fetchq -n "__fish_seen_subcommand_from get" -s i -l input -r -F -d 'file with one URL a line (- for standard input)'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l status -x -a 'completed cancelled error' -d 'only jobs that ended so'
 complete -c fetchq -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'only jobs that ended longer ago than this (7d)'

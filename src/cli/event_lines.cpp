@@ -14,10 +14,9 @@ using json = nlohmann::json;
 namespace {
 
 constexpr const char* kTypes[] = {
-    "download_started", "download_progress",  "download_complete",
-    "download_error",   "download_cancelled", "download_paused",
-    "download_resumed", "download_restarted", "download_retrying",
-    "download_limit_changed",
+    "download_started",   "download_progress",      "download_complete",       "download_error",
+    "download_cancelled", "download_paused",        "download_resumed",        "download_restarted",
+    "download_retrying",  "download_limit_changed", "download_source_dropped",
 };
 constexpr std::string_view kPrefix = "download_";
 constexpr size_t kNameWidth = 32;
@@ -134,6 +133,8 @@ std::optional<std::string> EventLines::line(const Event& e) {
       detail = limit > 0 ? "limit " + human_bytes(static_cast<double>(limit)) + "/s" : "no limit";
     } else if (type == "restarted") {
       detail = str(p, "reason");
+    } else if (type == "source_dropped") {
+      detail = shorten_middle(str(p, "url") + ": " + str(p, "reason"), kErrorWidth);
     } else if (type == "retrying") {
       detail = "attempt " + std::to_string(num(p, "attempt")) + " in " +
                human_duration(static_cast<double>(num(p, "delay_s"))) + ": " + str(p, "reason");

@@ -27,6 +27,8 @@ const char* event_name(EventType type) {
       return "download_retrying";
     case EventType::kLimitChanged:
       return "download_limit_changed";
+    case EventType::kSourceDropped:
+      return "download_source_dropped";
   }
   return "download_unknown";
 }
@@ -86,6 +88,11 @@ EventRecord retrying_event(const std::string& source, int attempt, int64_t delay
            {"attempt", attempt},
            {"delay_s", static_cast<double>(delay_ms) / 1000.0},
            {"reason", reason}}};
+}
+
+EventRecord source_dropped_event(const std::string& source, const std::string& url,
+                                 const std::string& reason) {
+  return {EventType::kSourceDropped, {{"source", source}, {"url", url}, {"reason", reason}}};
 }
 
 }  // namespace fetchq::queue

@@ -23,12 +23,14 @@ enum class EventType {
   kRestarted,
   kRetrying,
   kLimitChanged,
+  kSourceDropped,
 };
 
-inline constexpr std::array<EventType, 10> kAllEventTypes = {
-    EventType::kStarted,   EventType::kProgress,  EventType::kComplete, EventType::kError,
-    EventType::kCancelled, EventType::kPaused,    EventType::kResumed,  EventType::kRestarted,
-    EventType::kRetrying,  EventType::kLimitChanged};
+inline constexpr std::array<EventType, 11> kAllEventTypes = {
+    EventType::kStarted,      EventType::kProgress,     EventType::kComplete,
+    EventType::kError,        EventType::kCancelled,    EventType::kPaused,
+    EventType::kResumed,      EventType::kRestarted,    EventType::kRetrying,
+    EventType::kLimitChanged, EventType::kSourceDropped};
 
 // The name stored in events.type, e.g. "download_started".
 const char* event_name(EventType type);
@@ -59,5 +61,9 @@ EventRecord limit_changed_event(int64_t limit_rate);
 EventRecord limit_changed_event(const std::string& source, int64_t limit_rate);
 EventRecord retrying_event(const std::string& source, int attempt, int64_t delay_ms,
                            const std::string& reason);
+// The attempt stopped using one of the job's sources (`url`: the job's own or a mirror), and
+// goes on with the others.
+EventRecord source_dropped_event(const std::string& source, const std::string& url,
+                                 const std::string& reason);
 
 }  // namespace fetchq::queue

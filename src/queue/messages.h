@@ -41,7 +41,12 @@ struct FinishedMsg {
   bool renamed = false;    // synced, its size committed and renamed into place (Settler)
   bool recovered = false;  // found whole on disk after a crash between rename and commit
 };
-using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg>;
+struct SourceDroppedMsg {
+  int64_t id;
+  int attempt;
+  std::string url, reason;
+};
+using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg, SourceDroppedMsg>;
 
 enum class Stop { kNone, kCancel, kPause, kShutdown };
 

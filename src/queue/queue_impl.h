@@ -97,6 +97,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
                      int64_t bytes, std::vector<transfer::SegmentSpan> segments) override;
   void on_finished(int64_t id, int attempt, transfer::Result r) override;
+  void on_source_dropped(int64_t id, int attempt, const std::string& url,
+                         const std::string& reason) override;
   bool on_part_created(int64_t id, int attempt, const std::string& path,
                        const transfer::PartIdentity& identity) override;
 
@@ -172,6 +174,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void handle(ProgressMsg& m, Ops& db, Ops& after);
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
   void handle(FinishedMsg& m, Ops& db, Ops& after);
+  void handle(SourceDroppedMsg& m, Ops& db, Ops& after);
   void complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
   void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
   void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after);

@@ -45,6 +45,10 @@ void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer:
 void QueueImpl::on_finished(int64_t id, int attempt, transfer::Result r) {
   inbox_.post(FinishedMsg{id, attempt, std::move(r)});
 }
+void QueueImpl::on_source_dropped(int64_t id, int attempt, const std::string& url,
+                                  const std::string& reason) {
+  inbox_.post(SourceDroppedMsg{id, attempt, url, reason});
+}
 
 // Synchronous, on the transfer thread: the identity must be on record before a byte of the
 // .part is promised, or a crash would leave a file no later run could prove is the job's. This
@@ -285,6 +289,14 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
     if (m.s.restarted) append_event(m.id, restarted_event(source, m.s.restart_reason));
   });
   after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
+}
+
+void QueueImpl::handle(SourceDroppedMsg& m, Ops& db, Ops&) {
+  auto it = active_.find(m.id);
+  if (it == active_.end() || it->second.attempt != m.attempt) return;
+  db.push_back([this, id = m.id, event = source_dropped_event(it->second.source, m.url, m.reason)] {
+    append_event(id, event);
+  });
 }
 
 void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {

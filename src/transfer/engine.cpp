@@ -809,6 +809,7 @@ class Engine::Impl final : public FetchClient {
     src.state = Transfer::Source::State::kDropped;
     spdlog::info("job {}: {} {} is no longer used for this attempt: {}", t.req.job_id,
                  &src == &t.sources.front() ? "source" : "mirror", src.url, why);
+    observer_->on_source_dropped(t.req.job_id, t.req.attempt, src.url, why);
   }
 
   static std::string validator_of(const FetchResponse& response) {
@@ -1385,7 +1386,7 @@ class Engine::Impl final : public FetchClient {
     spdlog::info("job {}: {} ({}); trying mirror {}", t.req.job_id, t.failure->message,
                  t.failure->type, t.sources[next].url);
     by_fetch_.erase(fid);
-    t.sources[t.lead].state = Transfer::Source::State::kDropped;
+    drop_source(t, t.sources[t.lead], t.failure->type + ": " + t.failure->message);
     t.lead = next;
     t.sources[next].state = Transfer::Source::State::kGood;
     t.failure.reset();

@@ -5,7 +5,9 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "integration/helpers.h"
 #include "support/process.h"
@@ -86,6 +88,18 @@ class Mirrors : public ::testing::Test {
     return job;
   }
 
+  // The URLs of the job's download_source_dropped events, in order; each names a reason.
+  static std::vector<std::string> dropped(DownloadQueue& q, int64_t job_id) {
+    std::vector<std::string> urls;
+    for (const auto& e : job_events(q, job_id)) {
+      if (e.type != "download_source_dropped") continue;
+      auto p = nlohmann::json::parse(e.payload);
+      EXPECT_FALSE(p.value("reason", "").empty()) << e.payload;
+      urls.push_back(p.value("url", ""));
+    }
+    return urls;
+  }
+
   Job run(DownloadQueue& q, const std::string& path, const std::string& name,
           std::vector<std::string> mirrors) {
     DownloadOptions o;
@@ -140,6 +154,7 @@ TEST_F(Mirrors, AMirrorThatServesOtherBytesOfTheSameSizeIsDropped) {
   auto from_mirror = mirror_.requests_for("/data.bin");
   ASSERT_EQ(from_mirror.size(), 1u) << "the mirror was asked for more than its check";
   EXPECT_EQ(body_bytes(from_mirror), kSample);
+  EXPECT_EQ(dropped(*q, j.id), std::vector<std::string>{mirror_.url("/data.bin")});
 }
 
 TEST_F(Mirrors, AMirrorOfAnotherSizeOrWithoutRangesIsDropped) {
@@ -197,6 +212,8 @@ TEST_F(Mirrors, WhenTheSourceFailsTheFirstRequestGoesToTheNextMirror) {
   EXPECT_EQ(source_.requests_for("/f.bin").size(), 1u);
   EXPECT_EQ(mirror_.requests_for("/down/f.bin").size(), 1u);
   EXPECT_EQ(mirror_.requests_for("/up/f.bin").size(), 1u);
+  EXPECT_EQ(dropped(*q, j.id),
+            (std::vector<std::string>{source_.url("/f.bin"), mirror_.url("/down/f.bin")}));
 }
 
 TEST_F(Mirrors, TheJobFailsOnlyWhenEverySourceHas) {
@@ -438,6 +455,54 @@ TEST_F(Mirrors, AMirrorThatRefusesItsFirstRangeIsNotAskedAgainAtOnce) {
   // all there may be.
   EXPECT_GE(ranges, 1);
   EXPECT_LE(ranges, 2) << "the mirror that refused was asked again while the source had room";
+}
+
+// The source is gone after a pause; the mirror passes its check, then refuses every range with
+// 404. It was the last source left, but its refusal says nothing of the source's file: the
+// attempt fails as retryable and the job is retried, not ended by a mirror's 404.
+TEST_F(Mirrors, AMirrorsRefusalAsTheLastSourceLeftIsRetried) {
+  Resource r = big(421, 2 << 20);
+  source_.add("/data.bin", r);
+  auto up = std::make_shared<std::atomic<bool>>(false);
+  const std::string body = r.body;
+  mirror_.set_handler("/data.bin", [up, body](const RequestLog& req, int fd) {
+    if (!up->load() || !req.if_range.empty()) {  // down at first; then every range refused
+      send_all(fd, std::string("HTTP/1.1 ") +
+                       (up->load() ? "404 Not Found" : "503 Service Unavailable") +
+                       "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const size_t eq = req.range.find('='), dash = req.range.find('-');
+    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
+    const size_t to = std::stoul(req.range.substr(dash + 1));
+    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
+                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
+                     "\r\nContent-Length: " + std::to_string(to - from + 1) +
+                     "\r\nETag: \"m1\"\r\nConnection: close\r\n\r\n" +
+                     body.substr(from, to - from + 1));
+  });
+  auto q = open_queue(options());
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  ASSERT_FALSE(HasFailure());
+  Resource gone;
+  gone.status = 404;
+  source_.add("/data.bin", gone);
+  up->store(true);
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  EXPECT_EQ(j.status, JobStatus::kError);
+  EXPECT_GE(j.attempts, 3) << "the mirror's 404 ended the job without a retry";
+  bool named = false;
+  for (const auto& e : job_events(*q, job.id)) {
+    if (e.type == "download_retrying" &&
+        e.payload.find(mirror_.url("/data.bin")) != std::string::npos &&
+        e.payload.find("404") != std::string::npos)
+      named = true;
+  }
+  EXPECT_TRUE(named) << "no retry after the mirror's 404";
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "data.bin.part")) << "the bytes so far were lost";
 }
 
 }  // namespace

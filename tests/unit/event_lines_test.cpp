@@ -76,11 +76,18 @@ TEST(EventLines, OtherTypesSayWhatHappened) {
                                {{"source", kUrl}, {"attempt", 2}, {"delay_s", 90}, {"reason", "HTTP 503"}}));
   ASSERT_TRUE(retry);
   EXPECT_NE(retry->find("attempt 2 in 1m30s: HTTP 503"), std::string::npos) << *retry;
+  auto dropped = lines.line(
+      make(5, "2026-12-01T10:00:00.000Z", 3, "download_source_dropped",
+           {{"source", kUrl}, {"url", "http://m.example/a.bin"}, {"reason", "HTTP 404"}}));
+  ASSERT_TRUE(dropped);
+  EXPECT_NE(dropped->find("source_dropped"), std::string::npos) << *dropped;
+  EXPECT_NE(dropped->find("http://m.example/a.bin: HTTP 404"), std::string::npos) << *dropped;
 }
 
 TEST(EventLines, TypesAreParsedWithOrWithoutThePrefixAndUnknownOnesNamed) {
   std::string unknown;
   auto t = parse_event_types("progress,download_error", &unknown);
+  EXPECT_TRUE(parse_event_types("source_dropped", &unknown)) << unknown;
   ASSERT_TRUE(t);
   EXPECT_EQ(*t, (std::set<std::string>{"download_progress", "download_error"}));
   EXPECT_FALSE(parse_event_types("progress,finished", &unknown));

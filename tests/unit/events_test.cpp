@@ -48,7 +48,10 @@ TEST(Events, EachTypeHasItsContractNameAndKeys) {
        EventType::kRestarted,
        "download_restarted",
        {"reason", "source"}},
-      {limit_changed_event(2048), EventType::kLimitChanged, "download_limit_changed", {"limit_rate"}},
+      {limit_changed_event(2048),
+       EventType::kLimitChanged,
+       "download_limit_changed",
+       {"limit_rate"}},
       {limit_changed_event("s", 2048),
        EventType::kLimitChanged,
        "download_limit_changed",
@@ -57,6 +60,10 @@ TEST(Events, EachTypeHasItsContractNameAndKeys) {
        EventType::kRetrying,
        "download_retrying",
        {"attempt", "delay_s", "reason", "source"}},
+      {source_dropped_event("s", "u", "r"),
+       EventType::kSourceDropped,
+       "download_source_dropped",
+       {"reason", "source", "url"}},
   };
   std::set<EventType> seen;
   for (const auto& c : cases) {
