@@ -25,7 +25,12 @@ if(FETCHQ_SHARED)
     VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
   target_include_directories(fetchq_shared PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
-  target_link_options(fetchq_shared PRIVATE -Wl,--no-undefined)  # every dependency is linked
+  # The static libraries linked in (SQLiteCpp) keep their symbols to themselves: a program
+  # with its own SQLiteCpp must not take over libfetchq's calls, nor libfetchq its.
+  target_link_options(fetchq_shared PRIVATE -Wl,--exclude-libs,ALL)
+  if(NOT FETCHQ_SANITIZE)  # a sanitizer's runtime is linked into programs, not libraries
+    target_link_options(fetchq_shared PRIVATE -Wl,--no-undefined)  # every dependency is linked
+  endif()
   target_link_libraries(fetchq_shared
     PUBLIC nlohmann_json::nlohmann_json
     PRIVATE SQLiteCpp sqlite3 CURL::libcurl spdlog::spdlog OpenSSL::Crypto Threads::Threads)

@@ -71,8 +71,17 @@ if [[ -n $so ]]; then
 fi
 # ...and through pkg-config.
 flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs fetchq) || fail "pkg-config fetchq failed"
-"$cxx" -std=c++20 -Wall -Wextra -Werror examples/download.cpp -o "$work/download-pc" $flags ||
+# Where libfetchq.so is installed too, -lfetchq would link it: the static archive is named, so
+# that what fetchq.pc lists for libfetchq.a is what is checked; the .so gets a build of its own.
+static_flags=${flags//-lfetchq /-l:libfetchq.a }
+"$cxx" -std=c++20 -Wall -Wextra -Werror examples/download.cpp -o "$work/download-pc" $static_flags ||
   fail "examples/download.cpp does not build with pkg-config --cflags --libs fetchq"
+readelf -d "$work/download-pc" | grep -q "NEEDED.*\[libfetchq\.so" &&
+  fail "the pkg-config build meant to link libfetchq.a loads libfetchq.so"
+if [[ -n $so ]]; then
+  "$cxx" -std=c++20 -Wall -Wextra -Werror examples/download.cpp -o "$work/download-pc-so" $flags ||
+    fail "examples/download.cpp does not build with pkg-config against libfetchq.so"
+fi
 
 # A local server with one larger binary file and one small text file.
 mkdir -p "$work/www" "$work/out" "$work/out-pc"
@@ -102,8 +111,7 @@ fi
 [[ $(grep -c ' completed ' "$work/run.out") == 2 ]] || fail "expected two completed jobs: $(cat "$work/run.out")"
 # The pkg-config build: a file the server lacks must end the job in error and the program in 1.
 rc=0
-# (With libfetchq.so installed too, -lfetchq links it: the loader is told where it is.)
-LD_LIBRARY_PATH=$(dirname "$lib") timeout 120 "$work/download-pc" "$work/state-pc.db" "$work/out-pc" "$url/hello.txt" "$url/missing" \
+timeout 120 "$work/download-pc" "$work/state-pc.db" "$work/out-pc" "$url/hello.txt" "$url/missing" \
   >"$work/run-pc.out" || rc=$?
 [[ $rc == 1 ]] || fail "expected exit 1 for a missing file, got $rc: $(cat "$work/run-pc.out")"
 cmp "$work/www/hello.txt" "$work/out-pc/hello.txt" || fail "hello.txt (pkg-config build) downloaded wrong"
