@@ -44,6 +44,7 @@ struct FinishedMsg {
 struct SourceDroppedMsg {
   int64_t id;
   int attempt;
+  bool own;  // the job's own URL, else the mirror `url`
   std::string url, reason;
 };
 using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg, SourceDroppedMsg>;

@@ -97,7 +97,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer::PartFile> file,
                      int64_t bytes, std::vector<transfer::SegmentSpan> segments) override;
   void on_finished(int64_t id, int attempt, transfer::Result r) override;
-  void on_source_dropped(int64_t id, int attempt, const std::string& url,
+  void on_source_dropped(int64_t id, int attempt, bool own, const std::string& url,
                          const std::string& reason) override;
   bool on_part_created(int64_t id, int attempt, const std::string& path,
                        const transfer::PartIdentity& identity) override;

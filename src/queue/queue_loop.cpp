@@ -45,9 +45,9 @@ void QueueImpl::on_checkpoint(int64_t id, int attempt, std::shared_ptr<transfer:
 void QueueImpl::on_finished(int64_t id, int attempt, transfer::Result r) {
   inbox_.post(FinishedMsg{id, attempt, std::move(r)});
 }
-void QueueImpl::on_source_dropped(int64_t id, int attempt, const std::string& url,
+void QueueImpl::on_source_dropped(int64_t id, int attempt, bool own, const std::string& url,
                                   const std::string& reason) {
-  inbox_.post(SourceDroppedMsg{id, attempt, url, reason});
+  inbox_.post(SourceDroppedMsg{id, attempt, own, url, reason});
 }
 
 // Synchronous, on the transfer thread: the identity must be on record before a byte of the
@@ -294,9 +294,12 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
 void QueueImpl::handle(SourceDroppedMsg& m, Ops& db, Ops&) {
   auto it = active_.find(m.id);
   if (it == active_.end() || it->second.attempt != m.attempt) return;
-  db.push_back([this, id = m.id, event = source_dropped_event(it->second.source, m.url, m.reason)] {
-    append_event(id, event);
-  });
+  // The job's own URL as the job shows it (a password in it as ***), the same as `source`.
+  const std::string& source = it->second.source;
+  db.push_back(
+      [this, id = m.id, event = source_dropped_event(source, m.own ? source : m.url, m.reason)] {
+        append_event(id, event);
+      });
 }
 
 void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {

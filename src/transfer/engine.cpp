@@ -809,7 +809,8 @@ class Engine::Impl final : public FetchClient {
     src.state = Transfer::Source::State::kDropped;
     spdlog::info("job {}: {} {} is no longer used for this attempt: {}", t.req.job_id,
                  &src == &t.sources.front() ? "source" : "mirror", src.url, why);
-    observer_->on_source_dropped(t.req.job_id, t.req.attempt, src.url, why);
+    observer_->on_source_dropped(t.req.job_id, t.req.attempt, &src == &t.sources.front(), src.url,
+                                 why);
   }
 
   static std::string validator_of(const FetchResponse& response) {

@@ -38,11 +38,11 @@ class Observer {
   virtual void on_checkpoint(int64_t job_id, int attempt, std::shared_ptr<PartFile> file,
                              int64_t bytes, std::vector<SegmentSpan> segments) = 0;
   virtual void on_finished(int64_t job_id, int attempt, Result result) = 0;
-  // The attempt no longer uses one of the job's sources (its own URL or a mirror, `url`) and
-  // goes on with the others; `reason` says why.
-  virtual void on_source_dropped(int64_t job_id, int attempt, const std::string& url,
+  // The attempt no longer uses one of the job's sources and goes on with the others: the
+  // job's own URL (`own`) or the mirror `url`; `reason` says why.
+  virtual void on_source_dropped(int64_t job_id, int attempt, bool own, const std::string& url,
                                  const std::string& reason) {
-    (void)job_id, (void)attempt, (void)url, (void)reason;
+    (void)job_id, (void)attempt, (void)own, (void)url, (void)reason;
   }
   // A fresh .part was created for the job at final_path + ".part". Called before a byte is
   // written to it; the identity must be durable when this returns true (a later run takes the

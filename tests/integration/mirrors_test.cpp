@@ -505,5 +505,31 @@ TEST_F(Mirrors, AMirrorsRefusalAsTheLastSourceLeftIsRetried) {
   EXPECT_TRUE(std::filesystem::exists(dir_ / "data.bin.part")) << "the bytes so far were lost";
 }
 
+// A password in the job's URL stays out of the event that says the URL was dropped: the event
+// names it as the job shows its source.
+TEST_F(Mirrors, TheDroppedSourceOfAJobWithAPasswordIsNamedWithoutIt) {
+  Resource gone;
+  gone.status = 404;
+  source_.add("/f.bin", gone);
+  Resource r;
+  r.body = make_body(300 << 10, 431);
+  source_.add("/up/f.bin", r);  // the same origin: a job with a password takes no other
+  auto q = open_queue(options());
+  const std::string with_password =
+      "http://user:s3cr3t@127.0.0.1:" + std::to_string(source_.port());
+  DownloadOptions o;
+  o.mirrors = {with_password.substr(0, 7) + with_password.substr(with_password.find('@') + 1) +
+               "/up/f.bin"};
+  Job job = submit(*q, with_password + "/f.bin", dir_ / "f.bin", o);
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(j.source.find("s3cr3t"), std::string::npos) << j.source;
+  EXPECT_EQ(dropped(*q, j.id), std::vector<std::string>{j.source});
+  for (const auto& e : job_events(*q, j.id)) {
+    EXPECT_EQ(e.payload.find("s3cr3t"), std::string::npos) << e.type << ": " << e.payload;
+  }
+}
+
 }  // namespace
 }  // namespace fetchq::testing
