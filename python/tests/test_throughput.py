@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from datetime import datetime
 
 from conftest import payload
 from fetchq import DownloadQueueService
@@ -15,22 +14,25 @@ JOBS = 50
 SIZE = 200_000
 
 
-def ended_at(job) -> float:
-    return datetime.fromisoformat(job.job_ended.replace("Z", "+00:00")).timestamp()
+def completed_on_record(state) -> int:
+    """Jobs completed as the queue's database records them: the queue's own view, which the
+    callbacks do not hold up."""
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()[0]
+    finally:
+        db.close()
 
 
-def run(tmp_path, server, downloads, name, on_progress):
-    """Seconds from the first submission to the last job_ended the queue recorded: the queue's
-    own view, not join()'s, which also waits for the callbacks."""
-    urls = [server.add(f"/{name}/f{i}.bin", payload(SIZE, i), chunk=4096, delay=0.02) for i in range(JOBS)]
-    with DownloadQueueService(max_parallel_dl=JOBS, state=tmp_path / f"{name}.db", progress_interval=0.02) as q:
-        t0 = time.time()
-        jobs = [q.download(u, downloads / name / f"f{i}.bin", on_progress=on_progress) for i, u in enumerate(urls)]
-        assert q.join(timeout=120)
-        assert all(j.complete for j in jobs)
-        for i, j in enumerate(jobs):
-            assert j.download_path.read_bytes() == payload(SIZE, i)
-        return max(ended_at(j) for j in jobs) - t0
+def wait_completed_on_record(state, seconds=60) -> int:
+    deadline = time.monotonic() + seconds
+    done = 0
+    while time.monotonic() < deadline:
+        done = completed_on_record(state)
+        if done == JOBS:
+            break
+        time.sleep(0.1)
+    return done
 
 
 def test_held_callbacks_do_not_hold_the_transfers(tmp_path, server, downloads):
@@ -49,22 +51,9 @@ def test_held_callbacks_do_not_hold_the_transfers(tmp_path, server, downloads):
             calls += 1
         release.wait(timeout=120)
 
-    def completed_on_record() -> int:
-        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()[0]
-        finally:
-            db.close()
-
     with DownloadQueueService(max_parallel_dl=JOBS, state=state, progress_interval=0.02) as q:
         jobs = [q.download(u, downloads / "held" / f"f{i}.bin", on_progress=held) for i, u in enumerate(urls)]
-        deadline = time.monotonic() + 60
-        done = 0
-        while time.monotonic() < deadline:
-            done = completed_on_record()
-            if done == JOBS:
-                break
-            time.sleep(0.1)
+        done = wait_completed_on_record(state)
         with lock:
             calls_while_held = calls
         release.set()
@@ -78,9 +67,9 @@ def test_held_callbacks_do_not_hold_the_transfers(tmp_path, server, downloads):
 
 
 def test_a_backlog_of_progress_stays_bounded_and_ends_on_the_newest(tmp_path, server, downloads):
-    """While the callback thread is held up, progress reports pile up only to a bound (1,000
-    waiting); past it each job's newest report replaces its last one. The callbacks then end
-    on each job's whole size."""
+    """While the callback thread is held up until every download has ended, progress reports
+    pile up only to a bound (1,000 waiting); past it each job's newest report replaces its last
+    one. The callbacks then end on each job's whole size."""
     seen = {}
     calls = 0
     lock = threading.Lock()
@@ -92,10 +81,20 @@ def test_a_backlog_of_progress_stays_bounded_and_ends_on_the_newest(tmp_path, se
             first = calls == 1
             seen[job.id] = job.bytes
         if first:
-            time.sleep(3)  # every download runs and ends meanwhile
+            ended.append(wait_completed_on_record(state))  # every download runs and ends meanwhile
 
-    run(tmp_path, server, downloads, "backlog", held_up)
-    # About 50 reports a job (1 s at one each 20 ms), 2,500 in all, came during the 3 s: the
-    # first 1,000 waiting are kept as they came, then one per job (and its other events).
+    state = tmp_path / "backlog.db"
+    ended = []
+    urls = [server.add(f"/backlog/f{i}.bin", payload(SIZE, i), chunk=4096, delay=0.02) for i in range(JOBS)]
+    with DownloadQueueService(max_parallel_dl=JOBS, state=state, progress_interval=0.02) as q:
+        jobs = [q.download(u, downloads / "backlog" / f"f{i}.bin", on_progress=held_up) for i, u in enumerate(urls)]
+        assert q.join(timeout=120)
+        assert all(j.complete for j in jobs)
+        for i, j in enumerate(jobs):
+            assert j.download_path.read_bytes() == payload(SIZE, i)
+    assert ended == [JOBS], ended
+    # About 50 reports a job (1 s or more at one each 20 ms), 2,500 in all, came while the first
+    # callback was held: the first 1,000 waiting are kept as they came, then one per job (and
+    # its other events).
     assert 900 <= calls <= 1000 + 3 * JOBS + 10, calls
     assert len(seen) == JOBS and all(b == SIZE for b in seen.values()), seen
