@@ -59,6 +59,19 @@ class Mirrors : public ::testing::Test {
     return out;
   }
 
+  // Answers a raw handler's "Range: bytes=A-B" with a 206 of those bytes of `body`, as of the
+  // version `etag`.
+  static void send_range(int fd, const RequestLog& req, const std::string& body,
+                         const std::string& etag) {
+    const size_t eq = req.range.find('='), dash = req.range.find('-');
+    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
+    const size_t to = std::stoul(req.range.substr(dash + 1));
+    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
+                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
+                     "\r\nContent-Length: " + std::to_string(to - from + 1) + "\r\nETag: " + etag +
+                     "\r\nConnection: close\r\n\r\n" + body.substr(from, to - from + 1));
+  }
+
   // Submits the source's `path` with `mirrors` and pauses the job once `bytes` are in.
   Job start_then_pause(DownloadQueue& q, const std::string& path, const std::string& name,
                        std::vector<std::string> mirrors, int64_t bytes) {
@@ -315,17 +328,9 @@ TEST_F(Mirrors, AMirrorThatIgnoresIfRangeAndServesANewVersionIsDropped) {
   source_.add("/data.bin", r);
   const std::string old_body = r.body, new_body = make_body(kBig, 382);
   mirror_.set_handler("/data.bin", [old_body, new_body](const RequestLog& req, int fd) {
-    // "bytes=A-B": the check (no If-Range) gets the version the source has, ranges the new one.
-    const size_t eq = req.range.find('='), dash = req.range.find('-');
-    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
-    const size_t to = std::stoul(req.range.substr(dash + 1));
+    // The check (no If-Range) gets the version the source has, ranges the new one.
     const bool check = req.if_range.empty();
-    const std::string& body = check ? old_body : new_body;
-    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
-                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
-                     "\r\nContent-Length: " + std::to_string(to - from + 1) + "\r\nETag: \"" +
-                     (check ? "v1" : "v2") + "\"\r\nConnection: close\r\n\r\n" +
-                     body.substr(from, to - from + 1));
+    send_range(fd, req, check ? old_body : new_body, check ? "\"v1\"" : "\"v2\"");
   });
   auto q = open_queue(options());
   Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
@@ -435,14 +440,7 @@ TEST_F(Mirrors, AMirrorThatRefusesItsFirstRangeIsNotAskedAgainAtOnce) {
           fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    const size_t eq = req.range.find('='), dash = req.range.find('-');
-    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
-    const size_t to = std::stoul(req.range.substr(dash + 1));
-    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
-                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
-                     "\r\nContent-Length: " + std::to_string(to - from + 1) +
-                     "\r\nETag: \"m1\"\r\nConnection: close\r\n\r\n" +
-                     body.substr(from, to - from + 1));
+    send_range(fd, req, body, "\"m1\"");
   });
   auto q = open_queue(options());
   Job j = run(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")});
@@ -472,14 +470,7 @@ TEST_F(Mirrors, AMirrorsRefusalAsTheLastSourceLeftIsRetried) {
                        "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    const size_t eq = req.range.find('='), dash = req.range.find('-');
-    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
-    const size_t to = std::stoul(req.range.substr(dash + 1));
-    send_all(fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) +
-                     "-" + std::to_string(to) + "/" + std::to_string(body.size()) +
-                     "\r\nContent-Length: " + std::to_string(to - from + 1) +
-                     "\r\nETag: \"m1\"\r\nConnection: close\r\n\r\n" +
-                     body.substr(from, to - from + 1));
+    send_range(fd, req, body, "\"m1\"");
   });
   auto q = open_queue(options());
   Job job =
