@@ -522,5 +522,52 @@ TEST_F(Mirrors, TheDroppedSourceOfAJobWithAPasswordIsNamedWithoutIt) {
   }
 }
 
+// The connection budget is full with another job's download when a resumed segmented job finds
+// its source gone: its mirror is checked anyway (the job has nothing else running, and waiting
+// for room could take as long as the other download), then serves the rest while the other
+// download still runs.
+TEST_F(Mirrors, AJobLeftWithNoSourceChecksItsMirrorWhenTheBudgetIsFull) {
+  QueueOptions o = options();
+  o.max_connections = 1;  // all the jobs together
+  auto q = open_queue(o);
+  Resource r = big(441, 4 << 20);
+  source_.add("/data.bin", r);
+  Resource down;
+  down.status = 503;
+  mirror_.add("/data.bin", down);
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  ASSERT_FALSE(HasFailure());
+  Resource gone;
+  gone.status = 404;
+  source_.add("/data.bin", gone);
+  Resource m = r;
+  m.rate_bytes_per_s = 0;
+  m.etag = "\"mirror\"";
+  mirror_.add("/data.bin", m);
+  // Another download takes the one connection of the budget for about 30 s.
+  Resource slow;
+  slow.body = make_body(2 << 20, 442);
+  slow.rate_bytes_per_s = 64 << 10;
+  source_.add("/slow.bin", slow);
+  Job other = submit(*q, source_.url("/slow.bin"), dir_ / "slow.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(other.id)->bytes > 0; }));
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = q->id_to_job(job.id)->status;
+        return s == JobStatus::kCompleted || s == JobStatus::kError;
+      },
+      std::chrono::seconds(20)))
+      << "the job waited for the other download's connection";
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(q->id_to_job(other.id)->status, JobStatus::kRunning);
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 2);  // the first, paused; the resume, which did not fail
+  EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty());
+  EXPECT_TRUE(q->cancel_job(other.id).ok());
+}
+
 }  // namespace
 }  // namespace fetchq::testing
