@@ -85,9 +85,9 @@ class Mirrors : public ::testing::Test {
     return job;
   }
 
-  // The mirror is down while the source serves the job's first part; the job is paused, the
-  // source's file goes (404), the mirror comes up with `mirror_then`, and the job resumes.
-  Job lose_the_source_after_pausing(DownloadQueue& q, Resource mirror_then) {
+  // The mirror is down (503, unless a raw handler serves it) while the source serves the job's
+  // first part; then the job is paused and the source's file goes (404).
+  Job pause_then_lose_the_source(DownloadQueue& q) {
     Resource down;
     down.status = 503;
     mirror_.add("/data.bin", down);
@@ -96,6 +96,12 @@ class Mirrors : public ::testing::Test {
     Resource gone;
     gone.status = 404;
     source_.add("/data.bin", gone);
+    return job;
+  }
+
+  // The same, then the mirror comes up with `mirror_then` and the job resumes.
+  Job lose_the_source_after_pausing(DownloadQueue& q, Resource mirror_then) {
+    Job job = pause_then_lose_the_source(q);
     mirror_.add("/data.bin", std::move(mirror_then));
     EXPECT_TRUE(q.resume_job(job.id).ok());
     return job;
@@ -473,12 +479,8 @@ TEST_F(Mirrors, AMirrorsRefusalAsTheLastSourceLeftIsRetried) {
     send_range(fd, req, body, "\"m1\"");
   });
   auto q = open_queue(options());
-  Job job =
-      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  Job job = pause_then_lose_the_source(*q);
   ASSERT_FALSE(HasFailure());
-  Resource gone;
-  gone.status = 404;
-  source_.add("/data.bin", gone);
   up->store(true);
   ASSERT_TRUE(q->resume_job(job.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
@@ -532,15 +534,8 @@ TEST_F(Mirrors, AJobLeftWithNoSourceChecksItsMirrorWhenTheBudgetIsFull) {
   auto q = open_queue(o);
   Resource r = big(441, 4 << 20);
   source_.add("/data.bin", r);
-  Resource down;
-  down.status = 503;
-  mirror_.add("/data.bin", down);
-  Job job =
-      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{4} << 20);
+  Job job = pause_then_lose_the_source(*q);
   ASSERT_FALSE(HasFailure());
-  Resource gone;
-  gone.status = 404;
-  source_.add("/data.bin", gone);
   Resource m = r;
   m.rate_bytes_per_s = 0;
   m.etag = "\"mirror\"";
