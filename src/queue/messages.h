@@ -47,7 +47,20 @@ struct SourceDroppedMsg {
   bool own;  // the job's own URL, else the mirror `url`
   std::string url, reason;
 };
-using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg, SourceDroppedMsg>;
+// A fresh .part to record (transfer::Observer::on_part_created); always answered to the engine.
+struct PartCreatedMsg {
+  int64_t id;
+  int attempt;
+  std::string path;
+  transfer::PartIdentity identity;
+};
+// The attempt no longer transfers (transfer::Observer::on_transfer_over): its slot is free.
+struct TransferOverMsg {
+  int64_t id;
+  int attempt;
+};
+using Msg = std::variant<StartedMsg, ProgressMsg, CheckpointMsg, FinishedMsg, SourceDroppedMsg,
+                         PartCreatedMsg, TransferOverMsg>;
 
 enum class Stop { kNone, kCancel, kPause, kShutdown };
 

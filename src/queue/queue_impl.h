@@ -6,7 +6,7 @@
 //   that must be ordered with the transfers (cancel, pause, shutdown) run as commands on the loop
 //   thread (on_loop), so no lock has to be held across their store writes.
 // - The transfer thread (transfer::Engine) reports through the Observer methods, which only post
-//   messages to inbox_, except on_part_created (see there).
+//   messages to inbox_; it never calls the store.
 // - The loop thread owns active_ and everything marked "loop thread": it takes messages and
 //   commands from inbox_, writes a batch's state and events in one transaction (group commit),
 //   claims more jobs (scheduler.h) and hands completed downloads to the settle thread.
@@ -99,8 +99,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void on_finished(int64_t id, int attempt, transfer::Result r) override;
   void on_source_dropped(int64_t id, int attempt, bool own, const std::string& url,
                          const std::string& reason) override;
-  bool on_part_created(int64_t id, int attempt, const std::string& path,
+  void on_part_created(int64_t id, int attempt, const std::string& path,
                        const transfer::PartIdentity& identity) override;
+  void on_transfer_over(int64_t id, int attempt) override;
 
   // Runs fn on the loop thread, ordered with its batches, and returns what fn returns (or
   // rethrows what it threw). Runs fn on the calling thread once the loop has ended.
@@ -175,6 +176,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
   void handle(FinishedMsg& m, Ops& db, Ops& after);
   void handle(SourceDroppedMsg& m, Ops& db, Ops& after);
+  void handle(PartCreatedMsg& m, Ops& db, Ops& after);
+  void handle(TransferOverMsg&, Ops&, Ops&) {}  // taken in loop(): the slot goes back at once
   void complete(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
   void already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
   void failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after);
@@ -199,6 +202,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   bool stopping_ = false;  // shutdown began: claim nothing more
   std::mt19937_64 rng_;
   int batches_since_trim_ = 0;
+  bool batch_committed_ = false;  // loop thread: the last batch's transaction was committed
 
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran

@@ -50,20 +50,14 @@ void QueueImpl::on_source_dropped(int64_t id, int attempt, bool own, const std::
   inbox_.post(SourceDroppedMsg{id, attempt, own, url, reason});
 }
 
-// Synchronous, on the transfer thread: the identity must be on record before a byte of the
-// .part is promised, or a crash would leave a file no later run could prove is the job's. This
-// is the one store call the transfer thread makes. It holds none of the queue's locks, so it
-// never waits on the loop; it may wait on the store's own lock while another thread commits (a
-// group commit of the loop, a seal of the settle thread). Posting it to the loop instead would
-// make the engine wait on the same commits, with a reply to wait for as well.
-bool QueueImpl::on_part_created(int64_t id, int attempt, const std::string& path,
+// Recorded in the loop's next transaction, like every other report: the transfer thread never
+// waits for a commit. The engine names the file, and promises its bytes, only after the answer.
+void QueueImpl::on_part_created(int64_t id, int attempt, const std::string& path,
                                 const transfer::PartIdentity& identity) {
-  try {
-    return store_->record_part(id, attempt, path, identity.dev, identity.ino, identity.birth_ns);
-  } catch (const std::exception& e) {
-    store_failed(e, "job " + std::to_string(id) + ": cannot record " + path + ".part");
-    return false;
-  }
+  inbox_.post(PartCreatedMsg{id, attempt, path, identity});
+}
+void QueueImpl::on_transfer_over(int64_t id, int attempt) {
+  inbox_.post(TransferOverMsg{id, attempt});
 }
 
 void QueueImpl::store_failed(const std::exception& e, const std::string& what) noexcept {
@@ -90,7 +84,14 @@ void QueueImpl::loop() {
     // A finished transfer gives its slot back now: the engine starts the next job while the
     // finished one is synced and recorded below. One that failed to settle may be cancelled
     // again until it is handled.
+    // So does one whose end waits for its .part's record (TransferOverMsg).
     for (auto& m : batch) {
+      if (auto* o = std::get_if<TransferOverMsg>(&m)) {
+        auto it = active_.find(o->id);
+        if (it != active_.end() && it->second.attempt == o->attempt)
+          it->second.transferring = false;
+        continue;
+      }
       auto* f = std::get_if<FinishedMsg>(&m);
       if (!f) continue;
       auto it = active_.find(f->id);
@@ -129,11 +130,13 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   }
   // The batch is rolled back as a whole on failure (e.g. another process holding a write
   // lock past the busy timeout), so it can simply be run again; give up only after a minute.
+  batch_committed_ = db_ops.empty();
   for (int tries = 1; !db_ops.empty(); ++tries) {
     try {
       store_->transaction([&] {
         for (auto& op : db_ops) op();
       });
+      batch_committed_ = true;
       break;
     } catch (const std::exception& e) {
       store_failed(e, "cannot record job state (try " + std::to_string(tries) + ")");
@@ -300,6 +303,20 @@ void QueueImpl::handle(SourceDroppedMsg& m, Ops& db, Ops&) {
       [this, id = m.id, event = source_dropped_event(source, m.own ? source : m.url, m.reason)] {
         append_event(id, event);
       });
+}
+
+// A fresh .part's identity, in the batch's transaction (which a crash of the process survives);
+// the engine always gets an answer, also for an attempt that moved on (not recorded: the file
+// is let go) and for a batch given up.
+void QueueImpl::handle(PartCreatedMsg& m, Ops& db, Ops& after) {
+  auto recorded = std::make_shared<bool>(false);
+  db.push_back([this, m, recorded] {
+    *recorded = store_->record_part(m.id, m.attempt, m.path, m.identity.dev, m.identity.ino,
+                                    m.identity.birth_ns);
+  });
+  after.push_back([this, id = m.id, attempt = m.attempt, recorded] {
+    engine_->part_recorded(id, attempt, *recorded && batch_committed_);
+  });
 }
 
 void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {

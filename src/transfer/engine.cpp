@@ -230,6 +230,14 @@ class Engine::Impl final : public FetchClient {
     fetcher_.wakeup();
   }
 
+  void part_recorded(int64_t id, int attempt, bool recorded) {
+    {
+      std::lock_guard lk(mu_);
+      records_.push_back({id, attempt, recorded});
+    }
+    fetcher_.wakeup();
+  }
+
   void wait_idle() {
     std::unique_lock lk(mu_);
     idle_cv_.wait(lk, [this] { return outstanding_ == 0; });
@@ -242,10 +250,12 @@ class Engine::Impl final : public FetchClient {
     std::vector<int64_t> stops;
     std::optional<int64_t> global_limit;
     std::vector<std::pair<int64_t, int64_t>> job_limits;
+    std::vector<Record> records;
     bool stop_all = false, quit = false;
     {
       std::lock_guard lk(mu_);
       pending.swap(pending_);
+      records.swap(records_);
       stops.swap(stops_);
       global_limit = std::exchange(global_limit_, std::nullopt);
       job_limits.swap(job_limits_);
@@ -254,6 +264,7 @@ class Engine::Impl final : public FetchClient {
     }
     if (quit) stop_all = true;
     for (auto& r : pending) begin(std::move(r));
+    for (const auto& r : records) recorded(r.job, r.attempt, r.ok);
     // After the new requests: a limit set while a job's request was on its way applies to it.
     if (global_limit) {
       fetcher_.set_rate_limit(*global_limit);
@@ -272,6 +283,11 @@ class Engine::Impl final : public FetchClient {
     }
     for (auto id : stops) end_stopped(id);
     if (!quit) return true;
+    // No answer can arrive any more: the files still waiting for one are let go.
+    while (!unrecorded_.empty()) {
+      auto it = unrecorded_.begin();
+      recorded(it->first, it->second->req.attempt, false);
+    }
     // Anything submitted after the last look is reported as stopped, outside our lock so
     // the observer may take its own.
     std::deque<Request> late;
@@ -314,14 +330,19 @@ class Engine::Impl final : public FetchClient {
       // a report, however slowly a buffer fills.
       if (now - t.last_progress >= options_.progress_interval && buffered(t) && !flush(t)) continue;
       int64_t bytes = t.on_disk;
-      if (now - t.last_progress >= options_.progress_interval && bytes != t.reported_bytes) {
+      // A .part whose record is not answered yet may be let go with its bytes (recorded): until
+      // then progress and checkpoints, which a rerun keeps bytes by, promise none of them.
+      const bool promise = !t.record_pending;
+      if (promise && now - t.last_progress >= options_.progress_interval &&
+          bytes != t.reported_bytes) {
         t.last_progress = now;
         t.reported_bytes = bytes;
         observer_->on_progress(id, t.req.attempt, bytes, t.total,
                                t.segmented() ? spans(t) : std::vector<SegmentSpan>{});
       }
       hash_prefix(t);
-      if (now - t.last_checkpoint >= options_.checkpoint_interval && bytes != t.checkpointed) {
+      if (promise && now - t.last_checkpoint >= options_.checkpoint_interval &&
+          bytes != t.checkpointed) {
         t.last_checkpoint = now;
         if (!flush(t)) continue;
         t.checkpointed = t.on_disk;
@@ -1616,6 +1637,31 @@ class Engine::Impl final : public FetchClient {
     finish(std::move(tp));
   }
 
+  // The answer to a fresh .part's record, for the attempt that made it: still transferring
+  // (a file let go ends it now), or ended and waiting for it to be reported.
+  void recorded(int64_t id, int attempt, bool ok) {
+    if (auto it = transfers_.find(id); it != transfers_.end() &&
+                                       it->second->req.attempt == attempt &&
+                                       it->second->record_pending) {
+      Transfer& t = *it->second;
+      placer_.recorded(t, ok);
+      if (!t.file) {
+        t.segs.clear();  // their bytes went with the file
+        auto tp = std::move(it->second);
+        transfers_.erase(it);
+        finish(std::move(tp));
+      }
+      return;
+    }
+    auto it = unrecorded_.find(id);
+    if (it == unrecorded_.end() || it->second->req.attempt != attempt) return;
+    auto tp = std::move(it->second);
+    unrecorded_.erase(it);
+    placer_.recorded(*tp, ok);
+    if (!tp->file) tp->segs.clear();
+    report(std::move(tp));
+  }
+
   void finish(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
     fetcher_.set_group_rate_limit(t.req.job_id, 0);
@@ -1626,6 +1672,25 @@ class Engine::Impl final : public FetchClient {
       fetcher_.cancel(entry.first);
       return true;
     });
+    // The end of an attempt whose .part is not on record yet waits for the answer: the file
+    // may still have to be let go.
+    if (t.record_pending) {
+      const int64_t id = t.req.job_id;
+      const int attempt = t.req.attempt;
+      // One attempt of a job at a time (the queue starts the next after this one's end); an
+      // earlier one still here would never be reported, so it is let go first.
+      if (auto old = unrecorded_.find(id); old != unrecorded_.end()) {
+        recorded(id, old->second->req.attempt, false);
+      }
+      unrecorded_[id] = std::move(tp);
+      observer_->on_transfer_over(id, attempt);
+      return;
+    }
+    report(std::move(tp));
+  }
+
+  void report(std::unique_ptr<Transfer> tp) {
+    Transfer& t = *tp;
     Result res;
     res.download_path = t.download_path;
     res.file = t.file;
@@ -1662,6 +1727,8 @@ class Engine::Impl final : public FetchClient {
   Placer placer_;
   PrefixHasher hasher_{env_};
   std::map<int64_t, std::unique_ptr<Transfer>> transfers_;  // fetcher thread only
+  // Ended attempts whose .part's record is not answered yet (fetcher thread only).
+  std::map<int64_t, std::unique_ptr<Transfer>> unrecorded_;
   // Fetcher thread only: each fetch's job, and the origin it asks (a connection of that host).
   struct Owner {
     int64_t job = 0;
@@ -1681,6 +1748,12 @@ class Engine::Impl final : public FetchClient {
   std::optional<int64_t> global_limit_;                   // set since the last on_wake
   int64_t rate_limit_now_ = 0;  // fetcher thread only: the queue's limit in force (0: none)
   std::vector<std::pair<int64_t, int64_t>> job_limits_;  // (job, bytes/s) since the last on_wake
+  struct Record {
+    int64_t job;
+    int attempt;
+    bool ok;
+  };
+  std::vector<Record> records_;  // part_recorded answers since the last on_wake
   bool stop_all_ = false;
   bool quit_ = false;
   int64_t outstanding_ = 0;
@@ -1696,6 +1769,9 @@ void Engine::stop_all() { impl_->stop_all(); }
 void Engine::set_rate_limit(int64_t bytes_per_second) { impl_->set_rate_limit(bytes_per_second); }
 void Engine::set_job_rate_limit(int64_t job_id, int64_t bytes_per_second) {
   impl_->set_job_rate_limit(job_id, bytes_per_second);
+}
+void Engine::part_recorded(int64_t job_id, int attempt, bool recorded) {
+  impl_->part_recorded(job_id, attempt, recorded);
 }
 void Engine::wait_idle() { impl_->wait_idle(); }
 

@@ -44,14 +44,18 @@ class Observer {
                                  const std::string& reason) {
     (void)job_id, (void)attempt, (void)own, (void)url, (void)reason;
   }
-  // A fresh .part was created for the job at final_path + ".part". Called before a byte is
-  // written to it; the identity must be durable when this returns true (a later run takes the
-  // .part for the job's own only by it). False: the transfer fails and the .part is removed.
-  virtual bool on_part_created(int64_t job_id, int attempt, const std::string& final_path,
-                               const PartIdentity& identity) {
-    (void)job_id, (void)attempt, (void)final_path, (void)identity;
-    return true;
-  }
+  // A fresh .part was made for the job at final_path + ".part", still without its name where
+  // the file system allows (O_TMPFILE). Its identity must be recorded durably; the answer comes
+  // back through Engine::part_recorded, from any thread, and must always come. Until then the
+  // attempt writes into the file but promises none of it: no progress, no checkpoint of bytes
+  // (a segmented file's map, with nothing done, may come), and its end is reported only after
+  // the answer. Recorded: the file gets its name; not: it is let go (with the name it
+  // had to be made with, if any) and the attempt fails.
+  virtual void on_part_created(int64_t job_id, int attempt, const std::string& final_path,
+                               const PartIdentity& identity) = 0;
+  // The attempt's transfer is over (none of its connections is left) but its end waits for
+  // the answer above: what it took of the engine's parallel transfers is free again.
+  virtual void on_transfer_over(int64_t job_id, int attempt) { (void)job_id, (void)attempt; }
 };
 
 struct EngineOptions {
@@ -110,6 +114,8 @@ class Engine {
   // one job's running transfer (its next attempt takes Request::rate_limit instead).
   void set_rate_limit(int64_t bytes_per_second);
   void set_job_rate_limit(int64_t job_id, int64_t bytes_per_second);
+  // The answer to Observer::on_part_created: whether the .part's identity is on record.
+  void part_recorded(int64_t job_id, int attempt, bool recorded);
   // Blocks until every transfer has been reported finished.
   void wait_idle();
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "files/file_name.h"
 #include "util/fs.h"
@@ -84,16 +85,19 @@ std::string Placer::what_is(int dir_fd, const std::string& name) {
   return "a file of " + std::to_string(st.st_size) + " bytes";
 }
 
-// Creates a fresh, empty .part for path and records its identity before it is used. The file
-// is made without a name (O_TMPFILE) and named only after the record is durable, so a kill -9
-// in between leaves no unrecorded .part that a later attempt would have to call foreign. Where
-// that is not possible, it is created with O_EXCL. Either way a file already there (a user's
-// file, a link, another process's download) is never opened nor replaced.
+// Creates a fresh, empty .part for path and sends its identity to be recorded. The file is
+// made without a name (O_TMPFILE) and named only once the record is answered (recorded), so a
+// kill -9 in between leaves no unrecorded .part that a later attempt would have to call
+// foreign. Where that is not possible, it is created with O_EXCL. Either way a file already
+// there (a user's file, a link, another process's download) is never opened nor replaced.
 Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   if (!open_folder(t, path)) return Create::kFailed;
   const std::string part = path + ".part";
   const std::string name = base_name(part);
   const int dfd = t.folder->fd();
+  // Someone else's name is found now, while another one can still be chosen; one made while
+  // the record is on its way fails the attempt instead (see recorded).
+  if (exists_at(t, name)) return Create::kTaken;
   int fd = env_.open_unnamed(dfd, name.c_str(), 0644);
   const bool unnamed = fd >= 0;
   if (!unnamed && errno == EOPNOTSUPP) {
@@ -105,37 +109,56 @@ Placer::Create Placer::create_part(Placement& t, const std::string& path) {
     fail_disk(t, "create", part, errno);
     return Create::kFailed;
   }
-  // Undoes the creation: only a name this call made is removed.
-  auto discard = [&] {
-    env_.close(fd);
-    if (!unnamed) env_.unlinkat(dfd, name.c_str(), 0);
-  };
   struct stat sb {};
   if (env_.fstat(fd, &sb) != 0) {
     int err = errno;
-    discard();
+    env_.close(fd);
+    if (!unnamed) env_.unlinkat(dfd, name.c_str(), 0);  // only a name this call made
     fail_disk(t, "stat", part, err);
     return Create::kFailed;
   }
   if (!lock_part(t, fd, part)) return Create::kFailed;
   PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
                   util::birth_time_ns(fd, "")};
-  if (!observer_->on_part_created(t.req.job_id, t.req.attempt, path, id)) {
-    discard();
-    fail(t, "DiskError", "cannot record " + part + " as the job's own file");
-    return Create::kFailed;
-  }
-  if (unnamed && env_.link_unnamed(fd, dfd, name.c_str()) != 0) {
-    int err = errno;
-    env_.close(fd);
-    if (err == EEXIST) return Create::kTaken;  // made meanwhile by someone else: not ours
-    fail_disk(t, "create", part, err);
-    return Create::kFailed;
-  }
   t.file = std::make_shared<PartFile>(fd, path, t.folder);
   t.offset = 0;
   t.on_disk = 0;
+  t.record_pending = true;
+  t.unnamed = unnamed;
+  observer_->on_part_created(t.req.job_id, t.req.attempt, path, id);
   return Create::kCreated;
+}
+
+void Placer::recorded(Placement& t, bool ok) {
+  if (!t.record_pending) return;
+  t.record_pending = false;
+  const bool unnamed = std::exchange(t.unnamed, false);
+  if (!t.file) return;
+  const std::string part = t.file->part_path();
+  const std::string name = t.file->part_name();
+  const int dfd = t.file->folder().fd();
+  auto let_go = [&] {
+    t.file.reset();
+    t.offset = 0;
+    t.on_disk = 0;
+  };
+  if (!ok) {
+    if (!unnamed) env_.unlinkat(dfd, name.c_str(), 0);  // made with O_EXCL by this attempt
+    let_go();
+    fail(t, "DiskError", "cannot record " + part + " as the job's own file");
+    return;
+  }
+  if (unnamed && env_.link_unnamed(t.file->fd(), dfd, name.c_str()) != 0) {
+    int err = errno;
+    let_go();
+    if (err == EEXIST) {
+      fail(t, "DestinationExists",
+           part + " appeared while the job was starting; it is not this job's and is left alone",
+           true);
+    } else {
+      fail_disk(t, "create", part, err);
+    }
+  }
 }
 
 // Opens the .part an earlier attempt of this job created, if it is still that file: a regular

@@ -1,6 +1,7 @@
 // Placement: where one attempt of a job writes, decided before its body arrives. File names
 // and if-exists, the claim in the PathRegistry, the .part created fresh (made without a name,
-// its identity recorded through the Observer, then named; O_EXCL where that cannot be done)
+// its identity sent to be recorded through the Observer, named once the record is answered;
+// O_EXCL where that cannot be done)
 // or the job's own .part reopened (identity checked), its advisory lock, and folders opened
 // without following links. Nothing of HTTP.
 //
@@ -29,6 +30,10 @@ struct Placement {
   std::shared_ptr<PartFile> file;
   int64_t offset = 0;   // bytes kept from before this attempt
   int64_t on_disk = 0;  // bytes written to the file
+  // A fresh .part whose identity is on its way to the record (Observer::on_part_created); it
+  // has no name yet when `unnamed`, else the one it was made with. See Placer::recorded.
+  bool record_pending = false;
+  bool unnamed = false;
 };
 
 // Records a failure unless one is recorded already.
@@ -58,6 +63,11 @@ class Placer {
   // Applies if_exists to a path whose .part is not ours yet; may switch to a numbered name.
   // Claims the chosen path in the registry and creates its .part. False: t.failure says why.
   bool settle_path(Placement& t, std::string path);
+  // The answer to a fresh .part's record. Recorded: an unnamed file gets its name (a name taken
+  // meanwhile is left alone, and the attempt fails, retryable). Not recorded: the file is let go,
+  // its name removed if it had one, and the attempt fails. Either way the bytes written into a
+  // file that is let go are no longer the attempt's (offset and on_disk 0, no file).
+  void recorded(Placement& t, bool ok);
 
  private:
   enum class Create { kCreated, kTaken, kFailed };

@@ -31,7 +31,7 @@ class QueueThreadsTest : public ::testing::Test {
   }
 };
 
-TEST_F(QueueThreadsTest, NoQueueLockIsHeldAcrossStoreCallsAndTheTransferThreadOnlyRecordsParts) {
+TEST_F(QueueThreadsTest, NoQueueLockIsHeldAcrossStoreCallsAndTheTransferThreadNeverCallsTheStore) {
   for (int i = 0; i < 24; ++i) {
     Resource r;
     r.body = make_body(i % 3 == 0 ? 400000 : 20000, i + 1);
@@ -66,7 +66,7 @@ TEST_F(QueueThreadsTest, NoQueueLockIsHeldAcrossStoreCallsAndTheTransferThreadOn
   EXPECT_EQ(store_->breaches(), std::vector<std::string>{});
   EXPECT_EQ(completed.load(), 25);
   // The checks above saw the threads they are about.
-  EXPECT_GT(store_->calls_from("fetchq-transfer", "record_part"), 0);
+  EXPECT_GT(store_->calls_from("fetchq-queue", "record_part"), 0);
   EXPECT_GT(store_->calls_from("fetchq-queue", "transaction"), 0);
   EXPECT_GT(store_->calls_from("fetchq-settle", "seal"), 0);
 }

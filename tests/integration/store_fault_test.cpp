@@ -79,7 +79,8 @@ TEST_F(StoreFaultTest, FailedCommitsOfProgressCheckpointsAndEventsAreTriedAgain)
   failing_->fail(StoreOp::kSetCheckpoint, StoreErrorKind::kIo, 1);
   failing_->fail(StoreOp::kAppendEvent, StoreErrorKind::kIo, 1);
   // Slow enough for progress reports and checkpoints (every 100 ms) to come during the body.
-  auto body = serve("/slow", 400000, 3, 400000);
+  // (Checkpoints wait for the .part's record, which comes with the retried first batch.)
+  auto body = serve("/slow", 400000, 3, 100000);
   expect_download_completes(*q, "/slow", body);
   EXPECT_EQ(failing_->failed(StoreOp::kSetStarted), 1);
   EXPECT_EQ(failing_->failed(StoreOp::kAppendEvent), 1);
@@ -118,26 +119,62 @@ TEST_F(StoreFaultTest, AFinishedFileWhoseSealFailsIsDownloadedAgainOrFailsCleanl
   EXPECT_EQ(failing_->failed(StoreOp::kSeal), 1);
 }
 
-// Today a .part whose identity cannot be recorded ends its job in error (the engine gives up
-// rather than write into a file no later run could prove is the job's): a clean failure, with
-// the .part removed, and the queue goes on.
-TEST_F(StoreFaultTest, APartFileThatCannotBeRecordedFailsItsJobCleanly) {
+// The record of a new .part goes in the loop's batch: a batch that fails is tried again as a
+// whole, and the job goes on with the .part recorded.
+TEST_F(StoreFaultTest, APartRecordThatFailsIsTriedAgainWithItsBatch) {
   auto q = open_failing(fast_options(dir_));
   ASSERT_TRUE(q);
   failing_->fail(StoreOp::kRecordPart, StoreErrorKind::kBusy, 1);
-  serve("/part", 30000, 8);
-  auto job = submit(*q, server_.url("/part"), dl());
-  ASSERT_TRUE(q->join(std::chrono::seconds(30), {job.id}));
+  expect_download_completes(*q, "/part", serve("/part", 30000, 8));
   EXPECT_EQ(failing_->failed(StoreOp::kRecordPart), 1);
-  auto done = q->id_to_job(job.id);
-  ASSERT_TRUE(done);
-  EXPECT_EQ(done->status, JobStatus::kError);
-  EXPECT_EQ(done->error_type.value_or(""), "DiskError");
-  EXPECT_NE(done->error.value_or("").find("cannot record"), std::string::npos)
-      << done->error.value_or("");
-  EXPECT_FALSE(std::filesystem::exists(dl() + "/part.part"));
-  EXPECT_FALSE(std::filesystem::exists(dl() + "/part"));
-  expect_download_completes(*q, "/next", serve("/next", 30000, 9));
+}
+
+// A store that refuses to record the next `refuse` new .part files (as it does for an attempt
+// that moved on).
+class RefusingStore final : public store::ForwardingStore {
+ public:
+  RefusingStore(std::unique_ptr<store::Store> inner, int refuse)
+      : ForwardingStore(std::move(inner)), refuse_(refuse) {}
+  bool record_part(int64_t id, int attempt, const std::string& path, uint64_t dev, uint64_t ino,
+                   int64_t birth_ns) override {
+    if (refuse_ > 0) {
+      --refuse_;
+      return false;
+    }
+    return ForwardingStore::record_part(id, attempt, path, dev, ino, birth_ns);
+  }
+
+ private:
+  std::atomic<int> refuse_;
+};
+
+// A .part whose record is refused is let go, whether its body is still coming (slow) or already
+// whole (quick): the job ends in a clean error, no file and no .part is left, and the queue goes
+// on. Its bytes were written into a file without a name, never promised.
+TEST_F(StoreFaultTest, APartWhoseRecordIsRefusedIsLetGoAndItsJobFailsCleanly) {
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  auto real = store::open(o.db_path);
+  ASSERT_TRUE(real.ok()) << real.error().message;
+  auto opened = queue::open_with_store(std::move(o),
+                                       std::make_unique<RefusingStore>(std::move(real.value()), 2));
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  auto& q = *opened.value();
+  serve("/quick", 30000, 8);
+  serve("/slow", 300000, 9, 300000);
+  for (const char* path : {"/quick", "/slow"}) {
+    auto job = submit(q, server_.url(path), dl());
+    ASSERT_TRUE(q.join(std::chrono::seconds(30), {job.id})) << path;
+    auto done = q.id_to_job(job.id);
+    ASSERT_TRUE(done);
+    EXPECT_EQ(done->status, JobStatus::kError) << path;
+    EXPECT_EQ(done->error_type.value_or(""), "DiskError") << path;
+    EXPECT_NE(done->error.value_or("").find("cannot record"), std::string::npos)
+        << done->error.value_or("");
+    EXPECT_FALSE(std::filesystem::exists(dl() + path + ".part")) << path;
+    EXPECT_FALSE(std::filesystem::exists(dl() + path)) << path;
+  }
+  expect_download_completes(q, "/next", serve("/next", 30000, 10));
 }
 
 // The public calls that return a Result give a storage failure as its Error, whatever the

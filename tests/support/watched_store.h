@@ -1,6 +1,6 @@
 // WatchedStore: the real store behind a wrapper that checks who calls it, for tests of the
 // queue's threads. Every call records a breach when the caller holds one of the queue's locks
-// (queue::queue_locks_held()) or when the transfer thread calls anything but record_part. Calls
+// (queue::queue_locks_held()) or when the transfer thread calls it at all. Calls
 // from the queue's loop thread can be made to throw, and commits to be slow.
 #pragma once
 
@@ -217,7 +217,7 @@ class WatchedStore final : public store::Store {
       breaches_.push_back(method + " called on " + thread + " holding " + std::to_string(held) +
                           " queue lock(s)");
     }
-    if (thread == "fetchq-transfer" && method != "record_part") {
+    if (thread == "fetchq-transfer") {
       breaches_.push_back(method + " called on the transfer thread");
     }
     if (auto f = failures_anywhere_.find(method); f != failures_anywhere_.end() && f->second > 0) {

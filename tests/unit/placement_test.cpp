@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "files/file_name.h"
 #include "support/fault_env.h"
 #include "support/temp_dir.h"
 
@@ -18,7 +19,8 @@ namespace {
 using transfer::PartIdentity;
 using transfer::Placement;
 
-// Records the identities the placer asks to be made durable.
+// Records the identities the placer sends to be made durable; the test answers with
+// Placer::recorded, as the engine does with the queue's answer.
 class RecordingObserver final : public transfer::Observer {
  public:
   void on_started(int64_t, int, const transfer::Started&) override {}
@@ -26,14 +28,12 @@ class RecordingObserver final : public transfer::Observer {
   void on_checkpoint(int64_t, int, std::shared_ptr<transfer::PartFile>, int64_t,
                      std::vector<transfer::SegmentSpan>) override {}
   void on_finished(int64_t, int, transfer::Result) override {}
-  bool on_part_created(int64_t, int, const std::string&, const PartIdentity& id) override {
+  void on_part_created(int64_t, int, const std::string&, const PartIdentity& id) override {
     created.push_back(id);
     if (on_record) on_record();
-    return accept;
   }
   std::vector<PartIdentity> created;
-  bool accept = true;
-  std::function<void()> on_record;  // runs while the identity is being recorded
+  std::function<void()> on_record;  // runs as the identity is sent to be recorded
 };
 
 class PlacementTest : public ::testing::Test {
@@ -69,8 +69,13 @@ TEST_F(PlacementTest, AFreshPartIsCreatedLockedAndItsIdentityRecorded) {
   ASSERT_FALSE(t.failure) << t.failure->message;
   ASSERT_TRUE(t.file);
   EXPECT_TRUE(t.path_held);
+  EXPECT_TRUE(t.record_pending);
   EXPECT_EQ(t.download_path, dir_ / "a.bin");
   ASSERT_EQ(observer_.created.size(), 1u);
+  placer_.recorded(t, true);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  EXPECT_FALSE(t.record_pending);
+  ASSERT_TRUE(t.file);
   struct stat st {};
   ASSERT_EQ(::stat((dir_ / "a.bin.part").c_str(), &st), 0);
   EXPECT_EQ(observer_.created[0].ino, static_cast<uint64_t>(st.st_ino));
@@ -107,6 +112,7 @@ TEST_F(PlacementTest, APartLockedByAnotherProcessIsARetryableConflict) {
 TEST_F(PlacementTest, AnIoErrorWhileCuttingTheOwnPartBackIsADiskError) {
   auto first = attempt("d.bin");
   placer_.place(first);
+  placer_.recorded(first, true);
   ASSERT_FALSE(first.failure) << first.failure->message;
   ASSERT_EQ(observer_.created.size(), 1u);
   ASSERT_EQ(::write(first.file->fd(), "0123456789", 10), 10);
@@ -136,19 +142,41 @@ TEST_F(PlacementTest, AnIoErrorWhileCuttingTheOwnPartBackIsADiskError) {
   EXPECT_EQ(observer_.created.size(), 1u) << "the job's own .part was replaced";
 }
 
-TEST_F(PlacementTest, APartWhoseIdentityCannotBeRecordedIsRemoved) {
-  observer_.accept = false;
+// The record is answered after the file was written to: bytes in a file that is let go are no
+// longer the attempt's, and nothing of it is left on disk.
+TEST_F(PlacementTest, APartWhoseIdentityCannotBeRecordedIsLetGo) {
   auto t = attempt("e.bin");
   placer_.place(t);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  ASSERT_TRUE(t.file);
+  ASSERT_EQ(::write(t.file->fd(), "0123456789", 10), 10);
+  t.on_disk = 10;
+  placer_.recorded(t, false);
   ASSERT_TRUE(t.failure);
   expect_one_line(*t.failure, "DiskError", "cannot record " + dir_ / "e.bin.part");
+  EXPECT_FALSE(t.file);
+  EXPECT_EQ(t.on_disk, 0);
   EXPECT_FALSE(file_exists(dir_ / "e.bin.part"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.path())) << "the unrecorded file left a name";
+}
+
+// Where a file cannot be made without a name, the name it was made with goes with it.
+TEST_F(PlacementTest, ANamedPartWhoseIdentityCannotBeRecordedIsRemoved) {
+  env_.add({.op = FsOp::kOpen, .path_contains = "n.bin.part", .times = 1, .err = EOPNOTSUPP});
+  auto t = attempt("n.bin");
+  placer_.place(t);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  EXPECT_TRUE(file_exists(dir_ / "n.bin.part")) << "the fallback makes the file with its name";
+  placer_.recorded(t, false);
+  ASSERT_TRUE(t.failure);
+  EXPECT_EQ(t.failure->type, "DiskError");
   EXPECT_TRUE(std::filesystem::is_empty(dir_.path())) << "the unrecorded file left a name";
 }
 
 // The .part gets its name only once its identity is recorded: a kill -9 between the two left,
 // before, an empty .part that the next attempt called foreign (DestinationExists), failing the
-// job. Here the record is seen to come first, and a name taken meanwhile is left alone.
+// job. Here the record is sent first, the name waits for its answer, and a name taken meanwhile
+// is left alone.
 TEST_F(PlacementTest, ThePartIsNamedOnlyAfterItsIdentityIsRecorded) {
   bool named_when_recorded = true;
   observer_.on_record = [&] { named_when_recorded = file_exists(dir_ / "f.bin.part"); };
@@ -156,7 +184,11 @@ TEST_F(PlacementTest, ThePartIsNamedOnlyAfterItsIdentityIsRecorded) {
   placer_.place(t);
   ASSERT_FALSE(t.failure) << t.failure->message;
   EXPECT_FALSE(named_when_recorded) << "the .part had its name before the job recorded it";
-  EXPECT_TRUE(file_exists(dir_ / "f.bin.part"));
+  EXPECT_FALSE(file_exists(dir_ / "f.bin.part")) << "named before the record was answered";
+  ASSERT_EQ(::write(t.file->fd(), "abc", 3), 3);
+  placer_.recorded(t, true);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  EXPECT_EQ(read_file(dir_ / "f.bin.part"), "abc");
   struct stat sb {};
   ASSERT_EQ(::stat((dir_ / "f.bin.part").c_str(), &sb), 0);
   ASSERT_EQ(observer_.created.size(), 1u);
@@ -165,13 +197,41 @@ TEST_F(PlacementTest, ThePartIsNamedOnlyAfterItsIdentityIsRecorded) {
 }
 
 TEST_F(PlacementTest, ANameTakenBetweenRecordAndNamingIsLeftAlone) {
-  observer_.on_record = [&] { write_file(dir_ / "g.bin.part", "someone else's"); };
   auto t = attempt("g.bin");
   t.req.if_exists = IfExists::kError;
   placer_.place(t);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  write_file(dir_ / "g.bin.part", "someone else's");
+  placer_.recorded(t, true);
   ASSERT_TRUE(t.failure);
   EXPECT_EQ(t.failure->type, "DestinationExists");
+  EXPECT_TRUE(t.failure->retryable) << "the next attempt picks a name again";
+  EXPECT_FALSE(t.file);
   EXPECT_EQ(read_file(dir_ / "g.bin.part"), "someone else's");
+}
+
+// A .part already there is found before anything is made: a numbered name where if-exists
+// allows one, else DestinationExists; the other file is never touched.
+TEST_F(PlacementTest, APartAlreadyThereIsFoundBeforeAFileIsMade) {
+  write_file(dir_ / "h.bin.part", "not the job's");
+  auto t = attempt("h.bin");
+  t.req.download_path.reset();
+  t.req.if_exists = IfExists::kRename;
+  ASSERT_TRUE(placer_.settle_path(t, dir_ / "h.bin")) << t.failure->message;
+  EXPECT_EQ(t.download_path, dir_ / files::numbered_file_name("h.bin", 1));
+  placer_.recorded(t, true);
+  ASSERT_FALSE(t.failure) << t.failure->message;
+  EXPECT_TRUE(file_exists(t.download_path + ".part"));
+
+  auto e = attempt("h.bin");
+  e.req.attempt = 2;
+  e.req.download_path.reset();
+  e.req.if_exists = IfExists::kError;
+  EXPECT_FALSE(placer_.settle_path(e, dir_ / "h.bin"));
+  ASSERT_TRUE(e.failure);
+  EXPECT_EQ(e.failure->type, "DestinationExists");
+  EXPECT_EQ(observer_.created.size(), 1u) << "a file was made for a taken name";
+  EXPECT_EQ(read_file(dir_ / "h.bin.part"), "not the job's");
 }
 
 }  // namespace

@@ -457,9 +457,10 @@ class SqliteStore final : public Store {
   bool record_part(int64_t id, int attempt, const std::string& path, uint64_t dev,
                    uint64_t ino, int64_t birth_ns) override {
     std::lock_guard lk(mu_);
-    // On the transfer thread, once per new file: in WAL mode a commit with synchronous=NORMAL
-    // survives a crash of the process without waiting for the disk. After a power cut the
-    // record may be lost, and then the .part is left alone as not the job's.
+    // Once per new file, in the queue loop's transaction (whose commit decides). Called alone,
+    // it commits with synchronous=NORMAL: in WAL mode that survives a crash of the process
+    // without waiting for the disk. After a power cut the record may be lost, and then the
+    // .part is left alone as not the job's.
     RelaxedSync relaxed(*db_, depth_ == 0);
     // A new file holds none of the bytes an old segment map promises: the map goes first, so no
     // crash leaves it beside the new file's identity.
