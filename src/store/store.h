@@ -174,7 +174,8 @@ class Store {
   virtual bool seal(int64_t id, int attempt, const std::string& download_path, int64_t bytes,
                     const std::string& boot_id) = 0;
   // Records a .part just created for the job at download_path + ".part": its identity, and that
-  // it holds nothing yet. Durable against a crash of the process when it returns true.
+  // it holds nothing yet. Durable against a crash of the process when it returns true; false
+  // when the job is no longer running (or paused) at that attempt.
   virtual bool record_part(int64_t id, int attempt, const std::string& download_path, uint64_t dev,
                            uint64_t ino, int64_t birth_ns) = 0;
   // Forgets the resume state (the file is started again from zero), the segment map with it.

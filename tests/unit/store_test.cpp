@@ -800,6 +800,27 @@ TEST(SegmentStoreTest, RecordingANewPartDropsTheOldMap) {
   EXPECT_TRUE(s->load_segments(id).empty());
 }
 
+// A pause can come while a new .part's record is on its way: the file is still the job's, and
+// the next attempt reopens it. A cancelled job's is not recorded (the file is let go).
+TEST(SegmentStoreTest, ANewPartIsRecordedForAPausedJobButNotForACancelledOne) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  auto c = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 2u);
+  ASSERT_TRUE(s->change_status(c[0].job.id, {JobStatus::kRunning}, JobStatus::kPaused, "t"));
+  ASSERT_TRUE(s->change_status(c[1].job.id, {JobStatus::kRunning}, JobStatus::kCancelled, "t"));
+  EXPECT_TRUE(s->record_part(c[0].job.id, c[0].attempt, dir / "a", 1, 2, 3));
+  EXPECT_FALSE(s->record_part(c[1].job.id, c[1].attempt, dir / "b", 4, 5, 6));
+  ASSERT_TRUE(s->change_status(c[0].job.id, {JobStatus::kPaused}, JobStatus::kWaiting, "t"));
+  auto again = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(again.size(), 1u);
+  ASSERT_TRUE(again[0].part_identity);
+  EXPECT_EQ(again[0].part_identity->ino, 2u);
+  EXPECT_EQ(again[0].job.download_path.value_or(""), dir / "a");
+  EXPECT_FALSE(s->get_job(c[1].job.id)->download_path);
+}
+
 TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {
   TempDir dir;
   auto s = open_store(dir / "q.db");

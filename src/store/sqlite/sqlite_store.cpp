@@ -464,14 +464,17 @@ class SqliteStore final : public Store {
     RelaxedSync relaxed(*db_, depth_ == 0);
     // A new file holds none of the bytes an old segment map promises: the map goes first, so no
     // crash leaves it beside the new file's identity.
+    // Paused too: a pause that came while the record was on its way keeps the file, and what
+    // the attempt wrote into it is checkpointed as it ends.
     Lent fq = stmt(
         "DELETE FROM segments WHERE job_id = ? AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND "
-        "attempts = ? AND status = 'running')");
+        "attempts = ? AND status IN ('running', 'paused'))");
     SQLite::bind(*fq, id, id, attempt);
     fq->exec();
     Lent q = stmt(
         "UPDATE jobs SET download_path = ?, part_dev = ?, part_ino = ?, part_birth_ns = ?, "
-        "checkpoint_bytes = 0, bytes = 0 WHERE id = ? AND attempts = ? AND status = 'running'");
+        "checkpoint_bytes = 0, bytes = 0 WHERE id = ? AND attempts = ? AND status IN ('running', "
+        "'paused')");
     bind_row(*q, path, static_cast<int64_t>(dev), static_cast<int64_t>(ino),
              birth_ns != 0 ? std::optional<int64_t>(birth_ns) : std::nullopt, id, attempt);
     return q->exec() > 0;
