@@ -18,7 +18,10 @@ install(TARGETS fetchq_core EXPORT fetchqTargets
 # nlohmann_json, whose json_fwd.hpp the public headers include. 0.x: the soname carries
 # major.minor, as the package version's compatibility does.
 if(FETCHQ_SHARED)
-  set_target_properties(fetchq_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # Only what include/fetchq/ marks FETCHQ_API is exported (fetchq/export.h); the rest of
+  # the library, and the inline code of its dependencies, stays inside it.
+  set_target_properties(fetchq_core PROPERTIES POSITION_INDEPENDENT_CODE ON
+    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
   add_library(fetchq_shared SHARED $<TARGET_OBJECTS:fetchq_core>)
   add_library(fetchq::fetchq_shared ALIAS fetchq_shared)
   set_target_properties(fetchq_shared PROPERTIES OUTPUT_NAME fetchq EXPORT_NAME fetchq_shared
@@ -34,8 +37,11 @@ if(FETCHQ_SHARED)
   target_link_libraries(fetchq_shared
     PUBLIC nlohmann_json::nlohmann_json
     PRIVATE SQLiteCpp sqlite3 CURL::libcurl spdlog::spdlog OpenSSL::Crypto Threads::Threads)
-  install(TARGETS fetchq_shared EXPORT fetchqTargets
+  # An export set of its own: a program that asks only for the shared library
+  # (COMPONENTS shared) needs none of the static library's dependencies.
+  install(TARGETS fetchq_shared EXPORT fetchqSharedTargets
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT fetchqSharedTargets NAMESPACE fetchq:: DESTINATION ${FETCHQ_CMAKE_DIR})
 endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/fetchq DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")

@@ -62,12 +62,29 @@ cmake --build "$work/build" >/dev/null || fail "examples/ does not build against
 # ...against the shared libfetchq too, when the build made one (-DFETCHQ_SHARED=ON).
 so=$(find "$prefix" -name 'libfetchq.so.*' -type f -print -quit)
 if [[ -n $so ]]; then
+  # The shared library alone must not need the static one's dependencies: configured with
+  # those packages made unfindable, the shared build configures and the static one does not.
+  no_static_deps=(-DCMAKE_DISABLE_FIND_PACKAGE_SQLiteCpp=ON -DCMAKE_DISABLE_FIND_PACKAGE_CURL=ON
+    -DCMAKE_DISABLE_FIND_PACKAGE_spdlog=ON -DCMAKE_DISABLE_FIND_PACKAGE_OpenSSL=ON)
   cmake -S examples -B "$work/build-so" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
-    -DFETCHQ_TARGET=fetchq::fetchq_shared >/dev/null ||
-    fail "examples/ does not configure against the installed shared library"
+    -DFETCHQ_TARGET=fetchq::fetchq_shared "${no_static_deps[@]}" >"$work/cmake-so.log" 2>&1 ||
+    fail "examples/ does not configure against the installed shared library alone: $(tail -5 "$work/cmake-so.log")"
+  cmake -S examples -B "$work/build-nodeps" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+    "${no_static_deps[@]}" >/dev/null 2>&1 &&
+    fail "the static package configured without its dependencies (the check above proves nothing)"
   cmake --build "$work/build-so" >/dev/null || fail "examples/ does not build against libfetchq.so"
   readelf -d "$work/build-so/download" | grep -q "NEEDED.*\[libfetchq\.so" ||
     fail "the shared build of examples/ does not load libfetchq.so"
+  # libfetchq.so exports the public API (fetchq/export.h) and nothing of its insides: no
+  # fetchq::<namespace>:: names (store, queue, transfer, util, ...) and none of its dependencies'
+  # own code, which a program with its own copy could otherwise take over or be taken over by.
+  exported=$(nm -D --defined-only -C "$so" | cut -d' ' -f3-) || fail "nm cannot read $so"
+  grep -q '^fetchq::DownloadQueue::open(' <<<"$exported" || fail "libfetchq.so does not export DownloadQueue::open"
+  grep -q '^typeinfo for fetchq::StorageError$' <<<"$exported" ||
+    fail "libfetchq.so does not export StorageError's typeinfo (a program could not catch it)"
+  leaked=$(grep -E '^((typeinfo( name)?|vtable|VTT|guard variable) for )?(fetchq::[a-z_]+::|fmt::|spdlog::|SQLite::|nlohmann::|sqlite3_|curl_)' \
+    <<<"$exported" | head -5 || true)
+  [[ -z $leaked ]] || fail "libfetchq.so exports internal symbols, e.g.: $leaked"
 fi
 # ...and through pkg-config.
 flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs fetchq) || fail "pkg-config fetchq failed"

@@ -2,26 +2,27 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include "fetchq/export.h"
 
 namespace fetchq {
 
 enum class JobStatus { kWaiting, kRunning, kPaused, kCompleted, kCancelled, kError };
 
-std::string_view to_string(JobStatus status);
-std::optional<JobStatus> parse_job_status(std::string_view text);
+FETCHQ_API std::string_view to_string(JobStatus status);
+FETCHQ_API std::optional<JobStatus> parse_job_status(std::string_view text);
 // completed, cancelled and error: nothing more happens to the job unless a user retries it.
-bool is_terminal(JobStatus status);
+FETCHQ_API bool is_terminal(JobStatus status);
 
 // What to do when a file already exists at the job's download path.
 enum class IfExists { kError, kSkip, kOverwrite, kRename };
-std::string_view to_string(IfExists policy);
-std::optional<IfExists> parse_if_exists(std::string_view text);
+FETCHQ_API std::string_view to_string(IfExists policy);
+FETCHQ_API std::optional<IfExists> parse_if_exists(std::string_view text);
 
 // A request header a job sends with every request of its transfer: `name: value`.
 struct RequestHeader {
@@ -32,9 +33,9 @@ struct RequestHeader {
 
 // Authorization, Proxy-Authorization and Cookie (in any case): their values are secrets, kept
 // apart like an access token and never listed, shown, logged or put in events.
-bool is_secret_header(std::string_view name);
+FETCHQ_API bool is_secret_header(std::string_view name);
 // What a job shows of a header: "Name: value", or "Name: <secret>" for a secret one.
-std::string shown_header(const RequestHeader& header);
+FETCHQ_API std::string shown_header(const RequestHeader& header);
 
 struct DownloadOptions {
   int priority = 10;                         // lower runs first
@@ -150,11 +151,11 @@ struct Job {
 };
 
 // The SPEC's JSON object for a job; never carries the token.
-void to_json(nlohmann::json& out, const Job& job);
+FETCHQ_API void to_json(nlohmann::json& out, const Job& job);
 // Appends the same object as text: byte for byte what nlohmann::json(job).dump() gives (keys
 // in order, invalid UTF-8 replaced by U+FFFD), without building the object first. Answers that
 // list thousands of jobs spent most of their time building and freeing those objects.
-void append_json(std::string& out, const Job& job);
+FETCHQ_API void append_json(std::string& out, const Job& job);
 
 // An entry of the append-only event log.
 struct Event {
@@ -166,13 +167,13 @@ struct Event {
 };
 
 // `{"seq", "ts", "job_id", "type", ...payload}` as `fetchq events --json` prints it.
-void to_json(nlohmann::json& out, const Event& event);
+FETCHQ_API void to_json(nlohmann::json& out, const Event& event);
 
 // ---- Reading the JSON shapes back (the control client). Fields missing from `in` keep their
 // defaults; null leaves an optional empty. Throws nlohmann::json::exception when a field has
 // the wrong type, and for an unknown status (clients check answers where they read them).
-void from_json(const nlohmann::json& in, Job& job);
+FETCHQ_API void from_json(const nlohmann::json& in, Job& job);
 // The payload is every field but seq, ts, job_id and type, as a JSON object's text.
-void from_json(const nlohmann::json& in, Event& event);
+FETCHQ_API void from_json(const nlohmann::json& in, Event& event);
 
 }  // namespace fetchq

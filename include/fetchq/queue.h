@@ -111,7 +111,7 @@ struct QueueOptions {
 // that return a plain value (list_jobs, id_to_job, cancel_all_jobs, prune_jobs, join, stats,
 // events_since, last_event_seq, first_event_seq) throw StorageError (result.h) when the
 // database fails, and nothing else. The queue's own threads never let a failure end them.
-class DownloadQueue {
+class FETCHQ_API DownloadQueue {
  public:
   // Opens (or creates) the database, recovers jobs left running by a crash and starts the
   // threads. Fails with kBusy when another live process runs a queue on the same file.

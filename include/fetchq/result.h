@@ -7,6 +7,8 @@
 #include <utility>
 #include <variant>
 
+#include "fetchq/export.h"
+
 namespace fetchq {
 
 // Broad classes of failure; the control protocol maps them to its error codes.
@@ -56,7 +58,7 @@ inline Error make_error(ErrorCode code, std::string message) { return Error{code
 // The database failed (busy past its timeout, an I/O error, a damaged file, a full disk),
 // whatever the backend. Calls that return a Result give this Error instead of throwing; the
 // DownloadQueue calls that return a plain value throw it. error().code is kStorage, kBusy or kIo.
-class StorageError : public std::runtime_error {
+class FETCHQ_API StorageError : public std::runtime_error {
  public:
   explicit StorageError(Error error) : std::runtime_error(error.message), error_(std::move(error)) {}
   const Error& error() const noexcept { return error_; }
