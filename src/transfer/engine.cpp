@@ -1643,10 +1643,7 @@ class Engine::Impl final : public FetchClient {
     if (auto it = transfers_.find(id); it != transfers_.end() &&
                                        it->second->req.attempt == attempt &&
                                        it->second->record_pending) {
-      Transfer& t = *it->second;
-      placer_.recorded(t, ok);
-      if (!t.file) {
-        t.segs.clear();  // their bytes went with the file
+      if (!name_or_let_go(*it->second, ok)) {
         auto tp = std::move(it->second);
         transfers_.erase(it);
         finish(std::move(tp));
@@ -1657,9 +1654,17 @@ class Engine::Impl final : public FetchClient {
     if (it == unrecorded_.end() || it->second->req.attempt != attempt) return;
     auto tp = std::move(it->second);
     unrecorded_.erase(it);
-    placer_.recorded(*tp, ok);
-    if (!tp->file) tp->segs.clear();
+    name_or_let_go(*tp, ok);
     report(std::move(tp));
+  }
+
+  // Names the attempt's .part once its record is in, or lets the file go. False when the file
+  // went, and with it every byte its segments wrote.
+  bool name_or_let_go(Transfer& t, bool ok) {
+    placer_.recorded(t, ok);
+    if (t.file) return true;
+    t.segs.clear();
+    return false;
   }
 
   void finish(std::unique_ptr<Transfer> tp) {
