@@ -279,8 +279,9 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
   rate_.begin(m.id, m.s.from_bytes);  // resumed bytes are not this attempt's speed
   std::string source = it->second.source;
   db.push_back([this, m, source] {
-    store::StartInfo info{m.s.download_path, m.s.total_bytes, m.s.etag, m.s.last_modified,
-                          m.s.from_bytes, m.s.server_sha256, m.s.server_sha256_from};
+    store::StartInfo info{m.s.download_path,      m.s.total_bytes,  m.s.etag,
+                          m.s.last_modified,      m.s.from_bytes,   m.s.server_sha256,
+                          m.s.server_sha256_from, m.s.validator_url};
     if (!store_->set_started(m.id, m.attempt, info)) return;
     if (m.s.restarted) {
       // The whole file from zero, on one connection: no segment survives.
@@ -451,7 +452,7 @@ void QueueImpl::already_there(FinishedMsg& m, const Active& a, Ops& db, Ops& aft
     store::Finish f;
     f.bytes = bytes;
     f.total_bytes = bytes;
-    store::StartInfo info{path, bytes, "", "", bytes, "", ""};
+    store::StartInfo info{path, bytes, "", "", bytes, "", "", ""};
     store_->set_started(id, attempt, info);
     if (!store_->finish(id, attempt, f, util::now_iso8601())) return;
     append_event(id, complete_event(source, path, bytes));

@@ -46,6 +46,7 @@ Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>
   req.download_path = c.job.download_path;
   req.etag = c.etag;
   req.last_modified = c.last_modified;
+  req.validator_url = c.validator_url;
   req.access_token = c.access_token;
   req.headers = c.headers;
   req.user_agent = c.job.user_agent;

@@ -93,6 +93,7 @@ struct ClaimedJob {
   std::string checkpoint_boot_id;
   std::string etag;
   std::string last_modified;
+  std::string validator_url;  // StartInfo::validator_url of the attempt that gave them
   int failures = 0;
   std::optional<int64_t> failing_since_ms;
   int64_t best_bytes = 0;
@@ -121,6 +122,9 @@ struct StartInfo {
   // when the user gave none (see set_started).
   std::string server_sha256;
   std::string server_sha256_from;
+  // The mirror that gave etag and last_modified (as DownloadOptions::mirrors holds it); "": the
+  // job's own URL.
+  std::string validator_url;
 };
 
 struct Finish {

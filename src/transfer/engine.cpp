@@ -579,6 +579,7 @@ class Engine::Impl final : public FetchClient {
     st.total_bytes = t.total;
     st.etag = t.req.etag;
     st.last_modified = t.req.last_modified;
+    st.validator_url = t.req.validator_url;
     st.from_bytes = from;
     observer_->on_started(t.req.job_id, t.req.attempt, st);
   }
@@ -1324,6 +1325,7 @@ class Engine::Impl final : public FetchClient {
       finish(std::move(tp));
       return;
     }
+    if (t.offset > 0) lead_with_validator_source(t);
     if (!t.req.segments.empty() && resume_segments(t)) {
       if (t.prefix() == t.total) {  // every byte was synced before the stop: nothing to ask
         report_resumed_start(t, t.total);
@@ -1396,6 +1398,51 @@ class Engine::Impl final : public FetchClient {
     }
     t.fetch = fetcher_.start(std::move(fr));
     by_fetch_[t.fetch] = Owner{t.req.job_id, t.sources[t.lead].origin};
+  }
+
+  // The bytes kept came from a mirror (the source had failed when they were fetched), and the
+  // validator on record is that mirror's: the resume asks it first. The job's own URL becomes a
+  // source to check like a mirror (segments), or the fall-back from byte 0 (restart_from_source).
+  void lead_with_validator_source(Transfer& t) {
+    if (t.req.validator_url.empty()) return;
+    for (size_t i = 1; i < t.sources.size(); ++i) {
+      if (t.sources[i].url != t.req.validator_url) continue;
+      t.sources[0].state = Transfer::Source::State::kUnchecked;
+      t.sources[i].state = Transfer::Source::State::kGood;
+      t.lead = i;
+      return;
+    }
+  }
+
+  // A resume that asked the mirror its bytes came from, which failed before a byte of its
+  // answer arrived: the job's own URL gets the whole file, from byte 0 (its validator is not
+  // the mirror's, so none of the bytes kept can be trusted with its answer), reported as a
+  // restart. False when that cannot be; the failure then ends the attempt, bytes kept.
+  bool restart_from_source(Transfer& t, FetchId fid) {
+    using State = Transfer::Source::State;
+    if (t.lead == 0 || !t.file || t.sources[0].state == State::kDropped) return false;
+    if (env_.ftruncate(t.file->fd(), 0) != 0 || env_.lseek(t.file->fd(), 0, SEEK_SET) < 0)
+      return false;
+    const std::string why = "mirror " + t.sources[t.lead].url +
+                            ", which the partial file came from, failed (" + t.failure->type +
+                            ": " + t.failure->message + "); starting over from the job's URL";
+    spdlog::info("job {}: {}", t.req.job_id, why);
+    by_fetch_.erase(fid);
+    drop_source(t, t.sources[t.lead], t.failure->type + ": " + t.failure->message);
+    t.lead = 0;
+    t.sources[0].state = State::kGood;
+    t.offset = 0;
+    t.on_disk = 0;
+    t.buf.clear();
+    t.hash.reset();  // it may have read the bytes just let go
+    t.hash_given = 0;
+    t.part_replaced = why;
+    t.failure.reset();
+    t.decided = false;
+    t.head_failed = false;
+    t.fetch = 0;
+    start_first(t);
+    return true;
   }
 
   // The lead source failed before a byte of its answer arrived: the first request goes to the
@@ -1511,6 +1558,8 @@ class Engine::Impl final : public FetchClient {
           fail_disk(t, "truncate", t.file->part_path(), errno);
           return false;
         }
+        t.hash.reset();  // it may have read the bytes just let go
+        t.hash_given = 0;
         s.restarted = true;
         s.restart_reason = t.req.etag.empty() && t.req.last_modified.empty()
                                ? "the server ignored the range request"
@@ -1540,6 +1589,7 @@ class Engine::Impl final : public FetchClient {
     s.total_bytes = t.total;
     s.etag = header("etag");
     s.last_modified = header("last-modified");
+    if (t.lead != 0) s.validator_url = t.sources[t.lead].url;
     if (response.headers) {
       // RFC 3230's Digest of a 206 is, on some servers, the range's: only a whole body's counts.
       auto d = server_digest(*response.headers, t.total);
@@ -1600,10 +1650,12 @@ class Engine::Impl final : public FetchClient {
     }
     if (!t.failure && !t.complete_now && !t.forced_outcome && failure) t.failure = std::move(failure);
     // Nothing of the answer arrived and nothing is kept from before: a mirror may have the
-    // file. (A resume stays with the source: a mirror's bytes past the offset could only be
-    // trusted after a check against the .part, and its validator is not the source's.)
+    // file. A resume stays with the source its validator came from (a mirror's bytes past the
+    // offset could only be trusted after a check against the .part, and its validator is not
+    // the source's); when that was a mirror, the job's own URL may still send the whole file.
     if (t.failure && !t.failure->disk && !t.failure->restart_from_zero &&
-        (!t.decided || t.head_failed) && t.received == 0 && t.offset == 0 && fail_over(t, fid)) {
+        (!t.decided || t.head_failed) && t.received == 0 &&
+        (t.offset == 0 ? fail_over(t, fid) : restart_from_source(t, fid))) {
       return;
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {

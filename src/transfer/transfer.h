@@ -70,6 +70,9 @@ struct Request {
   int64_t expected_total = 0;                // size an earlier attempt announced; 0 when unknown
   std::string etag;                          // validators for If-Range
   std::string last_modified;
+  // The mirror (one of `mirrors`) that gave etag and last_modified; "": `url`. A resume asks it
+  // first, and falls back to `url`, from byte 0, when it fails before answering.
+  std::string validator_url;
   std::optional<std::string> access_token;
   // The URL's user info, given to libcurl apart from `url` (which then holds none), so that no
   // message built from the URL carries the password.
@@ -136,6 +139,7 @@ struct Started {
   // from; empty when it stated none.
   std::string server_sha256;
   std::string server_sha256_from;
+  std::string validator_url;  // the mirror that answered (Request::validator_url); "": the URL
   bool restarted = false;  // asked for a range, got the whole body: the .part was truncated
   std::string restart_reason;
 };

@@ -45,6 +45,12 @@ class Mirrors : public ::testing::Test {
     return n;
   }
 
+  // The first byte "Range: bytes=N-" asks for; -1 without a Range.
+  static int64_t range_start(const RequestLog& r) {
+    if (r.range.rfind("bytes=", 0) != 0) return -1;
+    return std::stoll(r.range.substr(6, r.range.find('-') - 6));
+  }
+
   // The requests that asked for a segment, not for the check's sample.
   static std::vector<RequestLog> segment_requests(const std::vector<RequestLog>& reqs) {
     std::vector<RequestLog> out;
@@ -431,6 +437,154 @@ TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(r.body));
   EXPECT_FALSE(segment_requests(mirror_.requests_for("/data.bin")).empty());
+}
+
+// A file begun from the mirror after the source failed resumes from that mirror, with the
+// mirror's own validator: no byte is fetched twice and the source is not asked for the body.
+TEST_F(Mirrors, AFileBegunFromAMirrorResumesFromThatMirror) {
+  Resource down;
+  down.status = 503;
+  source_.add("/f.bin", down);
+  Resource m;
+  m.body = make_body(8 << 20, 361);  // one connection: under the segment threshold
+  m.etag = "\"m1\"";
+  m.rate_bytes_per_s = 2 << 20;
+  mirror_.add("/f.bin", m);
+  auto q = open_queue(options());
+  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  ASSERT_FALSE(HasFailure());
+  source_.reset_log();
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
+  EXPECT_EQ(j.attempts, 2);
+  auto reqs = mirror_.requests_for("/f.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  const int64_t from = range_start(reqs[0]);
+  EXPECT_GE(from, int64_t{3} << 20) << reqs[0].range;
+  EXPECT_EQ(reqs[0].if_range, "\"m1\"");
+  EXPECT_EQ(body_bytes(reqs), static_cast<int64_t>(m.body.size()) - from);
+  EXPECT_TRUE(source_.requests_for("/f.bin").empty());
+  for (const auto& e : job_events(*q, job.id)) EXPECT_NE(e.type, "download_restarted") << e.payload;
+}
+
+// The same file, but by the resume the mirror is gone (404) and the source is back: the
+// source's validator is another, so it sends the whole file, reported as a restart that names
+// the mirror, within the same attempt.
+TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
+  Resource down;
+  down.status = 503;
+  source_.add("/f.bin", down);
+  Resource m;
+  m.body = make_body(8 << 20, 362);
+  m.etag = "\"m1\"";
+  m.rate_bytes_per_s = 2 << 20;
+  mirror_.add("/f.bin", m);
+  auto q = open_queue(options());
+  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  ASSERT_FALSE(HasFailure());
+  Resource gone;
+  gone.status = 404;
+  mirror_.add("/f.bin", gone);
+  Resource back = m;
+  back.etag = "\"s1\"";
+  back.rate_bytes_per_s = 0;
+  source_.add("/f.bin", back);
+  source_.reset_log();
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
+  EXPECT_EQ(j.attempts, 2);
+  EXPECT_EQ(mirror_.requests_for("/f.bin").size(), 1u);
+  auto reqs = source_.requests_for("/f.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_TRUE(reqs[0].range.empty()) << reqs[0].range;
+  int restarts = 0;
+  for (const auto& e : job_events(*q, job.id)) {
+    if (e.type != "download_restarted") continue;
+    ++restarts;
+    EXPECT_NE(e.payload.find(mirror_.url("/f.bin")), std::string::npos) << e.payload;
+  }
+  EXPECT_EQ(restarts, 1);
+}
+
+// set_url on a file begun from the mirror: the next attempt asks the new URL, with the
+// validator on record (the mirror's), not the mirror.
+TEST_F(Mirrors, SetUrlOnAFileBegunFromAMirrorAsksTheNewUrl) {
+  Resource down;
+  down.status = 503;
+  source_.add("/f.bin", down);
+  Resource m;
+  m.body = make_body(8 << 20, 364);
+  m.etag = "\"m1\"";
+  m.rate_bytes_per_s = 2 << 20;
+  mirror_.add("/f.bin", m);
+  Resource same = m;  // the same file and validator at the new URL
+  same.rate_bytes_per_s = 0;
+  source_.add("/new.bin", same);
+  auto q = open_queue(options());
+  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  ASSERT_FALSE(HasFailure());
+  Result<Job> set = make_error(ErrorCode::kInternal, "not tried");
+  wait_until(
+      [&] {
+        set = q->set_url(job.id, source_.url("/new.bin"));
+        return set.ok() || set.error().message.find("try again") == std::string::npos;
+      },
+      std::chrono::seconds(10), std::chrono::milliseconds(5));
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
+  EXPECT_TRUE(mirror_.requests_for("/f.bin").empty());
+  auto reqs = source_.requests_for("/new.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_GE(range_start(reqs[0]), int64_t{3} << 20) << reqs[0].range;
+  EXPECT_EQ(reqs[0].if_range, "\"m1\"");
+}
+
+// A segmented file begun from the mirror resumes its map there: the mirror's ranges carry its
+// own validator, the source (still down) is checked and dropped, and no byte is sent twice.
+TEST_F(Mirrors, ASegmentedFileBegunFromAMirrorResumesItsMapFromThatMirror) {
+  Resource down;
+  down.status = 503;
+  source_.add("/data.bin", down);
+  Resource m = big(363);
+  m.etag = "\"m1\"";
+  mirror_.add("/data.bin", m);
+  auto q = open_queue(options());
+  Job job =
+      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{6} << 20);
+  ASSERT_FALSE(HasFailure());
+  const int64_t before = body_bytes(mirror_.requests_for("/data.bin"));
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(m.body));
+  auto reqs = mirror_.requests_for("/data.bin");
+  ASSERT_FALSE(reqs.empty());
+  for (const auto& r : reqs) {
+    EXPECT_FALSE(r.range.empty());
+    EXPECT_EQ(r.if_range, "\"m1\"") << r.range;
+  }
+  // What the first attempt's connections had on their way when it paused may come again.
+  EXPECT_LE(before + body_bytes(reqs), static_cast<int64_t>(m.body.size()) + (int64_t{4} << 20));
+  for (const auto& e : job_events(*q, job.id)) EXPECT_NE(e.type, "download_restarted") << e.payload;
 }
 
 // A mirror that passed its check refuses every range with 503 while the job has no other

@@ -239,7 +239,7 @@ int64_t crashed_job(const TempDir& dir, const std::string& url, const std::strin
   EXPECT_EQ(::stat((dest + ".part").c_str(), &sb), 0);
   EXPECT_TRUE(s.record_part(id, c.attempt, dest, sb.st_dev, sb.st_ino,
                             util::birth_time_ns(AT_FDCWD, (dest + ".part").c_str())));
-  store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0, "", ""};
+  store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0, "", "", ""};
   EXPECT_TRUE(s.set_started(id, c.attempt, info));
   // Every byte of the .part was written by the job (its progress says so); `checkpoint` synced.
   EXPECT_TRUE(s.set_progress(id, c.attempt, part_bytes, static_cast<int64_t>(body.size())));

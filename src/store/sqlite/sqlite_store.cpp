@@ -281,22 +281,24 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     RelaxedSync relaxed(*db_, depth_ == 0);
     transaction([&] {
-      std::string sql = std::string("SELECT ") + kJobColumns +
-                        ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
-                        "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
-                        "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
-                        "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino, "
-                        "part_birth_ns, connections, "
-                        "(SELECT headers FROM header_secrets h WHERE h.job_id = jobs.id) "
-                        "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
-                        "not_before_ms <= ? ORDER BY priority, id";
+      std::string sql =
+          std::string("SELECT ") + kJobColumns +
+          ", dest_is_dir, if_exists, sha256, checkpoint_bytes, checkpoint_boot_id, "
+          "etag, last_modified, failures, best_bytes, sealed_bytes, failing_since_ms, "
+          "(SELECT token FROM tokens t WHERE t.job_id = jobs.id), "
+          "(SELECT password FROM url_credentials u WHERE u.job_id = jobs.id), part_dev, part_ino, "
+          "part_birth_ns, connections, "
+          "(SELECT headers FROM header_secrets h WHERE h.job_id = jobs.id), validator_url "
+          "FROM jobs INDEXED BY jobs_waiting WHERE status = 'waiting' AND "
+          "not_before_ms <= ? ORDER BY priority, id";
       // With `only`, rows are walked in order and filtered here: an "id IN (...)" of thousands
       // of ids, parsed again for every claim, cost more than the downloads of small files.
       Lent q = stmt(only ? sql : sql + " LIMIT ?");
       q->bind(1, static_cast<int64_t>(now_ms));
       if (!only) q->bind(2, n);
       while (static_cast<int>(out.size()) < n && q->executeStep()) {
-        if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64())) continue;
+        if (only && !std::binary_search(only->begin(), only->end(), q->getColumn(0).getInt64()))
+          continue;
         ClaimedJob c;
         c.job = read_job(*q);
         // The claim's own columns, after the job's.
@@ -322,6 +324,7 @@ class SqliteStore final : public Store {
         }
         if (!col(16).isNull()) c.connections = col(16).getInt();
         c.headers = request_headers(c.job.headers, opt_text(col(17)));
+        c.validator_url = col(18).isNull() ? "" : col(18).getString();
         out.push_back(std::move(c));
       }
       q->reset();  // close the read cursor before the rows are changed
@@ -385,11 +388,13 @@ class SqliteStore final : public Store {
         "sha256 = CASE WHEN sha256 IS NOT NULL AND sha256_from IS NULL THEN sha256 "
         "WHEN ?9 <> '' THEN ?9 WHEN ?5 = 0 THEN NULL ELSE sha256 END, "
         "sha256_from = CASE WHEN sha256 IS NOT NULL AND sha256_from IS NULL THEN NULL "
-        "WHEN ?9 <> '' THEN ?10 WHEN ?5 = 0 THEN NULL ELSE sha256_from END "
+        "WHEN ?9 <> '' THEN ?10 WHEN ?5 = 0 THEN NULL ELSE sha256_from END, "
+        "validator_url = NULLIF(?11, '') "
         "WHERE id = ?7 AND attempts = ?8 AND status = 'running'");
     // boot_id: the boot whose page cache holds what this attempt writes.
     SQLite::bind(*q, info.download_path, info.total_bytes, info.etag, info.last_modified,
-                 info.bytes, util::boot_id(), id, attempt, info.server_sha256, info.server_sha256_from);
+                 info.bytes, util::boot_id(), id, attempt, info.server_sha256,
+                 info.server_sha256_from, info.validator_url);
     return q->exec() > 0;
   }
 
@@ -484,8 +489,9 @@ class SqliteStore final : public Store {
     std::lock_guard lk(mu_);
     Lent q = stmt(
         "UPDATE jobs SET checkpoint_bytes = 0, checkpoint_boot_id = NULL, etag = NULL, "
-        "last_modified = NULL, bytes = 0, total_bytes = 0, sealed_bytes = NULL, "
-        "sha256 = CASE WHEN sha256_from IS NULL THEN sha256 END, sha256_from = NULL WHERE id = ?");
+        "last_modified = NULL, validator_url = NULL, bytes = 0, total_bytes = 0, "
+        "sealed_bytes = NULL, sha256 = CASE WHEN sha256_from IS NULL THEN sha256 END, "
+        "sha256_from = NULL WHERE id = ?");
     q->bind(1, static_cast<int64_t>(id));
     q->exec();
     forget_segments_locked(id);
@@ -577,10 +583,13 @@ class SqliteStore final : public Store {
                           const std::optional<std::string>& url_password) override {
     SourceChange out = SourceChange::kNotInStatus;
     transaction([&] {
-      // A new source starts with a clean slate of failures: its back-off was the old one's.
-      SQLite::Statement q(*db_, "UPDATE jobs SET source = ?, not_before_ms = 0, failures = 0, "
-                                "failing_since_ms = NULL WHERE id = ? AND status IN (" +
-                                    status_list(from) + ")");
+      // A new source starts with a clean slate of failures: its back-off was the old one's. The
+      // validator is put to the new source, whichever source gave it.
+      SQLite::Statement q(
+          *db_,
+          "UPDATE jobs SET source = ?, not_before_ms = 0, failures = 0, "
+          "failing_since_ms = NULL, validator_url = NULL WHERE id = ? AND status IN (" +
+              status_list(from) + ")");
       SQLite::bind(q, source, id);
       if (q.exec() == 0) return;
       out = SourceChange::kBytesKept;
