@@ -1419,30 +1419,36 @@ class Engine::Impl final : public FetchClient {
   // the mirror's, so none of the bytes kept can be trusted with its answer), reported as a
   // restart. False when that cannot be; the failure then ends the attempt, bytes kept.
   bool restart_from_source(Transfer& t, FetchId fid) {
-    using State = Transfer::Source::State;
-    if (t.lead == 0 || !t.file || t.sources[0].state == State::kDropped) return false;
+    if (t.lead == 0 || !t.file || t.sources[0].state == Transfer::Source::State::kDropped)
+      return false;
     if (env_.ftruncate(t.file->fd(), 0) != 0 || env_.lseek(t.file->fd(), 0, SEEK_SET) < 0)
       return false;
     const std::string why = "mirror " + t.sources[t.lead].url +
                             ", which the partial file came from, failed (" + t.failure->type +
                             ": " + t.failure->message + "); starting over from the job's URL";
     spdlog::info("job {}: {}", t.req.job_id, why);
-    by_fetch_.erase(fid);
-    drop_source(t, t.sources[t.lead], t.failure->type + ": " + t.failure->message);
-    t.lead = 0;
-    t.sources[0].state = State::kGood;
     t.offset = 0;
     t.on_disk = 0;
     t.buf.clear();
     t.hash.reset();  // it may have read the bytes just let go
     t.hash_given = 0;
     t.part_replaced = why;
+    lead_anew(t, fid, 0);
+    return true;
+  }
+
+  // Drops the lead, whose first request failed (fetch `fid`), and sends that request to source
+  // `next` instead, which leads the attempt from then on.
+  void lead_anew(Transfer& t, FetchId fid, size_t next) {
+    by_fetch_.erase(fid);
+    drop_source(t, t.sources[t.lead], t.failure->type + ": " + t.failure->message);
+    t.lead = next;
+    t.sources[next].state = Transfer::Source::State::kGood;
     t.failure.reset();
     t.decided = false;
     t.head_failed = false;
     t.fetch = 0;
     start_first(t);
-    return true;
   }
 
   // The lead source failed before a byte of its answer arrived: the first request goes to the
@@ -1454,15 +1460,7 @@ class Engine::Impl final : public FetchClient {
     if (next >= t.sources.size()) return false;
     spdlog::info("job {}: {} ({}); trying mirror {}", t.req.job_id, t.failure->message,
                  t.failure->type, t.sources[next].url);
-    by_fetch_.erase(fid);
-    drop_source(t, t.sources[t.lead], t.failure->type + ": " + t.failure->message);
-    t.lead = next;
-    t.sources[next].state = Transfer::Source::State::kGood;
-    t.failure.reset();
-    t.decided = false;
-    t.head_failed = false;
-    t.fetch = 0;
-    start_first(t);
+    lead_anew(t, fid, next);
     return true;
   }
 

@@ -113,6 +113,32 @@ class Mirrors : public ::testing::Test {
     return job;
   }
 
+  // The source is down (503) when the job starts, so the mirror serves `path` as `m` with
+  // ETag "m1" (2 MiB/s unless `m` says otherwise); the job is paused once `bytes` are in.
+  Job begin_from_mirror_then_pause(DownloadQueue& q, const std::string& path, Resource m,
+                                   int64_t bytes) {
+    Resource down;
+    down.status = 503;
+    source_.add(path, down);
+    m.etag = "\"m1\"";
+    if (m.rate_bytes_per_s == 0) m.rate_bytes_per_s = 2 << 20;
+    mirror_.add(path, m);
+    return start_then_pause(q, path, path.substr(1), {mirror_.url(path)}, bytes);
+  }
+
+  // Resumes the job and waits until it ends; the job as it ended.
+  static Job resume_and_wait(DownloadQueue& q, int64_t id) {
+    EXPECT_TRUE(q.resume_job(id).ok());
+    EXPECT_TRUE(q.join(std::chrono::seconds(60)));
+    return q.id_to_job(id).value_or(Job{});
+  }
+
+  static Resource small(uint32_t seed) {  // one connection: under the segment threshold
+    Resource r;
+    r.body = make_body(8 << 20, seed);
+    return r;
+  }
+
   // The URLs of the job's download_source_dropped events, in order; each names a reason.
   static std::vector<std::string> dropped(DownloadQueue& q, int64_t job_id) {
     std::vector<std::string> urls;
@@ -442,22 +468,13 @@ TEST_F(Mirrors, APausedJobResumesWithItsMirror) {
 // A file begun from the mirror after the source failed resumes from that mirror, with the
 // mirror's own validator: no byte is fetched twice and the source is not asked for the body.
 TEST_F(Mirrors, AFileBegunFromAMirrorResumesFromThatMirror) {
-  Resource down;
-  down.status = 503;
-  source_.add("/f.bin", down);
-  Resource m;
-  m.body = make_body(8 << 20, 361);  // one connection: under the segment threshold
-  m.etag = "\"m1\"";
-  m.rate_bytes_per_s = 2 << 20;
-  mirror_.add("/f.bin", m);
+  const Resource m = small(361);
   auto q = open_queue(options());
-  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  Job job = begin_from_mirror_then_pause(*q, "/f.bin", m, int64_t{3} << 20);
   ASSERT_FALSE(HasFailure());
   source_.reset_log();
   mirror_.reset_log();
-  ASSERT_TRUE(q->resume_job(job.id).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
+  Job j = resume_and_wait(*q, job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted)
       << j.error_type.value_or("") << ": " << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
@@ -476,29 +493,19 @@ TEST_F(Mirrors, AFileBegunFromAMirrorResumesFromThatMirror) {
 // source's validator is another, so it sends the whole file, reported as a restart that names
 // the mirror, within the same attempt.
 TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
-  Resource down;
-  down.status = 503;
-  source_.add("/f.bin", down);
-  Resource m;
-  m.body = make_body(8 << 20, 362);
-  m.etag = "\"m1\"";
-  m.rate_bytes_per_s = 2 << 20;
-  mirror_.add("/f.bin", m);
+  const Resource m = small(362);
   auto q = open_queue(options());
-  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  Job job = begin_from_mirror_then_pause(*q, "/f.bin", m, int64_t{3} << 20);
   ASSERT_FALSE(HasFailure());
   Resource gone;
   gone.status = 404;
   mirror_.add("/f.bin", gone);
   Resource back = m;
   back.etag = "\"s1\"";
-  back.rate_bytes_per_s = 0;
   source_.add("/f.bin", back);
   source_.reset_log();
   mirror_.reset_log();
-  ASSERT_TRUE(q->resume_job(job.id).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
+  Job j = resume_and_wait(*q, job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted)
       << j.error_type.value_or("") << ": " << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
@@ -519,19 +526,12 @@ TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
 // set_url on a file begun from the mirror: the next attempt asks the new URL, with the
 // validator on record (the mirror's), not the mirror.
 TEST_F(Mirrors, SetUrlOnAFileBegunFromAMirrorAsksTheNewUrl) {
-  Resource down;
-  down.status = 503;
-  source_.add("/f.bin", down);
-  Resource m;
-  m.body = make_body(8 << 20, 364);
-  m.etag = "\"m1\"";
-  m.rate_bytes_per_s = 2 << 20;
-  mirror_.add("/f.bin", m);
+  const Resource m = small(364);
   Resource same = m;  // the same file and validator at the new URL
-  same.rate_bytes_per_s = 0;
+  same.etag = "\"m1\"";
   source_.add("/new.bin", same);
   auto q = open_queue(options());
-  Job job = start_then_pause(*q, "/f.bin", "f.bin", {mirror_.url("/f.bin")}, int64_t{3} << 20);
+  Job job = begin_from_mirror_then_pause(*q, "/f.bin", m, int64_t{3} << 20);
   ASSERT_FALSE(HasFailure());
   Result<Job> set = make_error(ErrorCode::kInternal, "not tried");
   wait_until(
@@ -542,9 +542,7 @@ TEST_F(Mirrors, SetUrlOnAFileBegunFromAMirrorAsksTheNewUrl) {
       std::chrono::seconds(10), std::chrono::milliseconds(5));
   ASSERT_TRUE(set.ok()) << set.error().message;
   mirror_.reset_log();
-  ASSERT_TRUE(q->resume_job(job.id).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
+  Job j = resume_and_wait(*q, job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted)
       << j.error_type.value_or("") << ": " << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
@@ -558,21 +556,13 @@ TEST_F(Mirrors, SetUrlOnAFileBegunFromAMirrorAsksTheNewUrl) {
 // A segmented file begun from the mirror resumes its map there: the mirror's ranges carry its
 // own validator, the source (still down) is checked and dropped, and no byte is sent twice.
 TEST_F(Mirrors, ASegmentedFileBegunFromAMirrorResumesItsMapFromThatMirror) {
-  Resource down;
-  down.status = 503;
-  source_.add("/data.bin", down);
-  Resource m = big(363);
-  m.etag = "\"m1\"";
-  mirror_.add("/data.bin", m);
+  const Resource m = big(363);
   auto q = open_queue(options());
-  Job job =
-      start_then_pause(*q, "/data.bin", "data.bin", {mirror_.url("/data.bin")}, int64_t{6} << 20);
+  Job job = begin_from_mirror_then_pause(*q, "/data.bin", m, int64_t{6} << 20);
   ASSERT_FALSE(HasFailure());
   const int64_t before = body_bytes(mirror_.requests_for("/data.bin"));
   mirror_.reset_log();
-  ASSERT_TRUE(q->resume_job(job.id).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
+  Job j = resume_and_wait(*q, job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted)
       << j.error_type.value_or("") << ": " << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "data.bin"), sha256_hex_of(m.body));
