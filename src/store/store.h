@@ -160,8 +160,11 @@ class Store {
   // Jobs a crash left running go back to waiting; returns how many.
   virtual int64_t recover_running() = 0;
 
-  // Conditional on status running and the given attempt; false when the job moved on.
+  // What the attempt's response said (path, size, validators). Conditional on the attempt, in
+  // every status where set_checkpoint records its offsets too (a pause in the same batch keeps
+  // them beside this attempt's validator); false when the job moved on or ended.
   virtual bool set_started(int64_t id, int attempt, const StartInfo& info) = 0;
+  // Conditional on status running and the given attempt; false when the job moved on.
   virtual bool set_progress(int64_t id, int attempt, int64_t bytes, int64_t total_bytes) = 0;
   virtual bool finish(int64_t id, int attempt, const Finish& finish, const std::string& now) = 0;
   // Back to waiting until not_before_ms (a passing failure or a shutdown).

@@ -110,6 +110,10 @@ struct Transfer : Placement {
   size_t lead = 0;           // the source the attempt's first request went to
   std::string stranded;      // why the last good source was dropped while a check was pending
   bool head_failed = false;  // the first request's answer was an HTTP error
+  // The first request asks for the whole file although bytes are kept (restart_from_source):
+  // its 2xx ends the attempt with a restart from zero, recorded before a byte is written.
+  std::string whole_because;
+  bool whole_retryable = false;  // the mirror's failure was a passing one
   std::vector<Seg> segs;
   std::vector<FetchId> to_cancel;
   std::string origin;                     // url_origin(req.url): where the job's secrets may go
@@ -1353,6 +1357,11 @@ class Engine::Impl final : public FetchClient {
       }
       t.offset = prefix;
       t.on_disk = prefix;
+      if (prefix == 0 && t.lead != 0) {  // nothing kept: from the job's own URL, as any start
+        t.sources[t.lead].state = Transfer::Source::State::kUnchecked;
+        t.sources[0].state = Transfer::Source::State::kGood;
+        t.lead = 0;
+      }
     }
     auto now = SteadyClock::now();
     t.last_progress = now;
@@ -1385,7 +1394,7 @@ class Engine::Impl final : public FetchClient {
   // The attempt's first request, to its lead source: the whole file, or the rest of it.
   void start_first(Transfer& t) {
     FetchRequest fr = request_to(t, t.lead);
-    if (t.offset > 0) {
+    if (t.offset > 0 && t.whole_because.empty()) {
       fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
       std::string validator;
@@ -1415,24 +1424,17 @@ class Engine::Impl final : public FetchClient {
   }
 
   // A resume that asked the mirror its bytes came from, which failed before a byte of its
-  // answer arrived: the job's own URL gets the whole file, from byte 0 (its validator is not
-  // the mirror's, so none of the bytes kept can be trusted with its answer), reported as a
-  // restart. False when that cannot be; the failure then ends the attempt, bytes kept.
+  // answer arrived: the job's own URL is asked for the whole file (its validator is not the
+  // mirror's, so its bytes past the offset could not be trusted). Nothing kept is touched: a
+  // 2xx ends the attempt with a restart from zero (see decide), any other answer fails it with
+  // every byte kept for the next resume. False when the job's URL was dropped already.
   bool restart_from_source(Transfer& t, FetchId fid) {
-    if (t.lead == 0 || !t.file || t.sources[0].state == Transfer::Source::State::kDropped)
-      return false;
-    if (env_.ftruncate(t.file->fd(), 0) != 0 || env_.lseek(t.file->fd(), 0, SEEK_SET) < 0)
-      return false;
-    const std::string why = "mirror " + t.sources[t.lead].url +
-                            ", which the partial file came from, failed (" + t.failure->type +
-                            ": " + t.failure->message + "); starting over from the job's URL";
-    spdlog::info("job {}: {}", t.req.job_id, why);
-    t.offset = 0;
-    t.on_disk = 0;
-    t.buf.clear();
-    t.hash.reset();  // it may have read the bytes just let go
-    t.hash_given = 0;
-    t.part_replaced = why;
+    if (t.lead == 0 || t.sources[0].state == Transfer::Source::State::kDropped) return false;
+    t.whole_retryable = t.failure->retryable;
+    t.whole_because = "mirror " + t.sources[t.lead].url +
+                      ", which the partial file came from, failed (" + t.failure->type + ": " +
+                      t.failure->message + ")";
+    spdlog::info("job {}: {}; asking the job's URL", t.req.job_id, t.whole_because);
     lead_anew(t, fid, 0);
     return true;
   }
@@ -1470,7 +1472,7 @@ class Engine::Impl final : public FetchClient {
     const long code = response.code;
     auto header = [&](const char* name) { return response.header(name); };
     const std::string& url = t.req.url;
-    if (code == 416 && t.offset > 0) {
+    if (code == 416 && t.offset > 0 && t.whole_because.empty()) {
       int64_t start = 0, total = -1;
       if (parse_content_range(header("content-range"), &start, &total) && total == t.offset &&
           (t.req.expected_total == 0 || t.req.expected_total == total)) {
@@ -1497,6 +1499,19 @@ class Engine::Impl final : public FetchClient {
       std::string ra = header("retry-after");
       if (!ra.empty()) f.retry_after_ms = parse_retry_after(ra, util::now_unix_ms());
       t.failure = std::move(f);
+      return false;
+    }
+    if (!t.whole_because.empty()) {
+      // The job's URL has the file. The bytes kept are the mirror's, and so are the validator
+      // and the offsets on record: they are forgotten (restart_from_zero) before a byte of this
+      // answer may be written, so that no crash or pause can leave the record naming the
+      // mirror over bytes of the job's URL.
+      t.failure = Failure{
+          .type = "SourceChanged",
+          .message = t.whole_because + "; the job's URL has the file: starting over from it",
+          .retryable = true,
+          .retry_after_ms = 0,
+          .restart_from_zero = true};
       return false;
     }
     const int64_t clen = response.content_length;
@@ -1655,6 +1670,13 @@ class Engine::Impl final : public FetchClient {
         (!t.decided || t.head_failed) && t.received == 0 &&
         (t.offset == 0 ? fail_over(t, fid) : restart_from_source(t, fid))) {
       return;
+    }
+    if (t.failure && !t.whole_because.empty() && !t.failure->disk &&
+        !t.failure->restart_from_zero) {
+      // The job's URL did not have the file either: the mirror's failure counts as well (a
+      // passing one is tried again, the bytes kept for it).
+      t.failure->retryable = t.failure->retryable || t.whole_retryable;
+      t.failure->message = t.whole_because + "; then " + t.failure->message;
     }
     if (t.failure && t.file && !t.failure->disk && !t.failure->restart_from_zero) {
       // Keep every byte that arrived: the retry resumes after them.

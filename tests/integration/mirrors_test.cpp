@@ -489,9 +489,10 @@ TEST_F(Mirrors, AFileBegunFromAMirrorResumesFromThatMirror) {
   for (const auto& e : job_events(*q, job.id)) EXPECT_NE(e.type, "download_restarted") << e.payload;
 }
 
-// The same file, but by the resume the mirror is gone (404) and the source is back: the
-// source's validator is another, so it sends the whole file, reported as a restart that names
-// the mirror, within the same attempt.
+// The same file, but by the resume the mirror is gone (404) and the source is back: the job's
+// URL is asked for the whole file, and its 200 ends that attempt with a restart from zero (the
+// record forgets the mirror's validator and offsets before a byte of the source is written);
+// the next attempt fetches the file from the source.
 TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
   const Resource m = small(362);
   auto q = open_queue(options());
@@ -509,11 +510,11 @@ TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
   ASSERT_EQ(j.status, JobStatus::kCompleted)
       << j.error_type.value_or("") << ": " << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
-  EXPECT_EQ(j.attempts, 2);
+  EXPECT_EQ(j.attempts, 3);  // paused; ended by the restart; from zero
   EXPECT_EQ(mirror_.requests_for("/f.bin").size(), 1u);
   auto reqs = source_.requests_for("/f.bin");
-  ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_TRUE(reqs[0].range.empty()) << reqs[0].range;
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& r : reqs) EXPECT_TRUE(r.range.empty()) << r.range;
   int restarts = 0;
   for (const auto& e : job_events(*q, job.id)) {
     if (e.type != "download_restarted") continue;
@@ -521,6 +522,40 @@ TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
     EXPECT_NE(e.payload.find(mirror_.url("/f.bin")), std::string::npos) << e.payload;
   }
   EXPECT_EQ(restarts, 1);
+}
+
+// By the resume the mirror fails for a moment (503) and the job's URL is gone (404): the bytes
+// kept are not touched, the mirror's passing failure makes the attempt one to retry (not the
+// 404), and the next attempt resumes the bytes from the mirror.
+TEST_F(Mirrors, AMirrorThatFailsForAMomentOnAResumeKeepsTheBytes) {
+  const Resource m = small(365);
+  auto q = open_queue(options());
+  Job job = begin_from_mirror_then_pause(*q, "/f.bin", m, int64_t{3} << 20);
+  ASSERT_FALSE(HasFailure());
+  Resource down;
+  down.status = 503;
+  mirror_.add("/f.bin", down);
+  Resource gone;
+  gone.status = 404;
+  source_.add("/f.bin", gone);
+  source_.reset_log();
+  mirror_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return !source_.requests_for("/f.bin").empty(); }));
+  Resource again = m;  // the same file, the same validator
+  again.etag = "\"m1\"";
+  mirror_.add("/f.bin", again);
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted)
+      << j.error_type.value_or("") << ": " << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "f.bin"), sha256_hex_of(m.body));
+  auto reqs = mirror_.requests_for("/f.bin");
+  ASSERT_GE(reqs.size(), 2u);
+  const RequestLog& last = reqs.back();
+  EXPECT_GE(range_start(last), int64_t{3} << 20) << last.range;
+  EXPECT_EQ(last.if_range, "\"m1\"");
+  for (const auto& e : job_events(*q, job.id)) EXPECT_NE(e.type, "download_restarted") << e.payload;
 }
 
 // set_url on a file begun from the mirror: the next attempt asks the new URL, with the

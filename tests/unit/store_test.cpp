@@ -821,6 +821,42 @@ TEST(SegmentStoreTest, ANewPartIsRecordedForAPausedJobButNotForACancelledOne) {
   EXPECT_FALSE(s->get_job(c[1].job.id)->download_path);
 }
 
+// A pause handled in the same batch as the attempt's start: the start (its validator and the
+// source that gave it) is recorded beside the offsets the stopped attempt then promises. Not
+// for a cancelled job, nor for an attempt that is not the job's last.
+TEST(SegmentStoreTest, AStartIsRecordedForAPausedJobButNotForACancelledOneOrAnOldAttempt) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->insert_jobs({job("http://h/a"), job("http://h/b")}, "t");
+  auto c = s->claim(2, 0, std::nullopt, "t");
+  ASSERT_EQ(c.size(), 2u);
+  ASSERT_TRUE(s->change_status(c[0].job.id, {JobStatus::kRunning}, JobStatus::kPaused, "t"));
+  ASSERT_TRUE(s->change_status(c[1].job.id, {JobStatus::kRunning}, JobStatus::kCancelled, "t"));
+  StartInfo info;
+  info.download_path = dir / "a";
+  info.total_bytes = 100;
+  info.etag = "\"m1\"";
+  info.validator_url = "http://mirror/a";
+  EXPECT_TRUE(s->set_started(c[0].job.id, c[0].attempt, info));
+  EXPECT_FALSE(s->set_started(c[1].job.id, c[1].attempt, info));
+  EXPECT_FALSE(s->set_started(c[0].job.id, c[0].attempt - 1, info));
+  ASSERT_TRUE(s->set_checkpoint(c[0].job.id, c[0].attempt, 40, "boot"));
+  ASSERT_TRUE(s->change_status(c[0].job.id, {JobStatus::kPaused}, JobStatus::kWaiting, "t"));
+  auto again = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].etag, "\"m1\"");
+  EXPECT_EQ(again[0].validator_url, "http://mirror/a");
+  EXPECT_EQ(again[0].checkpoint_bytes, 40);
+  // A restart from zero forgets the validator and the source it came from.
+  s->reset_resume_state(again[0].job.id);
+  ASSERT_TRUE(s->requeue(again[0].job.id, again[0].attempt, 0, 0, std::nullopt, std::nullopt,
+                         std::nullopt));
+  auto third = s->claim(1, 0, std::nullopt, "t");
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].etag, "");
+  EXPECT_EQ(third[0].validator_url, "");
+}
+
 TEST(SegmentStoreTest, TheMapIsForgottenOnCompletionRestartCancelAndPrune) {
   TempDir dir;
   auto s = open_store(dir / "q.db");

@@ -380,6 +380,8 @@ class SqliteStore final : public Store {
 
   bool set_started(int64_t id, int attempt, const StartInfo& info) override {
     std::lock_guard lk(mu_);
+    // Wherever the attempt may still record a checkpoint (set_checkpoint): a pause that came
+    // in the same batch must not leave its offsets beside another attempt's validator.
     // A digest the server states replaces one it stated before (never the user's --sha256); a
     // body from byte 0 without one drops the old one, which may be of another file.
     Lent q = stmt(
@@ -390,7 +392,7 @@ class SqliteStore final : public Store {
         "sha256_from = CASE WHEN sha256 IS NOT NULL AND sha256_from IS NULL THEN NULL "
         "WHEN ?9 <> '' THEN ?10 WHEN ?5 = 0 THEN NULL ELSE sha256_from END, "
         "validator_url = NULLIF(?11, '') "
-        "WHERE id = ?7 AND attempts = ?8 AND status = 'running'");
+        "WHERE id = ?7 AND attempts = ?8 AND status IN ('running', 'paused', 'waiting', 'error')");
     // boot_id: the boot whose page cache holds what this attempt writes.
     SQLite::bind(*q, info.download_path, info.total_bytes, info.etag, info.last_modified,
                  info.bytes, util::boot_id(), id, attempt, info.server_sha256,
