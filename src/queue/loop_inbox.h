@@ -48,7 +48,8 @@ class LoopInbox {
     return true;
   }
 
-  // n files went to the settle thread; the loop does not end before they are back.
+  // n files went to the settle (or checkpoint) thread; the loop does not end before they are
+  // back.
   void add_settling(size_t n) {
     std::lock_guard lk(mu_);
     settling_ += n;
@@ -63,6 +64,19 @@ class LoopInbox {
         msgs_.push_back(std::move(item.f));
       }
       settling_ -= items.size();
+    }
+    cv_.notify_one();
+  }
+
+  // Checkpoints back from the checkpoint thread, their .part synced (or not: not returned).
+  void return_synced(std::vector<CheckpointMsg>& synced, size_t handed) {
+    {
+      std::lock_guard lk(mu_);
+      for (auto& m : synced) {
+        m.synced = true;
+        msgs_.push_back(std::move(m));
+      }
+      settling_ -= handed;
     }
     cv_.notify_one();
   }

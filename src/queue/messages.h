@@ -12,6 +12,7 @@
 
 #include "fetchq/job.h"
 #include "transfer/transfer.h"
+#include "util/clock.h"
 
 namespace fetchq::queue {
 
@@ -32,6 +33,7 @@ struct CheckpointMsg {
   std::shared_ptr<transfer::PartFile> file;
   int64_t bytes;
   std::vector<transfer::SegmentSpan> segments;  // a segmented download's map; empty otherwise
+  bool synced = false;  // back from the checkpoint thread: the .part was synced
 };
 struct FinishedMsg {
   int64_t id;
@@ -71,6 +73,8 @@ struct Active {
   std::string download_path;
   Stop stop = Stop::kNone;
   bool finishing = false;    // renaming into place: too late to cancel
+  // The last download_progress event: a segmented transfer reports more often than events go.
+  util::SteadyClock::time_point progress_event_at{};
   bool transferring = true;  // holds one of the max_parallel slots
   bool resumed = false;
   int failures = 0;

@@ -48,6 +48,8 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   started_at_ = Clock::now();
   settler_ = std::make_unique<Settler>(store_.get(), env_, opts_.syncfs_from,
                                        [this](std::vector<Settling>& items) { inbox_.return_settled(items); });
+  checkpoints_ = std::make_unique<Worker<CheckpointMsg>>(
+      "fetchq-ckpt", [this](std::vector<CheckpointMsg>& batch) { sync_checkpoints(batch); });
   loop_ = std::thread([this] {
     util::name_this_thread("fetchq-queue");
     loop_id_ = std::this_thread::get_id();
@@ -477,8 +479,9 @@ void QueueImpl::shutdown() {
   engine_->stop_all();
   engine_->wait_idle();
   inbox_.quit();
-  loop_.join();  // returns once nothing is left with the settle thread either
+  loop_.join();  // returns once nothing is left with the settle or checkpoint thread either
   settler_->stop();
+  checkpoints_->stop();
   engine_.reset();
   callbacks_.drain();
   {

@@ -11,6 +11,8 @@
 //   commands from inbox_, writes a batch's state and events in one transaction (group commit),
 //   claims more jobs (scheduler.h) and hands completed downloads to the settle thread.
 // - The settle thread (settler.h) syncs, seals and renames finished files and posts them back.
+// - The checkpoint thread syncs a .part before its checkpoint is recorded, so neither the loop's
+//   commits (progress) nor the transfers wait for a disk busy with a big file.
 // - Callbacks run on the CallbackRunner's thread.
 // Locks: inbox_'s, changed_mu_, rate_'s and shut_mu_ each guard a few fields and are never held
 // across store I/O or a blocking syscall (tests check it with a store that asks
@@ -42,6 +44,7 @@
 #include "queue/retry_policy.h"
 #include "queue/scheduler.h"
 #include "queue/settler.h"
+#include "queue/worker.h"
 #include "store/store.h"
 #include "transfer/engine.h"
 #include "util/clock.h"
@@ -174,6 +177,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
+  void sync_checkpoints(std::vector<CheckpointMsg>& batch);  // on the checkpoint thread
   void handle(FinishedMsg& m, Ops& db, Ops& after);
   void handle(SourceDroppedMsg& m, Ops& db, Ops& after);
   void handle(PartCreatedMsg& m, Ops& db, Ops& after);
@@ -228,6 +232,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
 
   Clock::time_point started_at_;
   std::unique_ptr<Settler> settler_;
+  std::unique_ptr<Worker<CheckpointMsg>>
+      checkpoints_;  // syncs .part files for handle(CheckpointMsg)
   std::unique_ptr<transfer::Engine> engine_;
   std::thread loop_;
   std::atomic<std::thread::id> loop_id_{};  // set once the loop thread runs

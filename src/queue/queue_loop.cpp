@@ -125,7 +125,16 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   hand_to_settler(batch);
   Ops db_ops;     // run inside one transaction
   Ops after_ops;  // run after the commit
+  // Progress and checkpoints alone need not wait for the disk: a rerun in this boot resumes by
+  // them, and after a power cut the last durable commit still promises only synced bytes (a
+  // checkpoint's .part is synced before its commit). The commit is then seen at once, so a
+  // crash of the process loses no more than what came after the last report.
+  store::Commit commit = store::Commit::kCrashSafe;
   for (auto& m : batch) {
+    if (!std::holds_alternative<ProgressMsg>(m) && !std::holds_alternative<CheckpointMsg>(m) &&
+        !std::holds_alternative<TransferOverMsg>(m)) {
+      commit = store::Commit::kDurable;
+    }
     std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
   }
   // The batch is rolled back as a whole on failure (e.g. another process holding a write
@@ -133,9 +142,11 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   batch_committed_ = db_ops.empty();
   for (int tries = 1; !db_ops.empty(); ++tries) {
     try {
-      store_->transaction([&] {
-        for (auto& op : db_ops) op();
-      });
+      store_->transaction(
+          [&] {
+            for (auto& op : db_ops) op();
+          },
+          commit);
       batch_committed_ = true;
       break;
     } catch (const std::exception& e) {
@@ -328,21 +339,36 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
   std::vector<store::Segment> written;
   for (const auto& s : m.segments)
     written.push_back(store::Segment{.start = s.start, .end = s.end, .written = s.done});
+  // Events and callbacks at most once a progress_interval (and at the end); every report is
+  // recorded.
+  const auto now = Clock::now();
+  const bool event =
+      now - it->second.progress_event_at >= opts_.progress_interval || m.bytes == m.total;
+  if (event) it->second.progress_event_at = now;
   db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, total = m.total, source,
-                path, written = std::move(written)] {
+                path, written = std::move(written), event] {
     if (!store_->set_progress(id, attempt, bytes, total)) return;
     // A rerun in this boot resumes each segment from what it wrote, as one connection does
     // from `bytes`.
     if (!written.empty()) store_->note_segments_written(id, attempt, written);
-    append_event(id, progress_event(source, path, bytes, total));
+    if (event) append_event(id, progress_event(source, path, bytes, total));
   });
-  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
+  if (event) after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_progress); });
 }
 
 void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
-  // Data first, then the byte count that promises it.
-  if (env_.fdatasync(m.file->fd()) != 0) {
-    spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
+  // Data first, then the byte count that promises it: the checkpoint thread syncs the .part,
+  // then the checkpoint comes back here to be recorded.
+  if (!m.synced) {
+    inbox_.add_settling(1);
+    checkpoints_->post(std::move(m));
+    return;
+  }
+  // The attempt ended meanwhile (paused, stopped, finished): what it records as it ends is
+  // newer than this.
+  auto it = active_.find(m.id);
+  if (it == active_.end() || it->second.attempt != m.attempt || it->second.stop != Stop::kNone ||
+      it->second.finishing) {
     return;
   }
   std::vector<store::Segment> map;
@@ -352,6 +378,24 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
     if (!store_->set_checkpoint(id, attempt, bytes, util::boot_id())) return;
     if (!map.empty()) store_->save_segments(id, attempt, map);
   });
+}
+
+void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
+  // A later checkpoint of the same attempt covers an earlier one: one sync, the latest kept.
+  std::vector<CheckpointMsg> synced;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto& m = batch[i];
+    bool later = false;
+    for (size_t j = i + 1; j < batch.size() && !later; ++j)
+      later = batch[j].id == m.id && batch[j].attempt == m.attempt;
+    if (later) continue;
+    if (env_.fdatasync(m.file->fd()) != 0) {
+      spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
+      continue;
+    }
+    synced.push_back(std::move(m));
+  }
+  inbox_.return_synced(synced, batch.size());
 }
 
 void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {

@@ -59,8 +59,9 @@ class ForwardingStore : public Store {
  public:
   explicit ForwardingStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
 
-  void transaction(const std::function<void()>& body) override {
-    call(StoreOp::kTransaction, [&] { inner_->transaction(body); });
+  using Store::transaction;
+  void transaction(const std::function<void()>& body, Commit commit) override {
+    call(StoreOp::kTransaction, [&] { inner_->transaction(body, commit); });
   }
   std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) override {
     return call(StoreOp::kInsertJobs, [&] { return inner_->insert_jobs(jobs, now); });

@@ -142,12 +142,23 @@ struct PrunedJob {
   std::optional<std::string> download_path;
 };
 
+// What a commit must survive.
+enum class Commit {
+  kDurable,    // a power cut or an OS crash: the commit waits for the disk
+  kCrashSafe,  // a crash of the process only. A power cut may lose it (and the crash-safe
+               // commits after the last durable one), never a part of it: what is left is the
+               // store as of an earlier commit. For records a new boot does not trust anyway
+               // (progress, what the page cache holds), written often.
+};
+
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Runs body inside one transaction; commits at the end, rolls back if body throws.
-  virtual void transaction(const std::function<void()>& body) = 0;
+  // Runs body inside one transaction; commits at the end, rolls back if body throws. Inside
+  // another transaction, body joins it and the outer one's commit decides.
+  virtual void transaction(const std::function<void()>& body, Commit commit) = 0;
+  void transaction(const std::function<void()>& body) { transaction(body, Commit::kDurable); }
 
   virtual std::vector<Job> insert_jobs(const std::vector<NewJob>& jobs, const std::string& now) = 0;
   // Moves up to n waiting jobs, by (priority, id), whose retry time has come, to running; with

@@ -328,36 +328,50 @@ class Engine::Impl final : public FetchClient {
         adapt(t, now);
         start_segments(t);
       }
-      // Progress counts written bytes only: after a crash in this boot, the recorded progress
-      // bounds what of the .part may be kept, and buffered bytes never reached the file.
-      // Segments' buffers too: progress (and what a rerun keeps of each segment) then moves once
-      // a report, however slowly a buffer fills.
-      if (now - t.last_progress >= options_.progress_interval && buffered(t) && !flush(t)) continue;
-      int64_t bytes = t.on_disk;
-      // A .part whose record is not answered yet may be let go with its bytes (recorded): until
-      // then progress and checkpoints, which a rerun keeps bytes by, promise none of them.
-      const bool promise = !t.record_pending;
-      if (promise && now - t.last_progress >= options_.progress_interval &&
-          bytes != t.reported_bytes) {
-        t.last_progress = now;
-        t.reported_bytes = bytes;
-        observer_->on_progress(id, t.req.attempt, bytes, t.total,
-                               t.segmented() ? spans(t) : std::vector<SegmentSpan>{});
-      }
+      if (!report_progress(t, now)) continue;
       hash_prefix(t);
-      if (promise && now - t.last_checkpoint >= options_.checkpoint_interval &&
-          bytes != t.checkpointed) {
-        t.last_checkpoint = now;
-        if (!flush(t)) continue;
-        t.checkpointed = t.on_disk;
-        if (t.segmented()) {
-          observer_->on_checkpoint(id, t.req.attempt, t.file, t.prefix(), spans(t));
-        } else {
-          observer_->on_checkpoint(id, t.req.attempt, t.file, t.on_disk, {});
-        }
-      }
+      report_checkpoint(t, now);
     }
     for (int64_t id : stranded) end_stranded(id);
+  }
+
+  // Progress and checkpoints when due: from tick(), and from the data callbacks after a write,
+  // whose turns can take long when the disk is the limit (its writes wait for writeback). A
+  // late report is what a rerun after a crash asks for again. False: a write failed.
+  bool report_progress(Transfer& t, SteadyClock::time_point now) {
+    const auto every =
+        t.segmented() ? std::min(options_.progress_interval, options_.segment_progress_interval)
+                      : options_.progress_interval;
+    if (now - t.last_progress < every) return true;
+    // Progress counts written bytes only: after a crash in this boot, the recorded progress
+    // bounds what of the .part may be kept, and buffered bytes never reached the file.
+    // Segments' buffers too: progress (and what a rerun keeps of each segment) then moves once
+    // a report, however slowly a buffer fills.
+    if (buffered(t) && !flush(t)) return false;
+    // A .part whose record is not answered yet may be let go with its bytes (recorded): until
+    // then progress and checkpoints, which a rerun keeps bytes by, promise none of them.
+    if (t.record_pending || t.on_disk == t.reported_bytes) return true;
+    t.last_progress = now;
+    t.reported_bytes = t.on_disk;
+    observer_->on_progress(t.req.job_id, t.req.attempt, t.on_disk, t.total,
+                           t.segmented() ? spans(t) : std::vector<SegmentSpan>{});
+    return true;
+  }
+
+  bool report_checkpoint(Transfer& t, SteadyClock::time_point now) {
+    if (t.record_pending || now - t.last_checkpoint < options_.checkpoint_interval ||
+        t.on_disk == t.checkpointed) {
+      return true;
+    }
+    t.last_checkpoint = now;
+    if (!flush(t)) return false;
+    t.checkpointed = t.on_disk;
+    if (t.segmented()) {
+      observer_->on_checkpoint(t.req.job_id, t.req.attempt, t.file, t.prefix(), spans(t));
+    } else {
+      observer_->on_checkpoint(t.req.job_id, t.req.attempt, t.file, t.on_disk, {});
+    }
+    return true;
   }
 
   // Every source was dropped and no mirror's check is left to run: ranges would wait forever.
@@ -1106,6 +1120,7 @@ class Engine::Impl final : public FetchClient {
         s->buf_cap = std::max(s->buf_cap / 2, kMinWriteBuffer);
         s->buf.shrink_to_fit();
       }
+      if (!report_progress(t, now) || !report_checkpoint(t, now)) return false;
     }
     // At its end: stop this fetch (it may have asked for more).
     return s->pos + static_cast<int64_t>(s->buf.size()) < s->end;
@@ -1266,6 +1281,7 @@ class Engine::Impl final : public FetchClient {
         t->buf_cap = std::max(t->buf_cap / 2, kMinWriteBuffer);
         t->buf.shrink_to_fit();  // empty after the flush: frees it; the next write reserves anew
       }
+      if (!report_progress(*t, now) || !report_checkpoint(*t, now)) return false;
     }
     return true;
   }

@@ -62,6 +62,10 @@ struct EngineOptions {
   std::chrono::milliseconds connect_timeout{30000};
   std::chrono::milliseconds stall_timeout{30000};
   std::chrono::milliseconds progress_interval{1000};
+  // A segmented transfer reports progress this often when it is shorter: the report records
+  // what each segment wrote, which a rerun in this boot resumes from (a preallocated .part's
+  // length tells nothing), so it bounds what a crash of the process costs.
+  std::chrono::milliseconds segment_progress_interval{100};
   std::chrono::milliseconds checkpoint_interval{2000};
   size_t max_write_buffer = 1 << 20;
   int max_redirects = 10;

@@ -1,9 +1,13 @@
 // The queue's threads against a store that watches its callers: no lock of the queue is held
 // across a store call, the transfer thread enters the store only to record a new .part, and a
 // store that fails on the loop thread is logged and outlived, never fatal.
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "integration/helpers.h"
 #include "queue/queue_impl.h"
@@ -18,12 +22,12 @@ class QueueThreadsTest : public ::testing::Test {
   TestServer server_;
   WatchedStore* store_ = nullptr;  // owned by the queue
 
-  std::unique_ptr<DownloadQueue> open(QueueOptions o) {
+  std::unique_ptr<DownloadQueue> open(QueueOptions o, util::Env& env = util::Env::posix()) {
     auto inner = store::open(o.db_path);
     EXPECT_TRUE(inner.ok());
     auto watched = std::make_unique<WatchedStore>(std::move(inner.value()));
     store_ = watched.get();
-    return queue::make_queue(std::move(o), std::move(watched));
+    return queue::make_queue(std::move(o), std::move(watched), env);
   }
   std::string dl() {
     std::filesystem::create_directories(dir_ / "dl");
@@ -142,6 +146,107 @@ TEST_F(QueueThreadsTest, JoinAskedAgainWithTheSameIdsGoesOnFromWhereTheLastOneSt
   EXPECT_GE(reads, kEnded) << "the first join walks past every ended job";
   ASSERT_TRUE(q->cancel_job(running.id).ok());
   EXPECT_TRUE(q->join(std::chrono::seconds(30), ids));
+}
+
+// The files' fdatasync calls (SQLite's own go around the Env), each slowed down like a disk busy
+// with a big file's writeback. While one waits, the job's recorded bytes are read twice from
+// another connection: did any progress commit meanwhile?
+class SlowSyncEnv final : public util::EnvWrapper {
+ public:
+  SlowSyncEnv(std::string db, std::chrono::milliseconds delay)
+      : util::EnvWrapper(util::Env::posix()), db_(std::move(db)), delay_(delay) {}
+  int fdatasync(int fd) override {
+    const int64_t before = recorded_bytes();
+    std::this_thread::sleep_for(delay_);
+    const int64_t after = recorded_bytes();
+    std::lock_guard lk(mu_);
+    threads_.push_back(thread_name());
+    moved_while_syncing_ += after > before;
+    return EnvWrapper::fdatasync(fd);
+  }
+  std::vector<std::string> threads() {
+    std::lock_guard lk(mu_);
+    return threads_;
+  }
+  int moved_while_syncing() {
+    std::lock_guard lk(mu_);
+    return moved_while_syncing_;
+  }
+
+ private:
+  int64_t recorded_bytes() {
+    SQLite::Database db(db_, SQLite::OPEN_READONLY);
+    return db.execAndGet("SELECT COALESCE(MAX(bytes), 0) FROM jobs").getInt64();
+  }
+  std::string db_;
+  std::chrono::milliseconds delay_;
+  std::mutex mu_;
+  std::vector<std::string> threads_;
+  int moved_while_syncing_ = 0;
+};
+
+// A checkpoint syncs its .part on a thread of its own: the loop's commits (progress, which a
+// rerun resumes by) go on meanwhile, and progress alone commits without waiting for the disk.
+TEST_F(QueueThreadsTest, ACheckpointsSyncHoldsUpNoProgressAndProgressAloneWaitsForNoDisk) {
+  Resource r;
+  r.body = make_body(24 << 20, 5);
+  r.rate_bytes_per_s = 2 << 20;  // about 3 s over four connections
+  server_.add("/big", r);
+  auto o = fast_options(dir_);
+  o.connections = 4;
+  o.progress_interval = std::chrono::milliseconds(50);
+  o.checkpoint_interval = std::chrono::milliseconds(300);
+  SlowSyncEnv env(o.db_path, std::chrono::milliseconds(400));
+  auto q = open(o, env);
+  auto job = submit(*q, server_.url("/big"), dl() + "/big.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  auto j = q->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+  EXPECT_EQ(sha256_file(dl() + "/big.bin"), sha256_hex_of(r.body));
+  q->shutdown();
+  int checkpoint_syncs = 0;
+  for (const auto& t : env.threads()) {
+    EXPECT_NE(t, "fetchq-queue") << "the loop thread waited for a file's fdatasync";
+    checkpoint_syncs += t == "fetchq-ckpt";
+  }
+  EXPECT_GE(checkpoint_syncs, 2);
+  EXPECT_GE(env.moved_while_syncing(), 2);  // progress was recorded while a sync waited
+  // Progress went without a disk sync; nothing else did.
+  EXPECT_GT(store_->commits_of(store::Commit::kCrashSafe), 0);
+  EXPECT_GT(store_->commits_of(store::Commit::kDurable), 0);
+  const std::set<std::string> may = {"set_progress", "note_segments_written", "append_event",
+                                     "set_checkpoint", "save_segments"};
+  for (const auto& m : store_->called_in_crash_safe()) {
+    EXPECT_TRUE(may.count(m)) << m << " was committed without waiting for the disk";
+  }
+  EXPECT_TRUE(store_->called_in_crash_safe().count("set_progress"));
+}
+
+// A segmented transfer records what its segments wrote ten times a second (what a rerun after a
+// crash of the process resumes from), while events and callbacks keep to progress_interval.
+TEST_F(QueueThreadsTest, ASegmentedTransferRecordsProgressOftenAndReportsItAsUsual) {
+  Resource r;
+  r.body = make_body(24 << 20, 6);
+  r.rate_bytes_per_s = 2 << 20;  // about 3 s over four connections
+  server_.add("/big", r);
+  auto o = fast_options(dir_);
+  o.connections = 4;
+  o.progress_interval = std::chrono::milliseconds(1000);
+  std::atomic<int> callbacks{0};
+  o.callbacks.on_progress = [&](const Job&) { ++callbacks; };
+  auto q = open(o);
+  auto job = submit(*q, server_.url("/big"), dl() + "/big.bin");
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  ASSERT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+  q->shutdown();
+  EXPECT_GE(store_->calls_from("fetchq-queue", "note_segments_written"), 15);
+  SQLite::Database db(o.db_path, SQLite::OPEN_READONLY);
+  const int events =
+      db.execAndGet("SELECT COUNT(*) FROM events WHERE type = 'download_progress'").getInt();
+  EXPECT_GE(events, 2);
+  EXPECT_LE(events, 6);
+  EXPECT_GE(callbacks.load(), 1);
+  EXPECT_LE(callbacks.load(), events);
 }
 
 }  // namespace

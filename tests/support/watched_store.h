@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -51,14 +52,35 @@ class WatchedStore final : public store::Store {
     failures_anywhere_[method] = n;
   }
   std::atomic<int> slow_commit_ms{0};
+  // How many transactions asked for each kind of commit.
+  int commits_of(store::Commit kind) {
+    std::lock_guard lk(mu_);
+    return kind == store::Commit::kDurable ? durable_commits_ : crash_safe_commits_;
+  }
+  // Every method called inside a crash-safe transaction.
+  std::set<std::string> called_in_crash_safe() {
+    std::lock_guard lk(mu_);
+    return called_in_crash_safe_;
+  }
 
-  void transaction(const std::function<void()>& body) override {
+  using Store::transaction;
+  void transaction(const std::function<void()>& body, store::Commit commit) override {
     enter("transaction");
-    inner_->transaction([&] {
-      body();
-      if (int ms = slow_commit_ms.load(); ms > 0)
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    });
+    {
+      std::lock_guard lk(mu_);
+      ++(commit == store::Commit::kDurable ? durable_commits_ : crash_safe_commits_);
+    }
+    inner_->transaction(
+        [&] {
+          struct Mark {  // reset also when body throws
+            explicit Mark(bool on) { crash_safe_here() = on; }
+            ~Mark() { crash_safe_here() = false; }
+          } mark(commit == store::Commit::kCrashSafe);
+          body();
+          if (int ms = slow_commit_ms.load(); ms > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        },
+        commit);
   }
   std::vector<Job> insert_jobs(const std::vector<store::NewJob>& jobs,
                                const std::string& now) override {
@@ -208,11 +230,18 @@ class WatchedStore final : public store::Store {
   }
 
  private:
+  // This thread runs the body of a crash-safe transaction.
+  static bool& crash_safe_here() {
+    thread_local bool in = false;
+    return in;
+  }
+
   void enter(const std::string& method) {
     const std::string thread = thread_name();
     const int held = queue::queue_locks_held();
     std::lock_guard lk(mu_);
     ++calls_[thread + " " + method];
+    if (crash_safe_here()) called_in_crash_safe_.insert(method);
     if (held > 0) {
       breaches_.push_back(method + " called on " + thread + " holding " + std::to_string(held) +
                           " queue lock(s)");
@@ -239,6 +268,9 @@ class WatchedStore final : public store::Store {
   std::map<std::string, int> calls_;
   std::map<std::string, int> failures_;
   std::map<std::string, int> failures_anywhere_;
+  int durable_commits_ = 0;
+  std::set<std::string> called_in_crash_safe_;
+  int crash_safe_commits_ = 0;
 };
 
 }  // namespace fetchq::testing

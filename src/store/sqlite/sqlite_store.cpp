@@ -190,12 +190,15 @@ class SqliteStore final : public Store {
   SqliteStore(std::unique_ptr<SQLite::Database> db, std::optional<util::LockFile> lock)
       : db_(std::move(db)), lock_(std::move(lock)) {}
 
-  void transaction(const std::function<void()>& body) override {
+  using Store::transaction;
+  void transaction(const std::function<void()>& body, Commit commit) override {
     std::lock_guard lk(mu_);
     if (depth_ > 0) {  // already inside one: join it
       body();
       return;
     }
+    // Set before the transaction begins, back to FULL after its commit.
+    RelaxedSync relaxed(*db_, commit == Commit::kCrashSafe);
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     ++depth_;
     try {
