@@ -68,15 +68,15 @@ class LoopInbox {
     cv_.notify_one();
   }
 
-  // Checkpoints back from the checkpoint thread, their .part synced (or not: not returned).
-  void return_synced(std::vector<CheckpointMsg>& synced, size_t handed) {
+  // Checkpoints back from the checkpoint thread, each marked whether its .part was synced.
+  void return_synced(std::vector<CheckpointMsg>& done) {
     {
       std::lock_guard lk(mu_);
-      for (auto& m : synced) {
-        m.synced = true;
+      for (auto& m : done) {
+        m.returned = true;
         msgs_.push_back(std::move(m));
       }
-      settling_ -= handed;
+      settling_ -= done.size();
     }
     cv_.notify_one();
   }

@@ -33,7 +33,8 @@ struct CheckpointMsg {
   std::shared_ptr<transfer::PartFile> file;
   int64_t bytes;
   std::vector<transfer::SegmentSpan> segments;  // a segmented download's map; empty otherwise
-  bool synced = false;  // back from the checkpoint thread: the .part was synced
+  bool returned = false;                        // back from the checkpoint thread
+  bool synced = false;                          // and the .part was synced there
 };
 struct FinishedMsg {
   int64_t id;

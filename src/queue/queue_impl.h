@@ -202,6 +202,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // Claimed while the job's last attempt was still letting go of its files (a pause, then a
   // resume at once): launched once that attempt has ended. Loop thread only.
   std::map<int64_t, Launch> deferred_;
+  // Checkpoints with the checkpoint thread, by job: each holds the job's .part. Loop thread only.
+  std::map<int64_t, int> checkpoints_out_;
   Clock::time_point next_wake_ = Clock::now();
   bool stopping_ = false;  // shutdown began: claim nothing more
   std::mt19937_64 rng_;

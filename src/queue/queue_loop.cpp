@@ -219,7 +219,7 @@ void QueueImpl::schedule() {
   if (stopping_ || shutting_down_) return;
   std::vector<int64_t> ready;
   for (const auto& [id, l] : deferred_) {
-    if (!active_.count(id)) ready.push_back(id);
+    if (!active_.count(id) && !checkpoints_out_.count(id)) ready.push_back(id);
   }
   for (int64_t id : ready) launch_deferred(id);
   int free = opts_.max_parallel - static_cast<int>(deferred_.size());
@@ -247,7 +247,7 @@ void QueueImpl::schedule() {
 }
 
 void QueueImpl::launch(Launch& l) {
-  if (active_.count(l.job_id)) {
+  if (active_.count(l.job_id) || checkpoints_out_.count(l.job_id)) {
     // The last attempt still holds the .part and its name: two attempts must never write one
     // file, so this one waits for it (see launch_deferred).
     deferred_[l.job_id] = std::move(l);
@@ -339,11 +339,12 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
   std::vector<store::Segment> written;
   for (const auto& s : m.segments)
     written.push_back(store::Segment{.start = s.start, .end = s.end, .written = s.done});
-  // Events and callbacks at most once a progress_interval (and at the end); every report is
-  // recorded.
+  // A segmented transfer's reports come more often: events and callbacks at most once a
+  // progress_interval (and at the end); every report is recorded.
   const auto now = Clock::now();
-  const bool event =
-      now - it->second.progress_event_at >= opts_.progress_interval || m.bytes == m.total;
+  const bool event = m.segments.empty() ||
+                     now - it->second.progress_event_at >= opts_.progress_interval ||
+                     m.bytes == m.total;
   if (event) it->second.progress_event_at = now;
   db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, total = m.total, source,
                 path, written = std::move(written), event] {
@@ -359,16 +360,26 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
 void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
   // Data first, then the byte count that promises it: the checkpoint thread syncs the .part,
   // then the checkpoint comes back here to be recorded.
-  if (!m.synced) {
+  if (!m.returned) {
+    // Its message holds the .part (and its lock) until it is back: the job's next attempt
+    // waits for it (launch()).
+    ++checkpoints_out_[m.id];
     inbox_.add_settling(1);
     checkpoints_->post(std::move(m));
     return;
   }
-  // The attempt ended meanwhile (paused, stopped, finished): what it records as it ends is
-  // newer than this.
+  if (auto out = checkpoints_out_.find(m.id); out != checkpoints_out_.end() && --out->second <= 0) {
+    checkpoints_out_.erase(out);
+    // Let go of with the batch (loop()), before the next schedule() launches what waited.
+    if (deferred_.count(m.id)) next_wake_ = Clock::now();
+  }
+  if (!m.synced) return;
+  // The attempt is ending or ended (paused, stopped, failed, finished; its FinishedMsg may be in
+  // this very batch): what it records as it ends is newer than this, and a stale checkpoint
+  // must not undo it (a restart from zero forgets the checkpoint).
   auto it = active_.find(m.id);
   if (it == active_.end() || it->second.attempt != m.attempt || it->second.stop != Stop::kNone ||
-      it->second.finishing) {
+      it->second.finishing || !it->second.transferring) {
     return;
   }
   std::vector<store::Segment> map;
@@ -382,7 +393,7 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
 
 void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
   // A later checkpoint of the same attempt covers an earlier one: one sync, the latest kept.
-  std::vector<CheckpointMsg> synced;
+  // Every message goes back (the loop counts them), marked whether it was synced.
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& m = batch[i];
     bool later = false;
@@ -393,9 +404,9 @@ void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
       spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
       continue;
     }
-    synced.push_back(std::move(m));
+    m.synced = true;
   }
-  inbox_.return_synced(synced, batch.size());
+  inbox_.return_synced(batch);
 }
 
 void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
