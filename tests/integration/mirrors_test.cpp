@@ -529,7 +529,12 @@ TEST_F(Mirrors, AResumeWhoseMirrorIsGoneStartsOverFromTheSource) {
 // 404), and the next attempt resumes the bytes from the mirror.
 TEST_F(Mirrors, AMirrorThatFailsForAMomentOnAResumeKeepsTheBytes) {
   const Resource m = small(365);
-  auto q = open_queue(options());
+  QueueOptions o = options();
+  // The mirror is back before the retry: at fast_options' 20 ms a slow (TSan) test thread could
+  // see every attempt used up first.
+  o.retry_base_delay = std::chrono::milliseconds(1000);
+  o.retry_max_delay = std::chrono::milliseconds(2000);
+  auto q = open_queue(o);
   Job job = begin_from_mirror_then_pause(*q, "/f.bin", m, int64_t{3} << 20);
   ASSERT_FALSE(HasFailure());
   Resource down;
