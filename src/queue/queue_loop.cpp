@@ -370,7 +370,8 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
   }
   if (auto out = checkpoints_out_.find(m.id); out != checkpoints_out_.end() && --out->second <= 0) {
     checkpoints_out_.erase(out);
-    // Let go of with the batch (loop()), before the next schedule() launches what waited.
+    // Its .part is let go with the batch (loop()), before the next schedule() launches what
+    // waited.
     if (deferred_.count(m.id)) next_wake_ = Clock::now();
   }
   if (!m.synced) return;
