@@ -289,7 +289,11 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
   take_server_digest(it->second, m.s);
   rate_.begin(m.id, m.s.from_bytes);  // resumed bytes are not this attempt's speed
   std::string source = it->second.source;
-  db.push_back([this, m, source] {
+  // A pause or cancel that the loop ran before this report (commands go before the batch they
+  // came with) has told of its own change already: a start told after it would say the job
+  // runs again. What the answer says of the file is still recorded for the checkpoint to come.
+  const bool stopping = it->second.stop != Stop::kNone;
+  db.push_back([this, m, source, stopping] {
     store::StartInfo info{m.s.download_path,      m.s.total_bytes,  m.s.etag,
                           m.s.last_modified,      m.s.from_bytes,   m.s.server_sha256,
                           m.s.server_sha256_from, m.s.validator_url};
@@ -299,11 +303,14 @@ void QueueImpl::handle(StartedMsg& m, Ops& db, Ops& after) {
       store_->set_checkpoint(m.id, m.attempt, 0, util::boot_id());
       store_->forget_segments(m.id);
     }
-    append_event(m.id, started_event(source, m.s.download_path));
-    if (m.s.from_bytes > 0) append_event(m.id, resumed_event(source, m.s.from_bytes));
+    if (!stopping) {
+      append_event(m.id, started_event(source, m.s.download_path));
+      if (m.s.from_bytes > 0) append_event(m.id, resumed_event(source, m.s.from_bytes));
+    }
+    // The .part went back to zero whatever comes next: said also of a stopping attempt.
     if (m.s.restarted) append_event(m.id, restarted_event(source, m.s.restart_reason));
   });
-  after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
+  if (!stopping) after.push_back([this, id = m.id] { fire(id, opts_.callbacks.on_start); });
 }
 
 void QueueImpl::handle(SourceDroppedMsg& m, Ops& db, Ops&) {

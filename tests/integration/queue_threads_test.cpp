@@ -3,6 +3,7 @@
 // store that fails on the loop thread is logged and outlived, never fatal.
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
@@ -11,6 +12,7 @@
 
 #include "integration/helpers.h"
 #include "queue/queue_impl.h"
+#include "support/process.h"
 #include "support/watched_store.h"
 
 namespace fetchq::testing {
@@ -282,6 +284,58 @@ TEST_F(QueueThreadsTest, AResumeAtOnceWaitsForACheckpointStillBeingSynced) {
   SQLite::Database db(o.db_path, SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM events WHERE type = 'download_retrying'").getInt(),
             0);
+}
+
+// The loop runs the commands it took before the reports that came with them: a pause that came
+// with a transfer's first answer is told first. The start is then not told after it (an
+// events reader would take the job for running again), nor is on_start called.
+TEST_F(QueueThreadsTest, AnAnswerThatComesWithAPauseIsNotToldAfterIt) {
+  auto answer = std::make_shared<std::atomic<bool>>(false);
+  server_.set_handler("/a", [answer](const RequestLog&, int fd) {
+    for (int i = 0; i < 3000 && !answer->load(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\nETag: \"a1\"\r\n\r\n")) return;
+    const std::string chunk(64 << 10, 'a');
+    for (int i = 0; i < 600 && send_all(fd, chunk); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  });
+  Resource b;
+  b.body = make_body(1 << 20, 7);
+  b.stall_after = 0;  // answers, then holds the connection
+  server_.add("/b", b);
+  auto o = fast_options(dir_);
+  o.max_parallel = 2;
+  auto started = std::make_shared<std::atomic<int>>(0);
+  o.callbacks.on_start = [started](const Job& j) {
+    if (j.source.find("/a") != std::string::npos) ++*started;
+  };
+  auto q = open(o);
+  Job a = submit(*q, server_.url("/a"), dl() + "/a.bin");
+  ASSERT_TRUE(wait_until([&] { return server_.requests_for("/a").size() == 1; }));
+  // The loop is kept in its next transaction (b's answer) ...
+  store_->hold_loop_transactions(true);
+  submit(*q, server_.url("/b"), dl() + "/b.bin");
+  ASSERT_TRUE(wait_until([&] { return store_->held_at_gate() == 1; }));
+  // ... while a's answer and a pause of a wait in its inbox.
+  answer->store(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::thread pauser([&] { EXPECT_TRUE(q->pause_job(a.id).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  store_->hold_loop_transactions(false);
+  pauser.join();
+  ASSERT_TRUE(wait_until([&] {
+    auto j = q->id_to_job(a.id);
+    return j && j->status == JobStatus::kPaused && j->download_path.has_value();
+  }));
+  q->shutdown();
+  const auto types = event_types(job_events(*q, a.id));
+  auto paused = std::find(types.begin(), types.end(), "download_paused");
+  ASSERT_NE(paused, types.end());
+  EXPECT_EQ(std::find(paused, types.end(), "download_started"), types.end())
+      << "the job was said to start after its pause";
+  EXPECT_EQ(started->load(), 0) << "on_start was called for a job already paused";
+  // What the answer said of the file was still recorded: a resume keeps the bytes by it.
+  EXPECT_EQ(q->id_to_job(a.id)->download_path, dl() + "/a.bin");
 }
 
 }  // namespace

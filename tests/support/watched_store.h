@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,9 +64,29 @@ class WatchedStore final : public store::Store {
     return called_in_crash_safe_;
   }
 
+  // While held, a transaction of the loop thread waits before it begins; held_at_gate() says
+  // how many wait. Keeps the loop busy while reports and commands pile up in its inbox.
+  void hold_loop_transactions(bool hold) {
+    {
+      std::lock_guard lk(gate_mu_);
+      gate_closed_ = hold;
+    }
+    gate_cv_.notify_all();
+  }
+  int held_at_gate() {
+    std::lock_guard lk(gate_mu_);
+    return at_gate_;
+  }
+
   using Store::transaction;
   void transaction(const std::function<void()>& body, store::Commit commit) override {
     enter("transaction");
+    if (thread_name() == "fetchq-queue") {
+      std::unique_lock lk(gate_mu_);
+      ++at_gate_;
+      gate_cv_.wait(lk, [this] { return !gate_closed_; });
+      --at_gate_;
+    }
     {
       std::lock_guard lk(mu_);
       ++(commit == store::Commit::kDurable ? durable_commits_ : crash_safe_commits_);
@@ -263,6 +284,10 @@ class WatchedStore final : public store::Store {
   }
 
   std::unique_ptr<store::Store> inner_;
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool gate_closed_ = false;
+  int at_gate_ = 0;
   std::mutex mu_;
   std::vector<std::string> breaches_;
   std::map<std::string, int> calls_;
