@@ -209,6 +209,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   std::mt19937_64 rng_;
   int batches_since_trim_ = 0;
   bool batch_committed_ = false;  // loop thread: the last batch's transaction was committed
+  bool batch_tells_progress_ =
+      false;  // loop thread: the batch being handled appends a progress event
 
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran

@@ -129,7 +129,11 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   // them, and after a power cut the last durable commit still promises only synced bytes (a
   // checkpoint's .part is synced before its commit). The commit is then seen at once, so a
   // crash of the process loses no more than what came after the last report.
+  // Unless the batch tells an event (a progress event, once a progress_interval): an event lost
+  // in a power cut would leave its seq to be given again, and a reader that saw it would miss
+  // the new one. Such a batch waits for the disk, which also makes what came before it durable.
   store::Commit commit = store::Commit::kCrashSafe;
+  batch_tells_progress_ = false;
   for (auto& m : batch) {
     if (!std::holds_alternative<ProgressMsg>(m) && !std::holds_alternative<CheckpointMsg>(m) &&
         !std::holds_alternative<TransferOverMsg>(m)) {
@@ -137,6 +141,7 @@ void QueueImpl::process(std::vector<Msg>& batch) {
     }
     std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
   }
+  if (batch_tells_progress_) commit = store::Commit::kDurable;
   // The batch is rolled back as a whole on failure (e.g. another process holding a write
   // lock past the busy timeout), so it can simply be run again; give up only after a minute.
   batch_committed_ = db_ops.empty();
@@ -352,7 +357,10 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
   const bool event = m.segments.empty() ||
                      now - it->second.progress_event_at >= opts_.progress_interval ||
                      m.bytes == m.total;
-  if (event) it->second.progress_event_at = now;
+  if (event) {
+    it->second.progress_event_at = now;
+    batch_tells_progress_ = true;
+  }
   db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, total = m.total, source,
                 path, written = std::move(written), event] {
     if (!store_->set_progress(id, attempt, bytes, total)) return;

@@ -148,7 +148,8 @@ enum class Commit {
   kCrashSafe,  // a crash of the process only. A power cut may lose it (and the crash-safe
                // commits after the last durable one), never a part of it: what is left is the
                // store as of an earlier commit. For records a new boot does not trust anyway
-               // (progress, what the page cache holds), written often.
+               // (progress, what the page cache holds), written often. Never for an event:
+               // the seq of one lost would be given again.
 };
 
 class Store {
