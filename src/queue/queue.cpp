@@ -23,6 +23,7 @@ namespace queue {
 QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, util::Env& env)
     : opts_(std::move(options)), env_(env), store_(std::move(store)), rng_(std::random_device{}()) {
   if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
+  store_->fence_events(util::boot_id());
   last_seq_ = store_->last_event_seq();
   while (trim_events() > 0) {  // a log left long by an older fetchq or a larger setting
   }

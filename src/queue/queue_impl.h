@@ -59,6 +59,12 @@ std::unique_ptr<DownloadQueue> make_queue(QueueOptions options,
                                           std::unique_ptr<store::Store> store,
                                           util::Env& env = util::Env::posix());
 
+// What the commit of a batch of reports must survive: a crash of the process only when the
+// batch holds progress, checkpoints and transfer ends alone (progress_only) and the events
+// committed so since the last durable commit, with the batch's, stay within
+// store::kMaxUnsyncedEvents; else a power cut too.
+store::Commit batch_commit(bool progress_only, int64_t unsynced_events, int64_t batch_events);
+
 class QueueImpl final : public DownloadQueue, public transfer::Observer {
  public:
   using Clock = util::SteadyClock;
@@ -209,8 +215,10 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   std::mt19937_64 rng_;
   int batches_since_trim_ = 0;
   bool batch_committed_ = false;  // loop thread: the last batch's transaction was committed
-  bool batch_tells_progress_ =
-      false;  // loop thread: the batch being handled appends a progress event
+  // Loop thread: progress events of the batch being handled, and events committed crash-safe
+  // since the last durable commit (kept under store::kMaxUnsyncedEvents).
+  int64_t batch_progress_events_ = 0;
+  int64_t unsynced_events_ = 0;
 
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran

@@ -75,6 +75,18 @@ void QueueImpl::store_failed(const std::exception& e, const std::string& what) n
   }
 }
 
+// Progress and checkpoints alone need not wait for the disk: a rerun in this boot resumes by
+// them, and after a power cut the last durable commit still promises only synced bytes (a
+// checkpoint's .part is synced before its commit). The commit is then seen at once, so a crash
+// of the process loses no more than what came after the last report. Their progress events
+// (one a progress_interval) too, as long as the crash-safe commits since the last durable one
+// hold no more events than the seqs a new boot skips (fence_events).
+store::Commit batch_commit(bool progress_only, int64_t unsynced_events, int64_t batch_events) {
+  if (!progress_only || unsynced_events + batch_events > store::kMaxUnsyncedEvents)
+    return store::Commit::kDurable;
+  return store::Commit::kCrashSafe;
+}
+
 // ---- the loop thread
 void QueueImpl::loop() {
   for (;;) {
@@ -125,23 +137,16 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   hand_to_settler(batch);
   Ops db_ops;     // run inside one transaction
   Ops after_ops;  // run after the commit
-  // Progress and checkpoints alone need not wait for the disk: a rerun in this boot resumes by
-  // them, and after a power cut the last durable commit still promises only synced bytes (a
-  // checkpoint's .part is synced before its commit). The commit is then seen at once, so a
-  // crash of the process loses no more than what came after the last report.
-  // Unless the batch tells an event (a progress event, once a progress_interval): an event lost
-  // in a power cut would leave its seq to be given again, and a reader that saw it would miss
-  // the new one. Such a batch waits for the disk, which also makes what came before it durable.
-  store::Commit commit = store::Commit::kCrashSafe;
-  batch_tells_progress_ = false;
+  bool progress_only = true;
+  batch_progress_events_ = 0;
   for (auto& m : batch) {
-    if (!std::holds_alternative<ProgressMsg>(m) && !std::holds_alternative<CheckpointMsg>(m) &&
-        !std::holds_alternative<TransferOverMsg>(m)) {
-      commit = store::Commit::kDurable;
-    }
+    progress_only = progress_only && (std::holds_alternative<ProgressMsg>(m) ||
+                                      std::holds_alternative<CheckpointMsg>(m) ||
+                                      std::holds_alternative<TransferOverMsg>(m));
     std::visit([&](auto& msg) { handle(msg, db_ops, after_ops); }, m);
   }
-  if (batch_tells_progress_) commit = store::Commit::kDurable;
+  const store::Commit commit =
+      batch_commit(progress_only, unsynced_events_, batch_progress_events_);
   // The batch is rolled back as a whole on failure (e.g. another process holding a write
   // lock past the busy timeout), so it can simply be run again; give up only after a minute.
   batch_committed_ = db_ops.empty();
@@ -153,6 +158,8 @@ void QueueImpl::process(std::vector<Msg>& batch) {
           },
           commit);
       batch_committed_ = true;
+      unsynced_events_ =
+          commit == store::Commit::kDurable ? 0 : unsynced_events_ + batch_progress_events_;
       break;
     } catch (const std::exception& e) {
       store_failed(e, "cannot record job state (try " + std::to_string(tries) + ")");
@@ -359,7 +366,7 @@ void QueueImpl::handle(ProgressMsg& m, Ops& db, Ops& after) {
                      m.bytes == m.total;
   if (event) {
     it->second.progress_event_at = now;
-    batch_tells_progress_ = true;
+    ++batch_progress_events_;
   }
   db.push_back([this, id = m.id, attempt = m.attempt, bytes = m.bytes, total = m.total, source,
                 path, written = std::move(written), event] {

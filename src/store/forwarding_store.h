@@ -24,6 +24,7 @@ enum class StoreOp {
   kClaim,
   kNextRetryMs,
   kRecoverRunning,
+  kFenceEvents,
   kSetStarted,
   kSetProgress,
   kFinish,
@@ -76,6 +77,9 @@ class ForwardingStore : public Store {
   }
   int64_t recover_running() override {
     return call(StoreOp::kRecoverRunning, [&] { return inner_->recover_running(); });
+  }
+  void fence_events(const std::string& boot_id) override {
+    call(StoreOp::kFenceEvents, [&] { inner_->fence_events(boot_id); });
   }
   bool set_started(int64_t id, int attempt, const StartInfo& info) override {
     return call(StoreOp::kSetStarted, [&] { return inner_->set_started(id, attempt, info); });

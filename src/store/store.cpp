@@ -66,6 +66,8 @@ std::string_view to_string(StoreOp op) {
       return "next_retry_ms";
     case StoreOp::kRecoverRunning:
       return "recover_running";
+    case StoreOp::kFenceEvents:
+      return "fence_events";
     case StoreOp::kSetStarted:
       return "set_started";
     case StoreOp::kSetProgress:

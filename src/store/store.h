@@ -148,9 +148,15 @@ enum class Commit {
   kCrashSafe,  // a crash of the process only. A power cut may lose it (and the crash-safe
                // commits after the last durable one), never a part of it: what is left is the
                // store as of an earlier commit. For records a new boot does not trust anyway
-               // (progress, what the page cache holds), written often. Never for an event:
-               // the seq of one lost would be given again.
+               // (progress, what the page cache holds), written often. A power cut may lose
+               // the events of such commits with their seqs: see kMaxUnsyncedEvents.
 };
+
+// A new boot would give again the seqs of events lost with crash-safe commits, and a reader
+// that saw one of them would miss the new event. So the store's user keeps at most this many
+// events in the crash-safe commits after its last durable one, and a store that starts in a new
+// boot skips this many seqs first (fence_events): no seq a reader saw is ever given again.
+inline constexpr int64_t kMaxUnsyncedEvents = 10000;
 
 class Store {
  public:
@@ -171,6 +177,11 @@ class Store {
   virtual std::optional<int64_t> next_retry_ms(int64_t now_ms) = 0;
   // Jobs a crash left running go back to waiting; returns how many.
   virtual int64_t recover_running() = 0;
+  // Called as a queue starts, with this boot's id. When events were last appended in another
+  // boot (or that is not known and there may have been some), the next event's seq comes
+  // kMaxUnsyncedEvents after the last one: past any seq that a power cut can have taken back.
+  // Notes this boot. A durable commit of its own.
+  virtual void fence_events(const std::string& boot_id) = 0;
 
   // What the attempt's response said (path, size, validators). Conditional on the attempt, in
   // every status where set_checkpoint records its offsets too (a pause in the same batch keeps
@@ -249,14 +260,15 @@ class Store {
                                const std::string& ts) = 0;
   virtual std::vector<Event> events_since(int64_t since, int64_t limit,
                                           std::optional<int64_t> job_id) = 0;
-  // The seq of the newest event ever written (0 when none), even if it was removed since.
+  // The seq of the newest event ever written (0 when none), even if it was removed since, or the
+  // last seq fence_events skipped.
   virtual int64_t last_event_seq() = 0;
   // The oldest seq still kept; last_event_seq() + 1 when the log is empty. Events before it
   // were removed by prune or trim_events.
   virtual int64_t first_event_seq() = 0;
-  // Removes the oldest events so that none older than the newest `keep` sequence numbers stay,
-  // at most `batch` rows at a time (so one call never holds the write lock for long). Returns
-  // how many were removed.
+  // Removes the oldest events so that none older than the newest `keep` sequence numbers stay
+  // (the seqs fence_events skipped are not counted), at most `batch` rows at a time (so one call
+  // never holds the write lock for long). Returns how many were removed.
   virtual int64_t trim_events(int64_t keep, int64_t batch) = 0;
 };
 

@@ -146,5 +146,36 @@ TEST_F(DurabilityTest, AJobIsCompletedOnlyAfterItsFolderIsSynced) {
   }
 }
 
+// A queue that starts in another boot than the one that last appended events skips the seqs a
+// power cut may have taken back (progress events commit without a disk sync); a restart in the
+// same boot skips none. What the last boot's log says is read from the database itself.
+TEST_F(DurabilityTest, EventsAfterARebootNeverTakeASeqAPowerCutCanHaveTakenBack) {
+  Resource r;
+  r.body = make_body(64 << 10, 43);
+  server_.add("/a.bin", r);
+  server_.add("/b.bin", r);
+  server_.add("/c.bin", r);
+  auto run = [&](const std::string& name) {
+    auto q = open_queue(fast_options(dir_));
+    auto job = submit(*q, server_.url("/" + name), dir_ / name);
+    EXPECT_TRUE(q->join(std::chrono::seconds(30)));
+    EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kCompleted);
+    auto events = job_events(*q, job.id);
+    EXPECT_FALSE(events.empty());
+    q->shutdown();
+    return events.empty() ? std::pair<int64_t, int64_t>{0, 0}
+                          : std::pair{events.front().seq, events.back().seq};
+  };
+  const auto a = run("a.bin");
+  const auto b = run("b.bin");  // the same boot: the log goes on
+  EXPECT_EQ(b.first, a.second + 1);
+  {  // as if the log had been written in the boot before this one
+    SQLite::Database db(dir_ / "queue.db", SQLite::OPEN_READWRITE);
+    EXPECT_EQ(db.exec("UPDATE event_fences SET boot_id = 'the-boot-before'"), 1);
+  }
+  const auto c = run("c.bin");
+  EXPECT_EQ(c.first, b.second + 1 + store::kMaxUnsyncedEvents);
+}
+
 }  // namespace
 }  // namespace fetchq::testing

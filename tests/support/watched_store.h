@@ -122,6 +122,10 @@ class WatchedStore final : public store::Store {
     enter("recover_running");
     return inner_->recover_running();
   }
+  void fence_events(const std::string& boot_id) override {
+    enter("fence_events");
+    inner_->fence_events(boot_id);
+  }
   bool set_started(int64_t id, int attempt, const store::StartInfo& info) override {
     enter("set_started");
     return inner_->set_started(id, attempt, info);

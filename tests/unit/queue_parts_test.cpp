@@ -139,6 +139,19 @@ TEST(RateMeter, EachJobHasItsRateAndAnIdleMeterFallsToZero) {
 // A store failing on the loop thread (claim and the next retry time, asked after every wake)
 // used to end the process. Nothing is claimed here (only_jobs is empty), so no transfer runs;
 // commands on the loop show it still works after every failure.
+// A batch of progress alone commits without a disk sync, its progress events too, until the
+// events so committed since the last durable commit would pass what a new boot skips.
+TEST(QueueLoop, ProgressAloneCommitsCrashSafeWhileItsEventsStayWithinTheFence) {
+  using store::Commit;
+  EXPECT_EQ(queue::batch_commit(true, 0, 0), Commit::kCrashSafe);
+  EXPECT_EQ(queue::batch_commit(true, 0, 16), Commit::kCrashSafe);
+  EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents - 16, 16), Commit::kCrashSafe);
+  EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents - 16, 17), Commit::kDurable);
+  EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents, 0), Commit::kCrashSafe);
+  EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents, 1), Commit::kDurable);
+  EXPECT_EQ(queue::batch_commit(false, 0, 0), Commit::kDurable);
+}
+
 TEST(QueueLoop, StorageErrorsOnTheLoopThreadAreOutlived) {
   TempDir dir;
   QueueOptions o;

@@ -541,6 +541,75 @@ TEST(StoreTest, TrimEventsKeepsTheNewestInBatchesAndTheSequenceGoesOn) {
   EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 101);
 }
 
+// A power cut may take back the events of crash-safe commits with their seqs: a store that
+// starts in another boot skips as many seqs as those may hold, once per boot.
+TEST(StoreTest, EventsAppendedInANewBootComeAfterEverySeqAPowerCutCanHaveTakenBack) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->fence_events("boot-a");  // a new log: nothing to skip
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 1);
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 2);
+  s->fence_events("boot-a");  // the same boot (a restart of the process): nothing lost
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 3);
+  s->fence_events("boot-b");
+  EXPECT_EQ(s->last_event_seq(), 3 + kMaxUnsyncedEvents);
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 4 + kMaxUnsyncedEvents);
+  s->fence_events("boot-b");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 5 + kMaxUnsyncedEvents);
+  EXPECT_EQ(s->events_since(0, 100, std::nullopt).size(), 5u);
+  EXPECT_EQ(s->first_event_seq(), 1);
+  // Every event of the last boot lost, the sequence with them: still after the last fence.
+  s.reset();
+  {
+    SQLite::Database db(dir / "q.db", SQLite::OPEN_READWRITE);
+    db.exec("DELETE FROM events");
+    db.exec("DELETE FROM sqlite_sequence WHERE name = 'events'");
+  }
+  s = open_store(dir / "q.db");
+  s->fence_events("boot-c");
+  EXPECT_GT(s->append_event(1, "download_progress", "{}", "t"), kMaxUnsyncedEvents);
+}
+
+TEST(StoreTest, ALogOfAnOlderFetchqMayHaveLostEventsAsAnyOther) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->append_event(1, "download_progress", "{}", "t");  // no fence: events of an unknown boot
+  s->fence_events("boot-a");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 2 + kMaxUnsyncedEvents);
+}
+
+// The seqs a fence skipped hold no events: the retention keeps the newest `keep` events, not
+// the events of the newest `keep` seqs, which a skip would leave empty.
+TEST(StoreTest, TrimEventsCountsEventsNotTheSeqsAFenceSkipped) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->fence_events("boot-a");
+  for (int i = 0; i < 10; ++i) s->append_event(1, "download_progress", "{}", "t");
+  s->fence_events("boot-b");
+  for (int i = 0; i < 5; ++i) s->append_event(1, "download_progress", "{}", "t");
+  s->fence_events("boot-c");
+  for (int i = 0; i < 5; ++i) s->append_event(1, "download_progress", "{}", "t");
+  // A batch is a range of seqs: trimmed as fetchq does, until a call removes none.
+  auto trim = [&](int64_t keep) {
+    int64_t n = 0;
+    for (int64_t k; (k = s->trim_events(keep, 1000)) > 0;) n += k;
+    return n;
+  };
+  EXPECT_EQ(trim(20), 0);
+  EXPECT_EQ(trim(12), 8);  // 10 + 5 + 5 events: the 8 oldest go
+  auto left = s->events_since(0, 100, std::nullopt);
+  ASSERT_EQ(left.size(), 12u);
+  EXPECT_EQ(left.front().seq, 9);
+  EXPECT_EQ(trim(7), 5);
+  left = s->events_since(0, 100, std::nullopt);
+  ASSERT_EQ(left.size(), 7u);
+  EXPECT_EQ(left.front().seq, 14 + kMaxUnsyncedEvents);
+  EXPECT_EQ(trim(3), 4);
+  EXPECT_EQ(s->events_since(0, 100, std::nullopt).size(), 3u);
+  // The fence of this boot stays; the next start in it skips nothing.
+  s->fence_events("boot-c");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 21 + 2 * kMaxUnsyncedEvents);
+}
 
 TEST(StoreOpenTest, APathAndASqliteSpecNameTheSameFile) {
   TempDir dir;

@@ -381,6 +381,32 @@ class SqliteStore final : public Store {
     return db_->exec("UPDATE jobs SET status = 'waiting', not_before_ms = 0 WHERE status = 'running'");
   }
 
+  void fence_events(const std::string& boot_id) override {
+    std::lock_guard lk(mu_);
+    transaction([&] {
+      Lent noted = stmt("SELECT boot_id FROM event_fences ORDER BY rowid DESC LIMIT 1");
+      std::optional<std::string> last_boot;
+      if (noted->executeStep()) last_boot = noted->getColumn(0).getString();
+      if (last_boot == boot_id) return;
+      const int64_t last = last_seq_locked();
+      // No fence yet and no event yet: a new log, nothing to protect. A log of an older fetchq
+      // (no fence, some events) may have lost some as any other.
+      const int64_t skip = !last_boot && last == 0 ? 0 : kMaxUnsyncedEvents;
+      if (skip > 0) {
+        Lent up = stmt("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'events'");
+        up->bind(1, static_cast<int64_t>(skip));
+        if (up->exec() == 0) {  // every event so far lost: the sequence has no row yet
+          Lent ins = stmt("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)");
+          ins->bind(1, static_cast<int64_t>(skip));
+          ins->exec();
+        }
+      }
+      Lent note = stmt("INSERT INTO event_fences (boot_id, after_seq, skipped) VALUES (?, ?, ?)");
+      SQLite::bind(*note, boot_id, last, skip);
+      note->exec();
+    });
+  }
+
   bool set_started(int64_t id, int attempt, const StartInfo& info) override {
     std::lock_guard lk(mu_);
     // Wherever the attempt may still record a checkpoint (set_checkpoint): a pause that came
@@ -824,12 +850,33 @@ class SqliteStore final : public Store {
 
   int64_t trim_events(int64_t keep, int64_t batch) override {
     std::lock_guard lk(mu_);
-    int64_t upto = last_seq_locked() - keep;  // events with seq <= upto go
-    if (keep <= 0 || upto <= 0) return 0;
+    if (keep <= 0) return 0;
+    // Events with seq <= upto go: the newest `keep` seqs stay, not counting those skipped by
+    // fences (newest first: the seqs above a fence's skip count, then the walk goes below it).
+    int64_t upto = last_seq_locked(), left = keep;
+    {
+      Lent fences = stmt(
+          "SELECT after_seq, skipped FROM event_fences WHERE skipped > 0 ORDER BY after_seq DESC");
+      while (fences->executeStep()) {
+        const int64_t after = fences->getColumn(0).getInt64();
+        const int64_t above = upto - (after + fences->getColumn(1).getInt64());
+        if (above >= left) break;
+        left -= std::max<int64_t>(above, 0);
+        upto = after;
+      }
+    }
+    upto -= left;
+    if (upto <= 0) return 0;
     Lent first = stmt("SELECT MIN(seq) FROM events");
     if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
     int64_t from = first->getColumn(0).getInt64();
     if (from > upto) return 0;
+    // Fences below every event left count no more (the newest stays: it names the boot).
+    Lent old = stmt(
+        "DELETE FROM event_fences WHERE after_seq < ? AND rowid < (SELECT MAX(rowid) FROM "
+        "event_fences)");
+    old->bind(1, static_cast<int64_t>(from));
+    old->exec();
     // By seq, the primary key: a range of the table, however large the log.
     Lent del = stmt("DELETE FROM events WHERE seq <= ?");
     del->bind(1, static_cast<int64_t>(std::min(upto, from + batch - 1)));
