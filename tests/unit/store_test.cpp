@@ -552,12 +552,25 @@ TEST(StoreTest, EventsAppendedInANewBootComeAfterEverySeqAPowerCutCanHaveTakenBa
   s->fence_events("boot-a");  // the same boot (a restart of the process): nothing lost
   EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 3);
   s->fence_events("boot-b");
-  EXPECT_EQ(s->last_event_seq(), 3 + kMaxUnsyncedEvents);
-  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 4 + kMaxUnsyncedEvents);
+  s->fence_events("boot-c");  // two boots without an event between: two skips
+  // The newest event given is still 3 (a reader waiting for it to appear must not wait for a
+  // seq no event took), and the log, empty or not, does not start after it.
+  EXPECT_EQ(s->last_event_seq(), 3);
+  EXPECT_EQ(s->first_event_seq(), 1);
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 4 + 2 * kMaxUnsyncedEvents);
+  EXPECT_EQ(s->last_event_seq(), 4 + 2 * kMaxUnsyncedEvents);
   s->fence_events("boot-b");
-  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 5 + kMaxUnsyncedEvents);
+  EXPECT_EQ(s->last_event_seq(), 4 + 2 * kMaxUnsyncedEvents);
+  s->fence_events("boot-b");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 5 + 3 * kMaxUnsyncedEvents);
   EXPECT_EQ(s->events_since(0, 100, std::nullopt).size(), 5u);
   EXPECT_EQ(s->first_event_seq(), 1);
+  // Trimmed to its newest event and fenced again: that event is still the newest given.
+  for (int64_t k; (k = s->trim_events(1, 1000)) > 0;) {
+  }
+  s->fence_events("boot-d");
+  EXPECT_EQ(s->events_since(0, 100, std::nullopt).size(), 1u);
+  EXPECT_EQ(s->last_event_seq(), 5 + 3 * kMaxUnsyncedEvents);
   // Every event of the last boot lost, the sequence with them: still after the last fence.
   s.reset();
   {

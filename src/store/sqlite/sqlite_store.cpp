@@ -388,7 +388,7 @@ class SqliteStore final : public Store {
       std::optional<std::string> last_boot;
       if (noted->executeStep()) last_boot = noted->getColumn(0).getString();
       if (last_boot == boot_id) return;
-      const int64_t last = last_seq_locked();
+      const int64_t last = sequence_locked();
       // No fence yet and no event yet: a new log, nothing to protect. A log of an older fetchq
       // (no fence, some events) may have lost some as any other.
       const int64_t skip = !last_boot && last == 0 ? 0 : kMaxUnsyncedEvents;
@@ -853,7 +853,7 @@ class SqliteStore final : public Store {
     if (keep <= 0) return 0;
     // Events with seq <= upto go: the newest `keep` seqs stay, not counting those skipped by
     // fences (newest first: the seqs above a fence's skip count, then the walk goes below it).
-    int64_t upto = last_seq_locked(), left = keep;
+    int64_t upto = sequence_locked(), left = keep;
     {
       Lent fences = stmt(
           "SELECT after_seq, skipped FROM event_fences WHERE skipped > 0 ORDER BY after_seq DESC");
@@ -884,8 +884,7 @@ class SqliteStore final : public Store {
   }
 
  private:
-  // The seq AUTOINCREMENT gave last, which stays when the newest events are removed; the caller
-  // holds mu_.
+  // A job's segment map, by start; the caller holds mu_.
   std::vector<Segment> segments_of(int64_t id) {
     Lent q = stmt(
         "SELECT start_byte, end_byte, durable, written FROM segments WHERE job_id = ? "
@@ -920,11 +919,25 @@ class SqliteStore final : public Store {
     q->exec();
   }
 
-  // holds mu_.
-  int64_t last_seq_locked() {
+  // The seq AUTOINCREMENT gave last (which stays when the newest events are removed), or the
+  // last one a fence skipped; the caller holds mu_.
+  int64_t sequence_locked() {
     Lent q = stmt("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)");
     q->executeStep();
     return q->getColumn(0).getInt64();
+  }
+
+  // The seq of the newest event ever given, removed since or not: the sequence, back past the
+  // fences that skipped seqs after it (no event took those); the caller holds mu_.
+  int64_t last_seq_locked() {
+    int64_t seq = sequence_locked();
+    Lent fences = stmt("SELECT after_seq, skipped FROM event_fences ORDER BY rowid DESC");
+    while (fences->executeStep()) {
+      const int64_t after = fences->getColumn(0).getInt64();
+      if (after + fences->getColumn(1).getInt64() != seq) break;
+      seq = after;
+    }
+    return seq;
   }
 
   // Cached prepared statement for a constant SQL text, reset again when the Lent goes; the
