@@ -23,7 +23,9 @@ namespace queue {
 QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, util::Env& env)
     : opts_(std::move(options)), env_(env), store_(std::move(store)), rng_(std::random_device{}()) {
   if (opts_.only_jobs) std::sort(opts_.only_jobs->begin(), opts_.only_jobs->end());
-  store_->fence_events(util::boot_id());
+  // Without a boot id every start may follow a reboot: a name of its own makes it skip.
+  const std::string& boot = util::boot_id();
+  store_->fence_events(boot != "unknown" ? boot : "unknown-" + std::to_string(rng_()));
   last_seq_ = store_->last_event_seq();
   while (trim_events() > 0) {  // a log left long by an older fetchq or a larger setting
   }
@@ -527,8 +529,15 @@ Result<Job> QueueImpl::back_to_waiting(int64_t id, JobStatus from, const char* r
   return after_change(id, nullptr);
 }
 
+namespace {
+thread_local int64_t t_events_appended = 0;  // see QueueImpl::events_appended_here
+}  // namespace
+
+int64_t QueueImpl::events_appended_here() { return t_events_appended; }
+
 void QueueImpl::append_event(int64_t job_id, const EventRecord& event) {
   int64_t seq = store_->append_event(job_id, event.name(), event.payload_text(), util::now_iso8601());
+  ++t_events_appended;
   std::lock_guard lk(changed_mu_);
   last_seq_ = std::max(last_seq_, seq);
 }

@@ -64,6 +64,9 @@ std::unique_ptr<DownloadQueue> make_queue(QueueOptions options,
 // committed so since the last durable commit, with the batch's, stay within
 // store::kMaxUnsyncedEvents; else a power cut too.
 store::Commit batch_commit(bool progress_only, int64_t unsynced_events, int64_t batch_events);
+// The events in crash-safe commits since the last durable one, after a commit of `commit` that
+// appended `appended` events.
+int64_t unsynced_after(store::Commit commit, int64_t unsynced_events, int64_t appended);
 
 class QueueImpl final : public DownloadQueue, public transfer::Observer {
  public:
@@ -167,6 +170,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void notify_changed();
   // Appends an event; the caller is inside a store transaction (or needs none).
   void append_event(int64_t job_id, const EventRecord& event);
+  // How many events append_event appended on the calling thread so far.
+  static int64_t events_appended_here();
   int64_t trim_events();
 
   // queue_loop.cpp: the loop thread.
@@ -217,8 +222,10 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   bool batch_committed_ = false;  // loop thread: the last batch's transaction was committed
   // Loop thread: progress events of the batch being handled, and events committed crash-safe
   // since the last durable commit (kept under store::kMaxUnsyncedEvents).
+  // Starts full: the crash-safe commits of an earlier process of this boot may still be
+  // unsynced, so the first batch of progress events waits for the disk.
   int64_t batch_progress_events_ = 0;
-  int64_t unsynced_events_ = 0;
+  int64_t unsynced_events_ = store::kMaxUnsyncedEvents;
 
   CheckedMutex shut_mu_;
   bool shut_ = false;  // under shut_mu_: shutdown() ran

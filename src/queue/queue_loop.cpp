@@ -87,6 +87,13 @@ store::Commit batch_commit(bool progress_only, int64_t unsynced_events, int64_t 
   return store::Commit::kCrashSafe;
 }
 
+// A durable commit that wrote events waited for the disk; one that changed nothing may not have
+// (SQLite syncs no commit that changed no page), so it proves nothing.
+int64_t unsynced_after(store::Commit commit, int64_t unsynced_events, int64_t appended) {
+  if (commit == store::Commit::kCrashSafe) return unsynced_events + appended;
+  return appended > 0 ? 0 : unsynced_events;
+}
+
 // ---- the loop thread
 void QueueImpl::loop() {
   for (;;) {
@@ -152,6 +159,7 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   batch_committed_ = db_ops.empty();
   for (int tries = 1; !db_ops.empty(); ++tries) {
     try {
+      const int64_t appended_before = events_appended_here();
       store_->transaction(
           [&] {
             for (auto& op : db_ops) op();
@@ -159,7 +167,7 @@ void QueueImpl::process(std::vector<Msg>& batch) {
           commit);
       batch_committed_ = true;
       unsynced_events_ =
-          commit == store::Commit::kDurable ? 0 : unsynced_events_ + batch_progress_events_;
+          unsynced_after(commit, unsynced_events_, events_appended_here() - appended_before);
       break;
     } catch (const std::exception& e) {
       store_failed(e, "cannot record job state (try " + std::to_string(tries) + ")");

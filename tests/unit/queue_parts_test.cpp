@@ -150,6 +150,10 @@ TEST(QueueLoop, ProgressAloneCommitsCrashSafeWhileItsEventsStayWithinTheFence) {
   EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents, 0), Commit::kCrashSafe);
   EXPECT_EQ(queue::batch_commit(true, store::kMaxUnsyncedEvents, 1), Commit::kDurable);
   EXPECT_EQ(queue::batch_commit(false, 0, 0), Commit::kDurable);
+  // Only a durable commit that wrote events is known to have synced the disk.
+  EXPECT_EQ(queue::unsynced_after(Commit::kCrashSafe, 100, 16), 116);
+  EXPECT_EQ(queue::unsynced_after(Commit::kDurable, 100, 1), 0);
+  EXPECT_EQ(queue::unsynced_after(Commit::kDurable, 100, 0), 100);
 }
 
 TEST(QueueLoop, StorageErrorsOnTheLoopThreadAreOutlived) {

@@ -583,6 +583,35 @@ TEST(StoreTest, EventsAppendedInANewBootComeAfterEverySeqAPowerCutCanHaveTakenBa
   EXPECT_GT(s->append_event(1, "download_progress", "{}", "t"), kMaxUnsyncedEvents);
 }
 
+// Trimmed up to skipped seqs, the log starts where they began: a reader that saw the last event
+// before them is told of no removed events.
+TEST(StoreTest, ALogThatStartsAfterSkippedSeqsMissesNoEvent) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  s->fence_events("boot-a");
+  s->append_event(1, "download_progress", "{}", "t");
+  s->append_event(1, "download_progress", "{}", "t");
+  s->fence_events("boot-b");
+  s->fence_events("boot-c");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 3 + 2 * kMaxUnsyncedEvents);
+  for (int64_t k; (k = s->trim_events(1, 1000)) > 0;) {
+  }
+  EXPECT_EQ(s->events_since(0, 100, std::nullopt).size(), 1u);
+  EXPECT_EQ(s->first_event_seq(), 3);
+  auto fences = [&] {
+    SQLite::Database db(dir / "q.db", SQLite::OPEN_READONLY);
+    return db.execAndGet("SELECT COUNT(*) FROM event_fences").getInt();
+  };
+  EXPECT_EQ(fences(), 2);  // the two skips the log starts after stay
+  s->append_event(1, "download_progress", "{}", "t");
+  for (int64_t k; (k = s->trim_events(1, 1000)) > 0;) {
+  }
+  EXPECT_EQ(s->first_event_seq(), 4 + 2 * kMaxUnsyncedEvents);
+  EXPECT_EQ(fences(), 1);  // below the log, only the newest (this boot's) stays
+  s->fence_events("boot-c");
+  EXPECT_EQ(s->append_event(1, "download_progress", "{}", "t"), 5 + 2 * kMaxUnsyncedEvents);
+}
+
 TEST(StoreTest, ALogOfAnOlderFetchqMayHaveLostEventsAsAnyOther) {
   TempDir dir;
   auto s = open_store(dir / "q.db");

@@ -844,8 +844,8 @@ class SqliteStore final : public Store {
   int64_t first_event_seq() override {
     std::lock_guard lk(mu_);
     Lent q = stmt("SELECT MIN(seq) FROM events");
-    if (q->executeStep() && !q->getColumn(0).isNull()) return q->getColumn(0).getInt64();
-    return last_seq_locked() + 1;
+    if (!q->executeStep() || q->getColumn(0).isNull()) return last_seq_locked() + 1;
+    return first_event_seq_locked(q->getColumn(0).getInt64());
   }
 
   int64_t trim_events(int64_t keep, int64_t batch) override {
@@ -871,16 +871,15 @@ class SqliteStore final : public Store {
     if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
     int64_t from = first->getColumn(0).getInt64();
     if (from > upto) return 0;
-    // Fences below every event left count no more (the newest stays: it names the boot).
-    Lent old = stmt(
-        "DELETE FROM event_fences WHERE after_seq < ? AND rowid < (SELECT MAX(rowid) FROM "
-        "event_fences)");
-    old->bind(1, static_cast<int64_t>(from));
-    old->exec();
     // By seq, the primary key: a range of the table, however large the log.
-    Lent del = stmt("DELETE FROM events WHERE seq <= ?");
-    del->bind(1, static_cast<int64_t>(std::min(upto, from + batch - 1)));
-    return del->exec();
+    int64_t removed = 0;
+    {
+      Lent del = stmt("DELETE FROM events WHERE seq <= ?");
+      del->bind(1, static_cast<int64_t>(std::min(upto, from + batch - 1)));
+      removed = del->exec();
+    }
+    forget_fences_below_locked();
+    return removed;
   }
 
  private:
@@ -931,6 +930,7 @@ class SqliteStore final : public Store {
   // fences that skipped seqs after it (no event took those); the caller holds mu_.
   int64_t last_seq_locked() {
     int64_t seq = sequence_locked();
+    if (!has_fences_locked()) return seq;
     Lent fences = stmt("SELECT after_seq, skipped FROM event_fences ORDER BY rowid DESC");
     while (fences->executeStep()) {
       const int64_t after = fences->getColumn(0).getInt64();
@@ -938,6 +938,45 @@ class SqliteStore final : public Store {
       seq = after;
     }
     return seq;
+  }
+
+  // Fences whose skipped seqs end below the seq just before the log's start (after the skips
+  // that lead up to it) concern no event left: gone, but for the newest, which names the boot.
+  // Keeps the table as small as the log, also where every start has a boot of its own. The
+  // caller holds mu_, with events left.
+  void forget_fences_below_locked() {
+    Lent q = stmt("SELECT MIN(seq) FROM events");
+    if (!q->executeStep() || q->getColumn(0).isNull()) return;
+    const int64_t first = first_event_seq_locked(q->getColumn(0).getInt64());
+    Lent del = stmt(
+        "DELETE FROM event_fences WHERE after_seq + skipped < ? AND rowid < (SELECT MAX(rowid) "
+        "FROM event_fences)");
+    del->bind(1, static_cast<int64_t>(first - 1));
+    del->exec();
+  }
+
+  // The seq the log starts at, given its oldest event: right after seqs a fence skipped, where
+  // those began (no event is missing); the caller holds mu_.
+  int64_t first_event_seq_locked(int64_t first) {
+    if (!has_fences_locked()) return first;
+    Lent below =
+        stmt("SELECT after_seq FROM event_fences WHERE skipped > 0 AND after_seq + skipped = ?");
+    for (;;) {
+      below->reset();
+      below->bind(1, static_cast<int64_t>(first - 1));
+      if (!below->executeStep()) return first;
+      first = below->getColumn(0).getInt64() + 1;
+    }
+  }
+
+  // The database has the event_fences table (a read-only open of an older fetchq's database
+  // may not); the caller holds mu_.
+  bool has_fences_locked() {
+    if (!has_fences_) {
+      Lent q = stmt("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_fences'");
+      has_fences_ = q->executeStep();
+    }
+    return has_fences_;
   }
 
   // Cached prepared statement for a constant SQL text, reset again when the Lent goes; the
@@ -954,6 +993,7 @@ class SqliteStore final : public Store {
 
   std::recursive_mutex mu_;
   int depth_ = 0;
+  bool has_fences_ = false;  // seen once, it stays
   std::unique_ptr<SQLite::Database> db_;
   std::optional<util::LockFile> lock_;
   std::map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
