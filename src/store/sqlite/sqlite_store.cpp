@@ -867,9 +867,12 @@ class SqliteStore final : public Store {
     }
     upto -= left;
     if (upto <= 0) return 0;
-    Lent first = stmt("SELECT MIN(seq) FROM events");
-    if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
-    int64_t from = first->getColumn(0).getInt64();
+    int64_t from = 0;
+    {
+      Lent first = stmt("SELECT MIN(seq) FROM events");
+      if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
+      from = first->getColumn(0).getInt64();
+    }
     if (from > upto) return 0;
     // By seq, the primary key: a range of the table, however large the log.
     int64_t removed = 0;
