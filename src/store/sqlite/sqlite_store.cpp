@@ -843,9 +843,8 @@ class SqliteStore final : public Store {
 
   int64_t first_event_seq() override {
     std::lock_guard lk(mu_);
-    Lent q = stmt("SELECT MIN(seq) FROM events");
-    if (!q->executeStep() || q->getColumn(0).isNull()) return last_seq_locked() + 1;
-    return first_event_seq_locked(q->getColumn(0).getInt64());
+    const auto oldest = oldest_seq_locked();
+    return oldest ? first_event_seq_locked(*oldest) : last_seq_locked() + 1;
   }
 
   int64_t trim_events(int64_t keep, int64_t batch) override {
@@ -867,13 +866,9 @@ class SqliteStore final : public Store {
     }
     upto -= left;
     if (upto <= 0) return 0;
-    int64_t from = 0;
-    {
-      Lent first = stmt("SELECT MIN(seq) FROM events");
-      if (!first->executeStep() || first->getColumn(0).isNull()) return 0;
-      from = first->getColumn(0).getInt64();
-    }
-    if (from > upto) return 0;
+    const auto oldest = oldest_seq_locked();
+    if (!oldest || *oldest > upto) return 0;
+    const int64_t from = *oldest;
     // By seq, the primary key: a range of the table, however large the log.
     int64_t removed = 0;
     {
@@ -948,14 +943,21 @@ class SqliteStore final : public Store {
   // Keeps the table as small as the log, also where every start has a boot of its own. The
   // caller holds mu_, with events left.
   void forget_fences_below_locked() {
-    Lent q = stmt("SELECT MIN(seq) FROM events");
-    if (!q->executeStep() || q->getColumn(0).isNull()) return;
-    const int64_t first = first_event_seq_locked(q->getColumn(0).getInt64());
+    const auto oldest = oldest_seq_locked();
+    if (!oldest) return;
+    const int64_t first = first_event_seq_locked(*oldest);
     Lent del = stmt(
         "DELETE FROM event_fences WHERE after_seq + skipped < ? AND rowid < (SELECT MAX(rowid) "
         "FROM event_fences)");
     del->bind(1, static_cast<int64_t>(first - 1));
     del->exec();
+  }
+
+  // The seq of the oldest event kept, none when the log is empty; the caller holds mu_.
+  std::optional<int64_t> oldest_seq_locked() {
+    Lent q = stmt("SELECT MIN(seq) FROM events");
+    if (!q->executeStep() || q->getColumn(0).isNull()) return std::nullopt;
+    return q->getColumn(0).getInt64();
   }
 
   // The seq the log starts at, given its oldest event: right after seqs a fence skipped, where
