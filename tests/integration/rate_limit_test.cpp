@@ -50,7 +50,20 @@ class Daemon {
                                   dir_.path(),          "--checkpoint-interval-ms", "500"};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     proc_ = std::make_unique<Process>(argv, "", dir_ / ("fetchqd." + std::to_string(starts_) + ".err"));
-    return wait_until([&] { return proc_->running() && cli({"stats"}, 2s).rc == 0; }, 10s, 20ms);
+    CliResult last;
+    bool up = wait_until(
+        [&] {
+          if (!proc_->running()) return false;
+          last = cli({"stats"}, 2s);
+          return last.rc == 0;
+        },
+        10s, 20ms);
+    if (!up) {
+      ADD_FAILURE() << "fetchqd did not answer within 10 s (running: " << proc_->running()
+                    << "); last stats rc " << last.rc << ": " << last.err << "\nfetchqd stderr:\n"
+                    << read_file(dir_ / ("fetchqd." + std::to_string(starts_) + ".err"));
+    }
+    return up;
   }
 
   void stop() {

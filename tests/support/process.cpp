@@ -1,44 +1,66 @@
 // Child processes for end-to-end tests.
 #include "support/process.h"
 
-#include "support/temp_dir.h"
-
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+
+#include "support/temp_dir.h"
 
 namespace fetchq::testing {
 
+// The child is started with posix_spawn, and everything it needs (argv, environment, the
+// redirections) is built before: a child forked from this multi-threaded process may run no
+// allocator, whose locks another thread can hold at the fork (seen as a child that hangs forever
+// under ASan).
 Process::Process(const std::vector<std::string>& argv, const std::string& stdout_path,
                  const std::string& stderr_path, const std::vector<std::string>& env) {
-  pid_ = ::fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    auto redirect = [](const std::string& path, int fd) {
-      int f = ::open(path.empty() ? "/dev/null" : path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (f >= 0) {
-        ::dup2(f, fd);
-        ::close(f);
-      }
-    };
-    redirect(stdout_path, STDOUT_FILENO);
-    redirect(stderr_path, STDERR_FILENO);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  // The environment: this process's, then each NAME=VALUE of env in turn in place of NAME's
+  // entry (a later one of the same NAME wins, as with putenv).
+  auto name_of = [](const char* kv) { return std::string_view(kv, std::strcspn(kv, "=")); };
+  std::vector<char*> envp;
+  auto set = [&](char* kv) {
+    auto same = std::find_if(envp.begin(), envp.end(),
+                             [&](const char* e) { return name_of(e) == name_of(kv); });
+    if (same != envp.end()) {
+      *same = kv;
+    } else {
+      envp.push_back(kv);
+    }
+  };
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  for (const auto& kv : env) set(const_cast<char*>(kv.c_str()));
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  if (::posix_spawn_file_actions_init(&actions) != 0) throw std::runtime_error("spawn failed");
+  const int flags = O_WRONLY | O_CREAT | O_TRUNC;
+  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
+                                     stdout_path.empty() ? "/dev/null" : stdout_path.c_str(), flags,
+                                     0644);
+  ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                     stderr_path.empty() ? "/dev/null" : stderr_path.c_str(), flags,
+                                     0644);
+  const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+  ::posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {  // as a shell says of a program it cannot run
+    pid_ = -1;
+    reaped_ = true;
+    status_ = 127;
   }
 }
 
