@@ -242,7 +242,7 @@ Status QueueImpl::set_url_on_loop(int64_t id, const std::string& url) {
                           ", or add a new job for " + now);
   }
   auto change = store::Store::SourceChange::kNotInStatus;
-  store_->transaction([&] {
+  transaction([&] {
     change = store_->set_source(id, from, shown,
                                 split ? std::optional<std::string>(split->password) : std::nullopt);
     if (change == store::Store::SourceChange::kFromZero && job->bytes > 0) {
@@ -276,7 +276,7 @@ Result<std::optional<Job>> QueueImpl::cancel_on_loop(int64_t id) {
   }
   const std::string now = util::now_iso8601();
   bool changed = false;
-  store_->transaction([&] {
+  transaction([&] {
     changed = store_->change_status(
         id, {JobStatus::kWaiting, JobStatus::kRunning, JobStatus::kPaused}, JobStatus::kCancelled, now);
     if (changed) append_event(id, cancelled_event(job->source));
@@ -311,7 +311,7 @@ Result<std::optional<Job>> QueueImpl::pause_on_loop(int64_t id) {
     return make_error(ErrorCode::kWrongState, "job " + std::to_string(id) + " is completing");
   }
   bool changed = false;
-  store_->transaction([&] {
+  transaction([&] {
     changed = store_->change_status(id, {JobStatus::kWaiting, JobStatus::kRunning}, JobStatus::kPaused,
                                     util::now_iso8601());
     if (changed) append_event(id, paused_event(job->source));
@@ -363,7 +363,7 @@ Result<Job> QueueImpl::set_job_rate_limit(int64_t id, int64_t bytes_per_second) 
                                                       std::string(to_string(job->status)) + ")");
       }
       if (job->limit_rate == bytes_per_second) return false;
-      store_->transaction([&] {
+      transaction([&] {
         store_->set_limit_rate(id, bytes_per_second);
         append_event(id, limit_changed_event(job->source, bytes_per_second));
       });
@@ -531,13 +531,38 @@ Result<Job> QueueImpl::back_to_waiting(int64_t id, JobStatus from, const char* r
 
 namespace {
 thread_local int64_t t_events_appended = 0;  // see QueueImpl::events_appended_here
+thread_local int t_transactions = 0;         // QueueImpl::transaction()s open on this thread
+thread_local int64_t t_uncommitted_seq = 0;  // the newest seq they appended
 }  // namespace
 
 int64_t QueueImpl::events_appended_here() { return t_events_appended; }
 
+void QueueImpl::transaction(const std::function<void()>& body, store::Commit commit) {
+  struct Open {
+    Open() { ++t_transactions; }
+    ~Open() {
+      if (--t_transactions == 0) t_uncommitted_seq = 0;
+    }
+  };
+  int64_t committed = 0;
+  {
+    Open open;
+    store_->transaction(body, commit);  // on a throw, the seqs appended are forgotten
+    if (t_transactions == 1) committed = t_uncommitted_seq;
+  }
+  if (committed > 0) {
+    std::lock_guard lk(changed_mu_);
+    last_seq_ = std::max(last_seq_, committed);
+  }
+}
+
 void QueueImpl::append_event(int64_t job_id, const EventRecord& event) {
   int64_t seq = store_->append_event(job_id, event.name(), event.payload_text(), util::now_iso8601());
   ++t_events_appended;
+  if (t_transactions > 0) {
+    t_uncommitted_seq = std::max(t_uncommitted_seq, seq);
+    return;
+  }
   std::lock_guard lk(changed_mu_);
   last_seq_ = std::max(last_seq_, seq);
 }

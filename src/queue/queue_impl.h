@@ -168,7 +168,11 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   Result<Job> after_change(int64_t id, const std::function<void(const Job&)>& cb);
   static Error not_found(int64_t id);
   void notify_changed();
-  // Appends an event; the caller is inside a store transaction (or needs none).
+  // store_->transaction, and then the seqs of the events it appended are given out (last_seq_):
+  // a transaction that is rolled back gives none, since its seqs will be taken again.
+  void transaction(const std::function<void()>& body,
+                   store::Commit commit = store::Commit::kDurable);
+  // Appends an event; the caller is inside transaction() (or needs none).
   void append_event(int64_t job_id, const EventRecord& event);
   // How many events append_event appended on the calling thread so far.
   static int64_t events_appended_here();

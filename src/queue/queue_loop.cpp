@@ -160,7 +160,7 @@ void QueueImpl::process(std::vector<Msg>& batch) {
   for (int tries = 1; !db_ops.empty(); ++tries) {
     try {
       const int64_t appended_before = events_appended_here();
-      store_->transaction(
+      transaction(
           [&] {
             for (auto& op : db_ops) op();
           },

@@ -2,6 +2,7 @@
 // across a store call, the transfer thread enters the store only to record a new .part, and a
 // store that fails on the loop thread is logged and outlived, never fatal.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <atomic>
@@ -340,6 +341,48 @@ TEST_F(QueueThreadsTest, AnAnswerThatComesWithAPauseIsNotToldAfterIt) {
   // What the answer said of the file was still recorded (only set_started records its size):
   // a resume keeps the bytes by it.
   EXPECT_EQ(q->id_to_job(a.id)->total_bytes, 8388608);
+}
+
+// An event appended in a transaction that is then rolled back was never given: the queue's last
+// seq stays where it was, and a reader who follows from it gets the event that later takes the
+// seq (a rolled-back seq is given again).
+TEST_F(QueueThreadsTest, AnEventOfARolledBackTransactionIsNeverSaidToBeThere) {
+  // Answers with a first piece, then sends nothing (for up to 4 s, within the stall timeout):
+  // the job runs and, once its first bytes are told, appends no more events.
+  server_.set_handler("/r", [](const RequestLog&, int fd) {
+    if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\nETag: \"r1\"\r\n\r\n" +
+                          std::string(16 << 10, 'r'))) {
+      return;
+    }
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 4000);  // until the client lets go
+  });
+  auto q = open(fast_options(dir_));
+  Job job = submit(*q, server_.url("/r"), dl() + "/r.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kRunning; }))
+      << to_string(q->id_to_job(job.id)->status) << " " << q->id_to_job(job.id)->error.value_or("");
+  ASSERT_TRUE(wait_until([&] {
+    auto types = event_types(job_events(*q, job.id));
+    return std::find(types.begin(), types.end(), "download_started") != types.end();
+  })) << ::testing::PrintToString(event_types(job_events(*q, job.id)));
+  int64_t before = q->last_event_seq();
+  for (int quiet = 0; quiet < 5; ++quiet) {  // no event for half a second
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (q->last_event_seq() != before) quiet = 0, before = q->last_event_seq();
+  }
+  store_->fail_loop_commits(1);
+  EXPECT_FALSE(q->pause_job(job.id).ok()) << "the pause was not recorded";
+  EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kRunning);
+  EXPECT_EQ(q->last_event_seq(), before) << "a seq that no event holds was given out";
+  EXPECT_TRUE(q->events_since(before, 100, std::chrono::milliseconds(0)).empty());
+  // A follower from the last seq: the pause that then succeeds is the next event it gets.
+  const int64_t from = q->last_event_seq();
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  auto next = q->events_since(from, 100, std::chrono::milliseconds(2000));
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(next.back().type, "download_paused");
+  EXPECT_EQ(next.back().seq, q->last_event_seq());
+  q->shutdown();
 }
 
 }  // namespace

@@ -52,6 +52,12 @@ class WatchedStore final : public store::Store {
     std::lock_guard lk(mu_);
     failures_anywhere_[method] = n;
   }
+  // The next n transactions of the loop thread throw once their body has run: all they did is
+  // rolled back, as when the commit itself fails.
+  void fail_loop_commits(int n) {
+    std::lock_guard lk(mu_);
+    failing_loop_commits_ = n;
+  }
   std::atomic<int> slow_commit_ms{0};
   // How many transactions asked for each kind of commit.
   int commits_of(store::Commit kind) {
@@ -100,6 +106,13 @@ class WatchedStore final : public store::Store {
           body();
           if (int ms = slow_commit_ms.load(); ms > 0)
             std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+          if (thread_name() == "fetchq-queue") {
+            std::lock_guard lk(mu_);
+            if (failing_loop_commits_ > 0) {
+              --failing_loop_commits_;
+              throw store::StoreError(store::StoreErrorKind::kIo, "injected failure of a commit");
+            }
+          }
         },
         commit);
   }
@@ -296,6 +309,7 @@ class WatchedStore final : public store::Store {
   std::vector<std::string> breaches_;
   std::map<std::string, int> calls_;
   std::map<std::string, int> failures_;
+  int failing_loop_commits_ = 0;  // under mu_
   std::map<std::string, int> failures_anywhere_;
   int durable_commits_ = 0;
   std::set<std::string> called_in_crash_safe_;
