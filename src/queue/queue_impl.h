@@ -169,7 +169,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   static Error not_found(int64_t id);
   void notify_changed();
   // store_->transaction, and then the seqs of the events it appended are given out (last_seq_):
-  // a transaction that is rolled back gives none, since its seqs will be taken again.
+  // a transaction that is rolled back gives none, since its seqs will be taken again. Never
+  // called inside a plain store_->transaction, whose commit it would not wait for.
   void transaction(const std::function<void()>& body,
                    store::Commit commit = store::Commit::kDurable);
   // Appends an event; the caller is inside transaction() (or needs none).

@@ -365,11 +365,15 @@ TEST_F(QueueThreadsTest, AnEventOfARolledBackTransactionIsNeverSaidToBeThere) {
     auto types = event_types(job_events(*q, job.id));
     return std::find(types.begin(), types.end(), "download_started") != types.end();
   })) << ::testing::PrintToString(event_types(job_events(*q, job.id)));
-  int64_t before = q->last_event_seq();
-  for (int quiet = 0; quiet < 5; ++quiet) {  // no event for half a second
+  // The loop quiet for half a second (no transaction: no event, no checkpoint), so that the
+  // failure below meets the pause.
+  int transactions = store_->calls_from("fetchq-queue", "transaction");
+  for (int quiet = 0; quiet < 5; ++quiet) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (q->last_event_seq() != before) quiet = 0, before = q->last_event_seq();
+    const int now = store_->calls_from("fetchq-queue", "transaction");
+    if (now != transactions) quiet = 0, transactions = now;
   }
+  const int64_t before = q->last_event_seq();
   store_->fail_loop_commits(1);
   EXPECT_FALSE(q->pause_job(job.id).ok()) << "the pause was not recorded";
   EXPECT_EQ(q->id_to_job(job.id)->status, JobStatus::kRunning);

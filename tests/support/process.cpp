@@ -48,14 +48,19 @@ Process::Process(const std::vector<std::string>& argv, const std::string& stdout
   posix_spawn_file_actions_t actions;
   if (::posix_spawn_file_actions_init(&actions) != 0) throw std::runtime_error("spawn failed");
   const int flags = O_WRONLY | O_CREAT | O_TRUNC;
-  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
-                                     stdout_path.empty() ? "/dev/null" : stdout_path.c_str(), flags,
-                                     0644);
-  ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
-                                     stderr_path.empty() ? "/dev/null" : stderr_path.c_str(), flags,
-                                     0644);
-  const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+  int rc = ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (rc == 0) {
+    rc = ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
+                                            stdout_path.empty() ? "/dev/null" : stdout_path.c_str(),
+                                            flags, 0644);
+  }
+  if (rc == 0) {
+    rc = ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                            stderr_path.empty() ? "/dev/null" : stderr_path.c_str(),
+                                            flags, 0644);
+  }
+  // An output file that cannot be opened fails the start as a program that cannot run does.
+  if (rc == 0) rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
   ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {  // as a shell says of a program it cannot run
     pid_ = -1;
