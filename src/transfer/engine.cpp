@@ -44,6 +44,9 @@ constexpr auto kFillFast = std::chrono::milliseconds(200);
 // when its own connection would need at least kStealWorth more to finish it.
 constexpr std::chrono::duration<double> kRateAfter{0.2};
 constexpr std::chrono::duration<double> kStealWorth{1.0};
+// The adaptive count keeps fewer connections than the wide count when the wide count made
+// less than this much more: more connections only where they bring a clear gain.
+constexpr double kKeepFewer = 0.05;
 // A host that refused an extra connection (429, 503) gets no more than it took for this long.
 constexpr auto kHostCapFor = std::chrono::minutes(10);
 // The longest a Retry-After holds back a job's other segments (the rest go on meanwhile).
@@ -79,6 +82,9 @@ struct Transfer : Placement {
   struct Seg {
     int64_t start = 0, end = 0, pos = 0;
     FetchId fetch = 0;
+    // Where the range its fetch asked for ends, when short of `end` (a connection of a probe
+    // asks for probe_ask bytes at a time); 0: at `end`. See ask_end.
+    int64_t fetch_end = 0;
     SteadyClock::time_point since{};  // when its fetch started, at byte `from`
     int64_t from = 0;
     int64_t written_back = 0;  // bytes from `start` whose writeback was started
@@ -121,14 +127,19 @@ struct Transfer : Placement {
   SteadyClock::time_point hold_until{};   // no new segment fetch before this (Retry-After)
   bool resumed_segments = false;  // segments taken up from a checkpoint's map
   // Adaptive connection count (EngineOptions::connections 0): kAlone measures one connection
-  // over a window, kWidening waits for the wider set to answer, kWide measures it; then the
-  // choice is made once (kSettled). kOff: a fixed count.
-  enum class Probe { kOff, kAlone, kWidening, kWide, kSettled };
+  // over a window, kWidening waits for the wider set to answer, kWide measures it; a wider set
+  // that shared one limit is followed by fewer (kNarrowing waits for the others to end their
+  // bounded asks, kNarrow measures the fewer); then the choice is made once (kSettled). kOff: a
+  // fixed count.
+  enum class Probe { kOff, kAlone, kWidening, kWide, kNarrowing, kNarrow, kSettled };
   Probe probe = Probe::kOff;
   SteadyClock::time_point probe_at{};  // start of the current window; unset until an answer
   int64_t probe_bytes = 0;             // on_disk at probe_at
   double alone_rate = 0;               // bytes per second over one connection
   int wide_misses = 0;                 // wide windows that made no clear gain so far
+  int64_t probe_ask = 0;          // bytes a connection asks for at a time while wide is measured
+  double wide_rate = 0;           // bytes per second over the wide count (kNarrowing, kNarrow)
+  int wide_cap = 0;               // that count
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   // The sha256 taken as the gap-free prefix grows: a sha256 is to be checked (the job's, or
   // one the server stated) and the file is big enough for it to matter.
@@ -638,10 +649,24 @@ class Engine::Impl final : public FetchClient {
     if (t.probe == Probe::kWidening) {
       // The window opens once every new connection has answered (or a second has passed).
       bool answered = true;
-      for (const auto& s : t.segs) answered = answered && (s.dropped || s.fetch == 0 || s.answered);
+      // A range that wrote bytes has answered once (a bounded ask may be between two fetches).
+      for (const auto& s : t.segs) {
+        answered = answered && (s.dropped || s.fetch == 0 || s.answered || s.pos > s.start);
+      }
       if (!answered && secs < 1.0) return;
       if (!flush(t)) return;  // a window counts every byte received, buffered ones too
       t.probe = Probe::kWide;
+      t.probe_at = now;
+      t.probe_bytes = t.on_disk;
+      return;
+    }
+    if (t.probe == Probe::kNarrowing) {
+      // The window opens once the connections past the fewer count have ended their asks.
+      int running = 0;
+      for (const auto& s : t.segs) running += !s.dropped && s.fetch != 0;
+      if (running > t.conn_cap && secs < 2.0) return;
+      if (!flush(t)) return;
+      t.probe = Probe::kNarrow;
       t.probe_at = now;
       t.probe_bytes = t.on_disk;
       return;
@@ -679,12 +704,50 @@ class Engine::Impl final : public FetchClient {
         return;
       }
       t.conn_cap = std::min(wide, open);
+      // What each connection would make in about four windows if the connections only shared
+      // what one made (the case that goes back to one): enough that few ask again during the
+      // measure, little enough that those dropped after it end soon.
+      const double secs_window = std::chrono::duration<double>(options_.probe_window).count();
+      const int64_t least = std::max<int64_t>(1, options_.segment_min_size);
+      t.probe_ask = std::clamp<int64_t>(
+          static_cast<int64_t>(rate * secs_window * 4 / std::max(1, t.conn_cap)), least,
+          std::max(least, options_.probe_range));
       t.probe = Probe::kWidening;
       t.probe_at = now;
       return;
     }
+    if (t.probe == Probe::kNarrow) {
+      // Fewer stay when the wide count would not add a clear gain (kKeepFewer) to them.
+      t.probe = Probe::kSettled;
+      if (rate * (1 + kKeepFewer) >= t.wide_rate) {
+        spdlog::info(
+            "job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: going on with {}",
+            t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6, t.conn_cap);
+        return;
+      }
+      spdlog::debug("job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: back to {}",
+                    t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6,
+                    t.wide_cap);
+      t.conn_cap = t.wide_cap;
+      return;
+    }
     const int wide = t.conn_cap;
     if (rate >= t.alone_rate * (1 + options_.adaptive_gain)) {
+      // Did each connection add about what one made (a cap per connection: all of them are
+      // worth it), or did they share one limit (a disk, a link), which fewer may fill as well?
+      // Then fewer are measured: each of the others ends its bounded ask, and none is cut off.
+      const double ones = t.alone_rate > 0 ? rate / t.alone_rate : static_cast<double>(wide);
+      const int fewer = std::min(wide / 2, std::max(2, static_cast<int>(std::ceil(ones * 2))));
+      if (ones < wide * 0.5 && fewer < wide && fewer >= 2) {
+        spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: measuring {}",
+                      t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6, fewer);
+        t.wide_rate = rate;
+        t.wide_cap = wide;
+        t.conn_cap = fewer;
+        t.probe = Probe::kNarrowing;
+        t.probe_at = now;
+        return;
+      }
       t.probe = Probe::kSettled;
       spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: keeping them",
                     t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
@@ -701,13 +764,18 @@ class Engine::Impl final : public FetchClient {
     spdlog::info("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: going on with one",
                  t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
     t.conn_cap = 1;
-    // The running range nearest the start goes on; the others wait for it (start_segments).
+    // The running range nearest the start that asked for all of its bytes goes on; the
+    // others wait for it (start_segments).
     Transfer::Seg* keep = nullptr;
     for (auto& s : t.segs) {
-      if (!s.dropped && s.fetch != 0 && (!keep || s.start < keep->start)) keep = &s;
+      if (!s.dropped && s.fetch != 0 && s.fetch_end == 0 && (!keep || s.start < keep->start))
+        keep = &s;
     }
     for (auto& s : t.segs) {
       if (&s == keep || s.dropped || s.fetch == 0) continue;
+      // A bounded ask ends by itself soon: cancelled, it would throw away what its socket
+      // holds (megabytes a connection on a fast link), to be fetched again.
+      if (s.fetch_end > 0) continue;
       if (!write_segment(t, s)) return;  // what it received is kept
       std::vector<char>().swap(s.buf);
       t.to_cancel.push_back(s.fetch);
@@ -742,6 +810,12 @@ class Engine::Impl final : public FetchClient {
     }
   }
 
+  // Where a segment's running fetch stops: the end of what it asked for, or of the segment when
+  // that was cut since.
+  static int64_t ask_end(const Transfer::Seg& s) {
+    return s.fetch_end > 0 ? std::min(s.end, s.fetch_end) : s.end;
+  }
+
   // Starts the fetches of segments that have none (tick(), outside libcurl's callbacks).
   void start_segments(Transfer& t) {
     for (FetchId id : t.to_cancel) {
@@ -766,7 +840,16 @@ class Engine::Impl final : public FetchClient {
       if (!src) break;
       ++active;
       FetchRequest fr = request_to(t, *src);
-      fr.range = ByteRange{.start = s.pos, .end = s.end};
+      // While the connection count is measured, a connection asks for a bounded range: one
+      // that the measure then drops ends by itself, and nothing its socket held is thrown away.
+      using Probe = Transfer::Probe;
+      const bool probing = t.probe == Probe::kWidening || t.probe == Probe::kWide ||
+                           t.probe == Probe::kNarrowing || t.probe == Probe::kNarrow;
+      s.fetch_end = 0;
+      if (probing && options_.probe_range > 0 && t.probe_ask > 0 && s.end - s.pos > t.probe_ask) {
+        s.fetch_end = s.pos + t.probe_ask;
+      }
+      fr.range = ByteRange{.start = s.pos, .end = ask_end(s)};
       fr.headers.push_back("If-Range: " + t.sources[*src].validator);
       fr.http1 = true;
       s.src = *src;
@@ -977,7 +1060,7 @@ class Engine::Impl final : public FetchClient {
     const std::string named = validator_of(response);
     const bool ok = response.code == 206 &&
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
-                    start == s->pos && end >= s->end - 1 && total == t.total &&
+                    start == s->pos && end >= ask_end(*s) - 1 && total == t.total &&
                     (s->src == t.lead || named == t.sources[s->src].validator);
     if (ok && !t.started_reported) {
       t.started_reported = true;
@@ -1104,11 +1187,12 @@ class Engine::Impl final : public FetchClient {
     Transfer::Seg* s = seg_of(t, id);
     if (!s) return false;
     const int64_t at = s->pos + static_cast<int64_t>(s->buf.size());  // received so far
-    const int64_t n = std::clamp<int64_t>(s->end - at, 0, static_cast<int64_t>(len));
+    const int64_t stop = ask_end(*s);
+    const int64_t n = std::clamp<int64_t>(stop - at, 0, static_cast<int64_t>(len));
     if (s->buf.empty()) s->buf_since = SteadyClock::now();
     if (s->buf.capacity() < s->buf_cap) s->buf.reserve(s->buf_cap);
     s->buf.insert(s->buf.end(), data, data + n);
-    if (s->buf.size() >= s->buf_cap || at + n >= s->end) {
+    if (s->buf.size() >= s->buf_cap || at + n >= stop) {
       const auto now = SteadyClock::now();
       const bool full = s->buf.size() >= s->buf_cap;
       const auto took = now - s->buf_since;
@@ -1123,7 +1207,7 @@ class Engine::Impl final : public FetchClient {
       if (!report_progress(t, now) || !report_checkpoint(t, now)) return false;
     }
     // At its end: stop this fetch (it may have asked for more).
-    return s->pos + static_cast<int64_t>(s->buf.size()) < s->end;
+    return s->pos + static_cast<int64_t>(s->buf.size()) < ask_end(*s);
   }
 
   // The most a segment's buffer grows to: max_write_buffer shared by the job's running
@@ -1178,6 +1262,14 @@ class Engine::Impl final : public FetchClient {
       // What arrived is kept, also from a fetch that failed: the retry resumes after it.
       if (!t.failure) write_segment(t, *s);
       std::vector<char>().swap(s->buf);  // its memory too: the segment may wait a long time
+      const bool asked_all = s->fetch_end > 0 && s->pos >= s->fetch_end;
+      s->fetch_end = 0;
+      if (!t.failure && asked_all && s->pos < s->end) {
+        // A bounded ask, answered in full: the rest of the range waits for its next fetch
+        // (start_segments, at the next tick), as many at once as the connection count allows.
+        fetcher_.wakeup();
+        return;
+      }
     }
     if (!t.failure && s && s->pos < s->end &&
         give_up_source(

@@ -78,8 +78,10 @@ struct EngineOptions {
   // 0: adaptive. The file starts over one connection; after probe_window its rate is compared
   // with that of max_connections_per_host connections over the next window, and the file keeps
   // them only when they brought at least adaptive_gain more (a cap per connection: many times
-  // more; a smaller gain is often the page cache taking writes the disk will be slow for); otherwise
-  // (the link is the limit) it goes back to one.
+  // more; a smaller gain is often the page cache taking writes the disk will be slow for);
+  // otherwise (the link is the limit) it goes back to one. Many that made less than half of their
+  // number times what one made share one limit: about twice their gain over the one are measured
+  // over the next window, and stay unless the many made kKeepFewer more.
   int connections = 0;
   int max_connections_per_host = 16;
   // Connections of all transfers together (0: no limit). Past it, or past
@@ -88,6 +90,12 @@ struct EngineOptions {
   int max_connections = 0;
   std::chrono::milliseconds probe_window{150};
   double adaptive_gain = 0.25;
+  // Until the count is settled, each connection asks for a bounded range at a time: what it
+  // would make in four windows if the connections only shared what one made, from
+  // segment_min_size up to probe_range bytes (0: its whole range). One that the count drops
+  // then ends with what it asked for instead of being cut off, which would throw away what
+  // its socket held.
+  int64_t probe_range = int64_t{8} << 20;
   int64_t segment_threshold = int64_t{16} << 20;
   int64_t segment_min_size = int64_t{1} << 20;
   // TLS and proxy settings of every fetch (FetcherOptions::ca_cert, proxy).

@@ -145,8 +145,11 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
   Job job = submit(*q, server_.url("/link.bin"), dir_ / "link.bin");
   ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
       << "16 connections were never tried";
-  // Past the probe: from here on one body at a time.
+  // Past the probe, once the connections it dropped have ended the ranges they asked for:
+  // from here on one body at a time.
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (5 << 20); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      wait_until([&] { return server_.concurrent_bodies() <= 1; }, std::chrono::seconds(30)));
   server_.reset_log();
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
@@ -160,6 +163,77 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
   EXPECT_GE(ranged(server_.requests_for("/link.bin")), 2)
       << "the other ranges came one after another: " << seen;
   EXPECT_EQ(j.attempts, 1);
+}
+
+// Each connection capped at 1 MiB/s behind a link of 2 MiB/s: 16 connections make about twice
+// what one made, so they share a limit that fewer fill as well. The file goes on with about
+// twice the ones' worth (4) once those make as much as the 16 did; the others end the bounded
+// ranges they asked for while the count was measured, so no answer is cut off and nothing is
+// sent twice.
+TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
+  server_.set_link_rate(2 << 20);
+  Resource r;
+  r.body = make_body(10 << 20, 97);
+  r.rate_bytes_per_s = 1 << 20;
+  server_.add("/shared.bin", r);
+  QueueOptions o = options();
+  o.connections = 0;
+  o.segment_threshold = 4 << 20;
+  o.segment_min_size = 64 << 10;
+  auto q = open_queue(o);
+  Job job = submit(*q, server_.url("/shared.bin"), dir_ / "shared.bin");
+  ASSERT_TRUE(
+      wait_until([&] { return server_.peak_concurrent_bodies() >= 12; }, std::chrono::seconds(30)))
+      << "16 connections were never tried";
+  // Past the probe (one, 16, then the fewer): at most the fewer from here on.
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (5 << 20); },
+                         std::chrono::seconds(30)));
+  const int settled = server_.concurrent_bodies();
+  server_.reset_log();
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "shared.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(j.attempts, 1);
+  std::string seen;
+  for (const auto& rq : server_.requests_for("/shared.bin")) seen += "[" + rq.range + "]";
+  EXPECT_GE(settled, 2) << "went back to one: " << seen;
+  EXPECT_LE(server_.peak_concurrent_bodies(), 6) << "more than the fewer after the probe: " << seen;
+}
+
+// The connections a probe drops end the ranges they asked for instead of being cut off (what
+// a cut-off connection's socket held would be thrown away and asked for again). A link of
+// 4 MiB/s that one connection fills: 16 make no more, and the probe goes back to one. Every
+// ranged answer is sent whole; only the first, asked for the whole file, is cut at its
+// segment's end.
+TEST_F(Segmented, TheConnectionsAProbeDropsAreNotCutOff) {
+  server_.set_link_rate(4 << 20);
+  Resource r;
+  r.body = make_body(10 << 20, 98);
+  server_.add("/once.bin", r);
+  QueueOptions o = options();
+  o.connections = 0;
+  o.segment_threshold = 4 << 20;
+  o.segment_min_size = 64 << 10;
+  auto q = open_queue(o);
+  Job j = run(*q, "/once.bin", "once.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "once.bin"), sha256_hex_of(r.body));
+  std::string seen;
+  int ranged_answers = 0, cut = 0;
+  for (const auto& rq : server_.requests_for("/once.bin")) {
+    seen += "[" + rq.range + " " + std::to_string(rq.body_bytes_sent) + "]";
+    const auto eq = rq.range.find('='), dash = rq.range.find('-');
+    if (rq.range.empty() || eq == std::string::npos || dash == std::string::npos ||
+        rq.status != 206)
+      continue;
+    const uint64_t first = std::stoull(rq.range.substr(eq + 1));
+    const uint64_t last = std::stoull(rq.range.substr(dash + 1));
+    ++ranged_answers;
+    cut += rq.body_bytes_sent < last - first + 1;
+  }
+  EXPECT_GE(ranged_answers, 8) << seen;
+  EXPECT_EQ(cut, 0) << "ranges cut off: " << seen;
 }
 
 // Two big files from one host, each asking for 8 connections: max_connections_per_host holds

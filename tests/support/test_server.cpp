@@ -958,6 +958,11 @@ int TestServer::peak_concurrent_bodies() const {
   return impl_->peak_bodies_;
 }
 
+int TestServer::concurrent_bodies() const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->bodies_now_;
+}
+
 // ---------------------------------------------------------------- helpers
 
 std::string header_of(const RequestLog& req, std::string_view lower_name) {

@@ -155,6 +155,7 @@ class TestServer {
   void reset_log();  // clears requests(), total_body_bytes_sent() and peak_concurrent_bodies()
   // The most response bodies being sent at the same moment (over separate connections).
   int peak_concurrent_bodies() const;
+  int concurrent_bodies() const;  // bodies being sent at this moment
   // > 0: all response bodies together are sent at about this rate, as over one shared link
   // that is the bottleneck (more connections get no more); each response's own
   // rate_bytes_per_s applies as well. 0: no shared limit.
