@@ -96,6 +96,7 @@ struct Transfer : Placement {
     size_t buf_cap = kMinWriteBuffer;
     SteadyClock::time_point buf_since{};
     bool answered = false;  // its response head was checked
+    bool probe_answered = false;  // a fetch of it answered since the wider set was started
     bool dropped = false;   // given up (the server would not serve ranges): segment 0 takes over
     size_t src = 0;         // the source (Transfer::sources) its fetch asks
   };
@@ -140,6 +141,7 @@ struct Transfer : Placement {
   int64_t probe_ask = 0;          // bytes a connection asks for at a time while wide is measured
   double wide_rate = 0;           // bytes per second over the wide count (kNarrowing, kNarrow)
   int wide_cap = 0;               // that count
+  int fewer_cap = 0;              // the fewer count measured after it (kNarrowing, kNarrow)
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   // The sha256 taken as the gap-free prefix grows: a sha256 is to be checked (the job's, or
   // one the server stated) and the file is big enough for it to matter.
@@ -649,9 +651,10 @@ class Engine::Impl final : public FetchClient {
     if (t.probe == Probe::kWidening) {
       // The window opens once every new connection has answered (or a second has passed).
       bool answered = true;
-      // A range that wrote bytes has answered once (a bounded ask may be between two fetches).
+      // Once each (a bounded ask may be between two fetches; a resumed range's bytes say
+      // nothing of its new connection).
       for (const auto& s : t.segs) {
-        answered = answered && (s.dropped || s.fetch == 0 || s.answered || s.pos > s.start);
+        answered = answered && (s.dropped || s.fetch == 0 || s.answered || s.probe_answered);
       }
       if (!answered && secs < 1.0) return;
       if (!flush(t)) return;  // a window counts every byte received, buffered ones too
@@ -661,10 +664,11 @@ class Engine::Impl final : public FetchClient {
       return;
     }
     if (t.probe == Probe::kNarrowing) {
-      // The window opens once the connections past the fewer count have ended their asks.
+      // The window opens once the connections past the fewer count have ended their asks
+      // (bounded: they end; one that stalls fails after stall_timeout).
       int running = 0;
       for (const auto& s : t.segs) running += !s.dropped && s.fetch != 0;
-      if (running > t.conn_cap && secs < 2.0) return;
+      if (running > t.conn_cap && secs < 60.0) return;
       if (!flush(t)) return;
       t.probe = Probe::kNarrow;
       t.probe_at = now;
@@ -704,11 +708,14 @@ class Engine::Impl final : public FetchClient {
         return;
       }
       t.conn_cap = std::min(wide, open);
+      for (auto& s : t.segs) s.probe_answered = false;
       // What each connection would make in about four windows if the connections only shared
       // what one made (the case that goes back to one): enough that few ask again during the
       // measure, little enough that those dropped after it end soon.
       const double secs_window = std::chrono::duration<double>(options_.probe_window).count();
-      const int64_t least = std::max<int64_t>(1, options_.segment_min_size);
+      // No less than four segments' worth: each ask costs a round trip, which on a long link
+      // would make the wide set look slower than it is.
+      const int64_t least = std::max<int64_t>(1, options_.segment_min_size) * 4;
       t.probe_ask = std::clamp<int64_t>(
           static_cast<int64_t>(rate * secs_window * 4 / std::max(1, t.conn_cap)), least,
           std::max(least, options_.probe_range));
@@ -719,7 +726,8 @@ class Engine::Impl final : public FetchClient {
     if (t.probe == Probe::kNarrow) {
       // Fewer stay when the wide count would not add a clear gain (kKeepFewer) to them.
       t.probe = Probe::kSettled;
-      if (rate * (1 + kKeepFewer) >= t.wide_rate) {
+      // A server that refused a connection meanwhile (back_off) lowered the count: it stays.
+      if (rate * (1 + kKeepFewer) >= t.wide_rate || t.conn_cap < t.fewer_cap) {
         spdlog::info(
             "job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: going on with {}",
             t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6, t.conn_cap);
@@ -743,6 +751,7 @@ class Engine::Impl final : public FetchClient {
                       t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6, fewer);
         t.wide_rate = rate;
         t.wide_cap = wide;
+        t.fewer_cap = fewer;
         t.conn_cap = fewer;
         t.probe = Probe::kNarrowing;
         t.probe_at = now;
@@ -845,9 +854,10 @@ class Engine::Impl final : public FetchClient {
       using Probe = Transfer::Probe;
       const bool probing = t.probe == Probe::kWidening || t.probe == Probe::kWide ||
                            t.probe == Probe::kNarrowing || t.probe == Probe::kNarrow;
+      // Marked also when the range is shorter than an ask: the probe never cuts it off.
       s.fetch_end = 0;
-      if (probing && options_.probe_range > 0 && t.probe_ask > 0 && s.end - s.pos > t.probe_ask) {
-        s.fetch_end = s.pos + t.probe_ask;
+      if (probing && options_.probe_range > 0 && t.probe_ask > 0) {
+        s.fetch_end = s.pos + std::min(t.probe_ask, s.end - s.pos);
       }
       fr.range = ByteRange{.start = s.pos, .end = ask_end(s)};
       fr.headers.push_back("If-Range: " + t.sources[*src].validator);
@@ -1062,6 +1072,7 @@ class Engine::Impl final : public FetchClient {
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
                     start == s->pos && end >= ask_end(*s) - 1 && total == t.total &&
                     (s->src == t.lead || named == t.sources[s->src].validator);
+    if (ok) s->probe_answered = true;
     if (ok && !t.started_reported) {
       t.started_reported = true;
       report_resumed_start(t, t.on_disk);
@@ -1206,8 +1217,10 @@ class Engine::Impl final : public FetchClient {
       }
       if (!report_progress(t, now) || !report_checkpoint(t, now)) return false;
     }
-    // At its end: stop this fetch (it may have asked for more).
-    return s->pos + static_cast<int64_t>(s->buf.size()) < ask_end(*s);
+    // Past its end: stop this fetch (it asked for more, or its range was cut since). An answer
+    // that ends right there is read to its end, so that its connection serves the next range
+    // instead of being closed.
+    return n == static_cast<int64_t>(len);
   }
 
   // The most a segment's buffer grows to: max_write_buffer shared by the job's running

@@ -91,7 +91,7 @@ struct EngineOptions {
   std::chrono::milliseconds probe_window{150};
   double adaptive_gain = 0.25;
   // Until the count is settled, each connection asks for a bounded range at a time: what it
-  // would make in four windows if the connections only shared what one made, from
+  // would make in four windows if the connections only shared what one made, from four times
   // segment_min_size up to probe_range bytes (0: its whole range). One that the count drops
   // then ends with what it asked for instead of being cut off, which would throw away what
   // its socket held.

@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "integration/helpers.h"
 #include "queue/open_with_env.h"
@@ -140,17 +141,21 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
   QueueOptions o = options();
   o.connections = 0;
   o.segment_threshold = 4 << 20;
-  o.segment_min_size = 256 << 10;
+  // Segments of 640 KiB, asked for 256 KiB at a time while the count is measured.
+  o.segment_min_size = 64 << 10;
   auto q = open_queue(o);
   Job job = submit(*q, server_.url("/link.bin"), dir_ / "link.bin");
   ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
       << "16 connections were never tried";
   // Past the probe, once the connections it dropped have ended the ranges they asked for:
-  // from here on one body at a time.
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (5 << 20); }, std::chrono::seconds(30)));
+  // from here on one body at a time, with much of the file still to come.
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
+                         std::chrono::seconds(30)));
   ASSERT_TRUE(
       wait_until([&] { return server_.concurrent_bodies() <= 1; }, std::chrono::seconds(30)));
   server_.reset_log();
+  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
+      << "the probe did not end before most of the file came";
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
@@ -216,13 +221,32 @@ TEST_F(Segmented, TheConnectionsAProbeDropsAreNotCutOff) {
   o.segment_threshold = 4 << 20;
   o.segment_min_size = 64 << 10;
   auto q = open_queue(o);
-  Job j = run(*q, "/once.bin", "once.bin");
+  Job job = submit(*q, server_.url("/once.bin"), dir_ / "once.bin");
+  ASSERT_TRUE(
+      wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
+      << "16 connections were never tried";
+  // The probe went back to one (not to fewer, which would leave connections running anyway):
+  // once the dropped ones ended their asks, one body at a time with most of the file to come.
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      wait_until([&] { return server_.concurrent_bodies() <= 1; }, std::chrono::seconds(30)));
+  std::vector<RequestLog> reqs = server_.requests_for("/once.bin");
+  server_.reset_log();
+  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
+      << "the probe did not end before most of the file came";
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
   EXPECT_EQ(sha256_file(dir_ / "once.bin"), sha256_hex_of(r.body));
+  EXPECT_LE(server_.peak_concurrent_bodies(), 2) << "connections past the probe";
+  for (const auto& rq : server_.requests_for("/once.bin")) reqs.push_back(rq);
   std::string seen;
   int ranged_answers = 0, cut = 0;
-  for (const auto& rq : server_.requests_for("/once.bin")) {
+  std::set<uint64_t> connections;
+  for (const auto& rq : reqs) {
     seen += "[" + rq.range + " " + std::to_string(rq.body_bytes_sent) + "]";
+    connections.insert(rq.connection);
     const auto eq = rq.range.find('='), dash = rq.range.find('-');
     if (rq.range.empty() || eq == std::string::npos || dash == std::string::npos ||
         rq.status != 206)
@@ -234,6 +258,9 @@ TEST_F(Segmented, TheConnectionsAProbeDropsAreNotCutOff) {
   }
   EXPECT_GE(ranged_answers, 8) << seen;
   EXPECT_EQ(cut, 0) << "ranges cut off: " << seen;
+  // An answer read to its end leaves its connection for the next range: fewer connections
+  // than requests.
+  EXPECT_LT(connections.size() + 4, reqs.size()) << seen;
 }
 
 // Two big files from one host, each asking for 8 connections: max_connections_per_host holds

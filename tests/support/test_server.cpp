@@ -328,7 +328,7 @@ struct TestServer::Impl {
   void accept_loop();
   void serve_connection(int fd, uint64_t id);
   bool read_request(int fd, std::string& inbuf, Request& req, int& error_status);
-  After handle(int fd, const Request& req);
+  After handle(int fd, uint64_t connection, const Request& req);
   After serve_resource(int fd, const Request& req, bool client_close, Entry& entry, RequestLog& log);
   BodyEnd send_body(int fd, std::string_view body, bool chunked, uint64_t limit, uint64_t rate,
                     int status, RequestLog& log, uint64_t& sent_out);
@@ -471,7 +471,7 @@ void TestServer::Impl::serve_connection(int fd, uint64_t id) {
       }
       break;
     }
-    after = handle(fd, req);
+    after = handle(fd, id, req);
     if (after != After::kKeepAlive) break;
   }
   if (after == After::kClose && !stopping_) {
@@ -533,8 +533,10 @@ bool TestServer::Impl::read_request(int fd, std::string& inbuf, Request& req, in
   return true;
 }
 
-TestServer::Impl::After TestServer::Impl::handle(int fd, const Request& req) {
+TestServer::Impl::After TestServer::Impl::handle(int fd, uint64_t connection_id,
+                                                 const Request& req) {
   auto log = std::make_shared<RequestLog>();
+  log->connection = connection_id;
   log->method = req.method;
   log->path = req.path;
   log->target = req.target;

@@ -35,6 +35,7 @@ namespace fetchq::testing {
 
 // One request as the server saw it. Header fields are "" when absent.
 struct RequestLog {
+  uint64_t connection = 0;  // which connection it came on: one number per accepted connection
   std::string method;
   std::string path;    // target without the query string
   std::string target;  // full request target as sent
