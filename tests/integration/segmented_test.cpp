@@ -30,6 +30,16 @@ class Segmented : public ::testing::Test {
     return o;
   }
 
+  // Adaptive on a 10 MiB file: segments of 640 KiB, asked for 256 KiB at a time while the
+  // count is measured.
+  QueueOptions adaptive_small() {
+    QueueOptions o = options();
+    o.connections = 0;
+    o.segment_threshold = 4 << 20;
+    o.segment_min_size = 64 << 10;
+    return o;
+  }
+
   // A file the server throttles per response, so connections at once show.
   Resource big(uint32_t seed, uint64_t rate = 24 << 20) {
     Resource r;
@@ -138,12 +148,7 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
   Resource r;
   r.body = make_body(10 << 20, 92);
   server_.add("/link.bin", r);
-  QueueOptions o = options();
-  o.connections = 0;
-  o.segment_threshold = 4 << 20;
-  // Segments of 640 KiB, asked for 256 KiB at a time while the count is measured.
-  o.segment_min_size = 64 << 10;
-  auto q = open_queue(o);
+  auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/link.bin"), dir_ / "link.bin");
   ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
       << "16 connections were never tried";
@@ -181,11 +186,7 @@ TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
   r.body = make_body(10 << 20, 97);
   r.rate_bytes_per_s = 1 << 20;
   server_.add("/shared.bin", r);
-  QueueOptions o = options();
-  o.connections = 0;
-  o.segment_threshold = 4 << 20;
-  o.segment_min_size = 64 << 10;
-  auto q = open_queue(o);
+  auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/shared.bin"), dir_ / "shared.bin");
   ASSERT_TRUE(
       wait_until([&] { return server_.peak_concurrent_bodies() >= 12; }, std::chrono::seconds(30)))
@@ -220,11 +221,7 @@ TEST_F(Segmented, TheConnectionsAProbeDropsAreNotCutOff) {
   Resource r;
   r.body = make_body(10 << 20, 98);
   server_.add("/once.bin", r);
-  QueueOptions o = options();
-  o.connections = 0;
-  o.segment_threshold = 4 << 20;
-  o.segment_min_size = 64 << 10;
-  auto q = open_queue(o);
+  auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/once.bin"), dir_ / "once.bin");
   ASSERT_TRUE(
       wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
