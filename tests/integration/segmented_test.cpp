@@ -40,6 +40,25 @@ class Segmented : public ::testing::Test {
     return o;
   }
 
+  // Waits until the probe tried at least `tried` connections, the job has 4 MiB, and no more
+  // than `bodies` answers run (the ones the probe dropped ended their asks); then the server's
+  // log starts afresh (what it held so far goes to `before`, when given) with most of the
+  // 10 MiB file still to come.
+  void wait_past_probe(DownloadQueue& q, int64_t id, const std::string& path, int tried, int bodies,
+                       std::vector<RequestLog>* before = nullptr) {
+    ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= tried; },
+                           std::chrono::seconds(30)))
+        << "16 connections were never tried";
+    ASSERT_TRUE(
+        wait_until([&] { return q.id_to_job(id)->bytes >= (4 << 20); }, std::chrono::seconds(30)));
+    ASSERT_TRUE(wait_until([&] { return server_.concurrent_bodies() <= bodies; },
+                           std::chrono::seconds(30)));
+    if (before) *before = server_.requests_for(path);
+    server_.reset_log();
+    ASSERT_LE(q.id_to_job(id)->bytes, 8 << 20)
+        << "the probe did not end before most of the file came";
+  }
+
   // A file the server throttles per response, so connections at once show.
   Resource big(uint32_t seed, uint64_t rate = 24 << 20) {
     Resource r;
@@ -150,17 +169,9 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
   server_.add("/link.bin", r);
   auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/link.bin"), dir_ / "link.bin");
-  ASSERT_TRUE(wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
-      << "16 connections were never tried";
   // Past the probe, once the connections it dropped have ended the ranges they asked for:
-  // from here on one body at a time, with much of the file still to come.
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(
-      wait_until([&] { return server_.concurrent_bodies() <= 1; }, std::chrono::seconds(30)));
-  server_.reset_log();
-  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
-      << "the probe did not end before most of the file came";
+  // from here on one body at a time.
+  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/link.bin", 8, 1));
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
@@ -188,18 +199,9 @@ TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
   server_.add("/shared.bin", r);
   auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/shared.bin"), dir_ / "shared.bin");
-  ASSERT_TRUE(
-      wait_until([&] { return server_.peak_concurrent_bodies() >= 12; }, std::chrono::seconds(30)))
-      << "16 connections were never tried";
   // Past the probe (one, 16, then the fewer, once the others ended their asks): at most the
-  // fewer from here on, with much of the file still to come.
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(
-      wait_until([&] { return server_.concurrent_bodies() <= 8; }, std::chrono::seconds(30)));
-  server_.reset_log();
-  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
-      << "the probe did not end before most of the file came";
+  // fewer from here on.
+  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/shared.bin", 12, 8));
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
@@ -223,19 +225,10 @@ TEST_F(Segmented, TheConnectionsAProbeDropsAreNotCutOff) {
   server_.add("/once.bin", r);
   auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/once.bin"), dir_ / "once.bin");
-  ASSERT_TRUE(
-      wait_until([&] { return server_.peak_concurrent_bodies() >= 8; }, std::chrono::seconds(30)))
-      << "16 connections were never tried";
   // The probe went back to one (not to fewer, which would leave connections running anyway):
-  // once the dropped ones ended their asks, one body at a time with most of the file to come.
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (4 << 20); },
-                         std::chrono::seconds(30)));
-  ASSERT_TRUE(
-      wait_until([&] { return server_.concurrent_bodies() <= 1; }, std::chrono::seconds(30)));
-  std::vector<RequestLog> reqs = server_.requests_for("/once.bin");
-  server_.reset_log();
-  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
-      << "the probe did not end before most of the file came";
+  // once the dropped ones ended their asks, one body at a time.
+  std::vector<RequestLog> reqs;
+  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/once.bin", 8, 1, &reqs));
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   Job j = *q->id_to_job(job.id);
   ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
