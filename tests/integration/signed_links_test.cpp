@@ -28,7 +28,6 @@ class SignedHub {
  public:
   SignedHub(TestServer& server, std::string source, Resource file, int expired_status)
       : s_(std::make_shared<State>(server, std::move(file), expired_status)) {
-    s_->file.etag = "\"v1\"";  // the same validator on every link, so If-Range matches
     server.set_handler(std::move(source), [s = s_](const RequestLog&, int fd) {
       const std::string location = s->issue();
       const std::string head = "HTTP/1.1 302 Found\r\nLocation: " + location +
@@ -61,7 +60,9 @@ class SignedHub {
   // Links handed out from now on serve at this rate.
   void set_rate(uint64_t bytes_per_s) {
     std::lock_guard lock(s_->mu);
-    s_->file.rate_bytes_per_s = bytes_per_s;
+    auto changed = std::make_shared<Resource>(*s_->file);
+    changed->rate_bytes_per_s = bytes_per_s;
+    s_->file = std::move(changed);
   }
 
   // The server's log of every CDN request, in arrival order.
@@ -75,9 +76,14 @@ class SignedHub {
 
  private:
   struct State {
-    State(TestServer& sv, Resource f, int st) : server(sv), file(std::move(f)), expired_status(st) {}
+    State(TestServer& sv, Resource f, int st) : server(sv), expired_status(st) {
+      f.etag = "\"v1\"";  // the same validator on every link, so If-Range matches
+      file = std::make_shared<const Resource>(std::move(f));
+    }
     TestServer& server;
-    Resource file;
+    // Shared by every link: a copy of a large body per link would hold the hub's lock long
+    // enough (seconds in a sanitizer build) for a waiting redirect to trip the stall timeout.
+    std::shared_ptr<const Resource> file;
     int expired_status;
     mutable std::mutex mu;
     int issued = 0;

@@ -348,7 +348,9 @@ struct TestServer::Impl {
   std::thread accept_thread_;
 
   std::unordered_map<std::string, std::shared_ptr<Entry>> resources_;
-  std::unordered_map<std::string, RawHandler> handlers_;
+  // Shared, so that taking one for a request copies no state it captured (a handler may hold
+  // whole bodies, and a copy of those under mu_ stalls every connection in a sanitizer build).
+  std::unordered_map<std::string, std::shared_ptr<const RawHandler>> handlers_;
   // shared_ptr so reset_log() cannot invalidate an entry a handler still fills.
   std::vector<std::shared_ptr<RequestLog>> log_;
   uint64_t total_body_bytes_ = 0;  // guarded by mu_
@@ -548,7 +550,7 @@ TestServer::Impl::After TestServer::Impl::handle(int fd, uint64_t connection_id,
   log->host = req.header("host");
   log->headers.assign(req.headers.begin(), req.headers.end());
 
-  RawHandler raw;
+  std::shared_ptr<const RawHandler> raw;
   std::shared_ptr<Entry> entry;
   {
     std::lock_guard lock(mu_);
@@ -557,7 +559,7 @@ TestServer::Impl::After TestServer::Impl::handle(int fd, uint64_t connection_id,
     if (auto it = resources_.find(req.path); it != resources_.end()) entry = it->second;
   }
   if (raw) {
-    raw(*log, fd);
+    (*raw)(*log, fd);
     return After::kClose;
   }
 
@@ -905,20 +907,25 @@ std::string TestServer::url(std::string_view path) const {
 }
 
 void TestServer::add(std::string path, Resource r) {
+  add(std::move(path), std::make_shared<const Resource>(std::move(r)));
+}
+
+void TestServer::add(std::string path, std::shared_ptr<const Resource> r) {
   auto entry = std::make_shared<Impl::Entry>();
-  if (r.etag == "auto") {
-    entry->base_etag = "\"" + to_hex(std::hash<std::string>{}(r.body)) + "\"";
+  if (r->etag == "auto") {
+    entry->base_etag = "\"" + to_hex(std::hash<std::string>{}(r->body)) + "\"";
   } else {
-    entry->base_etag = r.etag;
+    entry->base_etag = r->etag;
   }
-  entry->resource = std::make_shared<const Resource>(std::move(r));
+  entry->resource = std::move(r);
   std::lock_guard lock(impl_->mu_);
   impl_->resources_[std::move(path)] = std::move(entry);
 }
 
 void TestServer::set_handler(std::string path, RawHandler raw) {
+  auto shared = std::make_shared<const RawHandler>(std::move(raw));
   std::lock_guard lock(impl_->mu_);
-  impl_->handlers_[std::move(path)] = std::move(raw);
+  impl_->handlers_[std::move(path)] = std::move(shared);
 }
 
 std::vector<RequestLog> TestServer::requests() const {

@@ -143,6 +143,8 @@ class TestServer {
   // Adds or replaces; replacing also resets the per-path counters used by
   // drop_times and etag_changes.
   void add(std::string path, Resource r);
+  // The same, sharing `r` with the caller: a large body served under many paths is not copied.
+  void add(std::string path, std::shared_ptr<const Resource> r);
   // Takes precedence over add() for the same path. The handler writes the raw
   // response to fd itself; the server closes the connection afterwards.
   void set_handler(std::string path, RawHandler raw);
