@@ -669,16 +669,18 @@ http {{
         size = c["s3_size"]
         expected = self.expected["big"]
         url = f"{self.base}/big/big.bin"
-        tools = ["fetchq get", "curl", "curl + sync", "wget2", "aria2c", "dd (disk ceiling)"]
+        # "--connections 1" is fetchq without segments, side by side with its default (adaptive).
+        tools = ["fetchq get", "fetchq get --connections 1", "curl", "curl + sync", "wget2", "aria2c",
+                 "dd (disk ceiling)"]
         runs = {t: [] for t in tools}
         for r in range(c["runs"]):
             for tool in tools:
                 self.clean_out()
                 d = self.fresh_dir("S3")
                 f = os.path.join(d, "big.bin")
-                if tool == "fetchq get":
+                if tool.startswith("fetchq get"):
                     db = self.fresh_state("s3.db")
-                    run = self.timed([[self.fetchq, "get", "--quiet", "--state", db, "-o", f, url]])
+                    run = self.timed([[self.fetchq, "get", "--quiet", "--state", db, "-o", f] + tool.split()[2:] + [url]])
                     run = self.verify(run, d, expected, sha=True)
                 elif tool == "curl":
                     run = self.verify(self.timed([["curl", "-sS", "--fail", "-o", f, url]]), d, expected, False)
