@@ -142,6 +142,7 @@ struct Transfer : Placement {
   double wide_rate = 0;           // bytes per second over the wide count (kNarrowing, kNarrow)
   int wide_cap = 0;               // that count
   int fewer_cap = 0;              // the fewer count measured after it (kNarrowing, kNarrow)
+  int probe_hosts = 0;            // hosts of good sources when the wider count was set
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   // The sha256 taken as the gap-free prefix grows: a sha256 is to be checked (the job's, or
   // one the server stated) and the file is big enough for it to matter.
@@ -700,6 +701,7 @@ class Engine::Impl final : public FetchClient {
         t.probe_bytes = t.on_disk;
         return;
       }
+      t.probe_hosts = static_cast<int>(good_origins(t).size());
       widen(t, wide);
       int open = 0;
       for (const auto& s : t.segs) open += !s.dropped && s.pos < s.end;
@@ -731,12 +733,14 @@ class Engine::Impl final : public FetchClient {
         spdlog::info(
             "job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: going on with {}",
             t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6, t.conn_cap);
+        add_new_hosts(t);
         return;
       }
       spdlog::debug("job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: back to {}",
                     t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6,
                     t.wide_cap);
       t.conn_cap = t.wide_cap;
+      add_new_hosts(t);
       return;
     }
     const int wide = t.conn_cap;
@@ -760,6 +764,7 @@ class Engine::Impl final : public FetchClient {
       t.probe = Probe::kSettled;
       spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: keeping them",
                     t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
+      add_new_hosts(t);
       return;
     }
     if (++t.wide_misses < 2) {
@@ -1014,15 +1019,32 @@ class Engine::Impl final : public FetchClient {
     src.state = State::kGood;
     spdlog::info("job {}: mirror {} serves the same file; its ranges join the download",
                  t.req.job_id, src.url);
-    // A fixed count, or an adaptive one that kept many connections: the mirror's host adds
-    // its share.
-    if (t.probe == Transfer::Probe::kOff ||
-        (t.probe == Transfer::Probe::kSettled && t.conn_cap > 1)) {
+    // A fixed count: the mirror's host adds its share. An adaptive one that settled: as many
+    // as each host measured kept (a probe still running counts the mirror when it widens, or
+    // once it settles).
+    if (t.probe == Transfer::Probe::kOff) {
       const int cap = allowed_connections(t);
       if (cap > t.conn_cap) {
         t.conn_cap = cap;
         widen(t, cap);
       }
+    } else if (t.probe == Transfer::Probe::kSettled) {
+      add_new_hosts(t);
+    }
+  }
+
+  // An adaptive count kept many connections (more than one) for the hosts it measured; each
+  // host whose mirror passed its check since adds as many as each of those kept, within the
+  // hosts' shares. One that went back to one (the link is the limit) stays at one.
+  void add_new_hosts(Transfer& t) {
+    const int hosts = static_cast<int>(good_origins(t).size());
+    if (t.conn_cap <= 1 || t.probe_hosts <= 0 || hosts <= t.probe_hosts) return;
+    const int each = t.conn_cap / t.probe_hosts;
+    const int cap = std::min(allowed_connections(t), t.conn_cap + each * (hosts - t.probe_hosts));
+    t.probe_hosts = hosts;
+    if (cap > t.conn_cap) {
+      t.conn_cap = cap;
+      widen(t, cap);
     }
   }
 

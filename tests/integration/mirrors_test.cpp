@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "integration/helpers.h"
 #include "support/process.h"
@@ -615,6 +616,85 @@ TEST_F(Mirrors, ASegmentedFileBegunFromAMirrorResumesItsMapFromThatMirror) {
   // What the first attempt's connections had on their way when it paused may come again.
   EXPECT_LE(before + body_bytes(reqs), static_cast<int64_t>(m.body.size()) + (int64_t{4} << 20));
   for (const auto& e : job_events(*q, job.id)) EXPECT_NE(e.type, "download_restarted") << e.payload;
+}
+
+// An adaptive count that settled on fewer connections (16 made more than one, but they shared
+// the source's link) is not thrown away when a mirror passes its check afterwards: the mirror's
+// host gets as many as the source kept, not a full share. The source: 1 MiB/s a connection
+// behind a 2 MiB/s link. The mirror answers its check only once the count has settled, and
+// counts the range answers it sends at once.
+TEST_F(Mirrors, AMirrorCheckedAfterTheCountSettledOnFewerGetsAsManyAsTheSourceKept) {
+  source_.set_link_rate(2 << 20);
+  Resource r;
+  r.body = make_body(10 << 20, 431);
+  r.rate_bytes_per_s = 1 << 20;
+  source_.add("/shared.bin", r);
+  struct Counts {
+    std::atomic<bool> answer_check{false};
+    std::atomic<int> now{0}, peak{0}, ranges{0};
+  };
+  auto counts = std::make_shared<Counts>();
+  const auto body = std::make_shared<const std::string>(r.body);
+  mirror_.set_handler("/shared.bin", [counts, body](const RequestLog& req, int fd) {
+    if (req.if_range.empty()) {  // the check
+      for (int i = 0; i < 3000 && !counts->answer_check; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      send_range(fd, req, *body, "\"m1\"");
+      return;
+    }
+    const size_t eq = req.range.find('='), dash = req.range.find('-');
+    const size_t from = std::stoul(req.range.substr(eq + 1, dash - eq - 1));
+    const size_t to = std::stoul(req.range.substr(dash + 1));
+    ++counts->ranges;
+    const int n = ++counts->now;
+    for (int p = counts->peak; n > p && !counts->peak.compare_exchange_weak(p, n);) {
+    }
+    // 1 MiB/s, in 64 KiB pieces. It stops counting before its last piece goes: a client that
+    // has the whole answer and asks for the next range never sees this one counted.
+    bool ok = send_all(
+        fd, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(from) + "-" +
+                std::to_string(to) + "/" + std::to_string(body->size()) + "\r\nContent-Length: " +
+                std::to_string(to - from + 1) + "\r\nETag: \"m1\"\r\nConnection: close\r\n\r\n");
+    bool counted = true;
+    for (size_t at = from; ok && at <= to; at += 64 << 10) {
+      const size_t piece = std::min<size_t>(64 << 10, to + 1 - at);
+      if (at + piece > to && counted) {
+        --counts->now;
+        counted = false;
+      }
+      ok = send_all(fd, body->substr(at, piece));
+      if (at + piece <= to) std::this_thread::sleep_for(std::chrono::milliseconds(62));
+    }
+    if (counted) --counts->now;
+  });
+  QueueOptions o = fast_options(dir_);
+  o.connections = 0;
+  o.segment_threshold = 4 << 20;
+  o.segment_min_size = 64 << 10;
+  auto q = open_queue(o);
+  DownloadOptions d;
+  d.mirrors = {mirror_.url("/shared.bin")};
+  Job job = submit(*q, source_.url("/shared.bin"), dir_ / "shared.bin", d);
+  // Past the probe: 16 were tried, then fewer run once the others ended their asks, for two
+  // windows of the measure. (A check that passes before the count settles is counted when it
+  // does, the same way.)
+  ASSERT_TRUE(
+      wait_until([&] { return source_.peak_concurrent_bodies() >= 12; }, std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      wait_until([&] { return source_.concurrent_bodies() <= 8; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int source_kept = source_.concurrent_bodies();
+  ASSERT_LE(q->id_to_job(job.id)->bytes, 8 << 20)
+      << "the probe did not end before most of the file";
+  counts->answer_check = true;
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "shared.bin"), sha256_hex_of(r.body));
+  EXPECT_GE(counts->ranges.load(), 1) << "the mirror never joined";
+  EXPECT_GE(source_kept, 2);
+  EXPECT_LE(counts->peak.load(), 5)
+      << "the mirror got more connections than the source kept (" << source_kept << ")";
 }
 
 // A mirror that passed its check refuses every range with 503 while the job has no other
