@@ -116,6 +116,58 @@ TEST_F(Segmented, ABigFileComesOverSeveralConnectionsAtOnceAndIsWhole) {
   EXPECT_EQ(segment_rows(), 0);  // forgotten once complete
 }
 
+// Sizes around every boundary of the split, all at once on one queue: empty, one byte, one
+// below the threshold (one connection), the threshold itself (three segments of exactly the
+// least size), one over, around four segments' worth, and a size that is no multiple of
+// anything. Each file is whole; those at or over the threshold came in ranges, those under it
+// in one answer.
+TEST_F(Segmented, FilesOfEverySizeAroundTheSplitsBoundariesAreWhole) {
+  constexpr int64_t kMin = 64 << 10;
+  constexpr int64_t kThreshold = 3 * kMin;
+  QueueOptions o = options();
+  o.segment_threshold = kThreshold;
+  o.segment_min_size = kMin;
+  const std::vector<int64_t> sizes = {0,
+                                      1,
+                                      kThreshold - 1,
+                                      kThreshold,
+                                      kThreshold + 1,
+                                      4 * kMin - 1,
+                                      4 * kMin,
+                                      4 * kMin + 1,
+                                      (1 << 20) + 12345};
+  std::vector<Resource> bodies;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Resource r;
+    r.body = make_body(static_cast<size_t>(sizes[i]), static_cast<uint32_t>(700 + i));
+    server_.add("/f" + std::to_string(i), r);
+    bodies.push_back(std::move(r));
+  }
+  auto q = open_queue(o);
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    ids.push_back(
+        submit(*q, server_.url("/f" + std::to_string(i)), dir_ / ("f" + std::to_string(i))).id);
+  }
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const std::string name = "f" + std::to_string(i);
+    Job j = *q->id_to_job(ids[i]);
+    ASSERT_EQ(j.status, JobStatus::kCompleted) << sizes[i] << ": " << j.error.value_or("");
+    EXPECT_EQ(j.bytes, sizes[i]);
+    EXPECT_EQ(sha256_file(dir_ / name), sha256_hex_of(bodies[i].body)) << sizes[i];
+    EXPECT_FALSE(std::filesystem::exists(dir_ / (name + ".part"))) << sizes[i];
+    const int ranges = ranged(server_.requests_for("/" + name));
+    if (sizes[i] >= kThreshold) {
+      // The first answer covers the first segment; each other one is asked as a range.
+      EXPECT_GE(ranges, 2) << sizes[i];
+    } else {
+      EXPECT_EQ(ranges, 0) << sizes[i];
+    }
+  }
+  EXPECT_EQ(segment_rows(), 0);
+}
+
 // Adaptive (connections 0, the default): one connection, then 16 for a window. When the server
 // caps each connection, the 16 make far more and stay; the file is whole.
 TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCapped) {
