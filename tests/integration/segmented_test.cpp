@@ -168,6 +168,58 @@ TEST_F(Segmented, FilesOfEverySizeAroundTheSplitsBoundariesAreWhole) {
   EXPECT_EQ(segment_rows(), 0);
 }
 
+// The file changes on the server while its segments run: the answers already running go on
+// with the old version, and the next range, asked with the old validator in If-Range, gets the
+// new file whole. The download starts over once, from zero, and ends as the new version: never
+// bytes of both.
+TEST_F(Segmented, AFileThatChangesWhileItsSegmentsRunIsStartedOverAndNeverMixed) {
+  Resource old_version = big(111, 8 << 20);
+  // The last quarter comes slowly: the other segments end first and take half of it, which
+  // asks for a range after the change.
+  old_version.range_rate = [](uint64_t first) -> uint64_t {
+    return first >= (kBig / 4) * 3 ? 256 << 10 : 8 << 20;
+  };
+  server_.add("/changing.bin", old_version);
+  auto q = open_queue(options());
+  Job job = submit(*q, server_.url("/changing.bin"), dir_ / "changing.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (2 << 20); },
+                         std::chrono::seconds(30)));
+  ASSERT_LT(q->id_to_job(job.id)->bytes, 6 << 20) << "a segment ended before the change";
+  Resource new_version = big(112, 8 << 20);
+  new_version.etag = "\"v2\"";
+  server_.add("/changing.bin", new_version);
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "changing.bin"), sha256_hex_of(new_version.body));
+  EXPECT_EQ(count_type(job_events(*q, job.id), "download_restarted"), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "changing.bin.part"));
+}
+
+// Every answer longer than 4 MiB is cut after 4 MiB, three times: each cut fails the attempt,
+// the next one resumes every segment from what it wrote, and the file comes whole with
+// little sent twice and no start from zero.
+TEST_F(Segmented, ConnectionsDroppedAgainAndAgainLoseNothing) {
+  Resource r = big(113, 8 << 20);
+  r.drop_after = 4 << 20;
+  r.drop_times = 3;
+  server_.add("/dropping.bin", r);
+  auto q = open_queue(options());
+  Job j = run(*q, "/dropping.bin", "dropping.bin");
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "dropping.bin"), sha256_hex_of(r.body));
+  const auto events = job_events(*q, j.id);
+  EXPECT_EQ(count_type(events, "download_restarted"), 0u);
+  EXPECT_GE(j.attempts, 2) << "no cut was seen";
+  // What the cut connections held past what was written is all that may come twice.
+  EXPECT_LT(server_.total_body_bytes_sent(), kBig + (4 << 20));
+  for (const auto& rq : server_.requests_for("/dropping.bin")) {
+    if (!rq.range.empty()) {
+      EXPECT_FALSE(rq.if_range.empty()) << rq.range;
+    }
+  }
+}
+
 // Adaptive (connections 0, the default): one connection, then 16 for a window. When the server
 // caps each connection, the 16 make far more and stay; the file is whole.
 TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCapped) {
