@@ -1,6 +1,7 @@
 // Chaos test: the real fetchqd, killed with SIGKILL at random moments while 24 downloads are in
-// flight, restarted each time with the same flags; in the end every job completes exactly once,
-// every file is byte for byte the server's, and nothing else is left on disk.
+// flight (the bigger ones in segments), restarted each time with the same flags; in the end every
+// job completes exactly once, every file is byte for byte the server's, and nothing else is left
+// on disk.
 //
 // Knobs (environment): FETCHQ_CHAOS_SEED (default 20261129), FETCHQ_CHAOS_CYCLES (default 16,
 // at least 10 is what the test is about), FETCHQ_CHAOS_SCALE (default 1.0; multiplies the
@@ -48,17 +49,11 @@ class ChaosDaemon {
   int starts() const { return starts_; }
 
   std::vector<std::string> argv() const {
-    return {bin_path("fetchqd"),
-            "--db",
-            db(),
-            "--socket",
-            socket(),
-            "--download-root",
-            root_,
-            "--max-parallel",
-            "4",
-            "--checkpoint-interval-ms",
-            "100"};
+    return {bin_path("fetchqd"), "--db", db(), "--socket", socket(), "--download-root", root_,
+            "--max-parallel", "4", "--checkpoint-interval-ms", "100",
+            // The 2 MiB and 6 MiB files come in segments, four connections each: the kills land
+            // on segment maps as well as on single transfers.
+            "--segment-threshold", "1048576", "--segment-min-size", "262144", "--connections", "4"};
   }
 
   // Starts fetchqd and waits until `fetchq stats` answers; false if that took over 15 s.
@@ -148,9 +143,11 @@ TEST(Chaos, RepeatedKillNineWhileDownloadingEndsWithEveryFileWholeOnce) {
   std::vector<Kind> kinds;
   for (int i = 0; i < 8; ++i) kinds.push_back({scaled(16 << 10), 0});
   for (int i = 0; i < 8; ++i) kinds.push_back({scaled(512 << 10), i % 2 ? 0u : 2'000'000u});
+  // These come over four connections (segments), each at a quarter of the rate: together
+  // 4 or 2 MB/s, so the kills still find them running.
   for (int i = 0; i < 6; ++i)
-    kinds.push_back({scaled(2 << 20), i % 3 == 0 ? 4'000'000u : 2'000'000u});
-  for (int i = 0; i < 2; ++i) kinds.push_back({scaled(6 << 20), 2'000'000u});
+    kinds.push_back({scaled(2 << 20), i % 3 == 0 ? 1'000'000u : 500'000u});
+  for (int i = 0; i < 2; ++i) kinds.push_back({scaled(6 << 20), 500'000u});
   // A fixed interleaving (independent of the seed): 6 MiB early, 2 MiB spread out.
   const std::vector<int> order{22, 0,  16, 8,  17, 1, 9,  23, 18, 2,  10, 3,
                                19, 11, 4,  12, 20, 5, 13, 6,  21, 14, 7,  15};
@@ -416,6 +413,13 @@ TEST(Chaos, RepeatedKillNineWhileDownloadingEndsWithEveryFileWholeOnce) {
   RecordProperty("waste_ratio", std::to_string(waste));
   RecordProperty("wall_time_s", std::to_string(secs));
   EXPECT_GE(kills_with_running, 1) << "no kill hit a running download; the test proved little";
+  // Segments ask for bounded ranges ("bytes=A-B"); a resume over one connection asks "bytes=A-".
+  int segment_asks = 0;
+  for (const auto& rq : server.requests()) {
+    segment_asks += rq.range.rfind("bytes=", 0) == 0 && rq.range.back() != '-';
+  }
+  EXPECT_GT(segment_asks, 0) << "no file came in segments";
+  std::cout << "[chaos] ranges asked by segments: " << segment_asks << std::endl;
 }
 
 }  // namespace
