@@ -138,6 +138,7 @@ struct Transfer : Placement {
   int64_t probe_bytes = 0;             // on_disk at probe_at
   double alone_rate = 0;               // bytes per second over one connection
   int wide_misses = 0;                 // wide windows that made no clear gain so far
+  int narrow_misses = 0;               // windows in which the fewer made clearly less than wide
   int64_t probe_ask = 0;          // bytes a connection asks for at a time while wide is measured
   double wide_rate = 0;           // bytes per second over the wide count (kNarrowing, kNarrow)
   int wide_cap = 0;               // that count
@@ -727,9 +728,17 @@ class Engine::Impl final : public FetchClient {
     }
     if (t.probe == Probe::kNarrow) {
       // Fewer stay when the wide count would not add a clear gain (kKeepFewer) to them.
-      t.probe = Probe::kSettled;
       // A server that refused a connection meanwhile (back_off) lowered the count: it stays.
-      if (rate * (1 + kKeepFewer) >= t.wide_rate || t.conn_cap < t.fewer_cap) {
+      const bool keep = rate * (1 + kKeepFewer) >= t.wide_rate || t.conn_cap < t.fewer_cap;
+      if (!keep && ++t.narrow_misses < 2) {
+        // One short window can catch a stall of the fewer (a busy machine, a server's pause):
+        // they are measured once more before the wide count comes back.
+        t.probe_at = now;
+        t.probe_bytes = t.on_disk;
+        return;
+      }
+      t.probe = Probe::kSettled;
+      if (keep) {
         spdlog::info(
             "job {}: {} connections made {:.1f} MB/s, {} made {:.1f} MB/s: going on with {}",
             t.req.job_id, t.conn_cap, rate / 1e6, t.wide_cap, t.wide_rate / 1e6, t.conn_cap);
