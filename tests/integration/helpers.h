@@ -29,6 +29,28 @@ inline QueueOptions fast_options(const TempDir& dir) {
   return o;
 }
 
+// The adaptive connection count on a 10 MiB file: segments from 4 MiB, split down to 64 KiB
+// (asked for 256 KiB at a time while the count is measured).
+inline QueueOptions adaptive_small_options(const TempDir& dir) {
+  QueueOptions o = fast_options(dir);
+  o.connections = 0;
+  o.segment_threshold = 4 << 20;
+  o.segment_min_size = 64 << 10;
+  return o;
+}
+
+// Serves a 10 MiB file at `path` at 1 MiB/s a connection behind a 2 MiB/s link: 16 connections
+// make twice what one makes, and about four make as much, so the adaptive count settles on
+// fewer. Returns what is served.
+inline Resource serve_behind_shared_link(TestServer& server, const std::string& path, uint32_t seed) {
+  server.set_link_rate(2 << 20);
+  Resource r;
+  r.body = make_body(10 << 20, seed);
+  r.rate_bytes_per_s = 1 << 20;
+  server.add(path, r);
+  return r;
+}
+
 inline std::unique_ptr<DownloadQueue> open_queue(QueueOptions o) {
   auto q = DownloadQueue::open(std::move(o));
   EXPECT_TRUE(q.ok()) << (q.ok() ? "" : q.error().message);

@@ -624,11 +624,7 @@ TEST_F(Mirrors, ASegmentedFileBegunFromAMirrorResumesItsMapFromThatMirror) {
 // behind a 2 MiB/s link. The mirror answers its check only once the count has settled, and
 // counts the range answers it sends at once.
 TEST_F(Mirrors, AMirrorCheckedAfterTheCountSettledOnFewerGetsAsManyAsTheSourceKept) {
-  source_.set_link_rate(2 << 20);
-  Resource r;
-  r.body = make_body(10 << 20, 431);
-  r.rate_bytes_per_s = 1 << 20;
-  source_.add("/shared.bin", r);
+  const Resource r = serve_behind_shared_link(source_, "/shared.bin", 431);
   struct Counts {
     std::atomic<bool> answer_check{false};
     std::atomic<int> now{0}, peak{0}, ranges{0};
@@ -667,11 +663,7 @@ TEST_F(Mirrors, AMirrorCheckedAfterTheCountSettledOnFewerGetsAsManyAsTheSourceKe
     }
     if (counted) --counts->now;
   });
-  QueueOptions o = fast_options(dir_);
-  o.connections = 0;
-  o.segment_threshold = 4 << 20;
-  o.segment_min_size = 64 << 10;
-  auto q = open_queue(o);
+  auto q = open_queue(adaptive_small_options(dir_));
   DownloadOptions d;
   d.mirrors = {mirror_.url("/shared.bin")};
   Job job = submit(*q, source_.url("/shared.bin"), dir_ / "shared.bin", d);

@@ -32,13 +32,7 @@ class Segmented : public ::testing::Test {
 
   // Adaptive on a 10 MiB file: segments of 640 KiB, asked for 256 KiB at a time while the
   // count is measured.
-  QueueOptions adaptive_small() {
-    QueueOptions o = options();
-    o.connections = 0;
-    o.segment_threshold = 4 << 20;
-    o.segment_min_size = 64 << 10;
-    return o;
-  }
+  QueueOptions adaptive_small() { return adaptive_small_options(dir_); }
 
   // Waits until the probe tried at least `tried` connections, the job has 4 MiB, and no more
   // than `bodies` answers run (the ones the probe dropped ended their asks); then the server's
@@ -300,11 +294,7 @@ TEST_F(Segmented, AdaptiveGoesBackToOneConnectionWhenTheLinkIsTheLimit) {
 // ranges they asked for while the count was measured, so no answer is cut off and nothing is
 // sent twice.
 TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
-  server_.set_link_rate(2 << 20);
-  Resource r;
-  r.body = make_body(10 << 20, 97);
-  r.rate_bytes_per_s = 1 << 20;
-  server_.add("/shared.bin", r);
+  const Resource r = serve_behind_shared_link(server_, "/shared.bin", 97);
   auto q = open_queue(adaptive_small());
   Job job = submit(*q, server_.url("/shared.bin"), dir_ / "shared.bin");
   // Past the probe (one, 16, then the fewer, once the others ended their asks): at most the
