@@ -47,6 +47,15 @@ constexpr std::chrono::duration<double> kStealWorth{1.0};
 // The adaptive count keeps fewer connections than the wide count when the wide count made
 // less than this much more: more connections only where they bring a clear gain.
 constexpr double kKeepFewer = 0.05;
+// A window of the adaptive count lasts this many times the longest time without a byte in it
+// (the one going on included), up to kLongestWindow: a server that paces in bursts (nginx's
+// limit_rate sends a chunk, then waits a quarter of a second or more) is measured over several
+// of its bursts, not over one burst or one pause.
+constexpr double kGapsPerWindow = 4;
+constexpr double kLongestWindow = 3.0;
+// Times without a byte longer than this count as the link left idle; connections that left it
+// idle for half of a window are paced (in bursts), not sharing its limit.
+constexpr double kIdleGap = 0.02;
 // A host that refused an extra connection (429, 503) gets no more than it took for this long.
 constexpr auto kHostCapFor = std::chrono::minutes(10);
 // The longest a Retry-After holds back a job's other segments (the rest go on meanwhile).
@@ -144,6 +153,10 @@ struct Transfer : Placement {
   int wide_cap = 0;               // that count
   int fewer_cap = 0;              // the fewer count measured after it (kNarrowing, kNarrow)
   int probe_hosts = 0;            // hosts of good sources when the wider count was set
+  SteadyClock::time_point probe_data_at{};  // when bytes last came while the count is measured
+  SteadyClock::time_point gap_window{};     // the window (its probe_at) probe_gap belongs to
+  double probe_gap = 0;           // the longest time without a byte in that window, seconds
+  double probe_idle = 0;          // the times without a byte longer than kIdleGap in it, summed
   bool started_reported = true;   // on_started was called (false until a resumed segment answers)
   // The sha256 taken as the gap-free prefix grows: a sha256 is to be checked (the job's, or
   // one the server stated) and the file is big enough for it to matter.
@@ -639,6 +652,36 @@ class Engine::Impl final : public FetchClient {
     return b;
   }
 
+  // Bytes came while the count is measured: the time without any since the last (or since the
+  // window opened) may be the longest of the window.
+  static void note_bytes(Transfer& t, SteadyClock::time_point now) {
+    if (t.gap_window != t.probe_at) {
+      t.gap_window = t.probe_at;
+      t.probe_gap = 0;
+      t.probe_idle = 0;
+    }
+    const auto since = std::max(t.probe_data_at, t.probe_at);
+    const double gap = std::chrono::duration<double>(now - since).count();
+    t.probe_gap = std::max(t.probe_gap, gap);
+    if (gap > kIdleGap) t.probe_idle += gap;
+    t.probe_data_at = now;
+  }
+
+  // The longest time without a byte in the current window, and all such times longer than
+  // kIdleGap summed; the one going on now included.
+  struct Gaps {
+    double longest = 0, idle = 0;
+  };
+  static Gaps window_gaps(const Transfer& t, SteadyClock::time_point now) {
+    Gaps g;
+    if (t.gap_window == t.probe_at) g = {t.probe_gap, t.probe_idle};
+    const auto since = std::max(t.probe_data_at, t.probe_at);
+    const double now_gap = std::chrono::duration<double>(now - since).count();
+    g.longest = std::max(g.longest, now_gap);
+    if (now_gap > kIdleGap) g.idle += now_gap;
+    return g;
+  }
+
   // The adaptive connection count of a segmented transfer (tick()). One connection runs for a
   // window; then the file is split for as many connections as the host may get and those run
   // for a window. They stay when they made clearly more (adaptive_gain) than the one: each
@@ -677,7 +720,16 @@ class Engine::Impl final : public FetchClient {
       t.probe_bytes = t.on_disk;
       return;
     }
-    if (secs < std::chrono::duration<double>(options_.probe_window).count()) return;
+    // The window of the one connection stays short: widening waits on it, and a burst it caught
+    // makes it look a few times faster at most, while many connections paced in bursts make
+    // many times more. The windows of more connections last over several bursts.
+    const double least = std::chrono::duration<double>(options_.probe_window).count();
+    const Gaps gaps = window_gaps(t, now);
+    const double window =
+        t.probe == Probe::kAlone
+            ? least
+            : std::min(kLongestWindow, std::max(least, kGapsPerWindow * gaps.longest));
+    if (secs < window) return;
     if (!flush(t)) return;
     const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
     if (t.probe == Probe::kAlone) {
@@ -759,7 +811,10 @@ class Engine::Impl final : public FetchClient {
       // Then fewer are measured: each of the others ends its bounded ask, and none is cut off.
       const double ones = t.alone_rate > 0 ? rate / t.alone_rate : static_cast<double>(wide);
       const int fewer = std::min(wide / 2, std::max(2, static_cast<int>(std::ceil(ones * 2))));
-      if (ones < wide * 0.5 && fewer < wide && fewer >= 2) {
+      // Connections that left the link idle for half of the window (paced in bursts) do not
+      // share its limit.
+      const bool paced = gaps.idle >= secs / 2;
+      if (ones < wide * 0.5 && fewer < wide && fewer >= 2 && !paced) {
         spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: measuring {}",
                       t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6, fewer);
         t.wide_rate = rate;
@@ -771,8 +826,8 @@ class Engine::Impl final : public FetchClient {
         return;
       }
       t.probe = Probe::kSettled;
-      spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: keeping them",
-                    t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6);
+      spdlog::debug("job {}: {} connections made {:.1f} MB/s{}, one made {:.1f} MB/s: keeping them",
+                    t.req.job_id, wide, rate / 1e6, paced ? " in bursts" : "", t.alone_rate / 1e6);
       add_new_hosts(t);
       return;
     }
@@ -1228,6 +1283,9 @@ class Engine::Impl final : public FetchClient {
   bool segment_data(Transfer& t, FetchId id, const char* data, size_t len) {
     Transfer::Seg* s = seg_of(t, id);
     if (!s) return false;
+    if (t.probe != Transfer::Probe::kOff && t.probe != Transfer::Probe::kSettled) {
+      note_bytes(t, SteadyClock::now());
+    }
     const int64_t at = s->pos + static_cast<int64_t>(s->buf.size());  // received so far
     const int64_t stop = ask_end(*s);
     const int64_t n = std::clamp<int64_t>(stop - at, 0, static_cast<int64_t>(len));

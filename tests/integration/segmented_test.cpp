@@ -238,6 +238,41 @@ TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCapped) {
   EXPECT_EQ(j.attempts, 1);
 }
 
+// A server that paces each connection in bursts (256 KiB at once, then half a second of
+// nothing: 512 KiB/s, as nginx's limit_rate sends its chunks). A window of the probe shorter
+// than the pause sees a burst or nothing, and the 16 connections, whose bursts come together,
+// could look no better than one, or than a few. Measured over several bursts they make many
+// times what one makes, and stay. Each asks for two bursts at a time while the count is
+// measured (four segments of 128 KiB), as a probe's asks of 4 MiB are two of nginx's 2 MiB
+// chunks.
+TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCappedInBursts) {
+  Resource r;
+  r.body = make_body(64 << 20, 99);
+  r.rate_bytes_per_s = 512 << 10;
+  r.rate_burst = 256 << 10;
+  auto shared = std::make_shared<const Resource>(std::move(r));
+  server_.add("/bursts.bin", shared);
+  QueueOptions o = options();
+  o.connections = 0;
+  o.segment_min_size = 128 << 10;
+  auto q = open_queue(o);
+  Job job = submit(*q, server_.url("/bursts.bin"), dir_ / "bursts.bin");
+  // Past the probe (a few bursts alone, then a few with 16): most of the file, as the 16 make
+  // 8 MiB/s or more; one alone would take two minutes.
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes >= (40 << 20); },
+                         std::chrono::seconds(60)))
+      << "the 16 did not stay: " << q->id_to_job(job.id)->bytes << " bytes after 60 s";
+  std::string seen;
+  for (const auto& rq : server_.requests_for("/bursts.bin")) seen += "[" + rq.range + "]";
+  server_.reset_log();
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "bursts.bin"), sha256_hex_of(shared->body));
+  EXPECT_GE(server_.peak_concurrent_bodies(), 12) << "the 16 did not stay; asked before: " << seen;
+  EXPECT_EQ(j.attempts, 1);
+}
+
 // Two adaptive jobs to one host whose connections are capped: the first to probe takes the
 // host's share; the second, finding no room, measures again later instead of settling on one
 // connection, and widens once the first frees connections.

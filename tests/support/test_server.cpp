@@ -331,7 +331,7 @@ struct TestServer::Impl {
   After handle(int fd, uint64_t connection, const Request& req);
   After serve_resource(int fd, const Request& req, bool client_close, Entry& entry, RequestLog& log);
   BodyEnd send_body(int fd, std::string_view body, bool chunked, uint64_t limit, uint64_t rate,
-                    int status, RequestLog& log, uint64_t& sent_out);
+                    uint64_t burst, int status, RequestLog& log, uint64_t& sent_out);
   void account(RequestLog& log, uint64_t planned, uint64_t actual, int status = 0);
   void hold_until_stop_or_close(int fd);
   void linger_close(int fd);
@@ -741,7 +741,8 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
   uint64_t sent = 0;
   const BodyEnd end =
       send_body(fd, whole.substr(offset, length), chunked, limit,
-                status == 206 && r.range_rate ? r.range_rate(offset) : r.rate_bytes_per_s, status, log, sent);
+                status == 206 && r.range_rate ? r.range_rate(offset) : r.rate_bytes_per_s,
+                r.rate_burst, status, log, sent);
   if (end == BodyEnd::kCut && cut == Cut::kStall) hold_until_stop_or_close(fd);
   finish(log, status, sent);
   if (end != BodyEnd::kComplete) return After::kAbort;
@@ -749,14 +750,16 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
 }
 
 // Sends body[0, limit) (with chunk framing if asked), throttled to `rate`
-// bytes/s when non-zero. kCut means limit < body.size() was reached.
+// bytes/s when non-zero, in bursts of `burst` bytes when that is non-zero too.
+// kCut means limit < body.size() was reached.
 //
 // Counters are bumped before each send and corrected afterwards, and the
 // status is logged before the bytes that complete the response: a test that
 // has just read the last byte must already see the final log entry.
 TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view body, bool chunked,
-                                                      uint64_t limit, uint64_t rate, int status,
-                                                      RequestLog& log, uint64_t& sent_out) {
+                                                      uint64_t limit, uint64_t rate, uint64_t burst,
+                                                      int status, RequestLog& log,
+                                                      uint64_t& sent_out) {
   {
     std::lock_guard lock(mu_);
     peak_bodies_ = std::max(peak_bodies_, ++bodies_now_);
@@ -778,7 +781,11 @@ TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view b
     size_t piece = chunked ? kChunkSizes[chunk_no++ % kChunkSizes.size()] : kPieceSize;
     // Small pieces at low rates keep each sleep short, so a client that went
     // away is noticed (by a failing send) within a fraction of a second.
-    if (rate > 0) piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, rate / 10)));
+    if (rate > 0 && burst == 0)
+      piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, rate / 10)));
+    // A burst ends on a piece's end: the pause comes after it.
+    if (rate > 0 && burst > 0)
+      piece = static_cast<size_t>(std::min<uint64_t>(piece, burst - sent % burst));
     uint64_t link_rate = 0;
     {
       std::lock_guard lock(mu_);
@@ -824,7 +831,7 @@ TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view b
     sent += body_bytes;
     sent_out = sent;
     if (!ok) return BodyEnd::kFailed;
-    if (rate > 0 && sent < limit) {
+    if (rate > 0 && sent < limit && (burst == 0 || sent % burst == 0)) {
       const auto due = start + std::chrono::duration_cast<Clock::duration>(
                                    std::chrono::duration<double>(static_cast<double>(sent) / static_cast<double>(rate)));
       if (!sleep_until(due)) return BodyEnd::kFailed;

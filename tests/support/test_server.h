@@ -103,6 +103,10 @@ struct Resource {
   // > 0: throttle the body to about this rate. Stops promptly on server stop
   // or client disconnect.
   uint64_t rate_bytes_per_s = 0;
+  // > 0 with a rate: the body goes out in bursts of this many bytes at full speed, each
+  // followed by the pause that keeps the rate, as a server that paces in chunks does (nginx's
+  // limit_rate with sendfile_max_chunk): a short look sees a burst or nothing.
+  uint64_t rate_burst = 0;
   // Set: a 206 answer is throttled to range_rate(first byte) instead (0: not at all), so one
   // connection of a segmented download can be made slower than the others.
   std::function<uint64_t(uint64_t first)> range_rate;
