@@ -652,6 +652,14 @@ class Engine::Impl final : public FetchClient {
     return b;
   }
 
+  // The bandwidth limit that holds for the transfer: the lower of the queue's and the job's
+  // (0: none).
+  int64_t limit_of(const Transfer& t) const {
+    int64_t limit = rate_limit_now_;
+    if (t.req.rate_limit > 0 && (limit <= 0 || t.req.rate_limit < limit)) limit = t.req.rate_limit;
+    return limit;
+  }
+
   // Bytes came while the count is measured: the time without any since the last (or since the
   // window opened) may be the longest of the window.
   static void note_bytes(Transfer& t, SteadyClock::time_point now) {
@@ -731,13 +739,15 @@ class Engine::Impl final : public FetchClient {
             : std::min(kLongestWindow, std::max(least, kGapsPerWindow * gaps.longest));
     if (secs < window) return;
     if (!flush(t)) return;
-    const double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
+    // No more than a bandwidth limit allows: what a window sees above it is the limiter's burst
+    // and the first reads of new connections, which later turns pay back.
+    const int64_t limit = limit_of(t);
+    double rate = static_cast<double>(t.on_disk - t.probe_bytes) / secs;
+    if (limit > 0) rate = std::min(rate, static_cast<double>(limit));
     if (t.probe == Probe::kAlone) {
       t.alone_rate = rate;
       // One connection already near a bandwidth limit (the queue's or the job's): more
       // connections could not bring the gain asked for, only share the same budget.
-      int64_t limit = rate_limit_now_;
-      if (t.req.rate_limit > 0 && (limit <= 0 || t.req.rate_limit < limit)) limit = t.req.rate_limit;
       if (limit > 0 && rate * (1 + options_.adaptive_gain) > static_cast<double>(limit)) {
         t.probe = Probe::kSettled;
         spdlog::debug("job {}: one connection made {:.1f} MB/s under a limit of {:.1f} MB/s: keeping one",
@@ -812,8 +822,8 @@ class Engine::Impl final : public FetchClient {
       const double ones = t.alone_rate > 0 ? rate / t.alone_rate : static_cast<double>(wide);
       const int fewer = std::min(wide / 2, std::max(2, static_cast<int>(std::ceil(ones * 2))));
       // Connections that left the link idle for half of the window (paced in bursts) do not
-      // share its limit.
-      const bool paced = gaps.idle >= secs / 2;
+      // share its limit. Under a bandwidth limit the limiter's own turns leave such pauses.
+      const bool paced = limit <= 0 && gaps.idle >= secs / 2;
       if (ones < wide * 0.5 && fewer < wide && fewer >= 2 && !paced) {
         spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: measuring {}",
                       t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6, fewer);
@@ -1305,6 +1315,10 @@ class Engine::Impl final : public FetchClient {
         s->buf.shrink_to_fit();
       }
       if (!report_progress(t, now) || !report_checkpoint(t, now)) return false;
+      // The time the disk held this thread after the bytes came is not time the link was idle.
+      if (t.probe != Transfer::Probe::kOff && t.probe != Transfer::Probe::kSettled) {
+        t.probe_data_at = SteadyClock::now();
+      }
     }
     // Past its end: stop this fetch (it asked for more, or its range was cut since). An answer
     // that ends right there is read to its end, so that its connection serves the next range

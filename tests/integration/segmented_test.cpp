@@ -346,6 +346,31 @@ TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
   EXPECT_LE(server_.peak_concurrent_bodies(), 8) << "more than the fewer after the probe: " << seen;
 }
 
+// The queue's rate limit (4 MiB/s) over connections the server caps at 1 MiB/s each: 16 make
+// the limit, four times what one made, so they share one limit and fewer are measured, which
+// make as much. The limiter lets the bytes through in small turns with pauses between them
+// (not a server's pacing), and the 16's first reads pass over the limit for a moment (not a
+// rate they could keep): the 16 do not stay.
+TEST_F(Segmented, AdaptiveUnderTheQueuesRateLimitSettlesOnFewer) {
+  Resource r;
+  r.body = make_body(16 << 20, 93);
+  r.rate_bytes_per_s = 1 << 20;
+  server_.add("/limited.bin", r);
+  QueueOptions o = adaptive_small();
+  o.rate_limit = 4 << 20;
+  auto q = open_queue(o);
+  Job job = submit(*q, server_.url("/limited.bin"), dir_ / "limited.bin");
+  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/limited.bin", 12, 8));
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  Job j = *q->id_to_job(job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "limited.bin"), sha256_hex_of(r.body));
+  std::string seen;
+  for (const auto& rq : server_.requests_for("/limited.bin")) seen += "[" + rq.range + "]";
+  EXPECT_GE(server_.peak_concurrent_bodies(), 2) << "went back to one: " << seen;
+  EXPECT_LE(server_.peak_concurrent_bodies(), 8) << "more than the fewer after the probe: " << seen;
+}
+
 // The connections a probe drops end the ranges they asked for instead of being cut off (what
 // a cut-off connection's socket held would be thrown away and asked for again). A link of
 // 4 MiB/s that one connection fills: 16 make no more, and the probe goes back to one. Every

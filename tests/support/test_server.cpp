@@ -780,7 +780,8 @@ TestServer::Impl::BodyEnd TestServer::Impl::send_body(int fd, std::string_view b
     if (stopping_) return BodyEnd::kFailed;
     size_t piece = chunked ? kChunkSizes[chunk_no++ % kChunkSizes.size()] : kPieceSize;
     // Small pieces at low rates keep each sleep short, so a client that went
-    // away is noticed (by a failing send) within a fraction of a second.
+    // away is noticed (by a failing send) within a fraction of a second; in
+    // bursts, only after the pause that follows one.
     if (rate > 0 && burst == 0)
       piece = static_cast<size_t>(std::min<uint64_t>(piece, std::max<uint64_t>(1, rate / 10)));
     // A burst ends on a piece's end: the pause comes after it.

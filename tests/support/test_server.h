@@ -105,7 +105,8 @@ struct Resource {
   uint64_t rate_bytes_per_s = 0;
   // > 0 with a rate: the body goes out in bursts of this many bytes at full speed, each
   // followed by the pause that keeps the rate, as a server that paces in chunks does (nginx's
-  // limit_rate with sendfile_max_chunk): a short look sees a burst or nothing.
+  // limit_rate with sendfile_max_chunk): a short look sees a burst or nothing. An answer no
+  // longer than one burst goes out at once.
   uint64_t rate_burst = 0;
   // Set: a 206 answer is throttled to range_rate(first byte) instead (0: not at all), so one
   // connection of a segmented download can be made slower than the others.
