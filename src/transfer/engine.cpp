@@ -789,9 +789,12 @@ class Engine::Impl final : public FetchClient {
       return;
     }
     if (t.probe == Probe::kNarrow) {
-      // Fewer stay when the wide count would not add a clear gain (kKeepFewer) to them.
+      // Fewer stay when the wide count would not add a clear gain (kKeepFewer) to them. Under
+      // a bandwidth limit, which no count makes more than, a short window is as uneven as the
+      // limiter's turns: there the gain must be adaptive_gain.
       // A server that refused a connection meanwhile (back_off) lowered the count: it stays.
-      const bool keep = rate * (1 + kKeepFewer) >= t.wide_rate || t.conn_cap < t.fewer_cap;
+      const double keep_fewer = limit > 0 ? options_.adaptive_gain : kKeepFewer;
+      const bool keep = rate * (1 + keep_fewer) >= t.wide_rate || t.conn_cap < t.fewer_cap;
       if (!keep && ++t.narrow_misses < 2) {
         // One short window can catch a stall of the fewer (a busy machine, a server's pause):
         // they are measured once more before the wide count comes back.

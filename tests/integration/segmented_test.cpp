@@ -347,10 +347,10 @@ TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
 }
 
 // The queue's rate limit (4 MiB/s) over connections the server caps at 1 MiB/s each: 16 make
-// the limit, four times what one made, so they share one limit and fewer are measured, which
-// make as much. The limiter lets the bytes through in small turns with pauses between them
-// (not a server's pacing), and the 16's first reads pass over the limit for a moment (not a
-// rate they could keep): the 16 do not stay.
+// the limit, four times what one made, so they share one limit and fewer (about 8) are
+// measured, which make as much. The limiter lets the bytes through in small turns with pauses
+// of 30 ms between them (not a server's pacing), and the 16's first reads pass over the limit
+// for a moment (not a rate they could keep): the 16 do not stay.
 TEST_F(Segmented, AdaptiveUnderTheQueuesRateLimitSettlesOnFewer) {
   Resource r;
   r.body = make_body(16 << 20, 93);
@@ -368,7 +368,9 @@ TEST_F(Segmented, AdaptiveUnderTheQueuesRateLimitSettlesOnFewer) {
   std::string seen;
   for (const auto& rq : server_.requests_for("/limited.bin")) seen += "[" + rq.range + "]";
   EXPECT_GE(server_.peak_concurrent_bodies(), 2) << "went back to one: " << seen;
-  EXPECT_LE(server_.peak_concurrent_bodies(), 8) << "more than the fewer after the probe: " << seen;
+  // The fewer, and one more for a moment: the server still ends a range's answer when the
+  // next range of its connection's turn has started.
+  EXPECT_LE(server_.peak_concurrent_bodies(), 9) << "more than the fewer after the probe: " << seen;
 }
 
 // The connections a probe drops end the ranges they asked for instead of being cut off (what
