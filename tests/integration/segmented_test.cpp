@@ -53,6 +53,23 @@ class Segmented : public ::testing::Test {
         << "the probe did not end before most of the file came";
   }
 
+  // After a probe that settles on fewer: past it (16 tried, the others' asks ended), the job
+  // ends whole in one attempt with at least two and at most `most` answers at once.
+  void expect_settles_on_fewer(DownloadQueue& q, int64_t id, const std::string& path,
+                               const std::string& body, int most) {
+    ASSERT_NO_FATAL_FAILURE(wait_past_probe(q, id, path, 12, 8));
+    ASSERT_TRUE(q.join(std::chrono::seconds(60)));
+    Job j = *q.id_to_job(id);
+    ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+    EXPECT_EQ(sha256_file(dir_ / path.substr(1)), sha256_hex_of(body));
+    EXPECT_EQ(j.attempts, 1);
+    std::string seen;
+    for (const auto& rq : server_.requests_for(path)) seen += "[" + rq.range + "]";
+    EXPECT_GE(server_.peak_concurrent_bodies(), 2) << "went back to one: " << seen;
+    EXPECT_LE(server_.peak_concurrent_bodies(), most)
+        << "more than the fewer after the probe: " << seen;
+  }
+
   // A file the server throttles per response, so connections at once show.
   Resource big(uint32_t seed, uint64_t rate = 24 << 20) {
     Resource r;
@@ -334,16 +351,7 @@ TEST_F(Segmented, AdaptiveSettlesOnFewerConnectionsWhenTheyFillTheSameLink) {
   Job job = submit(*q, server_.url("/shared.bin"), dir_ / "shared.bin");
   // Past the probe (one, 16, then the fewer, once the others ended their asks): at most the
   // fewer from here on.
-  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/shared.bin", 12, 8));
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
-  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
-  EXPECT_EQ(sha256_file(dir_ / "shared.bin"), sha256_hex_of(r.body));
-  EXPECT_EQ(j.attempts, 1);
-  std::string seen;
-  for (const auto& rq : server_.requests_for("/shared.bin")) seen += "[" + rq.range + "]";
-  EXPECT_GE(server_.peak_concurrent_bodies(), 2) << "went back to one: " << seen;
-  EXPECT_LE(server_.peak_concurrent_bodies(), 8) << "more than the fewer after the probe: " << seen;
+  expect_settles_on_fewer(*q, job.id, "/shared.bin", r.body, 8);
 }
 
 // The queue's rate limit (4 MiB/s) over connections the server caps at 1 MiB/s each: 16 make
@@ -360,17 +368,9 @@ TEST_F(Segmented, AdaptiveUnderTheQueuesRateLimitSettlesOnFewer) {
   o.rate_limit = 4 << 20;
   auto q = open_queue(o);
   Job job = submit(*q, server_.url("/limited.bin"), dir_ / "limited.bin");
-  ASSERT_NO_FATAL_FAILURE(wait_past_probe(*q, job.id, "/limited.bin", 12, 8));
-  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
-  Job j = *q->id_to_job(job.id);
-  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
-  EXPECT_EQ(sha256_file(dir_ / "limited.bin"), sha256_hex_of(r.body));
-  std::string seen;
-  for (const auto& rq : server_.requests_for("/limited.bin")) seen += "[" + rq.range + "]";
-  EXPECT_GE(server_.peak_concurrent_bodies(), 2) << "went back to one: " << seen;
   // The fewer, and one more for a moment: the server still ends a range's answer when the
   // next range of its connection's turn has started.
-  EXPECT_LE(server_.peak_concurrent_bodies(), 9) << "more than the fewer after the probe: " << seen;
+  expect_settles_on_fewer(*q, job.id, "/limited.bin", r.body, 9);
 }
 
 // The connections a probe drops end the ranges they asked for instead of being cut off (what
