@@ -660,6 +660,11 @@ class Engine::Impl final : public FetchClient {
     return limit;
   }
 
+  // The adaptive count is being measured (not fixed, not settled yet).
+  static bool counting(const Transfer& t) {
+    return t.probe != Transfer::Probe::kOff && t.probe != Transfer::Probe::kSettled;
+  }
+
   // Bytes came while the count is measured: the time without any since the last (or since the
   // window opened) may be the longest of the window.
   static void note_bytes(Transfer& t, SteadyClock::time_point now) {
@@ -1296,7 +1301,7 @@ class Engine::Impl final : public FetchClient {
   bool segment_data(Transfer& t, FetchId id, const char* data, size_t len) {
     Transfer::Seg* s = seg_of(t, id);
     if (!s) return false;
-    if (t.probe != Transfer::Probe::kOff && t.probe != Transfer::Probe::kSettled) {
+    if (counting(t)) {
       note_bytes(t, SteadyClock::now());
     }
     const int64_t at = s->pos + static_cast<int64_t>(s->buf.size());  // received so far
@@ -1319,7 +1324,7 @@ class Engine::Impl final : public FetchClient {
       }
       if (!report_progress(t, now) || !report_checkpoint(t, now)) return false;
       // The time the disk held this thread after the bytes came is not time the link was idle.
-      if (t.probe != Transfer::Probe::kOff && t.probe != Transfer::Probe::kSettled) {
+      if (counting(t)) {
         t.probe_data_at = SteadyClock::now();
       }
     }
