@@ -153,6 +153,7 @@ struct Transfer : Placement {
   int wide_cap = 0;               // that count
   int fewer_cap = 0;              // the fewer count measured after it (kNarrowing, kNarrow)
   int probe_hosts = 0;            // hosts of good sources when the wider count was set
+  bool alone_paced = false;       // the one connection left the link idle half of its window
   SteadyClock::time_point probe_data_at{};  // when bytes last came while the count is measured
   SteadyClock::time_point gap_window{};     // the window (its probe_at) probe_gap belongs to
   double probe_gap = 0;           // the longest time without a byte in that window, seconds
@@ -751,6 +752,9 @@ class Engine::Impl final : public FetchClient {
     if (limit > 0) rate = std::min(rate, static_cast<double>(limit));
     if (t.probe == Probe::kAlone) {
       t.alone_rate = rate;
+      // A burst and then nothing (a server that paces): one short window cannot tell its rate,
+      // so what many make against it says nothing of a shared limit.
+      t.alone_paced = gaps.idle >= secs / 2;
       // One connection already near a bandwidth limit (the queue's or the job's): more
       // connections could not bring the gain asked for, only share the same budget.
       if (limit > 0 && rate * (1 + options_.adaptive_gain) > static_cast<double>(limit)) {
@@ -829,9 +833,10 @@ class Engine::Impl final : public FetchClient {
       // Then fewer are measured: each of the others ends its bounded ask, and none is cut off.
       const double ones = t.alone_rate > 0 ? rate / t.alone_rate : static_cast<double>(wide);
       const int fewer = std::min(wide / 2, std::max(2, static_cast<int>(std::ceil(ones * 2))));
-      // Connections that left the link idle for half of the window (paced in bursts) do not
-      // share its limit. Under a bandwidth limit the limiter's own turns leave such pauses.
-      const bool paced = limit <= 0 && gaps.idle >= secs / 2;
+      // Connections that left the link idle for half of the window (paced in bursts; their
+      // bursts may also have drifted apart, and then the one did) do not share its limit.
+      // Under a bandwidth limit the limiter's own turns leave such pauses.
+      const bool paced = limit <= 0 && (gaps.idle >= secs / 2 || t.alone_paced);
       if (ones < wide * 0.5 && fewer < wide && fewer >= 2 && !paced) {
         spdlog::debug("job {}: {} connections made {:.1f} MB/s, one made {:.1f} MB/s: measuring {}",
                       t.req.job_id, wide, rate / 1e6, t.alone_rate / 1e6, fewer);
