@@ -137,7 +137,8 @@ class FETCHQ_API DownloadQueue {
   virtual int64_t cancel_all_jobs() = 0;
   // Removes ended jobs (those the filter names) with their events; returns how many.
   virtual int64_t prune_jobs(const PruneFilter& filter = {}) = 0;
-  // Waits until none of `ids` (all jobs when empty) is waiting or running. False on timeout.
+  // Waits until none of `ids` (all jobs when empty) is waiting or running, and no transfer of
+  // theirs still holds its file (a cancelled job's .part is gone by then). False on timeout.
   virtual bool join(std::optional<std::chrono::milliseconds> timeout = std::nullopt,
                     const std::vector<int64_t>& ids = {}) = 0;
   virtual QueueStats stats() = 0;

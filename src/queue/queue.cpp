@@ -407,17 +407,26 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
     std::lock_guard lk(join_place_mu_);
     if (join_place_key_ == key) ended = std::min(join_place_ended_, ids.size());
   }
+  // Ended on record is not enough: a cancelled job's transfer may still hold its .part, which
+  // is gone only once the transfer has let go of it.
+  auto held = [&] {
+    std::lock_guard lk(changed_mu_);
+    if (ids.empty()) return !holding_.empty();
+    return std::any_of(ids.begin(), ids.end(), [&](int64_t id) { return holding_.count(id) > 0; });
+  };
   auto done_now = [&] {
-    if (ids.empty()) return !store_->any_unfinished({});
+    if (ids.empty()) return !store_->any_unfinished({}) && !held();
     bool done = walk_past_ended(ids, &ended, [&](int64_t id) { return store_->get_job(id); });
     if (done && store_->any_unfinished(ids)) {
       ended = 0;
       done = false;
     }
-    std::lock_guard lk(join_place_mu_);
-    join_place_key_ = key;
-    join_place_ended_ = ended;
-    return done;
+    {
+      std::lock_guard lk(join_place_mu_);
+      join_place_key_ = key;
+      join_place_ended_ = ended;
+    }
+    return done && !held();
   };
   std::unique_lock lk(changed_mu_);
   for (;;) {

@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -251,6 +252,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   int64_t change_count_ = 0;  // under changed_mu_
   int64_t last_seq_ = 0;      // under changed_mu_
   bool closed_ = false;       // under changed_mu_
+  // The jobs a transfer still holds (active_'s keys, kept here for join): a job cancelled while
+  // running has ended on record before its transfer has let go of the .part and removed it.
+  std::set<int64_t> holding_;  // under changed_mu_
 
   std::atomic<int64_t> rate_limit_{0};  // the queue's bandwidth limit; set on the loop thread
 

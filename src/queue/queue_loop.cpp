@@ -274,6 +274,10 @@ void QueueImpl::launch(Launch& l) {
     return;
   }
   active_[l.job_id] = std::move(l.active);
+  {
+    std::lock_guard lk(changed_mu_);
+    holding_.insert(l.job_id);
+  }
   if (l.recovered) {
     inbox_.post(std::move(*l.recovered));
     inbox_.wake();
@@ -456,6 +460,10 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   auto release = [this, id, held = r.path_held, path = r.download_path] {
     if (held) paths_.release(path);
     active_.erase(id);
+    {
+      std::lock_guard lk(changed_mu_);
+      holding_.erase(id);
+    }
     rate_.forget(id);
     // An attempt claimed meanwhile starts at the next schedule(), once this batch (and the
     // lock its .part still holds through the message) is gone.

@@ -61,6 +61,37 @@ class FaultEnvTest : public ::testing::Test {
   }
 };
 
+// join() promises more than "ended on record": a job cancelled while running has ended at once,
+// but its .part goes only when its transfer has let go of it. Whoever joins right after the
+// cancel (for all jobs, or for that one) must not find the .part still there, however slow its
+// removal (here 400 ms).
+TEST_F(FaultEnvTest, JoinAfterCancelWaitsUntilThePartIsGone) {
+  Resource r;
+  r.body = make_body(4 << 20, 67);
+  r.rate_bytes_per_s = 400000;
+  server_.add("/held.bin", r);
+  env_.add({.op = FsOp::kUnlink,
+            .path_contains = "held.bin.part",
+            .delay = std::chrono::milliseconds(400)});
+  auto q = open(fast_options(dir_));
+  for (bool all : {true, false}) {
+    const std::string folder = dir_ / (all ? "all" : "one");
+    std::filesystem::create_directories(folder);
+    auto job = submit(*q, server_.url("/held.bin"), folder);
+    ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 0; }));
+    ASSERT_TRUE(file_exists(folder + "/held.bin.part"));
+    ASSERT_TRUE(q->cancel_job(job.id).ok());
+    if (all) {
+      ASSERT_TRUE(q->join(std::chrono::seconds(10)));
+    } else {
+      ASSERT_TRUE(q->join(std::chrono::seconds(10), {job.id}));
+    }
+    EXPECT_FALSE(file_exists(folder + "/held.bin.part")) << (all ? "join()" : "join({id})");
+    EXPECT_FALSE(file_exists(folder + "/held.bin"));
+  }
+  EXPECT_EQ(env_.faults(), 2);
+}
+
 TEST_F(FaultEnvTest, ADiskFullWriteFailsTheJobKeepsThePartAndARetryResumes) {
   Resource r;
   r.body = make_body(2 << 20, 61);

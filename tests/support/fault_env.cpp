@@ -5,6 +5,8 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <thread>
+
 namespace fetchq::testing {
 
 void FaultEnv::add(FaultRule rule) {
@@ -51,6 +53,15 @@ std::string FaultEnv::at_path(int dirfd, const char* name) {
 
 FaultEnv::Verdict FaultEnv::check(FsOp op, const std::string& path, const std::string& other,
                                   int* err, uint64_t* free_bytes) {
+  std::chrono::milliseconds delay{0};
+  const Verdict v = decide(op, path, other, err, free_bytes, &delay);
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);  // not under mu_: others go on
+  return v;
+}
+
+FaultEnv::Verdict FaultEnv::decide(FsOp op, const std::string& path, const std::string& other,
+                                   int* err, uint64_t* free_bytes,
+                                   std::chrono::milliseconds* delay) {
   std::lock_guard lk(mu_);
   seen_.push_back({op, path});
   if (!other.empty()) seen_.push_back({op, other});
@@ -64,6 +75,10 @@ FaultEnv::Verdict FaultEnv::check(FsOp op, const std::string& path, const std::s
     const int n = ++rule.matched;
     if (n < r.nth || (r.times >= 0 && n >= r.nth + r.times)) continue;
     ++faults_;
+    if (r.delay.count() > 0) {
+      *delay = r.delay;
+      return Verdict::kPass;
+    }
     *err = r.err;
     if (r.free_bytes && free_bytes) {
       *free_bytes = *r.free_bytes;

@@ -2,13 +2,14 @@
 //
 // Wraps util::Env::posix(). A rule names an operation, a path fragment and which matching call
 // to fail first (the Nth); matching calls fail with the rule's errno, or, for a write, write
-// only half of what was asked (a short write, which is no error). Paths are those of the file
-// a descriptor refers to (read from /proc/self/fd), or for the *at calls the folder's path plus
-// the name. Runs as any user: no mount, no full disk. Thread-safe; rules may change while
-// transfers run.
+// only half of what was asked (a short write, which is no error), or are only made slow. Paths are
+// those of the file a descriptor refers to (read from /proc/self/fd), or for the *at calls the
+// folder's path plus the name. Runs as any user: no mount, no full disk. Thread-safe; rules may
+// change while transfers run.
 #pragma once
 
 #include <cerrno>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -42,6 +43,9 @@ struct FaultRule {
   bool short_write = false;  // kWrite: write half (at least one byte) instead of failing
   // kStatvfs: instead of failing, report this many bytes free (a nearly full disk).
   std::optional<uint64_t> free_bytes{};
+  // Instead of failing, make the call this slow and then do it (a slow disk, or a window for a
+  // race to happen in).
+  std::chrono::milliseconds delay{0};
 };
 
 class FaultEnv final : public util::EnvWrapper {
@@ -88,6 +92,8 @@ class FaultEnv final : public util::EnvWrapper {
   // Records the call and decides it; *err gets the errno to fail with.
   Verdict check(FsOp op, const std::string& path, const std::string& other, int* err,
                 uint64_t* free_bytes = nullptr);
+  Verdict decide(FsOp op, const std::string& path, const std::string& other, int* err,
+                 uint64_t* free_bytes, std::chrono::milliseconds* delay);
   std::string fd_path(int fd);
   std::string at_path(int dirfd, const char* name);
 
