@@ -76,7 +76,8 @@ struct Active {
   bool finishing = false;    // renaming into place: too late to cancel
   // The last download_progress event: a segmented transfer reports more often than events go.
   util::SteadyClock::time_point progress_event_at{};
-  bool transferring = true;  // holds one of the max_parallel slots
+  bool transferring = true;  // holds one of the max_parallel slots (or waits for one: ClaimAhead)
+  util::SteadyClock::time_point launched_at = util::SteadyClock::now();
   bool resumed = false;
   int failures = 0;
   std::optional<int64_t> failing_since_ms;

@@ -32,6 +32,7 @@ QueueImpl::QueueImpl(QueueOptions options, std::unique_ptr<store::Store> store, 
   int64_t recovered = store_->recover_running();
   if (recovered > 0) spdlog::info("{} job(s) left running by the last stop will resume", recovered);
   transfer::EngineOptions eo;
+  eo.max_transfers = opts_.max_parallel;  // the queue may claim more (ClaimAhead)
   eo.connect_timeout = opts_.connect_timeout;
   eo.stall_timeout = opts_.stall_timeout;
   eo.progress_interval = opts_.progress_interval;
@@ -288,10 +289,15 @@ Result<std::optional<Job>> QueueImpl::cancel_on_loop(int64_t id) {
   if (it != active_.end()) {
     it->second.stop = Stop::kCancel;  // the .part goes once the transfer has let go of it
     engine_->stop(id);
-  } else if (job->download_path && !paths_.held(*job->download_path)) {
-    ::unlink((*job->download_path + ".part").c_str());
+  } else if (job->download_path) {
+    drop_part(*job->download_path);
   }
   return std::optional<Job>();
+}
+
+void QueueImpl::drop_part(const std::string& download_path) {
+  if (!download_path.empty() && !paths_.held(download_path))
+    ::unlink((download_path + ".part").c_str());
 }
 
 Result<Job> QueueImpl::pause(int64_t id) {

@@ -38,6 +38,7 @@
 #include "fetchq/queue.h"
 #include "queue/callback_runner.h"
 #include "queue/checked_mutex.h"
+#include "queue/claim_ahead.h"
 #include "queue/events.h"
 #include "queue/loop_inbox.h"
 #include "queue/messages.h"
@@ -190,6 +191,9 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // opts_.on_store_error is set, handed to it (and logged at debug level only).
   void store_failed(const std::exception& e, const std::string& what) noexcept;
   void launch(Launch& l);
+  // Removes the .part of a job that no transfer holds (cancelled while not running), unless
+  // another job's transfer holds that name now.
+  void drop_part(const std::string& download_path);
   void launch_deferred(int64_t id);
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);
@@ -222,6 +226,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // Checkpoints with the checkpoint thread, by job: each holds the job's .part. Loop thread only.
   std::map<int64_t, int> checkpoints_out_;
   Clock::time_point next_wake_ = Clock::now();
+  ClaimAhead claim_ahead_;  // loop thread only
   bool stopping_ = false;  // shutdown began: claim nothing more
   std::mt19937_64 rng_;
   int batches_since_trim_ = 0;

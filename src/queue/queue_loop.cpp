@@ -104,18 +104,22 @@ void QueueImpl::loop() {
     // finished one is synced and recorded below. One that failed to settle may be cancelled
     // again until it is handled.
     // So does one whose end waits for its .part's record (TransferOverMsg).
+    const auto now = Clock::now();
+    auto over = [&](Active& a) {
+      if (a.transferring) claim_ahead_.note(now - a.launched_at);
+      a.transferring = false;
+    };
     for (auto& m : batch) {
       if (auto* o = std::get_if<TransferOverMsg>(&m)) {
         auto it = active_.find(o->id);
-        if (it != active_.end() && it->second.attempt == o->attempt)
-          it->second.transferring = false;
+        if (it != active_.end() && it->second.attempt == o->attempt) over(it->second);
         continue;
       }
       auto* f = std::get_if<FinishedMsg>(&m);
       if (!f) continue;
       auto it = active_.find(f->id);
       if (it == active_.end() || it->second.attempt != f->attempt) continue;
-      it->second.transferring = false;
+      over(it->second);
       if (f->settled && !f->renamed) it->second.finishing = false;
     }
     run_commands(in.commands);
@@ -242,7 +246,8 @@ void QueueImpl::schedule() {
     if (!active_.count(id) && !checkpoints_out_.count(id)) ready.push_back(id);
   }
   for (int64_t id : ready) launch_deferred(id);
-  int free = opts_.max_parallel - static_cast<int>(deferred_.size());
+  int free = opts_.max_parallel + claim_ahead_.extra(opts_.max_parallel) -
+             static_cast<int>(deferred_.size());
   for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
   if (free > 0) {
     std::vector<Launch> launches;
@@ -274,6 +279,7 @@ void QueueImpl::launch(Launch& l) {
     return;
   }
   active_[l.job_id] = std::move(l.active);
+  active_[l.job_id].launched_at = Clock::now();
   {
     std::lock_guard lk(changed_mu_);
     holding_.insert(l.job_id);
@@ -475,7 +481,11 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     return;
   }
   if (a.stop == Stop::kCancel) {
-    if (r.file) unlink_part(env_, *r.file);
+    if (r.file) {
+      unlink_part(env_, *r.file);
+    } else if (!r.begun) {  // it waited for a slot: as for a job that was not running
+      drop_part(a.download_path);
+    }
     after.push_back(release);
     return;
   }

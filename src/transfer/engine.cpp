@@ -296,7 +296,7 @@ class Engine::Impl final : public FetchClient {
       quit = quit_;
     }
     if (quit) stop_all = true;
-    for (auto& r : pending) begin(std::move(r));
+    for (auto& r : pending) waiting_.push_back(std::move(r));
     for (const auto& r : records) recorded(r.job, r.attempt, r.ok);
     // After the new requests: a limit set while a job's request was on its way applies to it.
     if (global_limit) {
@@ -308,13 +308,19 @@ class Engine::Impl final : public FetchClient {
         fetcher_.set_group_rate_limit(job, limit);
         it->second->req.rate_limit = limit;
       }
+      for (auto& r : waiting_) {
+        if (r.job_id == job) r.rate_limit = limit;
+      }
     }
     if (stop_all) {
+      // What waits first: a slot freed by a stop below must not begin it.
+      for (const auto& r : std::exchange(waiting_, {})) report_unbegun(r);
       std::vector<int64_t> ids;
       for (auto& [id, t] : transfers_) ids.push_back(id);
       for (auto id : ids) end_stopped(id);
     }
     for (auto id : stops) end_stopped(id);
+    begin_waiting();
     if (!quit) return true;
     // No answer can arrive any more: the files still waiting for one are let go.
     while (!unrecorded_.empty()) {
@@ -328,15 +334,7 @@ class Engine::Impl final : public FetchClient {
       std::lock_guard lk(mu_);
       late.swap(pending_);
     }
-    for (auto& r : late) {
-      Result res;
-      res.outcome = Outcome::kStopped;
-      res.bytes = r.offset;
-      observer_->on_finished(r.job_id, r.attempt, std::move(res));
-    }
-    std::lock_guard lk(mu_);
-    outstanding_ -= static_cast<int64_t>(late.size());
-    idle_cv_.notify_all();
+    for (auto& r : late) report_unbegun(r);
     return false;
   }
 
@@ -1550,6 +1548,31 @@ class Engine::Impl final : public FetchClient {
   // "GET <url>", and where redirects led, for messages (see Fetcher::where).
   std::string where(Transfer& t) const { return fetcher_.where(t.fetch); }
 
+  // Begins what waits, oldest first, while max_transfers allows. Not reentered: a transfer
+  // that ends as it begins (placement failed) frees its slot for the loop already running.
+  void begin_waiting() {
+    if (beginning_) return;
+    beginning_ = true;
+    while (!waiting_.empty() && (options_.max_transfers <= 0 || begun_ < options_.max_transfers)) {
+      Request r = std::move(waiting_.front());
+      waiting_.pop_front();
+      ++begun_;
+      begin(std::move(r));
+    }
+    beginning_ = false;
+  }
+
+  // The end of a request that never began: kStopped, nothing touched.
+  void report_unbegun(const Request& r) {
+    Result res;
+    res.outcome = Outcome::kStopped;
+    res.bytes = r.offset;
+    res.begun = false;
+    observer_->on_finished(r.job_id, r.attempt, std::move(res));
+    std::lock_guard lk(mu_);
+    if (--outstanding_ == 0) idle_cv_.notify_all();
+  }
+
   void begin(Request r) {
     auto tp = std::make_unique<Transfer>();
     Transfer& t = *tp;
@@ -1937,7 +1960,15 @@ class Engine::Impl final : public FetchClient {
 
   void end_stopped(int64_t id) {
     auto it = transfers_.find(id);
-    if (it == transfers_.end()) return;
+    if (it == transfers_.end()) {
+      auto w = std::find_if(waiting_.begin(), waiting_.end(),
+                            [id](const Request& r) { return r.job_id == id; });
+      if (w == waiting_.end()) return;
+      Request r = std::move(*w);
+      waiting_.erase(w);
+      report_unbegun(r);
+      return;
+    }
     auto tp = std::move(it->second);
     transfers_.erase(it);
     if (tp->file && !tp->failure) flush(*tp);
@@ -1977,6 +2008,9 @@ class Engine::Impl final : public FetchClient {
   }
 
   void finish(std::unique_ptr<Transfer> tp) {
+    // Its slot is free: what waits begins now, on this thread, before the queue hears of it.
+    --begun_;
+    begin_waiting();
     Transfer& t = *tp;
     fetcher_.set_group_rate_limit(t.req.job_id, 0);
     // Every fetch the job still has goes, also one a callback aborted whose end has not been
@@ -2054,6 +2088,11 @@ class Engine::Impl final : public FetchClient {
     SteadyClock::time_point until{};
   };
   std::map<std::string, HostCap> host_caps_;  // fetcher thread only: by url_origin()
+  // Fetcher thread only: requests waiting for a slot (max_transfers), oldest first; how many
+  // began and have not finished; whether begin_waiting() is running.
+  std::deque<Request> waiting_;
+  int begun_ = 0;
+  bool beginning_ = false;
 
   std::mutex mu_;
   std::condition_variable idle_cv_;

@@ -88,6 +88,10 @@ struct EngineOptions {
   // max_connections_per_host to one host (scheme, host and port) across all transfers, extra
   // connections of a segmented file wait; each transfer always has its first.
   int max_connections = 0;
+  // Transfers begun at once (0: no limit). Requests submitted past it wait here, in the order
+  // they came, and each begins the moment one before it is over: the queue can hand over its
+  // next jobs before a slot is free, so no slot waits on the queue's thread and its commit.
+  int max_transfers = 0;
   std::chrono::milliseconds probe_window{150};
   double adaptive_gain = 0.25;
   // Until the count is settled, each connection asks for a bounded range at a time: what it
@@ -119,7 +123,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   void submit(Request request);
-  // The transfer ends with kStopped after its buffer is written out. Unknown ids are ignored.
+  // The transfer ends with kStopped after its buffer is written out; one still waiting for a
+  // slot (max_transfers) ends so at once, untouched: no file opened, no name taken, its
+  // Result::begun false. Unknown ids are ignored.
   void stop(int64_t job_id);
   void stop_all();
   // Rate limits, from any thread, in bytes per second (0 lifts): over every transfer, and over

@@ -170,6 +170,9 @@ struct Result {
   int64_t total_bytes = 0;  // as announced; 0 when unknown
   std::string download_path;
   std::shared_ptr<PartFile> file;  // null when nothing was opened
+  // False for a request stopped while it waited for a slot (EngineOptions::max_transfers):
+  // nothing of the job's was looked at, its .part (if any) was not checked to be its own.
+  bool begun = true;
   Failure failure;
   bool path_held = false;   // download_path is claimed in the PathRegistry; the caller releases it
   // A segmented transfer's map as it ended (done: written, not synced); empty otherwise. With

@@ -272,6 +272,79 @@ TEST_F(QueueTest, WithOneSlotJobsStartInPriorityThenIdOrder) {
   EXPECT_EQ(started, (std::vector<int64_t>{id(3), id(1), id(4), id(0), id(2), id(5)}));
 }
 
+// After a run of short transfers the queue claims jobs ahead of its free slots (ClaimAhead).
+// The engine still begins no more than max_parallel at once, and a job that waits there for a
+// slot is stopped untouched: cancelled, the .part of its earlier attempt goes and the server
+// never hears of it again; paused, it asked nothing and resumes later like any paused job.
+// (The server counts a body until it has sent it: a stopped transfer's body may still be going
+// out when the next begins, so the count of bodies at once is read over the short files only.)
+TEST_F(QueueTest, JobsClaimedAheadWaitForASlotAndStopUntouched) {
+  Resource held;
+  held.body = make_body(1500000, 11);
+  held.rate_bytes_per_s = 300000;
+  server_.add("/held.bin", held);
+  Resource slow = held;
+  slow.body = make_body(3000000, 12);
+  server_.add("/slow.bin", slow);
+  Resource later;
+  later.body = make_body(100000, 13);
+  server_.add("/later.bin", later);
+  for (int i = 0; i < 12; ++i) {  // 10 ms each: two at once would overlap at the server
+    Resource small;
+    small.body = make_body(20000, static_cast<uint32_t>(20 + i));
+    small.rate_bytes_per_s = 2000000;
+    server_.add("/s" + std::to_string(i), small);
+  }
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  auto q = open_queue(o);
+  const std::string part = dl() + "/held.bin.part";
+
+  // A job with a .part of its own, paused.
+  auto h = submit(*q, server_.url("/held.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(h.id)->bytes > 100000; }));
+  ASSERT_TRUE(q->pause_job(h.id).ok());
+  ASSERT_TRUE(wait_until([&] { return file_exists(part) && server_.concurrent_bodies() == 0; }));
+  // Short transfers: the queue starts to claim ahead, and the engine begins one at a time.
+  server_.reset_log();
+  std::vector<DownloadRequest> smalls;
+  for (int i = 0; i < 12; ++i) smalls.push_back({server_.url("/s" + std::to_string(i)), dl(), {}});
+  ASSERT_TRUE(q->download_batch(smalls).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(server_.peak_concurrent_bodies(), 1) << "more than max_parallel bodies at once";
+
+  // One slot, taken by a slow job; the paused one, resumed, is claimed and waits for the slot.
+  auto sl = submit(*q, server_.url("/slow.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(sl.id)->bytes > 0; }));
+  ASSERT_TRUE(q->resume_job(h.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(h.id)->status == JobStatus::kRunning; }))
+      << "the resumed job was not claimed ahead while the slot was taken";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(server_.requests_for("/held.bin").empty()) << "a job began past max_parallel";
+  EXPECT_EQ(server_.concurrent_bodies(), 1);
+  ASSERT_TRUE(q->cancel_job(h.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(10), {h.id}));
+  EXPECT_EQ(q->id_to_job(h.id)->status, JobStatus::kCancelled);
+  EXPECT_FALSE(file_exists(part)) << "the cancelled job's .part stayed";
+  EXPECT_TRUE(server_.requests_for("/held.bin").empty());
+
+  // A new job claimed ahead, paused while it waits: nothing asked, nothing on disk.
+  auto l = submit(*q, server_.url("/later.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(l.id)->status == JobStatus::kRunning; }));
+  ASSERT_TRUE(q->pause_job(l.id).ok());
+  EXPECT_EQ(q->id_to_job(l.id)->status, JobStatus::kPaused);
+  EXPECT_TRUE(server_.requests_for("/later.bin").empty());
+  EXPECT_FALSE(file_exists(dl() + "/later.bin.part"));
+  EXPECT_EQ(q->id_to_job(sl.id)->status, JobStatus::kRunning) << "the slow job was disturbed";
+
+  // The slot freed, the paused job runs whole.
+  ASSERT_TRUE(q->cancel_job(sl.id).ok());
+  ASSERT_TRUE(q->resume_job(l.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(l.id)->status, JobStatus::kCompleted);
+  EXPECT_TRUE(read_file(dl() + "/later.bin") == later.body);
+}
+
 TEST_F(QueueTest, PauseKeepsThePartAndResumeContinuesWithARange) {
   Resource r;
   r.body = make_body(1500000, 7);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "queue/claim_ahead.h"
 #include "queue/queue_impl.h"
 #include "queue/rate_meter.h"
 #include "queue/scheduler.h"
@@ -97,6 +98,29 @@ TEST(Scheduler, DownloadRootsConfineTheTransfer) {
   auto l = queue::prepare_launch(Claimed(dir / "f"), {dir.path()});
   EXPECT_TRUE(l.request->confined);
   EXPECT_FALSE(l.request->root.empty());
+}
+
+TEST(ClaimAhead, ClaimsAheadOnlyWhileTheLastTransfersWereShort) {
+  using std::chrono::milliseconds;
+  queue::ClaimAhead c;
+  EXPECT_EQ(c.extra(5), 0) << "nothing seen yet";
+  for (int i = 0; i < 3; ++i) c.note(milliseconds(2));
+  EXPECT_EQ(c.extra(5), 0) << "three transfers are too few to judge by";
+  c.note(milliseconds(2));
+  EXPECT_EQ(c.extra(5), 5);
+  EXPECT_EQ(c.extra(1), 1);
+  // One long transfer among short ones lifts the average above the bound: big files are not
+  // claimed ahead, and a higher priority added meanwhile does not wait behind them.
+  c.note(std::chrono::seconds(2));
+  EXPECT_EQ(c.extra(5), 0);
+  // Short ones again bring it back down, not at once.
+  c.note(milliseconds(2));
+  EXPECT_EQ(c.extra(5), 0);
+  for (int i = 0; i < 20; ++i) c.note(milliseconds(2));
+  EXPECT_EQ(c.extra(5), 5);
+  // A run of transfers just above the bound is not short.
+  for (int i = 0; i < 40; ++i) c.note(queue::ClaimAhead::kShort + milliseconds(10));
+  EXPECT_EQ(c.extra(5), 0);
 }
 
 TEST(RateMeter, CountsGrowthPerJobOverItsWindow) {

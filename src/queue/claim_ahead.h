@@ -1,0 +1,38 @@
+// How many jobs the queue claims past its free slots. Each claimed job goes to the engine,
+// which begins at most max_parallel at once and starts a waiting one the moment a transfer is
+// over, on its own thread: the next small file does not wait for the queue's thread to hear of
+// the end, commit a batch and claim. A waiting job is `running` on record with no bytes yet,
+// and a job added meanwhile with a higher priority comes after it; so jobs are claimed ahead
+// only while transfers are short (many small files), where that wait is as short.
+#pragma once
+
+#include <chrono>
+
+namespace fetchq::queue {
+
+class ClaimAhead {
+ public:
+  // Transfers (from launch to their end) shorter than this on average are short.
+  static constexpr std::chrono::milliseconds kShort{200};
+
+  // A transfer took `took`, launch to end.
+  void note(std::chrono::nanoseconds took) {
+    const double ms = std::chrono::duration<double, std::milli>(took).count();
+    average_ms_ = seen_ == 0 ? ms : average_ms_ + (ms - average_ms_) * kWeight;
+    ++seen_;
+  }
+
+  // Jobs to claim past max_parallel: as many again while the last transfers were short (after
+  // a few of them), none otherwise.
+  int extra(int max_parallel) const {
+    return seen_ >= kFirst && average_ms_ < static_cast<double>(kShort.count()) ? max_parallel : 0;
+  }
+
+ private:
+  static constexpr double kWeight = 0.2;  // of the newest transfer in the moving average
+  static constexpr int kFirst = 4;        // transfers seen before the average counts
+  double average_ms_ = 0;
+  long long seen_ = 0;
+};
+
+}  // namespace fetchq::queue
