@@ -70,7 +70,8 @@ struct QueueOptions {
   // (0: no limit); set_rate_limit changes it while the queue runs. A job's own limit
   // (DownloadOptions::limit_rate) applies as well: the tighter holds for that job.
   int64_t rate_limit = 0;
-  // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state file).
+  // When set, only these jobs are ever claimed (`fetchq get` leaves other jobs of its state
+  // file), and those DownloadQueue::allow_jobs adds.
   std::optional<std::vector<int64_t>> only_jobs;
   // When non-empty, destinations must lie under one of these folders (symbolic links resolved).
   std::vector<std::string> download_roots;
@@ -134,6 +135,9 @@ class FETCHQ_API DownloadQueue {
   // job starts over, with a download_restarted event saying why. A job holding a token or
   // secret headers keeps its scheme, host and port (kInvalidArgument otherwise).
   virtual Result<Job> set_url(int64_t id, const std::string& url) = 0;
+  // With QueueOptions::only_jobs: these jobs may be claimed too, from now on (a caller that
+  // adds many jobs lets the first run while it adds the rest). Without it, every job may be.
+  virtual void allow_jobs(const std::vector<int64_t>& ids) = 0;
   virtual int64_t cancel_all_jobs() = 0;
   // Removes ended jobs (those the filter names) with their events; returns how many.
   virtual int64_t prune_jobs(const PruneFilter& filter = {}) = 0;

@@ -40,12 +40,17 @@ struct GetArgs {
   std::string proxy;         // empty: libcurl's *_proxy environment variables
 };
 
-// Finds the jobs of an earlier run of the same command, or adds new ones. Returns their ids.
-// The queue runs none of its jobs (it was opened with an empty only_jobs).
-Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q, const std::vector<DownloadRequest>& requests) {
+// Finds the jobs of an earlier run of the same command, or adds new ones, and lets the queue
+// (opened with an empty only_jobs) run them. Returns their ids, in the order of `requests`.
+// Every request is checked before any job is added or run, so a bad one changes nothing. New
+// jobs are added in batches that double in size, each allowed to run at once: the first files
+// download while the rest are added.
+Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q,
+                                          const std::vector<DownloadRequest>& requests,
+                                          int parallel) {
   std::vector<int64_t> ids(requests.size(), 0);
-  std::vector<DownloadRequest> fresh;
-  std::vector<size_t> fresh_index;
+  std::vector<size_t> fresh;      // indexes of the requests that need a new job
+  std::vector<const Job*> again;  // jobs of an earlier run to go on with (in `latest`)
   // One pass over the state file finds the newest job of each (source, dest).
   std::map<std::pair<std::string, std::string>, Job> latest;
   for (auto& j : q.list_jobs({})) latest[{j.source, j.dest}] = std::move(j);
@@ -55,27 +60,43 @@ Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q, const std::vector<Do
     if (!nj) return nj.error();
     // The stored source hides a URL's password: compare with it as stored.
     auto found = latest.find({nj.value().request.source, requests[i].dest});
-    std::optional<Job> old;
-    if (found != latest.end()) old = found->second;
-    if (old && old->status != JobStatus::kCancelled &&
-        !(old->status == JobStatus::kCompleted &&
-          !(old->download_path && util::exists(*old->download_path)))) {
-      ids[i] = old->id;
-      // An interrupted or failed run goes on from its .part.
-      if (old->status == JobStatus::kError) {
-        if (auto r = q.retry_job(old->id); !r) return r.error();
-      } else if (old->status == JobStatus::kPaused) {
-        if (auto r = q.resume_job(old->id); !r) return r.error();
+    if (found != latest.end()) {
+      const Job& old = found->second;
+      if (old.status != JobStatus::kCancelled &&
+          !(old.status == JobStatus::kCompleted &&
+            !(old.download_path && util::exists(*old.download_path)))) {
+        ids[i] = old.id;
+        again.push_back(&old);
+        continue;
       }
-      continue;
     }
-    fresh.push_back(requests[i]);
-    fresh_index.push_back(i);
+    fresh.push_back(i);
   }
-  if (fresh.empty()) return ids;
-  auto jobs = q.download_batch(fresh);
-  if (!jobs) return jobs.error();
-  for (size_t k = 0; k < jobs.value().size(); ++k) ids[fresh_index[k]] = jobs.value()[k].id;
+  std::vector<int64_t> again_ids;
+  for (const Job* old : again) {
+    // An interrupted or failed run goes on from its .part.
+    if (old->status == JobStatus::kError) {
+      if (auto r = q.retry_job(old->id); !r) return r.error();
+    } else if (old->status == JobStatus::kPaused) {
+      if (auto r = q.resume_job(old->id); !r) return r.error();
+    }
+    again_ids.push_back(old->id);
+  }
+  q.allow_jobs(again_ids);
+  size_t batch = static_cast<size_t>(std::max(parallel, 1)) * 4;
+  for (size_t from = 0; from < fresh.size(); from += batch, batch *= 2) {
+    const size_t to = std::min(fresh.size(), from + batch);
+    std::vector<DownloadRequest> some;
+    for (size_t k = from; k < to; ++k) some.push_back(requests[fresh[k]]);
+    auto jobs = q.download_batch(some);
+    if (!jobs) return jobs.error();
+    std::vector<int64_t> added;
+    for (size_t k = 0; k < jobs.value().size(); ++k) {
+      ids[fresh[from + k]] = jobs.value()[k].id;
+      added.push_back(jobs.value()[k].id);
+    }
+    q.allow_jobs(added);
+  }
   return ids;
 }
 
@@ -309,47 +330,12 @@ int run_get(const GetArgs& a) {
   qo.ca_cert = a.ca_cert.empty() ? "" : util::absolute_path(a.ca_cert);
   qo.proxy = a.proxy;
   qo.rate_limit = run_limit;
-  Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
-  {
-    // A first queue that runs nothing (an empty only_jobs) finds or adds this command's jobs;
-    // the one below runs those alone, leaving other jobs of the state file where they are.
-    qo.only_jobs = std::vector<int64_t>{};
-    auto setup = DownloadQueue::open(qo);
-    if (!setup) return state_failure(state, setup.error());
-    try {
-      ids = prepare_jobs(*setup.value(), requests);
-    } catch (const StorageError& e) {
-      return state_failure(state, e.error());
-    }
-    if (!ids) {
-      if (ids.error().code == ErrorCode::kInvalidArgument) {
-        print_error(ids.error().message);
-        return kExitUsage;
-      }
-      if (is_storage_code(ids.error().code)) return state_failure(state, ids.error());
-      print_error(ids.error().message);
-      return kExitFailure;
-    }
-    // The state file keeps what a later run needs to resume, not every file ever fetched:
-    // completed jobs of earlier runs that ended before the retention are forgotten.
-    if (*retention > 0) {
-      PruneFilter old;
-      old.statuses = {JobStatus::kCompleted};
-      old.ended_before =
-          util::iso8601(std::chrono::system_clock::now() - std::chrono::seconds(*retention));
-      old.keep = ids.value();
-      try {
-        setup.value()->prune_jobs(old);
-      } catch (const StorageError& e) {
-        return state_failure(state, e.error());
-      }
-    }
-  }
-
   // Signals are taken synchronously by this thread; every other thread has them blocked.
   const sigset_t sigs = util::block_signals({SIGINT, SIGTERM, SIGHUP});
 
-  qo.only_jobs = ids.value();
+  // The queue runs this command's jobs alone (only_jobs, filled as they are found or added),
+  // leaving other jobs of the state file where they are.
+  qo.only_jobs = std::vector<int64_t>{};
   // A store that fails the running queue (it keeps trying) stops this command instead: better
   // one clear line now than a progress display that never moves.
   auto store_failure = std::make_shared<StoreFailure>();
@@ -357,6 +343,38 @@ int run_get(const GetArgs& a) {
   auto opened = DownloadQueue::open(qo);
   if (!opened) return state_failure(state, opened.error());
   auto& q = *opened.value();
+  Result<std::vector<int64_t>> ids = std::vector<int64_t>{};
+  try {
+    ids = prepare_jobs(q, requests, a.parallel);
+  } catch (const StorageError& e) {
+    q.shutdown();
+    return state_failure(state, e.error());
+  }
+  if (!ids) {
+    q.shutdown();
+    if (ids.error().code == ErrorCode::kInvalidArgument) {
+      print_error(ids.error().message);
+      return kExitUsage;
+    }
+    if (is_storage_code(ids.error().code)) return state_failure(state, ids.error());
+    print_error(ids.error().message);
+    return kExitFailure;
+  }
+  // The state file keeps what a later run needs to resume, not every file ever fetched:
+  // completed jobs of earlier runs that ended before the retention are forgotten.
+  if (*retention > 0) {
+    PruneFilter old;
+    old.statuses = {JobStatus::kCompleted};
+    old.ended_before =
+        util::iso8601(std::chrono::system_clock::now() - std::chrono::seconds(*retention));
+    old.keep = ids.value();
+    try {
+      q.prune_jobs(old);
+    } catch (const StorageError& e) {
+      q.shutdown();
+      return state_failure(state, e.error());
+    }
+  }
   Display display(a.quiet || a.json, stderr_is_terminal());
   bool interrupted = false;
   try {

@@ -295,6 +295,16 @@ Result<std::optional<Job>> QueueImpl::cancel_on_loop(int64_t id) {
   return std::optional<Job>();
 }
 
+void QueueImpl::allow_jobs(const std::vector<int64_t>& ids) {
+  on_loop([&] {
+    if (!opts_.only_jobs) return;  // every job may be claimed already
+    auto& only = *opts_.only_jobs;
+    only.insert(only.end(), ids.begin(), ids.end());
+    std::sort(only.begin(), only.end());
+    only.erase(std::unique(only.begin(), only.end()), only.end());
+  });  // the loop's schedule() after its commands claims them
+}
+
 void QueueImpl::drop_part(const std::string& download_path) {
   if (!download_path.empty() && !paths_.held(download_path))
     ::unlink((download_path + ".part").c_str());

@@ -87,6 +87,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   Result<Job> resume_job(int64_t id) override;
   Result<Job> retry_job(int64_t id) override;
   Result<Job> set_url(int64_t id, const std::string& url) override;
+  void allow_jobs(const std::vector<int64_t>& ids) override;
   int64_t cancel_all_jobs() override;
   int64_t prune_jobs(const PruneFilter& filter) override;
   bool join(std::optional<std::chrono::milliseconds> timeout,

@@ -345,6 +345,34 @@ TEST_F(QueueTest, JobsClaimedAheadWaitForASlotAndStopUntouched) {
   EXPECT_TRUE(read_file(dl() + "/later.bin") == later.body);
 }
 
+// only_jobs keeps the queue to some jobs of its store (`fetchq get`); allow_jobs adds more
+// while it runs, and the others stay where they are.
+TEST_F(QueueTest, OnlyTheAllowedJobsRunAndMoreCanBeAllowedWhileItRuns) {
+  for (int i = 0; i < 3; ++i) {
+    Resource r;
+    r.body = make_body(5000, static_cast<uint32_t>(40 + i));
+    server_.add("/o" + std::to_string(i), r);
+  }
+  auto o = fast_options(dir_);
+  o.only_jobs = std::vector<int64_t>{};
+  auto q = open_queue(o);
+  auto a = submit(*q, server_.url("/o0"), dl());
+  auto b = submit(*q, server_.url("/o1"), dl());
+  auto c = submit(*q, server_.url("/o2"), dl());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(server_.requests().empty()) << "a job ran that was not allowed";
+  q->allow_jobs({a.id, c.id});
+  ASSERT_TRUE(q->join(std::chrono::seconds(20), {a.id, c.id}));
+  EXPECT_EQ(q->id_to_job(a.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(q->id_to_job(c.id)->status, JobStatus::kCompleted);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kWaiting);
+  EXPECT_TRUE(server_.requests_for("/o1").empty());
+  q->allow_jobs({b.id});
+  ASSERT_TRUE(q->join(std::chrono::seconds(20), {b.id}));
+  EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
+}
+
 TEST_F(QueueTest, PauseKeepsThePartAndResumeContinuesWithARange) {
   Resource r;
   r.body = make_body(1500000, 7);
