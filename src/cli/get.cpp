@@ -1,6 +1,7 @@
 // `fetchq get`: downloads URLs with an in-process queue whose state lives in an SQLite file.
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "cli/commands.h"
@@ -100,6 +103,25 @@ Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q,
   return ids;
 }
 
+// The jobs of `ids` in that order, read in one pass over the store from the smallest id
+// instead of one read each (a run of thousands of files redraws and ends with them all).
+std::vector<Job> jobs_of(DownloadQueue& q, const std::vector<int64_t>& ids) {
+  std::vector<Job> out;
+  if (ids.empty()) return out;
+  ListFilter from;
+  from.after_id = *std::min_element(ids.begin(), ids.end()) - 1;
+  const std::unordered_set<int64_t> wanted(ids.begin(), ids.end());
+  std::unordered_map<int64_t, Job> by_id;
+  for (auto& j : q.list_jobs(from)) {
+    if (wanted.count(j.id)) by_id.emplace(j.id, std::move(j));
+  }
+  out.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (auto it = by_id.find(id); it != by_id.end()) out.push_back(std::move(it->second));
+  }
+  return out;
+}
+
 // The progress of `fetchq get` on standard error: redrawn in place on a terminal (see
 // cli/progress_view.h), a line per start and end otherwise, and a summary at the end.
 class Display {
@@ -108,11 +130,7 @@ class Display {
 
   void update(DownloadQueue& q, const std::vector<int64_t>& ids, bool final_pass) {
     if (quiet_) return;
-    std::vector<Job> jobs;
-    jobs.reserve(ids.size());
-    for (auto id : ids) {
-      if (auto j = q.id_to_job(id)) jobs.push_back(std::move(*j));
-    }
+    std::vector<Job> jobs = jobs_of(q, ids);
     auto now = util::SteadyClock::now();
     if (terminal_) {
       std::vector<JobRate> rates;
@@ -400,20 +418,11 @@ int run_get(const GetArgs& a) {
     q.shutdown();  // every running job is checkpointed and left waiting for the next run
     display.update(q, ids.value(), true);
     if (!a.quiet) print_error("interrupted; run the same command again to resume");
-    if (a.json) {
-      std::vector<Job> jobs;
-      for (auto id : ids.value()) {
-        if (auto j = q.id_to_job(id)) jobs.push_back(*j);
-      }
-      print_jobs_json(jobs);
-    }
+    if (a.json) print_jobs_json(jobs_of(q, ids.value()));
     return kExitInterrupted;
   }
   display.update(q, ids.value(), true);
-  std::vector<Job> jobs;
-  for (auto id : ids.value()) {
-    if (auto j = q.id_to_job(id)) jobs.push_back(*j);
-  }
+  std::vector<Job> jobs = jobs_of(q, ids.value());
   q.shutdown();
   bool all_ok = true;
   for (const auto& j : jobs) {
