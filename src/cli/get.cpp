@@ -103,21 +103,40 @@ Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q,
   return ids;
 }
 
-// The jobs of `ids` in that order, read in one pass over the store from the smallest id
-// instead of one read each (a run of thousands of files redraws and ends with them all).
-std::vector<Job> jobs_of(DownloadQueue& q, const std::vector<int64_t>& ids) {
+// The jobs of `ids` in that order, as a list shows them (no segments), read in one pass over
+// the store from the smallest id instead of one read each: a run of thousands of files redraws
+// them four times a second. When the ids are spread over many more jobs of the state file (an
+// old job run again), one read each costs less.
+std::vector<Job> listed_jobs(DownloadQueue& q, const std::vector<int64_t>& ids) {
   std::vector<Job> out;
   if (ids.empty()) return out;
+  const auto [lo, hi] = std::minmax_element(ids.begin(), ids.end());
+  out.reserve(ids.size());
+  if (static_cast<uint64_t>(*hi - *lo) > 4 * ids.size() + 1000) {
+    for (int64_t id : ids) {
+      if (auto j = q.id_to_job(id)) out.push_back(std::move(*j));
+    }
+    return out;
+  }
   ListFilter from;
-  from.after_id = *std::min_element(ids.begin(), ids.end()) - 1;
+  from.after_id = *lo - 1;
+  from.limit = *hi - *lo + 1;
   const std::unordered_set<int64_t> wanted(ids.begin(), ids.end());
   std::unordered_map<int64_t, Job> by_id;
   for (auto& j : q.list_jobs(from)) {
     if (wanted.count(j.id)) by_id.emplace(j.id, std::move(j));
   }
-  out.reserve(ids.size());
   for (int64_t id : ids) {
     if (auto it = by_id.find(id); it != by_id.end()) out.push_back(std::move(it->second));
+  }
+  return out;
+}
+
+// The jobs of `ids` in that order, whole (as `show` gives them): for --json.
+std::vector<Job> whole_jobs(DownloadQueue& q, const std::vector<int64_t>& ids) {
+  std::vector<Job> out;
+  for (int64_t id : ids) {
+    if (auto j = q.id_to_job(id)) out.push_back(std::move(*j));
   }
   return out;
 }
@@ -130,7 +149,7 @@ class Display {
 
   void update(DownloadQueue& q, const std::vector<int64_t>& ids, bool final_pass) {
     if (quiet_) return;
-    std::vector<Job> jobs = jobs_of(q, ids);
+    std::vector<Job> jobs = listed_jobs(q, ids);
     auto now = util::SteadyClock::now();
     if (terminal_) {
       std::vector<JobRate> rates;
@@ -418,11 +437,11 @@ int run_get(const GetArgs& a) {
     q.shutdown();  // every running job is checkpointed and left waiting for the next run
     display.update(q, ids.value(), true);
     if (!a.quiet) print_error("interrupted; run the same command again to resume");
-    if (a.json) print_jobs_json(jobs_of(q, ids.value()));
+    if (a.json) print_jobs_json(whole_jobs(q, ids.value()));
     return kExitInterrupted;
   }
   display.update(q, ids.value(), true);
-  std::vector<Job> jobs = jobs_of(q, ids.value());
+  std::vector<Job> jobs = a.json ? whole_jobs(q, ids.value()) : listed_jobs(q, ids.value());
   q.shutdown();
   bool all_ok = true;
   for (const auto& j : jobs) {

@@ -3,7 +3,8 @@
 // over, on its own thread: the next small file does not wait for the queue's thread to hear of
 // the end, commit a batch and claim. A waiting job is `running` on record with no bytes yet,
 // and a job added meanwhile with a higher priority comes after it; so jobs are claimed ahead
-// only while transfers are short (many small files), where that wait is as short.
+// only while transfers are short (many small files), where that wait is as short, and given
+// back as soon as one of them runs long.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,10 @@ class ClaimAhead {
  public:
   // Transfers (from launch to their end) shorter than this on average are short.
   static constexpr std::chrono::milliseconds kShort{200};
+  // A transfer launched this long ago and not over shows the files are not short any more:
+  // nothing is claimed ahead, and what waits is given back (a higher priority added meanwhile
+  // comes first again), so no job waits behind a big file for longer than this.
+  static constexpr std::chrono::milliseconds kLongest{2000};
 
   // A transfer took `took`, launch to end.
   void note(std::chrono::nanoseconds took) {

@@ -119,6 +119,7 @@ void QueueImpl::loop() {
       if (!f) continue;
       auto it = active_.find(f->id);
       if (it == active_.end() || it->second.attempt != f->attempt) continue;
+      if (!f->r.begun) it->second.transferring = false;  // it only waited: no measure of files
       over(it->second);
       if (f->settled && !f->renamed) it->second.finishing = false;
     }
@@ -246,9 +247,18 @@ void QueueImpl::schedule() {
     if (!active_.count(id) && !checkpoints_out_.count(id)) ready.push_back(id);
   }
   for (int64_t id : ready) launch_deferred(id);
-  int free = opts_.max_parallel + claim_ahead_.extra(opts_.max_parallel) -
-             static_cast<int>(deferred_.size());
-  for (const auto& [id, a] : active_) free -= a.transferring ? 1 : 0;
+  int transferring = 0;
+  bool long_one = false;
+  const auto now = Clock::now();
+  for (const auto& [id, a] : active_) {
+    if (!a.transferring) continue;
+    ++transferring;
+    long_one = long_one || now - a.launched_at > ClaimAhead::kLongest;
+  }
+  const int extra = long_one ? 0 : claim_ahead_.extra(opts_.max_parallel);
+  // Jobs claimed ahead that still wait go back to waiting (then claimed again by priority).
+  if (extra == 0 && transferring > opts_.max_parallel) engine_->give_back_waiting();
+  int free = opts_.max_parallel + extra - static_cast<int>(deferred_.size()) - transferring;
   if (free > 0) {
     std::vector<Launch> launches;
     try {
@@ -494,12 +504,18 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
     std::vector<store::Segment> map;
     for (const auto& s : r.segments) map.push_back(store::Segment{s.start, s.end, s.done});
-    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map)] {
+    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map),
+                  failures = a.failures, since = a.failing_since_ms] {
       // Every segment's bytes, synced just now: a resume asks for none of them again.
       if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
         store_->save_segments(id, attempt, map);
       }
-      if (stop != Stop::kPause) store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
+      if (stop == Stop::kNone) {
+        // Claimed ahead and given back before it began: as it was, failures included.
+        store_->requeue(id, attempt, 0, failures, since, std::nullopt, std::nullopt);
+      } else if (stop != Stop::kPause) {
+        store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
+      }
     });
     after.push_back(release);
     return;

@@ -263,6 +263,14 @@ class Engine::Impl final : public FetchClient {
     fetcher_.wakeup();
   }
 
+  void give_back_waiting() {
+    {
+      std::lock_guard lk(mu_);
+      give_back_ = true;
+    }
+    fetcher_.wakeup();
+  }
+
   void part_recorded(int64_t id, int attempt, bool recorded) {
     {
       std::lock_guard lk(mu_);
@@ -284,9 +292,10 @@ class Engine::Impl final : public FetchClient {
     std::optional<int64_t> global_limit;
     std::vector<std::pair<int64_t, int64_t>> job_limits;
     std::vector<Record> records;
-    bool stop_all = false, quit = false;
+    bool stop_all = false, quit = false, give_back = false;
     {
       std::lock_guard lk(mu_);
+      give_back = std::exchange(give_back_, false);
       pending.swap(pending_);
       records.swap(records_);
       stops.swap(stops_);
@@ -297,6 +306,12 @@ class Engine::Impl final : public FetchClient {
     }
     if (quit) stop_all = true;
     for (auto& r : pending) waiting_.push_back(std::move(r));
+    // Nothing waiting begins until every stop of this wake is done: a slot freed by stopping
+    // one transfer must not begin a request that is itself being stopped.
+    beginning_ = true;
+    if (give_back) {
+      for (const auto& r : std::exchange(waiting_, {})) report_unbegun(r);
+    }
     for (const auto& r : records) recorded(r.job, r.attempt, r.ok);
     // After the new requests: a limit set while a job's request was on its way applies to it.
     if (global_limit) {
@@ -320,6 +335,7 @@ class Engine::Impl final : public FetchClient {
       for (auto id : ids) end_stopped(id);
     }
     for (auto id : stops) end_stopped(id);
+    beginning_ = false;
     begin_waiting();
     if (!quit) return true;
     // No answer can arrive any more: the files still waiting for one are let go.
@@ -2008,9 +2024,13 @@ class Engine::Impl final : public FetchClient {
   }
 
   void finish(std::unique_ptr<Transfer> tp) {
+    end_attempt(std::move(tp));
     // Its slot is free: what waits begins now, on this thread, before the queue hears of it.
     --begun_;
     begin_waiting();
+  }
+
+  void end_attempt(std::unique_ptr<Transfer> tp) {
     Transfer& t = *tp;
     fetcher_.set_group_rate_limit(t.req.job_id, 0);
     // Every fetch the job still has goes, also one a callback aborted whose end has not been
@@ -2108,6 +2128,7 @@ class Engine::Impl final : public FetchClient {
   };
   std::vector<Record> records_;  // part_recorded answers since the last on_wake
   bool stop_all_ = false;
+  bool give_back_ = false;
   bool quit_ = false;
   int64_t outstanding_ = 0;
   Fetcher fetcher_;  // last: its thread calls into the members above
@@ -2119,6 +2140,7 @@ Engine::~Engine() = default;
 void Engine::submit(Request request) { impl_->submit(std::move(request)); }
 void Engine::stop(int64_t job_id) { impl_->stop(job_id); }
 void Engine::stop_all() { impl_->stop_all(); }
+void Engine::give_back_waiting() { impl_->give_back_waiting(); }
 void Engine::set_rate_limit(int64_t bytes_per_second) { impl_->set_rate_limit(bytes_per_second); }
 void Engine::set_job_rate_limit(int64_t job_id, int64_t bytes_per_second) {
   impl_->set_job_rate_limit(job_id, bytes_per_second);

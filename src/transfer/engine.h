@@ -128,6 +128,9 @@ class Engine {
   // Result::begun false. Unknown ids are ignored.
   void stop(int64_t job_id);
   void stop_all();
+  // Ends every request still waiting for a slot (max_transfers) as stopped and untouched
+  // (Result::begun false), as stop() would; the transfers begun go on.
+  void give_back_waiting();
   // Rate limits, from any thread, in bytes per second (0 lifts): over every transfer, and over
   // one job's running transfer (its next attempt takes Request::rate_limit instead).
   void set_rate_limit(int64_t bytes_per_second);

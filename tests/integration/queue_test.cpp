@@ -313,21 +313,22 @@ TEST_F(QueueTest, JobsClaimedAheadWaitForASlotAndStopUntouched) {
   ASSERT_TRUE(q->join(std::chrono::seconds(20)));
   EXPECT_EQ(server_.peak_concurrent_bodies(), 1) << "more than max_parallel bodies at once";
 
-  // One slot, taken by a slow job; the paused one, resumed, is claimed and waits for the slot.
+  // One slot, taken by a slow job; the paused one, resumed, is claimed and waits for the slot
+  // (all within ClaimAhead::kLongest of the slow job's start).
   auto sl = submit(*q, server_.url("/slow.bin"), dl());
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(sl.id)->bytes > 0; }));
   ASSERT_TRUE(q->resume_job(h.id).ok());
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(h.id)->status == JobStatus::kRunning; }))
       << "the resumed job was not claimed ahead while the slot was taken";
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_TRUE(server_.requests_for("/held.bin").empty()) << "a job began past max_parallel";
   EXPECT_EQ(server_.concurrent_bodies(), 1);
+  // Cancelled while it waits: its .part goes, the server never hears of it.
   ASSERT_TRUE(q->cancel_job(h.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(10), {h.id}));
   EXPECT_EQ(q->id_to_job(h.id)->status, JobStatus::kCancelled);
   EXPECT_FALSE(file_exists(part)) << "the cancelled job's .part stayed";
   EXPECT_TRUE(server_.requests_for("/held.bin").empty());
-
   // A new job claimed ahead, paused while it waits: nothing asked, nothing on disk.
   auto l = submit(*q, server_.url("/later.bin"), dl());
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(l.id)->status == JobStatus::kRunning; }));
@@ -371,6 +372,63 @@ TEST_F(QueueTest, OnlyTheAllowedJobsRunAndMoreCanBeAllowedWhileItRuns) {
   q->allow_jobs({b.id});
   ASSERT_TRUE(q->join(std::chrono::seconds(20), {b.id}));
   EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
+}
+
+// A job claimed ahead behind a transfer that runs long (a big file after small ones) goes back
+// to waiting after ClaimAhead::kLongest, so a job added later with a higher priority comes
+// first, as without claiming ahead.
+TEST_F(QueueTest, JobsClaimedAheadGoBackWhenATransferRunsLong) {
+  Resource slow;
+  slow.body = make_body(3000000, 51);
+  slow.rate_bytes_per_s = 300000;
+  server_.add("/slow.bin", slow);
+  Resource small;
+  small.body = make_body(20000, 52);
+  server_.add("/w.bin", small);
+  server_.add("/p.bin", small);
+  for (int i = 0; i < 12; ++i) {
+    Resource r;
+    r.body = make_body(20000, static_cast<uint32_t>(60 + i));
+    r.rate_bytes_per_s = 2000000;
+    server_.add("/s" + std::to_string(i), r);
+  }
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  auto q = open_queue(o);
+  std::vector<DownloadRequest> smalls;
+  for (int i = 0; i < 12; ++i) smalls.push_back({server_.url("/s" + std::to_string(i)), dl(), {}});
+  ASSERT_TRUE(q->download_batch(smalls).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+
+  auto sl = submit(*q, server_.url("/slow.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(sl.id)->bytes > 0; }));
+  auto w = submit(*q, server_.url("/w.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(w.id)->status == JobStatus::kRunning; }))
+      << "not claimed ahead";
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(w.id)->status == JobStatus::kWaiting; },
+                         std::chrono::seconds(10)))
+      << "the job claimed ahead was not given back while the slow one ran on";
+  DownloadOptions first;
+  first.priority = 1;
+  auto p = q->download({server_.url("/p.bin"), dl(), first});
+  ASSERT_TRUE(p.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(q->id_to_job(p->id)->status, JobStatus::kWaiting)
+      << "claimed ahead behind a long transfer";
+  EXPECT_EQ(q->id_to_job(w.id)->status, JobStatus::kWaiting)
+      << "claimed ahead behind a long transfer";
+  EXPECT_TRUE(server_.requests_for("/w.bin").empty());
+
+  ASSERT_TRUE(q->cancel_job(sl.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(w.id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(q->id_to_job(p->id)->status, JobStatus::kCompleted);
+  std::vector<std::string> order;
+  for (const auto& r : server_.requests()) {
+    if (r.path == "/w.bin" || r.path == "/p.bin") order.push_back(r.path);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"/p.bin", "/w.bin"}))
+      << "the higher priority did not come first";
 }
 
 TEST_F(QueueTest, PauseKeepsThePartAndResumeContinuesWithARange) {
