@@ -21,6 +21,21 @@ class QueueTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "dl");
     return dir_ / "dl";
   }
+  // Twelve short transfers (20 kB at 2 MB/s, 10 ms each: two at once would overlap at the
+  // server), run to their end: the queue then claims jobs ahead (ClaimAhead).
+  void run_short_transfers(DownloadQueue& q, uint32_t seed) {
+    std::vector<DownloadRequest> smalls;
+    for (uint32_t i = 0; i < 12; ++i) {
+      Resource r;
+      r.body = make_body(20000, seed + i);
+      r.rate_bytes_per_s = 2000000;
+      const std::string path = "/short" + std::to_string(seed + i);
+      server_.add(path, r);
+      smalls.push_back({server_.url(path), dl(), {}});
+    }
+    ASSERT_TRUE(q.download_batch(smalls).ok());
+    ASSERT_TRUE(q.join(std::chrono::seconds(20)));
+  }
 };
 
 TEST_F(QueueTest, FolderDownloadTakesTheContentDispositionNameAndBytesMatch) {
@@ -289,12 +304,6 @@ TEST_F(QueueTest, JobsClaimedAheadWaitForASlotAndStopUntouched) {
   Resource later;
   later.body = make_body(100000, 13);
   server_.add("/later.bin", later);
-  for (int i = 0; i < 12; ++i) {  // 10 ms each: two at once would overlap at the server
-    Resource small;
-    small.body = make_body(20000, static_cast<uint32_t>(20 + i));
-    small.rate_bytes_per_s = 2000000;
-    server_.add("/s" + std::to_string(i), small);
-  }
   auto o = fast_options(dir_);
   o.max_parallel = 1;
   auto q = open_queue(o);
@@ -307,10 +316,7 @@ TEST_F(QueueTest, JobsClaimedAheadWaitForASlotAndStopUntouched) {
   ASSERT_TRUE(wait_until([&] { return file_exists(part) && server_.concurrent_bodies() == 0; }));
   // Short transfers: the queue starts to claim ahead, and the engine begins one at a time.
   server_.reset_log();
-  std::vector<DownloadRequest> smalls;
-  for (int i = 0; i < 12; ++i) smalls.push_back({server_.url("/s" + std::to_string(i)), dl(), {}});
-  ASSERT_TRUE(q->download_batch(smalls).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  run_short_transfers(*q, 20);
   EXPECT_EQ(server_.peak_concurrent_bodies(), 1) << "more than max_parallel bodies at once";
 
   // One slot, taken by a slow job; the paused one, resumed, is claimed and waits for the slot
@@ -386,19 +392,10 @@ TEST_F(QueueTest, JobsClaimedAheadGoBackWhenATransferRunsLong) {
   small.body = make_body(20000, 52);
   server_.add("/w.bin", small);
   server_.add("/p.bin", small);
-  for (int i = 0; i < 12; ++i) {
-    Resource r;
-    r.body = make_body(20000, static_cast<uint32_t>(60 + i));
-    r.rate_bytes_per_s = 2000000;
-    server_.add("/s" + std::to_string(i), r);
-  }
   auto o = fast_options(dir_);
   o.max_parallel = 1;
   auto q = open_queue(o);
-  std::vector<DownloadRequest> smalls;
-  for (int i = 0; i < 12; ++i) smalls.push_back({server_.url("/s" + std::to_string(i)), dl(), {}});
-  ASSERT_TRUE(q->download_batch(smalls).ok());
-  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  run_short_transfers(*q, 60);
 
   auto sl = submit(*q, server_.url("/slow.bin"), dl());
   ASSERT_TRUE(wait_until([&] { return q->id_to_job(sl.id)->bytes > 0; }));
