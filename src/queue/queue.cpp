@@ -1,7 +1,9 @@
 // DownloadQueue: the facade. Public methods check their input and hand the work to the store,
 // to the loop thread (steps ordered with transfers) or to the scheduler; see queue_impl.h for
 // the threads and locks, queue_loop.cpp for the loop.
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -290,7 +292,7 @@ Result<std::optional<Job>> QueueImpl::cancel_on_loop(int64_t id) {
     it->second.stop = Stop::kCancel;  // the .part goes once the transfer has let go of it
     engine_->stop(id);
   } else if (job->download_path) {
-    drop_part(*job->download_path);
+    drop_part(*job->download_path, store_->part_record(id));
   }
   return std::optional<Job>();
 }
@@ -305,9 +307,33 @@ void QueueImpl::allow_jobs(const std::vector<int64_t>& ids) {
   });  // the loop's schedule() after its commands claims them
 }
 
-void QueueImpl::drop_part(const std::string& download_path) {
-  if (!download_path.empty() && !paths_.held(download_path))
-    ::unlink((download_path + ".part").c_str());
+void QueueImpl::drop_part(const std::string& download_path,
+                          const std::optional<store::ClaimedJob::PartRecord>& part) {
+  if (download_path.empty() || !part || paths_.held(download_path)) return;
+  const std::string dir = util::parent_dir(download_path);
+  const std::string name = download_path.substr(dir.size() + (dir == "/" ? 0 : 1)) + ".part";
+  int dfd = -1;
+  if (!opts_.download_roots.empty()) {
+    // Opened from its root down without following a link, as the engine opens it.
+    auto root = util::root_of(download_path, opts_.download_roots);
+    if (!root) return;
+    const std::string rel =
+        dir.size() > root->size() ? dir.substr(*root == "/" ? 1 : root->size() + 1) : "";
+    auto fd = util::open_folder_beneath(*root, rel, false);
+    if (!fd) return;
+    dfd = fd.value();
+  } else {
+    dfd = env_.openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+  }
+  struct stat st {};
+  if (env_.fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_dev) == part->dev &&
+      static_cast<uint64_t>(st.st_ino) == part->ino &&
+      (part->birth_ns == 0 || util::birth_time_ns(dfd, name.c_str()) == part->birth_ns)) {
+    env_.unlinkat(dfd, name.c_str(), 0);
+  }
+  env_.close(dfd);
 }
 
 Result<Job> QueueImpl::pause(int64_t id) {
@@ -407,9 +433,7 @@ int64_t QueueImpl::prune_jobs(const PruneFilter& filter) {
   auto pruned = store_->prune(filter, util::now_iso8601());
   for (const auto& p : pruned) {
     // An error job keeps its .part for retry; once pruned nobody will resume it.
-    if (p.status == JobStatus::kError && p.download_path && !paths_.held(*p.download_path)) {
-      ::unlink((*p.download_path + ".part").c_str());
-    }
+    if (p.status == JobStatus::kError && p.download_path) drop_part(*p.download_path, p.part);
   }
   return static_cast<int64_t>(pruned.size());
 }

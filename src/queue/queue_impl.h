@@ -192,9 +192,13 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // opts_.on_store_error is set, handed to it (and logged at debug level only).
   void store_failed(const std::exception& e, const std::string& what) noexcept;
   void launch(Launch& l);
-  // Removes the .part of a job that no transfer holds (cancelled while not running), unless
-  // another job's transfer holds that name now.
-  void drop_part(const std::string& download_path);
+  // Removes the .part of a job that no transfer holds (cancelled while not running, or
+  // pruned after an error) when it is the file the job created (`part`, its recorded identity;
+  // none recorded: nothing is removed), reached through its folder opened from its download
+  // root without following a link; unless another job's transfer holds that name now. A .part
+  // someone else made there, or a folder swapped for a link, is left alone.
+  void drop_part(const std::string& download_path,
+                 const std::optional<store::ClaimedJob::PartRecord>& part);
   void launch_deferred(int64_t id);
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);

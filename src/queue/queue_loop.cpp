@@ -494,7 +494,11 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     if (r.file) {
       unlink_part(env_, *r.file);
     } else if (!r.begun) {  // it waited for a slot: as for a job that was not running
-      drop_part(a.download_path);
+      try {
+        drop_part(a.download_path, store_->part_record(id));
+      } catch (const std::exception& e) {
+        store_failed(e, "job " + std::to_string(id) + ": cannot read its .part's record");
+      }
     }
     after.push_back(release);
     return;

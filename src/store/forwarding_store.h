@@ -42,6 +42,7 @@ enum class StoreOp {
   kSetSource,
   kHasSecrets,
   kGetJob,
+  kPartRecord,
   kListJobs,
   kCounts,
   kAnyUnfinished,
@@ -147,6 +148,9 @@ class ForwardingStore : public Store {
   }
   std::optional<Job> get_job(int64_t id) override {
     return call(StoreOp::kGetJob, [&] { return inner_->get_job(id); });
+  }
+  std::optional<ClaimedJob::PartRecord> part_record(int64_t id) override {
+    return call(StoreOp::kPartRecord, [&] { return inner_->part_record(id); });
   }
   std::vector<Job> list_jobs(const ListFilter& filter) override {
     return call(StoreOp::kListJobs, [&] { return inner_->list_jobs(filter); });

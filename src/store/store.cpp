@@ -102,6 +102,8 @@ std::string_view to_string(StoreOp op) {
       return "has_secrets";
     case StoreOp::kGetJob:
       return "get_job";
+    case StoreOp::kPartRecord:
+      return "part_record";
     case StoreOp::kListJobs:
       return "list_jobs";
     case StoreOp::kCounts:

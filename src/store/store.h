@@ -140,6 +140,7 @@ struct PrunedJob {
   int64_t id = 0;
   JobStatus status = JobStatus::kCompleted;
   std::optional<std::string> download_path;
+  std::optional<ClaimedJob::PartRecord> part;  // the .part the job created, if recorded
 };
 
 // What a commit must survive.
@@ -241,6 +242,9 @@ class Store {
   // The job's own bandwidth limit (0: none). False when there is no such job.
   virtual bool set_limit_rate(int64_t id, int64_t bytes_per_second) = 0;
   virtual std::optional<Job> get_job(int64_t id) = 0;
+  // The identity of the .part the job created (record_part), nullopt when none is recorded
+  // or there is no such job.
+  virtual std::optional<ClaimedJob::PartRecord> part_record(int64_t id) = 0;
   virtual std::vector<Job> list_jobs(const ListFilter& filter) = 0;
   virtual StatusCounts counts() = 0;
   // Whether any job among ids (all when empty) is waiting or running.

@@ -428,6 +428,36 @@ TEST_F(QueueTest, JobsClaimedAheadGoBackWhenATransferRunsLong) {
       << "the higher priority did not come first";
 }
 
+// A cancelled job that is not running removes its .part only when it is the file the job
+// made: one put in its place by someone else stays, and so does a pruned failed job's.
+TEST_F(QueueTest, CancellingAPausedJobRemovesOnlyAPartItMade) {
+  Resource r;
+  r.body = make_body(1500000, 81);
+  r.rate_bytes_per_s = 300000;
+  server_.add("/mine.bin", r);
+  server_.add("/swapped.bin", r);
+  auto q = open_queue(fast_options(dir_));
+  auto mine = submit(*q, server_.url("/mine.bin"), dl());
+  auto swapped = submit(*q, server_.url("/swapped.bin"), dl());
+  for (const auto& j : {mine, swapped}) {
+    ASSERT_TRUE(wait_until([&] { return q->id_to_job(j.id)->bytes > 50000; }));
+    ASSERT_TRUE(q->pause_job(j.id).ok());
+  }
+  const std::string mine_part = dl() + "/mine.bin.part", swapped_part = dl() + "/swapped.bin.part";
+  ASSERT_TRUE(wait_until([&] { return file_exists(mine_part) && file_exists(swapped_part); }));
+  ASSERT_TRUE(q->join(std::chrono::seconds(10)));
+  // Someone else's file takes the paused job's .part name.
+  write_file(dl() + "/other", "not the job's");
+  ASSERT_EQ(::rename((dl() + "/other").c_str(), swapped_part.c_str()), 0);
+
+  ASSERT_TRUE(q->cancel_job(mine.id).ok());
+  ASSERT_TRUE(q->cancel_job(swapped.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(10)));
+  EXPECT_FALSE(file_exists(mine_part)) << "the job's own .part stayed";
+  ASSERT_TRUE(file_exists(swapped_part)) << "a .part the job did not make was removed";
+  EXPECT_EQ(read_file(swapped_part), "not the job's");
+}
+
 TEST_F(QueueTest, PauseKeepsThePartAndResumeContinuesWithARange) {
   Resource r;
   r.body = make_body(1500000, 7);

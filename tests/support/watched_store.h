@@ -216,6 +216,10 @@ class WatchedStore final : public store::Store {
     enter("set_limit_rate");
     return inner_->set_limit_rate(id, bytes_per_second);
   }
+  std::optional<store::ClaimedJob::PartRecord> part_record(int64_t id) override {
+    enter("part_record");
+    return inner_->part_record(id);
+  }
   std::optional<Job> get_job(int64_t id) override {
     enter("get_job");
     return inner_->get_job(id);

@@ -678,6 +678,17 @@ class SqliteStore final : public Store {
     return j;
   }
 
+  std::optional<ClaimedJob::PartRecord> part_record(int64_t id) override {
+    std::lock_guard lk(mu_);
+    Lent q = stmt("SELECT part_dev, part_ino, part_birth_ns FROM jobs WHERE id = ?");
+    q->bind(1, static_cast<int64_t>(id));
+    if (!q->executeStep() || q->getColumn(0).isNull() || q->getColumn(1).isNull())
+      return std::nullopt;
+    return ClaimedJob::PartRecord{static_cast<uint64_t>(q->getColumn(0).getInt64()),
+                                  static_cast<uint64_t>(q->getColumn(1).getInt64()),
+                                  q->getColumn(2).isNull() ? 0 : q->getColumn(2).getInt64()};
+  }
+
   std::vector<Job> list_jobs(const ListFilter& f) override {
     std::lock_guard lk(mu_);
     std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id > ?";
@@ -782,13 +793,20 @@ class SqliteStore final : public Store {
           spare.reset();
         }
       }
-      SQLite::Statement q(*db_,
-                          "SELECT id, status, download_path FROM jobs WHERE id IN (SELECT id FROM temp.pruning)");
+      SQLite::Statement q(
+          *db_,
+          "SELECT id, status, download_path, part_dev, part_ino, part_birth_ns FROM jobs "
+          "WHERE id IN (SELECT id FROM temp.pruning)");
       while (q.executeStep()) {
         PrunedJob p;
         p.id = q.getColumn(0).getInt64();
         p.status = parse_job_status(q.getColumn(1).getString()).value_or(JobStatus::kError);
         p.download_path = opt_text(q.getColumn(2));
+        if (!q.getColumn(3).isNull() && !q.getColumn(4).isNull()) {
+          p.part = ClaimedJob::PartRecord{static_cast<uint64_t>(q.getColumn(3).getInt64()),
+                                          static_cast<uint64_t>(q.getColumn(4).getInt64()),
+                                          q.getColumn(5).isNull() ? 0 : q.getColumn(5).getInt64()};
+        }
         out.push_back(std::move(p));
       }
       db_->exec("DELETE FROM tokens WHERE job_id IN (SELECT id FROM temp.pruning)");
