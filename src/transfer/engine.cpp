@@ -71,6 +71,7 @@ struct Transfer : Placement {
   FetchId fetch = 0;     // 0 until the request is sent
   bool decided = false;  // the response head was seen (decide)
   bool complete_now = false;  // 416 that proves the file is whole
+  std::optional<unsigned long> fsid;  // the file system of its file, once has_room() looked
   std::optional<Outcome> forced_outcome;
 
   int64_t received = 0;     // body bytes of this attempt
@@ -223,60 +224,34 @@ class Engine::Impl final : public FetchClient {
   }
 
   void submit(Request r) {
-    {
-      std::lock_guard lk(mu_);
+    post([&] {
       pending_.push_back(std::move(r));
       ++outstanding_;
-    }
-    fetcher_.wakeup();
+    });
   }
 
   void stop(int64_t id) {
-    {
-      std::lock_guard lk(mu_);
-      stops_.push_back(id);
-    }
-    fetcher_.wakeup();
+    post([&] { stops_.push_back(id); });
   }
 
   void set_rate_limit(int64_t bytes_per_second) {
-    {
-      std::lock_guard lk(mu_);
-      global_limit_ = bytes_per_second;
-    }
-    fetcher_.wakeup();
+    post([&] { global_limit_ = bytes_per_second; });
   }
 
   void set_job_rate_limit(int64_t job_id, int64_t bytes_per_second) {
-    {
-      std::lock_guard lk(mu_);
-      job_limits_.emplace_back(job_id, bytes_per_second);
-    }
-    fetcher_.wakeup();
+    post([&] { job_limits_.emplace_back(job_id, bytes_per_second); });
   }
 
   void stop_all() {
-    {
-      std::lock_guard lk(mu_);
-      stop_all_ = true;
-    }
-    fetcher_.wakeup();
+    post([&] { stop_all_ = true; });
   }
 
   void give_back_waiting() {
-    {
-      std::lock_guard lk(mu_);
-      give_back_ = true;
-    }
-    fetcher_.wakeup();
+    post([&] { give_back_ = true; });
   }
 
   void part_recorded(int64_t id, int attempt, bool recorded) {
-    {
-      std::lock_guard lk(mu_);
-      records_.push_back({id, attempt, recorded});
-    }
-    fetcher_.wakeup();
+    post([&] { records_.push_back({id, attempt, recorded}); });
   }
 
   void wait_idle() {
@@ -285,6 +260,20 @@ class Engine::Impl final : public FetchClient {
   }
 
  private:
+  // Puts something for the fetcher thread under mu_, and wakes it unless a wake it has not
+  // taken yet is already on its way: a burst of posts (the queue answering a batch) costs one
+  // wake-up, not one each.
+  template <class F>
+  void post(F&& put) {
+    bool wake = false;
+    {
+      std::lock_guard lk(mu_);
+      put();
+      wake = !std::exchange(woken_, true);
+    }
+    if (wake) fetcher_.wakeup();
+  }
+
   // Fetcher thread: new requests, stops, and the end.
   bool on_wake() override {
     std::deque<Request> pending;
@@ -295,6 +284,7 @@ class Engine::Impl final : public FetchClient {
     bool stop_all = false, quit = false, give_back = false;
     {
       std::lock_guard lk(mu_);
+      woken_ = false;  // what is posted from now on wakes this thread again
       give_back = std::exchange(give_back_, false);
       pending.swap(pending_);
       records.swap(records_);
@@ -1898,13 +1888,20 @@ class Engine::Impl final : public FetchClient {
   bool has_room(Transfer& t) {
     struct statvfs me {};
     if (env_.fstatvfs(t.file->fd(), &me) != 0) return true;  // cannot tell: let writes decide
+    t.fsid = me.f_fsid;
     int64_t held = 0;
     for (auto& [id, other] : transfers_) {
       if (other.get() == &t || !other->file || other->total <= 0) continue;
-      struct statvfs st {};
-      if (env_.fstatvfs(other->file->fd(), &st) == 0 && st.f_fsid == me.f_fsid) {
-        held += std::max<int64_t>(0, other->total - other->on_disk - static_cast<int64_t>(other->buf.size()));
+      const int64_t rest = other->total - other->on_disk - static_cast<int64_t>(other->buf.size());
+      if (rest <= 0) continue;
+      // A file's file system is asked once (a file does not move); one not asked yet (its
+      // has_room() is still to come) is asked now.
+      if (!other->fsid) {
+        struct statvfs st {};
+        if (env_.fstatvfs(other->file->fd(), &st) != 0) continue;
+        other->fsid = st.f_fsid;
       }
+      if (*other->fsid == me.f_fsid) held += rest;
     }
     const int64_t need = t.total - t.offset;
     const int64_t avail = static_cast<int64_t>(me.f_bavail) * static_cast<int64_t>(me.f_frsize);
@@ -2130,6 +2127,7 @@ class Engine::Impl final : public FetchClient {
   bool stop_all_ = false;
   bool give_back_ = false;
   bool quit_ = false;
+  bool woken_ = false;  // a wake-up is on its way and on_wake() has not run since
   int64_t outstanding_ = 0;
   Fetcher fetcher_;  // last: its thread calls into the members above
 };
