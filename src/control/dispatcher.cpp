@@ -258,7 +258,11 @@ Dispatcher::Outcome Dispatcher::subscribe(const RpcRequest& req, const SessionPt
 // every id was seen ended, the queue's own join confirms it.
 bool Dispatcher::join_done(Waiter& w) {
   if (w.ids.empty()) return q_->join(std::chrono::milliseconds(0), {});
-  if (!queue::walk_past_ended(w.ids, &w.ended, [&](int64_t id) { return q_->id_to_job(id); })) return false;
+  auto unfinished = [&](auto first, auto) {
+    auto job = q_->id_to_job(*first);
+    return job && (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning);
+  };
+  if (!queue::walk_past_ended(w.ids, &w.ended, 1, unfinished)) return false;
   if (q_->join(std::chrono::milliseconds(0), w.ids)) return true;
   w.ended = 0;
   return false;

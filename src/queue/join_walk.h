@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -29,15 +30,26 @@ inline uint64_t ids_key(const std::vector<int64_t>& ids) {
   return h;
 }
 
-// Moves *ended past the ids (sorted) whose jobs have ended or are gone (pruned); true when it
-// reached the end, false at the first job still waiting or running. job_of(id) returns an
-// std::optional<Job>. Reaching the end is not yet an answer: a job passed earlier may have been
-// put back to waiting (retry, resume) since, so callers confirm with one query over all ids.
-template <class JobOf>
-bool walk_past_ended(const std::vector<int64_t>& ids, size_t* ended, JobOf job_of) {
-  for (; *ended < ids.size(); ++*ended) {
-    auto job = job_of(ids[*ended]);
-    if (job && (job->status == JobStatus::kWaiting || job->status == JobStatus::kRunning)) return false;
+// How many ids the queue's join asks about in one read: the jobs of a long list end roughly in
+// order, so one read usually passes a whole chunk or stops at the first one still running.
+inline constexpr size_t kJoinChunk = 64;
+
+// Moves *ended past the ids (sorted) whose jobs have ended or are gone (pruned), `chunk` ids at
+// a time; true when it reached the end, false at the first chunk with a job still waiting or
+// running. unfinished(first, last) says whether any of the ids in [first, last) is waiting or
+// running. Reaching the end is not yet an answer: a job passed earlier may have been put back
+// to waiting (retry, resume) since, so callers confirm with one query over all ids.
+template <class Unfinished>
+bool walk_past_ended(const std::vector<int64_t>& ids, size_t* ended, size_t chunk,
+                     Unfinished unfinished) {
+  chunk = std::max<size_t>(chunk, 1);
+  while (*ended < ids.size()) {
+    const size_t last = std::min(ids.size(), *ended + chunk);
+    if (unfinished(ids.begin() + static_cast<std::ptrdiff_t>(*ended),
+                   ids.begin() + static_cast<std::ptrdiff_t>(last))) {
+      return false;
+    }
+    *ended = last;
   }
   return true;
 }

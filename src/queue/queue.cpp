@@ -456,7 +456,9 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
   };
   auto done_now = [&] {
     if (ids.empty()) return !store_->any_unfinished({}) && !held();
-    bool done = walk_past_ended(ids, &ended, [&](int64_t id) { return store_->get_job(id); });
+    bool done = walk_past_ended(ids, &ended, kJoinChunk, [&](auto first, auto last) {
+      return store_->any_unfinished(std::vector<int64_t>(first, last));
+    });
     if (done && store_->any_unfinished(ids)) {
       ended = 0;
       done = false;
@@ -468,11 +470,15 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
     }
     return done && !held();
   };
+  // While jobs end in quick succession (many small files), the store is asked again at most
+  // every kJoinRecheck: each answer costs reads that share the store with the loop.
+  static constexpr auto kJoinRecheck = std::chrono::milliseconds(10);
   std::unique_lock lk(changed_mu_);
   for (;;) {
     int64_t seen = change_count_;
     lk.unlock();
     bool done = done_now();
+    const auto checked = Clock::now();
     lk.lock();
     if (done) return true;
     auto pred = [&] { return change_count_ != seen; };
@@ -481,6 +487,8 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
     } else {
       changed_cv_.wait(lk, pred);
     }
+    const auto next = std::min(deadline, checked + kJoinRecheck);
+    changed_cv_.wait_until(lk, next, [&] { return closed_; });
   }
 }
 
