@@ -54,14 +54,18 @@ bool Placer::open_folder(Placement& t, const std::string& path) {
     t.folder = std::make_shared<Folder>(fd.value(), dir);
     return true;
   }
-  if (!util::is_directory(dir)) {  // one stat, not a mkdir per component
+  auto open_dir = [&] {
+    return env_.openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  };
+  int fd = open_dir();
+  if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {  // made here (or told why not)
     auto st = util::make_parent_dirs(path);
     if (!st) {
       fail(t, "DiskError", st.error().message);
       return false;
     }
+    fd = open_dir();
   }
-  int fd = env_.openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     fail_disk(t, "open the folder", dir, errno);
     return false;
