@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "transfer/prefix_hash.h"
 #include "util/clock.h"
 #include "util/fs.h"
@@ -32,46 +34,55 @@ void Settler::hand(std::vector<Settling> items) { worker_.post_all(std::move(ite
 void Settler::stop() { worker_.stop(); }
 
 // For each filesystem holding at least syncfs_from_ of the items, one syncfs(). Which items it
-// wrote out is returned; their own sync is then only a check. syncfs() also waits for other
-// programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the filesystem is
-// left to per-file fsync for kSyncfsPause.
-std::vector<bool> Settler::sync_filesystems(const std::vector<Settling>& items) {
+// wrote out is returned; their own sync is then only a check, or none at all where syncfs()
+// reports every file's writeback errors: it is called on the file opened first, so an error
+// of any of them came after that file's open and is reported. syncfs() also waits for other
+// programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the filesystem
+// is left to per-file fsync for kSyncfsPause.
+std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settling>& items) {
   static constexpr auto kSlowSyncfs = std::chrono::seconds(1);
   static constexpr auto kSyncfsPause = std::chrono::seconds(60);
-  std::vector<bool> out(items.size(), false);
+  std::vector<Synced> out(items.size(), Synced::kNo);
   if (syncfs_from_ <= 0 || static_cast<int>(items.size()) < syncfs_from_) return out;
   std::map<dev_t, std::vector<size_t>> by_fs;
   for (size_t i = 0; i < items.size(); ++i) {
     struct stat st {};
     if (env_.fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
   }
+  const Synced synced = util::syncfs_reports_errors() ? Synced::kChecked : Synced::kWrittenOut;
   auto now = Clock::now();
   for (auto& [dev, idx] : by_fs) {
     if (static_cast<int>(idx.size()) < syncfs_from_) continue;
     auto paused = syncfs_paused_until_.find(dev);
     if (paused != syncfs_paused_until_.end() && now < paused->second) continue;
+    const size_t first = *std::min_element(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+      return items[a].f.r.file->opened_order() < items[b].f.r.file->opened_order();
+    });
     auto t0 = Clock::now();
-    if (env_.syncfs(items[idx.front()].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
+    if (env_.syncfs(items[first].f.r.file->fd()) != 0) continue;  // each file's fsync will tell
     auto took = Clock::now() - t0;
     if (took > kSlowSyncfs) {
       spdlog::info("syncfs took {} ms; syncing files one by one for a while",
                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
       syncfs_paused_until_[dev] = Clock::now() + kSyncfsPause;
     }
-    for (size_t i : idx) out[i] = true;
+    for (size_t i : idx) out[i] = synced;
   }
   return out;
 }
 
 void Settler::settle(std::vector<Settling>& items) {
   using Item = Settling;
-  std::vector<bool> written_out = sync_filesystems(items);
+  const std::vector<Synced> synced = sync_filesystems(items);
   std::vector<std::function<void()>> tasks;
   for (size_t i = 0; i < items.size(); ++i) {
-    tasks.push_back([this, &item = items[i], after_syncfs = written_out[i]] {
+    if (synced[i] == Synced::kChecked && !items[i].a.sha256) continue;  // nothing left to do
+    tasks.push_back([this, &item = items[i], how = synced[i]] {
       const auto& r = item.f.r;
       const std::string part = r.file->part_path();
-      if ((after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
+      const bool after_syncfs = how == Synced::kWrittenOut;
+      if (how != Synced::kChecked &&
+          (after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
         item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
         return;
       }

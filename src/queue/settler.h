@@ -42,7 +42,10 @@ class Settler {
   void settle(std::vector<Settling>& items);
 
  private:
-  std::vector<bool> sync_filesystems(const std::vector<Settling>& items);
+  // What one syncfs did for an item: nothing (its own fsync writes it out), wrote it out (its
+  // fdatasync only checks for its errors), or wrote it out and would have reported its errors.
+  enum class Synced { kNo, kWrittenOut, kChecked };
+  std::vector<Synced> sync_filesystems(const std::vector<Settling>& items);
 
   store::Store* store_;
   util::Env& env_;

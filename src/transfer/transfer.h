@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -107,8 +108,12 @@ class PrefixHash;
 
 class PartFile {
  public:
+  // fd was opened just before: files get their opened_order() in the order they were opened.
   PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder)
-      : fd_(fd), final_path_(std::move(final_path)), folder_(std::move(folder)) {}
+      : fd_(fd),
+        final_path_(std::move(final_path)),
+        folder_(std::move(folder)),
+        opened_order_(next_order()) {}
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -121,11 +126,20 @@ class PartFile {
   const Folder& folder() const { return *folder_; }
   std::string final_name() const { return final_path_.substr(final_path_.find_last_of('/') + 1); }
   std::string part_name() const { return final_name() + ".part"; }
+  // Smaller for a file opened earlier (in this process). A syncfs through the earliest of some
+  // files reports the writeback errors of all of them (see util::syncfs_reports_errors).
+  uint64_t opened_order() const { return opened_order_; }
 
  private:
+  static uint64_t next_order() {
+    static std::atomic<uint64_t> last{0};
+    return ++last;
+  }
+
   int fd_;
   std::string final_path_;
   std::shared_ptr<Folder> folder_;
+  uint64_t opened_order_;
 };
 
 // Reported once the response headers are in and the body is about to be written.

@@ -2,16 +2,18 @@
 #include "util/fs.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <linux/openat2.h>
+#include <openssl/evp.h>
 #include <sys/file.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
-#include <climits>
 #include <cerrno>
+#include <climits>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -190,6 +192,17 @@ std::optional<int64_t> file_size(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   return static_cast<int64_t>(st.st_size);
+}
+
+bool syncfs_reports_errors() {
+  static const bool reports = [] {
+    struct utsname u {};
+    if (::uname(&u) != 0) return false;
+    int major = 0, minor = 0;
+    if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+    return major > 5 || (major == 5 && minor >= 8);
+  }();
+  return reports;
 }
 
 const std::string& boot_id() {

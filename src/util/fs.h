@@ -44,6 +44,11 @@ uint64_t raise_open_file_limit();
 // With the inode number it tells a file from a later one that reused the number.
 int64_t birth_time_ns(int dirfd, const char* name);
 
+// Whether syncfs(fd) also reports a writeback error of any file of its file system since fd was
+// opened (Linux 5.8 and later). Before, it reports only its own failure: each file's fsync has
+// to tell of its errors.
+bool syncfs_reports_errors();
+
 // The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
 const std::string& boot_id();
 

@@ -1,14 +1,17 @@
 // Settler: finished downloads synced, sealed, renamed into place, or kept as .part with the
 // reason, on real files and a real SQLite store (the settle step runs on the test's thread).
 #include "queue/settler.h"
-#include "util/env.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "support/temp_dir.h"
 #include "support/watched_store.h"
+#include "util/env.h"
 #include "util/fs.h"
 
 namespace fetchq::testing {
@@ -109,6 +112,68 @@ TEST_F(SettlerTest, AChecksumMismatchKeepsThePartAndRetriesOnlyAResumedFile) {
   EXPECT_TRUE(items[1].f.r.failure.retryable);
   EXPECT_TRUE(items[1].f.r.failure.restart_from_zero);
   EXPECT_EQ(store_->calls_from(thread_name(), "seal"), 0);
+}
+
+// Records the sync calls of the settle step, by descriptor.
+class SyncRecordingEnv final : public util::EnvWrapper {
+ public:
+  SyncRecordingEnv() : util::EnvWrapper(util::Env::posix()) {}
+  int syncfs(int fd) override {
+    syncfs_fds.push_back(fd);
+    return EnvWrapper::syncfs(fd);
+  }
+  int fdatasync(int fd) override {
+    fdatasync_fds.push_back(fd);
+    return EnvWrapper::fdatasync(fd);
+  }
+  int fsync(int fd) override {
+    fsync_fds.push_back(fd);
+    return EnvWrapper::fsync(fd);
+  }
+  std::vector<int> syncfs_fds, fdatasync_fds, fsync_fds;
+};
+
+TEST_F(SettlerTest, OneSyncfsThroughTheFileOpenedFirstWritesOutTheBatch) {
+  SyncRecordingEnv env;
+  queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("first", "1", 1));  // opened first, handed over last
+  items.push_back(Finished("second", "22", 2));
+  items.push_back(Finished("third", "333", 3));
+  std::rotate(items.begin(), items.begin() + 1, items.end());
+  const int first_fd = items.back().f.r.file->fd();
+  std::vector<int> file_fds;
+  for (auto& item : items) file_fds.push_back(item.f.r.file->fd());
+  settler.settle(items);
+  for (auto& item : items) EXPECT_TRUE(item.f.renamed) << item.f.r.failure.message;
+  ASSERT_EQ(env.syncfs_fds.size(), 1u);
+  EXPECT_EQ(env.syncfs_fds[0], first_fd) << "syncfs must go through the file opened first";
+  auto on_files = [&](const std::vector<int>& fds) {
+    return std::count_if(fds.begin(), fds.end(), [&](int fd) {
+      return std::find(file_fds.begin(), file_fds.end(), fd) != file_fds.end();
+    });
+  };
+  EXPECT_EQ(on_files(env.fsync_fds), 0) << "a file written out by syncfs needs no fsync";
+  if (util::syncfs_reports_errors()) {
+    EXPECT_EQ(on_files(env.fdatasync_fds), 0) << "syncfs reported their errors already";
+  } else {
+    EXPECT_EQ(on_files(env.fdatasync_fds), 3) << "each file's fdatasync reports its errors";
+  }
+  EXPECT_EQ(env.fsync_fds.size(), 1u) << "their one folder is fsynced once";
+  EXPECT_EQ(read_file(dir_ / "first"), "1");
+  EXPECT_EQ(read_file(dir_ / "third"), "333");
+}
+
+TEST_F(SettlerTest, FewerFilesThanSyncfsFromGetAnFsyncEach) {
+  SyncRecordingEnv env;
+  queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("only", "x", 1));
+  const int fd = items[0].f.r.file->fd();
+  settler.settle(items);
+  EXPECT_TRUE(items[0].f.renamed) << items[0].f.r.failure.message;
+  EXPECT_TRUE(env.syncfs_fds.empty());
+  EXPECT_EQ(std::count(env.fsync_fds.begin(), env.fsync_fds.end(), fd), 1);
 }
 
 }  // namespace
