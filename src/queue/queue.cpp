@@ -471,7 +471,8 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
     return done && !held();
   };
   // While jobs end in quick succession (many small files), the store is asked again at most
-  // every kJoinRecheck: each answer costs reads that share the store with the loop.
+  // every kJoinRecheck: each answer costs reads that share the store with the loop. Not for
+  // the last chunk of ids: the end of a run is not held back.
   static constexpr auto kJoinRecheck = std::chrono::milliseconds(10);
   std::unique_lock lk(changed_mu_);
   for (;;) {
@@ -487,8 +488,10 @@ bool QueueImpl::join(std::optional<std::chrono::milliseconds> timeout, const std
     } else {
       changed_cv_.wait(lk, pred);
     }
-    const auto next = std::min(deadline, checked + kJoinRecheck);
-    changed_cv_.wait_until(lk, next, [&] { return closed_; });
+    if (ids.size() - ended > kJoinChunk) {
+      const auto next = std::min(deadline, checked + kJoinRecheck);
+      changed_cv_.wait_until(lk, next, [&] { return closed_; });
+    }
   }
 }
 
