@@ -46,8 +46,13 @@ std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settlin
   if (syncfs_from_ <= 0 || static_cast<int>(items.size()) < syncfs_from_) return out;
   std::map<dev_t, std::vector<size_t>> by_fs;
   for (size_t i = 0; i < items.size(); ++i) {
+    const auto& file = *items[i].f.r.file;
     struct stat st {};
-    if (env_.fstat(items[i].f.r.file->fd(), &st) == 0) by_fs[st.st_dev].push_back(i);
+    if (file.dev()) {
+      by_fs[*file.dev()].push_back(i);
+    } else if (env_.fstat(file.fd(), &st) == 0) {
+      by_fs[st.st_dev].push_back(i);
+    }
   }
   const Synced synced = util::syncfs_reports_errors() ? Synced::kChecked : Synced::kWrittenOut;
   auto now = Clock::now();

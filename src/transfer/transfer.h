@@ -1,6 +1,7 @@
 // The values the transfer engine takes and reports: it knows libcurl and files, nothing of SQL.
 #pragma once
 
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -109,11 +110,14 @@ class PrefixHash;
 class PartFile {
  public:
   // fd was opened just before: files get their opened_order() in the order they were opened.
-  PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder)
+  // dev: the file system it is on, when the opener stat'ed it already.
+  PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder,
+           std::optional<dev_t> dev = std::nullopt)
       : fd_(fd),
         final_path_(std::move(final_path)),
         folder_(std::move(folder)),
-        opened_order_(next_order()) {}
+        opened_order_(next_order()),
+        dev_(dev) {}
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -129,6 +133,7 @@ class PartFile {
   // Smaller for a file opened earlier (in this process). A syncfs through the earliest of some
   // files reports the writeback errors of all of them (see util::syncfs_reports_errors).
   uint64_t opened_order() const { return opened_order_; }
+  const std::optional<dev_t>& dev() const { return dev_; }
 
  private:
   static uint64_t next_order() {
@@ -140,6 +145,7 @@ class PartFile {
   std::string final_path_;
   std::shared_ptr<Folder> folder_;
   uint64_t opened_order_;
+  std::optional<dev_t> dev_;
 };
 
 // Reported once the response headers are in and the body is about to be written.
