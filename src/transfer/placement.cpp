@@ -15,6 +15,10 @@
 
 namespace fetchq::transfer {
 
+namespace {
+constexpr size_t kOpenFoldersSwept = 64;  // the remembered folders are swept from this many
+}  // namespace
+
 // Takes the advisory lock that keeps every other process (another fetchqd, a `fetchq get`
 // with another database) from writing the same .part while this transfer does.
 bool Placer::lock_part(Placement& t, int fd, const std::string& part) {
@@ -34,7 +38,9 @@ bool Placer::lock_part(Placement& t, int fd, const std::string& part) {
 // Opens (making it if needed) the folder that holds path, into t.folder. Confined jobs open
 // it from their download root down without following a link, at every attempt: a folder
 // swapped for a link since the submission leads nowhere. Other jobs (no roots configured)
-// open it as named, as before; their .part is still never reached through a link.
+// open it as named, or share it with the transfers and .part files that hold it open already
+// (many small files into one folder open it once); their .part is still never reached
+// through a link.
 bool Placer::open_folder(Placement& t, const std::string& path) {
   const std::string dir = util::parent_dir(path);
   if (t.folder && t.folder->path() == dir) return true;
@@ -54,6 +60,18 @@ bool Placer::open_folder(Placement& t, const std::string& path) {
     t.folder = std::make_shared<Folder>(fd.value(), dir);
     return true;
   }
+  // Shared only while the path still names that folder: one removed, or renamed and made
+  // again, since it was opened is opened anew (or made) as the path now says.
+  if (auto it = open_folders_.find(dir); it != open_folders_.end()) {
+    struct stat now {};
+    auto open = it->second.folder.lock();
+    if (open && env_.fstatat(AT_FDCWD, dir.c_str(), &now, 0) == 0 && now.st_dev == it->second.dev &&
+        now.st_ino == it->second.ino) {
+      t.folder = std::move(open);
+      return true;
+    }
+    open_folders_.erase(it);
+  }
   auto open_dir = [&] {
     return env_.openat(AT_FDCWD, dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   };
@@ -71,6 +89,11 @@ bool Placer::open_folder(Placement& t, const std::string& path) {
     return false;
   }
   t.folder = std::make_shared<Folder>(fd, dir);
+  if (open_folders_.size() >= kOpenFoldersSwept) {  // those no one holds any more go
+    std::erase_if(open_folders_, [](const auto& e) { return e.second.folder.expired(); });
+  }
+  struct stat st {};
+  if (env_.fstat(fd, &st) == 0) open_folders_[dir] = OpenFolder{t.folder, st.st_dev, st.st_ino};
   return true;
 }
 
@@ -124,7 +147,7 @@ Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   if (!lock_part(t, fd, part)) return Create::kFailed;
   PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
                   util::birth_time_ns(fd, "")};
-  t.file = std::make_shared<PartFile>(fd, path, t.folder);
+  t.file = std::make_shared<PartFile>(fd, path, t.folder, sb.st_dev);
   t.offset = 0;
   t.on_disk = 0;
   t.record_pending = true;
@@ -242,7 +265,7 @@ Placer::Reuse Placer::open_own_part(Placement& t, const std::string& path, int64
     fail_disk(t, "truncate", part, err);
     return Reuse::kFailed;
   }
-  t.file = std::make_shared<PartFile>(fd, path, t.folder);
+  t.file = std::make_shared<PartFile>(fd, path, t.folder, sb.st_dev);
   t.offset = keep;
   t.on_disk = keep;
   return Reuse::kOpened;

@@ -8,6 +8,9 @@
 // Called on the fetcher's thread by the Engine; the PathRegistry is shared with other threads.
 #pragma once
 
+#include <sys/types.h>
+
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +86,14 @@ class Placer {
   util::Env& env_;
   PathRegistry* paths_;
   Observer* observer_;
+  // The folders of unconfined jobs that a transfer or a .part still holds open, by path
+  // (fetcher thread only): the next file for one of them shares the open folder.
+  struct OpenFolder {
+    std::weak_ptr<Folder> folder;
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  std::map<std::string, OpenFolder> open_folders_;
 };
 
 }  // namespace fetchq::transfer

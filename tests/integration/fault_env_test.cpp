@@ -92,6 +92,50 @@ TEST_F(FaultEnvTest, JoinAfterCancelWaitsUntilThePartIsGone) {
   EXPECT_EQ(env_.faults(), 2);
 }
 
+// Many small files into one folder open it once while something holds it open (here a slow
+// download into the same folder): each file shares the open folder instead of opening it again,
+// as long as the path still names that folder.
+TEST_F(FaultEnvTest, SmallFilesIntoAFolderAlreadyOpenShareIt) {
+  Resource slow;
+  slow.body = make_body(400000, 70);
+  slow.rate_bytes_per_s = 20000;
+  server_.add("/slow.bin", slow);
+  Resource small;
+  small.body = make_body(3000, 71);
+  server_.add("/small", small);
+  auto q = open(fast_options(dir_));
+  const std::string folder = dir_ / "shared-folder";
+  auto running = submit(*q, server_.url("/slow.bin"), folder + "/slow.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(running.id)->bytes > 0; }));
+  // Opens of the folder itself: those of its files have its path and a slash before their name.
+  auto folder_opens = [&] {
+    return env_.calls(FsOp::kOpen, "shared-folder") - env_.calls(FsOp::kOpen, "shared-folder/");
+  };
+  const int before = folder_opens();
+  EXPECT_GE(before, 1) << "the slow download never opened its folder";
+  constexpr int kFiles = 10;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < kFiles; ++i)
+    ids.push_back(submit(*q, server_.url("/small"), folder + "/s" + std::to_string(i)).id);
+  ASSERT_TRUE(q->join(std::chrono::seconds(30), ids));
+  for (int i = 0; i < kFiles; ++i) {
+    ASSERT_EQ(q->id_to_job(ids[static_cast<size_t>(i)])->status, JobStatus::kCompleted);
+    EXPECT_TRUE(read_file(folder + "/s" + std::to_string(i)) == small.body);
+  }
+  EXPECT_EQ(folder_opens(), before) << "a file opened the folder again though it was open";
+  // The folder moved away (the slow download still holds it): a new file goes where its path
+  // says now, a folder made again, not into the moved one.
+  std::filesystem::rename(folder, dir_ / "moved-folder");
+  auto later = submit(*q, server_.url("/small"), folder + "/later");
+  ASSERT_TRUE(q->join(std::chrono::seconds(30), {later.id}));
+  ASSERT_EQ(q->id_to_job(later.id)->status, JobStatus::kCompleted)
+      << q->id_to_job(later.id)->error.value_or("");
+  EXPECT_TRUE(read_file(folder + "/later") == small.body);
+  EXPECT_FALSE(file_exists(dir_ / "moved-folder/later"));
+  ASSERT_TRUE(q->cancel_job(running.id).ok());
+  EXPECT_TRUE(q->join(std::chrono::seconds(30)));
+}
+
 TEST_F(FaultEnvTest, ADiskFullWriteFailsTheJobKeepsThePartAndARetryResumes) {
   Resource r;
   r.body = make_body(2 << 20, 61);
