@@ -36,7 +36,8 @@ void Settler::stop() { worker_.stop(); }
 // For each filesystem holding at least syncfs_from_ of the items, one syncfs(). Which items it
 // wrote out is returned; their own sync is then only a check, or none at all where syncfs()
 // reports every file's writeback errors: it is called on the file opened first, so an error
-// of any of them came after that file's open and is reported. syncfs() also waits for other
+// of any of them came after that file's open and is reported (bytes of a resumed file were
+// written before, so it keeps its check). syncfs() also waits for other
 // programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the filesystem
 // is left to per-file fsync for kSyncfsPause.
 std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settling>& items) {
@@ -71,7 +72,9 @@ std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settlin
                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
       syncfs_paused_until_[dev] = Clock::now() + kSyncfsPause;
     }
-    for (size_t i : idx) out[i] = synced;
+    // A resumed file holds bytes an earlier attempt (maybe an earlier process) wrote before
+    // any of these files was opened: its own fdatasync checks for their errors.
+    for (size_t i : idx) out[i] = items[i].a.resumed ? Synced::kWrittenOut : synced;
   }
   return out;
 }

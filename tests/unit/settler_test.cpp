@@ -164,6 +164,22 @@ TEST_F(SettlerTest, OneSyncfsThroughTheFileOpenedFirstWritesOutTheBatch) {
   EXPECT_EQ(read_file(dir_ / "third"), "333");
 }
 
+TEST_F(SettlerTest, AResumedFileKeepsItsOwnCheckAfterTheSyncfs) {
+  SyncRecordingEnv env;
+  queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("fresh", "1", 1));
+  items.push_back(Finished("resumed", "22", 2));
+  items[1].a.resumed = true;  // part of it written by an earlier attempt
+  const int fresh = items[0].f.r.file->fd(), resumed = items[1].f.r.file->fd();
+  settler.settle(items);
+  for (auto& item : items) EXPECT_TRUE(item.f.renamed) << item.f.r.failure.message;
+  ASSERT_EQ(env.syncfs_fds.size(), 1u);
+  EXPECT_EQ(std::count(env.fdatasync_fds.begin(), env.fdatasync_fds.end(), resumed), 1);
+  EXPECT_EQ(std::count(env.fdatasync_fds.begin(), env.fdatasync_fds.end(), fresh),
+            util::syncfs_reports_errors() ? 0 : 1);
+}
+
 TEST_F(SettlerTest, FewerFilesThanSyncfsFromGetAnFsyncEach) {
   SyncRecordingEnv env;
   queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
