@@ -727,6 +727,9 @@ TEST_F(Mirrors, AMirrorsRefusalAsTheLastSourceLeftIsRetried) {
   const std::string body = r.body;
   mirror_.set_handler("/data.bin", [up, body](const RequestLog& req, int fd) {
     if (!up->load() || !req.if_range.empty()) {  // down at first; then every range refused
+      // ... after the source's own 404 is in, however loaded the machine: the mirror is then
+      // the last source left, as this test means.
+      if (up->load()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
       send_all(fd, std::string("HTTP/1.1 ") +
                        (up->load() ? "404 Not Found" : "503 Service Unavailable") +
                        "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
