@@ -88,9 +88,10 @@ struct QueueOptions {
   // environment. It may hold a password and is never logged.
   std::string proxy;
   // When at least this many finished files on one filesystem are settled together, one syncfs()
-  // writes them all out (one journal commit, one cache flush). On Linux 5.8 and later it also
-  // reports the writeback errors of every one of them (it is called through the file opened
-  // first), and nothing more is done per file; before, the fdatasync of each file that follows
+  // writes them all out (one journal commit, one cache flush). On Linux 5.8 and later, on ext4,
+  // XFS or Btrfs, it also reports the writeback errors of every one of them (it is called through
+  // the file opened first), and nothing more is done per file but for resumed ones; elsewhere,
+  // the fdatasync of each file that follows
   // finds nothing left to write but still reports that file's own errors. Fewer files get an
   // fsync each. 0: always fsync each file.
   int syncfs_from = 2;

@@ -36,8 +36,8 @@ void Settler::stop() { worker_.stop(); }
 // For each filesystem holding at least syncfs_from_ of the items, one syncfs(). Which items it
 // wrote out is returned; their own sync is then only a check, or none at all where syncfs()
 // reports every file's writeback errors: it is called on the file opened first, so an error
-// of any of them came after that file's open and is reported (bytes of a resumed file were
-// written before, so it keeps its check). syncfs() also waits for other
+// of any of them came after that file's open and is reported (bytes of a file this attempt
+// did not make empty were written before, so it keeps its check). syncfs() also waits for other
 // programs' unwritten data on that filesystem: when it took over kSlowSyncfs, the filesystem
 // is left to per-file fsync for kSyncfsPause.
 std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settling>& items) {
@@ -55,7 +55,6 @@ std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settlin
       by_fs[st.st_dev].push_back(i);
     }
   }
-  const Synced synced = util::syncfs_reports_errors() ? Synced::kChecked : Synced::kWrittenOut;
   auto now = Clock::now();
   for (auto& [dev, idx] : by_fs) {
     if (static_cast<int>(idx.size()) < syncfs_from_) continue;
@@ -72,9 +71,12 @@ std::vector<Settler::Synced> Settler::sync_filesystems(const std::vector<Settlin
                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
       syncfs_paused_until_[dev] = Clock::now() + kSyncfsPause;
     }
-    // A resumed file holds bytes an earlier attempt (maybe an earlier process) wrote before
-    // any of these files was opened: its own fdatasync checks for their errors.
-    for (size_t i : idx) out[i] = items[i].a.resumed ? Synced::kWrittenOut : synced;
+    // A file this attempt did not make empty (resumed, or found whole) holds bytes written
+    // before any of these files was opened: its own fdatasync checks for their errors.
+    const bool reports = util::syncfs_reports_errors(items[first].f.r.file->fd());
+    for (size_t i : idx) {
+      out[i] = reports && items[i].f.r.file->fresh() ? Synced::kChecked : Synced::kWrittenOut;
+    }
   }
   return out;
 }
@@ -129,7 +131,7 @@ void Settler::settle(std::vector<Settling>& items) {
       }
     }
   }
-  std::map<std::string, std::vector<Item*>> folders;
+  std::map<std::string, std::vector<Item*>> by_path;
   for (auto& item : items) {
     if (item.failure) continue;
     const std::string& path = item.f.r.download_path;
@@ -142,15 +144,43 @@ void Settler::settle(std::vector<Settling>& items) {
     } else if (err != 0) {
       item.failure = transfer::disk_failure("rename " + part + " to", path, err);
     } else {
-      folders[util::parent_dir(path)].push_back(&item);
+      by_path[util::parent_dir(path)].push_back(&item);
+    }
+  }
+  // One fsync per folder the renames went through. Files of one path share its open folder, or
+  // hold folders of their own that are the same one unless it was moved away and made again
+  // meanwhile: then each needs its own fsync.
+  std::vector<std::pair<const transfer::Folder*, std::vector<Item*>>> folders;
+  for (auto& [dir, list] : by_path) {
+    const transfer::Folder* first = &list.front()->f.r.file->folder();
+    if (std::all_of(list.begin(), list.end(),
+                    [&](Item* i) { return &i->f.r.file->folder() == first; })) {
+      folders.push_back({first, list});
+      continue;
+    }
+    std::map<std::pair<dev_t, ino_t>, size_t> index;  // a folder's identity -> its place in folders
+    for (auto* item : list) {
+      const transfer::Folder* f = &item->f.r.file->folder();
+      struct stat st {};
+      if (env_.fstat(f->fd(), &st) != 0) {
+        folders.push_back({f, {item}});  // cannot tell: an fsync of its own
+        continue;
+      }
+      auto [it, added] = index.emplace(std::make_pair(st.st_dev, st.st_ino), folders.size());
+      if (added) {
+        folders.push_back({f, {item}});
+      } else {
+        folders[it->second].second.push_back(item);
+      }
     }
   }
   tasks.clear();
-  for (auto& [dir, list] : folders) {
-    tasks.push_back([this, &dir = dir, &list = list] {
-      int err = env_.fsync(list.front()->f.r.file->folder().fd()) == 0 ? 0 : errno;
+  for (auto& [folder, list] : folders) {
+    tasks.push_back([this, folder = folder, &list = list] {
+      int err = env_.fsync(folder->fd()) == 0 ? 0 : errno;
       if (err == 0) return;
-      for (auto* item : list) item->failure = transfer::disk_failure("fsync the folder", dir, err);
+      for (auto* item : list)
+        item->failure = transfer::disk_failure("fsync the folder", folder->path(), err);
     });
   }
   sync_pool_.run(tasks);

@@ -147,7 +147,7 @@ Placer::Create Placer::create_part(Placement& t, const std::string& path) {
   if (!lock_part(t, fd, part)) return Create::kFailed;
   PartIdentity id{static_cast<uint64_t>(sb.st_dev), static_cast<uint64_t>(sb.st_ino),
                   util::birth_time_ns(fd, "")};
-  t.file = std::make_shared<PartFile>(fd, path, t.folder, sb.st_dev);
+  t.file = std::make_shared<PartFile>(fd, path, t.folder, sb.st_dev, /*fresh=*/true);
   t.offset = 0;
   t.on_disk = 0;
   t.record_pending = true;

@@ -110,14 +110,16 @@ class PrefixHash;
 class PartFile {
  public:
   // fd was opened just before: files get their opened_order() in the order they were opened.
-  // dev: the file system it is on, when the opener stat'ed it already.
+  // dev: the file system it is on, when the opener stat'ed it already. fresh: the opener made
+  // it empty, so every byte in it was written through fd (or a later descriptor).
   PartFile(int fd, std::string final_path, std::shared_ptr<Folder> folder,
-           std::optional<dev_t> dev = std::nullopt)
+           std::optional<dev_t> dev = std::nullopt, bool fresh = false)
       : fd_(fd),
         final_path_(std::move(final_path)),
         folder_(std::move(folder)),
         opened_order_(next_order()),
-        dev_(dev) {}
+        dev_(dev),
+        fresh_(fresh) {}
   ~PartFile() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -134,6 +136,7 @@ class PartFile {
   // files reports the writeback errors of all of them (see util::syncfs_reports_errors).
   uint64_t opened_order() const { return opened_order_; }
   const std::optional<dev_t>& dev() const { return dev_; }
+  bool fresh() const { return fresh_; }
 
  private:
   static uint64_t next_order() {
@@ -146,6 +149,7 @@ class PartFile {
   std::shared_ptr<Folder> folder_;
   uint64_t opened_order_;
   std::optional<dev_t> dev_;
+  bool fresh_;
 };
 
 // Reported once the response headers are in and the body is about to be written.

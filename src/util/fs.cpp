@@ -2,6 +2,7 @@
 #include "util/fs.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <openssl/evp.h>
 #include <sys/file.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -194,15 +196,25 @@ std::optional<int64_t> file_size(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
-bool syncfs_reports_errors() {
-  static const bool reports = [] {
+bool syncfs_reports_errors(int fd) {
+  static const bool kernel_reports = [] {
     struct utsname u {};
     if (::uname(&u) != 0) return false;
     int major = 0, minor = 0;
     if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
     return major > 5 || (major == 5 && minor >= 8);
   }();
-  return reports;
+  if (!kernel_reports) return false;
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case EXT4_SUPER_MAGIC:  // also ext2 and ext3
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+      return true;
+    default:
+      return false;
+  }
 }
 
 const std::string& boot_id() {

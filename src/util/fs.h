@@ -44,10 +44,12 @@ uint64_t raise_open_file_limit();
 // With the inode number it tells a file from a later one that reused the number.
 int64_t birth_time_ns(int dirfd, const char* name);
 
-// Whether syncfs(fd) also reports a writeback error of any file of its file system since fd was
-// opened (Linux 5.8 and later). Before, it reports only its own failure: each file's fsync has
+// Whether syncfs(fd) writes out every file of fd's file system and also reports a writeback
+// error of any of them since fd was opened: Linux 5.8 and later, on ext2/3/4, XFS or Btrfs.
+// Elsewhere (an older kernel; FUSE, which may pass the data on without its fsync; overlayfs,
+// whose errors land on the file system below; network file systems) each file's own fsync has
 // to tell of its errors.
-bool syncfs_reports_errors();
+bool syncfs_reports_errors(int fd);
 
 // The kernel's id of the current boot; a checkpoint from this boot survived with the page cache.
 const std::string& boot_id();

@@ -26,18 +26,25 @@ class SettlerTest : public ::testing::Test {
     settler_ = std::make_unique<queue::Settler>(store_.get(), util::Env::posix(), 2, [](std::vector<queue::Settling>&) {});
   }
 
-  // A completed download of `body` into dir/name.part, as the engine hands it over.
-  queue::Settling Finished(const std::string& name, const std::string& body, int64_t id) {
+  // A completed download of `body` into dir/name.part, as the engine hands it over: made
+  // empty and written through its descriptor (fresh), or written before it was opened (a
+  // resumed file).
+  queue::Settling Finished(const std::string& name, const std::string& body, int64_t id,
+                           bool fresh = true) {
     const std::string path = dir_ / name;
-    write_file(path + ".part", body);
     auto folder = std::make_shared<transfer::Folder>(
         ::open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), dir_.path());
-    int fd = ::open((path + ".part").c_str(), O_RDWR | O_CLOEXEC);
+    if (!fresh) write_file(path + ".part", body);
+    int fd = ::open((path + ".part").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    EXPECT_GE(fd, 0);
+    if (fresh) {
+      EXPECT_EQ(::write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+    }
     queue::Settling s{queue::FinishedMsg{id, 1, {}}, {}, std::nullopt};
     s.f.r.outcome = transfer::Outcome::kCompleted;
     s.f.r.download_path = path;
     s.f.r.bytes = static_cast<int64_t>(body.size());
-    s.f.r.file = std::make_shared<transfer::PartFile>(fd, path, folder);
+    s.f.r.file = std::make_shared<transfer::PartFile>(fd, path, folder, std::nullopt, fresh);
     return s;
   }
 
@@ -154,7 +161,7 @@ TEST_F(SettlerTest, OneSyncfsThroughTheFileOpenedFirstWritesOutTheBatch) {
     });
   };
   EXPECT_EQ(on_files(env.fsync_fds), 0) << "a file written out by syncfs needs no fsync";
-  if (util::syncfs_reports_errors()) {
+  if (util::syncfs_reports_errors(first_fd)) {
     EXPECT_EQ(on_files(env.fdatasync_fds), 0) << "syncfs reported their errors already";
   } else {
     EXPECT_EQ(on_files(env.fdatasync_fds), 3) << "each file's fdatasync reports its errors";
@@ -169,15 +176,53 @@ TEST_F(SettlerTest, AResumedFileKeepsItsOwnCheckAfterTheSyncfs) {
   queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
   std::vector<queue::Settling> items;
   items.push_back(Finished("fresh", "1", 1));
-  items.push_back(Finished("resumed", "22", 2));
-  items[1].a.resumed = true;  // part of it written by an earlier attempt
+  items.push_back(Finished("resumed", "22", 2, /*fresh=*/false));  // written by an earlier attempt
   const int fresh = items[0].f.r.file->fd(), resumed = items[1].f.r.file->fd();
   settler.settle(items);
   for (auto& item : items) EXPECT_TRUE(item.f.renamed) << item.f.r.failure.message;
   ASSERT_EQ(env.syncfs_fds.size(), 1u);
   EXPECT_EQ(std::count(env.fdatasync_fds.begin(), env.fdatasync_fds.end(), resumed), 1);
   EXPECT_EQ(std::count(env.fdatasync_fds.begin(), env.fdatasync_fds.end(), fresh),
-            util::syncfs_reports_errors() ? 0 : 1);
+            util::syncfs_reports_errors(fresh) ? 0 : 1);
+}
+
+// A folder moved away and made again between two downloads into its path: each was renamed in
+// its own folder, and each folder gets its fsync.
+TEST_F(SettlerTest, TwoFoldersOfOnePathAreEachFsynced) {
+  SyncRecordingEnv env;
+  queue::Settler settler(store_.get(), env, 2, [](std::vector<queue::Settling>&) {});
+  const std::string sub = dir_ / "sub";
+  auto item_in = [&](const std::string& name, const std::string& body, int64_t id) {
+    auto folder = std::make_shared<transfer::Folder>(
+        ::open(sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), sub);
+    int fd = ::openat(folder->fd(), (name + ".part").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+                      0644);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+    queue::Settling s{queue::FinishedMsg{id, 1, {}}, {}, std::nullopt};
+    s.f.r.outcome = transfer::Outcome::kCompleted;
+    s.f.r.download_path = sub + "/" + name;
+    s.f.r.bytes = static_cast<int64_t>(body.size());
+    s.f.r.file =
+        std::make_shared<transfer::PartFile>(fd, s.f.r.download_path, folder, std::nullopt, true);
+    return s;
+  };
+  ASSERT_EQ(::mkdir(sub.c_str(), 0755), 0);
+  std::vector<queue::Settling> items;
+  items.push_back(item_in("old", "1", 1));
+  ASSERT_EQ(::rename(sub.c_str(), (dir_ / "moved").c_str()), 0);
+  ASSERT_EQ(::mkdir(sub.c_str(), 0755), 0);
+  items.push_back(item_in("new", "22", 2));
+  const int old_folder = items[0].f.r.file->folder().fd(),
+            new_folder = items[1].f.r.file->folder().fd();
+  settler.settle(items);
+  for (auto& item : items) EXPECT_TRUE(item.f.renamed) << item.f.r.failure.message;
+  EXPECT_EQ(read_file(dir_ / "moved/old"), "1");
+  EXPECT_EQ(read_file(sub + "/new"), "22");
+  EXPECT_EQ(std::count(env.fsync_fds.begin(), env.fsync_fds.end(), old_folder), 1)
+      << "the moved folder";
+  EXPECT_EQ(std::count(env.fsync_fds.begin(), env.fsync_fds.end(), new_folder), 1)
+      << "the folder made again";
 }
 
 TEST_F(SettlerTest, FewerFilesThanSyncfsFromGetAnFsyncEach) {
