@@ -103,6 +103,24 @@ Result<std::vector<int64_t>> prepare_jobs(DownloadQueue& q,
   return ids;
 }
 
+// Those of `jobs` whose id is in `ids`, in the order of `ids` (an id listed twice, once).
+std::vector<Job> in_order_of(const std::vector<int64_t>& ids, std::vector<Job> jobs) {
+  const std::unordered_set<int64_t> wanted(ids.begin(), ids.end());
+  std::unordered_map<int64_t, Job> by_id;
+  for (auto& j : jobs) {
+    if (wanted.count(j.id)) by_id.emplace(j.id, std::move(j));
+  }
+  std::vector<Job> out;
+  out.reserve(by_id.size());
+  for (int64_t id : ids) {
+    if (auto it = by_id.find(id); it != by_id.end()) {
+      out.push_back(std::move(it->second));
+      by_id.erase(it);
+    }
+  }
+  return out;
+}
+
 // The jobs of `ids` in that order, as a list shows them (no segments), read in one pass over
 // the store from the smallest id instead of one read each: a run of thousands of files redraws
 // them four times a second. When the ids are spread over many more jobs of the state file (an
@@ -111,8 +129,8 @@ std::vector<Job> listed_jobs(DownloadQueue& q, const std::vector<int64_t>& ids) 
   std::vector<Job> out;
   if (ids.empty()) return out;
   const auto [lo, hi] = std::minmax_element(ids.begin(), ids.end());
-  out.reserve(ids.size());
   if (static_cast<uint64_t>(*hi - *lo) > 4 * ids.size() + 1000) {
+    out.reserve(ids.size());
     for (int64_t id : ids) {
       if (auto j = q.id_to_job(id)) out.push_back(std::move(*j));
     }
@@ -121,37 +139,22 @@ std::vector<Job> listed_jobs(DownloadQueue& q, const std::vector<int64_t>& ids) 
   ListFilter from;
   from.after_id = *lo - 1;
   from.limit = *hi - *lo + 1;
-  const std::unordered_set<int64_t> wanted(ids.begin(), ids.end());
-  std::unordered_map<int64_t, Job> by_id;
-  for (auto& j : q.list_jobs(from)) {
-    if (wanted.count(j.id)) by_id.emplace(j.id, std::move(j));
-  }
-  for (int64_t id : ids) {
-    if (auto it = by_id.find(id); it != by_id.end()) out.push_back(std::move(it->second));
-  }
-  return out;
+  return in_order_of(ids, q.list_jobs(from));
 }
 
 // The jobs of `ids` that did not complete, in that order: a read per status other than
 // completed, which at the end of a good run finds nothing, instead of reading every job.
 std::vector<Job> uncompleted_jobs(DownloadQueue& q, const std::vector<int64_t>& ids) {
-  std::vector<Job> out;
-  if (ids.empty()) return out;
-  const std::unordered_set<int64_t> wanted(ids.begin(), ids.end());
-  std::unordered_map<int64_t, Job> by_id;
+  if (ids.empty()) return {};
+  std::vector<Job> found;
   for (JobStatus status : {JobStatus::kError, JobStatus::kCancelled, JobStatus::kPaused,
                            JobStatus::kWaiting, JobStatus::kRunning}) {
     ListFilter f;
     f.status = status;
     f.after_id = *std::min_element(ids.begin(), ids.end()) - 1;
-    for (auto& j : q.list_jobs(f)) {
-      if (wanted.count(j.id)) by_id.emplace(j.id, std::move(j));
-    }
+    for (auto& j : q.list_jobs(f)) found.push_back(std::move(j));
   }
-  for (int64_t id : ids) {
-    if (auto it = by_id.find(id); it != by_id.end()) out.push_back(std::move(it->second));
-  }
-  return out;
+  return in_order_of(ids, std::move(found));
 }
 
 // The jobs of `ids` in that order, whole (as `show` gives them): for --json.
