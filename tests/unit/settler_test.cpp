@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #include "support/temp_dir.h"
@@ -121,23 +122,31 @@ TEST_F(SettlerTest, AChecksumMismatchKeepsThePartAndRetriesOnlyAResumedFile) {
   EXPECT_EQ(store_->calls_from(thread_name(), "seal"), 0);
 }
 
-// Records the sync calls of the settle step, by descriptor.
+// Records the sync calls of the settle step, by descriptor (from the settle step's sync pool
+// too: read the lists once settle() has returned).
 class SyncRecordingEnv final : public util::EnvWrapper {
  public:
   SyncRecordingEnv() : util::EnvWrapper(util::Env::posix()) {}
   int syncfs(int fd) override {
-    syncfs_fds.push_back(fd);
+    note(syncfs_fds, fd);
     return EnvWrapper::syncfs(fd);
   }
   int fdatasync(int fd) override {
-    fdatasync_fds.push_back(fd);
+    note(fdatasync_fds, fd);
     return EnvWrapper::fdatasync(fd);
   }
   int fsync(int fd) override {
-    fsync_fds.push_back(fd);
+    note(fsync_fds, fd);
     return EnvWrapper::fsync(fd);
   }
   std::vector<int> syncfs_fds, fdatasync_fds, fsync_fds;
+
+ private:
+  void note(std::vector<int>& calls, int fd) {
+    std::lock_guard lk(mu_);
+    calls.push_back(fd);
+  }
+  std::mutex mu_;
 };
 
 TEST_F(SettlerTest, OneSyncfsThroughTheFileOpenedFirstWritesOutTheBatch) {
