@@ -29,6 +29,18 @@ inline QueueOptions fast_options(const TempDir& dir) {
   return o;
 }
 
+// Whether a test may check which connection count the adaptive probe settles on. Under
+// ThreadSanitizer the client runs many times slower, beside other TSan tests on two cores: the
+// gaps in its own reads look like a server pacing in bursts, and what its sockets held while it
+// waited looks like a faster link, so the count it settles on says more of the machine than of
+// the served link (seen: 16 kept "in bursts" behind a 2 MiB/s link). There those tests still
+// run every step of the probe and check the file; the count is checked in the other builds.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kAdaptiveCountIsChecked = false;
+#else
+inline constexpr bool kAdaptiveCountIsChecked = true;
+#endif
+
 // The adaptive connection count on a 10 MiB file: segments from 4 MiB, split down to 64 KiB
 // (asked for 256 KiB at a time while the count is measured).
 inline QueueOptions adaptive_small_options(const TempDir& dir) {
