@@ -289,9 +289,9 @@ TEST_F(Segmented, AdaptiveKeepsManyConnectionsWhenEachOneIsCappedInBursts) {
   // 8 MiB/s or more; one alone would take two minutes.
   const bool most = wait_until([&] { return q->id_to_job(job.id)->bytes >= (40 << 20); },
                                std::chrono::seconds(60));
-  // Under TSan the count may have settled on fewer, which take minutes more: the queue is
-  // closed with the file part-way (resumable).
-  if (!most && !kAdaptiveCountIsChecked) return;
+  // Under TSan the count may have settled on fewer, which take minutes more: the test is
+  // reported skipped and the queue closed with the file part-way (resumable).
+  if (!most && !kAdaptiveCountIsChecked) GTEST_SKIP() << "the probe settled on fewer under TSan";
   ASSERT_TRUE(most) << "the 16 did not stay: " << q->id_to_job(job.id)->bytes
                     << " bytes after 60 s";
   std::string seen;
