@@ -25,6 +25,15 @@ void unlink_part(util::Env& env, const transfer::PartFile& file) {
   env.unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
 }
 
+// Syncs the data of a transfer's .part: true only when every byte written through it is on
+// the disk. After one failed sync no later one proves that (see PartFile::sync_failed).
+bool sync_part(util::Env& env, const transfer::PartFile& file) {
+  if (file.sync_error() != 0) return false;
+  if (env.fdatasync(file.fd()) == 0) return true;
+  file.sync_failed(errno);
+  return false;
+}
+
 // How long the loop waits before trying again a step the store refused.
 constexpr auto kStoreRetryDelay = std::chrono::seconds(1);
 
@@ -451,8 +460,10 @@ void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
     for (size_t j = i + 1; j < batch.size() && !later; ++j)
       later = batch[j].id == m.id && batch[j].attempt == m.attempt;
     if (later) continue;
-    if (env_.fdatasync(m.file->fd()) != 0) {
-      spdlog::warn("{}", util::errno_message("fdatasync", m.file->part_path(), errno));
+    if (m.file->sync_error() != 0) continue;  // its transfer fails with it (Engine)
+    if (!sync_part(env_, *m.file)) {
+      spdlog::warn("{}",
+                   util::errno_message("fdatasync", m.file->part_path(), m.file->sync_error()));
       continue;
     }
     m.synced = true;
@@ -505,15 +516,17 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   }
   if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
     // Pause or shutdown: keep the .part and promise what is in it.
-    bool synced = r.file && env_.fdatasync(r.file->fd()) == 0;
+    bool synced = r.file && sync_part(env_, *r.file);
+    const bool lost = r.file && r.file->sync_error() != 0;
     std::vector<store::Segment> map;
     for (const auto& s : r.segments) map.push_back(store::Segment{s.start, s.end, s.done});
-    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map),
-                  failures = a.failures, since = a.failing_since_ms] {
+    db.push_back([this, id, attempt, synced, lost, bytes = r.bytes, stop = a.stop,
+                  map = std::move(map), failures = a.failures, since = a.failing_since_ms] {
       // Every segment's bytes, synced just now: a resume asks for none of them again.
       if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
         store_->save_segments(id, attempt, map);
       }
+      if (lost) store_->forget_unsynced(id, attempt);  // a sync failed: the checkpoint is all
       if (stop == Stop::kNone) {
         // Claimed ahead and given back before it began: as it was, failures included.
         store_->requeue(id, attempt, 0, failures, since, std::nullopt, std::nullopt);
@@ -599,7 +612,8 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     map.push_back(store::Segment{s.start, s.end, s.done});
     holds_bytes = holds_bytes || s.done > 0;
   }
-  bool synced = r.file && holds_bytes && !f.restart_from_zero && env_.fdatasync(r.file->fd()) == 0;
+  bool synced = r.file && holds_bytes && !f.restart_from_zero && sync_part(env_, *r.file);
+  const bool lost = r.file && r.file->sync_error() != 0;
   if (r.file && !holds_bytes && !a.resumed) unlink_part(env_, *r.file);
   // The synced prefix, and every segment's synced bytes: the retry asks for none of them again.
   auto promise = [this, synced, bytes = r.bytes, map = std::move(map)](int64_t id, int attempt) {
@@ -607,15 +621,21 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
       store_->save_segments(id, attempt, map);
     }
   };
+  // A sync of the .part failed: no rerun keeps more than the last checkpoint, in this boot too.
+  // After the job's own record of its bytes (requeue, finish).
+  auto forget = [this, lost](int64_t id, int attempt) {
+    if (lost) store_->forget_unsynced(id, attempt);
+  };
   if (d.retry()) {
     const int64_t delay = d.delay_ms;
-    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, promise, bytes = r.bytes,
-                  source = a.source, since] {
+    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, promise, forget,
+                  bytes = r.bytes, source = a.source, since] {
       promise(id, attempt);
       store_->note_best_bytes(id, bytes);
       if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, since, f.type, f.message)) {
         return;
       }
+      forget(id, attempt);
       if (f.restart_from_zero) {
         store_->reset_resume_state(id);
         append_event(id, restarted_event(source, f.message));
@@ -628,7 +648,8 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     });
     return;
   }
-  db.push_back([this, id = m.id, attempt = m.attempt, f, promise, bytes = r.bytes, source = a.source] {
+  db.push_back([this, id = m.id, attempt = m.attempt, f, promise, forget, bytes = r.bytes,
+                source = a.source] {
     promise(id, attempt);
     if (f.restart_from_zero) store_->reset_resume_state(id);
     store::Finish fin;
@@ -637,6 +658,7 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
     fin.error_type = f.type;
     fin.error = f.message;
     if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
+    forget(id, attempt);
     append_event(id, error_event(source, f.type, f.message));
   });
   after.push_back([this, id = m.id, type = f.type, message = f.message] {

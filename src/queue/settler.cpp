@@ -86,6 +86,11 @@ void Settler::settle(std::vector<Settling>& items) {
   const std::vector<Synced> synced = sync_filesystems(items);
   std::vector<std::function<void()>> tasks;
   for (size_t i = 0; i < items.size(); ++i) {
+    // A checkpoint's sync of the file failed: bytes may be lost however its last sync ends.
+    if (const int err = items[i].f.r.file->sync_error(); err != 0) {
+      items[i].failure = transfer::disk_failure("fdatasync", items[i].f.r.file->part_path(), err);
+      continue;
+    }
     if (synced[i] == Synced::kChecked && !items[i].a.sha256) continue;  // nothing left to do
     tasks.push_back([this, &item = items[i], how = synced[i]] {
       const auto& r = item.f.r;
@@ -93,7 +98,9 @@ void Settler::settle(std::vector<Settling>& items) {
       const bool after_syncfs = how == Synced::kWrittenOut;
       if (how != Synced::kChecked &&
           (after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
-        item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, errno);
+        const int err = errno;
+        r.file->sync_failed(err);  // what the attempt wrote is promised no more
+        item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, err);
         return;
       }
       if (!item.a.sha256) return;

@@ -34,6 +34,7 @@ enum class StoreOp {
   kSeal,
   kRecordPart,
   kResetResumeState,
+  kForgetUnsynced,
   kSaveSegments,
   kNoteSegmentsWritten,
   kLoadSegments,
@@ -120,6 +121,9 @@ class ForwardingStore : public Store {
   }
   void reset_resume_state(int64_t id) override {
     call(StoreOp::kResetResumeState, [&] { inner_->reset_resume_state(id); });
+  }
+  bool forget_unsynced(int64_t id, int attempt) override {
+    return call(StoreOp::kForgetUnsynced, [&] { return inner_->forget_unsynced(id, attempt); });
   }
   bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) override {
     return call(StoreOp::kSaveSegments, [&] { return inner_->save_segments(id, attempt, segments); });

@@ -86,6 +86,8 @@ std::string_view to_string(StoreOp op) {
       return "record_part";
     case StoreOp::kResetResumeState:
       return "reset_resume_state";
+    case StoreOp::kForgetUnsynced:
+      return "forget_unsynced";
     case StoreOp::kSaveSegments:
       return "save_segments";
     case StoreOp::kNoteSegmentsWritten:

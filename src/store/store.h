@@ -211,6 +211,11 @@ class Store {
                            uint64_t ino, int64_t birth_ns) = 0;
   // Forgets the resume state (the file is started again from zero), the segment map with it.
   virtual void reset_resume_state(int64_t id) = 0;
+  // A sync of the job's .part failed: what was written since the last checkpoint may be lost,
+  // from this boot's page cache too. Progress goes back to the checkpoint, each segment's written
+  // bytes to its durable ones, and a rerun keeps no more than they promise, as after a reboot.
+  // Conditional on the attempt like set_checkpoint; false when the job moved on.
+  virtual bool forget_unsynced(int64_t id, int attempt) = 0;
   // Replaces the job's segment map (ordered by start). Conditional on the attempt like
   // set_checkpoint; call it in the checkpoint's transaction, after the .part was synced.
   virtual bool save_segments(int64_t id, int attempt, const std::vector<Segment>& segments) = 0;

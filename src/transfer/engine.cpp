@@ -392,6 +392,12 @@ class Engine::Impl final : public FetchClient {
   }
 
   bool report_checkpoint(Transfer& t, SteadyClock::time_point now) {
+    // A checkpoint's sync failed: bytes written so far may be lost, and no later sync through
+    // this descriptor would tell. The attempt ends; a retry opens the file anew.
+    if (const int err = t.file ? t.file->sync_error() : 0; err != 0) {
+      if (!t.failure) t.failure = disk_failure("fdatasync", t.file->part_path(), err);
+      return false;
+    }
     if (t.record_pending || now - t.last_checkpoint < options_.checkpoint_interval ||
         t.on_disk == t.checkpointed) {
       return true;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -137,6 +138,15 @@ class PartFile {
   uint64_t opened_order() const { return opened_order_; }
   const std::optional<dev_t>& dev() const { return dev_; }
   bool fresh() const { return fresh_; }
+  // A data sync of the file failed with err (the first failure is kept). The kernel reports a
+  // writeback error once per descriptor: a later sync through this one can succeed without the
+  // bytes that were lost. From then on nothing written through it may be promised, and it is
+  // not whole; a new attempt opens the file again and writes after its last promised byte.
+  void sync_failed(int err) const {
+    int none = 0;
+    sync_error_.compare_exchange_strong(none, err != 0 ? err : EIO);
+  }
+  int sync_error() const { return sync_error_.load(); }
 
  private:
   static uint64_t next_order() {
@@ -150,6 +160,7 @@ class PartFile {
   uint64_t opened_order_;
   std::optional<dev_t> dev_;
   bool fresh_;
+  mutable std::atomic<int> sync_error_{0};
 };
 
 // Reported once the response headers are in and the body is about to be written.

@@ -181,6 +181,10 @@ class WatchedStore final : public store::Store {
     enter("reset_resume_state");
     inner_->reset_resume_state(id);
   }
+  bool forget_unsynced(int64_t id, int attempt) override {
+    enter("forget_unsynced");
+    return inner_->forget_unsynced(id, attempt);
+  }
   bool save_segments(int64_t id, int attempt, const std::vector<store::Segment>& segments) override {
     enter("save_segments");
     return inner_->save_segments(id, attempt, segments);

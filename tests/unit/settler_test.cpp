@@ -83,6 +83,27 @@ TEST_F(SettlerTest, WhenTheSealCannotBeCommittedTheDownloadStaysAPartToRetry) {
   EXPECT_FALSE(file_exists(dir_ / "a"));
 }
 
+// A checkpoint's data sync of the file failed during the download: its last sync here may well
+// succeed (the kernel reports the error once), so the file is kept as a .part, not called whole.
+// Files of the same batch without the failure are settled as usual, through one syncfs.
+TEST_F(SettlerTest, AFileWhoseDataSyncFailedBeforeIsNotCalledWhole) {
+  std::vector<queue::Settling> items;
+  items.push_back(Finished("a", "aaa", 1));
+  items.push_back(Finished("b", "bbbb", 2));
+  items[0].f.r.file->sync_failed(EIO);
+  settler_->settle(items);
+  EXPECT_FALSE(items[0].f.renamed);
+  EXPECT_EQ(items[0].f.r.outcome, transfer::Outcome::kFailed);
+  EXPECT_EQ(items[0].f.r.failure.type, "DiskError");
+  EXPECT_EQ(items[0].f.r.failure.message,
+            "fdatasync " + (dir_ / "a.part") + ": Input/output error");
+  EXPECT_TRUE(file_exists(dir_ / "a.part"));
+  EXPECT_FALSE(file_exists(dir_ / "a"));
+  EXPECT_TRUE(items[1].f.renamed) << items[1].f.r.failure.message;
+  EXPECT_EQ(read_file(dir_ / "b"), "bbbb");
+  EXPECT_EQ(store_->calls_from(thread_name(), "seal"), 1) << "only the whole file is sealed";
+}
+
 TEST_F(SettlerTest, AFileThatAppearedMeanwhileIsNotReplaced) {
   std::vector<queue::Settling> items;
   items.push_back(Finished("a", "new", 1));

@@ -898,6 +898,32 @@ TEST(SegmentStoreTest, AClaimInAnotherBootForgetsTheWrittenBytesForGood) {
   EXPECT_EQ(again.segments, (std::vector<Segment>{{0, 100, 10, 10}, {100, 200, 5, 5}}));
 }
 
+// A sync of the .part failed: what was written since the checkpoint may be gone from this
+// boot's page cache too. The job's bytes and every segment's written bytes go back to what the
+// checkpoint promised, and the next claim, in this very boot, keeps no more.
+TEST(SegmentStoreTest, AfterAFailedSyncNoClaimKeepsMoreThanTheCheckpoint) {
+  TempDir dir;
+  auto s = open_store(dir / "q.db");
+  auto id = s->insert_jobs({job("http://h/a")}, "t").at(0).id;
+  auto c = s->claim(1, 0, std::nullopt, "t").at(0);
+  ASSERT_TRUE(s->set_checkpoint(id, c.attempt, 40, util::boot_id()));
+  ASSERT_TRUE(s->save_segments(id, c.attempt, {{0, 100, 40}, {100, 200, 10}}));
+  ASSERT_TRUE(s->set_progress(id, c.attempt, 90, 200));
+  ASSERT_TRUE(s->note_segments_written(
+      id, c.attempt,
+      {{.start = 0, .end = 100, .written = 90}, {.start = 100, .end = 200, .written = 70}}));
+  EXPECT_FALSE(s->forget_unsynced(id, c.attempt + 1)) << "another attempt's failure";
+  EXPECT_EQ(s->get_job(id)->bytes, 90);
+  ASSERT_TRUE(s->requeue(id, c.attempt, 0, 1, std::nullopt, std::nullopt, std::nullopt));
+  ASSERT_TRUE(s->forget_unsynced(id, c.attempt));
+  EXPECT_EQ(s->get_job(id)->bytes, 40);
+  auto next = s->claim(1, 0, std::nullopt, "t").at(0);
+  EXPECT_EQ(next.checkpoint_bytes, 40);
+  EXPECT_NE(next.checkpoint_boot_id, util::boot_id()) << "a claim in this boot would trust bytes";
+  EXPECT_EQ(next.job.bytes, 40);
+  EXPECT_EQ(next.segments, (std::vector<Segment>{{0, 100, 40, 40}, {100, 200, 10, 10}}));
+}
+
 // A new .part holds none of the bytes the old map promises: recording it drops the map.
 TEST(SegmentStoreTest, RecordingANewPartDropsTheOldMap) {
   TempDir dir;

@@ -518,6 +518,24 @@ class SqliteStore final : public Store {
     return q->exec() > 0;
   }
 
+  bool forget_unsynced(int64_t id, int attempt) override {
+    bool changed = false;
+    transaction([&] {
+      // No boot's stamp: the next claim keeps the checkpoint only, and forgets each segment's
+      // written bytes past its durable ones (claim()).
+      Lent q = stmt(
+          "UPDATE jobs SET bytes = checkpoint_bytes, checkpoint_boot_id = NULL WHERE id = ? AND "
+          "attempts = ? AND status IN ('running', 'paused', 'waiting', 'error')");
+      SQLite::bind(*q, id, attempt);
+      changed = q->exec() > 0;
+      if (!changed) return;
+      Lent seg = stmt("UPDATE segments SET written = durable WHERE job_id = ?");
+      seg->bind(1, static_cast<int64_t>(id));
+      seg->exec();
+    });
+    return changed;
+  }
+
   void reset_resume_state(int64_t id) override {
     std::lock_guard lk(mu_);
     Lent q = stmt(
