@@ -200,6 +200,10 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void drop_part(const std::string& download_path,
                  const std::optional<store::ClaimedJob::PartRecord>& part);
   void launch_deferred(int64_t id);
+  // A sync of the job's .part failed in `attempt`: in the batch's transaction, no rerun keeps
+  // more than the last checkpoint (Store::forget_unsynced); a launch of the job claimed
+  // before that (deferred) is cut back to it too.
+  void forget_unsynced(int64_t id, int attempt, Ops& db);
   void handle(StartedMsg& m, Ops& db, Ops& after);
   void handle(ProgressMsg& m, Ops& db, Ops& after);
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
@@ -228,6 +232,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // Claimed while the job's last attempt was still letting go of its files (a pause, then a
   // resume at once): launched once that attempt has ended. Loop thread only.
   std::map<int64_t, Launch> deferred_;
+  // Jobs whose unsynced bytes were forgotten since their last launch. Loop thread only.
+  std::set<int64_t> unsynced_;
   // Checkpoints with the checkpoint thread, by job: each holds the job's .part. Loop thread only.
   std::map<int64_t, int> checkpoints_out_;
   Clock::time_point next_wake_ = Clock::now();

@@ -27,12 +27,7 @@ void unlink_part(util::Env& env, const transfer::PartFile& file) {
 
 // Syncs the data of a transfer's .part: true only when every byte written through it is on
 // the disk. After one failed sync no later one proves that (see PartFile::sync_failed).
-bool sync_part(util::Env& env, const transfer::PartFile& file) {
-  if (file.sync_error() != 0) return false;
-  if (env.fdatasync(file.fd()) == 0) return true;
-  file.sync_failed(errno);
-  return false;
-}
+bool sync_part(util::Env& env, const transfer::PartFile& file) { return file.sync(env) == 0; }
 
 // How long the loop waits before trying again a step the store refused.
 constexpr auto kStoreRetryDelay = std::chrono::seconds(1);
@@ -297,6 +292,7 @@ void QueueImpl::launch(Launch& l) {
     deferred_[l.job_id] = std::move(l);
     return;
   }
+  unsynced_.erase(l.job_id);  // claimed after the forgetting, or cut back (launch_deferred)
   active_[l.job_id] = std::move(l.active);
   active_[l.job_id].launched_at = Clock::now();
   {
@@ -311,6 +307,29 @@ void QueueImpl::launch(Launch& l) {
   engine_->submit(std::move(*l.request));
 }
 
+namespace {
+
+// A launch prepared before its job's unsynced bytes were forgotten keeps no more than the
+// job's record promises now: the checkpoint, and each segment's durable bytes.
+void keep_only_promised(transfer::Request& req, const Job& job) {
+  if (req.segments.empty()) {
+    req.offset = std::min(req.offset, job.bytes);
+    return;
+  }
+  for (auto& s : req.segments) {
+    for (const auto& kept : job.segments) {
+      if (kept.start == s.start) s.done = std::min(s.done, kept.bytes);
+    }
+  }
+}
+
+}  // namespace
+
+void QueueImpl::forget_unsynced(int64_t id, int attempt, Ops& db) {
+  unsynced_.insert(id);
+  db.push_back([this, id, attempt] { store_->forget_unsynced(id, attempt); });
+}
+
 // The job's last attempt has ended: the attempt claimed meanwhile starts now, unless the job
 // moved on since (cancelled, paused again: its row no longer says running at that attempt).
 void QueueImpl::launch_deferred(int64_t id) {
@@ -321,6 +340,7 @@ void QueueImpl::launch_deferred(int64_t id) {
   try {
     auto job = store_->get_job(id);
     if (!job || job->status != JobStatus::kRunning || job->attempts != l.active.attempt) return;
+    if (unsynced_.count(id) && l.request) keep_only_promised(*l.request, *job);
   } catch (const std::exception& e) {
     store_failed(e, "job " + std::to_string(id) + ": cannot read it to start it");
     deferred_[id] = std::move(l);  // tried again by the next schedule()
@@ -433,7 +453,13 @@ void QueueImpl::handle(CheckpointMsg& m, Ops& db, Ops&) {
     // waited.
     if (deferred_.count(m.id)) next_wake_ = Clock::now();
   }
-  if (!m.synced) return;
+  if (!m.synced) {
+    // Its sync failed: from now on no rerun, in this boot either, keeps more than the last
+    // checkpoint, also if the process dies before the attempt's end is recorded (the engine
+    // ends the attempt when it sees the failure).
+    if (m.file->sync_error() != 0) forget_unsynced(m.id, m.attempt, db);
+    return;
+  }
   // The attempt is ending or ended (paused, stopped, failed, finished; its FinishedMsg may be in
   // this very batch): what it records as it ends is newer than this, and a stale checkpoint
   // must not undo it (a restart from zero forgets the checkpoint).
@@ -516,17 +542,16 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   }
   if (a.stop != Stop::kNone || r.outcome == transfer::Outcome::kStopped) {
     // Pause or shutdown: keep the .part and promise what is in it.
-    bool synced = r.file && sync_part(env_, *r.file);
-    const bool lost = r.file && r.file->sync_error() != 0;
+    const bool lost = r.file && !sync_part(env_, *r.file);
+    const bool synced = r.file && !lost;
     std::vector<store::Segment> map;
     for (const auto& s : r.segments) map.push_back(store::Segment{s.start, s.end, s.done});
-    db.push_back([this, id, attempt, synced, lost, bytes = r.bytes, stop = a.stop,
-                  map = std::move(map), failures = a.failures, since = a.failing_since_ms] {
+    db.push_back([this, id, attempt, synced, bytes = r.bytes, stop = a.stop, map = std::move(map),
+                  failures = a.failures, since = a.failing_since_ms] {
       // Every segment's bytes, synced just now: a resume asks for none of them again.
       if (synced && store_->set_checkpoint(id, attempt, bytes, util::boot_id()) && !map.empty()) {
         store_->save_segments(id, attempt, map);
       }
-      if (lost) store_->forget_unsynced(id, attempt);  // a sync failed: the checkpoint is all
       if (stop == Stop::kNone) {
         // Claimed ahead and given back before it began: as it was, failures included.
         store_->requeue(id, attempt, 0, failures, since, std::nullopt, std::nullopt);
@@ -534,6 +559,7 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
         store_->requeue(id, attempt, 0, 0, std::nullopt, std::nullopt, std::nullopt);
       }
     });
+    if (lost) forget_unsynced(id, attempt, db);  // a sync failed: the checkpoint is all
     after.push_back(release);
     return;
   }
@@ -614,6 +640,7 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
   }
   bool synced = r.file && holds_bytes && !f.restart_from_zero && sync_part(env_, *r.file);
   const bool lost = r.file && r.file->sync_error() != 0;
+  synced = synced && !lost;
   if (r.file && !holds_bytes && !a.resumed) unlink_part(env_, *r.file);
   // The synced prefix, and every segment's synced bytes: the retry asks for none of them again.
   auto promise = [this, synced, bytes = r.bytes, map = std::move(map)](int64_t id, int attempt) {
@@ -621,46 +648,44 @@ void QueueImpl::failed(FinishedMsg& m, const Active& a, Ops& db, Ops& after) {
       store_->save_segments(id, attempt, map);
     }
   };
-  // A sync of the .part failed: no rerun keeps more than the last checkpoint, in this boot too.
-  // After the job's own record of its bytes (requeue, finish).
-  auto forget = [this, lost](int64_t id, int attempt) {
-    if (lost) store_->forget_unsynced(id, attempt);
-  };
+
   if (d.retry()) {
     const int64_t delay = d.delay_ms;
-    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, promise, forget,
+    db.push_back([this, id = m.id, attempt = m.attempt, delay, failures, f, promise,
                   bytes = r.bytes, source = a.source, since] {
       promise(id, attempt);
       store_->note_best_bytes(id, bytes);
       if (!store_->requeue(id, attempt, util::now_unix_ms() + delay, failures, since, f.type, f.message)) {
         return;
       }
-      forget(id, attempt);
       if (f.restart_from_zero) {
         store_->reset_resume_state(id);
         append_event(id, restarted_event(source, f.message));
       }
       append_event(id, retrying_event(source, attempt, delay, f.type + ": " + f.message));
     });
+    // A sync of the .part failed: no rerun keeps more than the last checkpoint, in this boot
+    // too. After the job's own record of its bytes (requeue).
+    if (lost) forget_unsynced(m.id, m.attempt, db);
     after.push_back([this, id = m.id, type = f.type, message = f.message, delay] {
       spdlog::info("job {}: {} ({}); retrying in {} ms", id, type, message, delay);
       next_wake_ = std::min(next_wake_, Clock::now() + std::chrono::milliseconds(delay));
     });
     return;
   }
-  db.push_back([this, id = m.id, attempt = m.attempt, f, promise, forget, bytes = r.bytes,
-                source = a.source] {
-    promise(id, attempt);
-    if (f.restart_from_zero) store_->reset_resume_state(id);
-    store::Finish fin;
-    fin.status = JobStatus::kError;
-    fin.bytes = f.restart_from_zero ? 0 : bytes;
-    fin.error_type = f.type;
-    fin.error = f.message;
-    if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
-    forget(id, attempt);
-    append_event(id, error_event(source, f.type, f.message));
-  });
+  db.push_back(
+      [this, id = m.id, attempt = m.attempt, f, promise, bytes = r.bytes, source = a.source] {
+        promise(id, attempt);
+        if (f.restart_from_zero) store_->reset_resume_state(id);
+        store::Finish fin;
+        fin.status = JobStatus::kError;
+        fin.bytes = f.restart_from_zero ? 0 : bytes;
+        fin.error_type = f.type;
+        fin.error = f.message;
+        if (!store_->finish(id, attempt, fin, util::now_iso8601())) return;
+        append_event(id, error_event(source, f.type, f.message));
+      });
+  if (lost) forget_unsynced(m.id, m.attempt, db);  // after finish() recorded its bytes
   after.push_back([this, id = m.id, type = f.type, message = f.message] {
     spdlog::warn("job {} failed: {}: {}", id, type, message);
     fire(id, opts_.callbacks.on_error);

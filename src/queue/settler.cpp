@@ -96,12 +96,12 @@ void Settler::settle(std::vector<Settling>& items) {
       const auto& r = item.f.r;
       const std::string part = r.file->part_path();
       const bool after_syncfs = how == Synced::kWrittenOut;
-      if (how != Synced::kChecked &&
-          (after_syncfs ? env_.fdatasync(r.file->fd()) : env_.fsync(r.file->fd())) != 0) {
-        const int err = errno;
-        r.file->sync_failed(err);  // what the attempt wrote is promised no more
-        item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, err);
-        return;
+      // One at a time with a checkpoint's sync of the file that may still run (PartFile::sync).
+      if (how != Synced::kChecked) {
+        if (const int err = r.file->sync(env_, /*full=*/!after_syncfs); err != 0) {
+          item.failure = transfer::disk_failure(after_syncfs ? "fdatasync" : "fsync", part, err);
+          return;
+        }
       }
       if (!item.a.sha256) return;
       // What the download hashed as it went, and the rest read now; else the whole file.

@@ -214,7 +214,8 @@ class Store {
   // A sync of the job's .part failed: what was written since the last checkpoint may be lost,
   // from this boot's page cache too. Progress goes back to the checkpoint, each segment's written
   // bytes to its durable ones, and a rerun keeps no more than they promise, as after a reboot.
-  // Conditional on the attempt like set_checkpoint; false when the job moved on.
+  // Conditional on the attempt or a later one (claimed meanwhile, not begun yet) and on a status
+  // set_checkpoint allows; false otherwise.
   virtual bool forget_unsynced(int64_t id, int attempt) = 0;
   // Replaces the job's segment map (ordered by start). Conditional on the attempt like
   // set_checkpoint; call it in the checkpoint's transaction, after the .part was synced.

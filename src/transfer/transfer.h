@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fetchq/job.h"
+#include "util/env.h"
 
 namespace fetchq::transfer {
 
@@ -138,10 +140,23 @@ class PartFile {
   uint64_t opened_order() const { return opened_order_; }
   const std::optional<dev_t>& dev() const { return dev_; }
   bool fresh() const { return fresh_; }
-  // A data sync of the file failed with err (the first failure is kept). The kernel reports a
-  // writeback error once per descriptor: a later sync through this one can succeed without the
-  // bytes that were lost. From then on nothing written through it may be promised, and it is
-  // not whole; a new attempt opens the file again and writes after its last promised byte.
+  // Makes what was written through the descriptor durable: fdatasync, or fsync when `full`.
+  // Returns 0, or the errno of this sync or of one that failed before. The kernel reports a
+  // write-back error once per descriptor, and a later sync through it succeeds without the
+  // bytes that were lost: after one failure no sync proves anything (sync_failed), and the
+  // syncs of one file go one at a time, so no caller is told all went well while another one
+  // holds the error. Any thread.
+  int sync(util::Env& env, bool full = false) const {
+    std::lock_guard lk(sync_mu_);
+    if (const int err = sync_error(); err != 0) return err;
+    if ((full ? env.fsync(fd_) : env.fdatasync(fd_)) == 0) return 0;
+    const int err = errno;
+    sync_failed(err);
+    return err;
+  }
+  // A sync of the file failed with err (the first failure is kept). From then on nothing
+  // written through it may be promised, and it is not whole; a new attempt opens the file
+  // again and writes after its last promised byte.
   void sync_failed(int err) const {
     int none = 0;
     sync_error_.compare_exchange_strong(none, err != 0 ? err : EIO);
@@ -161,6 +176,7 @@ class PartFile {
   std::optional<dev_t> dev_;
   bool fresh_;
   mutable std::atomic<int> sync_error_{0};
+  mutable std::mutex sync_mu_;
 };
 
 // Reported once the response headers are in and the body is about to be written.

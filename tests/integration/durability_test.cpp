@@ -23,6 +23,26 @@ class DurabilityTest : public ::testing::Test {
     q.bind(1, static_cast<int64_t>(id));
     return q.executeStep() ? q.getColumn(0).getInt64() : -1;
   }
+
+  // A 3 MiB file served at 1 MiB/s into dir/out.bin, with no periodic checkpoint: returned once
+  // its job has written 300,000 bytes. The caller makes the .part's syncs fail beforehand.
+  struct Running {
+    std::unique_ptr<DownloadQueue> q;
+    Job job;
+    std::string body;
+  };
+  Running slow_download_under_way(int seed) {
+    Resource r;
+    r.body = make_body(3 << 20, seed);
+    r.rate_bytes_per_s = 1 << 20;
+    server_.add("/slow.bin", r);
+    auto o = fast_options(dir_);
+    o.checkpoint_interval = std::chrono::minutes(10);  // only the pause syncs
+    Running run{open_queue(o), {}, r.body};
+    run.job = submit(*run.q, server_.url("/slow.bin"), dir_ / "out.bin");
+    EXPECT_TRUE(wait_until([&] { return run.q->id_to_job(run.job.id)->bytes > 300000; }));
+    return run;
+  }
 };
 
 // A failed sync of the .part ends the attempt: Linux reports a write-back error once per open
@@ -61,16 +81,9 @@ TEST_F(DurabilityTest, ACheckpointNeverPromisesBytesWhoseSyncFailed) {
 // The pause path syncs and checkpoints too. Its sync failing, it promises nothing, and the
 // resume in the same boot starts from zero instead of trusting the bytes it had written.
 TEST_F(DurabilityTest, APauseWhoseSyncFailsPromisesNothing) {
-  Resource r;
-  r.body = make_body(3 << 20, 45);
-  r.rate_bytes_per_s = 1 << 20;
-  server_.add("/slow.bin", r);
   SyncFaultScope faults(SyncTarget::kPartFiles, dir_.path(), /*fail=*/true);
-  auto o = fast_options(dir_);
-  o.checkpoint_interval = std::chrono::minutes(10);  // only the pause syncs
-  auto q = open_queue(o);
-  auto job = submit(*q, server_.url("/slow.bin"), dir_ / "out.bin");
-  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 300000; }));
+  auto [q, job, body] = slow_download_under_way(45);
+  ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(q->pause_job(job.id).ok());
   // The status changes at once; the transfer stops (and syncs) a moment later.
   ASSERT_TRUE(wait_until([&] { return SyncFaults::calls() >= 1; }));
@@ -81,14 +94,32 @@ TEST_F(DurabilityTest, APauseWhoseSyncFailsPromisesNothing) {
       << "the pause committed a checkpoint though its fdatasync failed";
 
   SyncFaults::set_failing(false);
-  // The stopped transfer lets go of the .part a moment after its sync; a resume before that is
-  // refused ("another job is writing"), a separate race not tested here.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The stopped transfer has let go of its .part by now (a resume at once: the next test).
   ASSERT_TRUE(q->resume_job(job.id).ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(30)));
   auto j = *q->id_to_job(job.id);
   EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
-  EXPECT_EQ(sha256_file(dir_ / "out.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(sha256_file(dir_ / "out.bin"), sha256_hex_of(body));
+  auto reqs = server_.requests_for("/slow.bin");
+  ASSERT_GE(reqs.size(), 2u);
+  EXPECT_EQ(reqs.back().range, "") << "the resume kept bytes that no sync promised";
+}
+
+// The same with the resume at once: the next attempt is claimed while the paused one is still
+// letting go of its .part, and waits for it. What it was told to keep is cut back to what the
+// failed sync left promised.
+TEST_F(DurabilityTest, AResumeAtOnceAfterAPauseWhoseSyncFailsKeepsNothingUnsynced) {
+  SyncFaultScope faults(SyncTarget::kPartFiles, dir_.path(), /*fail=*/true);
+  auto [q, job, body] = slow_download_under_way(46);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return SyncFaults::calls() >= 1; }));
+  SyncFaults::set_failing(false);
+  ASSERT_TRUE(q->join(std::chrono::seconds(30)));
+  auto j = *q->id_to_job(job.id);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "out.bin"), sha256_hex_of(body));
   auto reqs = server_.requests_for("/slow.bin");
   ASSERT_GE(reqs.size(), 2u);
   EXPECT_EQ(reqs.back().range, "") << "the resume kept bytes that no sync promised";

@@ -922,6 +922,11 @@ TEST(SegmentStoreTest, AfterAFailedSyncNoClaimKeepsMoreThanTheCheckpoint) {
   EXPECT_NE(next.checkpoint_boot_id, util::boot_id()) << "a claim in this boot would trust bytes";
   EXPECT_EQ(next.job.bytes, 40);
   EXPECT_EQ(next.segments, (std::vector<Segment>{{0, 100, 40, 40}, {100, 200, 10, 10}}));
+  // An attempt claimed before the failed one's end was recorded has not begun: it is covered.
+  ASSERT_TRUE(s->set_checkpoint(id, next.attempt, 40, util::boot_id()));
+  ASSERT_TRUE(s->set_progress(id, next.attempt, 120, 200));
+  EXPECT_TRUE(s->forget_unsynced(id, c.attempt));
+  EXPECT_EQ(s->get_job(id)->bytes, 40);
 }
 
 // A new .part holds none of the bytes the old map promises: recording it drops the map.

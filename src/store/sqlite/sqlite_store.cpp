@@ -522,10 +522,11 @@ class SqliteStore final : public Store {
     bool changed = false;
     transaction([&] {
       // No boot's stamp: the next claim keeps the checkpoint only, and forgets each segment's
-      // written bytes past its durable ones (claim()).
+      // written bytes past its durable ones (claim()). A later attempt claimed meanwhile has
+      // not begun (it waits for this one's end) and resumes from the same file.
       Lent q = stmt(
           "UPDATE jobs SET bytes = checkpoint_bytes, checkpoint_boot_id = NULL WHERE id = ? AND "
-          "attempts = ? AND status IN ('running', 'paused', 'waiting', 'error')");
+          "attempts >= ? AND status IN ('running', 'paused', 'waiting', 'error')");
       SQLite::bind(*q, id, attempt);
       changed = q->exec() > 0;
       if (!changed) return;
