@@ -232,7 +232,8 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   // Claimed while the job's last attempt was still letting go of its files (a pause, then a
   // resume at once): launched once that attempt has ended. Loop thread only.
   std::map<int64_t, Launch> deferred_;
-  // Jobs whose unsynced bytes were forgotten since their last launch. Loop thread only.
+  // Deferred launches claimed before their job's unsynced bytes were forgotten: cut back when
+  // they start (launch_deferred). Loop thread only.
   std::set<int64_t> unsynced_;
   // Checkpoints with the checkpoint thread, by job: each holds the job's .part. Loop thread only.
   std::map<int64_t, int> checkpoints_out_;

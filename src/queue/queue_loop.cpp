@@ -292,7 +292,6 @@ void QueueImpl::launch(Launch& l) {
     deferred_[l.job_id] = std::move(l);
     return;
   }
-  unsynced_.erase(l.job_id);  // claimed after the forgetting, or cut back (launch_deferred)
   active_[l.job_id] = std::move(l.active);
   active_[l.job_id].launched_at = Clock::now();
   {
@@ -317,16 +316,20 @@ void keep_only_promised(transfer::Request& req, const Job& job) {
     return;
   }
   for (auto& s : req.segments) {
+    int64_t promised = 0;  // a segment the record does not have: none of its bytes
     for (const auto& kept : job.segments) {
-      if (kept.start == s.start) s.done = std::min(s.done, kept.bytes);
+      if (kept.start == s.start) promised = kept.bytes;
     }
+    s.done = std::min(s.done, promised);
   }
 }
 
 }  // namespace
 
 void QueueImpl::forget_unsynced(int64_t id, int attempt, Ops& db) {
-  unsynced_.insert(id);
+  // A launch claimed after this batch's commit reads the forgetting itself; only one claimed
+  // before it, waiting for this attempt's end, must be cut back.
+  if (deferred_.count(id)) unsynced_.insert(id);
   db.push_back([this, id, attempt] { store_->forget_unsynced(id, attempt); });
 }
 
@@ -337,12 +340,14 @@ void QueueImpl::launch_deferred(int64_t id) {
   if (d == deferred_.end()) return;
   Launch l = std::move(d->second);
   deferred_.erase(d);
+  const bool cut = unsynced_.erase(id) > 0;
   try {
     auto job = store_->get_job(id);
     if (!job || job->status != JobStatus::kRunning || job->attempts != l.active.attempt) return;
-    if (unsynced_.count(id) && l.request) keep_only_promised(*l.request, *job);
+    if (cut && l.request) keep_only_promised(*l.request, *job);
   } catch (const std::exception& e) {
     store_failed(e, "job " + std::to_string(id) + ": cannot read it to start it");
+    if (cut) unsynced_.insert(id);
     deferred_[id] = std::move(l);  // tried again by the next schedule()
     next_wake_ = std::min(next_wake_, Clock::now() + kStoreRetryDelay);
     return;

@@ -150,9 +150,8 @@ class PartFile {
     std::lock_guard lk(sync_mu_);
     if (const int err = sync_error(); err != 0) return err;
     if ((full ? env.fsync(fd_) : env.fdatasync(fd_)) == 0) return 0;
-    const int err = errno;
-    sync_failed(err);
-    return err;
+    sync_failed(errno);  // EIO when errno says nothing
+    return sync_error();
   }
   // A sync of the file failed with err (the first failure is kept). From then on nothing
   // written through it may be promised, and it is not whole; a new attempt opens the file

@@ -63,8 +63,11 @@ bool matches(int fd) {
 // Counts and fails the call when the rule says so; otherwise calls the real one.
 int hook(int fd, const char* name, std::atomic<SyncFn>& cache) {
   if (matches(fd)) {
+    // Decided before it is counted: a test that sees the count may change the rule for the
+    // calls after it, never for this one.
+    const bool fail = g_fail.load();
     g_calls.fetch_add(1);
-    if (g_fail.load()) {
+    if (fail) {
       errno = EIO;
       return -1;
     }
