@@ -754,10 +754,15 @@ class SqliteStore final : public Store {
       q->executeStep();
       return q->getColumn(0).getInt() != 0;
     }
-    SQLite::Statement q(*db_, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', "
-                              "'running') AND id IN (" + id_list(ids) + "))");
-    q.executeStep();
-    return q.getColumn(0).getInt() != 0;
+    // The ids go in as one JSON array to a cached statement: join asks about a chunk of ids
+    // after every change, and preparing a statement with the ids written into it cost more
+    // than the answer.
+    Lent q = stmt(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('waiting', 'running') "
+        "AND id IN (SELECT value FROM json_each(?)))");
+    q->bind(1, "[" + id_list(ids) + "]");
+    q->executeStep();
+    return q->getColumn(0).getInt() != 0;
   }
 
   std::vector<LiveTarget> live_targets(const std::vector<std::string>& sources) override {
