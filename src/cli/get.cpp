@@ -216,7 +216,9 @@ class Display {
     last = j.status;
     switch (j.status) {
       case JobStatus::kRunning:
-        std::cerr << "started " << j.source << "\n";
+        // Once per job: a job handed back before its transfer began (to let a higher priority
+        // go first), or retried after a passing failure, runs again without a second line.
+        if (announced_.insert(j.id).second) std::cerr << "started " << j.source << "\n";
         break;
       case JobStatus::kCompleted:
         std::cerr << "completed " << j.download_path.value_or(j.dest) << " ("
@@ -237,6 +239,7 @@ class Display {
   LiveArea area_;
   std::map<int64_t, Sample> samples_;
   std::map<int64_t, JobStatus> reported_;
+  std::set<int64_t> announced_;  // jobs whose "started" line was printed
 };
 
 // The one line `fetchq get` prints when its state file fails it: another process holding the

@@ -138,6 +138,40 @@ TEST(CliGet, MessagesNameTheCommandAndItsHelp) {
 
 // get -i FILE reads URLs one a line (blank and # lines skipped), '-' from standard input, and
 // takes them with the ones on the command line; a JSON line is for add -i and is refused.
+// A job claimed ahead behind a file that runs long is handed back to wait (a higher priority
+// could come first) and runs later: one "started" line for it, not one per hand-over.
+TEST(CliGet, AJobHandedBackBeforeItBeganIsAnnouncedOnce) {
+  TempDir dir;
+  TestServer server;
+  std::vector<std::string> urls;
+  Resource small;
+  small.body = make_body(4000, 33);
+  for (int i = 0; i < 8; ++i) {
+    server.add("/s" + std::to_string(i) + ".bin", small);
+    urls.push_back(server.url("/s" + std::to_string(i) + ".bin"));
+  }
+  Resource slow;
+  slow.body = make_body(3 << 20, 34);
+  slow.rate_bytes_per_s = 1 << 20;  // three seconds, past the two after which waiting jobs go back
+  server.add("/slow.bin", slow);
+  // Long enough to be seen running again by the display, which looks four times a second.
+  Resource w;
+  w.body = make_body(512 << 10, 35);
+  w.rate_bytes_per_s = 1 << 20;
+  server.add("/w.bin", w);
+  urls.push_back(server.url("/slow.bin"));
+  urls.push_back(server.url("/w.bin"));
+  auto r = run_capture(get_argv(dir, urls, {"-j", "1"}), dir / "out.txt", dir / "err.txt",
+                       std::chrono::seconds(60));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(sha256_file(dir / "dl/w.bin"), sha256_hex_of(w.body));
+  const std::string line = "started " + server.url("/w.bin") + "\n";
+  size_t lines = 0;
+  for (size_t at = r.err.find(line); at != std::string::npos; at = r.err.find(line, at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 1u) << r.err;
+}
+
 TEST(CliGet, InputFileAndStandardInput) {
   TempDir dir;
   TestServer server;
