@@ -486,8 +486,8 @@ class Engine::Impl final : public FetchClient {
     if (response.code == 200 && lower(response.header("accept-ranges")).find("bytes") == std::string::npos) {
       return true;
     }
-    std::string etag = response.header("etag");
-    std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : response.header("last-modified");
+    std::string validator =
+        if_range_validator(response.header("etag"), response.header("last-modified"));
     if (validator.empty()) return true;  // no If-Range: a changed file could be spliced
     const int64_t min = std::max<int64_t>(1, options_.segment_min_size);
     if (t.total / min < 2) return true;
@@ -598,8 +598,7 @@ class Engine::Impl final : public FetchClient {
     // A map of more segments than connections (work stealing) is fetched so many at a time.
     const int conns = asked_connections(t);
     t.conn_cap = std::max(1, allowed_connections(t));
-    const std::string& etag = t.req.etag;
-    std::string validator = !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : t.req.last_modified;
+    std::string validator = if_range_validator(t.req.etag, t.req.last_modified);
     const int64_t total = t.req.expected_total;
     if (conns < 2 || validator.empty() || !t.file || total <= 0 || t.offset != total ||
         !t.part_replaced.empty()) {
@@ -1049,8 +1048,7 @@ class Engine::Impl final : public FetchClient {
   }
 
   static std::string validator_of(const FetchResponse& response) {
-    std::string etag = response.header("etag");
-    return !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : response.header("last-modified");
+    return if_range_validator(response.header("etag"), response.header("last-modified"));
   }
 
   bool check_response(Transfer& t, Transfer::Source& src, const FetchResponse& response) {
@@ -1190,7 +1188,10 @@ class Engine::Impl final : public FetchClient {
     const bool ok = response.code == 206 &&
                     parse_content_range(response.header("content-range"), &start, &end, &total) &&
                     start == s->pos && end >= ask_end(*s) - 1 && total == t.total &&
-                    (s->src == t.lead || named == t.sources[s->src].validator);
+                    (s->src == t.lead ? !names_another_version(t.sources[s->src].validator,
+                                                               response.header("etag"),
+                                                               response.header("last-modified"))
+                                      : named == t.sources[s->src].validator);
     if (ok) s->probe_answered = true;
     if (ok && !t.started_reported) {
       t.started_reported = true;
@@ -1669,12 +1670,7 @@ class Engine::Impl final : public FetchClient {
     if (t.offset > 0 && t.whole_because.empty()) {
       fr.range = ByteRange{.start = t.offset};
       // If-Range: a strong ETag, else Last-Modified; without either, a 206 is trusted as is.
-      std::string validator;
-      if (!t.req.etag.empty() && t.req.etag.rfind("W/", 0) != 0) {
-        validator = t.req.etag;
-      } else if (!t.req.last_modified.empty()) {
-        validator = t.req.last_modified;
-      }
+      const std::string validator = if_range_validator(t.req.etag, t.req.last_modified);
       if (!validator.empty()) fr.headers.push_back("If-Range: " + validator);
     }
     t.fetch = fetcher_.start(std::move(fr));
@@ -1799,6 +1795,21 @@ class Engine::Impl final : public FetchClient {
       if (!placer_.settle_path(t, (dir == "/" ? "" : dir) + "/" + name)) return false;
     }
     if (code == 206) {
+      // A server that ignores If-Range answers with the range of the file it has now: one that
+      // names another version than the bytes kept is never spliced onto them.
+      const std::string sent = t.offset > 0 && t.whole_because.empty()
+                                   ? if_range_validator(t.req.etag, t.req.last_modified)
+                                   : std::string();
+      if (names_another_version(sent, header("etag"), header("last-modified"))) {
+        t.failure = Failure{.type = "FileChanged",
+                            .message = "GET " + url + ": the 206 answer names another version (" +
+                                       if_range_validator(header("etag"), header("last-modified")) +
+                                       ", asked for " + sent + "): the file changed; starting over",
+                            .retryable = true,
+                            .retry_after_ms = 0,
+                            .restart_from_zero = true};
+        return false;
+      }
       int64_t start = 0, end = -1, total = -1;
       if (!parse_content_range(header("content-range"), &start, &end, &total) || start != t.offset) {
         t.failure = Failure{.type = "RangeMismatch",

@@ -217,6 +217,16 @@ static bool parse_int(std::string_view s, int64_t* out) {
   return ec == std::errc() && p == s.data() + s.size() && *out >= 0;
 }
 
+std::string if_range_validator(const std::string& etag, const std::string& last_modified) {
+  return !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : last_modified;
+}
+
+bool names_another_version(const std::string& sent, const std::string& etag,
+                           const std::string& last_modified) {
+  if (sent.empty() || sent == etag || sent == last_modified) return false;
+  return !if_range_validator(etag, last_modified).empty();
+}
+
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total) {
   int64_t end = -1;
   return parse_content_range(value, start, &end, total);

@@ -260,4 +260,14 @@ bool parse_content_range(const std::string& value, int64_t* start, int64_t* tota
 // The same, with the last byte of the range (-1 for '*').
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* end, int64_t* total);
 
+// The validator a range is guarded by (If-Range): a strong ETag, else Last-Modified; "" when
+// there is neither (a weak ETag names no bytes).
+std::string if_range_validator(const std::string& etag, const std::string& last_modified);
+// Whether an answer to a range sent with If-Range `sent` names another version of the file: it
+// carries a strong ETag or a Last-Modified and `sent` is neither. A server that ignores If-Range
+// answers a changed file's range with a 206 of the new bytes; an answer naming no validator
+// says nothing either way.
+bool names_another_version(const std::string& sent, const std::string& etag,
+                           const std::string& last_modified);
+
 }  // namespace fetchq::transfer

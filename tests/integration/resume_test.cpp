@@ -225,7 +225,8 @@ TEST_F(ResumeTest, AShortBodyIsAFailureNotASuccess) {
 // Puts a job in the state a crash leaves: a .part of `part_bytes` and a checkpoint.
 int64_t crashed_job(const TempDir& dir, const std::string& url, const std::string& dest,
                     const std::string& body, int64_t part_bytes, int64_t checkpoint,
-                    const std::string& boot_id, const std::string& etag) {
+                    const std::string& boot_id, const std::string& etag,
+                    const std::string& last_modified = "") {
   auto st = store::open(dir / "queue.db");
   EXPECT_TRUE(st.ok());
   auto& s = *st.value();
@@ -239,7 +240,8 @@ int64_t crashed_job(const TempDir& dir, const std::string& url, const std::strin
   EXPECT_EQ(::stat((dest + ".part").c_str(), &sb), 0);
   EXPECT_TRUE(s.record_part(id, c.attempt, dest, sb.st_dev, sb.st_ino,
                             util::birth_time_ns(AT_FDCWD, (dest + ".part").c_str())));
-  store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, "", 0, "", "", ""};
+  store::StartInfo info{dest, static_cast<int64_t>(body.size()), etag, last_modified, 0, "", "",
+                        ""};
   EXPECT_TRUE(s.set_started(id, c.attempt, info));
   // Every byte of the .part was written by the job (its progress says so); `checkpoint` synced.
   EXPECT_TRUE(s.set_progress(id, c.attempt, part_bytes, static_cast<int64_t>(body.size())));
@@ -277,6 +279,72 @@ TEST_F(ResumeTest, AfterARebootOnlyTheCheckpointIsTrusted) {
   auto reqs = server_.requests_for("/reboot.bin");
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].range, "bytes=100000-");
+}
+
+// The file changed on the server while the job was down, and the server ignores If-Range: it
+// answers the resume's range with a 206 of its new version, under a new ETag. Those bytes are
+// never spliced onto the old ones: the job starts over and ends with the new file, whole.
+TEST_F(ResumeTest, A206NamingAnotherETagThanIfRangeIsNeverSpliced) {
+  const std::string old_body = make_body(600000, 19);
+  Resource now;
+  now.body = make_body(600000, 20);
+  now.etag = "\"v2\"";
+  now.honour_if_range = false;
+  server_.add("/changed.bin", now);
+  crashed_job(dir_, server_.url("/changed.bin"), out(), old_body, 450000, 100000, util::boot_id(),
+              "\"v1\"");
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  Job j = q->list_jobs().at(0);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(now.body)) << "another version was spliced in";
+  auto reqs = server_.requests_for("/changed.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].range, "bytes=450000-");
+  EXPECT_EQ(reqs[0].if_range, "\"v1\"");
+  EXPECT_EQ(reqs[1].range, "");  // started over
+  EXPECT_EQ(count_type(job_events(*q, j.id), "download_restarted"), 1u);
+}
+
+// The same with Last-Modified as the only validator.
+TEST_F(ResumeTest, A206NamingAnotherLastModifiedThanIfRangeIsNeverSpliced) {
+  const std::string old_body = make_body(600000, 21);
+  Resource now;
+  now.body = make_body(600000, 22);
+  now.etag = "";
+  now.last_modified = "Thu, 03 Dec 2026 10:00:00 GMT";
+  now.honour_if_range = false;
+  server_.add("/changed.bin", now);
+  crashed_job(dir_, server_.url("/changed.bin"), out(), old_body, 450000, 100000, util::boot_id(),
+              "", "Wed, 02 Dec 2026 10:00:00 GMT");
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  Job j = q->list_jobs().at(0);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(now.body)) << "another version was spliced in";
+  auto reqs = server_.requests_for("/changed.bin");
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].if_range, "Wed, 02 Dec 2026 10:00:00 GMT");
+  EXPECT_EQ(reqs[1].range, "");
+}
+
+// A 206 that names no validator at all says nothing of the version: it is taken as before.
+TEST_F(ResumeTest, A206NamingNoValidatorIsTakenAsTheSameFile) {
+  Resource r;
+  r.body = make_body(600000, 23);
+  r.etag = "";
+  r.honour_if_range = false;
+  server_.add("/plain.bin", r);
+  crashed_job(dir_, server_.url("/plain.bin"), out(), r.body, 450000, 100000, util::boot_id(),
+              "\"v1\"");
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  Job j = q->list_jobs().at(0);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(sha256_file(out()), sha256_hex_of(r.body));
+  auto reqs = server_.requests_for("/plain.bin");
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].range, "bytes=450000-");
 }
 
 TEST_F(ResumeTest, A416WithTheRightSizeMeansTheFileIsWhole) {

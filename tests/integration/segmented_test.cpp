@@ -644,6 +644,32 @@ TEST_F(Segmented, AFullDiskFailsAtTheStartWhenTheFileIsPreallocated) {
   EXPECT_LT(server_.total_body_bytes_sent(), kBig);
 }
 
+// While a segmented job is paused the file changes on a server that ignores If-Range: each
+// resumed segment's range comes back 206 with the new version's bytes and ETag. None of them is
+// spliced into the map: the job starts over and ends with the new file, whole.
+TEST_F(Segmented, AResumedMapAnsweredUnderAnotherETagStartsOverAndIsNeverMixed) {
+  Resource r = big(73, 2 << 20);
+  server_.add("/v.bin", r);
+  auto q = open_queue(options());
+  auto job = submit(*q, server_.url("/v.bin"), dir_ / "v.bin");
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > (4 << 20); }));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] {
+    auto j = q->id_to_job(job.id);
+    return j->status == JobStatus::kPaused && !j->segments.empty();
+  }));
+  Resource now = big(74, 8 << 20);  // the same size, another version (its ETag follows its bytes)
+  now.honour_if_range = false;
+  server_.add("/v.bin", now);
+  server_.reset_log();
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  auto j = q->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+  EXPECT_EQ(sha256_file(dir_ / "v.bin"), sha256_hex_of(now.body)) << "two versions were mixed";
+  EXPECT_GE(count_type(job_events(*q, job.id), "download_restarted"), 1u);
+}
+
 TEST_F(Segmented, APauseSyncsAndRecordsEverySegmentSoTheResumeAsksForNoneOfItAgain) {
   Resource r = big(72, 2 << 20);
   server_.add("/pause.bin", r);

@@ -663,7 +663,7 @@ TestServer::Impl::After TestServer::Impl::serve_resource(int fd, const Request& 
   if (r.honour_range && !range.empty() && !is_head) {
     const std::string if_range = req.header("if-range");
     bool if_range_ok = true;
-    if (!if_range.empty()) {
+    if (!if_range.empty() && r.honour_if_range) {
       const bool looks_like_etag = if_range.front() == '"' || if_range.rfind("W/", 0) == 0;
       // Weak validators never match If-Range (strong comparison required).
       if_range_ok = looks_like_etag ? (!etag.empty() && if_range == etag && etag.rfind("W/", 0) != 0)

@@ -74,6 +74,9 @@ struct Resource {
   int max_in_flight = 0;
   // false: Range is ignored, always 200 with the whole body, no Accept-Ranges.
   bool honour_range = true;
+  // false: If-Range is ignored, a range is answered from `body` whatever validator it names
+  // (a server that breaks RFC 9110 this way splices its new version onto a client's old one).
+  bool honour_if_range = true;
   // No Content-Length: body is delimited by closing the connection
   // (the response carries Connection: close).
   bool no_length = false;

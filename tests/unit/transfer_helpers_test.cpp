@@ -9,6 +9,31 @@
 namespace fetchq::transfer {
 namespace {
 
+TEST(Validators, IfRangeTakesAStrongETagElseLastModified) {
+  const std::string lm = "Wed, 02 Dec 2026 10:00:00 GMT";
+  EXPECT_EQ(if_range_validator("\"a\"", lm), "\"a\"");
+  EXPECT_EQ(if_range_validator("W/\"a\"", lm), lm);  // a weak tag names no bytes
+  EXPECT_EQ(if_range_validator("", lm), lm);
+  EXPECT_EQ(if_range_validator("W/\"a\"", ""), "");
+}
+
+TEST(Validators, AnAnswerNamingAnotherVersionIsTold) {
+  const std::string lm = "Wed, 02 Dec 2026 10:00:00 GMT", lm2 = "Thu, 03 Dec 2026 10:00:00 GMT";
+  // The same version, by either validator.
+  EXPECT_FALSE(names_another_version("\"a\"", "\"a\"", lm2));
+  EXPECT_FALSE(names_another_version(lm, "", lm));
+  EXPECT_FALSE(names_another_version(lm, "W/\"x\"", lm));
+  // Another ETag, another Last-Modified, or a strong ETag where a date was asked.
+  EXPECT_TRUE(names_another_version("\"a\"", "\"b\"", ""));
+  EXPECT_TRUE(names_another_version("\"a\"", "", lm));
+  EXPECT_TRUE(names_another_version(lm, "", lm2));
+  EXPECT_TRUE(names_another_version(lm, "\"b\"", ""));
+  // Nothing asked, or nothing named: nothing to tell.
+  EXPECT_FALSE(names_another_version("", "\"b\"", lm));
+  EXPECT_FALSE(names_another_version("\"a\"", "", ""));
+  EXPECT_FALSE(names_another_version("\"a\"", "W/\"a\"", ""));
+}
+
 TEST(ContentRange, ParsesRangesAndStars) {
   int64_t start = 0, total = 0;
   ASSERT_TRUE(parse_content_range("bytes 100-199/1000", &start, &total));
