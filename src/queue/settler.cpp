@@ -144,7 +144,16 @@ void Settler::settle(std::vector<Settling>& items) {
     const std::string& path = item.f.r.download_path;
     const std::string part = path + ".part";
     int err = rename_into_place(env_, *item.f.r.file, item.a.if_exists);
-    if (err == EEXIST) {
+    if (err == EEXIST && item.a.if_exists == IfExists::kRename) {
+      // The retry finds the name taken, removes this .part and starts under a numbered name.
+      item.failure = transfer::Failure{
+          .type = "DestinationExists",
+          .message = path +
+                     " appeared while downloading; the download starts again under a "
+                     "new name (--if-exists rename)",
+          .retryable = true,
+          .restart_from_zero = true};
+    } else if (err == EEXIST) {
       item.failure = transfer::Failure{"DestinationExists",
                                        path + " appeared while downloading; the download stays in " + part,
                                        false, std::nullopt, false, false};

@@ -271,6 +271,30 @@ Placer::Reuse Placer::open_own_part(Placement& t, const std::string& path, int64
   return Reuse::kOpened;
 }
 
+// The job's own .part of `path` (the recorded identity, one link, a regular file), which no
+// attempt will use again: the name was taken meanwhile and the job goes on under a numbered
+// one (rename). Removed, so that it does not stay on disk with nothing to clean it up. Anything
+// else there is left alone.
+void Placer::remove_own_part(Placement& t, const std::string& path) {
+  if (!t.req.part_identity || !t.folder || !paths_->claim(path)) return;
+  const PartIdentity& want = *t.req.part_identity;
+  const std::string name = base_name(path + ".part");
+  const int dfd = t.folder->fd();
+  struct stat st {};
+  if (env_.fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+      st.st_nlink == 1 && static_cast<uint64_t>(st.st_dev) == want.dev &&
+      static_cast<uint64_t>(st.st_ino) == want.ino &&
+      (want.birth_ns == 0 || util::birth_time_ns(dfd, name.c_str()) == want.birth_ns) &&
+      env_.unlinkat(dfd, name.c_str(), 0) == 0) {
+    t.part_replaced = path +
+                      " was taken by another file (--if-exists rename): the download "
+                      "starts again under a new name and its " +
+                      name + " was removed";
+    spdlog::info("job {}: {}", t.req.job_id, t.part_replaced);
+  }
+  paths_->release(path);
+}
+
 // Applies if_exists to a path whose .part is not ours yet; may switch to a numbered name.
 // Claims the chosen path in the registry and creates its .part. A .part that exists already
 // belongs to someone else: the next numbered name (rename) or DestinationExists.
@@ -348,6 +372,9 @@ void Placer::place(Placement& t) {
         fail(t, "DestinationExists", "another job is writing " + p + " or uses it as its .part");
         settled = true;
       }
+    }
+    if (!settled && !t.failure && own && t.req.if_exists == IfExists::kRename) {
+      remove_own_part(t, p);
     }
     if (!settled && !t.failure) settle_path(t, p);
   }

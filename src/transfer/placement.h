@@ -82,6 +82,7 @@ class Placer {
   std::string what_is(int dir_fd, const std::string& name);
   Create create_part(Placement& t, const std::string& path);
   Reuse open_own_part(Placement& t, const std::string& path, int64_t keep, std::string* why);
+  void remove_own_part(Placement& t, const std::string& path);
 
   util::Env& env_;
   PathRegistry* paths_;

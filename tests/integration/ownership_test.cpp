@@ -75,6 +75,67 @@ TEST(Ownership, WithRenameAForeignPartMeansTheNextName) {
   EXPECT_EQ(read_file(dir / "report.part"), "the user's own notes");
 }
 
+// --if-exists rename, and a file of the user's takes the name while the job is paused: the
+// resume goes to a numbered name, from zero, and the job's own .part under the old name is
+// removed rather than left on disk with nothing to clean it up. The user's file is untouched.
+TEST(Ownership, WithRenameANameTakenWhilePausedMeansTheNextNameAndNoStrayPart) {
+  TempDir dir;
+  TestServer server;
+  Resource r;
+  r.body = make_body(1200000, 5);
+  r.rate_bytes_per_s = 600000;
+  server.add("/x.bin", r);
+  auto q = open_queue(fast_options(dir));
+  DownloadOptions o;
+  o.if_exists = IfExists::kRename;
+  auto job = submit(*q, server.url("/x.bin"), std::string(dir / "") + "/", o);
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 100000; }));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  ASSERT_TRUE(wait_until([&] { return file_exists(dir / "x.bin.part"); }));
+  write_file(dir / "x.bin", "the user's file");
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  auto j = wait_end(*q, job.id);
+  ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_EQ(j.download_path.value_or(""), std::string(dir / "x.1.bin"));
+  EXPECT_EQ(sha256_file(dir / "x.1.bin"), sha256_hex_of(r.body));
+  EXPECT_EQ(read_file(dir / "x.bin"), "the user's file");
+  EXPECT_FALSE(file_exists(dir / "x.bin.part")) << "the job's own .part was left behind";
+  EXPECT_FALSE(file_exists(dir / "x.1.bin.part"));
+}
+
+// --if-exists rename, and the name is taken while the body is still coming: the rename into
+// place finds it taken, and the job goes on by itself under a numbered name (from zero), leaving
+// no .part; with the default policy the job fails and its .part stays for the user.
+TEST(Ownership, WithRenameANameTakenWhileDownloadingMeansTheNextName) {
+  for (IfExists policy : {IfExists::kRename, IfExists::kError}) {
+    TempDir dir;
+    TestServer server;
+    Resource r;
+    r.body = make_body(600000, 6);
+    r.rate_bytes_per_s = 600000;
+    server.add("/y.bin", r);
+    auto q = open_queue(fast_options(dir));
+    DownloadOptions o;
+    o.if_exists = policy;
+    auto job = submit(*q, server.url("/y.bin"), std::string(dir / "") + "/", o);
+    ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->bytes > 0; }));
+    write_file(dir / "y.bin", "the user's file");
+    auto j = wait_end(*q, job.id);
+    EXPECT_EQ(read_file(dir / "y.bin"), "the user's file");
+    if (policy == IfExists::kError) {
+      EXPECT_EQ(j.status, JobStatus::kError);
+      EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
+      EXPECT_TRUE(file_exists(dir / "y.bin.part"));
+      continue;
+    }
+    ASSERT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+    EXPECT_EQ(j.download_path.value_or(""), std::string(dir / "y.1.bin"));
+    EXPECT_EQ(sha256_file(dir / "y.1.bin"), sha256_hex_of(r.body));
+    EXPECT_FALSE(file_exists(dir / "y.bin.part")) << "the job's own .part was left behind";
+  }
+}
+
 TEST(Ownership, AFinishedFileNamedLikeAnotherJobsPartIsTaken) {
   TempDir dir;
   TestServer server;
