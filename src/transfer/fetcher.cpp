@@ -223,8 +223,25 @@ size_t Fetcher::header_cb(char* data, size_t size, size_t n, void* ud) noexcept 
   if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") return len;
   auto colon = line.find(':');
   if (colon != std::string_view::npos) {
-    f->resp_headers[lower(std::string(line.substr(0, colon)))] =
-        std::string(util::trim(line.substr(colon + 1)));
+    std::string name = lower(std::string(line.substr(0, colon)));
+    std::string value(util::trim(line.substr(colon + 1)));
+    if (name == "content-length") {
+      auto it = f->resp_headers.find(name);
+      const std::string* before = it == f->resp_headers.end() ? nullptr : &it->second;
+      if (!content_length_agrees(value, before)) {
+        if (!f->failure) {
+          const std::string said = (before ? *before + " and " : "") + value;
+          f->failure = Failure{.type = "BadResponseHeader",
+                               .message = f->fetcher->where(f->id) +
+                                          ": the response's Content-Length is not one "
+                                          "length (" +
+                                          said.substr(0, 80) + ")",
+                               .retryable = true};
+        }
+        return 0;  // aborts the transfer: the body's end could not be told
+      }
+    }
+    f->resp_headers[std::move(name)] = std::move(value);
   }
   return len;
 }

@@ -217,6 +217,26 @@ static bool parse_int(std::string_view s, int64_t* out) {
   return ec == std::errc() && p == s.data() + s.size() && *out >= 0;
 }
 
+bool content_length_agrees(std::string_view value, const std::string* before) {
+  std::optional<int64_t> length;
+  // Each of a list's lengths, all the same as the first seen.
+  auto all_same = [&](std::string_view list) {
+    for (;;) {
+      const size_t comma = list.find(',');
+      const std::string_view v = util::trim(list.substr(0, comma));
+      int64_t n = 0;
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (v.empty() || v.front() == '-' || ec != std::errc() || p != v.data() + v.size())
+        return false;
+      if (length && *length != n) return false;
+      length = n;
+      if (comma == std::string_view::npos) return true;
+      list.remove_prefix(comma + 1);
+    }
+  };
+  return all_same(value) && (!before || all_same(*before));
+}
+
 std::string if_range_validator(const std::string& etag, const std::string& last_modified) {
   return !etag.empty() && etag.rfind("W/", 0) != 0 ? etag : last_modified;
 }

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fetchq/job.h"
@@ -259,6 +260,11 @@ std::optional<int64_t> parse_retry_after(const std::string& value, int64_t now_u
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total);
 // The same, with the last byte of the range (-1 for '*').
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* end, int64_t* total);
+
+// Whether a Content-Length value (RFC 9110 8.6) names one length: a decimal that fits, or a
+// list of the same one; with `before` (an earlier Content-Length line of the same response),
+// the same length as that too. Anything else leaves the body's end unknown (RFC 9112 6.3).
+bool content_length_agrees(std::string_view value, const std::string* before);
 
 // The validator a range is guarded by (If-Range): a strong ETag, else Last-Modified; "" when
 // there is neither (a weak ETag names no bytes).

@@ -441,6 +441,29 @@ TEST(FaultMatrix, AGzipEncodedBodyIsStoredAsSentAndItsLengthChecked) {
   EXPECT_EQ(server.requests_for("/z.bin").at(0).accept_encoding, "identity");
 }
 
+// A response whose Content-Length is not one length (two lines that disagree, a list of two,
+// a number too big to hold) does not say where its body ends: no file is made of it, whatever
+// the bytes that came; the job ends with BadResponseHeader after its retries.
+TEST(FaultMatrix, AContentLengthThatIsNotOneLengthKeepsNoFile) {
+  for (const std::string lengths :
+       {"Content-Length: 100\r\nContent-Length: 50\r\n", "Content-Length: 100, 50\r\n",
+        "Content-Length: 99999999999999999999\r\n"}) {
+    TempDir dir;
+    TestServer server;
+    server.set_handler("/f.bin", [lengths](const RequestLog&, int fd) {
+      send_all(fd, "HTTP/1.1 200 OK\r\n" + lengths + "Connection: close\r\n\r\n" +
+                       std::string(100, 'x'));
+    });
+    auto q = open_queue(fast_options(dir));
+    auto job = submit(*q, server.url("/f.bin"), dir / "f.bin");
+    ASSERT_TRUE(q->join(std::chrono::seconds(30)));
+    Job j = *q->id_to_job(job.id);
+    EXPECT_EQ(j.status, JobStatus::kError) << lengths;
+    EXPECT_EQ(j.error_type.value_or(""), "BadResponseHeader") << lengths;
+    EXPECT_FALSE(file_exists(dir / "f.bin")) << lengths;
+  }
+}
+
 TEST(FaultMatrix, RedirectLoopsAndLongChainsEnd) {
   TempDir dir;
   TestServer server;

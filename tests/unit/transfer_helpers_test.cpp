@@ -9,6 +9,22 @@
 namespace fetchq::transfer {
 namespace {
 
+TEST(ContentLength, OneLengthOrAListOfTheSameOne) {
+  EXPECT_TRUE(content_length_agrees("100", nullptr));
+  EXPECT_TRUE(content_length_agrees("0", nullptr));
+  EXPECT_TRUE(content_length_agrees("100, 100", nullptr));
+  const std::string before = "100";
+  EXPECT_TRUE(content_length_agrees("100", &before));
+  EXPECT_FALSE(content_length_agrees("50", &before));  // two lines that disagree
+  EXPECT_FALSE(content_length_agrees("100, 50", nullptr));
+  EXPECT_FALSE(content_length_agrees("99999999999999999999", nullptr));  // does not fit
+  EXPECT_FALSE(content_length_agrees("-1", nullptr));
+  EXPECT_FALSE(content_length_agrees("+5", nullptr));
+  EXPECT_FALSE(content_length_agrees("12abc", nullptr));
+  EXPECT_FALSE(content_length_agrees("", nullptr));
+  EXPECT_FALSE(content_length_agrees("100,", nullptr));
+}
+
 TEST(Validators, IfRangeTakesAStrongETagElseLastModified) {
   const std::string lm = "Wed, 02 Dec 2026 10:00:00 GMT";
   EXPECT_EQ(if_range_validator("\"a\"", lm), "\"a\"");
