@@ -43,6 +43,7 @@ struct Conn final : Session, std::enable_shared_from_this<Conn> {
   std::mutex mu;  // guards everything below
   std::string out;
   std::deque<std::string> lines;  // requests waiting for their turn
+  size_t lines_bytes = 0;         // their size together
   bool busy = false;              // a request of this connection is being served
   bool close_after_flush = false;
   bool dead = false;
@@ -74,6 +75,9 @@ constexpr int64_t kListingPage = 500;
 constexpr size_t kListingLowWater = 256 << 10;
 // A connection with this many requests waiting is not read further until some are served.
 constexpr size_t kMaxPendingLines = 64;
+// An unfinished line this long is refused while all requests held are over the input budget:
+// a request sent whole is read at once and never held this long unfinished.
+constexpr size_t kFairUnfinishedLine = 64 << 10;
 
 class Server final : public ControlServer {
  public:
@@ -198,9 +202,11 @@ class Server final : public ControlServer {
   // turn, nor while its answers wait and all output together is over the budget. Caller holds
   // c->mu.
   bool readable(const Conn& c) const {
-    return c.lines.size() < kMaxPendingLines && (c.out.empty() || !over_budget());
+    return c.lines.size() < kMaxPendingLines && (c.lines.empty() || !over_input_budget()) &&
+           (c.out.empty() || !over_budget());
   }
   bool over_budget() const { return queued_.load() > opts_.max_total_output_bytes; }
+  bool over_input_budget() const { return held_in_.load() > opts_.max_total_input_bytes; }
 
   void read_from(const ConnPtr& c) {
     char buf[65536];
@@ -213,6 +219,7 @@ class Server final : public ControlServer {
       if (n > 0) {
         size_t start = c->in.size();
         c->in.append(buf, static_cast<size_t>(n));
+        held_in_ += static_cast<size_t>(n);
         size_t pos;
         size_t from = 0;
         while ((pos = c->in.find('\n', std::max(start, from))) != std::string::npos) {
@@ -223,13 +230,20 @@ class Server final : public ControlServer {
           if (line.find_first_not_of(" \t") != std::string::npos) enqueue_line(c, std::move(line));
         }
         c->in.erase(0, from);
-        if (c->in.size() > kMaxRequestBytes) {
+        held_in_ -= from;  // now waiting lines (counted by enqueue_line), or blank
+        const bool too_long = c->in.size() > kMaxRequestBytes;
+        if (too_long || (c->in.size() > kFairUnfinishedLine && over_input_budget())) {
           // Refuse before buffering more of it; the client cannot be read any further.
-          send(c, rpc_error(nullptr, kInvalidRequest,
-                            "request too large: the limit is " + std::to_string(kMaxRequestBytes) +
-                                " bytes a line"),
+          send(c,
+               rpc_error(nullptr, kInvalidRequest,
+                         too_long ? "request too large: the limit is " +
+                                        std::to_string(kMaxRequestBytes) + " bytes a line"
+                                  : "the daemon holds too many unfinished requests; this one "
+                                    "is refused, send it again"),
                true);
-          c->in.clear();
+          if (!too_long)
+            spdlog::warn("control socket: refused an unfinished request over the input budget");
+          drop_input(*c);
           ::shutdown(c->fd, SHUT_RD);
           return;
         }
@@ -257,10 +271,20 @@ class Server final : public ControlServer {
     }
   }
 
+  // Lets go of what a connection read and was not served (I/O thread).
+  void drop_input(Conn& c) {
+    held_in_ -= c.in.size();
+    c.in.clear();
+  }
+
   void close_conn(const ConnPtr& c) {
+    drop_input(*c);
     {
       std::lock_guard lk(c->mu);
       c->dead = true;
+      held_in_ -= c->lines_bytes;
+      c->lines.clear();
+      c->lines_bytes = 0;
     }
     {
       std::lock_guard lk(c->mu);
@@ -355,6 +379,8 @@ class Server final : public ControlServer {
     bool schedule = false;
     {
       std::lock_guard lk(c->mu);
+      c->lines_bytes += line.size();
+      held_in_ += line.size();
       c->lines.push_back(std::move(line));
       if (!c->busy) {
         c->busy = true;
@@ -410,6 +436,8 @@ class Server final : public ControlServer {
       } else {
         line = std::move(c->lines.front());
         c->lines.pop_front();
+        c->lines_bytes -= line.size();
+        held_in_ -= line.size();
       }
     }
     if (line.empty()) {
@@ -523,7 +551,8 @@ class Server final : public ControlServer {
   std::condition_variable task_cv_;
   std::deque<ConnPtr> tasks_;
   bool stopped_ = false;
-  std::atomic<size_t> queued_{0};  // bytes in every Conn::out
+  std::atomic<size_t> queued_{0};   // bytes in every Conn::out
+  std::atomic<size_t> held_in_{0};  // bytes in every Conn::in and Conn::lines
   size_t conn_count_ = 0;
 
   std::thread io_;

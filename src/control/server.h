@@ -23,6 +23,10 @@ struct ServerOptions {
   // All connections' unsent answers together: past it, a connection with output still waiting
   // is served (and read) no further until it drains; joins and events still flow.
   size_t max_total_output_bytes = 64 << 20;
+  // All connections' requests read and not yet served (lines still unfinished, and finished
+  // ones waiting their turn) together: past it, a connection with a request waiting is read no
+  // further until it is served, and one whose unfinished line grows past 64 KiB is refused.
+  size_t max_total_input_bytes = 64 << 20;
 };
 
 class ControlServer {

@@ -374,6 +374,53 @@ TEST(ControlSocket, ClientsReadingLateWaitWithinTheGlobalOutputBudget) {
   EXPECT_TRUE(d.process().running());
 }
 
+// Sixty clients each send most of a 3 MiB request and wait, never ending the line: 180 MiB the
+// daemon would hold. It holds them up to its input budget (64 MiB); past it, an unfinished line
+// over 64 KiB is refused, with an answer that says why. A request sent whole is answered all
+// along, and once the others are gone a long one (1 MiB) is taken again.
+TEST(ControlSocket, UnfinishedRequestsStayWithinTheInputBudget) {
+  TempDir dir;
+  Fetchqd d(dir);
+  ASSERT_TRUE(start_for_memory(d)) << d.log();
+  pid_t pid = d.process().pid();
+  const int64_t base = vm_rss_kib(pid);
+  ASSERT_GT(base, 0);
+  const std::string head = R"({"jsonrpc":"2.0","id":1,"method":"stats","params":{"pad":")";
+  constexpr int kClients = 60;
+  std::vector<int> fds;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = connect_unix(d.socket());
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    send_all(fd,
+             head + std::string(3 << 20, 'a'));  // false once refused: the daemon stopped reading
+  }
+  std::this_thread::sleep_for(500ms);
+  const int64_t held = vm_rss_kib(pid);
+  EXPECT_EQ(
+      error_code(call_once(d.socket(), json{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "stats"}})),
+      0)
+      << "a whole request was not answered";
+  int refused = 0;
+  for (int fd : fds) {
+    read_lines(fd, 1, std::chrono::steady_clock::now() + 100ms, [&](const std::string& l) {
+      refused += l.find("too many unfinished requests") != std::string::npos;
+    });
+    ::close(fd);
+  }
+  std::cout << "VmRSS " << base << " KiB, " << held << " KiB with every client holding a line; "
+            << refused << " of " << kClients << " refused\n";
+  EXPECT_GE(refused, kClients / 2);
+#if !defined(__SANITIZE_THREAD__)  // whose shadow memory would be measured too
+  EXPECT_LT(held - base, 128 * 1024) << "VmRSS went from " << base << " KiB to " << held << " KiB";
+#endif
+  // The budget is free again: a long request sent whole is served.
+  json big = call_once(d.socket(), json::parse(head + std::string(1 << 20, 'b') + "\"}}"));
+  ASSERT_TRUE(big.is_object()) << "no answer to a long request";
+  EXPECT_EQ(big.dump().find("unfinished"), std::string::npos) << big.dump().substr(0, 200);
+  EXPECT_TRUE(d.process().running());
+}
+
 TEST(ControlSocket, SocketPathThatIsNotASocketIsRefusedAndKept) {
   TempDir dir;
   std::string file = dir / "precious.txt";
