@@ -150,7 +150,9 @@ json rpc_error(const json& id, const Error& error) {
 }
 
 std::optional<RpcRequest> parse_request(std::string_view line, json* error_response) {
-  json doc = json::parse(line, nullptr, false);
+  // A NUL ends the parser's input: what follows it would be ignored instead of refused.
+  json doc = line.find('\0') == std::string_view::npos ? json::parse(line, nullptr, false)
+                                                       : json(json::value_t::discarded);
   if (doc.is_discarded()) {
     *error_response = rpc_error(nullptr, kParseError, "parse error: not JSON");
     return std::nullopt;
@@ -160,7 +162,11 @@ std::optional<RpcRequest> parse_request(std::string_view line, json* error_respo
     return std::nullopt;
   }
   json id = doc.contains("id") ? doc["id"] : json(nullptr);
-  if (!id.is_null() && !id.is_string() && !id.is_number()) id = nullptr;
+  if (!id.is_null() && !id.is_string() && !id.is_number()) {
+    *error_response = rpc_error(nullptr, kInvalidRequest,
+                                "invalid request: id must be a string, a number or null");
+    return std::nullopt;
+  }
   auto v = doc.find("jsonrpc");
   if (v == doc.end() || *v != "2.0") {
     *error_response = rpc_error(id, kInvalidRequest, "invalid request: jsonrpc must be \"2.0\"");

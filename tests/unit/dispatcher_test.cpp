@@ -125,6 +125,33 @@ class DispatcherTest : public ::testing::Test {
   std::atomic<Dispatcher*> dispatcher_{nullptr};
 };
 
+// JSON-RPC 2.0: an id is a string, a number or null; anything else is an invalid request
+// (answered with a null id). A line is JSON up to its end: bytes after a NUL are not ignored.
+TEST(RpcRequestTest, AnIdThatIsNotAStringNumberOrNullAndBytesAfterANulAreRefused) {
+  json err;
+  for (const char* line : {R"({"jsonrpc":"2.0","id":{"a":1},"method":"stats"})",
+                           R"({"jsonrpc":"2.0","id":[1],"method":"stats"})",
+                           R"({"jsonrpc":"2.0","id":true,"method":"stats"})"}) {
+    err = nullptr;
+    EXPECT_FALSE(parse_request(line, &err)) << line;
+    EXPECT_EQ(err["error"]["code"], kInvalidRequest) << line;
+    EXPECT_TRUE(err["id"].is_null()) << line;
+  }
+  const std::string with_nul = std::string(R"({"jsonrpc":"2.0","id":1,"method":"stats"})") +
+                               std::string(1, '\0') + "garbage";
+  err = nullptr;
+  EXPECT_FALSE(parse_request(with_nul, &err));
+  EXPECT_EQ(err["error"]["code"], kParseError);
+  for (const char* line : {R"({"jsonrpc":"2.0","id":7,"method":"stats"})",
+                           R"({"jsonrpc":"2.0","id":"x","method":"stats"})",
+                           R"({"jsonrpc":"2.0","id":null,"method":"stats"})",
+                           R"({"jsonrpc":"2.0","method":"stats"})"}) {
+    auto r = parse_request(line, &err);
+    ASSERT_TRUE(r) << line;
+    EXPECT_EQ(r->method, "stats");
+  }
+}
+
 TEST_F(DispatcherTest, ListAndStatsAnswerAtOnce) {
   json empty = ask("list_jobs");
   EXPECT_EQ(empty["id"], 1);
