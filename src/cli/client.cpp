@@ -1,4 +1,6 @@
 // The commands that talk to fetchqd over its control socket, and list/show/events --db.
+#include "control/client.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -18,9 +19,8 @@
 #include "cli/commands.h"
 #include "cli/download_options.h"
 #include "cli/event_lines.h"
-#include "cli/progress_view.h"
 #include "cli/output.h"
-#include "control/client.h"
+#include "cli/progress_view.h"
 #include "queue/request_check.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -157,18 +157,12 @@ int run_add(AddArgs& a) {
     jobs.push_back(std::move(j));
   }
   if (!a.input.empty()) {
-    std::ifstream in(a.input == "-" ? "/dev/stdin" : a.input);
-    if (!in) {
-      print_error("cannot read " + a.input);
+    auto lines = read_input_lines(a.input);
+    if (!lines) {
+      print_error(lines.error().message);
       return kExitUsage;
     }
-    std::string line;
-    int lineno = 0;
-    while (std::getline(in, line)) {
-      ++lineno;
-      auto start = line.find_first_not_of(" \t\r");
-      if (start == std::string::npos || line[start] == '#') continue;
-      line = line.substr(start, line.find_last_not_of(" \t\r") - start + 1);
+    for (auto& [lineno, line] : lines.value()) {
       json j = base;
       if (line[0] == '{') {
         auto obj = json::parse(line, nullptr, false);

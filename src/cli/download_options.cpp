@@ -2,6 +2,7 @@
 #include "cli/download_options.h"
 
 #include <cstdlib>
+#include <fstream>
 
 #include "queue/request_check.h"
 #include "util/fs.h"
@@ -90,6 +91,21 @@ Result<DownloadRequest> request_template(const DownloadArgs& a) {
     if (r.dest.back() != '/') r.dest += "/";
   }
   return r;
+}
+
+Result<std::vector<InputLine>> read_input_lines(const std::string& path) {
+  std::ifstream in(path == "-" ? "/dev/stdin" : path);
+  if (!in) return Error{ErrorCode::kInvalidArgument, "cannot read " + path};
+  std::vector<InputLine> out;
+  int number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    if (number == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a byte-order mark
+    const auto start = line.find_first_not_of(" \t\r");
+    if (start == std::string::npos || line[start] == '#') continue;
+    out.push_back({number, line.substr(start, line.find_last_not_of(" \t\r") - start + 1)});
+  }
+  return out;
 }
 
 }  // namespace fetchq::cli

@@ -42,4 +42,13 @@ Status check_mirror_use(const DownloadArgs& args, size_t urls, bool input_file);
 // rate); `get` makes it the limit of its whole run instead.
 Result<DownloadRequest> request_template(const DownloadArgs& args);
 
+// The lines of an -i FILE ('-': standard input) that hold something, trimmed, each with its
+// number: blank lines and '#' comments are skipped, a UTF-8 byte-order mark and CRLF endings
+// taken off. An error ("cannot read FILE") when it cannot be opened.
+struct InputLine {
+  int number = 0;
+  std::string text;
+};
+Result<std::vector<InputLine>> read_input_lines(const std::string& path);
+
 }  // namespace fetchq::cli

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -286,17 +285,12 @@ int run_get(const GetArgs& a) {
   const std::string state = util::absolute_path(where.value().path);
   std::vector<std::string> urls = a.urls;
   if (!a.input.empty()) {
-    std::ifstream in(a.input == "-" ? "/dev/stdin" : a.input);
-    if (!in) {
-      print_error("cannot read " + a.input);
+    auto lines = read_input_lines(a.input);
+    if (!lines) {
+      print_error(lines.error().message);
       return kExitUsage;
     }
-    int lineno = 0;
-    for (std::string line; std::getline(in, line);) {
-      ++lineno;
-      auto start = line.find_first_not_of(" \t\r");
-      if (start == std::string::npos || line[start] == '#') continue;
-      line = line.substr(start, line.find_last_not_of(" \t\r") - start + 1);
+    for (auto& [lineno, line] : lines.value()) {
       if (line[0] == '{') {
         print_error(a.input + ":" + std::to_string(lineno) +
                     ": get -i takes one URL a line (JSON jobs are for fetchq add -i)");

@@ -187,6 +187,14 @@ TEST(CliGet, InputFileAndStandardInput) {
   EXPECT_EQ(read_file(dir / "dl/b.txt"), "body of /b.txt");
   EXPECT_EQ(read_file(dir / "dl/c.txt"), "body of /c.txt");
 
+  // A list saved by an editor that starts it with a UTF-8 byte-order mark and ends lines in CRLF.
+  write_file(dir / "bom.txt", "\xEF\xBB\xBF" + server.url("/a.txt") + "\r\n");
+  Process bom({bin_path("fetchq"), "get", "-i", dir / "bom.txt", "-q", "-d", dir / "dl3", "--state",
+               dir / "bom.db"},
+              dir / "bom.out", dir / "bom.err");
+  EXPECT_EQ(bom.wait(), 0) << read_file(dir / "bom.err");
+  EXPECT_EQ(read_file(dir / "dl3/a.txt"), "body of /a.txt");
+
   // Standard input, through a shell so the list can be piped in.
   auto piped = run_capture({"/bin/sh", "-c",
                             "printf '%s\\n' \"$0\" | \"$1\" get -i - -q -d \"$2\" --state \"$3\"",
