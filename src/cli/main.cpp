@@ -31,7 +31,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-// "unknown command 'lst'; did you mean list?" and the commands there are.
+// "unknown command 'lst'; did you mean list? (the commands are ...)": one line.
 std::string unknown_command(const CLI::App& app, const std::string& word) {
   std::vector<std::string> names, near;
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
@@ -48,9 +48,9 @@ std::string unknown_command(const CLI::App& app, const std::string& word) {
     for (size_t i = 0; i < near.size(); ++i) out += (i ? (i + 1 == near.size() ? " or " : ", ") : "") + near[i];
     out += "?";
   }
-  out += " (see fetchq --help)\nfetchq: the commands are";
+  out += " (the commands are";
   for (const auto& n : names) out += " " + n;
-  return out;
+  return out + ")";
 }
 
 }  // namespace

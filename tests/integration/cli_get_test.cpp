@@ -1,6 +1,7 @@
 // `fetchq get` as a user runs it: the real binary, killed with SIGKILL and run again.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "integration/helpers.h"
@@ -117,6 +118,19 @@ TEST(CliGet, MessagesNameTheCommandAndItsHelp) {
   EXPECT_EQ(rc1, 2);
   EXPECT_NE(lst.find("unknown command 'lst'; did you mean list?"), std::string::npos) << lst;
   EXPECT_NE(lst.find("get add list"), std::string::npos) << lst;
+  EXPECT_EQ(std::count(lst.begin(), lst.end(), '\n'), 1) << "not one line: " << lst;
+  // Numbers out of range are usage errors that say what is wanted, in one line.
+  for (const auto& [args, wanted] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"show", "99999999999999999999"}, "a job id is a whole number from 1"},
+           {{"show", "0"}, "a job id is a whole number from 1"},
+           {{"cancel", "abc"}, "a job id is a whole number from 1"},
+           {{"events", "--since", "-5"}, "--since: a seq is a whole number from 0"},
+           {{"wait", "1", "--timeout", "-1"}, "--timeout: a number of seconds from 0"}}) {
+    auto [rc, err] = run(args, "range");
+    EXPECT_EQ(rc, 2) << args[0] << ": " << err;
+    EXPECT_NE(err.find(wanted), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
+  }
   auto [rc2, foo] = run({"foo"}, "foo");
   EXPECT_EQ(rc2, 2);
   EXPECT_NE(foo.find("unknown command 'foo'"), std::string::npos) << foo;
