@@ -243,8 +243,12 @@ std::string if_range_validator(const std::string& etag, const std::string& last_
 
 bool names_another_version(const std::string& sent, const std::string& etag,
                            const std::string& last_modified) {
-  if (sent.empty() || sent == etag || sent == last_modified) return false;
-  return !if_range_validator(etag, last_modified).empty();
+  if (sent.empty()) return false;
+  // A strong ETag is a quoted string: only another strong ETag contradicts it (a server may
+  // leave the ETag out of a 206, or weaken it, and still honour If-Range).
+  if (sent.front() == '"') return !etag.empty() && etag.rfind("W/", 0) != 0 && etag != sent;
+  // A date (or a tag a server sent unquoted): only another Last-Modified contradicts it.
+  return !last_modified.empty() && last_modified != sent && etag != sent;
 }
 
 bool parse_content_range(const std::string& value, int64_t* start, int64_t* total) {

@@ -269,10 +269,10 @@ bool content_length_agrees(std::string_view value, const std::string* before);
 // The validator a range is guarded by (If-Range): a strong ETag, else Last-Modified; "" when
 // there is neither (a weak ETag names no bytes).
 std::string if_range_validator(const std::string& etag, const std::string& last_modified);
-// Whether an answer to a range sent with If-Range `sent` names another version of the file: it
-// carries a strong ETag or a Last-Modified and `sent` is neither. A server that ignores If-Range
-// answers a changed file's range with a 206 of the new bytes; an answer naming no validator
-// says nothing either way.
+// Whether an answer to a range sent with If-Range `sent` names another version of the file: a
+// strong ETag other than the one sent, or, when a date was sent, another Last-Modified. A
+// server that ignores If-Range answers a changed file's range with a 206 of the new bytes; an
+// answer that names no validator of the kind sent says nothing either way.
 bool names_another_version(const std::string& sent, const std::string& etag,
                            const std::string& last_modified);
 
