@@ -75,8 +75,9 @@ constexpr int64_t kListingPage = 500;
 constexpr size_t kListingLowWater = 256 << 10;
 // A connection with this many requests waiting is not read further until some are served.
 constexpr size_t kMaxPendingLines = 64;
-// An unfinished line this long is refused while all requests held are over the input budget:
-// a request sent whole is read at once and never held this long unfinished.
+// Over the input budget, unfinished lines longer than this are refused, the longest first: a
+// client that sent most of a long request and waits holds it, while a short request is read
+// whole at once.
 constexpr size_t kFairUnfinishedLine = 64 << 10;
 
 class Server final : public ControlServer {
@@ -231,22 +232,12 @@ class Server final : public ControlServer {
         }
         c->in.erase(0, from);
         held_in_ -= from;  // now waiting lines (counted by enqueue_line), or blank
-        const bool too_long = c->in.size() > kMaxRequestBytes;
-        if (too_long || (c->in.size() > kFairUnfinishedLine && over_input_budget())) {
-          // Refuse before buffering more of it; the client cannot be read any further.
-          send(c,
-               rpc_error(nullptr, kInvalidRequest,
-                         too_long ? "request too large: the limit is " +
-                                        std::to_string(kMaxRequestBytes) + " bytes a line"
-                                  : "the daemon holds too many unfinished requests; this one "
-                                    "is refused, send it again"),
-               true);
-          if (!too_long)
-            spdlog::warn("control socket: refused an unfinished request over the input budget");
-          drop_input(*c);
-          ::shutdown(c->fd, SHUT_RD);
+        if (c->in.size() > kMaxRequestBytes) {
+          refuse_input(c, "request too large: the limit is " + std::to_string(kMaxRequestBytes) +
+                              " bytes a line");
           return;
         }
+        if (over_input_budget() && !evict_longest_unfinished(c)) return;
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -269,6 +260,37 @@ class Server final : public ControlServer {
       }
       return;
     }
+  }
+
+  // Refuses the request `c` is sending, before buffering more of it; the client cannot be read
+  // any further, and the connection ends once the answer is written (I/O thread).
+  void refuse_input(const ConnPtr& c, const std::string& why) {
+    send(c, rpc_error(nullptr, kInvalidRequest, why), true);
+    drop_input(*c);
+    ::shutdown(c->fd, SHUT_RD);
+  }
+
+  // Over the input budget: the connections holding the longest unfinished lines (over
+  // kFairUnfinishedLine) are refused until it is met again, so that clients that send most of a
+  // long line and wait cannot keep it reached. False when `c` itself was refused (I/O thread).
+  bool evict_longest_unfinished(const ConnPtr& c) {
+    bool kept = true;
+    while (over_input_budget()) {
+      ConnPtr longest;
+      for (auto& [k, o] : conns_) {
+        if (o->in.size() > kFairUnfinishedLine && (!longest || o->in.size() > longest->in.size()))
+          longest = o;
+      }
+      if (!longest) break;
+      spdlog::warn(
+          "control socket: over the input budget, refusing an unfinished request of {} bytes",
+          longest->in.size());
+      refuse_input(longest,
+                   "the daemon holds too many unfinished requests; the longest, this one, is "
+                   "refused: send it again");
+      kept = kept && longest != c;
+    }
+    return kept;
   }
 
   // Lets go of what a connection read and was not served (I/O thread).

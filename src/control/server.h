@@ -25,7 +25,8 @@ struct ServerOptions {
   size_t max_total_output_bytes = 64 << 20;
   // All connections' requests read and not yet served (lines still unfinished, and finished
   // ones waiting their turn) together: past it, a connection with a request waiting is read no
-  // further until it is served, and one whose unfinished line grows past 64 KiB is refused.
+  // further until it is served, and the longest unfinished lines over 64 KiB are refused until
+  // it is met again.
   size_t max_total_input_bytes = 64 << 20;
 };
 
