@@ -28,18 +28,23 @@
 #include "util/fs.h"
 #include "util/rate.h"
 #include "util/signals.h"
+#include "util/strings.h"
 
 namespace fetchq::cli {
 namespace {
 
 // Checks of numbers given on the command line, with a message that says what is wanted (CLI11
-// would clamp an id too big to hold, and name the whole range of a double).
-std::string whole_number_from(const std::string& s, int64_t least, const std::string& what) {
+// would clamp an id too big to hold, and name the whole range of a double). A number taken is
+// written back in plain decimal, as CLI11 then reads "010" as octal.
+std::string whole_number_from(std::string& s, int64_t least, const std::string& what) {
+  std::string_view v = util::trim(s);
+  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
   int64_t n = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || n < least) {
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < least) {
     return what + " is a whole number from " + std::to_string(least) + ", not '" + s + "'";
   }
+  s = std::to_string(n);
   return "";
 }
 const CLI::Validator kJobId([](std::string& s) { return whole_number_from(s, 1, "a job id"); },
@@ -926,7 +931,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
   {
     auto a = std::make_shared<ShowArgs>();
     auto* cmd = app.add_subcommand("show", "Show one job");
-    cmd->add_option("id", a->id, "job id")->required()->check(kJobId);
+    cmd->add_option("id", a->id, "job id")->required()->transform(kJobId);
     add_common(cmd, a->c, true);
     cmd->callback([a, run] { *run = [a] { return run_show(*a); }; });
   }
@@ -934,7 +939,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<SetUrlArgs>();
     auto* cmd = app.add_subcommand(
         "set-url", "Give a waiting, paused or failed job another URL; its bytes stay if the file is the same");
-    cmd->add_option("id", a->id, "job id")->required()->check(kJobId);
+    cmd->add_option("id", a->id, "job id")->required()->transform(kJobId);
     cmd->add_option("url", a->url, "the new URL")->required();
     add_common(cmd, a->c, false);
     cmd->callback([a, run] { *run = [a] { return run_set_url(*a); }; });
@@ -945,7 +950,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
                                     std::tuple{"retry", "retry_job", "Put jobs that ended in error back to waiting"}}) {
     auto a = std::make_shared<ActArgs>();
     auto* cmd = app.add_subcommand(name, help);
-    cmd->add_option("ids", a->ids, "job ids")->check(kJobId);
+    cmd->add_option("ids", a->ids, "job ids")->transform(kJobId);
     if (std::string(name) == "cancel") {
       cmd->add_flag("--all", a->all, "cancel every job not yet ended");
     } else {
@@ -970,7 +975,7 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<WaitArgs>();
     auto* cmd = app.add_subcommand("wait", "Wait for jobs to end; exit 1 if any failed");
     cmd->add_option("ids", a->ids, "job ids (default: every job waiting or running now)")
-        ->check(kJobId);
+        ->transform(kJobId);
     cmd->add_option("--timeout", a->timeout, "seconds; exit 5 when it runs out")->check(kSeconds);
     cmd->add_flag("--progress", a->progress, "progress bars on standard error");
     add_common(cmd, a->c, false);
@@ -980,8 +985,8 @@ void add_client_commands(CLI::App& app, std::function<int()>* run) {
     auto a = std::make_shared<EventsArgs>();
     auto* cmd = app.add_subcommand("events", "Print events; --follow tails new ones");
     cmd->add_flag("-f,--follow", a->follow, "keep printing new events");
-    cmd->add_option("--since", a->since, "only events after this seq")->check(kSeq);
-    cmd->add_option("--job", a->job, "only events of this job")->check(kJobId);
+    cmd->add_option("--since", a->since, "only events after this seq")->transform(kSeq);
+    cmd->add_option("--job", a->job, "only events of this job")->transform(kJobId);
     cmd->add_option("--type", a->types,
                     "only events of these types, comma-separated (progress,error,... or download_progress,...)");
     add_common(cmd, a->c, true);

@@ -131,6 +131,23 @@ TEST(CliGet, MessagesNameTheCommandAndItsHelp) {
     EXPECT_NE(err.find(wanted), std::string::npos) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
   }
+  // An id with a leading zero is the decimal number, not an octal one (010 is job 10, not 8).
+  {
+    auto st = store::open(dir / "ids.db");
+    ASSERT_TRUE(st.ok());
+    std::vector<store::NewJob> jobs(10);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i].request = {"http://127.0.0.1:1/f" + std::to_string(i + 1), dir / "f", {}};
+    }
+    st.value()->insert_jobs(jobs, "t");
+  }
+  for (const std::string id : {"010", "08", "+9"}) {
+    Process show({bin_path("fetchq"), "show", id, "--db", dir / "ids.db", "--json"},
+                 dir / "show.out", dir / "show.err");
+    ASSERT_EQ(show.wait(), 0) << read_file(dir / "show.err");
+    auto j = nlohmann::json::parse(read_file(dir / "show.out"), nullptr, false);
+    EXPECT_EQ(j.value("id", 0), std::stoi(id)) << id;
+  }
   auto [rc2, foo] = run({"foo"}, "foo");
   EXPECT_EQ(rc2, 2);
   EXPECT_NE(foo.find("unknown command 'foo'"), std::string::npos) << foo;
