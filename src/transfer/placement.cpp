@@ -188,6 +188,15 @@ void Placer::recorded(Placement& t, bool ok) {
   }
 }
 
+// Whether `st` (with its birth time, 0 when the file system does not say) is the file whose
+// identity was recorded: the same device and inode, and the same birth when one was recorded
+// (else the inode number may have been reused by a file made later).
+static bool is_recorded_file(const struct stat& st, int64_t birth, const PartIdentity& want) {
+  return static_cast<uint64_t>(st.st_dev) == want.dev &&
+         static_cast<uint64_t>(st.st_ino) == want.ino &&
+         (want.birth_ns == 0 || birth == want.birth_ns);
+}
+
 // Opens the .part an earlier attempt of this job created, if it is still that file: a regular
 // file with one link and the recorded identity. Keeps at most `keep` bytes of it. kReplaced:
 // a link or special file took its place, which was removed (only the name: the file it points
@@ -208,9 +217,7 @@ Placer::Reuse Placer::open_own_part(Placement& t, const std::string& path, int64
   // birth: when the file there now was made (0: the file system does not say). A recorded
   // birth time must match, or the inode number was reused by a file made later.
   auto same = [want](const struct stat& st, int64_t birth) {
-    return !want || (static_cast<uint64_t>(st.st_dev) == want->dev &&
-                     static_cast<uint64_t>(st.st_ino) == want->ino &&
-                     (want->birth_ns == 0 || birth == want->birth_ns));
+    return !want || is_recorded_file(st, birth, *want);
   };
   auto replaced = [&](const std::string& what) {
     *why = part + " was " + what +
@@ -277,14 +284,12 @@ Placer::Reuse Placer::open_own_part(Placement& t, const std::string& path, int64
 // else there is left alone.
 void Placer::remove_own_part(Placement& t, const std::string& path) {
   if (!t.req.part_identity || !t.folder || !paths_->claim(path)) return;
-  const PartIdentity& want = *t.req.part_identity;
   const std::string name = base_name(path + ".part");
   const int dfd = t.folder->fd();
   struct stat st {};
   if (env_.fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-      st.st_nlink == 1 && static_cast<uint64_t>(st.st_dev) == want.dev &&
-      static_cast<uint64_t>(st.st_ino) == want.ino &&
-      (want.birth_ns == 0 || util::birth_time_ns(dfd, name.c_str()) == want.birth_ns) &&
+      st.st_nlink == 1 &&
+      is_recorded_file(st, util::birth_time_ns(dfd, name.c_str()), *t.req.part_identity) &&
       env_.unlinkat(dfd, name.c_str(), 0) == 0) {
     t.part_replaced = path +
                       " was taken by another file (--if-exists rename): the download "
