@@ -19,6 +19,11 @@ class ClaimAhead {
   // nothing is claimed ahead, and what waits is given back (a higher priority added meanwhile
   // comes first again), so no job waits behind a big file for longer than this.
   static constexpr std::chrono::milliseconds kLongest{2000};
+  // How many times max_parallel are claimed past the free slots. A batch that waits for the
+  // disk (one flush of the database) holds the queue's thread for milliseconds, while over a
+  // fast link a small file's transfer ends in a fraction of one: with only as many again
+  // claimed, the engine ran out of jobs during such a commit and the link stood idle.
+  static constexpr int kDepth = 3;
 
   // A transfer took `took`, launch to end.
   void note(std::chrono::nanoseconds took) {
@@ -27,10 +32,12 @@ class ClaimAhead {
     ++seen_;
   }
 
-  // Jobs to claim past max_parallel: as many again while the last transfers were short (after
-  // a few of them), none otherwise.
+  // Jobs to claim past max_parallel: kDepth times as many while the last transfers were short
+  // (after a few of them), none otherwise.
   int extra(int max_parallel) const {
-    return seen_ >= kFirst && average_ms_ < static_cast<double>(kShort.count()) ? max_parallel : 0;
+    return seen_ >= kFirst && average_ms_ < static_cast<double>(kShort.count())
+               ? kDepth * max_parallel
+               : 0;
   }
 
  private:

@@ -260,8 +260,10 @@ void QueueImpl::schedule() {
     long_one = long_one || now - a.launched_at > ClaimAhead::kLongest;
   }
   const int extra = long_one ? 0 : claim_ahead_.extra(opts_.max_parallel);
-  // Jobs claimed ahead that still wait go back to waiting (then claimed again by priority).
-  if (extra == 0 && transferring > opts_.max_parallel) engine_->give_back_waiting();
+  // Behind a transfer that runs long, jobs claimed ahead that still wait go back to waiting
+  // (then claimed again by priority). Files no longer short on average only stop further
+  // claims: those that wait run soon, and are not handed back and forth.
+  if (long_one && transferring > opts_.max_parallel) engine_->give_back_waiting();
   int free = opts_.max_parallel + extra - static_cast<int>(deferred_.size()) - transferring;
   if (free > 0) {
     std::vector<Launch> launches;

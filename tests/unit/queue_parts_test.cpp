@@ -107,8 +107,8 @@ TEST(ClaimAhead, ClaimsAheadOnlyWhileTheLastTransfersWereShort) {
   for (int i = 0; i < 3; ++i) c.note(milliseconds(2));
   EXPECT_EQ(c.extra(5), 0) << "three transfers are too few to judge by";
   c.note(milliseconds(2));
-  EXPECT_EQ(c.extra(5), 5);
-  EXPECT_EQ(c.extra(1), 1);
+  EXPECT_EQ(c.extra(5), queue::ClaimAhead::kDepth * 5);
+  EXPECT_EQ(c.extra(1), queue::ClaimAhead::kDepth);
   // One long transfer among short ones lifts the average above the bound: big files are not
   // claimed ahead, and a higher priority added meanwhile does not wait behind them.
   c.note(std::chrono::seconds(2));
@@ -117,7 +117,7 @@ TEST(ClaimAhead, ClaimsAheadOnlyWhileTheLastTransfersWereShort) {
   c.note(milliseconds(2));
   EXPECT_EQ(c.extra(5), 0);
   for (int i = 0; i < 20; ++i) c.note(milliseconds(2));
-  EXPECT_EQ(c.extra(5), 5);
+  EXPECT_EQ(c.extra(5), queue::ClaimAhead::kDepth * 5);
   // A run of transfers just above the bound is not short.
   for (int i = 0; i < 40; ++i) c.note(queue::ClaimAhead::kShort + milliseconds(10));
   EXPECT_EQ(c.extra(5), 0);
