@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/user_config.h"
 #include "fetchq/version.h"
+#include "util/allocator.h"
 
 namespace {
 
@@ -56,6 +57,7 @@ std::string unknown_command(const CLI::App& app, const std::string& word) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fetchq::util::tune_allocator();
   // Library logs go to standard error and stay quiet unless something is wrong.
   spdlog::set_default_logger(spdlog::stderr_color_st("fetchq"));
   spdlog::set_level(spdlog::level::err);

@@ -1,15 +1,15 @@
 // fetchqd: the queue as a long-lived service behind a Unix control socket.
 #include <signal.h>
-#include <sys/stat.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <ctime>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 #include "control/server.h"
@@ -18,6 +18,7 @@
 #include "fetchq/queue.h"
 #include "fetchq/version.h"
 #include "store/store.h"
+#include "util/allocator.h"
 #include "util/fs.h"
 #include "util/rate.h"
 #include "util/signals.h"
@@ -255,6 +256,7 @@ int run(int argc, char** argv) {
 }  // namespace fetchq::daemon
 
 int main(int argc, char** argv) {
+  fetchq::util::tune_allocator();
   try {
     return fetchq::daemon::run(argc, argv);
   } catch (const std::exception& e) {
