@@ -7,6 +7,7 @@
 // back as soon as one of them runs long.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 
 namespace fetchq::queue {
@@ -19,11 +20,13 @@ class ClaimAhead {
   // nothing is claimed ahead, and what waits is given back (a higher priority added meanwhile
   // comes first again), so no job waits behind a big file for longer than this.
   static constexpr std::chrono::milliseconds kLongest{2000};
-  // How many times max_parallel are claimed past the free slots. A batch that waits for the
-  // disk (one flush of the database) holds the queue's thread for milliseconds, while over a
-  // fast link a small file's transfer ends in a fraction of one: with only as many again
-  // claimed, the engine ran out of jobs during such a commit and the link stood idle.
-  static constexpr int kDepth = 3;
+  // How many times max_parallel are claimed past the free slots, and at most how many. A batch
+  // that waits for the disk (a flush of the database) holds the queue's thread for a few
+  // milliseconds, while over a fast link the engine ends four or five small files in each one:
+  // with only as many again claimed, it ran out of jobs during such a commit and the link stood
+  // idle. 32 is about 8 ms of such files.
+  static constexpr int kDepth = 6;
+  static constexpr int kMostAhead = 32;
 
   // A transfer took `took`, launch to end.
   void note(std::chrono::nanoseconds took) {
@@ -32,12 +35,11 @@ class ClaimAhead {
     ++seen_;
   }
 
-  // Jobs to claim past max_parallel: kDepth times as many while the last transfers were short
-  // (after a few of them), none otherwise.
+  // Jobs to claim past max_parallel: kDepth times as many (at most kMostAhead) while the last
+  // transfers were short (after a few of them), none otherwise.
   int extra(int max_parallel) const {
-    return seen_ >= kFirst && average_ms_ < static_cast<double>(kShort.count())
-               ? kDepth * max_parallel
-               : 0;
+    if (seen_ < kFirst || average_ms_ >= static_cast<double>(kShort.count())) return 0;
+    return std::min(kDepth * max_parallel, kMostAhead);
   }
 
  private:

@@ -109,6 +109,7 @@ TEST(ClaimAhead, ClaimsAheadOnlyWhileTheLastTransfersWereShort) {
   c.note(milliseconds(2));
   EXPECT_EQ(c.extra(5), queue::ClaimAhead::kDepth * 5);
   EXPECT_EQ(c.extra(1), queue::ClaimAhead::kDepth);
+  EXPECT_EQ(c.extra(64), queue::ClaimAhead::kMostAhead) << "bounded however many run at once";
   // One long transfer among short ones lifts the average above the bound: big files are not
   // claimed ahead, and a higher priority added meanwhile does not wait behind them.
   c.note(std::chrono::seconds(2));
