@@ -18,6 +18,7 @@
 #include "fetchq/queue.h"
 #include "fetchq/version.h"
 #include "store/store.h"
+#include "util/allocator.h"
 #include "util/fs.h"
 #include "util/rate.h"
 #include "util/signals.h"
@@ -255,6 +256,7 @@ int run(int argc, char** argv) {
 }  // namespace fetchq::daemon
 
 int main(int argc, char** argv) {
+  fetchq::util::tune_allocator();
   try {
     return fetchq::daemon::run(argc, argv);
   } catch (const std::exception& e) {
