@@ -14,21 +14,22 @@ namespace fetchq::queue {
 
 class ClaimAhead {
  public:
-  // Transfers (from launch to their end) shorter than this on average are short.
+  // Transfers (from their first answer to their end) shorter than this on average are short.
   static constexpr std::chrono::milliseconds kShort{200};
-  // A transfer launched this long ago and not over shows the files are not short any more:
-  // nothing is claimed ahead, and what waits is given back (a higher priority added meanwhile
-  // comes first again), so no job waits behind a big file for longer than this.
+  // A transfer claimed this long ago (its wait in the engine counts) and not over shows the
+  // files are not short any more: nothing is claimed ahead, and what waits is given back (a
+  // higher priority added meanwhile comes first again), so no job waits behind a big file for
+  // much longer than this.
   static constexpr std::chrono::milliseconds kLongest{2000};
   // How many times max_parallel are claimed past the free slots, and at most how many. A batch
   // that waits for the disk (a flush of the database) holds the queue's thread for a few
-  // milliseconds, while over a fast link the engine ends four or five small files in each one:
-  // with only as many again claimed, it ran out of jobs during such a commit and the link stood
-  // idle. 32 is about 8 ms of such files.
+  // milliseconds, while over a fast link the engine ends four or five small files a
+  // millisecond: with only as many again claimed, it ran out of jobs during such a commit and
+  // the link stood idle. 32 is about 8 ms of such files.
   static constexpr int kDepth = 6;
   static constexpr int kMostAhead = 32;
 
-  // A transfer took `took`, launch to end.
+  // A transfer took `took`, from its first answer (else its claim) to its end.
   void note(std::chrono::nanoseconds took) {
     const double ms = std::chrono::duration<double, std::milli>(took).count();
     average_ms_ = seen_ == 0 ? ms : average_ms_ + (ms - average_ms_) * kWeight;
@@ -39,7 +40,7 @@ class ClaimAhead {
   // transfers were short (after a few of them), none otherwise.
   int extra(int max_parallel) const {
     if (seen_ < kFirst || average_ms_ >= static_cast<double>(kShort.count())) return 0;
-    return std::min(kDepth * max_parallel, kMostAhead);
+    return max_parallel > kMostAhead / kDepth ? kMostAhead : kDepth * max_parallel;
   }
 
  private:

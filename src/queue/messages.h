@@ -20,6 +20,7 @@ struct StartedMsg {
   int64_t id;
   int attempt;
   transfer::Started s;
+  util::SteadyClock::time_point at = util::SteadyClock::now();  // when the answer came
 };
 struct ProgressMsg {
   int64_t id;
@@ -78,6 +79,9 @@ struct Active {
   util::SteadyClock::time_point progress_event_at{};
   bool transferring = true;  // holds one of the max_parallel slots (or waits for one: ClaimAhead)
   util::SteadyClock::time_point launched_at = util::SteadyClock::now();
+  // When the first answer of this attempt came (its StartedMsg): the time it held a slot is
+  // measured from there, not from launched_at, which counts its wait in the engine too.
+  std::optional<util::SteadyClock::time_point> answered_at;
   bool resumed = false;
   int failures = 0;
   std::optional<int64_t> failing_since_ms;

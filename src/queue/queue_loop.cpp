@@ -110,10 +110,16 @@ void QueueImpl::loop() {
     // So does one whose end waits for its .part's record (TransferOverMsg).
     const auto now = Clock::now();
     auto over = [&](Active& a) {
-      if (a.transferring) claim_ahead_.note(now - a.launched_at);
+      if (a.transferring) claim_ahead_.note(now - a.answered_at.value_or(a.launched_at));
       a.transferring = false;
     };
     for (auto& m : batch) {
+      if (auto* s = std::get_if<StartedMsg>(&m)) {
+        auto it = active_.find(s->id);
+        if (it != active_.end() && it->second.attempt == s->attempt && !it->second.answered_at)
+          it->second.answered_at = s->at;
+        continue;
+      }
       if (auto* o = std::get_if<TransferOverMsg>(&m)) {
         auto it = active_.find(o->id);
         if (it != active_.end() && it->second.attempt == o->attempt) over(it->second);
@@ -254,16 +260,26 @@ void QueueImpl::schedule() {
   int transferring = 0;
   bool long_one = false;
   const auto now = Clock::now();
+  auto oldest = now;
   for (const auto& [id, a] : active_) {
     if (!a.transferring) continue;
     ++transferring;
     long_one = long_one || now - a.launched_at > ClaimAhead::kLongest;
+    oldest = std::min(oldest, a.launched_at);
   }
   const int extra = long_one ? 0 : claim_ahead_.extra(opts_.max_parallel);
-  // Behind a transfer that runs long, jobs claimed ahead that still wait go back to waiting
-  // (then claimed again by priority). Files no longer short on average only stop further
-  // claims: those that wait run soon, and are not handed back and forth.
-  if (long_one && transferring > opts_.max_parallel) engine_->give_back_waiting();
+  // Behind a transfer that runs long (or a wait that does), jobs claimed ahead that still wait
+  // go back to waiting (then claimed again by priority). Files no longer short on average only
+  // stop further claims: those that wait run soon, and are not handed back and forth.
+  if (transferring > opts_.max_parallel) {
+    if (long_one) {
+      engine_->give_back_waiting();
+    } else {
+      // A transfer that stalls sends no message: wake up when the oldest one turns long.
+      next_wake_ =
+          std::min(next_wake_, oldest + ClaimAhead::kLongest + std::chrono::milliseconds(1));
+    }
+  }
   int free = opts_.max_parallel + extra - static_cast<int>(deferred_.size()) - transferring;
   if (free > 0) {
     std::vector<Launch> launches;

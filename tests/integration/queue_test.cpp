@@ -380,6 +380,65 @@ TEST_F(QueueTest, OnlyTheAllowedJobsRunAndMoreCanBeAllowedWhileItRuns) {
   EXPECT_EQ(q->id_to_job(b.id)->status, JobStatus::kCompleted);
 }
 
+// Files that grow longer than short on average stop further claims, but the jobs claimed ahead
+// meanwhile are not handed back (each hand-back costs an attempt and a trip through the
+// store): with no transfer near ClaimAhead::kLongest they run as claimed, each in one attempt.
+TEST_F(QueueTest, JobsClaimedAheadStayWhenFilesAreNoLongerShortOnAverage) {
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  auto q = open_queue(o);
+  run_short_transfers(*q, 80);
+  std::vector<DownloadRequest> mids;
+  for (int i = 0; i < 12; ++i) {
+    Resource r;
+    r.body = make_body(60000, 90 + static_cast<uint32_t>(i));
+    r.rate_bytes_per_s = 200000;  // about 0.3 s each: not short, far from kLongest
+    const std::string path = "/mid" + std::to_string(i);
+    server_.add(path, r);
+    mids.push_back({server_.url(path), dl(), {}});
+  }
+  auto jobs = q->download_batch(mids);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(60)));
+  for (const auto& j : jobs.value()) {
+    auto done = q->id_to_job(j.id);
+    EXPECT_EQ(done->status, JobStatus::kCompleted) << j.source;
+    EXPECT_EQ(done->attempts, 1) << j.source << " was handed back while it waited";
+  }
+}
+
+// A transfer that stalls sends nothing, yet the jobs claimed ahead behind it go back to waiting
+// once it has run for ClaimAhead::kLongest, not at the loop's next routine wake-up (5 s).
+TEST_F(QueueTest, JobsClaimedAheadGoBackBehindAStalledTransferInTime) {
+  Resource stalled;
+  stalled.body = make_body(200000, 71);
+  stalled.stall_after = 1000;
+  server_.add("/stalled.bin", stalled);
+  Resource small;
+  small.body = make_body(20000, 72);
+  server_.add("/w.bin", small);
+  auto o = fast_options(dir_);
+  o.max_parallel = 1;
+  o.stall_timeout = std::chrono::seconds(30);
+  auto q = open_queue(o);
+  run_short_transfers(*q, 100);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto st = submit(*q, server_.url("/stalled.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(st.id)->bytes > 0; }));
+  auto w = submit(*q, server_.url("/w.bin"), dl());
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(w.id)->status == JobStatus::kRunning; }))
+      << "not claimed ahead";
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(w.id)->status == JobStatus::kWaiting; },
+                         std::chrono::seconds(10)))
+      << "the job claimed ahead was never given back";
+  const double after = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(after, 3.5) << "given back " << after << " s after the stalled transfer began";
+  ASSERT_TRUE(q->cancel_job(st.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  EXPECT_EQ(q->id_to_job(w.id)->status, JobStatus::kCompleted);
+}
+
 // A job claimed ahead behind a transfer that runs long (a big file after small ones) goes back
 // to waiting after ClaimAhead::kLongest, so a job added later with a higher priority comes
 // first, as without claiming ahead.

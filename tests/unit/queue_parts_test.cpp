@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 
 #include "queue/claim_ahead.h"
 #include "queue/queue_impl.h"
@@ -107,18 +108,19 @@ TEST(ClaimAhead, ClaimsAheadOnlyWhileTheLastTransfersWereShort) {
   for (int i = 0; i < 3; ++i) c.note(milliseconds(2));
   EXPECT_EQ(c.extra(5), 0) << "three transfers are too few to judge by";
   c.note(milliseconds(2));
-  EXPECT_EQ(c.extra(5), queue::ClaimAhead::kDepth * 5);
-  EXPECT_EQ(c.extra(1), queue::ClaimAhead::kDepth);
-  EXPECT_EQ(c.extra(64), queue::ClaimAhead::kMostAhead) << "bounded however many run at once";
-  // One long transfer among short ones lifts the average above the bound: big files are not
-  // claimed ahead, and a higher priority added meanwhile does not wait behind them.
+  EXPECT_GT(c.extra(5), 5) << "no more than as many again: the engine runs dry during a flush";
+  EXPECT_GE(c.extra(1), 1);
+  EXPECT_LE(c.extra(64), 32) << "not bounded: a wide -j shows hundreds of jobs running idle";
+  EXPECT_EQ(c.extra(std::numeric_limits<int>::max()), c.extra(64));
+  // One long transfer among short ones lifts the average above the bound: no more jobs are
+  // claimed ahead of big files.
   c.note(std::chrono::seconds(2));
   EXPECT_EQ(c.extra(5), 0);
   // Short ones again bring it back down, not at once.
   c.note(milliseconds(2));
   EXPECT_EQ(c.extra(5), 0);
   for (int i = 0; i < 20; ++i) c.note(milliseconds(2));
-  EXPECT_EQ(c.extra(5), queue::ClaimAhead::kDepth * 5);
+  EXPECT_GT(c.extra(5), 5);
   // A run of transfers just above the bound is not short.
   for (int i = 0; i < 40; ++i) c.note(queue::ClaimAhead::kShort + milliseconds(10));
   EXPECT_EQ(c.extra(5), 0);
