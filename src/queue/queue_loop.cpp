@@ -271,15 +271,7 @@ void QueueImpl::schedule() {
   // Behind a transfer that runs long (or a wait that does), jobs claimed ahead that still wait
   // go back to waiting (then claimed again by priority). Files no longer short on average only
   // stop further claims: those that wait run soon, and are not handed back and forth.
-  if (transferring > opts_.max_parallel) {
-    if (long_one) {
-      engine_->give_back_waiting();
-    } else {
-      // A transfer that stalls sends no message: wake up when the oldest one turns long.
-      next_wake_ =
-          std::min(next_wake_, oldest + ClaimAhead::kLongest + std::chrono::milliseconds(1));
-    }
-  }
+  if (long_one && transferring > opts_.max_parallel) engine_->give_back_waiting();
   int free = opts_.max_parallel + extra - static_cast<int>(deferred_.size()) - transferring;
   if (free > 0) {
     std::vector<Launch> launches;
@@ -291,6 +283,17 @@ void QueueImpl::schedule() {
       return;
     }
     for (auto& l : launches) launch(l);
+  }
+  // A transfer that stalls sends no message, so nothing would wake the loop before its routine
+  // wake-up: while jobs wait behind the slots (those just claimed too), it wakes up when the
+  // oldest transfer turns long.
+  if (!long_one) {
+    int now_transferring = 0;
+    for (const auto& [id, a] : active_) now_transferring += a.transferring ? 1 : 0;
+    if (now_transferring > opts_.max_parallel) {
+      next_wake_ =
+          std::min(next_wake_, oldest + ClaimAhead::kLongest + std::chrono::milliseconds(1));
+    }
   }
   try {
     if (auto next = store_->next_retry_ms(util::now_unix_ms())) {

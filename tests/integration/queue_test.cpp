@@ -383,21 +383,26 @@ TEST_F(QueueTest, OnlyTheAllowedJobsRunAndMoreCanBeAllowedWhileItRuns) {
 // Files that grow longer than short on average stop further claims, but the jobs claimed ahead
 // meanwhile are not handed back (each hand-back costs an attempt and a trip through the
 // store): with no transfer near ClaimAhead::kLongest they run as claimed, each in one attempt.
+// Here one transfer of about 1.2 s lifts the average over ClaimAhead::kShort while six small
+// jobs claimed with it wait behind it.
 TEST_F(QueueTest, JobsClaimedAheadStayWhenFilesAreNoLongerShortOnAverage) {
   auto o = fast_options(dir_);
   o.max_parallel = 1;
   auto q = open_queue(o);
   run_short_transfers(*q, 80);
-  std::vector<DownloadRequest> mids;
-  for (int i = 0; i < 12; ++i) {
+  Resource longer;
+  longer.body = make_body(250000, 90);
+  longer.rate_bytes_per_s = 200000;
+  server_.add("/longer.bin", longer);
+  std::vector<DownloadRequest> batch{{server_.url("/longer.bin"), dl(), {}}};
+  for (int i = 0; i < 6; ++i) {
     Resource r;
-    r.body = make_body(60000, 90 + static_cast<uint32_t>(i));
-    r.rate_bytes_per_s = 200000;  // about 0.3 s each: not short, far from kLongest
-    const std::string path = "/mid" + std::to_string(i);
+    r.body = make_body(20000, 91 + static_cast<uint32_t>(i));
+    const std::string path = "/behind" + std::to_string(i);
     server_.add(path, r);
-    mids.push_back({server_.url(path), dl(), {}});
+    batch.push_back({server_.url(path), dl(), {}});
   }
-  auto jobs = q->download_batch(mids);
+  auto jobs = q->download_batch(batch);
   ASSERT_TRUE(jobs.ok());
   ASSERT_TRUE(q->join(std::chrono::seconds(60)));
   for (const auto& j : jobs.value()) {
