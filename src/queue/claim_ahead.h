@@ -4,10 +4,9 @@
 // the end, commit a batch and claim. A waiting job is `running` on record with no bytes yet,
 // and a job added meanwhile with a higher priority comes after it; so jobs are claimed ahead
 // only while transfers are short (many small files), where that wait is as short, and given
-// back as soon as one of them runs long.
+// back once one of them was claimed kLongest ago and is not over.
 #pragma once
 
-#include <algorithm>
 #include <chrono>
 
 namespace fetchq::queue {
