@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <string>
 
@@ -56,8 +57,8 @@ class PosixEnv final : public Env {
     return ::unlinkat(dirfd, name, flags);
   }
   int open_unnamed(int dirfd, const char*, mode_t mode) override {
-    // linkat of an unnamed file goes through /proc/self/fd (AT_EMPTY_PATH would need
-    // CAP_DAC_READ_SEARCH); without /proc the caller creates a named file instead.
+    // Naming an unnamed file may need /proc/self/fd (see link_unnamed); without /proc the
+    // caller creates a named file instead.
     static const bool have_proc = ::access("/proc/self/fd", X_OK) == 0;
     if (!have_proc) {
       errno = EOPNOTSUPP;
@@ -68,9 +69,22 @@ class PosixEnv final : public Env {
     return fd;
   }
   int link_unnamed(int fd, int dirfd, const char* name) override {
+    // linkat(AT_EMPTY_PATH) of a file this process opened works from Linux 6.10 on (before,
+    // only with CAP_DAC_READ_SEARCH, else ENOENT); the way through /proc/self/fd works
+    // everywhere but costs a walk of /proc on every call. The first is tried until the second
+    // has once succeeded where it failed.
+    if (empty_path_links_.load(std::memory_order_relaxed)) {
+      if (::linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0) return 0;
+      if (errno != ENOENT) return -1;
+    }
     const std::string self = "/proc/self/fd/" + std::to_string(fd);
-    return ::linkat(AT_FDCWD, self.c_str(), dirfd, name, AT_SYMLINK_FOLLOW);
+    const int rc = ::linkat(AT_FDCWD, self.c_str(), dirfd, name, AT_SYMLINK_FOLLOW);
+    if (rc == 0) empty_path_links_.store(false, std::memory_order_relaxed);
+    return rc;
   }
+
+ private:
+  std::atomic<bool> empty_path_links_{true};
 };
 
 }  // namespace

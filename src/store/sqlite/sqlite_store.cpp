@@ -1137,7 +1137,7 @@ std::string file_uri(const std::string& path, const char* query) {
 // created (a folder or mount the reader may not write to), immutable=1, which reads the main
 // file alone. The user_version read is what first needs the -shm.
 std::unique_ptr<SQLite::Database> open_read_only(const std::string& path, int* version) {
-  const int flags = SQLite::OPEN_READONLY | SQLite::OPEN_URI;
+  const int flags = SQLite::OPEN_READONLY | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX;
   try {
     auto db = std::make_unique<SQLite::Database>(file_uri(path, "mode=ro"), flags, 5000);
     *version = db->execAndGet("PRAGMA user_version").getInt();
@@ -1191,7 +1191,9 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path, OpenOp
       return std::unique_ptr<Store>(std::make_unique<TranslatedErrors>(
           std::make_unique<SqliteStore>(std::move(db), std::nullopt)));
     }
-    int flags = SQLite::OPEN_READWRITE;
+    // Every use of the connection holds the store's own lock: SQLite's per-call locking
+    // would only be paid again (about a hundred lock pairs per job).
+    int flags = SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX;
     bool fresh = false;
     if (options.create && !util::exists(path)) {
       flags |= SQLite::OPEN_CREATE;
