@@ -664,10 +664,11 @@ Status check_options(const QueueOptions& options) {
 }  // namespace
 
 Result<std::unique_ptr<DownloadQueue>> queue::open_with_store(QueueOptions options,
-                                                              std::unique_ptr<store::Store> store) {
+                                                              std::unique_ptr<store::Store> store,
+                                                              util::Env& env) {
   if (auto st = check_options(options); !st) return st.error();
   try {
-    return make_queue(std::move(options), std::move(store));
+    return make_queue(std::move(options), std::move(store), env);
   } catch (const StorageError& e) {  // the recovery at start could not write
     return e.error();
   }

@@ -20,8 +20,10 @@ namespace fetchq::queue {
 namespace {
 
 // Removes a transfer's .part through the folder it was opened in, never by a path whose
-// folders may have been swapped for links since.
+// folders may have been swapped for links since. A file never named has nothing to remove (a
+// file at its .part name is someone else's): it goes when its last descriptor closes.
 void unlink_part(util::Env& env, const transfer::PartFile& file) {
+  if (file.unnamed()) return;
   env.unlinkat(file.folder().fd(), file.part_name().c_str(), 0);
 }
 

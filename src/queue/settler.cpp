@@ -105,7 +105,9 @@ void Settler::settle(std::vector<Settling>& items) {
       }
       if (!item.a.sha256) return;
       // What the download hashed as it went, and the rest read now; else the whole file.
-      auto sum = r.prefix_hash ? r.prefix_hash->finish() : util::sha256_file(part);
+      // Read through the descriptor: the file may have no name (see PartFile::unnamed), and
+      // one swapped in at its name is not what gets moved into place.
+      auto sum = r.prefix_hash ? r.prefix_hash->finish() : util::sha256_fd(r.file->fd(), part);
       if (sum && r.prefix_hash) {
         spdlog::debug("job {}: sha256 of {}: {} bytes hashed while it downloaded, the rest now", item.f.id,
                       part, r.prefix_hash->hashed());
@@ -143,7 +145,18 @@ void Settler::settle(std::vector<Settling>& items) {
     if (item.failure) continue;
     const std::string& path = item.f.r.download_path;
     const std::string part = path + ".part";
-    int err = rename_into_place(env_, *item.f.r.file, item.a.if_exists);
+    auto& file = *item.f.r.file;
+    const bool unnamed = file.unnamed();
+    int err = rename_into_place(env_, file, item.a.if_exists);
+    // A file never named that cannot take its final name keeps its bytes under its .part name,
+    // as a named one does (a retry resumes from it); false when that name cannot be made either.
+    auto keep_as_part = [&] {
+      if (!unnamed) return true;
+      if (env_.link_unnamed(file.fd(), file.folder().fd(), file.part_name().c_str()) != 0)
+        return false;
+      file.set_named();
+      return true;
+    };
     if (err == EEXIST && item.a.if_exists == IfExists::kRename) {
       // The retry finds the name taken, removes this .part and starts under a numbered name.
       item.failure = transfer::Failure{
@@ -154,11 +167,19 @@ void Settler::settle(std::vector<Settling>& items) {
           .retryable = true,
           .restart_from_zero = true};
     } else if (err == EEXIST) {
-      item.failure = transfer::Failure{"DestinationExists",
-                                       path + " appeared while downloading; the download stays in " + part,
-                                       false, std::nullopt, false, false};
+      item.failure = transfer::Failure{
+          "DestinationExists",
+          path + " appeared while downloading; " +
+              (keep_as_part() ? "the download stays in " + part
+                              : "the download was not kept (" + part + " could not be made)"),
+          false,
+          std::nullopt,
+          false,
+          false};
     } else if (err != 0) {
-      item.failure = transfer::disk_failure("rename " + part + " to", path, err);
+      item.failure = transfer::disk_failure(
+          unnamed ? "link the finished download to" : "rename " + part + " to", path, err);
+      if (!keep_as_part()) item.failure->message += " (the download was not kept)";
     } else {
       by_path[util::parent_dir(path)].push_back(&item);
     }
@@ -213,6 +234,8 @@ void Settler::settle(std::vector<Settling>& items) {
 int rename_into_place(util::Env& env, const transfer::PartFile& file, IfExists policy) {
   const int dfd = file.folder().fd();
   const std::string part = file.part_name(), name = file.final_name();
+  // Never named: linked to the final name, which fails with EEXIST and replaces nothing.
+  if (file.unnamed()) return env.link_unnamed(file.fd(), dfd, name.c_str()) == 0 ? 0 : errno;
   int rc = policy == IfExists::kOverwrite
                ? env.renameat(dfd, part.c_str(), dfd, name.c_str())
                : env.renameat2(dfd, part.c_str(), dfd, name.c_str(), RENAME_NOREPLACE);

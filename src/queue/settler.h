@@ -59,7 +59,8 @@ class Settler {
 
 // rename(2) of the .part to its final name, both relative to the folder the transfer opened
 // (never through a link swapped in since), without replacing an existing file unless the job
-// asked to overwrite. Returns 0 or an errno value.
+// asked to overwrite; a file that was never named (PartFile::unnamed) is linked to the final
+// name instead, also never replacing one. Returns 0 or an errno value.
 int rename_into_place(util::Env& env, const transfer::PartFile& file, IfExists policy);
 
 }  // namespace fetchq::queue

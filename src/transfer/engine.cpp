@@ -2024,8 +2024,26 @@ class Engine::Impl final : public FetchClient {
     if (it == unrecorded_.end() || it->second->req.attempt != attempt) return;
     auto tp = std::move(it->second);
     unrecorded_.erase(it);
-    name_or_let_go(*tp, ok);
+    if (ok && finished_whole(*tp)) {
+      // Nothing is left to resume by: the file goes to the settle step without a .part name,
+      // which links it to its final name once it is synced (one directory change, not two).
+      tp->record_pending = false;
+      tp->unnamed = false;
+      tp->file->keep_unnamed();
+    } else {
+      name_or_let_go(*tp, ok);
+    }
     report(std::move(tp));
+  }
+
+  // A transfer that ended with all of its file, still unnamed (see recorded). Overwrite keeps
+  // the .part: only a rename replaces the file at the final name. So does a big file (a record
+  // answered late, behind a busy store): an unnamed file is lost to a crash before it settles,
+  // and a .part would keep it for a resume.
+  bool finished_whole(const Transfer& t) const {
+    static constexpr int64_t kMostUnnamed = 4 << 20;
+    return t.unnamed && t.file && !t.forced_outcome && !t.failure && !t.segmented() &&
+           t.req.if_exists != IfExists::kOverwrite && t.on_disk <= kMostUnnamed;
   }
 
   // Names the attempt's .part once its record is in, or lets the file go. False when the file

@@ -141,6 +141,12 @@ class PartFile {
   uint64_t opened_order() const { return opened_order_; }
   const std::optional<dev_t>& dev() const { return dev_; }
   bool fresh() const { return fresh_; }
+  // The file was never named (an O_TMPFILE finished before its record was answered): it has
+  // neither its .part name nor any other until the settle step links it to its final name.
+  // Set by the transfer thread before the file is handed on, read by those it is handed to.
+  bool unnamed() const { return unnamed_; }
+  void keep_unnamed() { unnamed_ = true; }
+  void set_named() { unnamed_ = false; }  // given its .part name after all
   // Makes what was written through the descriptor durable: fdatasync, or fsync when `full`.
   // Returns 0, or the errno of this sync or of one that failed before. The kernel reports a
   // write-back error once per descriptor, and a later sync through it succeeds without the
@@ -175,6 +181,7 @@ class PartFile {
   uint64_t opened_order_;
   std::optional<dev_t> dev_;
   bool fresh_;
+  bool unnamed_ = false;
   mutable std::atomic<int> sync_error_{0};
   mutable std::mutex sync_mu_;
 };

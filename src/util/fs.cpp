@@ -230,21 +230,25 @@ const std::string& boot_id() {
 Result<std::string> sha256_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return make_error(ErrorCode::kIo, errno_message("open", path, errno));
+  auto sum = sha256_fd(fd, path);
+  ::close(fd);
+  return sum;
+}
+
+Result<std::string> sha256_fd(int fd, const std::string& shown) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<unsigned char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+  for (off_t at = 0;;) {
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return make_error(ErrorCode::kIo, errno_message("read", path, err));
+      return make_error(ErrorCode::kIo, errno_message("read", shown, errno));
     }
     if (n == 0) break;
     EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    at += n;
   }
-  ::close(fd);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);

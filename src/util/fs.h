@@ -56,6 +56,9 @@ const std::string& boot_id();
 
 // sha256 of a file in lower-case hex.
 Result<std::string> sha256_file(const std::string& path);
+// sha256 of all of an open file (read from its start, its offset left alone); `shown` names it
+// in an error.
+Result<std::string> sha256_fd(int fd, const std::string& shown);
 
 // An exclusive lock on `path` (created 0600) held for the object's lifetime.
 class LockFile {

@@ -3,6 +3,7 @@
 // none of its bytes is promised until the answer; an attempt that ends before it is reported
 // after it; a refused record lets the file go, and so does an engine that stops meanwhile.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -130,7 +131,9 @@ TEST_F(PartRecord, ANewPartIsNamedAndItsBytesPromisedOnlyAfterItsRecord) {
       << "progress never came after the answer";
 }
 
-TEST_F(PartRecord, AnAttemptThatEndsBeforeItsRecordIsReportedAfterTheAnswer) {
+// All of the file came before its record was answered: it is reported after the answer, still
+// without a name (the settle step gives it its final one), its bytes all there.
+TEST_F(PartRecord, AnAttemptThatEndsBeforeItsRecordIsReportedAfterTheAnswerWithoutAName) {
   const std::string body = serve("/quick.bin", 30000);
   auto e = engine();
   e->submit(request("/quick.bin"));
@@ -145,7 +148,47 @@ TEST_F(PartRecord, AnAttemptThatEndsBeforeItsRecordIsReportedAfterTheAnswer) {
   auto r = observer_.read([&] { return *observer_.finished; });
   ASSERT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
   ASSERT_TRUE(r.file);
-  EXPECT_EQ(read_file(dir_ / "quick.bin.part"), body);
+  EXPECT_TRUE(r.file->unnamed());
+  EXPECT_EQ(names(), std::vector<std::string>{}) << "named though nothing is left to resume";
+  std::string bytes(body.size() + 1, '\0');
+  ASSERT_EQ(::pread(r.file->fd(), bytes.data(), bytes.size(), 0),
+            static_cast<ssize_t>(body.size()));
+  bytes.resize(body.size());
+  EXPECT_TRUE(bytes == body) << "the unnamed file is not the body served";
+}
+
+// A big file is named .part even when all of it came first: unnamed, a crash before it settles
+// would lose all of it; named, a resume keeps it.
+TEST_F(PartRecord, ABigAttemptThatEndsBeforeItsRecordIsNamedAfterTheAnswer) {
+  const std::string body = serve("/big.bin", (4 << 20) + 1);
+  auto e = engine();
+  e->submit(request("/big.bin"));
+  ASSERT_TRUE(observer_.wait([&] { return observer_.over == 1; }));
+  e->part_recorded(1, 1, true);
+  ASSERT_TRUE(observer_.wait([&] { return observer_.finished.has_value(); }));
+  auto r = observer_.read([&] { return *observer_.finished; });
+  ASSERT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
+  ASSERT_TRUE(r.file);
+  EXPECT_FALSE(r.file->unnamed());
+  EXPECT_TRUE(read_file(dir_ / "big.bin.part") == body);
+}
+
+// Overwrite replaces the file at the final name, which only a rename of the .part does: a file
+// finished before its record still gets its .part name.
+TEST_F(PartRecord, AnAttemptToOverwriteThatEndsBeforeItsRecordIsNamedAfterTheAnswer) {
+  const std::string body = serve("/quick.bin", 30000);
+  auto e = engine();
+  auto req = request("/quick.bin");
+  req.if_exists = IfExists::kOverwrite;
+  e->submit(req);
+  ASSERT_TRUE(observer_.wait([&] { return observer_.over == 1; }));
+  e->part_recorded(1, 1, true);
+  ASSERT_TRUE(observer_.wait([&] { return observer_.finished.has_value(); }));
+  auto r = observer_.read([&] { return *observer_.finished; });
+  ASSERT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
+  ASSERT_TRUE(r.file);
+  EXPECT_FALSE(r.file->unnamed());
+  EXPECT_TRUE(read_file(dir_ / "quick.bin.part") == body);
 }
 
 // Refused while the body still comes, and refused once it is whole: either way the attempt

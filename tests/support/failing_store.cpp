@@ -1,6 +1,7 @@
 #include "support/failing_store.h"
 
 #include <string>
+#include <thread>
 
 namespace fetchq::testing {
 
@@ -23,7 +24,18 @@ int FailingStore::pending(store::StoreOp op) const {
   return it == plans_.end() ? 0 : it->second.left;
 }
 
+void FailingStore::slow(store::StoreOp op, std::chrono::milliseconds delay) {
+  std::lock_guard lk(mu_);
+  delays_[op] = delay;
+}
+
 void FailingStore::around(store::StoreOp op, const Body& body) {
+  std::chrono::milliseconds delay{0};
+  {
+    std::lock_guard lk(mu_);
+    if (auto d = delays_.find(op); d != delays_.end()) delay = d->second;
+  }
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);  // not under mu_
   {
     std::lock_guard lk(mu_);
     auto it = plans_.find(op);

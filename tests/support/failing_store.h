@@ -6,6 +6,7 @@
 // loop, settle and transfer threads while the test arms it.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,9 @@ class FailingStore final : public store::ForwardingStore {
   int failed(store::StoreOp op) const;
   // How many armed failures of op are still to come.
   int pending(store::StoreOp op) const;
+  // Every later call of op waits this long before it goes through (a slow disk under the
+  // store, or a window for something else to happen first); 0 ends it.
+  void slow(store::StoreOp op, std::chrono::milliseconds delay);
 
  protected:
   void around(store::StoreOp op, const Body& body) override;
@@ -36,6 +40,7 @@ class FailingStore final : public store::ForwardingStore {
   };
   mutable std::mutex mu_;
   std::map<store::StoreOp, Plan> plans_;
+  std::map<store::StoreOp, std::chrono::milliseconds> delays_;
 };
 
 }  // namespace fetchq::testing

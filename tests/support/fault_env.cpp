@@ -216,6 +216,11 @@ int FaultEnv::open_unnamed(int dirfd, const char* name, mode_t mode) {
 }
 
 int FaultEnv::link_unnamed(int fd, int dirfd, const char* name) {
+  int err = 0;
+  if (check(FsOp::kLink, at_path(dirfd, name), "", &err) == Verdict::kFail) {
+    errno = err;
+    return -1;
+  }
   return EnvWrapper::link_unnamed(fd, dirfd, name);
 }
 

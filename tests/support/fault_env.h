@@ -29,9 +29,10 @@ enum class FsOp {
   kSyncfs,
   kRename,  // renameat and renameat2 (matched on the old or the new path)
   kUnlink,
-  kStatvfs,  // fstatvfs
-  kLock,     // flock
+  kStatvfs,    // fstatvfs
+  kLock,       // flock
   kFallocate,  // posix_fallocate (preallocation of a segmented download)
+  kLink,       // link_unnamed: an unnamed file given a name (matched on that name)
 };
 
 struct FaultRule {
