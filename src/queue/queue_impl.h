@@ -208,6 +208,7 @@ class QueueImpl final : public DownloadQueue, public transfer::Observer {
   void handle(ProgressMsg& m, Ops& db, Ops& after);
   void handle(CheckpointMsg& m, Ops& db, Ops& after);
   void sync_checkpoints(std::vector<CheckpointMsg>& batch);  // on the checkpoint thread
+  void keep_under_part_name(FinishedMsg& m);
   void handle(FinishedMsg& m, Ops& db, Ops& after);
   void handle(SourceDroppedMsg& m, Ops& db, Ops& after);
   void handle(PartCreatedMsg& m, Ops& db, Ops& after);

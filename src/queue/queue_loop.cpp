@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 
 #include "queue/queue_impl.h"
@@ -525,6 +526,23 @@ void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
   inbox_.return_synced(batch);
 }
 
+// A finished file that never got a name (PartFile::unnamed) and will not get its final one now
+// (a pause, a shutdown or a failure came first) takes its .part name, as any other attempt's file
+// has: a resume goes on from it, and what failed can be looked at. When that name cannot be made
+// either, none of its bytes is promised: the next attempt starts again from zero.
+void QueueImpl::keep_under_part_name(FinishedMsg& m) {
+  auto& file = m.r.file;
+  if (!file || !file->unnamed()) return;
+  if (env_.link_unnamed(file->fd(), file->folder().fd(), file->part_name().c_str()) == 0) {
+    file->set_named();
+    return;
+  }
+  const int err = errno;
+  spdlog::warn("job {}: cannot keep the finished download as {}: {}; it starts again from zero",
+               m.id, file->part_path(), std::strerror(err));
+  file->sync_failed(err);  // promises nothing (see PartFile::sync_failed)
+}
+
 void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
   auto it = active_.find(m.id);
   if (it == active_.end() || it->second.attempt != m.attempt) {
@@ -554,6 +572,10 @@ void QueueImpl::handle(FinishedMsg& m, Ops& db, Ops& after) {
     complete(m, a, db, after);
     after.push_back(release);
     return;
+  }
+  if (a.stop != Stop::kCancel &&
+      !(r.outcome == transfer::Outcome::kFailed && r.failure.restart_from_zero)) {
+    keep_under_part_name(m);
   }
   if (a.stop == Stop::kCancel) {
     if (r.file) {

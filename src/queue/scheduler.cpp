@@ -1,6 +1,9 @@
 // Scheduler: see scheduler.h.
 #include "queue/scheduler.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "queue/request_check.h"
@@ -9,12 +12,33 @@
 
 namespace fetchq::queue {
 
+namespace {
+
+// Whether the file at path is the one the job's .part record names (a rename or link of it
+// keeps its inode): same device and inode, and the same birth where one was recorded. Without
+// a record (a job from before records) the size alone decides, as it did.
+bool is_the_recorded_file(const std::string& path,
+                          const std::optional<store::ClaimedJob::PartRecord>& part) {
+  if (!part) return true;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (static_cast<uint64_t>(st.st_dev) != part->dev ||
+      static_cast<uint64_t>(st.st_ino) != part->ino)
+    return false;
+  return part->birth_ns == 0 || util::birth_time_ns(AT_FDCWD, path.c_str()) == part->birth_ns;
+}
+
+}  // namespace
+
 Launch prepare_launch(const store::ClaimedJob& c, const std::vector<std::string>& download_roots) {
   Launch l;
   l.job_id = c.job.id;
   if (c.job.download_path && c.sealed_bytes && !util::exists(*c.job.download_path + ".part") &&
-      util::file_size(*c.job.download_path) == c.sealed_bytes) {
-    // The last run renamed the finished file into place and died before recording it.
+      util::file_size(*c.job.download_path) == c.sealed_bytes &&
+      is_the_recorded_file(*c.job.download_path, c.part_identity)) {
+    // The last run put the finished file into place and died before recording it. A file of
+    // the same size that someone else put there (the sealed file, never named, was lost with
+    // the crash) is not taken for it: the job downloads again and meets it as any other.
     Active a;
     a.attempt = c.attempt;
     a.source = c.job.source;

@@ -2,9 +2,11 @@
 //
 // For a batch of completed downloads, in this order: sync the data (one syncfs per filesystem
 // when many files share it, else one fsync per file, in parallel on a SyncPool) and check the
-// sha256; commit each size ("seal") in one transaction; rename each .part to its final name;
-// fsync each folder once. A crash at any point leaves either a .part to resume or a whole file
-// whose size was committed first (the scheduler recovers those). Outcomes go into the items,
+// sha256; commit each size ("seal") in one transaction; rename each .part to its final name (or
+// link a file that was never named, PartFile::unnamed, to it); fsync each folder once. A crash
+// at any point leaves a .part to resume, a whole file whose size and identity were committed
+// first (the scheduler recovers those), or, for a file never named, nothing: it is downloaded
+// again. Outcomes go into the items,
 // which go back to the loop through `done`. The settle thread holds no lock while it works.
 #pragma once
 

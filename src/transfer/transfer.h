@@ -143,7 +143,9 @@ class PartFile {
   bool fresh() const { return fresh_; }
   // The file was never named (an O_TMPFILE finished before its record was answered): it has
   // neither its .part name nor any other until the settle step links it to its final name.
-  // Set by the transfer thread before the file is handed on, read by those it is handed to.
+  // keep_unnamed: the transfer thread, before the file is handed on; set_named: the settle or
+  // the loop thread, which holds the file then, when it gives it its .part name after all
+  // (PartFile moves between threads only through locked queues).
   bool unnamed() const { return unnamed_; }
   void keep_unnamed() { unnamed_ = true; }
   void set_named() { unnamed_ = false; }  // given its .part name after all

@@ -547,6 +547,61 @@ TEST(CrashRecovery, AFileRenamedJustBeforeACrashIsRecognisedAsTheJobsOwn) {
   EXPECT_EQ(sha256_file(dir / "done.bin"), sha256_hex_of(r.body));
 }
 
+// A sealed job whose .part identity is on record: the file at its path counts as the job's
+// only if it is that very file (a rename or link keeps the inode), whatever its size says.
+class SealedRecovery : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  TestServer server_;
+  std::string body_ = make_body(50000, 73);
+
+  // A job claimed, its .part recorded with the identity of `identity_of`, and sealed.
+  void seal_with_identity_of(const std::string& identity_of) {
+    Resource r;
+    r.body = body_;
+    server_.add("/sealed.bin", r);
+    auto st = store::open(dir_ / "queue.db");
+    ASSERT_TRUE(st.ok());
+    auto& s = *st.value();
+    store::NewJob nj;
+    nj.request = {server_.url("/sealed.bin"), dir_ / "sealed.bin", {}};
+    nj.download_path = dir_ / "sealed.bin";
+    auto id = s.insert_jobs({nj}, "t").at(0).id;
+    auto c = s.claim(1, 0, std::nullopt, "t").at(0);
+    struct stat sb {};
+    ASSERT_EQ(::lstat(identity_of.c_str(), &sb), 0);
+    ASSERT_TRUE(s.record_part(id, c.attempt, dir_ / "sealed.bin", sb.st_dev, sb.st_ino,
+                              util::birth_time_ns(AT_FDCWD, identity_of.c_str())));
+    ASSERT_TRUE(
+        s.seal(id, c.attempt, dir_ / "sealed.bin", static_cast<int64_t>(body_.size()), "any-boot"));
+  }
+};
+
+TEST_F(SealedRecovery, TheRecordedFileAtThePathIsCompletedWithoutADownload) {
+  write_file(dir_ / "sealed.bin", body_);  // linked into place; the commit never happened
+  seal_with_identity_of(dir_ / "sealed.bin");
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kCompleted) << j.error.value_or("");
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+// The sealed file never got its name (it was lost with the crash), and someone else's file of
+// the same size is there now: it is not taken for the job's.
+TEST_F(SealedRecovery, ASameSizeFileThatIsNotTheRecordedOneIsNotTakenForTheJobs) {
+  write_file(dir_ / "lost", body_);
+  seal_with_identity_of(dir_ / "lost");
+  write_file(dir_ / "sealed.bin", std::string(body_.size(), 'u'));  // the user's, made later
+  ASSERT_EQ(::unlink((dir_ / "lost").c_str()), 0);
+  auto q = open_queue(fast_options(dir_));
+  ASSERT_TRUE(q->join(std::chrono::seconds(20)));
+  auto j = q->list_jobs().at(0);
+  EXPECT_EQ(j.status, JobStatus::kError) << "completed with someone else's file";
+  EXPECT_EQ(j.error_type.value_or(""), "DestinationExists");
+  EXPECT_EQ(read_file(dir_ / "sealed.bin"), std::string(body_.size(), 'u'));
+}
+
 TEST(CrashRecovery, AnUnsealedFileAtThePathIsNotTakenForTheJobs) {
   TempDir dir;
   TestServer server;

@@ -77,7 +77,7 @@ TEST_F(UnnamedFinishTest, SmallFilesAreLinkedStraightToTheirNamesWithNoPartOnThe
   EXPECT_EQ(env_.calls(FsOp::kRename, "small"), 0) << "a .part was renamed into place";
   EXPECT_EQ(env_.calls(FsOp::kLink, ".part"), 0) << "a finished file was first named .part";
   EXPECT_EQ(env_.calls(FsOp::kLink, "small"), 5);
-  EXPECT_GE(env_.calls(FsOp::kFsync, "out"), 1) << "the folder was not synced after the links";
+  EXPECT_GE(env_.calls_at(FsOp::kFsync, out), 1) << "the folder was not synced after the links";
 }
 
 // A body still coming when its record is answered is named .part then (a crash resumes from
@@ -104,7 +104,7 @@ TEST_F(UnnamedFinishTest, AnIoErrorLinkingAFinishedFileKeepsItsBytesInThePartAnd
   ASSERT_TRUE(q);
   const std::string body = serve("/lnk.bin", 30000, 51);
   const std::string out = dir_ / "lnk.bin";
-  env_.add({.op = FsOp::kLink, .path_contains = "/lnk.bin", .times = 1, .err = EIO});
+  env_.add({.op = FsOp::kLink, .path_contains = out, .whole_path = true, .times = 1, .err = EIO});
   auto job = submit(*q, server_.url("/lnk.bin"), out);
   ASSERT_TRUE(q->join(std::chrono::seconds(30)));
   auto failed = q->id_to_job(job.id);
@@ -145,6 +145,38 @@ TEST_F(UnnamedFinishTest, AFileThatAppearsAtTheNameIsKeptAndTheDownloadStaysInTh
       << j->error.value_or("");
   EXPECT_EQ(read_file(out), "the user's own");
   EXPECT_TRUE(read_file(out + ".part") == body);
+  EXPECT_EQ(env_.calls_at(FsOp::kLink, out), 1) << "the file was not linked to its name unnamed";
+  EXPECT_EQ(env_.calls_at(FsOp::kLink, out + ".part"), 1);
+  EXPECT_EQ(env_.calls(FsOp::kRename, "taken"), 0);
+}
+
+// A pause that comes while the record of a finished file is on its way: the file takes its
+// .part name, its bytes are promised, and a resume completes from them.
+TEST_F(UnnamedFinishTest, APauseWhileTheRecordIsOnItsWayKeepsTheFinishedFileInThePart) {
+  auto q = open(std::chrono::milliseconds(400));
+  ASSERT_TRUE(q);
+  const std::string body = serve("/paused.bin", 30000, 54);
+  const std::string out = dir_ / "paused.bin";
+  auto job = submit(*q, server_.url("/paused.bin"), out);
+  ASSERT_TRUE(wait_until([&] { return server_.requests_for("/paused.bin").size() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(q->pause_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(30), {job.id}));
+  ASSERT_TRUE(wait_until([&] { return q->id_to_job(job.id)->status == JobStatus::kPaused; }));
+  ASSERT_TRUE(wait_until([&] { return file_exists(out + ".part"); }))
+      << "the finished bytes were not kept";
+  EXPECT_TRUE(read_file(out + ".part") == body);
+  EXPECT_FALSE(file_exists(out));
+  store_->slow(StoreOp::kRecordPart, std::chrono::milliseconds(0));
+  ASSERT_TRUE(q->resume_job(job.id).ok());
+  ASSERT_TRUE(q->join(std::chrono::seconds(30)));
+  auto j = q->id_to_job(job.id);
+  ASSERT_EQ(j->status, JobStatus::kCompleted) << j->error.value_or("");
+  EXPECT_TRUE(read_file(out) == body);
+  EXPECT_FALSE(file_exists(out + ".part"));
+  const auto reqs = server_.requests_for("/paused.bin");
+  ASSERT_GE(reqs.size(), 2u);
+  EXPECT_EQ(reqs.back().range, "bytes=30000-") << "the resume did not go on from the kept bytes";
 }
 
 // --if-exists rename: the retry starts again under a numbered name; the unnamed bytes of the
@@ -169,6 +201,8 @@ TEST_F(UnnamedFinishTest, UnderRenameAFileThatAppearsAtTheNameSendsTheDownloadTo
   EXPECT_NE(*j->download_path, out + "/ren.bin");
   EXPECT_TRUE(read_file(*j->download_path) == body);
   EXPECT_EQ(read_file(out + "/ren.bin"), "the user's own");
+  EXPECT_EQ(env_.calls_at(FsOp::kLink, out + "/ren.bin"), 1)
+      << "the file was not linked to its name unnamed";
   for (const auto& name : names_in(out)) {
     EXPECT_EQ(name.find(".part"), std::string::npos) << name << " left behind";
   }

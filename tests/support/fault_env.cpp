@@ -26,6 +26,13 @@ int FaultEnv::calls(FsOp op, const std::string& path_contains) const {
   return n;
 }
 
+int FaultEnv::calls_at(FsOp op, const std::string& path) const {
+  std::lock_guard lk(mu_);
+  int n = 0;
+  for (const auto& s : seen_) n += s.op == op && s.path == path;
+  return n;
+}
+
 int FaultEnv::faults() const {
   std::lock_guard lk(mu_);
   return faults_;
@@ -68,8 +75,10 @@ FaultEnv::Verdict FaultEnv::decide(FsOp op, const std::string& path, const std::
   for (auto& rule : rules_) {
     const FaultRule& r = rule.r;
     if (r.op != op) continue;
-    if (path.find(r.path_contains) == std::string::npos &&
-        (other.empty() || other.find(r.path_contains) == std::string::npos)) {
+    auto matches = [&](const std::string& p) {
+      return r.whole_path ? p == r.path_contains : p.find(r.path_contains) != std::string::npos;
+    };
+    if (!matches(path) && (other.empty() || !matches(other))) {
       continue;
     }
     const int n = ++rule.matched;

@@ -38,6 +38,7 @@ enum class FsOp {
 struct FaultRule {
   FsOp op = FsOp::kWrite;
   std::string path_contains{};  // "" matches every path
+  bool whole_path = false;      // path_contains must be the whole path, not a part of it
   int nth = 1;                  // the first matching call to fail, counted from 1
   int times = -1;               // how many calls fail from the nth on; -1: all of them
   int err = EIO;
@@ -57,6 +58,8 @@ class FaultEnv final : public util::EnvWrapper {
   void clear();
   // Calls of op on matching paths seen since the env was made (failed or not).
   int calls(FsOp op, const std::string& path_contains = "") const;
+  // Calls of op on exactly this path (a folder's own, not the files in it).
+  int calls_at(FsOp op, const std::string& path) const;
   // Calls the rules made fail (or shorten).
   int faults() const;
 

@@ -1,6 +1,8 @@
 // Parts of the queue on their own: the scheduler's launch of a claimed job, the rate meter, and
 // the loop thread outliving a store that fails (no transfer is started: no network).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <limits>
@@ -78,6 +80,11 @@ TEST(Scheduler, ASealedFileFoundWholeInPlaceIsRecoveredNotDownloaded) {
   TempDir dir;
   auto c = Claimed(dir / "f");
   write_file(dir / "f", "0123456789");
+  struct stat st {};
+  ASSERT_EQ(::lstat((dir / "f").c_str(), &st), 0);
+  c.part_identity = store::ClaimedJob::PartRecord{
+      static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+      util::birth_time_ns(AT_FDCWD, (dir / "f").c_str())};
   c.sealed_bytes = 10;
   auto l = queue::prepare_launch(c, {});
   EXPECT_FALSE(l.request);
@@ -86,9 +93,16 @@ TEST(Scheduler, ASealedFileFoundWholeInPlaceIsRecoveredNotDownloaded) {
   EXPECT_EQ(l.recovered->r.outcome, transfer::Outcome::kAlreadyThere);
   EXPECT_EQ(l.recovered->r.bytes, 10);
   EXPECT_EQ(l.active.download_path, dir / "f");
-  // A different size, or a .part still there, means the rename never happened: download.
+  // A different size, another file than the recorded one, or a .part still there, means the
+  // rename never happened: download.
   c.sealed_bytes = 11;
   EXPECT_TRUE(queue::prepare_launch(c, {}).request);
+  c.sealed_bytes = 10;
+  auto recorded = c.part_identity;
+  c.part_identity->ino += 1;
+  EXPECT_TRUE(queue::prepare_launch(c, {}).request)
+      << "a file of that size taken for the recorded one";
+  c.part_identity = recorded;
   c.sealed_bytes = 10;
   write_file(dir / "f.part", "");
   EXPECT_TRUE(queue::prepare_launch(c, {}).request);
