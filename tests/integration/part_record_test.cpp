@@ -104,6 +104,18 @@ class PartRecord : public ::testing::Test {
     return r;
   }
 
+  // Runs req until its transfer is over, then answers its record: the completed result.
+  transfer::Result finished_before_answer(const transfer::Request& req) {
+    auto e = engine();
+    e->submit(req);
+    EXPECT_TRUE(observer_.wait([&] { return observer_.over == 1; }));
+    e->part_recorded(1, 1, true);
+    EXPECT_TRUE(observer_.wait([&] { return observer_.finished.has_value(); }));
+    auto r = observer_.read([&] { return *observer_.finished; });
+    EXPECT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
+    return r;
+  }
+
   std::vector<std::string> names() {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::directory_iterator(dir_.path()))
@@ -161,13 +173,7 @@ TEST_F(PartRecord, AnAttemptThatEndsBeforeItsRecordIsReportedAfterTheAnswerWitho
 // would lose all of it; named, a resume keeps it.
 TEST_F(PartRecord, ABigAttemptThatEndsBeforeItsRecordIsNamedAfterTheAnswer) {
   const std::string body = serve("/big.bin", (4 << 20) + 1);
-  auto e = engine();
-  e->submit(request("/big.bin"));
-  ASSERT_TRUE(observer_.wait([&] { return observer_.over == 1; }));
-  e->part_recorded(1, 1, true);
-  ASSERT_TRUE(observer_.wait([&] { return observer_.finished.has_value(); }));
-  auto r = observer_.read([&] { return *observer_.finished; });
-  ASSERT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
+  auto r = finished_before_answer(request("/big.bin"));
   ASSERT_TRUE(r.file);
   EXPECT_FALSE(r.file->unnamed());
   EXPECT_TRUE(read_file(dir_ / "big.bin.part") == body);
@@ -177,15 +183,9 @@ TEST_F(PartRecord, ABigAttemptThatEndsBeforeItsRecordIsNamedAfterTheAnswer) {
 // finished before its record still gets its .part name.
 TEST_F(PartRecord, AnAttemptToOverwriteThatEndsBeforeItsRecordIsNamedAfterTheAnswer) {
   const std::string body = serve("/quick.bin", 30000);
-  auto e = engine();
   auto req = request("/quick.bin");
   req.if_exists = IfExists::kOverwrite;
-  e->submit(req);
-  ASSERT_TRUE(observer_.wait([&] { return observer_.over == 1; }));
-  e->part_recorded(1, 1, true);
-  ASSERT_TRUE(observer_.wait([&] { return observer_.finished.has_value(); }));
-  auto r = observer_.read([&] { return *observer_.finished; });
-  ASSERT_EQ(r.outcome, transfer::Outcome::kCompleted) << r.failure.message;
+  auto r = finished_before_answer(req);
   ASSERT_TRUE(r.file);
   EXPECT_FALSE(r.file->unnamed());
   EXPECT_TRUE(read_file(dir_ / "quick.bin.part") == body);
