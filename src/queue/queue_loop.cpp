@@ -533,11 +533,8 @@ void QueueImpl::sync_checkpoints(std::vector<CheckpointMsg>& batch) {
 void QueueImpl::keep_under_part_name(FinishedMsg& m) {
   auto& file = m.r.file;
   if (!file || !file->unnamed()) return;
-  if (env_.link_unnamed(file->fd(), file->folder().fd(), file->part_name().c_str()) == 0) {
-    file->set_named();
-    return;
-  }
-  const int err = errno;
+  const int err = transfer::name_as_part(env_, *file);
+  if (err == 0) return;
   spdlog::warn("job {}: cannot keep the finished download as {}: {}; it starts again from zero",
                m.id, file->part_path(), std::strerror(err));
   file->sync_failed(err);  // promises nothing (see PartFile::sync_failed)

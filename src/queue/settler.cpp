@@ -150,13 +150,7 @@ void Settler::settle(std::vector<Settling>& items) {
     int err = rename_into_place(env_, file, item.a.if_exists);
     // A file never named that cannot take its final name keeps its bytes under its .part name,
     // as a named one does (a retry resumes from it); false when that name cannot be made either.
-    auto keep_as_part = [&] {
-      if (!unnamed) return true;
-      if (env_.link_unnamed(file.fd(), file.folder().fd(), file.part_name().c_str()) != 0)
-        return false;
-      file.set_named();
-      return true;
-    };
+    auto keep_as_part = [&] { return !unnamed || transfer::name_as_part(env_, file) == 0; };
     if (err == EEXIST && item.a.if_exists == IfExists::kRename) {
       // The retry finds the name taken, removes this .part and starts under a numbered name.
       item.failure = transfer::Failure{

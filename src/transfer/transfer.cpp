@@ -177,6 +177,12 @@ std::string_view reason_phrase(long code) {
   }
 }
 
+int name_as_part(util::Env& env, PartFile& file) {
+  if (env.link_unnamed(file.fd(), file.folder().fd(), file.part_name().c_str()) != 0) return errno;
+  file.set_named();
+  return 0;
+}
+
 Failure disk_failure(const std::string& step, const std::string& path, int err) {
   Failure f;
   f.type = err == ENOSPC || err == EDQUOT ? "DiskFull" : "DiskError";

@@ -224,6 +224,10 @@ struct Failure {
 // "DiskFull" for ENOSPC and EDQUOT, else "DiskError"; the message names the step, path and cause.
 Failure disk_failure(const std::string& step, const std::string& path, int err);
 
+// Gives a file that was never named (PartFile::unnamed) its .part name, in the folder it was
+// made in; never replaces a file there. 0, or the errno of the link (EEXIST: the name is taken).
+int name_as_part(util::Env& env, PartFile& file);
+
 struct Result {
   Outcome outcome = Outcome::kFailed;
   int64_t bytes = 0;        // bytes written to the .part (or the existing file's size)
